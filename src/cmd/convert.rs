@@ -1,0 +1,137 @@
+//! `fhir2table convert`: the main job.
+
+const ABOUT: &str = "Convert a folder (or file) of FHIR R4 JSON into Parquet tables";
+
+const LONG_ABOUT: &str = "\
+Convert a folder (or file) of FHIR R4 JSON into Parquet tables.
+
+Reads every *.json (a Bundle of any type, or one resource), *.ndjson / *.jsonl (one resource per
+line, FHIR Bulk Data) and their .gz forms under --in, recursively, in sorted order. Other files are
+skipped and counted. Every Patient and Encounter becomes a row of OUT/patient/ and OUT/encounter/
+(Parquet dataset folders; columns in docs/tables.md). Tables are built in a hidden folder and
+moved into place when complete, replacing the previous ones. OUT/_run.json reports files read,
+skipped and failed, resources per type, rows per table, warnings and errors with file and line.
+
+Settings come from flags, then the --config file, then defaults.";
+
+const AFTER_HELP: &str = "\
+Examples:
+  fhir2table convert --in fixtures/synthea --out /tmp/parquet
+  fhir2table convert --config /etc/fhir2table.toml --log-file /var/log/fhir2table.log -q
+  duckdb -c \"SELECT gender, count(*) FROM '/tmp/parquet/patient/*.parquet' GROUP BY 1\"
+
+Exit codes:
+  0  every input was read cleanly and the tables were written
+  1  the tables were written, but some input was lost (see OUT/_run.json)
+  2  bad usage: flags, config file, missing --in, unwritable --out (nothing written)
+  3  the run failed while writing output (previous output left untouched)";
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use crate::config::{LogLevel, Options, Settings};
+use crate::convert::convert;
+use crate::sink::Compression;
+use crate::{logging, Exit};
+
+/// Flags of `fhir2table convert`; each config key has one.
+#[derive(Debug, clap::Args)]
+#[command(about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
+pub struct Args {
+    /// Input folder (walked recursively) or single file [config: in]
+    #[arg(long = "in", value_name = "PATH")]
+    pub input: Option<PathBuf>,
+
+    /// Output folder; gets one dataset folder per table and _run.json [config: out]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// TOML config file (see config.example.toml); flags override its keys
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Rows per Arrow record batch [config: batch_size] [default: 5000]
+    #[arg(long, value_name = "ROWS")]
+    pub batch_size: Option<usize>,
+
+    /// Parquet compression: zstd, snappy or none [config: compression] [default: zstd]
+    #[arg(long, value_name = "CODEC")]
+    pub compression: Option<Compression>,
+
+    /// Worker threads parsing files in parallel [config: threads] [default: all cores]
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// Append log lines to this file [config: log_file]
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+
+    /// Level of the log file: error, warn, info, debug, trace [config: log_level] [default: info]
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<LogLevel>,
+
+    /// Print nothing on stderr but errors (no summary line)
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// More log output on stderr (-v info, -vv debug, -vvv trace)
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// Most errors to list on stderr after the summary; the report has them all.
+const ERRORS_SHOWN: usize = 10;
+
+/// Runs `convert` with these flags.
+pub fn run(args: Args) -> Result<Exit> {
+    let (options, source) = match &args.config {
+        Some(path) => (
+            Options::from_file(path)?,
+            format!("config file {}", path.display()),
+        ),
+        None => (Options::default(), "a config file (--config)".to_owned()),
+    };
+    let flags = Options {
+        input: args.input,
+        out: args.out,
+        batch_size: args.batch_size,
+        compression: args.compression,
+        threads: args.threads,
+        log_file: args.log_file,
+        log_level: args.log_level,
+    };
+    let settings = Settings::from_options(options.overridden_by(flags), &source)?;
+    let stderr_level = logging::stderr_level(args.quiet, args.verbose);
+    logging::init(
+        stderr_level,
+        settings.log_file.as_deref(),
+        settings.log_level,
+    )
+    .map_err(|e| crate::UsageError(format!("{e:#}")))?;
+
+    let report = convert(&settings)?;
+    tracing::info!("{}", report.summary());
+    if !args.quiet {
+        eprintln!("{}", report.summary());
+        for error in report.errors.iter().take(ERRORS_SHOWN) {
+            let line = error
+                .origin
+                .line
+                .map(|l| format!(" line {l}"))
+                .unwrap_or_default();
+            eprintln!("  error: {}{line}: {}", error.origin.file, error.message);
+        }
+        if report.error_count > ERRORS_SHOWN as u64 {
+            eprintln!(
+                "  ... {} more errors in the report",
+                report.error_count - ERRORS_SHOWN as u64
+            );
+        }
+    }
+    Ok(if report.exit_code == 0 {
+        Exit::Success
+    } else {
+        Exit::InputLost
+    })
+}

@@ -1,0 +1,43 @@
+//! The command line: one module per subcommand, each with its usage text at the top.
+
+pub mod convert;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::Exit;
+
+const ABOUT: &str =
+    "Turn FHIR R4 JSON (Bundles, Bulk Data NDJSON, gzip) into typed Parquet tables.";
+
+const AFTER_HELP: &str = "\
+Examples:
+  fhir2table convert --in ./fhir --out ./parquet
+  fhir2table convert --config fhir2table.toml --threads 2 -q
+
+Exit codes:
+  0  every input was read cleanly and the tables were written
+  1  the tables were written, but some input was lost (see OUT/_run.json)
+  2  bad usage: flags, config file, missing --in, unwritable --out (nothing written)
+  3  the run failed while writing output (previous output left untouched)";
+
+/// `fhir2table`'s arguments.
+#[derive(Debug, Parser)]
+#[command(name = "fhir2table", version, about = ABOUT, after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Convert(convert::Args),
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<Exit> {
+    match cli.command {
+        Command::Convert(args) => convert::run(args),
+    }
+}

@@ -1,0 +1,217 @@
+//! Settings for a run: a TOML config file, overridden by command-line flags, over defaults.
+//! Relative paths in a config file are relative to that file's folder.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::Deserialize;
+
+use crate::sink::Compression;
+use crate::UsageError;
+
+/// Default rows per Arrow RecordBatch (and per batch handed to the Parquet writer).
+pub const DEFAULT_BATCH_SIZE: usize = 5000;
+
+/// Levels for the log file (`log_level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    #[default]
+    Info,
+    Debug,
+    Trace,
+}
+
+impl FromStr for LogLevel {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "error" => Ok(LogLevel::Error),
+            "warn" => Ok(LogLevel::Warn),
+            "info" => Ok(LogLevel::Info),
+            "debug" => Ok(LogLevel::Debug),
+            "trace" => Ok(LogLevel::Trace),
+            other => Err(format!(
+                "unknown log level '{other}' (expected error, warn, info, debug or trace)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        };
+        f.write_str(name)
+    }
+}
+
+/// Every key a config file may hold (see config.example.toml); all optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    #[serde(rename = "in")]
+    pub input: Option<PathBuf>,
+    pub out: Option<PathBuf>,
+    pub batch_size: Option<usize>,
+    pub compression: Option<Compression>,
+    pub threads: Option<usize>,
+    pub log_file: Option<PathBuf>,
+    pub log_level: Option<LogLevel>,
+}
+
+impl Options {
+    /// Reads a config file; paths in it are made relative to its folder.
+    pub fn from_file(path: &Path) -> Result<Options, UsageError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| UsageError(format!("cannot read config file {}: {e}", path.display())))?;
+        let mut options: Options = toml::from_str(&text).map_err(|e| {
+            UsageError(format!(
+                "config file {}: {}",
+                path.display(),
+                e.to_string().trim_end()
+            ))
+        })?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        for field in [&mut options.input, &mut options.out, &mut options.log_file] {
+            if let Some(relative) = field.as_mut().filter(|p| p.is_relative()) {
+                *relative = base.join(&*relative);
+            }
+        }
+        Ok(options)
+    }
+
+    /// These options with `overrides`' values taking precedence where given.
+    pub fn overridden_by(self, overrides: Options) -> Options {
+        Options {
+            input: overrides.input.or(self.input),
+            out: overrides.out.or(self.out),
+            batch_size: overrides.batch_size.or(self.batch_size),
+            compression: overrides.compression.or(self.compression),
+            threads: overrides.threads.or(self.threads),
+            log_file: overrides.log_file.or(self.log_file),
+            log_level: overrides.log_level.or(self.log_level),
+        }
+    }
+}
+
+/// Complete settings for a run, after precedence and defaults.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub input: PathBuf,
+    pub output: PathBuf,
+    pub batch_size: usize,
+    pub compression: Compression,
+    pub threads: usize,
+    pub log_file: Option<PathBuf>,
+    pub log_level: LogLevel,
+}
+
+impl Settings {
+    /// Fills defaults and checks required keys and ranges. `source` names where the options came
+    /// from, for messages.
+    pub fn from_options(options: Options, source: &str) -> Result<Settings, UsageError> {
+        let missing = |key: &str, flag: &str| {
+            UsageError(format!(
+                "missing `{key}`: pass {flag} or set `{key}` in {source}"
+            ))
+        };
+        let batch_size = options.batch_size.unwrap_or(DEFAULT_BATCH_SIZE);
+        if batch_size == 0 {
+            return Err(UsageError(format!(
+                "`batch_size` in {source} must be at least 1"
+            )));
+        }
+        let threads = options.threads.unwrap_or_else(default_threads);
+        if threads == 0 {
+            return Err(UsageError(format!(
+                "`threads` in {source} must be at least 1"
+            )));
+        }
+        Ok(Settings {
+            input: options.input.ok_or_else(|| missing("in", "--in"))?,
+            output: options.out.ok_or_else(|| missing("out", "--out"))?,
+            batch_size,
+            compression: options.compression.unwrap_or_default(),
+            threads,
+            log_file: options.log_file,
+            log_level: options.log_level.unwrap_or_default(),
+        })
+    }
+}
+
+/// All cores.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_config(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fhir2table.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn relative_paths_are_relative_to_the_config_file() {
+        let (dir, path) = write_config("in = \"data\"\nout = \"/abs/out\"\n");
+        let options = Options::from_file(&path).unwrap();
+        assert_eq!(options.input.unwrap(), dir.path().join("data"));
+        assert_eq!(options.out.unwrap(), PathBuf::from("/abs/out"));
+    }
+
+    #[test]
+    fn flags_override_the_file_and_defaults_fill_the_rest() {
+        let (_dir, path) =
+            write_config("in = \"/a\"\nout = \"/b\"\nbatch_size = 10\ncompression = \"snappy\"\n");
+        let flags = Options {
+            batch_size: Some(20),
+            ..Options::default()
+        };
+        let options = Options::from_file(&path).unwrap().overridden_by(flags);
+        let settings = Settings::from_options(options, "test").unwrap();
+        assert_eq!(settings.batch_size, 20);
+        assert_eq!(settings.compression, Compression::Snappy);
+        assert_eq!(settings.log_level, LogLevel::Info);
+        assert!(settings.threads >= 1);
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_types_name_the_key_and_file() {
+        let (_dir, path) = write_config("in = \"/a\"\nbatchsize = 10\n");
+        let error = Options::from_file(&path).unwrap_err().0;
+        assert!(
+            error.contains("batchsize") && error.contains("fhir2table.toml"),
+            "{error}"
+        );
+        let (_dir, path) = write_config("batch_size = \"many\"\n");
+        let error = Options::from_file(&path).unwrap_err().0;
+        assert!(
+            error.contains("batch_size") && error.contains("fhir2table.toml"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn missing_in_or_out_is_named() {
+        let error = Settings::from_options(Options::default(), "cfg.toml")
+            .unwrap_err()
+            .0;
+        assert!(
+            error.contains("`in`") && error.contains("cfg.toml"),
+            "{error}"
+        );
+    }
+}

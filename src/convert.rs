@@ -1,0 +1,316 @@
+//! The conversion run, end to end: discover inputs, parse them on worker threads into per-worker
+//! table batches, write the batches from one writer thread, resolve conditional references once
+//! every identifier is known, then move the finished tables into place and write the report.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::time::SystemTime;
+
+use anyhow::{Context, Result};
+use arrow_array::RecordBatch;
+use tracing::{debug, info};
+
+use crate::config::Settings;
+use crate::diagnostics::{Diagnostics, Origin, WarningKind};
+use crate::fhir::reference::{IndexedTarget, PENDING_MARKER};
+use crate::fhir::IdentifierIndex;
+use crate::report::{RunReport, TableReport};
+use crate::resource::{DocumentError, Walker};
+use crate::sink::{rewrite_marked_strings, write_atomically, DatasetWriter, Staging, WriteOptions};
+use crate::source::{discover, for_each_line, read_whole, InputFile, InputFormat};
+use crate::table::{builtin_schemas, builtin_tables, TableSet};
+use crate::UsageError;
+
+/// The report file's name inside `--out`.
+pub const REPORT_FILE: &str = "_run.json";
+
+/// What one worker thread learned, merged after all workers finish.
+struct WorkerResult {
+    diagnostics: Diagnostics,
+    index: IdentifierIndex,
+    pending: BTreeSet<&'static str>,
+}
+
+/// Converts `settings.input` into tables under `settings.output` and returns the run report (also
+/// written to `OUT/_run.json`). Errors before any work are [`UsageError`]s; an `Err` of another
+/// kind means the output could not be written, and the previous output is left as it was.
+pub fn convert(settings: &Settings) -> Result<RunReport> {
+    let started = SystemTime::now();
+    if !settings.input.exists() {
+        return Err(
+            UsageError(format!("input {} does not exist", settings.input.display())).into(),
+        );
+    }
+    let staging = Staging::create(&settings.output).map_err(|e| UsageError(format!("{e:#}")))?;
+    let discovery = discover(&settings.input, Some(&settings.output));
+    info!(
+        files = discovery.files.len(),
+        skipped = discovery.skipped.len(),
+        "found input files under {}",
+        settings.input.display()
+    );
+
+    let options = WriteOptions {
+        compression: settings.compression,
+    };
+    let schemas = builtin_schemas();
+    let mut writers = schemas
+        .iter()
+        .map(|(name, schema)| {
+            DatasetWriter::create(&staging.table_dir(name), schema.clone(), &options)
+        })
+        .collect::<Result<Vec<_>>>()?;
+
+    let (results, write_error) = run_workers(settings, &discovery.files, &mut writers);
+    if let Some(error) = write_error {
+        return Err(error);
+    }
+    let mut diagnostics = Diagnostics::default();
+    let mut index = IdentifierIndex::default();
+    let mut pending = BTreeSet::new();
+    for result in results {
+        diagnostics.merge(result.diagnostics);
+        index.merge(result.index);
+        pending.extend(result.pending);
+    }
+    for (path, message) in &discovery.unreadable {
+        diagnostics.files_failed += 1;
+        diagnostics.error(origin_of(path), format!("cannot read: {message}"));
+    }
+
+    let mut tables = BTreeMap::new();
+    for ((name, _), writer) in schemas.iter().zip(writers) {
+        let (path, rows) = writer.close()?;
+        if pending.contains(name) {
+            resolve_conditional_references(&path, &options, &index, &mut diagnostics)?;
+        }
+        let table = TableReport {
+            rows,
+            path: settings.output.join(name).display().to_string(),
+        };
+        tables.insert(name.to_string(), table);
+    }
+    let names: Vec<&str> = schemas.iter().map(|(name, _)| *name).collect();
+    staging.commit(&names)?;
+
+    let report = RunReport::new(
+        started,
+        settings.input.display().to_string(),
+        settings.output.display().to_string(),
+        discovery.files.len() as u64 + discovery.unreadable.len() as u64,
+        discovery.skipped,
+        diagnostics,
+        tables,
+    );
+    let json = serde_json::to_vec_pretty(&report)?;
+    let report_path = settings.output.join(REPORT_FILE);
+    write_atomically(&report_path, &json)
+        .with_context(|| format!("cannot write {}", report_path.display()))?;
+    Ok(report)
+}
+
+/// Runs the worker threads and, on this thread, the writer. Returns the workers' results and the
+/// first write error, if any (after which workers stop at their next file).
+fn run_workers(
+    settings: &Settings,
+    files: &[InputFile],
+    writers: &mut [DatasetWriter],
+) -> (Vec<WorkerResult>, Option<anyhow::Error>) {
+    let next_file = AtomicUsize::new(0);
+    let abort = AtomicBool::new(false);
+    let (sender, receiver) = sync_channel::<(usize, RecordBatch)>(settings.threads * 4);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..settings.threads.min(files.len()).max(1))
+            .map(|_| {
+                let sender = sender.clone();
+                let (next_file, abort) = (&next_file, &abort);
+                scope.spawn(move || worker(settings.batch_size, files, next_file, abort, sender))
+            })
+            .collect();
+        drop(sender);
+        let write_error = write_batches(receiver, writers);
+        if write_error.is_some() {
+            abort.store(true, Ordering::Relaxed);
+        }
+        let results = workers
+            .into_iter()
+            .map(|w| w.join().expect("worker threads do not panic"))
+            .collect();
+        (results, write_error)
+    })
+}
+
+/// Writes batches as they arrive; after an error, drains the channel so workers can finish.
+fn write_batches(
+    receiver: Receiver<(usize, RecordBatch)>,
+    writers: &mut [DatasetWriter],
+) -> Option<anyhow::Error> {
+    let mut first_error = None;
+    for (table, batch) in receiver {
+        if first_error.is_none() {
+            if let Err(error) = writers[table].write(&batch) {
+                first_error = Some(error);
+            }
+        }
+    }
+    first_error
+}
+
+fn worker(
+    batch_size: usize,
+    files: &[InputFile],
+    next_file: &AtomicUsize,
+    abort: &AtomicBool,
+    sender: SyncSender<(usize, RecordBatch)>,
+) -> WorkerResult {
+    let mut tables = TableSet::new(builtin_tables(batch_size), batch_size);
+    let mut index = IdentifierIndex::default();
+    let mut diagnostics = Diagnostics::default();
+    let send =
+        |batches: Vec<(usize, RecordBatch)>| batches.into_iter().all(|b| sender.send(b).is_ok());
+    loop {
+        let position = next_file.fetch_add(1, Ordering::Relaxed);
+        let Some(file) = files.get(position) else {
+            break;
+        };
+        if abort.load(Ordering::Relaxed) {
+            break;
+        }
+        debug!(file = %file.relative, "converting");
+        let mut walker = Walker {
+            sink: &mut tables,
+            index: &mut index,
+            diagnostics: &mut diagnostics,
+        };
+        let clean = convert_file(file, &mut walker, &mut |walker| {
+            send(walker.sink.take_ready())
+        });
+        diagnostics.bytes_read += file.size;
+        if clean {
+            diagnostics.files_read += 1;
+        } else {
+            diagnostics.files_failed += 1;
+        }
+    }
+    send(tables.flush());
+    WorkerResult {
+        diagnostics,
+        index,
+        pending: tables.pending_tables().clone(),
+    }
+}
+
+/// Converts one file; returns whether it was read without any error. `deliver` is called after
+/// each document so full batches leave the worker promptly.
+fn convert_file(
+    file: &InputFile,
+    walker: &mut Walker<'_, TableSet>,
+    deliver: &mut dyn FnMut(&mut Walker<'_, TableSet>) -> bool,
+) -> bool {
+    let fail = |walker: &mut Walker<'_, TableSet>, line: Option<u64>, message: String| {
+        let origin = Origin {
+            line,
+            ..origin_of(&file.relative)
+        };
+        walker.diagnostics.error(origin, message);
+        false
+    };
+    match file.format {
+        InputFormat::Json => {
+            let content = match read_whole(file) {
+                Ok(content) => content,
+                Err(error) => return fail(walker, None, format!("cannot read: {error}")),
+            };
+            if content.iter().all(u8::is_ascii_whitespace) {
+                return fail(walker, None, "empty file".to_owned());
+            }
+            let text = match std::str::from_utf8(&content) {
+                Ok(text) => text,
+                Err(error) => {
+                    let line = line_of_offset(&content, error.valid_up_to());
+                    return fail(walker, Some(line), "invalid UTF-8".to_owned());
+                }
+            };
+            let outcome = walker.document(&file.relative, text, 1);
+            deliver(walker);
+            match outcome {
+                Ok(clean) => clean,
+                Err(DocumentError { line, message }) => fail(walker, Some(line), message),
+            }
+        }
+        InputFormat::Ndjson => {
+            let mut clean = true;
+            let mut documents = 0u64;
+            let mut last_line = 0;
+            let read = for_each_line(file, |number, bytes| {
+                last_line = number;
+                if bytes.iter().all(u8::is_ascii_whitespace) {
+                    return;
+                }
+                documents += 1;
+                let outcome = match std::str::from_utf8(bytes) {
+                    Ok(text) => walker.document(&file.relative, text, number),
+                    Err(_) => Err(DocumentError {
+                        line: number,
+                        message: "invalid UTF-8".to_owned(),
+                    }),
+                };
+                match outcome {
+                    Ok(line_clean) => clean &= line_clean,
+                    Err(DocumentError { line, message }) => {
+                        clean = fail(walker, Some(line), message)
+                    }
+                }
+                deliver(walker);
+            });
+            if let Err(error) = read {
+                let message = format!("cannot read past line {last_line}: {error}");
+                clean = fail(walker, Some(last_line + 1), message);
+            } else if documents == 0 {
+                clean = fail(walker, None, "empty file: no resources".to_owned());
+            }
+            clean
+        }
+    }
+}
+
+/// Second pass over a staged table: replaces staged conditional references by the ids the
+/// run-wide identifier index knows, counting those it cannot resolve.
+fn resolve_conditional_references(
+    path: &Path,
+    options: &WriteOptions,
+    index: &IdentifierIndex,
+    diagnostics: &mut Diagnostics,
+) -> Result<()> {
+    let origin = Origin::default();
+    rewrite_marked_strings(
+        path,
+        options,
+        PENDING_MARKER,
+        |column, reference| match index.resolve_pending(reference) {
+            Some(IndexedTarget::Unique(id)) => Some(id.clone()),
+            Some(IndexedTarget::Ambiguous) => {
+                diagnostics.warn(WarningKind::AmbiguousReference, &origin, column, reference);
+                None
+            }
+            None => {
+                diagnostics.warn(WarningKind::UnresolvedReference, &origin, column, reference);
+                None
+            }
+        },
+    )
+}
+
+fn origin_of(file: &str) -> Origin {
+    Origin {
+        file: file.to_owned(),
+        line: None,
+        resource: None,
+    }
+}
+
+fn line_of_offset(bytes: &[u8], offset: usize) -> u64 {
+    1 + bytes[..offset].iter().filter(|&&b| b == b'\n').count() as u64
+}

@@ -1,0 +1,213 @@
+//! What went wrong with the input, gathered per worker and merged into the run report. Errors mean
+//! input was lost (a file, a line, a resource); warnings mean a row was written with a value nulled.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// At most this many errors are kept with their details; the rest are only counted.
+pub const MAX_ERRORS_KEPT: usize = 1000;
+/// Examples kept per warning kind.
+pub const MAX_EXAMPLES: usize = 5;
+/// Longest value shown in an example.
+const MAX_EXAMPLE_CHARS: usize = 200;
+
+/// Kinds of per-value warnings. `Invalid*` and `OversizedValue` mean an input value was dropped,
+/// so they make the run exit 1; reference warnings lose nothing from the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WarningKind {
+    InvalidDate,
+    InvalidDatetime,
+    OversizedValue,
+    UnresolvedReference,
+    AmbiguousReference,
+}
+
+impl WarningKind {
+    /// Whether the warning means a value from the input did not reach the output.
+    pub fn loses_input(self) -> bool {
+        matches!(
+            self,
+            WarningKind::InvalidDate | WarningKind::InvalidDatetime | WarningKind::OversizedValue
+        )
+    }
+}
+
+/// Where a value or resource came from.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Origin {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub file: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+}
+
+/// One lost piece of input: the file (and line) and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct InputError {
+    #[serde(flatten)]
+    pub origin: Origin,
+    pub message: String,
+}
+
+/// One example of a warning.
+#[derive(Debug, Clone, Serialize)]
+pub struct WarningExample {
+    #[serde(flatten)]
+    pub origin: Origin,
+    pub column: String,
+    pub value: String,
+}
+
+/// Count and first few examples of one warning kind.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WarningTally {
+    pub count: u64,
+    pub examples: Vec<WarningExample>,
+}
+
+/// A worker's (or the whole run's) record of input problems and resource counts.
+#[derive(Debug, Default)]
+pub struct Diagnostics {
+    pub errors: Vec<InputError>,
+    pub error_count: u64,
+    pub warnings: BTreeMap<WarningKind, WarningTally>,
+    pub resources: BTreeMap<String, u64>,
+    /// Input files whose every byte was read and every resource accepted.
+    pub files_read: u64,
+    /// Input files with at least one error.
+    pub files_failed: u64,
+    pub bytes_read: u64,
+}
+
+impl Diagnostics {
+    pub fn error(&mut self, origin: Origin, message: impl Into<String>) {
+        self.error_count += 1;
+        if self.errors.len() < MAX_ERRORS_KEPT {
+            self.errors.push(InputError {
+                origin,
+                message: message.into(),
+            });
+        }
+    }
+
+    pub fn warn(&mut self, kind: WarningKind, origin: &Origin, column: &str, value: &str) {
+        let tally = self.warnings.entry(kind).or_default();
+        tally.count += 1;
+        if tally.examples.len() < MAX_EXAMPLES {
+            tally.examples.push(WarningExample {
+                origin: origin.clone(),
+                column: column.to_owned(),
+                value: shorten(value),
+            });
+        }
+    }
+
+    pub fn count_resource(&mut self, resource_type: &str) {
+        match self.resources.get_mut(resource_type) {
+            Some(count) => *count += 1,
+            None => {
+                self.resources.insert(resource_type.to_owned(), 1);
+            }
+        }
+    }
+
+    /// Whether anything from the input was lost (decides exit code 1).
+    pub fn lost_input(&self) -> bool {
+        self.error_count > 0 || self.warnings.keys().any(|kind| kind.loses_input())
+    }
+
+    /// Adds another worker's record to this one.
+    pub fn merge(&mut self, other: Diagnostics) {
+        self.error_count += other.error_count;
+        let room = MAX_ERRORS_KEPT.saturating_sub(self.errors.len());
+        self.errors.extend(other.errors.into_iter().take(room));
+        for (kind, tally) in other.warnings {
+            let mine = self.warnings.entry(kind).or_default();
+            mine.count += tally.count;
+            let room = MAX_EXAMPLES.saturating_sub(mine.examples.len());
+            mine.examples.extend(tally.examples.into_iter().take(room));
+        }
+        for (resource_type, count) in other.resources {
+            *self.resources.entry(resource_type).or_default() += count;
+        }
+        self.files_read += other.files_read;
+        self.files_failed += other.files_failed;
+        self.bytes_read += other.bytes_read;
+    }
+
+    /// Puts errors and examples in file/line order so reports do not depend on thread timing.
+    pub fn sort(&mut self) {
+        let key = |o: &Origin| (o.file.clone(), o.line, o.resource.clone());
+        self.errors.sort_by_key(|e| key(&e.origin));
+        for tally in self.warnings.values_mut() {
+            tally.examples.sort_by_key(|e| key(&e.origin));
+        }
+    }
+}
+
+fn shorten(value: &str) -> String {
+    match value.char_indices().nth(MAX_EXAMPLE_CHARS) {
+        Some((cut, _)) => format!("{}… ({} bytes)", &value[..cut], value.len()),
+        None => value.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_adds_counts_and_keeps_few_examples() {
+        let origin = Origin {
+            file: "a.json".into(),
+            ..Origin::default()
+        };
+        let mut first = Diagnostics::default();
+        let mut second = Diagnostics::default();
+        for _ in 0..4 {
+            first.warn(
+                WarningKind::InvalidDate,
+                &origin,
+                "birth_date",
+                "2019-13-45",
+            );
+            second.warn(
+                WarningKind::InvalidDate,
+                &origin,
+                "birth_date",
+                "2019-13-45",
+            );
+        }
+        second.count_resource("Patient");
+        first.merge(second);
+        let tally = &first.warnings[&WarningKind::InvalidDate];
+        assert_eq!(tally.count, 8);
+        assert_eq!(tally.examples.len(), MAX_EXAMPLES);
+        assert_eq!(first.resources["Patient"], 1);
+        assert!(first.lost_input());
+    }
+
+    #[test]
+    fn reference_warnings_do_not_count_as_lost_input() {
+        let mut diagnostics = Diagnostics::default();
+        diagnostics.warn(
+            WarningKind::UnresolvedReference,
+            &Origin::default(),
+            "patient_id",
+            "x",
+        );
+        assert!(!diagnostics.lost_input());
+    }
+
+    #[test]
+    fn long_values_are_shortened_in_examples() {
+        let long = "x".repeat(1000);
+        let shown = shorten(&long);
+        assert!(shown.starts_with(&"x".repeat(200)));
+        assert!(shown.ends_with("(1000 bytes)"));
+    }
+}

@@ -1,0 +1,349 @@
+//! FHIR `date`, `dateTime` and `instant` values, parsed by hand so that every table reads them the
+//! same way: partial values mean their earliest instant, offsets are folded into UTC, and anything
+//! that is not a valid FHIR value is rejected (callers turn that into a null plus a warning).
+
+/// Microseconds in one day; the unit of `Timestamp(Microsecond, "UTC")`.
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// Days since 1970-01-01 of a FHIR `date` (`YYYY`, `YYYY-MM` or `YYYY-MM-DD`), or `None` when the
+/// text is not a valid FHIR date. A partial date is its first day, as the contract requires.
+pub fn parse_date(text: &str) -> Option<i32> {
+    let mut cursor = Cursor::new(text);
+    let date = cursor.date()?;
+    cursor.at_end().then(|| date.days_since_epoch() as i32)
+}
+
+/// Microseconds since the Unix epoch (UTC) of a FHIR `dateTime` or `instant`, or `None` when the
+/// text is not valid. Partial and zone-less values are read as the earliest instant they can mean,
+/// in UTC; fractional seconds beyond the microsecond are truncated.
+pub fn parse_datetime(text: &str) -> Option<i64> {
+    let mut cursor = Cursor::new(text);
+    let date = cursor.date()?;
+    let day_micros = date.days_since_epoch() * MICROS_PER_DAY;
+    if cursor.at_end() {
+        return Some(day_micros);
+    }
+    cursor.expect(b'T')?;
+    let hour = cursor.number(2, 0, 23)?;
+    cursor.expect(b':')?;
+    let minute = cursor.number(2, 0, 59)?;
+    cursor.expect(b':')?;
+    // FHIR allows a leap second (60); it is read as the first instant of the next minute.
+    let second = cursor.number(2, 0, 60)?;
+    let mut fraction_micros = 0i64;
+    if cursor.peek() == Some(b'.') {
+        cursor.advance(1);
+        let digits = cursor.digits();
+        if digits.is_empty() {
+            return None;
+        }
+        for (position, digit) in digits.bytes().take(6).enumerate() {
+            fraction_micros += i64::from(digit - b'0') * 10i64.pow(5 - position as u32);
+        }
+    }
+    let offset_seconds = match cursor.peek() {
+        None => 0,
+        Some(b'Z') => {
+            cursor.advance(1);
+            0
+        }
+        Some(sign @ (b'+' | b'-')) => {
+            cursor.advance(1);
+            let hours = cursor.number(2, 0, 14)?;
+            cursor.expect(b':')?;
+            let minutes = cursor.number(2, 0, 59)?;
+            let magnitude = hours * 3600 + minutes * 60;
+            if sign == b'-' {
+                -magnitude
+            } else {
+                magnitude
+            }
+        }
+        Some(_) => return None,
+    };
+    if !cursor.at_end() {
+        return None;
+    }
+    let local_seconds = hour * 3600 + minute * 60 + second;
+    Some(day_micros + (local_seconds - offset_seconds) * 1_000_000 + fraction_micros)
+}
+
+/// `YYYY-MM-DD` for a count of days since 1970-01-01: the inverse of [`parse_date`], for reports
+/// and for showing `Date32` cells.
+pub fn format_date(days: i32) -> String {
+    let (year, month, day) = civil_from_days(i64::from(days));
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.ffffff]Z` for microseconds since the epoch (UTC), the fraction shown
+/// only when it is not zero.
+pub fn format_timestamp(micros: i64) -> String {
+    let (days, micro_of_day) = (
+        micros.div_euclid(MICROS_PER_DAY),
+        micros.rem_euclid(MICROS_PER_DAY),
+    );
+    let (year, month, day) = civil_from_days(days);
+    let seconds = micro_of_day / 1_000_000;
+    let fraction = micro_of_day % 1_000_000;
+    let time = format!(
+        "{:02}:{:02}:{:02}",
+        seconds / 3600,
+        seconds % 3600 / 60,
+        seconds % 60
+    );
+    let fraction = if fraction == 0 {
+        String::new()
+    } else {
+        format!(".{fraction:06}")
+    };
+    format!("{year:04}-{month:02}-{day:02}T{time}{fraction}Z")
+}
+
+/// The calendar date of a day count since 1970-01-01 (proleptic Gregorian, March-based years).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let shifted = days + 719_468;
+    let era = shifted.div_euclid(146_097);
+    let day_of_era = shifted - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// A calendar date whose missing month or day default to the first.
+struct CalendarDate {
+    year: i64,
+    month: i64,
+    day: i64,
+}
+
+impl CalendarDate {
+    /// Days since 1970-01-01 in the proleptic Gregorian calendar, counted from March-based years
+    /// so that the leap day falls at the end of a year.
+    fn days_since_epoch(&self) -> i64 {
+        let shifted_year = if self.month <= 2 {
+            self.year - 1
+        } else {
+            self.year
+        };
+        let era = shifted_year.div_euclid(400);
+        let year_of_era = shifted_year - era * 400;
+        let month_from_march = (self.month + 9) % 12;
+        let day_of_year = (153 * month_from_march + 2) / 5 + self.day - 1;
+        let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+        era * 146_097 + day_of_era - 719_468
+    }
+}
+
+fn is_leap_year(year: i64) -> bool {
+    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if is_leap_year(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// A byte cursor over an ASCII date/time text.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    position: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(text: &'a str) -> Self {
+        Cursor {
+            bytes: text.as_bytes(),
+            position: 0,
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.position).copied()
+    }
+
+    fn advance(&mut self, count: usize) {
+        self.position += count;
+    }
+
+    fn at_end(&self) -> bool {
+        self.position == self.bytes.len()
+    }
+
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        (self.peek() == Some(byte)).then(|| self.advance(1))
+    }
+
+    /// The run of ASCII digits at the cursor, consumed.
+    fn digits(&mut self) -> &'a str {
+        let start = self.position;
+        while matches!(self.peek(), Some(b'0'..=b'9')) {
+            self.advance(1);
+        }
+        std::str::from_utf8(&self.bytes[start..self.position]).unwrap_or_default()
+    }
+
+    /// Exactly `width` digits forming a number within `min..=max`.
+    fn number(&mut self, width: usize, min: i64, max: i64) -> Option<i64> {
+        let end = self.position + width;
+        let slice = self.bytes.get(self.position..end)?;
+        if !slice.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let value = slice
+            .iter()
+            .fold(0i64, |acc, digit| acc * 10 + i64::from(digit - b'0'));
+        self.position = end;
+        (min..=max).contains(&value).then_some(value)
+    }
+
+    /// `YYYY`, `YYYY-MM` or `YYYY-MM-DD`, validated against the calendar (year 0001 to 9999).
+    fn date(&mut self) -> Option<CalendarDate> {
+        let year = self.number(4, 1, 9999)?;
+        let mut date = CalendarDate {
+            year,
+            month: 1,
+            day: 1,
+        };
+        if self.peek() != Some(b'-') {
+            return Some(date);
+        }
+        self.advance(1);
+        date.month = self.number(2, 1, 12)?;
+        if self.peek() != Some(b'-') {
+            return Some(date);
+        }
+        self.advance(1);
+        date.day = self.number(2, 1, days_in_month(year, date.month))?;
+        Some(date)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: i64 = 1_000_000;
+
+    #[test]
+    fn full_dates_count_days_from_the_epoch() {
+        assert_eq!(parse_date("1970-01-01"), Some(0));
+        assert_eq!(parse_date("1950-05-03"), Some(-7183));
+        assert_eq!(parse_date("2000-02-29"), Some(11_016));
+        assert_eq!(parse_date("2020-12-31"), Some(18_627));
+    }
+
+    #[test]
+    fn partial_dates_are_their_first_day() {
+        assert_eq!(parse_date("1950"), parse_date("1950-01-01"));
+        assert_eq!(parse_date("1950-05"), parse_date("1950-05-01"));
+    }
+
+    #[test]
+    fn invalid_dates_are_rejected() {
+        for text in [
+            "2019-13-45",
+            "2019-02-29",
+            "1900-02-29",
+            "0000-01-01",
+            "19",
+            "2019-1-01",
+            "2019-01-01T00:00:00Z",
+            "2019-01-01 ",
+            "",
+            "abcd",
+        ] {
+            assert_eq!(parse_date(text), None, "{text:?} should be invalid");
+        }
+    }
+
+    #[test]
+    fn offsets_are_converted_to_utc() {
+        let utc = parse_datetime("2019-02-16T06:27:01Z").unwrap();
+        assert_eq!(parse_datetime("2019-02-16T01:27:01-05:00"), Some(utc));
+        assert_eq!(parse_datetime("2019-02-16T08:27:01+02:00"), Some(utc));
+        assert_eq!(parse_datetime("2019-02-16T06:27:01+00:00"), Some(utc));
+        assert_eq!(utc, 1_550_298_421 * SECOND);
+    }
+
+    #[test]
+    fn partial_and_zoneless_values_are_their_earliest_utc_instant() {
+        let new_year = parse_datetime("2019-01-01T00:00:00Z").unwrap();
+        assert_eq!(parse_datetime("2019"), Some(new_year));
+        assert_eq!(parse_datetime("2019-01"), Some(new_year));
+        assert_eq!(parse_datetime("2019-01-01"), Some(new_year));
+        assert_eq!(
+            parse_datetime("2019-02-16T10:00:00"),
+            parse_datetime("2019-02-16T10:00:00Z")
+        );
+    }
+
+    #[test]
+    fn fractions_are_truncated_to_the_microsecond() {
+        let whole = parse_datetime("2019-02-16T06:27:01Z").unwrap();
+        assert_eq!(
+            parse_datetime("2019-02-16T06:27:01.5Z"),
+            Some(whole + 500_000)
+        );
+        assert_eq!(
+            parse_datetime("2019-02-16T06:27:01.123456789Z"),
+            Some(whole + 123_456)
+        );
+    }
+
+    #[test]
+    fn dates_before_the_epoch_are_negative() {
+        assert_eq!(parse_datetime("1969-12-31T23:59:59Z"), Some(-SECOND));
+    }
+
+    #[test]
+    fn leap_second_rolls_into_the_next_minute() {
+        assert_eq!(
+            parse_datetime("2016-12-31T23:59:60Z"),
+            parse_datetime("2017-01-01T00:00:00Z")
+        );
+    }
+
+    #[test]
+    fn formatting_inverts_parsing() {
+        assert_eq!(format_date(-7183), "1950-05-03");
+        assert_eq!(format_date(11_016), "2000-02-29");
+        assert_eq!(
+            format_timestamp(1_550_298_421 * SECOND),
+            "2019-02-16T06:27:01Z"
+        );
+        assert_eq!(format_timestamp(-1), "1969-12-31T23:59:59.999999Z");
+        for days in (-719_162..=2_932_896).step_by(997) {
+            assert_eq!(parse_date(&format_date(days)), Some(days));
+        }
+    }
+
+    #[test]
+    fn invalid_datetimes_are_rejected() {
+        for text in [
+            "2019-13-45",
+            "2019-02-16T25:00:00Z",
+            "2019-02-16T10:00Z",
+            "2019-02-16T10:00:00.Z",
+            "2019-02-16T10:00:00+15:00",
+            "2019-02-16T10:00:00+0500",
+            "2019-02-16T10:00:00ZZ",
+            "2019-02-16 10:00:00",
+            "not a date",
+        ] {
+            assert_eq!(parse_datetime(text), None, "{text:?} should be invalid");
+        }
+    }
+}

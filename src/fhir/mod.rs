@@ -1,0 +1,13 @@
+//! The one place FHIR rules live: how dates, references, codings and identifiers are read. Both the
+//! typed tables and (later) the view engine stand on these helpers, so a rule changes in one spot.
+
+pub mod datetime;
+pub mod reference;
+pub mod types;
+
+pub use datetime::{format_date, format_timestamp, parse_date, parse_datetime};
+pub use reference::{IdentifierIndex, Resolution};
+pub use types::{
+    find_extension, join_words, Address, CodeableConcept, Coding, ContactPoint, Extension,
+    HumanName, Identifier, Meta, Period, Reference, Str,
+};

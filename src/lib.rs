@@ -1,0 +1,57 @@
+//! fhir2table turns FHIR R4 JSON (Bundles, Bulk Data NDJSON, gzip) into typed Parquet tables.
+//!
+//! The pipeline, one module per stage: [`source`] finds and reads inputs, [`resource`] finds the
+//! resources in them, [`table`] flattens resources into typed rows and Arrow batches, [`sink`]
+//! writes Parquet. [`fhir`] holds the FHIR rules (dates, references, codings) they all share.
+//! [`convert`] runs the stages; [`cmd`] is the command line on top.
+
+pub mod cmd;
+pub mod config;
+pub mod convert;
+pub mod diagnostics;
+pub mod fhir;
+mod logging;
+pub mod report;
+pub mod resource;
+pub mod sink;
+pub mod source;
+pub mod table;
+
+use std::fmt;
+
+/// An error in how the tool was called (bad flag, config, input or output path), found before
+/// any work: exit code 2.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Process exit codes, as documented in README and `--help`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Every input was read cleanly and the tables were written.
+    Success = 0,
+    /// The tables were written, but some input was lost (see the run report).
+    InputLost = 1,
+    /// Bad usage: flags, config, missing input, unwritable output. Nothing was written.
+    Usage = 2,
+    /// The run failed while writing output; the previous output is untouched.
+    Failed = 3,
+}
+
+impl Exit {
+    /// The exit code for an error returned by a command.
+    pub fn for_error(error: &anyhow::Error) -> Exit {
+        if error.downcast_ref::<UsageError>().is_some() {
+            Exit::Usage
+        } else {
+            Exit::Failed
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! The run report (`OUT/_run.json`): what was read, skipped and lost, what was written. Cron jobs
+//! and schedulers read it instead of parsing log lines.
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::diagnostics::{Diagnostics, InputError, WarningKind, WarningTally};
+use crate::fhir::format_timestamp;
+
+/// How many skipped file names the report lists.
+const MAX_SKIPPED_LISTED: usize = 100;
+
+/// The whole report, as serialised to `_run.json`.
+#[derive(Debug, Serialize)]
+pub struct RunReport {
+    pub tool: &'static str,
+    pub version: &'static str,
+    pub started_at: String,
+    pub duration_seconds: f64,
+    pub input: String,
+    pub output: String,
+    /// The process exit code of this run (see README: exit codes).
+    pub exit_code: i32,
+    pub inputs: InputCounts,
+    pub skipped_files: Vec<String>,
+    pub resources: BTreeMap<String, u64>,
+    pub tables: BTreeMap<String, TableReport>,
+    pub warnings: BTreeMap<WarningKind, WarningTally>,
+    pub error_count: u64,
+    pub errors: Vec<InputError>,
+}
+
+/// Input files by outcome.
+#[derive(Debug, Default, Serialize)]
+pub struct InputCounts {
+    /// Files recognised as FHIR input (`.json`, `.ndjson`, `.jsonl`, optionally `.gz`).
+    pub found: u64,
+    /// Files converted without any error.
+    pub read: u64,
+    /// Files with at least one error (the rest of such a file is still converted).
+    pub failed: u64,
+    /// Files that are not FHIR input by their name, passed over.
+    pub skipped: u64,
+    pub bytes: u64,
+}
+
+/// One output table.
+#[derive(Debug, Serialize)]
+pub struct TableReport {
+    pub rows: u64,
+    pub path: String,
+}
+
+impl RunReport {
+    /// Builds the report from the run's merged diagnostics.
+    pub fn new(
+        started: SystemTime,
+        input: String,
+        output: String,
+        found: u64,
+        skipped: Vec<String>,
+        mut diagnostics: Diagnostics,
+        tables: BTreeMap<String, TableReport>,
+    ) -> RunReport {
+        diagnostics.sort();
+        let duration = started.elapsed().map_or(0.0, |d| d.as_secs_f64());
+        RunReport {
+            tool: "fhir2table",
+            version: env!("CARGO_PKG_VERSION"),
+            started_at: format_utc(started),
+            duration_seconds: (duration * 1000.0).round() / 1000.0,
+            input,
+            output,
+            exit_code: if diagnostics.lost_input() { 1 } else { 0 },
+            inputs: InputCounts {
+                found,
+                read: diagnostics.files_read,
+                failed: diagnostics.files_failed,
+                skipped: skipped.len() as u64,
+                bytes: diagnostics.bytes_read,
+            },
+            skipped_files: skipped.into_iter().take(MAX_SKIPPED_LISTED).collect(),
+            resources: diagnostics.resources,
+            tables,
+            warnings: diagnostics.warnings,
+            error_count: diagnostics.error_count,
+            errors: diagnostics.errors,
+        }
+    }
+
+    /// Total resources seen, Bundles excluded.
+    pub fn resource_count(&self) -> u64 {
+        self.resources
+            .iter()
+            .filter(|(resource_type, _)| *resource_type != "Bundle")
+            .map(|(_, count)| count)
+            .sum()
+    }
+
+    /// The one-line summary printed to stderr.
+    pub fn summary(&self) -> String {
+        let tables: Vec<String> = self
+            .tables
+            .iter()
+            .map(|(name, table)| format!("{name} {} rows", table.rows))
+            .collect();
+        let warnings: u64 = self.warnings.values().map(|t| t.count).sum();
+        format!(
+            "fhir2table: {} files read, {} failed, {} skipped; {} resources; {}; {} errors, {} warnings; {:.1} s (report: {}/_run.json)",
+            self.inputs.read,
+            self.inputs.failed,
+            self.inputs.skipped,
+            self.resource_count(),
+            tables.join(", "),
+            self.error_count,
+            warnings,
+            self.duration_seconds,
+            self.output,
+        )
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for a system time (UTC).
+pub fn format_utc(time: SystemTime) -> String {
+    let seconds = time
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    format_timestamp(seconds * 1_000_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn times_are_formatted_in_utc() {
+        assert_eq!(format_utc(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        let leap_day = UNIX_EPOCH + Duration::from_secs(951_782_400 + 3_661);
+        assert_eq!(format_utc(leap_day), "2000-02-29T01:01:01Z");
+        let later = UNIX_EPOCH + Duration::from_secs(1_795_478_400);
+        assert_eq!(format_utc(later), "2026-11-24T00:00:00Z");
+    }
+}

@@ -1,0 +1,73 @@
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::fhir::reference::{id_from_full_url, EntryTarget, FullUrlLookup};
+use crate::fhir::Str;
+
+/// The shape of a Bundle as far as walking it needs: entries with their `fullUrl` and raw resource.
+#[derive(Deserialize)]
+pub(crate) struct BundleShape<'a> {
+    #[serde(borrow, default)]
+    pub entry: Vec<EntryShape<'a>>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct EntryShape<'a> {
+    #[serde(borrow, rename = "fullUrl")]
+    pub full_url: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub resource: Option<&'a RawValue>,
+}
+
+/// The `resourceType` and `id` of a resource, read without building anything else.
+#[derive(Deserialize)]
+pub(crate) struct Head<'a> {
+    #[serde(borrow, rename = "resourceType")]
+    pub resource_type: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub id: Option<Str<'a>>,
+}
+
+/// An entry's resource type and (own or fullUrl-derived) id.
+type EntryHead = (String, Option<String>);
+
+/// The entries of one Bundle by `fullUrl`, so references inside it (`urn:uuid:…`) can find their
+/// target. An entry's type and id are read only when some reference asks for it, then cached.
+pub struct BundleScope<'a> {
+    by_full_url: HashMap<Cow<'a, str>, &'a RawValue>,
+    heads: RefCell<HashMap<String, Option<EntryHead>>>,
+}
+
+impl<'a> BundleScope<'a> {
+    pub(crate) fn new(entries: &[EntryShape<'a>]) -> Self {
+        let by_full_url = entries
+            .iter()
+            .filter_map(|entry| Some((entry.full_url.clone()?.0, entry.resource?)))
+            .collect();
+        BundleScope {
+            by_full_url,
+            heads: RefCell::default(),
+        }
+    }
+}
+
+impl FullUrlLookup for BundleScope<'_> {
+    fn entry(&self, full_url: &str) -> Option<EntryTarget<'_>> {
+        let raw = self.by_full_url.get(full_url)?;
+        let mut heads = self.heads.borrow_mut();
+        let head = heads.entry(full_url.to_owned()).or_insert_with(|| {
+            let head: Head = serde_json::from_str(raw.get()).ok()?;
+            let id = head.id.as_deref().or_else(|| id_from_full_url(full_url));
+            Some((head.resource_type?.0.into_owned(), id.map(str::to_owned)))
+        });
+        let (resource_type, id) = head.as_ref()?;
+        Some(EntryTarget {
+            resource_type: Cow::Owned(resource_type.clone()),
+            id: id.clone().map(Cow::Owned),
+        })
+    }
+}

@@ -1,0 +1,237 @@
+use std::borrow::Cow;
+
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use serde_json::error::Category;
+
+use super::bundle::{BundleShape, Head};
+use super::{message_without_position, BundleScope, Position, Resource, ResourceSink};
+use crate::diagnostics::{Diagnostics, Origin};
+use crate::fhir::reference::INDEXED_TYPES;
+use crate::fhir::{IdentifierIndex, Str};
+
+/// A document that could not be read at all; the caller records it against the file.
+#[derive(Debug)]
+pub struct DocumentError {
+    pub line: u64,
+    pub message: String,
+}
+
+/// Walks documents, sending each resource to the sink and indexing identifiers of the resource
+/// types that conditional references point to. One walker per worker thread.
+pub struct Walker<'w, S: ResourceSink> {
+    pub sink: &'w mut S,
+    pub index: &'w mut IdentifierIndex,
+    pub diagnostics: &'w mut Diagnostics,
+}
+
+/// The identifiers of a resource, for the conditional-reference index.
+#[derive(Deserialize)]
+struct Identified<'a> {
+    #[serde(borrow)]
+    id: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    identifier: Vec<crate::fhir::Identifier<'a>>,
+}
+
+impl<S: ResourceSink> Walker<'_, S> {
+    /// Walks one JSON document: a whole `.json` file (`first_line` 1) or one NDJSON line. Problems
+    /// with single resources are recorded in the diagnostics and the walk goes on; returns whether
+    /// every resource was accepted, or the error that made the whole document unreadable.
+    pub fn document(
+        &mut self,
+        file: &str,
+        text: &str,
+        first_line: u64,
+    ) -> Result<bool, DocumentError> {
+        let position = Position {
+            file,
+            document: text,
+            first_line,
+        };
+        let resource_type =
+            resource_type_of(text).map_err(|(error_line, message)| DocumentError {
+                line: first_line + error_line.saturating_sub(1),
+                message,
+            })?;
+        if resource_type == "Bundle" {
+            self.diagnostics.count_resource("Bundle");
+            let bundle: BundleShape =
+                serde_json::from_str(text).map_err(|error| DocumentError {
+                    line: first_line + error.line().saturating_sub(1) as u64,
+                    message: format!("invalid Bundle: {}", message_without_position(&error)),
+                })?;
+            return Ok(self.bundle_entries(position, &bundle));
+        }
+        let resource = Resource {
+            resource_type: &resource_type,
+            raw: text,
+            bundle: None,
+            full_url: None,
+            position,
+        };
+        match self.resource(&resource, false) {
+            Ok(()) => Ok(true),
+            // A lone resource that fails is the whole document: report it as such.
+            Err(rejection) => Err(DocumentError {
+                line: rejection.line.unwrap_or(first_line),
+                message: rejection.message,
+            }),
+        }
+    }
+
+    fn bundle_entries(&mut self, position: Position<'_>, bundle: &BundleShape<'_>) -> bool {
+        let scope = BundleScope::new(&bundle.entry);
+        let mut clean = true;
+        for entry in &bundle.entry {
+            let Some(raw) = entry.resource else { continue };
+            let text = raw.get();
+            let resource_type = match resource_type_of(text) {
+                Ok(resource_type) => resource_type,
+                Err((_, message)) => {
+                    self.reject(&position, text, None, message);
+                    clean = false;
+                    continue;
+                }
+            };
+            if resource_type == "Bundle" {
+                self.diagnostics.count_resource("Bundle");
+                match serde_json::from_str::<BundleShape>(text) {
+                    Ok(nested) => clean &= self.bundle_entries(position, &nested),
+                    Err(error) => {
+                        let message =
+                            format!("invalid Bundle: {}", message_without_position(&error));
+                        self.reject(&position, text, None, message);
+                        clean = false;
+                    }
+                }
+                continue;
+            }
+            let resource = Resource {
+                resource_type: &resource_type,
+                raw: text,
+                bundle: Some(&scope),
+                full_url: entry.full_url.as_deref(),
+                position,
+            };
+            if let Err(rejection) = self.resource(&resource, true) {
+                self.reject(&position, text, rejection.line, rejection.message);
+                clean = false;
+            }
+        }
+        clean
+    }
+
+    /// Indexes, hands over or validates one non-Bundle resource.
+    fn resource(
+        &mut self,
+        resource: &Resource<'_>,
+        already_valid: bool,
+    ) -> Result<(), super::Rejection> {
+        self.diagnostics.count_resource(resource.resource_type);
+        let indexed = INDEXED_TYPES.contains(&resource.resource_type);
+        if indexed {
+            let identified: Identified =
+                serde_json::from_str(resource.raw).map_err(|error| resource.rejection(&error))?;
+            if let Some(id) = identified.id.as_deref() {
+                for identifier in &identified.identifier {
+                    if let Some(value) = identifier.value.as_deref() {
+                        let system = identifier.system.as_deref();
+                        self.index.insert(resource.resource_type, system, value, id);
+                    }
+                }
+            }
+        }
+        if self.sink.wants(resource.resource_type) {
+            return self.sink.accept(resource, self.diagnostics);
+        }
+        if !already_valid && !indexed {
+            serde_json::from_str::<IgnoredAny>(resource.raw)
+                .map_err(|error| resource.rejection(&error))?;
+        }
+        Ok(())
+    }
+
+    fn reject(&mut self, position: &Position<'_>, text: &str, line: Option<u64>, message: String) {
+        let line = line.unwrap_or_else(|| position.line_at(position.offset_of(text)));
+        let origin = Origin {
+            file: position.file.to_owned(),
+            line: Some(line),
+            resource: None,
+        };
+        self.diagnostics.error(origin, message);
+    }
+}
+
+/// The `resourceType` of a JSON document. Reads it straight from the text when it is the first key
+/// (as Synthea and most servers write it); otherwise parses the object's keys. The error carries
+/// the line (relative to `text`) and a message.
+fn resource_type_of(text: &str) -> Result<Cow<'_, str>, (u64, String)> {
+    if let Some(name) = leading_resource_type(text) {
+        return Ok(Cow::Borrowed(name));
+    }
+    match serde_json::from_str::<Head>(text) {
+        Ok(Head {
+            resource_type: Some(name),
+            ..
+        }) if !name.is_empty() => Ok(name.0),
+        Ok(_) => Err((
+            1,
+            "not a FHIR resource: the JSON object has no resourceType".to_owned(),
+        )),
+        Err(error) => {
+            let message = match error.classify() {
+                Category::Data => {
+                    "not a FHIR resource: expected a JSON object with a resourceType".to_owned()
+                }
+                Category::Eof if text.trim().is_empty() => "empty document".to_owned(),
+                _ => format!("invalid JSON: {}", message_without_position(&error)),
+            };
+            Err((error.line() as u64, message))
+        }
+    }
+}
+
+/// `{"resourceType":"X"` at the start of the text (whitespace allowed), without parsing further.
+fn leading_resource_type(text: &str) -> Option<&str> {
+    let rest = text.trim_start().strip_prefix('{')?;
+    let rest = rest.trim_start().strip_prefix("\"resourceType\"")?;
+    let rest = rest.trim_start().strip_prefix(':')?;
+    let rest = rest.trim_start().strip_prefix('"')?;
+    let name = &rest[..rest.find('"')?];
+    (!name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric())).then_some(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_type_is_read_from_the_first_key_or_found_later() {
+        assert_eq!(
+            resource_type_of(r#"{"resourceType":"Patient","id":"1"}"#).unwrap(),
+            "Patient"
+        );
+        assert_eq!(
+            resource_type_of("{\n  \"resourceType\" : \"Bundle\"").unwrap(),
+            "Bundle"
+        );
+        assert_eq!(
+            resource_type_of(r#"{"id":"1","resourceType":"Encounter"}"#).unwrap(),
+            "Encounter"
+        );
+    }
+
+    #[test]
+    fn non_fhir_json_is_named_as_such() {
+        let (_, message) = resource_type_of(r#"{"name":"x"}"#).unwrap_err();
+        assert!(message.contains("no resourceType"), "{message}");
+        let (_, message) = resource_type_of("[1, 2]").unwrap_err();
+        assert!(message.contains("expected a JSON object"), "{message}");
+        let (line, message) = resource_type_of("{\n\"id\": \"1\",\n\"x\": tru").unwrap_err();
+        assert!(message.starts_with("invalid JSON"), "{message}");
+        assert_eq!(line, 3);
+        let (_, message) = resource_type_of("  ").unwrap_err();
+        assert_eq!(message, "empty document");
+    }
+}

@@ -1,0 +1,120 @@
+//! Parsing FHIR documents into resources: find each resource in a file or NDJSON line (walking
+//! Bundles, nested ones too), learn its `resourceType` without building a JSON tree, and hand the raw
+//! JSON text of each resource to a [`ResourceSink`]. Also feeds the run-wide identifier index that
+//! conditional references are resolved against.
+
+mod bundle;
+mod dispatch;
+
+pub use bundle::BundleScope;
+pub use dispatch::{DocumentError, Walker};
+
+use crate::diagnostics::{Diagnostics, Origin};
+
+/// One resource found in the input, still as raw JSON text borrowed from the file's buffer.
+pub struct Resource<'a> {
+    pub resource_type: &'a str,
+    pub raw: &'a str,
+    /// The Bundle the resource is an entry of, for `urn:uuid:` and other `fullUrl` references.
+    pub bundle: Option<&'a BundleScope<'a>>,
+    /// The entry's `fullUrl`, when the resource is a Bundle entry.
+    pub full_url: Option<&'a str>,
+    pub(crate) position: Position<'a>,
+}
+
+/// Where a resource's text sits: enough to name its file and line in messages, computed only
+/// when a message needs it.
+#[derive(Clone, Copy)]
+pub(crate) struct Position<'a> {
+    pub file: &'a str,
+    /// The whole document the resource is part of, and the line that document starts on.
+    pub document: &'a str,
+    pub first_line: u64,
+}
+
+impl Position<'_> {
+    /// The 1-based line of byte `offset` of the document.
+    pub(crate) fn line_at(&self, offset: usize) -> u64 {
+        let before = &self.document.as_bytes()[..offset.min(self.document.len())];
+        self.first_line + before.iter().filter(|&&b| b == b'\n').count() as u64
+    }
+
+    /// The byte offset of `part` (a slice of the document) within the document.
+    pub(crate) fn offset_of(&self, part: &str) -> usize {
+        (part.as_ptr() as usize).saturating_sub(self.document.as_ptr() as usize)
+    }
+}
+
+impl<'a> Resource<'a> {
+    /// The resource's logical id: its own `id`, else the one its entry's `fullUrl` gives (POSTs in
+    /// transaction Bundles carry no id; references to them use the fullUrl).
+    pub fn logical_id<'x>(&'x self, own_id: Option<&'x str>) -> Option<&'x str> {
+        own_id.or_else(|| {
+            self.full_url
+                .and_then(crate::fhir::reference::id_from_full_url)
+        })
+    }
+
+    /// File, line and `Type/id` of this resource, for errors and warnings.
+    pub fn origin(&self, id: Option<&str>) -> Origin {
+        Origin {
+            file: self.position.file.to_owned(),
+            line: Some(self.position.line_at(self.position.offset_of(self.raw))),
+            resource: id.map(|id| format!("{}/{}", self.resource_type, id)),
+        }
+    }
+
+    /// A parse error of this resource's text, placed on the line of the file where it occurred.
+    pub fn rejection(&self, error: &serde_json::Error) -> Rejection {
+        let first_line = self.position.line_at(self.position.offset_of(self.raw));
+        Rejection {
+            message: format!(
+                "invalid {}: {}",
+                self.resource_type,
+                message_without_position(error)
+            ),
+            line: Some(first_line + error.line().saturating_sub(1) as u64),
+        }
+    }
+}
+
+/// Why a sink could not turn a resource into rows; the resource is lost and reported.
+#[derive(Debug)]
+pub struct Rejection {
+    pub message: String,
+    /// The line of the problem when known; otherwise the resource's first line is reported.
+    pub line: Option<u64>,
+}
+
+impl From<String> for Rejection {
+    fn from(message: String) -> Self {
+        Rejection {
+            message,
+            line: None,
+        }
+    }
+}
+
+/// serde_json's message without its " at line L column C" suffix (positions are relative to the
+/// parsed slice, so callers put the absolute line in themselves).
+pub(crate) fn message_without_position(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    match text.rfind(" at line ") {
+        Some(cut) => text[..cut].to_owned(),
+        None => text,
+    }
+}
+
+/// Consumes resources: the built-in tables now, SQL-on-FHIR views later.
+pub trait ResourceSink {
+    /// Whether resources of this type are parsed by the sink; others are only validated.
+    fn wants(&self, resource_type: &str) -> bool;
+
+    /// Turns one resource into rows. An `Err` means the resource was lost; its message is recorded
+    /// with the resource's file and line.
+    fn accept(
+        &mut self,
+        resource: &Resource<'_>,
+        diagnostics: &mut Diagnostics,
+    ) -> Result<(), Rejection>;
+}

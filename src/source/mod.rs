@@ -1,0 +1,8 @@
+//! Finding and reading inputs: which files under `--in` are FHIR, in what format, and their bytes
+//! (decompressed when gzipped). Nothing here knows about resources or tables.
+
+mod discover;
+mod read;
+
+pub use discover::{discover, Discovery, InputFile, InputFormat};
+pub use read::{for_each_line, read_whole};

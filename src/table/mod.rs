@@ -1,0 +1,125 @@
+//! Typed tables: each turns resources of one type into typed rows, appends them to Arrow builders
+//! and hands out a `RecordBatch` every `batch_size` rows. Adding a table means adding a module here
+//! and listing it in [`builtin_tables`].
+
+mod cells;
+pub(crate) mod columns;
+pub mod encounter;
+pub mod patient;
+
+pub use cells::MAX_CELL_BYTES;
+
+use std::collections::BTreeSet;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+
+use crate::diagnostics::Diagnostics;
+use crate::resource::{Rejection, Resource, ResourceSink};
+
+/// One output table fed by one resource type.
+pub trait Table: Send {
+    /// The dataset folder name under `--out`.
+    fn name(&self) -> &'static str;
+    /// The resource type whose resources become rows.
+    fn resource_type(&self) -> &'static str;
+    fn schema(&self) -> SchemaRef;
+    /// Appends the resource's row. `Ok(true)` means a cell holds a staged conditional reference
+    /// that the run-wide pass must resolve.
+    fn append(
+        &mut self,
+        resource: &Resource<'_>,
+        diagnostics: &mut Diagnostics,
+    ) -> Result<bool, Rejection>;
+    /// Rows appended since the last [`Table::finish`].
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The buffered rows as a batch; the table starts a new one.
+    fn finish(&mut self) -> RecordBatch;
+}
+
+/// The names and schemas of the built-in tables, for the writer side of the pipeline.
+pub fn builtin_schemas() -> Vec<(&'static str, SchemaRef)> {
+    builtin_tables(1)
+        .iter()
+        .map(|table| (table.name(), table.schema()))
+        .collect()
+}
+
+/// Fresh builders for every built-in table, in output order.
+pub fn builtin_tables(batch_size: usize) -> Vec<Box<dyn Table>> {
+    vec![
+        Box::new(patient::PatientTable::new(batch_size)),
+        Box::new(encounter::EncounterTable::new(batch_size)),
+    ]
+}
+
+/// A worker's tables: routes resources to them and collects full batches for the writer.
+pub struct TableSet {
+    tables: Vec<Box<dyn Table>>,
+    batch_size: usize,
+    /// Finished batches waiting to be sent, tagged with the table's position.
+    ready: Vec<(usize, RecordBatch)>,
+    /// Tables that hold staged conditional references.
+    pending: BTreeSet<&'static str>,
+}
+
+impl TableSet {
+    pub fn new(tables: Vec<Box<dyn Table>>, batch_size: usize) -> Self {
+        TableSet {
+            tables,
+            batch_size: batch_size.max(1),
+            ready: Vec::new(),
+            pending: BTreeSet::new(),
+        }
+    }
+
+    /// Batches completed since the last call.
+    pub fn take_ready(&mut self) -> Vec<(usize, RecordBatch)> {
+        std::mem::take(&mut self.ready)
+    }
+
+    /// Finishes every partly filled batch (end of the worker's input).
+    pub fn flush(&mut self) -> Vec<(usize, RecordBatch)> {
+        for (position, table) in self.tables.iter_mut().enumerate() {
+            if !table.is_empty() {
+                self.ready.push((position, table.finish()));
+            }
+        }
+        self.take_ready()
+    }
+
+    /// Names of tables that need the conditional-reference pass.
+    pub fn pending_tables(&self) -> &BTreeSet<&'static str> {
+        &self.pending
+    }
+}
+
+impl ResourceSink for TableSet {
+    fn wants(&self, resource_type: &str) -> bool {
+        self.tables
+            .iter()
+            .any(|t| t.resource_type() == resource_type)
+    }
+
+    fn accept(
+        &mut self,
+        resource: &Resource<'_>,
+        diagnostics: &mut Diagnostics,
+    ) -> Result<(), Rejection> {
+        for (position, table) in self.tables.iter_mut().enumerate() {
+            if table.resource_type() != resource.resource_type {
+                continue;
+            }
+            if table.append(resource, diagnostics)? {
+                self.pending.insert(table.name());
+            }
+            if table.len() >= self.batch_size {
+                self.ready.push((position, table.finish()));
+            }
+        }
+        Ok(())
+    }
+}

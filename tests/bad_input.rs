@@ -1,0 +1,230 @@
+//! Bad input: every case is named in the report with its file (and line), everything else is
+//! converted, and the exit code says input was lost.
+
+mod common;
+
+use std::path::Path;
+
+use common::{assert_cells, convert, fhir2table, fixtures};
+use serde_json::Value;
+
+/// The (file, line, message) of every error in a report.
+fn errors(report: &Value) -> Vec<(String, Option<u64>, String)> {
+    report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["file"].as_str().unwrap().to_owned(),
+                e["line"].as_u64(),
+                e["message"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn has_error(report: &Value, file: &str, line: Option<u64>, message_part: &str) -> bool {
+    errors(report)
+        .iter()
+        .any(|(f, l, m)| f == file && *l == line && m.contains(message_part))
+}
+
+#[test]
+fn the_bad_corpus_is_reported_file_by_file_and_the_rest_converts() {
+    let run = convert(&fixtures().join("bad"), &["--threads", "2"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let report = run.report();
+    let expected = [
+        (
+            "truncated.json",
+            Some(68),
+            "invalid Bundle: EOF while parsing",
+        ),
+        ("invalid-utf8.json", Some(2), "invalid UTF-8"),
+        (
+            "not-fhir.json",
+            Some(1),
+            "not a FHIR resource: the JSON object has no resourceType",
+        ),
+        ("empty.json", None, "empty file"),
+        (
+            "lines.ndjson",
+            Some(2),
+            "invalid Patient: EOF while parsing a string",
+        ),
+        ("lines.ndjson", Some(3), "invalid UTF-8"),
+        ("lines.ndjson", Some(4), "not a FHIR resource"),
+        (
+            "lines.ndjson",
+            Some(6),
+            "invalid Patient: invalid type: integer `5`, expected a string",
+        ),
+        ("cut.ndjson.gz", Some(752), "cannot read past line 751"),
+    ];
+    for (file, line, message) in expected {
+        assert!(
+            has_error(&report, file, line, message),
+            "missing {file}:{line:?} {message}: {:#?}",
+            errors(&report)
+        );
+    }
+    assert_eq!(report["error_count"], expected.len());
+    assert_eq!(report["inputs"]["found"], 7);
+    assert_eq!(report["inputs"]["failed"], 6);
+    assert_eq!(report["inputs"]["read"], 1);
+    // Errors reach the terminal too, with file and line.
+    assert!(
+        run.stderr.contains("lines.ndjson line 2: invalid Patient"),
+        "{}",
+        run.stderr
+    );
+
+    // Everything that was readable was converted: the good NDJSON lines around the bad ones, the
+    // lines of the cut gzip before the cut, and the patient with invalid dates.
+    let patients = run.table("patient");
+    assert_eq!(patients.rows.len(), 1 + 751 + 1);
+    assert_cells(patients.row("ndjson-good-1"), &[("gender", Some("female"))]);
+    assert_cells(
+        patients.row("bad-dates"),
+        &[
+            ("birth_date", None),
+            ("deceased_at", None),
+            ("deceased", Some("true")),
+            ("gender", Some("male")),
+        ],
+    );
+    let encounters = run.table("encounter");
+    assert_cells(
+        encounters.row("ndjson-good-2"),
+        &[
+            ("patient_id", Some("ndjson-good-1")),
+            ("source_file", Some("lines.ndjson")),
+        ],
+    );
+    let invalid_date = &report["warnings"]["invalid_date"];
+    assert_eq!(invalid_date["count"], 1);
+    assert_eq!(invalid_date["examples"][0]["file"], "bad-date.json");
+    assert_eq!(invalid_date["examples"][0]["resource"], "Patient/bad-dates");
+    assert_eq!(invalid_date["examples"][0]["column"], "birth_date");
+    assert_eq!(invalid_date["examples"][0]["value"], "2019-13-45");
+    assert_eq!(
+        report["warnings"]["invalid_datetime"]["examples"][0]["value"],
+        "yesterday"
+    );
+}
+
+#[test]
+fn an_invalid_date_alone_still_exits_1_with_the_row_written() {
+    let run = convert(&fixtures().join("bad/bad-date.json"), &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.table("patient").rows.len(), 1);
+    assert_eq!(run.report()["error_count"], 0);
+}
+
+#[test]
+fn an_unreadable_file_is_reported_and_the_rest_converts() {
+    let input = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        fixtures().join("fhir-examples/Patient-f001.json"),
+        input.path().join("good.json"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        input.path().join("missing-target.json"),
+        input.path().join("dangling.json"),
+    )
+    .unwrap();
+    let run = convert(input.path(), &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let report = run.report();
+    assert!(
+        has_error(&report, "dangling.json", None, "cannot read"),
+        "{:#?}",
+        errors(&report)
+    );
+    assert_eq!(run.table("patient").rows.len(), 1);
+}
+
+#[test]
+fn a_50_megabyte_string_is_nulled_and_reported() {
+    let input = tempfile::tempdir().unwrap();
+    let huge = "x".repeat(50 << 20);
+    let patient = format!(
+        r#"{{"resourceType":"Patient","id":"huge","name":[{{"family":"{huge}","given":["Ok"]}}]}}"#
+    );
+    std::fs::write(input.path().join("huge.ndjson"), format!("{patient}\n")).unwrap();
+    let run = convert(input.path(), &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let patients = run.table("patient");
+    assert_cells(
+        patients.row("huge"),
+        &[("family_name", None), ("given_names", Some("Ok"))],
+    );
+    let oversized = &run.report()["warnings"]["oversized_value"];
+    assert_eq!(oversized["count"], 1);
+    assert_eq!(oversized["examples"][0]["column"], "family_name");
+    assert_eq!(oversized["examples"][0]["line"], 1);
+    assert!(oversized["examples"][0]["value"]
+        .as_str()
+        .unwrap()
+        .ends_with("(52428800 bytes)"));
+}
+
+#[test]
+fn a_missing_input_exits_2_before_any_work() {
+    let out = tempfile::tempdir().unwrap();
+    let target = out.path().join("never-created");
+    let output = fhir2table()
+        .args(["convert", "--in", "/no/such/folder", "--out"])
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("/no/such/folder does not exist"));
+    assert!(!target.exists());
+}
+
+#[test]
+fn an_unwritable_output_exits_2_before_any_work() {
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("a-file");
+    std::fs::write(&file, "not a folder").unwrap();
+    let output = fhir2table()
+        .args(["convert", "--in"])
+        .arg(fixtures().join("handmade"))
+        .arg("--out")
+        .arg(file.join("out"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot create output folder"), "{stderr}");
+}
+
+#[test]
+fn output_inside_the_input_is_not_read_back() {
+    let input = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        fixtures().join("fhir-examples/Patient-f001.json"),
+        input.path().join("p.json"),
+    )
+    .unwrap();
+    let out = input.path().join("out");
+    for _ in 0..2 {
+        let status = fhir2table()
+            .args(["convert", "-q", "--in"])
+            .arg(input.path())
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap()
+            .status;
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "the second run must not read out/_run.json as input"
+        );
+    }
+    assert!(Path::new(&out.join("patient")).is_dir());
+}

@@ -1,0 +1,159 @@
+//! The command line: help, version, config precedence and errors, logging, replacing output.
+
+mod common;
+
+use common::{convert, fhir2table, fixtures};
+
+#[test]
+fn help_teaches_usage_examples_and_exit_codes() {
+    let output = fhir2table().args(["convert", "--help"]).output().unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for part in [
+        "--in",
+        "--out",
+        "--config",
+        "--batch-size",
+        "--compression",
+        "--threads",
+        "--log-file",
+        "--log-level",
+        "--quiet",
+        "--verbose",
+        "Examples:",
+        "Exit codes:",
+    ] {
+        assert!(help.contains(part), "convert --help lacks {part}");
+    }
+    let output = fhir2table().arg("--version").output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        format!("fhir2table {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn config_file_keys_are_used_and_flags_override_them() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    std::fs::copy(
+        fixtures().join("fhir-examples/Patient-f001.json"),
+        dir.path().join("in/p.json"),
+    )
+    .unwrap();
+    let config = dir.path().join("fhir2table.toml");
+    std::fs::write(
+        &config,
+        "in = \"in\"\nout = \"from-config\"\nlog_file = \"run.log\"\nlog_level = \"debug\"\n",
+    )
+    .unwrap();
+
+    let output = fhir2table()
+        .arg("convert")
+        .arg("--config")
+        .arg(&config)
+        .arg("-q")
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.stderr.is_empty(),
+        "--quiet prints nothing on success"
+    );
+    assert!(
+        dir.path().join("from-config/patient").is_dir(),
+        "relative paths follow the config file"
+    );
+    let log = std::fs::read_to_string(dir.path().join("run.log")).unwrap();
+    assert!(
+        log.contains("converting"),
+        "debug lines reach the log file: {log}"
+    );
+
+    let flag_out = dir.path().join("from-flag");
+    let output = fhir2table()
+        .arg("convert")
+        .arg("--config")
+        .arg(&config)
+        .arg("--out")
+        .arg(&flag_out)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert!(flag_out.join("patient").is_dir());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("1 files read"),
+        "a summary without --quiet"
+    );
+}
+
+#[test]
+fn config_errors_name_the_key_and_the_file_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("in = \"x\"\nout = \"y\"\nbatchsize = 3\n", "batchsize"),
+        ("in = \"x\"\nout = \"y\"\nthreads = \"two\"\n", "threads"),
+        ("in = \"x\"\n", "missing `out`"),
+        (
+            "in = \"x\"\nout = \"y\"\ncompression = \"lz4\"\n",
+            "compression",
+        ),
+    ];
+    for (text, expected) in cases {
+        let config = dir.path().join("bad.toml");
+        std::fs::write(&config, text).unwrap();
+        let output = fhir2table()
+            .arg("convert")
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{text}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(expected) && stderr.contains("bad.toml"),
+            "{text}: {stderr}"
+        );
+    }
+    let output = fhir2table()
+        .args(["convert", "--in", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("missing `out`"));
+    let output = fhir2table()
+        .args(["convert", "--in", "x", "--out", "y", "--compression", "lz4"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "clap rejects bad flag values with 2"
+    );
+}
+
+#[test]
+fn a_second_run_replaces_the_tables_and_leaves_no_staging_behind() {
+    let run = convert(&fixtures().join("synthea"), &[]);
+    assert_eq!(run.table("patient").rows.len(), 7);
+    let output = fhir2table()
+        .args(["convert", "-q", "--in"])
+        .arg(fixtures().join("handmade"))
+        .arg("--out")
+        .arg(run.out.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(run.table("patient").rows.len(), 2, "the old rows are gone");
+    let mut names: Vec<String> = std::fs::read_dir(run.out.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["_run.json", "encounter", "patient"]);
+}

@@ -1,0 +1,187 @@
+//! Helpers shared by the integration tests: run the real binary, read its Parquet back with the
+//! parquet crate, and look rows up by id.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Date32Type, Float64Type, TimestampMicrosecondType};
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::{DataType, SchemaRef};
+use assert_cmd::Command;
+use fhir2table::fhir::{format_date, format_timestamp};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use tempfile::TempDir;
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+pub fn fhir2table() -> Command {
+    Command::cargo_bin("fhir2table").expect("the binary is built for integration tests")
+}
+
+/// A finished run: its output folder, exit code and stderr.
+pub struct Run {
+    pub out: TempDir,
+    pub code: i32,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn table(&self, name: &str) -> Table {
+        read_table(&self.out.path().join(name))
+    }
+
+    pub fn report(&self) -> serde_json::Value {
+        let text =
+            std::fs::read_to_string(self.out.path().join("_run.json")).expect("_run.json exists");
+        serde_json::from_str(&text).expect("_run.json is JSON")
+    }
+}
+
+/// Runs `fhir2table convert --in input --out <temp> extra...`.
+pub fn convert(input: &Path, extra: &[&str]) -> Run {
+    let out = tempfile::tempdir().unwrap();
+    let output = fhir2table()
+        .arg("convert")
+        .arg("--in")
+        .arg(input)
+        .arg("--out")
+        .arg(out.path())
+        .args(extra)
+        .output()
+        .unwrap();
+    Run {
+        out,
+        code: output.status.code().expect("exited normally"),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// A table read back from its dataset folder; cells rendered as text (`None` for null): strings as
+/// they are, dates `YYYY-MM-DD`, timestamps `YYYY-MM-DDTHH:MM:SS[.ffffff]Z`, numbers and booleans
+/// as Rust prints them.
+pub struct Table {
+    pub schema: SchemaRef,
+    pub rows: Vec<BTreeMap<String, Option<String>>>,
+    pub files: usize,
+}
+
+impl Table {
+    /// The one row whose `id` is `id`.
+    pub fn row(&self, id: &str) -> &BTreeMap<String, Option<String>> {
+        let matches: Vec<_> = self
+            .rows
+            .iter()
+            .filter(|row| row["id"].as_deref() == Some(id))
+            .collect();
+        assert_eq!(matches.len(), 1, "expected exactly one row with id {id}");
+        matches[0]
+    }
+
+    pub fn column(&self, name: &str) -> Vec<Option<String>> {
+        self.rows.iter().map(|row| row[name].clone()).collect()
+    }
+
+    /// Rows sorted by every column, for comparing runs whose row order may differ.
+    pub fn sorted_rows(&self) -> Vec<Vec<Option<String>>> {
+        let mut rows: Vec<Vec<Option<String>>> = self
+            .rows
+            .iter()
+            .map(|row| row.values().cloned().collect())
+            .collect();
+        rows.sort();
+        rows
+    }
+}
+
+pub fn read_table(dir: &Path) -> Table {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    paths.sort();
+    assert!(
+        paths
+            .iter()
+            .all(|p| p.extension().is_some_and(|e| e == "parquet")),
+        "only Parquet files in {}: {paths:?}",
+        dir.display()
+    );
+    let mut schema = None;
+    let mut rows = Vec::new();
+    for path in &paths {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            schema = Some(batch.schema());
+            rows.extend(render_rows(&batch));
+        }
+        if schema.is_none() {
+            let builder =
+                ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap();
+            schema = Some(builder.schema().clone());
+        }
+    }
+    Table {
+        schema: schema.expect("the dataset has at least one file"),
+        rows,
+        files: paths.len(),
+    }
+}
+
+fn render_rows(batch: &RecordBatch) -> Vec<BTreeMap<String, Option<String>>> {
+    (0..batch.num_rows())
+        .map(|row| {
+            batch
+                .schema()
+                .fields()
+                .iter()
+                .zip(batch.columns())
+                .map(|(field, column)| (field.name().clone(), render_cell(column.as_ref(), row)))
+                .collect()
+        })
+        .collect()
+}
+
+fn render_cell(column: &dyn Array, row: usize) -> Option<String> {
+    if column.is_null(row) {
+        return None;
+    }
+    Some(match column.data_type() {
+        DataType::Utf8 => column.as_string::<i32>().value(row).to_owned(),
+        DataType::Boolean => column.as_boolean().value(row).to_string(),
+        DataType::Float64 => column.as_primitive::<Float64Type>().value(row).to_string(),
+        DataType::Date32 => format_date(column.as_primitive::<Date32Type>().value(row)),
+        DataType::Timestamp(_, _) => {
+            format_timestamp(column.as_primitive::<TimestampMicrosecondType>().value(row))
+        }
+        other => panic!("unexpected column type {other}"),
+    })
+}
+
+/// Shorthand for expected cells.
+pub fn some(text: &str) -> Option<String> {
+    Some(text.to_owned())
+}
+
+/// Asserts a row's cells: every listed column must match; `None` means null.
+pub fn assert_cells(row: &BTreeMap<String, Option<String>>, expected: &[(&str, Option<&str>)]) {
+    for (column, value) in expected {
+        let actual = row
+            .get(*column)
+            .unwrap_or_else(|| panic!("no column {column}"));
+        assert_eq!(
+            actual.as_deref(),
+            *value,
+            "column {column} of row {:?}",
+            row.get("id")
+        );
+    }
+}
