@@ -220,3 +220,132 @@ fn encounter_row<'e, 'a: 'e>(
         source_file: Some(cells.source_file()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnostics::WarningKind;
+    use crate::table::testing::{cell, rows, Row};
+
+    fn encounter(fields: &str) -> (Vec<Row>, Diagnostics) {
+        let document = format!(r#"{{"resourceType":"Encounter","id":"e1"{fields}}}"#);
+        rows(Box::new(EncounterTable::new(10)), &document)
+    }
+
+    /// An Encounter inside a Bundle whose other entries are `entries` (JSON entry objects).
+    fn in_bundle(fields: &str, entries: &str) -> Vec<Row> {
+        let document = format!(
+            r#"{{"resourceType":"Bundle","entry":[{{"fullUrl":"urn:uuid:e","resource":{{"resourceType":"Encounter","id":"e1"{fields}}}}}{entries}]}}"#
+        );
+        rows(Box::new(EncounterTable::new(10)), &document).0
+    }
+
+    #[test]
+    fn subject_must_point_to_a_patient() {
+        let patient = |reference: &str| {
+            cell(
+                &encounter(&format!(r#","subject":{{"reference":"{reference}"}}"#)).0,
+                "patient_id",
+            )
+        };
+        assert_eq!(patient("Patient/p9").as_deref(), Some("p9"));
+        assert_eq!(
+            patient("https://x.org/fhir/Patient/p9/_history/2").as_deref(),
+            Some("p9")
+        );
+        assert_eq!(patient("Group/g1"), None);
+        let typed = cell(
+            &encounter(r#","subject":{"reference":"urn:uuid:x","type":"Patient"}"#).0,
+            "patient_id",
+        );
+        assert_eq!(typed, None, "an urn:uuid outside any Bundle cannot resolve");
+        let (_, diagnostics) = encounter(r#","subject":{"reference":"urn:uuid:x"}"#);
+        assert_eq!(
+            diagnostics.warnings[&WarningKind::UnresolvedReference].count,
+            1
+        );
+    }
+
+    #[test]
+    fn bundle_entries_resolve_by_full_url_and_give_the_type() {
+        let entries = r#",{"fullUrl":"urn:uuid:p","resource":{"resourceType":"Patient","id":"pat"}},{"fullUrl":"http://x/Practitioner/a","resource":{"resourceType":"Practitioner","id":"doc"}},{"fullUrl":"urn:uuid:rp","resource":{"resourceType":"RelatedPerson","id":"rel"}}"#;
+        let fields = r#","subject":{"reference":"urn:uuid:p"},"participant":[{"individual":{"reference":"urn:uuid:rp","display":"Relative"}},{"individual":{"reference":"http://x/Practitioner/a","display":"Doc"}}]"#;
+        let rows = in_bundle(fields, entries);
+        assert_eq!(cell(&rows, "patient_id").as_deref(), Some("pat"));
+        assert_eq!(cell(&rows, "practitioner_id").as_deref(), Some("doc"));
+        assert_eq!(cell(&rows, "practitioner_name").as_deref(), Some("Doc"));
+    }
+
+    #[test]
+    fn the_first_practitioner_participant_is_chosen_by_type_text_or_declared_type() {
+        let fields = r#","participant":[{"type":[]},{"individual":{"reference":"PractitionerRole/r1"}},{"individual":{"reference":"x","type":"Practitioner","display":"Typed"}},{"individual":{"reference":"Practitioner/p2","display":"Second"}}]"#;
+        let (rows, diagnostics) = encounter(fields);
+        assert_eq!(
+            cell(&rows, "practitioner_id"),
+            None,
+            "the chosen participant's reference is unresolvable"
+        );
+        assert_eq!(cell(&rows, "practitioner_name").as_deref(), Some("Typed"));
+        assert_eq!(
+            diagnostics.warnings[&WarningKind::UnresolvedReference].count,
+            1
+        );
+    }
+
+    #[test]
+    fn codes_and_displays_fall_back_to_text() {
+        let fields = r#","class":{"code":"EMER"},"type":[{"coding":[{"code":"t1"}],"text":"Type text"},{"coding":[{"code":"t2","display":"T2"}]}],"reasonCode":[{"coding":[{"code":"r1","display":"R1"}],"text":"ignored"}],"hospitalization":{"dischargeDisposition":{"coding":[{"code":"hosp"}]}}"#;
+        let (rows, _) = encounter(fields);
+        assert_eq!(cell(&rows, "class_code").as_deref(), Some("EMER"));
+        assert_eq!(cell(&rows, "type_code").as_deref(), Some("t1"));
+        assert_eq!(cell(&rows, "type_display").as_deref(), Some("Type text"));
+        assert_eq!(cell(&rows, "reason_code").as_deref(), Some("r1"));
+        assert_eq!(cell(&rows, "reason_display").as_deref(), Some("R1"));
+        assert_eq!(
+            cell(&rows, "discharge_disposition").as_deref(),
+            Some("hosp")
+        );
+    }
+
+    #[test]
+    fn locations_and_service_provider_are_resolved_and_displayed() {
+        let fields = r##","location":[{"location":{"reference":"Location/l1","display":"Ward"}},{"location":{"reference":"Location/l2"}}],"serviceProvider":{"reference":"#org","display":"Contained org"}"##;
+        let (rows, diagnostics) = encounter(fields);
+        assert_eq!(cell(&rows, "location_id").as_deref(), Some("l1"));
+        assert_eq!(cell(&rows, "location_name").as_deref(), Some("Ward"));
+        assert_eq!(
+            cell(&rows, "service_provider_id"),
+            None,
+            "contained references give null"
+        );
+        assert_eq!(
+            cell(&rows, "service_provider_name").as_deref(),
+            Some("Contained org")
+        );
+        assert!(
+            diagnostics.warnings.is_empty(),
+            "contained references are not warnings"
+        );
+    }
+
+    #[test]
+    fn conditional_references_are_staged_for_the_run_wide_pass() {
+        let fields = r#","serviceProvider":{"reference":"Organization?identifier=s|v"}"#;
+        let (rows, _) = encounter(fields);
+        assert_eq!(
+            cell(&rows, "service_provider_id").as_deref(),
+            Some("\0Organization?identifier=s|v")
+        );
+    }
+
+    #[test]
+    fn period_offsets_and_partial_dates() {
+        let (rows, _) =
+            encounter(r#","period":{"start":"2019-02-16T23:30:00-02:00","end":"2019"}"#);
+        assert_eq!(
+            cell(&rows, "start").as_deref(),
+            Some("2019-02-17T01:30:00Z")
+        );
+        assert_eq!(cell(&rows, "end").as_deref(), Some("2019-01-01T00:00:00Z"));
+    }
+}

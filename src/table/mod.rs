@@ -123,3 +123,73 @@ impl ResourceSink for TableSet {
         Ok(())
     }
 }
+
+/// Runs FHIR JSON documents through the real walker into one table, for the tables' unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::collections::BTreeMap;
+
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Date32Type, Float64Type, TimestampMicrosecondType};
+    use arrow_array::Array;
+    use arrow_schema::DataType;
+
+    use super::{Table, TableSet};
+    use crate::diagnostics::Diagnostics;
+    use crate::fhir::{format_date, format_timestamp, IdentifierIndex};
+    use crate::resource::Walker;
+
+    /// One converted row, cells rendered as text (dates `YYYY-MM-DD`, timestamps RFC 3339 UTC).
+    pub type Row = BTreeMap<String, Option<String>>;
+
+    /// Converts `document` (one resource or a Bundle) and returns the table's rows.
+    pub fn rows(table: Box<dyn Table>, document: &str) -> (Vec<Row>, Diagnostics) {
+        let mut tables = TableSet::new(vec![table], 100);
+        let mut index = IdentifierIndex::default();
+        let mut diagnostics = Diagnostics::default();
+        let mut walker = Walker {
+            sink: &mut tables,
+            index: &mut index,
+            diagnostics: &mut diagnostics,
+        };
+        walker
+            .document("test.json", document, 1)
+            .expect("the document is readable");
+        let mut rows = Vec::new();
+        for (_, batch) in tables.flush() {
+            for row in 0..batch.num_rows() {
+                let cells = batch
+                    .schema()
+                    .fields()
+                    .iter()
+                    .zip(batch.columns())
+                    .map(|(field, column)| (field.name().clone(), render(column.as_ref(), row)))
+                    .collect();
+                rows.push(cells);
+            }
+        }
+        (rows, diagnostics)
+    }
+
+    fn render(column: &dyn Array, row: usize) -> Option<String> {
+        if column.is_null(row) {
+            return None;
+        }
+        Some(match column.data_type() {
+            DataType::Utf8 => column.as_string::<i32>().value(row).to_owned(),
+            DataType::Boolean => column.as_boolean().value(row).to_string(),
+            DataType::Float64 => column.as_primitive::<Float64Type>().value(row).to_string(),
+            DataType::Date32 => format_date(column.as_primitive::<Date32Type>().value(row)),
+            DataType::Timestamp(_, _) => {
+                format_timestamp(column.as_primitive::<TimestampMicrosecondType>().value(row))
+            }
+            other => panic!("unexpected type {other}"),
+        })
+    }
+
+    /// The cell `column` of the only row.
+    pub fn cell(rows: &[Row], column: &str) -> Option<String> {
+        assert_eq!(rows.len(), 1, "expected one row");
+        rows[0][column].clone()
+    }
+}

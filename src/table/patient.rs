@@ -253,3 +253,151 @@ fn category_extension<'e, 'a>(extensions: &'e [Extension<'a>], url: &str) -> Opt
                 .as_ref()
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::testing::{cell, rows};
+
+    fn patient(fields: &str) -> Vec<crate::table::testing::Row> {
+        let document = format!(r#"{{"resourceType":"Patient","id":"p1"{fields}}}"#);
+        rows(Box::new(PatientTable::new(10)), &document).0
+    }
+
+    fn column(fields: &str, column: &str) -> Option<String> {
+        cell(&patient(fields), column)
+    }
+
+    #[test]
+    fn mrn_is_the_first_identifier_typed_mr() {
+        let fields = r#","identifier":[{"value":"plain"},{"type":{"coding":[{"code":"SS"},{"code":"MR"}]},"value":"m1"},{"type":{"coding":[{"code":"MR"}]},"value":"m2"}]"#;
+        assert_eq!(column(fields, "mrn").as_deref(), Some("m1"));
+        assert_eq!(column(r#","identifier":[{"value":"plain"}]"#, "mrn"), None);
+    }
+
+    #[test]
+    fn the_official_name_wins_else_the_first() {
+        let names = r#","name":[{"family":"First","given":["A","B"]},{"use":"official","family":"Official","given":["C"],"prefix":["Dr."],"suffix":["Jr.","III"]}]"#;
+        let rows = patient(names);
+        assert_eq!(cell(&rows, "family_name").as_deref(), Some("Official"));
+        assert_eq!(cell(&rows, "given_names").as_deref(), Some("C"));
+        assert_eq!(cell(&rows, "name_prefix").as_deref(), Some("Dr."));
+        assert_eq!(cell(&rows, "name_suffix").as_deref(), Some("Jr. III"));
+        let unofficial =
+            r#","name":[{"use":"usual","family":"First","given":["A","B"]},{"family":"Second"}]"#;
+        assert_eq!(column(unofficial, "family_name").as_deref(), Some("First"));
+        assert_eq!(column(unofficial, "given_names").as_deref(), Some("A B"));
+        assert_eq!(column(unofficial, "name_prefix"), None);
+        assert_eq!(
+            column(r#","name":[{"use":"official","given":[]}]"#, "given_names"),
+            None
+        );
+    }
+
+    #[test]
+    fn strings_are_copied_as_they_are() {
+        assert_eq!(column(r##","gender":"""##, "gender").as_deref(), Some(""));
+        assert_eq!(
+            column(r##","gender":" Male ""##, "gender").as_deref(),
+            Some(" Male ")
+        );
+        assert_eq!(
+            column(r##","gender":"caf\u00e9\n""##, "gender").as_deref(),
+            Some("café\n")
+        );
+    }
+
+    #[test]
+    fn deceased_and_multiple_birth_choices() {
+        let rows = patient(r#","deceasedBoolean":false,"multipleBirthBoolean":false"#);
+        assert_eq!(cell(&rows, "deceased").as_deref(), Some("false"));
+        assert_eq!(cell(&rows, "deceased_at"), None);
+        assert_eq!(cell(&rows, "multiple_birth").as_deref(), Some("false"));
+        let rows = patient(r#","deceasedDateTime":"2001-02","multipleBirthInteger":3"#);
+        assert_eq!(cell(&rows, "deceased").as_deref(), Some("true"));
+        assert_eq!(
+            cell(&rows, "deceased_at").as_deref(),
+            Some("2001-02-01T00:00:00Z")
+        );
+        assert_eq!(cell(&rows, "multiple_birth").as_deref(), Some("true"));
+        let rows = patient("");
+        assert_eq!(cell(&rows, "deceased"), None);
+        assert_eq!(cell(&rows, "multiple_birth"), None);
+    }
+
+    #[test]
+    fn us_core_extensions_prefer_text_then_the_first_omb_category() {
+        let race = |sub: &str| {
+            let fields = format!(r#","extension":[{{"url":"{RACE_URL}","extension":[{sub}]}}]"#);
+            column(&fields, "race")
+        };
+        let omb = |display: &str| {
+            format!(r#"{{"url":"ombCategory","valueCoding":{{"display":"{display}"}}}}"#)
+        };
+        let text = r#"{"url":"text","valueString":"Mixed"}"#;
+        assert_eq!(
+            race(&format!("{},{}", omb("White"), text)).as_deref(),
+            Some("Mixed")
+        );
+        assert_eq!(
+            race(&format!("{},{}", omb("Asian"), omb("White"))).as_deref(),
+            Some("Asian")
+        );
+        assert_eq!(
+            race(r#"{"url":"detailed","valueCoding":{"display":"x"}}"#),
+            None
+        );
+        // The url must match exactly.
+        let near_miss = format!(r#","extension":[{{"url":"{RACE_URL}/","extension":[{text}]}}]"#);
+        assert_eq!(column(&near_miss, "race"), None);
+        let birth_sex = format!(r#","extension":[{{"url":"{BIRTH_SEX_URL}","valueCode":"UNK"}}]"#);
+        assert_eq!(column(&birth_sex, "birth_sex").as_deref(), Some("UNK"));
+    }
+
+    #[test]
+    fn the_first_address_telecom_phone_and_language() {
+        let fields = r#","address":[{"line":["1 A St",null,"Unit 2"],"city":"X","extension":[{"url":"http://hl7.org/fhir/StructureDefinition/geolocation","extension":[{"url":"longitude","valueDecimal":-1.5},{"url":"latitude","valueDecimal":2}]}]},{"city":"Y","postalCode":"9"}],"telecom":[{"system":"email","value":"e"},{"system":"phone","value":"p1"},{"system":"phone","value":"p2"}],"communication":[{"language":{"text":"no coding"}},{"language":{"coding":[{"code":"de"}]}}]"#;
+        let rows = patient(fields);
+        assert_eq!(
+            cell(&rows, "address_line").as_deref(),
+            Some("1 A St Unit 2")
+        );
+        assert_eq!(cell(&rows, "city").as_deref(), Some("X"));
+        assert_eq!(
+            cell(&rows, "postal_code"),
+            None,
+            "only the first address counts"
+        );
+        assert_eq!(cell(&rows, "latitude").as_deref(), Some("2"));
+        assert_eq!(cell(&rows, "longitude").as_deref(), Some("-1.5"));
+        assert_eq!(cell(&rows, "phone").as_deref(), Some("p1"));
+        assert_eq!(
+            cell(&rows, "language"),
+            None,
+            "only the first communication counts"
+        );
+    }
+
+    #[test]
+    fn dates_and_timestamps_follow_the_shared_rules() {
+        let rows = patient(
+            r#","birthDate":"1950-05","meta":{"lastUpdated":"2019-02-16T01:27:01.5-05:00"}"#,
+        );
+        assert_eq!(cell(&rows, "birth_date").as_deref(), Some("1950-05-01"));
+        assert_eq!(
+            cell(&rows, "last_updated").as_deref(),
+            Some("2019-02-16T06:27:01.500000Z")
+        );
+        let (rows, diagnostics) = rows_with(r#","birthDate":"1950-02-30""#);
+        assert_eq!(cell(&rows, "birth_date"), None);
+        assert_eq!(
+            diagnostics.warnings[&crate::diagnostics::WarningKind::InvalidDate].count,
+            1
+        );
+    }
+
+    fn rows_with(fields: &str) -> (Vec<crate::table::testing::Row>, Diagnostics) {
+        let document = format!(r#"{{"resourceType":"Patient","id":"p1"{fields}}}"#);
+        rows(Box::new(PatientTable::new(10)), &document)
+    }
+}
