@@ -66,6 +66,10 @@ pub struct Options {
     pub threads: Option<usize>,
     pub log_file: Option<PathBuf>,
     pub log_level: Option<LogLevel>,
+    /// ViewDefinition files or folders, or `default` for the shipped views.
+    pub views: Option<Vec<PathBuf>>,
+    /// Whether to write the built-in patient and encounter tables (default true).
+    pub builtin_tables: Option<bool>,
 }
 
 impl Options {
@@ -86,6 +90,11 @@ impl Options {
                 *relative = base.join(&*relative);
             }
         }
+        for view in options.views.iter_mut().flatten() {
+            if view.is_relative() && view.as_os_str() != crate::view::DEFAULT_VIEWS {
+                *view = base.join(&*view);
+            }
+        }
         Ok(options)
     }
 
@@ -99,6 +108,8 @@ impl Options {
             threads: overrides.threads.or(self.threads),
             log_file: overrides.log_file.or(self.log_file),
             log_level: overrides.log_level.or(self.log_level),
+            views: overrides.views.or(self.views),
+            builtin_tables: overrides.builtin_tables.or(self.builtin_tables),
         }
     }
 }
@@ -113,6 +124,8 @@ pub struct Settings {
     pub threads: usize,
     pub log_file: Option<PathBuf>,
     pub log_level: LogLevel,
+    pub views: Vec<PathBuf>,
+    pub builtin_tables: bool,
 }
 
 impl Settings {
@@ -144,6 +157,8 @@ impl Settings {
             threads,
             log_file: options.log_file,
             log_level: options.log_level.unwrap_or_default(),
+            views: options.views.unwrap_or_default(),
+            builtin_tables: options.builtin_tables.unwrap_or(true),
         })
     }
 }

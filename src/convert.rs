@@ -20,7 +20,7 @@ use crate::report::{RunReport, TableReport};
 use crate::resource::{DocumentError, Walker};
 use crate::sink::{rewrite_marked_strings, write_atomically, DatasetWriter, Staging, WriteOptions};
 use crate::source::{discover, for_each_line, read_whole, InputFile, InputFormat};
-use crate::table::{builtin_schemas, builtin_tables, TableSet};
+use crate::table::{builtin_tables, Table, TableSet, BUILTIN_TABLE_NAMES};
 use crate::UsageError;
 
 /// The report file's name inside `--out`.
@@ -30,7 +30,7 @@ pub const REPORT_FILE: &str = "_run.json";
 struct WorkerResult {
     diagnostics: Diagnostics,
     index: IdentifierIndex,
-    pending: BTreeSet<&'static str>,
+    pending: BTreeSet<String>,
 }
 
 /// Converts `settings.input` into tables under `settings.output` and returns the run report (also
@@ -38,6 +38,7 @@ struct WorkerResult {
 /// kind means the output could not be written, and the previous output is left as it was.
 pub fn convert(settings: &Settings) -> Result<RunReport> {
     let started = SystemTime::now();
+    let templates = output_tables(settings)?;
     if !settings.input.exists() {
         return Err(
             UsageError(format!("input {} does not exist", settings.input.display())).into(),
@@ -55,15 +56,14 @@ pub fn convert(settings: &Settings) -> Result<RunReport> {
     let options = WriteOptions {
         compression: settings.compression,
     };
-    let schemas = builtin_schemas();
-    let mut writers = schemas
+    let mut writers = templates
         .iter()
-        .map(|(name, schema)| {
-            DatasetWriter::create(&staging.table_dir(name), schema.clone(), &options)
+        .map(|table| {
+            DatasetWriter::create(&staging.table_dir(table.name()), table.schema(), &options)
         })
         .collect::<Result<Vec<_>>>()?;
 
-    let (results, write_error) = run_workers(settings, &discovery.files, &mut writers);
+    let (results, write_error) = run_workers(settings, &templates, &discovery.files, &mut writers);
     if let Some(error) = write_error {
         return Err(error);
     }
@@ -81,7 +81,8 @@ pub fn convert(settings: &Settings) -> Result<RunReport> {
     }
 
     let mut tables = BTreeMap::new();
-    for ((name, _), writer) in schemas.iter().zip(writers) {
+    for (table, writer) in templates.iter().zip(writers) {
+        let name = table.name();
         let (path, rows) = writer.close()?;
         if pending.contains(name) {
             resolve_conditional_references(&path, &options, &index, &mut diagnostics)?;
@@ -92,7 +93,7 @@ pub fn convert(settings: &Settings) -> Result<RunReport> {
         };
         tables.insert(name.to_string(), table);
     }
-    let names: Vec<&str> = schemas.iter().map(|(name, _)| *name).collect();
+    let names: Vec<&str> = templates.iter().map(|table| table.name()).collect();
     staging.commit(&names)?;
 
     let report = RunReport::new(
@@ -111,10 +112,47 @@ pub fn convert(settings: &Settings) -> Result<RunReport> {
     Ok(report)
 }
 
+/// The tables this run writes: the built-in ones (unless turned off) and one per view. Views are
+/// read and checked here, before any input; bad views and clashing names are usage errors.
+fn output_tables(settings: &Settings) -> Result<Vec<Box<dyn Table>>, UsageError> {
+    let mut tables = if settings.builtin_tables {
+        builtin_tables(settings.batch_size)
+    } else {
+        Vec::new()
+    };
+    for view in crate::view::load(&settings.views)? {
+        if BUILTIN_TABLE_NAMES.contains(&view.name.as_str()) {
+            let message = format!(
+                "view {}: the name of a built-in table; give the view another `name`",
+                view.name
+            );
+            return Err(UsageError(message));
+        }
+        if tables.iter().any(|t| t.name() == view.name) {
+            let message = format!(
+                "two views are named {}: each view needs its own table name",
+                view.name
+            );
+            return Err(UsageError(message));
+        }
+        tables.push(Box::new(crate::view::ViewTable::new(
+            view,
+            settings.batch_size,
+        )));
+    }
+    if tables.is_empty() {
+        return Err(UsageError(
+            "nothing to write: --no-builtin-tables needs at least one --view".into(),
+        ));
+    }
+    Ok(tables)
+}
+
 /// Runs the worker threads and, on this thread, the writer. Returns the workers' results and the
 /// first write error, if any (after which workers stop at their next file).
 fn run_workers(
     settings: &Settings,
+    templates: &[Box<dyn Table>],
     files: &[InputFile],
     writers: &mut [DatasetWriter],
 ) -> (Vec<WorkerResult>, Option<anyhow::Error>) {
@@ -126,7 +164,16 @@ fn run_workers(
             .map(|_| {
                 let sender = sender.clone();
                 let (next_file, abort) = (&next_file, &abort);
-                scope.spawn(move || worker(settings.batch_size, files, next_file, abort, sender))
+                scope.spawn(move || {
+                    worker(
+                        settings.batch_size,
+                        templates,
+                        files,
+                        next_file,
+                        abort,
+                        sender,
+                    )
+                })
             })
             .collect();
         drop(sender);
@@ -160,12 +207,17 @@ fn write_batches(
 
 fn worker(
     batch_size: usize,
+    templates: &[Box<dyn Table>],
     files: &[InputFile],
     next_file: &AtomicUsize,
     abort: &AtomicBool,
     sender: SyncSender<(usize, RecordBatch)>,
 ) -> WorkerResult {
-    let mut tables = TableSet::new(builtin_tables(batch_size), batch_size);
+    let fresh = templates
+        .iter()
+        .map(|table| table.fresh(batch_size))
+        .collect();
+    let mut tables = TableSet::new(fresh, batch_size);
     let mut index = IdentifierIndex::default();
     let mut diagnostics = Diagnostics::default();
     let send =

@@ -16,6 +16,7 @@ pub mod resource;
 pub mod sink;
 pub mod source;
 pub mod table;
+pub mod view;
 
 use std::fmt;
 

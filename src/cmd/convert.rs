@@ -71,6 +71,15 @@ pub struct Args {
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<LogLevel>,
 
+    /// A SQL on FHIR ViewDefinition file, a folder of them, or `default` (the shipped views); each
+    /// view becomes OUT/<view name>/. Repeatable [config: views]
+    #[arg(long = "view", value_name = "PATH")]
+    pub views: Vec<PathBuf>,
+
+    /// Write only the views, not the built-in patient and encounter tables [config: builtin_tables = false]
+    #[arg(long)]
+    pub no_builtin_tables: bool,
+
     /// Print nothing on stderr but errors (no summary line)
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
@@ -100,6 +109,8 @@ pub fn run(args: Args) -> Result<Exit> {
         threads: args.threads,
         log_file: args.log_file,
         log_level: args.log_level,
+        views: (!args.views.is_empty()).then_some(args.views),
+        builtin_tables: args.no_builtin_tables.then_some(false),
     };
     let settings = Settings::from_options(options.overridden_by(flags), &source)?;
     let stderr_level = logging::stderr_level(args.quiet, args.verbose);

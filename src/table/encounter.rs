@@ -95,12 +95,16 @@ impl EncounterTable {
 }
 
 impl Table for EncounterTable {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "encounter"
     }
 
-    fn resource_type(&self) -> &'static str {
+    fn resource_type(&self) -> &str {
         "Encounter"
+    }
+
+    fn fresh(&self, batch_size: usize) -> Box<dyn Table> {
+        Box::new(EncounterTable::new(batch_size))
     }
 
     fn schema(&self) -> arrow_schema::SchemaRef {

@@ -17,13 +17,15 @@ use arrow_schema::SchemaRef;
 use crate::diagnostics::Diagnostics;
 use crate::resource::{Rejection, Resource, ResourceSink};
 
-/// One output table fed by one resource type.
-pub trait Table: Send {
+/// One output table fed by one resource type: a built-in table or a view.
+pub trait Table: Send + Sync {
     /// The dataset folder name under `--out`.
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &str;
     /// The resource type whose resources become rows.
-    fn resource_type(&self) -> &'static str;
+    fn resource_type(&self) -> &str;
     fn schema(&self) -> SchemaRef;
+    /// An empty table of the same kind, for another worker thread.
+    fn fresh(&self, batch_size: usize) -> Box<dyn Table>;
     /// Appends the resource's row. `Ok(true)` means a cell holds a staged conditional reference
     /// that the run-wide pass must resolve.
     fn append(
@@ -40,13 +42,8 @@ pub trait Table: Send {
     fn finish(&mut self) -> RecordBatch;
 }
 
-/// The names and schemas of the built-in tables, for the writer side of the pipeline.
-pub fn builtin_schemas() -> Vec<(&'static str, SchemaRef)> {
-    builtin_tables(1)
-        .iter()
-        .map(|table| (table.name(), table.schema()))
-        .collect()
-}
+/// Names of the built-in tables (views may not take them).
+pub const BUILTIN_TABLE_NAMES: &[&str] = &["patient", "encounter"];
 
 /// Fresh builders for every built-in table, in output order.
 pub fn builtin_tables(batch_size: usize) -> Vec<Box<dyn Table>> {
@@ -63,7 +60,7 @@ pub struct TableSet {
     /// Finished batches waiting to be sent, tagged with the table's position.
     ready: Vec<(usize, RecordBatch)>,
     /// Tables that hold staged conditional references.
-    pending: BTreeSet<&'static str>,
+    pending: BTreeSet<String>,
 }
 
 impl TableSet {
@@ -92,7 +89,7 @@ impl TableSet {
     }
 
     /// Names of tables that need the conditional-reference pass.
-    pub fn pending_tables(&self) -> &BTreeSet<&'static str> {
+    pub fn pending_tables(&self) -> &BTreeSet<String> {
         &self.pending
     }
 }
@@ -114,7 +111,7 @@ impl ResourceSink for TableSet {
                 continue;
             }
             if table.append(resource, diagnostics)? {
-                self.pending.insert(table.name());
+                self.pending.insert(table.name().to_owned());
             }
             if table.len() >= self.batch_size {
                 self.ready.push((position, table.finish()));

@@ -104,12 +104,16 @@ impl PatientTable {
 }
 
 impl Table for PatientTable {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "patient"
     }
 
-    fn resource_type(&self) -> &'static str {
+    fn resource_type(&self) -> &str {
         "Patient"
+    }
+
+    fn fresh(&self, batch_size: usize) -> Box<dyn Table> {
+        Box::new(PatientTable::new(batch_size))
     }
 
     fn schema(&self) -> arrow_schema::SchemaRef {

@@ -1,0 +1,514 @@
+//! Reading and checking a ViewDefinition: everything that can be wrong with a view is found here,
+//! before any data is read, and named with the view, the JSON path and the problem.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::{Map, Value};
+
+use super::fhirpath::{self, Constants, Expr, FUNCTIONS};
+
+/// A column of the view's table, in schema order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnDef {
+    pub name: String,
+    /// The FHIR type name (`string`, `boolean`, `integer`, `dateTime`, ...).
+    pub type_name: String,
+    pub collection: bool,
+}
+
+/// How a select iterates over its input.
+#[derive(Debug, Clone)]
+pub(crate) enum Iteration {
+    Once,
+    ForEach(Expr),
+    ForEachOrNull(Expr),
+    Repeat(Vec<Expr>),
+}
+
+/// A compiled select: columns (by index into the view's columns), nested selects, union branches.
+#[derive(Debug, Clone)]
+pub(crate) struct Node {
+    pub iteration: Iteration,
+    pub columns: Vec<(usize, Expr)>,
+    pub selects: Vec<Node>,
+    pub union: Vec<Node>,
+    /// Every column index this node and its children fill (for forEachOrNull's null row).
+    pub covered: Vec<usize>,
+}
+
+/// A compiled ViewDefinition.
+#[derive(Debug, Clone)]
+pub struct View {
+    pub name: String,
+    pub resource: String,
+    pub columns: Vec<ColumnDef>,
+    pub(crate) root: Node,
+    pub(crate) filters: Vec<(String, Expr)>,
+    pub(crate) constants: Constants,
+}
+
+/// Keys a ViewDefinition may carry besides the ones this module interprets (FHIR metadata).
+const METADATA_KEYS: &[&str] = &[
+    "resourceType",
+    "id",
+    "meta",
+    "implicitRules",
+    "language",
+    "text",
+    "contained",
+    "extension",
+    "modifierExtension",
+    "url",
+    "identifier",
+    "version",
+    "name",
+    "title",
+    "status",
+    "experimental",
+    "date",
+    "publisher",
+    "contact",
+    "description",
+    "useContext",
+    "copyright",
+    "resourceVersion",
+    "fhirVersion",
+    "profile",
+];
+
+/// Constant `value[x]` suffixes and the FHIR type each gives.
+const CONSTANT_TYPES: &[(&str, &str)] = &[
+    ("Base64Binary", "base64Binary"),
+    ("Boolean", "boolean"),
+    ("Canonical", "canonical"),
+    ("Code", "code"),
+    ("Date", "date"),
+    ("DateTime", "dateTime"),
+    ("Decimal", "decimal"),
+    ("Id", "id"),
+    ("Instant", "instant"),
+    ("Integer", "integer"),
+    ("Integer64", "integer64"),
+    ("Oid", "oid"),
+    ("PositiveInt", "positiveInt"),
+    ("String", "string"),
+    ("Time", "time"),
+    ("UnsignedInt", "unsignedInt"),
+    ("Uri", "uri"),
+    ("Url", "url"),
+    ("Uuid", "uuid"),
+];
+
+/// Variables every expression may use besides the view's constants.
+const BUILTIN_VARIABLES: &[&str] = &["rowIndex", "resource", "rootResource", "context"];
+
+struct Compiler<'a> {
+    view: &'a str,
+    constants: HashSet<String>,
+    columns: Vec<ColumnDef>,
+}
+
+/// Compiles a ViewDefinition. `fallback_name` (the file stem) names views without `name`.
+/// The error says which view, where in it and what is wrong.
+pub fn compile(definition: &Value, fallback_name: &str) -> Result<View, String> {
+    let object = definition
+        .as_object()
+        .ok_or_else(|| format!("view {fallback_name}: a ViewDefinition must be a JSON object"))?;
+    let name = match object.get("name") {
+        Some(Value::String(name)) => name.clone(),
+        Some(_) => return Err(format!("view {fallback_name}: `name` must be a string")),
+        None => fallback_name.to_owned(),
+    };
+    let fail = |path: &str, problem: String| format!("view {name}: {path}: {problem}");
+    if let Some(kind) = object.get("resourceType").and_then(Value::as_str) {
+        if kind != "ViewDefinition" {
+            return Err(fail(
+                "resourceType",
+                format!("is '{kind}', expected 'ViewDefinition'"),
+            ));
+        }
+    }
+    for key in object.keys() {
+        if !["resource", "constant", "select", "where"].contains(&key.as_str())
+            && !METADATA_KEYS.contains(&key.as_str())
+        {
+            return Err(fail(key, "unknown key".into()));
+        }
+    }
+    let resource = match object.get("resource") {
+        Some(Value::String(resource)) if !resource.is_empty() => resource.clone(),
+        Some(_) => return Err(fail("resource", "must be a resource type name".into())),
+        None => {
+            return Err(fail(
+                "resource",
+                "missing: a view names the resource type it reads".into(),
+            ))
+        }
+    };
+    let constants =
+        constants(object.get("constant")).map_err(|(path, problem)| fail(&path, problem))?;
+    let mut compiler = Compiler {
+        view: &name,
+        constants: constants.keys().cloned().collect(),
+        columns: Vec::new(),
+    };
+    let selects = match object.get("select") {
+        Some(Value::Array(selects)) if !selects.is_empty() => selects,
+        _ => {
+            return Err(fail(
+                "select",
+                "missing or empty: a view needs at least one select".into(),
+            ))
+        }
+    };
+    let mut next_column = 0;
+    let mut root_selects = Vec::new();
+    for (i, select) in selects.iter().enumerate() {
+        root_selects.push(compiler.select(
+            select,
+            &format!("select[{i}]"),
+            &mut next_column,
+            true,
+        )?);
+    }
+    let mut seen = HashSet::new();
+    for column in &compiler.columns {
+        if !seen.insert(column.name.as_str()) {
+            return Err(fail(
+                "select",
+                format!("column name '{}' is used twice", column.name),
+            ));
+        }
+    }
+    let filters = match object.get("where") {
+        None => Vec::new(),
+        Some(Value::Array(filters)) => filters
+            .iter()
+            .enumerate()
+            .map(|(i, filter)| compiler.filter(filter, &format!("where[{i}]")))
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(fail("where", "must be an array".into())),
+    };
+    let covered = (0..next_column).collect();
+    Ok(View {
+        name: name.clone(),
+        resource,
+        columns: compiler.columns,
+        root: Node {
+            iteration: Iteration::Once,
+            columns: Vec::new(),
+            selects: root_selects,
+            union: Vec::new(),
+            covered,
+        },
+        filters,
+        constants,
+    })
+}
+
+fn constants(value: Option<&Value>) -> Result<Constants, (String, String)> {
+    let mut constants = HashMap::new();
+    let Some(value) = value else {
+        return Ok(constants);
+    };
+    let list = value
+        .as_array()
+        .ok_or_else(|| ("constant".to_owned(), "must be an array".to_owned()))?;
+    for (i, constant) in list.iter().enumerate() {
+        let path = format!("constant[{i}]");
+        let object = constant
+            .as_object()
+            .ok_or_else(|| (path.clone(), "must be an object".to_owned()))?;
+        let name = object
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| (path.clone(), "needs a string `name`".to_owned()))?;
+        let mut found = None;
+        for (key, value) in object {
+            if key == "name" {
+                continue;
+            }
+            let kind = key
+                .strip_prefix("value")
+                .and_then(|suffix| CONSTANT_TYPES.iter().find(|(s, _)| *s == suffix))
+                .map(|(_, kind)| *kind)
+                .ok_or_else(|| (format!("{path}.{key}"), "unknown key".to_owned()))?;
+            if found.replace((value.clone(), kind)).is_some() {
+                return Err((path, "has more than one value[x]".to_owned()));
+            }
+        }
+        let value =
+            found.ok_or_else(|| (path.clone(), format!("constant '{name}' has no value[x]")))?;
+        constants.insert(name.to_owned(), value);
+    }
+    Ok(constants)
+}
+
+impl Compiler<'_> {
+    fn fail(&self, path: &str, problem: impl Into<String>) -> String {
+        format!("view {}: {path}: {}", self.view, problem.into())
+    }
+
+    fn path(&self, value: Option<&Value>, path: &str) -> Result<Expr, String> {
+        let text = match value {
+            Some(Value::String(text)) => text,
+            Some(_) => return Err(self.fail(path, "must be a FHIRPath string")),
+            None => return Err(self.fail(path, "missing")),
+        };
+        let expr = fhirpath::parse(text)
+            .map_err(|e| self.fail(path, format!("invalid FHIRPath '{text}': {e}")))?;
+        self.check(&expr)
+            .map_err(|problem| self.fail(path, format!("'{text}': {problem}")))?;
+        Ok(expr)
+    }
+
+    /// Names used in an expression must exist: functions (with the right number of arguments)
+    /// and constants.
+    fn check(&self, expr: &Expr) -> Result<(), String> {
+        match expr {
+            Expr::Variable(name)
+                if !BUILTIN_VARIABLES.contains(&name.as_str())
+                    && !self.constants.contains(name) =>
+            {
+                return Err(format!("unknown constant %{name}"));
+            }
+            Expr::Function(name, arguments) => {
+                let (_, min, max) = FUNCTIONS
+                    .iter()
+                    .find(|(known, _, _)| known == name)
+                    .ok_or_else(|| format!("unknown function {name}()"))?;
+                if arguments.len() < *min || arguments.len() > *max {
+                    return Err(format!(
+                        "{name}() takes {min} to {max} arguments, not {}",
+                        arguments.len()
+                    ));
+                }
+                let takes_type = matches!(name.as_str(), "ofType" | "getReferenceKey");
+                for argument in arguments {
+                    if takes_type {
+                        if fhirpath::type_argument(argument).is_none() {
+                            return Err(format!("{name}() needs a type name"));
+                        }
+                    } else {
+                        self.check(argument)?;
+                    }
+                }
+            }
+            Expr::Invoke(a, b) | Expr::Index(a, b) | Expr::Binary(_, a, b) => {
+                self.check(a)?;
+                self.check(b)?;
+            }
+            Expr::Negate(a) | Expr::TypeTest(_, a, _) => self.check(a)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn filter(&self, filter: &Value, path: &str) -> Result<(String, Expr), String> {
+        let object = filter
+            .as_object()
+            .ok_or_else(|| self.fail(path, "must be an object"))?;
+        for key in object.keys() {
+            if !["path", "description", "extension"].contains(&key.as_str()) {
+                return Err(self.fail(&format!("{path}.{key}"), "unknown key"));
+            }
+        }
+        let text = object
+            .get("path")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        Ok((
+            text,
+            self.path(object.get("path"), &format!("{path}.path"))?,
+        ))
+    }
+
+    /// Compiles one select. Columns get consecutive indices from `next_column` in schema order
+    /// (own columns, nested selects, then the union's first branch); the other union branches
+    /// must produce the same column names and reuse those indices.
+    fn select(
+        &mut self,
+        select: &Value,
+        path: &str,
+        next_column: &mut usize,
+        define: bool,
+    ) -> Result<Node, String> {
+        let object: &Map<String, Value> = select
+            .as_object()
+            .ok_or_else(|| self.fail(path, "must be an object"))?;
+        for key in object.keys() {
+            if ![
+                "column",
+                "select",
+                "forEach",
+                "forEachOrNull",
+                "repeat",
+                "unionAll",
+                "extension",
+            ]
+            .contains(&key.as_str())
+            {
+                return Err(self.fail(&format!("{path}.{key}"), "unknown key"));
+            }
+        }
+        let first_column = *next_column;
+        let iteration = match (
+            object.get("forEach"),
+            object.get("forEachOrNull"),
+            object.get("repeat"),
+        ) {
+            (Some(_), Some(_), _) => {
+                return Err(self.fail(path, "forEach and forEachOrNull cannot both be given"));
+            }
+            (Some(_), None, Some(_)) | (None, Some(_), Some(_)) => {
+                return Err(self.fail(
+                    path,
+                    "repeat cannot be combined with forEach or forEachOrNull",
+                ));
+            }
+            (Some(each), None, None) => {
+                Iteration::ForEach(self.path(Some(each), &format!("{path}.forEach"))?)
+            }
+            (None, Some(each), None) => {
+                Iteration::ForEachOrNull(self.path(Some(each), &format!("{path}.forEachOrNull"))?)
+            }
+            (None, None, Some(Value::Array(paths))) if !paths.is_empty() => Iteration::Repeat(
+                paths
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| self.path(Some(p), &format!("{path}.repeat[{i}]")))
+                    .collect::<Result<_, _>>()?,
+            ),
+            (None, None, Some(_)) => {
+                return Err(self.fail(
+                    &format!("{path}.repeat"),
+                    "must be a non-empty array of paths",
+                ))
+            }
+            (None, None, None) => Iteration::Once,
+        };
+        let mut columns = Vec::new();
+        if let Some(list) = object.get("column") {
+            let list = list
+                .as_array()
+                .ok_or_else(|| self.fail(&format!("{path}.column"), "must be an array"))?;
+            for (i, column) in list.iter().enumerate() {
+                let column_path = format!("{path}.column[{i}]");
+                let (definition, expr) = self.column(column, &column_path)?;
+                let index = *next_column;
+                *next_column += 1;
+                if define {
+                    self.columns.push(definition);
+                } else if self.columns.get(index).map(|c| &c.name) != Some(&definition.name) {
+                    return Err(self.fail(
+                        &column_path,
+                        "unionAll branches must have the same columns in the same order",
+                    ));
+                }
+                columns.push((index, expr));
+            }
+        }
+        let mut selects = Vec::new();
+        if let Some(list) = object.get("select") {
+            let list = list
+                .as_array()
+                .ok_or_else(|| self.fail(&format!("{path}.select"), "must be an array"))?;
+            for (i, nested) in list.iter().enumerate() {
+                selects.push(self.select(
+                    nested,
+                    &format!("{path}.select[{i}]"),
+                    next_column,
+                    define,
+                )?);
+            }
+        }
+        let mut union = Vec::new();
+        if let Some(list) = object.get("unionAll") {
+            let list = list
+                .as_array()
+                .ok_or_else(|| self.fail(&format!("{path}.unionAll"), "must be an array"))?;
+            let start = *next_column;
+            let mut end = None;
+            for (i, branch) in list.iter().enumerate() {
+                let mut cursor = start;
+                let branch_path = format!("{path}.unionAll[{i}]");
+                union.push(self.select(branch, &branch_path, &mut cursor, define && i == 0)?);
+                match end {
+                    None => end = Some(cursor),
+                    Some(end) if end != cursor => {
+                        return Err(self.fail(
+                            &branch_path,
+                            "unionAll branches must have the same columns in the same order",
+                        ));
+                    }
+                    Some(_) => {}
+                }
+            }
+            *next_column = end.unwrap_or(start);
+        }
+        Ok(Node {
+            iteration,
+            columns,
+            selects,
+            union,
+            covered: (first_column..*next_column).collect(),
+        })
+    }
+
+    fn column(&self, column: &Value, path: &str) -> Result<(ColumnDef, Expr), String> {
+        let object = column
+            .as_object()
+            .ok_or_else(|| self.fail(path, "must be an object"))?;
+        for key in object.keys() {
+            if ![
+                "name",
+                "path",
+                "description",
+                "collection",
+                "type",
+                "tag",
+                "extension",
+            ]
+            .contains(&key.as_str())
+            {
+                return Err(self.fail(&format!("{path}.{key}"), "unknown key"));
+            }
+        }
+        let name = object.get("name").and_then(Value::as_str).ok_or_else(|| {
+            self.fail(
+                &format!("{path}.name"),
+                "missing: every column needs a name",
+            )
+        })?;
+        let valid_name = name.starts_with(|c: char| c.is_ascii_alphabetic())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid_name {
+            return Err(self.fail(
+                &format!("{path}.name"),
+                format!("'{name}' is not a valid column name (letters, digits, _)"),
+            ));
+        }
+        let expr = self.path(object.get("path"), &format!("{path}.path"))?;
+        let collection = match object.get("collection") {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                return Err(self.fail(&format!("{path}.collection"), "must be true or false"))
+            }
+        };
+        let type_name = match object.get("type") {
+            Some(Value::String(kind)) => kind.clone(),
+            Some(_) => return Err(self.fail(&format!("{path}.type"), "must be a type name")),
+            None => super::types::infer(&expr).to_owned(),
+        };
+        Ok((
+            ColumnDef {
+                name: name.to_owned(),
+                type_name,
+                collection,
+            },
+            expr,
+        ))
+    }
+}

@@ -1,0 +1,12 @@
+//! The FHIRPath subset SQL on FHIR v2 requires, plus what its conformance suite uses: parsed once
+//! per view into a syntax tree, evaluated per resource over its JSON.
+
+mod boundary;
+mod eval;
+mod parse;
+
+pub use eval::{
+    evaluate, lexical, type_argument, Constants, Context, EvalError, Item, Primitive, FUNCTIONS,
+    PRIMITIVE_TYPES,
+};
+pub use parse::{parse, Expr, Op, ParseError};

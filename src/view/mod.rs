@@ -1,0 +1,69 @@
+//! SQL on FHIR v2 ViewDefinitions: every resource type as a table. A view is read and checked
+//! once ([`definition`]), its FHIRPath compiled ([`fhirpath`]); per resource it yields rows
+//! ([`rows`]) that [`output::ViewTable`] turns into Arrow batches like any built-in table.
+
+pub mod definition;
+pub mod fhirpath;
+pub mod output;
+mod rows;
+mod types;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use definition::{ColumnDef, View};
+pub use output::ViewTable;
+
+use crate::UsageError;
+
+/// The argument of `--view` that selects the views shipped in `views/` (embedded in the binary).
+pub const DEFAULT_VIEWS: &str = "default";
+
+/// The shipped views: file stem and JSON text, embedded at build time.
+const EMBEDDED: &[(&str, &str)] = &include!(concat!(env!("OUT_DIR"), "/default_views.rs"));
+
+/// Reads and compiles the views named by `--view` arguments: ViewDefinition files, folders of
+/// them (every `*.json`, sorted), or `default`. Any problem is a usage error naming the view.
+pub fn load(specs: &[PathBuf]) -> Result<Vec<Arc<View>>, UsageError> {
+    let mut views = Vec::new();
+    for spec in specs {
+        if spec.as_os_str() == DEFAULT_VIEWS {
+            for (stem, text) in EMBEDDED {
+                views.push(compile_text(text, stem, &format!("default view {stem}"))?);
+            }
+        } else if spec.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(spec)
+                .map_err(|e| {
+                    UsageError(format!("cannot read view folder {}: {e}", spec.display()))
+                })?
+                .filter_map(|entry| entry.ok().map(|e| e.path()))
+                .filter(|path| path.extension().is_some_and(|e| e == "json"))
+                .collect();
+            files.sort();
+            for file in files {
+                views.push(load_file(&file)?);
+            }
+        } else {
+            views.push(load_file(spec)?);
+        }
+    }
+    Ok(views)
+}
+
+fn load_file(path: &Path) -> Result<Arc<View>, UsageError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| UsageError(format!("cannot read view {}: {e}", path.display())))?;
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    compile_text(&text, &stem, &path.display().to_string())
+}
+
+fn compile_text(text: &str, stem: &str, source: &str) -> Result<Arc<View>, UsageError> {
+    let definition: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| UsageError(format!("view {source}: invalid JSON: {e}")))?;
+    definition::compile(&definition, stem)
+        .map(Arc::new)
+        .map_err(|message| UsageError(format!("{message} (in {source})")))
+}

@@ -1,0 +1,322 @@
+//! A view as an output table: rows evaluated per resource, converted to the column types fixed by
+//! the view, appended to Arrow builders.
+
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    ArrayBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, ListBuilder,
+    StringBuilder,
+};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use serde_json::Value;
+
+use super::definition::View;
+use super::fhirpath::{lexical, Item, Primitive};
+use crate::diagnostics::Diagnostics;
+use crate::fhir::reference::FullUrlLookup;
+use crate::resource::{Rejection, Resource};
+use crate::table::Table;
+
+/// The Arrow type a FHIR type maps to in a view column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Boolean,
+    Int32,
+    Int64,
+    Float64,
+    Utf8,
+}
+
+impl Kind {
+    pub fn of(type_name: &str) -> Kind {
+        match type_name {
+            "boolean" => Kind::Boolean,
+            "integer" | "positiveInt" | "unsignedInt" => Kind::Int32,
+            "integer64" => Kind::Int64,
+            "decimal" => Kind::Float64,
+            _ => Kind::Utf8,
+        }
+    }
+
+    fn data_type(self) -> DataType {
+        match self {
+            Kind::Boolean => DataType::Boolean,
+            Kind::Int32 => DataType::Int32,
+            Kind::Int64 => DataType::Int64,
+            Kind::Float64 => DataType::Float64,
+            Kind::Utf8 => DataType::Utf8,
+        }
+    }
+}
+
+/// A converted cell value.
+#[derive(Debug, Clone, PartialEq)]
+enum Cell {
+    Null,
+    Boolean(bool),
+    Integer(i64),
+    Float(f64),
+    Text(String),
+    List(Vec<Cell>),
+}
+
+/// The Arrow schema of a view: fixed by its definition alone.
+pub fn schema(view: &View) -> SchemaRef {
+    let fields: Vec<Field> = view
+        .columns
+        .iter()
+        .map(|column| {
+            let scalar = Kind::of(&column.type_name).data_type();
+            let data_type = if column.collection {
+                DataType::List(Arc::new(Field::new("item", scalar, true)))
+            } else {
+                scalar
+            };
+            Field::new(&column.name, data_type, true)
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// A view's batch under construction.
+pub struct ViewTable {
+    view: Arc<View>,
+    schema: SchemaRef,
+    builders: Vec<Box<dyn ArrayBuilder>>,
+    rows: usize,
+}
+
+impl ViewTable {
+    pub fn new(view: Arc<View>, capacity: usize) -> Self {
+        let builders = view
+            .columns
+            .iter()
+            .map(|column| new_builder(Kind::of(&column.type_name), column.collection, capacity))
+            .collect();
+        ViewTable {
+            schema: schema(&view),
+            view,
+            builders,
+            rows: 0,
+        }
+    }
+}
+
+fn new_builder(kind: Kind, collection: bool, capacity: usize) -> Box<dyn ArrayBuilder> {
+    match (kind, collection) {
+        (Kind::Boolean, false) => Box::new(BooleanBuilder::with_capacity(capacity)),
+        (Kind::Int32, false) => Box::new(Int32Builder::with_capacity(capacity)),
+        (Kind::Int64, false) => Box::new(Int64Builder::with_capacity(capacity)),
+        (Kind::Float64, false) => Box::new(Float64Builder::with_capacity(capacity)),
+        (Kind::Utf8, false) => Box::new(StringBuilder::with_capacity(capacity, capacity * 16)),
+        (Kind::Boolean, true) => Box::new(ListBuilder::new(BooleanBuilder::new())),
+        (Kind::Int32, true) => Box::new(ListBuilder::new(Int32Builder::new())),
+        (Kind::Int64, true) => Box::new(ListBuilder::new(Int64Builder::new())),
+        (Kind::Float64, true) => Box::new(ListBuilder::new(Float64Builder::new())),
+        (Kind::Utf8, true) => Box::new(ListBuilder::new(StringBuilder::new())),
+    }
+}
+
+/// Appends one scalar to a (non-list) builder of the given kind.
+fn append_scalar(builder: &mut dyn ArrayBuilder, kind: Kind, cell: &Cell) {
+    let any = builder.as_any_mut();
+    match kind {
+        Kind::Boolean => {
+            let b = any
+                .downcast_mut::<BooleanBuilder>()
+                .expect("builder matches kind");
+            b.append_option(match cell {
+                Cell::Boolean(v) => Some(*v),
+                _ => None,
+            });
+        }
+        Kind::Int32 => {
+            let b = any
+                .downcast_mut::<Int32Builder>()
+                .expect("builder matches kind");
+            b.append_option(match cell {
+                Cell::Integer(v) => Some(*v as i32),
+                _ => None,
+            });
+        }
+        Kind::Int64 => {
+            let b = any
+                .downcast_mut::<Int64Builder>()
+                .expect("builder matches kind");
+            b.append_option(match cell {
+                Cell::Integer(v) => Some(*v),
+                _ => None,
+            });
+        }
+        Kind::Float64 => {
+            let b = any
+                .downcast_mut::<Float64Builder>()
+                .expect("builder matches kind");
+            b.append_option(match cell {
+                Cell::Float(v) => Some(*v),
+                _ => None,
+            });
+        }
+        Kind::Utf8 => {
+            let b = any
+                .downcast_mut::<StringBuilder>()
+                .expect("builder matches kind");
+            b.append_option(match cell {
+                Cell::Text(v) => Some(v.as_str()),
+                _ => None,
+            });
+        }
+    }
+}
+
+fn append_cell(builder: &mut Box<dyn ArrayBuilder>, kind: Kind, collection: bool, cell: &Cell) {
+    if !collection {
+        append_scalar(builder.as_mut(), kind, cell);
+        return;
+    }
+    let elements: &[Cell] = match cell {
+        Cell::List(elements) => elements,
+        _ => &[],
+    };
+    macro_rules! list {
+        ($inner:ty) => {{
+            let list = builder
+                .as_any_mut()
+                .downcast_mut::<ListBuilder<$inner>>()
+                .expect("builder matches kind");
+            for element in elements {
+                append_scalar(list.values(), kind, element);
+            }
+            list.append(true);
+        }};
+    }
+    match kind {
+        Kind::Boolean => list!(BooleanBuilder),
+        Kind::Int32 => list!(Int32Builder),
+        Kind::Int64 => list!(Int64Builder),
+        Kind::Float64 => list!(Float64Builder),
+        Kind::Utf8 => list!(StringBuilder),
+    }
+}
+
+/// Converts one value to a column's kind; `Err` explains a value the column cannot hold.
+fn convert(item: &Item<'_>, kind: Kind) -> Result<Cell, String> {
+    let primitive = item.primitive();
+    let mismatch = || {
+        let shown = lexical(item).unwrap_or_default();
+        Err(format!("value '{shown}' is not a {kind:?}"))
+    };
+    Ok(match (kind, primitive) {
+        (Kind::Boolean, Some(Primitive::Boolean(b))) => Cell::Boolean(b),
+        (Kind::Int32, Some(Primitive::Integer(i))) if i32::try_from(i).is_ok() => Cell::Integer(i),
+        (Kind::Int64, Some(Primitive::Integer(i))) => Cell::Integer(i),
+        (Kind::Int32 | Kind::Int64, Some(Primitive::Decimal(d, _)))
+            if d.fract() == 0.0 && d.abs() < 9.0e15 =>
+        {
+            Cell::Integer(d as i64)
+        }
+        (Kind::Float64, Some(Primitive::Integer(i))) => Cell::Float(i as f64),
+        (Kind::Float64, Some(Primitive::Decimal(d, _))) => Cell::Float(d),
+        (Kind::Utf8, _) => match lexical(item) {
+            Some(text) => Cell::Text(text),
+            None => return mismatch(),
+        },
+        _ => return mismatch(),
+    })
+}
+
+impl Table for ViewTable {
+    fn name(&self) -> &str {
+        &self.view.name
+    }
+
+    fn resource_type(&self) -> &str {
+        &self.view.resource
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn fresh(&self, batch_size: usize) -> Box<dyn Table> {
+        Box::new(ViewTable::new(self.view.clone(), batch_size))
+    }
+
+    fn append(
+        &mut self,
+        resource: &Resource<'_>,
+        _diagnostics: &mut Diagnostics,
+    ) -> Result<bool, Rejection> {
+        let value: Value =
+            serde_json::from_str(resource.raw).map_err(|e| resource.rejection(&e))?;
+        let id = value.get("id").and_then(Value::as_str).unwrap_or("(no id)");
+        let failure = |column: Option<&str>, problem: String| {
+            let column = column.map(|c| format!(" column {c}:")).unwrap_or_default();
+            Rejection::from(format!(
+                "view {}:{column} {}/{id}: {problem}",
+                self.view.name, resource.resource_type
+            ))
+        };
+        let bundle = resource.bundle.map(|scope| scope as &dyn FullUrlLookup);
+        let rows = self
+            .view
+            .rows(&value, bundle)
+            .map_err(|e| failure(None, e.0))?;
+        let mut converted = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut cells = Vec::with_capacity(row.len());
+            for (column, values) in self.view.columns.iter().zip(row) {
+                let values = values.unwrap_or_default();
+                let kind = Kind::of(&column.type_name);
+                let cell = if column.collection {
+                    let list = values
+                        .iter()
+                        .map(|item| convert(item, kind))
+                        .collect::<Result<_, _>>();
+                    Cell::List(list.map_err(|problem| failure(Some(&column.name), problem))?)
+                } else {
+                    match values.as_slice() {
+                        [] => Cell::Null,
+                        [item] => convert(item, kind)
+                            .map_err(|problem| failure(Some(&column.name), problem))?,
+                        _ => {
+                            let problem = format!(
+                                "{} values where one is allowed (set \"collection\": true)",
+                                values.len()
+                            );
+                            return Err(failure(Some(&column.name), problem));
+                        }
+                    }
+                };
+                cells.push(cell);
+            }
+            converted.push(cells);
+        }
+        for cells in converted {
+            for ((builder, column), cell) in
+                self.builders.iter_mut().zip(&self.view.columns).zip(&cells)
+            {
+                append_cell(
+                    builder,
+                    Kind::of(&column.type_name),
+                    column.collection,
+                    cell,
+                );
+            }
+            self.rows += 1;
+        }
+        Ok(false)
+    }
+
+    fn len(&self) -> usize {
+        self.rows
+    }
+
+    fn finish(&mut self) -> RecordBatch {
+        self.rows = 0;
+        let columns: Vec<ArrayRef> = self.builders.iter_mut().map(|b| b.finish()).collect();
+        RecordBatch::try_new(self.schema.clone(), columns)
+            .expect("view columns match the view schema")
+    }
+}

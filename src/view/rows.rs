@@ -1,0 +1,145 @@
+//! Turning one resource into a view's rows: filters, then selects with forEach / forEachOrNull /
+//! repeat, nested selects (cross product) and unionAll (concatenation).
+
+use super::definition::{Iteration, Node, View};
+use super::fhirpath::{evaluate, Context, EvalError, Item, Primitive};
+use crate::fhir::reference::FullUrlLookup;
+
+/// One row: for each view column, the collection its path produced (`None`: not reached).
+pub type Row<'v> = Vec<Option<Vec<Item<'v>>>>;
+
+impl View {
+    /// The rows of `resource` (its JSON tree), or the data error that stops it.
+    pub fn rows<'v>(
+        &'v self,
+        resource: &'v serde_json::Value,
+        bundle: Option<&'v dyn FullUrlLookup>,
+    ) -> Result<Vec<Row<'v>>, EvalError> {
+        let context = Context {
+            resource,
+            constants: &self.constants,
+            row_index: 0,
+            bundle,
+        };
+        let focus = Item::Node(resource, None);
+        for (text, filter) in &self.filters {
+            let verdict = evaluate(filter, std::slice::from_ref(&focus), &context)?;
+            match verdict.as_slice() {
+                [] => return Ok(Vec::new()),
+                [item] => match item.primitive() {
+                    Some(Primitive::Boolean(true)) => {}
+                    Some(Primitive::Boolean(false)) => return Ok(Vec::new()),
+                    _ => {
+                        return Err(EvalError(format!(
+                            "where path '{text}' did not give a boolean"
+                        )))
+                    }
+                },
+                _ => {
+                    return Err(EvalError(format!(
+                        "where path '{text}' gave {} values, not one boolean",
+                        verdict.len()
+                    )))
+                }
+            }
+        }
+        node_rows(&self.root, &focus, &context, self.columns.len())
+    }
+}
+
+fn node_rows<'v>(
+    node: &'v Node,
+    input: &Item<'v>,
+    context: &Context<'v>,
+    width: usize,
+) -> Result<Vec<Row<'v>>, EvalError> {
+    let foci: Vec<(Item<'v>, i64)> = match &node.iteration {
+        Iteration::Once => vec![(input.clone(), context.row_index)],
+        Iteration::ForEach(path) | Iteration::ForEachOrNull(path) => {
+            evaluate(path, std::slice::from_ref(input), context)?
+                .into_iter()
+                .zip(0..)
+                .collect()
+        }
+        Iteration::Repeat(paths) => {
+            let mut found = Vec::new();
+            descend(input, paths, context, &mut found)?;
+            found.into_iter().zip(0..).collect()
+        }
+    };
+    if foci.is_empty() {
+        if matches!(node.iteration, Iteration::ForEachOrNull(_)) {
+            // One row of nulls; the node's own columns still see %rowIndex (0) and literals.
+            let mut row: Row = vec![None; width];
+            for &index in &node.covered {
+                row[index] = Some(Vec::new());
+            }
+            let context = Context {
+                row_index: 0,
+                ..*context
+            };
+            for (index, path) in &node.columns {
+                row[*index] = Some(evaluate(path, &[], &context).unwrap_or_default());
+            }
+            return Ok(vec![row]);
+        }
+        return Ok(Vec::new());
+    }
+    let mut rows = Vec::new();
+    for (focus, row_index) in foci {
+        let context = Context {
+            row_index,
+            ..*context
+        };
+        let here = std::slice::from_ref(&focus);
+        let mut base: Row = vec![None; width];
+        for (index, path) in &node.columns {
+            base[*index] = Some(evaluate(path, here, &context)?);
+        }
+        let mut product = vec![base];
+        for select in &node.selects {
+            let nested = node_rows(select, &focus, &context, width)?;
+            product = cross(product, &nested);
+        }
+        if !node.union.is_empty() {
+            let mut branches = Vec::new();
+            for branch in &node.union {
+                branches.extend(node_rows(branch, &focus, &context, width)?);
+            }
+            product = cross(product, &branches);
+        }
+        rows.extend(product);
+    }
+    Ok(rows)
+}
+
+/// Depth-first, in document order: every node reachable through the repeat paths.
+fn descend<'v>(
+    item: &Item<'v>,
+    paths: &[super::fhirpath::Expr],
+    context: &Context<'v>,
+    found: &mut Vec<Item<'v>>,
+) -> Result<(), EvalError> {
+    for path in paths {
+        for child in evaluate(path, std::slice::from_ref(item), context)? {
+            found.push(child.clone());
+            descend(&child, paths, context, found)?;
+        }
+    }
+    Ok(())
+}
+
+fn cross<'v>(left: Vec<Row<'v>>, right: &[Row<'v>]) -> Vec<Row<'v>> {
+    let mut combined = Vec::with_capacity(left.len() * right.len());
+    for row in &left {
+        for other in right {
+            let merged = row
+                .iter()
+                .zip(other)
+                .map(|(a, b)| a.clone().or_else(|| b.clone()))
+                .collect();
+            combined.push(merged);
+        }
+    }
+    combined
+}
