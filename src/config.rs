@@ -133,21 +133,15 @@ impl Settings {
     /// from, for messages.
     pub fn from_options(options: Options, source: &str) -> Result<Settings, UsageError> {
         let missing = |key: &str, flag: &str| {
-            UsageError(format!(
-                "missing `{key}`: pass {flag} or set `{key}` in {source}"
-            ))
+            UsageError(format!("missing `{key}`: pass {flag} or set `{key}` in {source}"))
         };
         let batch_size = options.batch_size.unwrap_or(DEFAULT_BATCH_SIZE);
         if batch_size == 0 {
-            return Err(UsageError(format!(
-                "`batch_size` in {source} must be at least 1"
-            )));
+            return Err(UsageError(format!("`batch_size` in {source} must be at least 1")));
         }
         let threads = options.threads.unwrap_or_else(default_threads);
         if threads == 0 {
-            return Err(UsageError(format!(
-                "`threads` in {source} must be at least 1"
-            )));
+            return Err(UsageError(format!("`threads` in {source} must be at least 1")));
         }
         Ok(Settings {
             input: options.input.ok_or_else(|| missing("in", "--in"))?,
@@ -220,13 +214,22 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_is_valid_and_documents_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+        let options = Options::from_file(&path).unwrap();
+        let settings = Settings::from_options(options, "config.example.toml").unwrap();
+        assert_eq!(settings.batch_size, DEFAULT_BATCH_SIZE);
+        assert_eq!(settings.compression, Compression::Zstd);
+        assert_eq!(settings.log_level, LogLevel::Info);
+        assert!(settings.builtin_tables);
+        assert!(settings.views.is_empty());
+    }
+
+    #[test]
     fn missing_in_or_out_is_named() {
         let error = Settings::from_options(Options::default(), "cfg.toml")
             .unwrap_err()
             .0;
-        assert!(
-            error.contains("`in`") && error.contains("cfg.toml"),
-            "{error}"
-        );
+        assert!(error.contains("`in`") && error.contains("cfg.toml"), "{error}");
     }
 }

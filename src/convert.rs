@@ -40,9 +40,7 @@ pub fn convert(settings: &Settings) -> Result<RunReport> {
     let started = SystemTime::now();
     let templates = output_tables(settings)?;
     if !settings.input.exists() {
-        return Err(
-            UsageError(format!("input {} does not exist", settings.input.display())).into(),
-        );
+        return Err(UsageError(format!("input {} does not exist", settings.input.display())).into());
     }
     let staging = Staging::create(&settings.output).map_err(|e| UsageError(format!("{e:#}")))?;
     let discovery = discover(&settings.input, Some(&settings.output));
@@ -58,9 +56,7 @@ pub fn convert(settings: &Settings) -> Result<RunReport> {
     };
     let mut writers = templates
         .iter()
-        .map(|table| {
-            DatasetWriter::create(&staging.table_dir(table.name()), table.schema(), &options)
-        })
+        .map(|table| DatasetWriter::create(&staging.table_dir(table.name()), table.schema(), &options))
         .collect::<Result<Vec<_>>>()?;
 
     let (results, write_error) = run_workers(settings, &templates, &discovery.files, &mut writers);
@@ -123,22 +119,19 @@ fn output_tables(settings: &Settings) -> Result<Vec<Box<dyn Table>>, UsageError>
     for view in crate::view::load(&settings.views)? {
         if BUILTIN_TABLE_NAMES.contains(&view.name.as_str()) {
             let message = format!(
-                "view {}: the name of a built-in table; give the view another `name`",
-                view.name
+                "view {}: the name of a built-in table; give the view another `name` (in {})",
+                view.name, view.source
             );
             return Err(UsageError(message));
         }
         if tables.iter().any(|t| t.name() == view.name) {
             let message = format!(
-                "two views are named {}: each view needs its own table name",
-                view.name
+                "two views are named {}: each view needs its own table name (in {})",
+                view.name, view.source
             );
             return Err(UsageError(message));
         }
-        tables.push(Box::new(crate::view::ViewTable::new(
-            view,
-            settings.batch_size,
-        )));
+        tables.push(Box::new(crate::view::ViewTable::new(view, settings.batch_size)));
     }
     if tables.is_empty() {
         return Err(UsageError(
@@ -164,16 +157,7 @@ fn run_workers(
             .map(|_| {
                 let sender = sender.clone();
                 let (next_file, abort) = (&next_file, &abort);
-                scope.spawn(move || {
-                    worker(
-                        settings.batch_size,
-                        templates,
-                        files,
-                        next_file,
-                        abort,
-                        sender,
-                    )
-                })
+                scope.spawn(move || worker(settings.batch_size, templates, files, next_file, abort, sender))
             })
             .collect();
         drop(sender);
@@ -213,15 +197,11 @@ fn worker(
     abort: &AtomicBool,
     sender: SyncSender<(usize, RecordBatch)>,
 ) -> WorkerResult {
-    let fresh = templates
-        .iter()
-        .map(|table| table.fresh(batch_size))
-        .collect();
+    let fresh = templates.iter().map(|table| table.fresh(batch_size)).collect();
     let mut tables = TableSet::new(fresh, batch_size);
     let mut index = IdentifierIndex::default();
     let mut diagnostics = Diagnostics::default();
-    let send =
-        |batches: Vec<(usize, RecordBatch)>| batches.into_iter().all(|b| sender.send(b).is_ok());
+    let send = |batches: Vec<(usize, RecordBatch)>| batches.into_iter().all(|b| sender.send(b).is_ok());
     loop {
         let position = next_file.fetch_add(1, Ordering::Relaxed);
         let Some(file) = files.get(position) else {
@@ -236,9 +216,7 @@ fn worker(
             index: &mut index,
             diagnostics: &mut diagnostics,
         };
-        let clean = convert_file(file, &mut walker, &mut |walker| {
-            send(walker.sink.take_ready())
-        });
+        let clean = convert_file(file, &mut walker, &mut |walker| send(walker.sink.take_ready()));
         diagnostics.bytes_read += file.size;
         if clean {
             diagnostics.files_read += 1;
@@ -311,9 +289,7 @@ fn convert_file(
                 };
                 match outcome {
                     Ok(line_clean) => clean &= line_clean,
-                    Err(DocumentError { line, message }) => {
-                        clean = fail(walker, Some(line), message)
-                    }
+                    Err(DocumentError { line, message }) => clean = fail(walker, Some(line), message),
                 }
                 deliver(walker);
             });
@@ -337,11 +313,8 @@ fn resolve_conditional_references(
     diagnostics: &mut Diagnostics,
 ) -> Result<()> {
     let origin = Origin::default();
-    rewrite_marked_strings(
-        path,
-        options,
-        PENDING_MARKER,
-        |column, reference| match index.resolve_pending(reference) {
+    rewrite_marked_strings(path, options, PENDING_MARKER, |column, reference| {
+        match index.resolve_pending(reference) {
             Some(IndexedTarget::Unique(id)) => Some(id.clone()),
             Some(IndexedTarget::Ambiguous) => {
                 diagnostics.warn(WarningKind::AmbiguousReference, &origin, column, reference);
@@ -351,8 +324,8 @@ fn resolve_conditional_references(
                 diagnostics.warn(WarningKind::UnresolvedReference, &origin, column, reference);
                 None
             }
-        },
-    )
+        }
+    })
 }
 
 fn origin_of(file: &str) -> Origin {

@@ -169,18 +169,8 @@ mod tests {
         let mut first = Diagnostics::default();
         let mut second = Diagnostics::default();
         for _ in 0..4 {
-            first.warn(
-                WarningKind::InvalidDate,
-                &origin,
-                "birth_date",
-                "2019-13-45",
-            );
-            second.warn(
-                WarningKind::InvalidDate,
-                &origin,
-                "birth_date",
-                "2019-13-45",
-            );
+            first.warn(WarningKind::InvalidDate, &origin, "birth_date", "2019-13-45");
+            second.warn(WarningKind::InvalidDate, &origin, "birth_date", "2019-13-45");
         }
         second.count_resource("Patient");
         first.merge(second);

@@ -124,9 +124,7 @@ impl RunReport {
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for a system time (UTC).
 pub fn format_utc(time: SystemTime) -> String {
-    let seconds = time
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let seconds = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
     format_timestamp(seconds * 1_000_000)
 }
 

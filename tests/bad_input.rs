@@ -36,11 +36,7 @@ fn the_bad_corpus_is_reported_file_by_file_and_the_rest_converts() {
     assert_eq!(run.code, 1, "{}", run.stderr);
     let report = run.report();
     let expected = [
-        (
-            "truncated.json",
-            Some(68),
-            "invalid Bundle: EOF while parsing",
-        ),
+        ("truncated.json", Some(68), "invalid Bundle: EOF while parsing"),
         ("invalid-utf8.json", Some(2), "invalid UTF-8"),
         (
             "not-fhir.json",
@@ -150,9 +146,8 @@ fn an_unreadable_file_is_reported_and_the_rest_converts() {
 fn a_50_megabyte_string_is_nulled_and_reported() {
     let input = tempfile::tempdir().unwrap();
     let huge = "x".repeat(50 << 20);
-    let patient = format!(
-        r#"{{"resourceType":"Patient","id":"huge","name":[{{"family":"{huge}","given":["Ok"]}}]}}"#
-    );
+    let patient =
+        format!(r#"{{"resourceType":"Patient","id":"huge","name":[{{"family":"{huge}","given":["Ok"]}}]}}"#);
     std::fs::write(input.path().join("huge.ndjson"), format!("{patient}\n")).unwrap();
     let run = convert(input.path(), &[]);
     assert_eq!(run.code, 1, "{}", run.stderr);

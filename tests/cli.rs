@@ -61,10 +61,7 @@ fn config_file_keys_are_used_and_flags_override_them() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(
-        output.stderr.is_empty(),
-        "--quiet prints nothing on success"
-    );
+    assert!(output.stderr.is_empty(), "--quiet prints nothing on success");
     assert!(
         dir.path().join("from-config/patient").is_dir(),
         "relative paths follow the config file"
@@ -99,10 +96,7 @@ fn config_errors_name_the_key_and_the_file_and_exit_2() {
         ("in = \"x\"\nout = \"y\"\nbatchsize = 3\n", "batchsize"),
         ("in = \"x\"\nout = \"y\"\nthreads = \"two\"\n", "threads"),
         ("in = \"x\"\n", "missing `out`"),
-        (
-            "in = \"x\"\nout = \"y\"\ncompression = \"lz4\"\n",
-            "compression",
-        ),
+        ("in = \"x\"\nout = \"y\"\ncompression = \"lz4\"\n", "compression"),
     ];
     for (text, expected) in cases {
         let config = dir.path().join("bad.toml");
@@ -120,10 +114,7 @@ fn config_errors_name_the_key_and_the_file_and_exit_2() {
             "{text}: {stderr}"
         );
     }
-    let output = fhir2table()
-        .args(["convert", "--in", "x"])
-        .output()
-        .unwrap();
+    let output = fhir2table().args(["convert", "--in", "x"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("missing `out`"));
     let output = fhir2table()

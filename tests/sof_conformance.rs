@@ -34,11 +34,7 @@ fn cell_json(column: &dyn Array, row: usize) -> Value {
         DataType::Float64 => json!(column.as_primitive::<Float64Type>().value(row)),
         DataType::List(_) => {
             let list = column.as_list::<i32>().value(row);
-            Value::Array(
-                (0..list.len())
-                    .map(|i| cell_json(list.as_ref(), i))
-                    .collect(),
-            )
+            Value::Array((0..list.len()).map(|i| cell_json(list.as_ref(), i)).collect())
         }
         other => panic!("unexpected column type {other}"),
     }
@@ -83,9 +79,7 @@ fn same(a: &Value, b: &Value) -> bool {
             let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
             (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0)
         }
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q))
-        }
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q)),
         _ => a == b,
     }
 }
@@ -107,14 +101,7 @@ fn run_case(case: &Value, input: &Path) -> Result<(), String> {
     std::fs::write(&view_file, serde_json::to_string(&case["view"]).unwrap()).unwrap();
     let out = work.path().join("out");
     let output = fhir2table()
-        .args([
-            "convert",
-            "-q",
-            "--threads",
-            "1",
-            "--no-builtin-tables",
-            "--in",
-        ])
+        .args(["convert", "-q", "--threads", "1", "--no-builtin-tables", "--in"])
         .arg(input)
         .arg("--out")
         .arg(&out)
@@ -136,10 +123,7 @@ fn run_case(case: &Value, input: &Path) -> Result<(), String> {
     let name = case["view"]["name"].as_str().unwrap_or("view");
     let (columns, rows) = read_rows(&out.join(name));
     if let Some(expected) = case.get("expectColumns").and_then(Value::as_array) {
-        let expected: Vec<String> = expected
-            .iter()
-            .map(|c| c.as_str().unwrap().to_owned())
-            .collect();
+        let expected: Vec<String> = expected.iter().map(|c| c.as_str().unwrap().to_owned()).collect();
         if expected != columns {
             return Err(format!("columns {columns:?}, expected {expected:?}"));
         }
@@ -191,11 +175,7 @@ fn every_conformance_case_passes_through_the_binary() {
             .iter()
             .map(|r| serde_json::to_string(r).unwrap())
             .collect();
-        std::fs::write(
-            input.path().join("resources.ndjson"),
-            lines.join("\n") + "\n",
-        )
-        .unwrap();
+        std::fs::write(input.path().join("resources.ndjson"), lines.join("\n") + "\n").unwrap();
         let file_name = file.file_name().unwrap().to_string_lossy().into_owned();
         let mut results = Vec::new();
         for case in suite["tests"].as_array().unwrap() {

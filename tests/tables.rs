@@ -68,9 +68,7 @@ fn assert_schema(table: &common::Table, expected: &[(&str, &str, bool)]) {
                 DataType::Date32 => "Date32",
                 DataType::Boolean => "Boolean",
                 DataType::Float64 => "Float64",
-                DataType::Timestamp(TimeUnit::Microsecond, Some(zone)) if &**zone == "UTC" => {
-                    "Timestamp"
-                }
+                DataType::Timestamp(TimeUnit::Microsecond, Some(zone)) if &**zone == "UTC" => "Timestamp",
                 other => panic!("column {} has unexpected type {other}", field.name()),
             };
             (field.name().clone(), kind.to_owned(), field.is_nullable())
@@ -155,10 +153,7 @@ fn synthea_bundles_convert_with_the_contract_schema_and_exact_values() {
             ("start", Some("2012-09-10T15:29:24Z")),
             ("end", Some("2012-09-10T15:44:24Z")),
             ("reason_code", None),
-            (
-                "practitioner_id",
-                Some("0e99785d-8f2a-45c7-848c-d6b31d1aa50e"),
-            ),
+            ("practitioner_id", Some("0e99785d-8f2a-45c7-848c-d6b31d1aa50e")),
             ("practitioner_name", None),
             ("location_id", None),
             (
@@ -175,19 +170,13 @@ fn synthea_bundles_convert_with_the_contract_schema_and_exact_values() {
             ("patient_id", Some("3fc4d5b0-9e46-4307-8c05-e4cef7602e7f")),
             ("start", Some("2020-01-14T14:25:00Z")),
             ("end", Some("2020-01-14T14:40:00Z")),
-            (
-                "practitioner_id",
-                Some("a309e79b-f764-310a-9bc0-ca304293de76"),
-            ),
+            ("practitioner_id", Some("a309e79b-f764-310a-9bc0-ca304293de76")),
             ("practitioner_name", Some("Dr. Cyril535 Bernhard322")),
             (
                 "service_provider_id",
                 Some("f7d3a509-bca2-3b93-80b7-97ca6778a089"),
             ),
-            (
-                "service_provider_name",
-                Some("WEST BROOKFIELD FAMILY PRACTICE"),
-            ),
+            ("service_provider_name", Some("WEST BROOKFIELD FAMILY PRACTICE")),
         ],
     );
     // Conditional references to Practitioners that no input defines stay null and are counted.
@@ -353,9 +342,7 @@ fn bulk_ndjson_and_gzip_convert() {
     // Relative references (`Patient/<id>`) give the id; every encounter has a known patient.
     let patient_ids = patients.column("id");
     let subjects = encounters.column("patient_id");
-    assert!(subjects
-        .iter()
-        .all(|id| id.is_some() && patient_ids.contains(id)));
+    assert!(subjects.iter().all(|id| id.is_some() && patient_ids.contains(id)));
     assert!(encounters
         .column("source_file")
         .iter()
@@ -431,14 +418,7 @@ fn small_batches_and_every_codec_give_the_same_rows() {
     for codec in ["snappy", "none"] {
         let run = convert(
             &input,
-            &[
-                "--batch-size",
-                "7",
-                "--compression",
-                codec,
-                "--threads",
-                "1",
-            ],
+            &["--batch-size", "7", "--compression", codec, "--threads", "1"],
         );
         assert_eq!(run.code, 0, "{}", run.stderr);
         for table in ["patient", "encounter"] {

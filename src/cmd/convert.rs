@@ -114,12 +114,8 @@ pub fn run(args: Args) -> Result<Exit> {
     };
     let settings = Settings::from_options(options.overridden_by(flags), &source)?;
     let stderr_level = logging::stderr_level(args.quiet, args.verbose);
-    logging::init(
-        stderr_level,
-        settings.log_file.as_deref(),
-        settings.log_level,
-    )
-    .map_err(|e| crate::UsageError(format!("{e:#}")))?;
+    logging::init(stderr_level, settings.log_file.as_deref(), settings.log_level)
+        .map_err(|e| crate::UsageError(format!("{e:#}")))?;
 
     let report = convert(&settings)?;
     tracing::info!("{}", report.summary());

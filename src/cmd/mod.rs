@@ -7,8 +7,7 @@ use clap::{Parser, Subcommand};
 
 use crate::Exit;
 
-const ABOUT: &str =
-    "Turn FHIR R4 JSON (Bundles, Bulk Data NDJSON, gzip) into typed Parquet tables.";
+const ABOUT: &str = "Turn FHIR R4 JSON (Bundles, Bulk Data NDJSON, gzip) into typed Parquet tables.";
 
 const AFTER_HELP: &str = "\
 Examples:

@@ -104,8 +104,7 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let shifted = days + 719_468;
     let era = shifted.div_euclid(146_097);
     let day_of_era = shifted - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_from_march = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
@@ -129,11 +128,7 @@ impl CalendarDate {
     /// Days since 1970-01-01 in the proleptic Gregorian calendar, counted from March-based years
     /// so that the leap day falls at the end of a year.
     fn days_since_epoch(&self) -> i64 {
-        let shifted_year = if self.month <= 2 {
-            self.year - 1
-        } else {
-            self.year
-        };
+        let shifted_year = if self.month <= 2 { self.year - 1 } else { self.year };
         let era = shifted_year.div_euclid(400);
         let year_of_era = shifted_year - era * 400;
         let month_from_march = (self.month + 9) % 12;
@@ -294,10 +289,7 @@ mod tests {
     #[test]
     fn fractions_are_truncated_to_the_microsecond() {
         let whole = parse_datetime("2019-02-16T06:27:01Z").unwrap();
-        assert_eq!(
-            parse_datetime("2019-02-16T06:27:01.5Z"),
-            Some(whole + 500_000)
-        );
+        assert_eq!(parse_datetime("2019-02-16T06:27:01.5Z"), Some(whole + 500_000));
         assert_eq!(
             parse_datetime("2019-02-16T06:27:01.123456789Z"),
             Some(whole + 123_456)
@@ -321,10 +313,7 @@ mod tests {
     fn formatting_inverts_parsing() {
         assert_eq!(format_date(-7183), "1950-05-03");
         assert_eq!(format_date(11_016), "2000-02-29");
-        assert_eq!(
-            format_timestamp(1_550_298_421 * SECOND),
-            "2019-02-16T06:27:01Z"
-        );
+        assert_eq!(format_timestamp(1_550_298_421 * SECOND), "2019-02-16T06:27:01Z");
         assert_eq!(format_timestamp(-1), "1969-12-31T23:59:59.999999Z");
         for days in (-719_162..=2_932_896).step_by(997) {
             assert_eq!(parse_date(&format_date(days)), Some(days));

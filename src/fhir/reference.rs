@@ -50,10 +50,7 @@ pub struct Conditional<'a> {
 
 /// Resolves `reference` within its Bundle (if any). `Type/id` forms are taken at their word; the
 /// Bundle is consulted first so that any value equal to an entry's `fullUrl` resolves to that entry.
-pub fn resolve<'a>(
-    reference: &'a str,
-    bundle: Option<&'a dyn FullUrlLookup>,
-) -> ResolvedReference<'a> {
+pub fn resolve<'a>(reference: &'a str, bundle: Option<&'a dyn FullUrlLookup>) -> ResolvedReference<'a> {
     if reference.starts_with('#') {
         return unresolved_as(Resolution::Contained);
     }
@@ -91,10 +88,7 @@ pub fn refers_to_type(
         return true;
     }
     let after_type = reference.strip_prefix(resource_type);
-    if matches!(
-        after_type.and_then(|rest| rest.chars().next()),
-        Some('/' | '?')
-    ) {
+    if matches!(after_type.and_then(|rest| rest.chars().next()), Some('/' | '?')) {
         return true;
     }
     reference.match_indices(resource_type).any(|(at, _)| {
@@ -128,8 +122,7 @@ pub fn literal_type_and_id(reference: &str) -> Option<(&str, &str)> {
 
 /// FHIR resource type names are capitalised ASCII letters (`Patient`, `MedicationRequest`).
 fn is_resource_type_name(text: &str) -> bool {
-    text.starts_with(|c: char| c.is_ascii_uppercase())
-        && text.chars().all(|c| c.is_ascii_alphabetic())
+    text.starts_with(|c: char| c.is_ascii_uppercase()) && text.chars().all(|c| c.is_ascii_alphabetic())
 }
 
 /// The FHIR `id` datatype: 1 to 64 of `A-Z a-z 0-9 - .`.
@@ -174,9 +167,7 @@ fn percent_decode(text: &str) -> Cow<'_, str> {
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok());
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
         match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
             (b'%', Some(byte)) => {
                 decoded.push(byte);
@@ -308,10 +299,7 @@ mod tests {
             id_of("https://x.org/Patient/abc/_history/3"),
             Resolution::Id("abc".into())
         );
-        assert_eq!(
-            id_of("Patient/abc/_history/3"),
-            Resolution::Id("abc".into())
-        );
+        assert_eq!(id_of("Patient/abc/_history/3"), Resolution::Id("abc".into()));
     }
 
     #[test]
@@ -320,10 +308,7 @@ mod tests {
         assert_eq!(resolved.resolution, Resolution::Id("pat-1".into()));
         assert_eq!(resolved.entry_type.as_deref(), Some("Patient"));
         assert_eq!(id_of("urn:uuid:9999"), Resolution::Unresolved);
-        assert_eq!(
-            resolve("urn:uuid:1234", None).resolution,
-            Resolution::Unresolved
-        );
+        assert_eq!(resolve("urn:uuid:1234", None).resolution, Resolution::Unresolved);
     }
 
     #[test]
@@ -333,10 +318,7 @@ mod tests {
             Some("61ebe359-bfdc-4613")
         );
         assert_eq!(id_from_full_url("urn:oid:1.2.3"), Some("1.2.3"));
-        assert_eq!(
-            id_from_full_url("http://example.org/fhir/Patient/23"),
-            Some("23")
-        );
+        assert_eq!(id_from_full_url("http://example.org/fhir/Patient/23"), Some("23"));
         assert_eq!(id_from_full_url("urn:uuid:"), None);
         assert_eq!(id_from_full_url("not a url"), None);
     }
@@ -376,14 +358,8 @@ mod tests {
             index.resolve_pending("Practitioner?identifier=npi|1"),
             Some(&unique)
         );
-        assert_eq!(
-            index.resolve_pending("Practitioner?identifier=1"),
-            Some(&unique)
-        );
-        assert_eq!(
-            index.resolve_pending("Practitioner?identifier=other|1"),
-            None
-        );
+        assert_eq!(index.resolve_pending("Practitioner?identifier=1"), Some(&unique));
+        assert_eq!(index.resolve_pending("Practitioner?identifier=other|1"), None);
         assert_eq!(index.resolve_pending("Location?identifier=npi|1"), None);
         assert_eq!(
             index.resolve_pending("Organization?identifier=synthea|o"),
@@ -418,12 +394,7 @@ mod tests {
             Some("Practitioner"),
             "Practitioner"
         ));
-        assert!(!refers_to_type(
-            "PractitionerRole/1",
-            None,
-            None,
-            "Practitioner"
-        ));
+        assert!(!refers_to_type("PractitionerRole/1", None, None, "Practitioner"));
         assert!(!refers_to_type(
             "http://x/PractitionerRole/1",
             None,

@@ -194,10 +194,7 @@ pub struct Address<'a> {
 }
 
 /// The first extension with exactly this `url` (the contract matches extensions by exact url).
-pub fn find_extension<'e, 'a>(
-    extensions: &'e [Extension<'a>],
-    url: &str,
-) -> Option<&'e Extension<'a>> {
+pub fn find_extension<'e, 'a>(extensions: &'e [Extension<'a>], url: &str) -> Option<&'e Extension<'a>> {
     extensions.iter().find(|e| e.url.as_deref() == Some(url))
 }
 
@@ -225,10 +222,7 @@ mod tests {
     fn codeable_concept_prefers_display_then_text() {
         let with_display: CodeableConcept =
             serde_json::from_str(r#"{"coding":[{"code":"a","display":"A"}],"text":"T"}"#).unwrap();
-        assert_eq!(
-            with_display.first_display_or_text().map(|s| &**s),
-            Some("A")
-        );
+        assert_eq!(with_display.first_display_or_text().map(|s| &**s), Some("A"));
         assert_eq!(with_display.first_code().map(|s| &**s), Some("a"));
         let text_only: CodeableConcept =
             serde_json::from_str(r#"{"coding":[{"code":"a"}],"text":"T"}"#).unwrap();

@@ -38,29 +38,22 @@ impl<S: ResourceSink> Walker<'_, S> {
     /// Walks one JSON document: a whole `.json` file (`first_line` 1) or one NDJSON line. Problems
     /// with single resources are recorded in the diagnostics and the walk goes on; returns whether
     /// every resource was accepted, or the error that made the whole document unreadable.
-    pub fn document(
-        &mut self,
-        file: &str,
-        text: &str,
-        first_line: u64,
-    ) -> Result<bool, DocumentError> {
+    pub fn document(&mut self, file: &str, text: &str, first_line: u64) -> Result<bool, DocumentError> {
         let position = Position {
             file,
             document: text,
             first_line,
         };
-        let resource_type =
-            resource_type_of(text).map_err(|(error_line, message)| DocumentError {
-                line: first_line + error_line.saturating_sub(1),
-                message,
-            })?;
+        let resource_type = resource_type_of(text).map_err(|(error_line, message)| DocumentError {
+            line: first_line + error_line.saturating_sub(1),
+            message,
+        })?;
         if resource_type == "Bundle" {
             self.diagnostics.count_resource("Bundle");
-            let bundle: BundleShape =
-                serde_json::from_str(text).map_err(|error| DocumentError {
-                    line: first_line + error.line().saturating_sub(1) as u64,
-                    message: format!("invalid Bundle: {}", message_without_position(&error)),
-                })?;
+            let bundle: BundleShape = serde_json::from_str(text).map_err(|error| DocumentError {
+                line: first_line + error.line().saturating_sub(1) as u64,
+                message: format!("invalid Bundle: {}", message_without_position(&error)),
+            })?;
             return Ok(self.bundle_entries(position, &bundle));
         }
         let resource = Resource {
@@ -99,8 +92,7 @@ impl<S: ResourceSink> Walker<'_, S> {
                 match serde_json::from_str::<BundleShape>(text) {
                     Ok(nested) => clean &= self.bundle_entries(position, &nested),
                     Err(error) => {
-                        let message =
-                            format!("invalid Bundle: {}", message_without_position(&error));
+                        let message = format!("invalid Bundle: {}", message_without_position(&error));
                         self.reject(&position, text, None, message);
                         clean = false;
                     }
@@ -123,11 +115,7 @@ impl<S: ResourceSink> Walker<'_, S> {
     }
 
     /// Indexes, hands over or validates one non-Bundle resource.
-    fn resource(
-        &mut self,
-        resource: &Resource<'_>,
-        already_valid: bool,
-    ) -> Result<(), super::Rejection> {
+    fn resource(&mut self, resource: &Resource<'_>, already_valid: bool) -> Result<(), super::Rejection> {
         self.diagnostics.count_resource(resource.resource_type);
         let indexed = INDEXED_TYPES.contains(&resource.resource_type);
         if indexed {
@@ -146,8 +134,7 @@ impl<S: ResourceSink> Walker<'_, S> {
             return self.sink.accept(resource, self.diagnostics);
         }
         if !already_valid && !indexed {
-            serde_json::from_str::<IgnoredAny>(resource.raw)
-                .map_err(|error| resource.rejection(&error))?;
+            serde_json::from_str::<IgnoredAny>(resource.raw).map_err(|error| resource.rejection(&error))?;
         }
         Ok(())
     }

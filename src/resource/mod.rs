@@ -49,10 +49,7 @@ impl<'a> Resource<'a> {
     /// The resource's logical id: its own `id`, else the one its entry's `fullUrl` gives (POSTs in
     /// transaction Bundles carry no id; references to them use the fullUrl).
     pub fn logical_id<'x>(&'x self, own_id: Option<&'x str>) -> Option<&'x str> {
-        own_id.or_else(|| {
-            self.full_url
-                .and_then(crate::fhir::reference::id_from_full_url)
-        })
+        own_id.or_else(|| self.full_url.and_then(crate::fhir::reference::id_from_full_url))
     }
 
     /// File, line and `Type/id` of this resource, for errors and warnings.
@@ -88,10 +85,7 @@ pub struct Rejection {
 
 impl From<String> for Rejection {
     fn from(message: String) -> Self {
-        Rejection {
-            message,
-            line: None,
-        }
+        Rejection { message, line: None }
     }
 }
 
@@ -112,9 +106,5 @@ pub trait ResourceSink {
 
     /// Turns one resource into rows. An `Err` means the resource was lost; its message is recorded
     /// with the resource's file and line.
-    fn accept(
-        &mut self,
-        resource: &Resource<'_>,
-        diagnostics: &mut Diagnostics,
-    ) -> Result<(), Rejection>;
+    fn accept(&mut self, resource: &Resource<'_>, diagnostics: &mut Diagnostics) -> Result<(), Rejection>;
 }

@@ -19,15 +19,13 @@ impl Staging {
     /// Creates `out` (if needed) and this run's staging folder in it, after clearing staging
     /// folders left by runs that were killed. Fails when `out` is not writable.
     pub fn create(out: &Path) -> Result<Staging> {
-        fs::create_dir_all(out)
-            .with_context(|| format!("cannot create output folder {}", out.display()))?;
+        fs::create_dir_all(out).with_context(|| format!("cannot create output folder {}", out.display()))?;
         remove_abandoned_staging(out);
         let dir = out.join(format!("{STAGING_PREFIX}{}", std::process::id()));
         if dir.exists() {
             fs::remove_dir_all(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
         }
-        fs::create_dir(&dir)
-            .with_context(|| format!("output folder {} is not writable", out.display()))?;
+        fs::create_dir(&dir).with_context(|| format!("output folder {} is not writable", out.display()))?;
         Ok(Staging {
             out: out.to_path_buf(),
             dir,
@@ -48,16 +46,14 @@ impl Staging {
         for table in tables {
             let target = self.out.join(table);
             if target.exists() {
-                fs::rename(&target, retired.join(table)).with_context(|| {
-                    format!("cannot move the previous {} aside", target.display())
-                })?;
+                fs::rename(&target, retired.join(table))
+                    .with_context(|| format!("cannot move the previous {} aside", target.display()))?;
             }
             fs::rename(self.table_dir(table), &target)
                 .with_context(|| format!("cannot move the new {} into place", target.display()))?;
         }
         self.committed = true;
-        fs::remove_dir_all(&self.dir)
-            .with_context(|| format!("cannot remove {}", self.dir.display()))?;
+        fs::remove_dir_all(&self.dir).with_context(|| format!("cannot remove {}", self.dir.display()))?;
         Ok(())
     }
 }

@@ -49,9 +49,7 @@ pub struct WriteOptions {
 impl WriteOptions {
     fn properties(&self) -> WriterProperties {
         let codec = match self.compression {
-            Compression::Zstd => {
-                ParquetCodec::ZSTD(ZstdLevel::try_new(1).expect("zstd level 1 is valid"))
-            }
+            Compression::Zstd => ParquetCodec::ZSTD(ZstdLevel::try_new(1).expect("zstd level 1 is valid")),
             Compression::Snappy => ParquetCodec::SNAPPY,
             Compression::None => ParquetCodec::UNCOMPRESSED,
         };
@@ -78,8 +76,7 @@ impl DatasetWriter {
     pub fn create(dir: &Path, schema: SchemaRef, options: &WriteOptions) -> Result<Self> {
         fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let path = dir.join(PART_FILE);
-        let file =
-            File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
         let writer = ArrowWriter::try_new(file, schema, Some(options.properties()))?;
         Ok(DatasetWriter {
             path,
@@ -123,8 +120,8 @@ pub fn rewrite_marked_strings(
         .build()?;
     let schema = reader.schema();
     let temporary = path.with_extension("parquet.tmp");
-    let output = File::create(&temporary)
-        .with_context(|| format!("cannot create {}", temporary.display()))?;
+    let output =
+        File::create(&temporary).with_context(|| format!("cannot create {}", temporary.display()))?;
     let mut writer = ArrowWriter::try_new(output, schema.clone(), Some(options.properties()))?;
     for batch in reader {
         let batch = batch?;
@@ -154,11 +151,7 @@ fn replace_marked(
         .as_any()
         .downcast_ref::<StringArray>()
         .expect("Utf8 columns are StringArrays");
-    if !strings
-        .iter()
-        .flatten()
-        .any(|value| value.starts_with(marker))
-    {
+    if !strings.iter().flatten().any(|value| value.starts_with(marker)) {
         return column.clone();
     }
     let replaced: StringArray = strings

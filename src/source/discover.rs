@@ -126,10 +126,7 @@ mod tests {
         assert_eq!(classify(Path::new("Patient.000.ndjson")), ndjson);
         assert_eq!(classify(Path::new("1.Encounter.NDJSON")), ndjson);
         assert_eq!(classify(Path::new("x.jsonl")), ndjson);
-        assert_eq!(
-            classify(Path::new("x.json.gz")),
-            Some((InputFormat::Json, true))
-        );
+        assert_eq!(classify(Path::new("x.json.gz")), Some((InputFormat::Json, true)));
         assert_eq!(
             classify(Path::new("x.ndjson.gz")),
             Some((InputFormat::Ndjson, true))
@@ -142,10 +139,7 @@ mod tests {
     #[test]
     fn relative_paths_use_forward_slashes() {
         let root = Path::new("/data/in");
-        assert_eq!(
-            relative_path(root, Path::new("/data/in/a/b.json")),
-            "a/b.json"
-        );
+        assert_eq!(relative_path(root, Path::new("/data/in/a/b.json")), "a/b.json");
         assert_eq!(
             relative_path(Path::new("/data/in/b.json"), Path::new("/data/in/b.json")),
             "b.json"

@@ -11,10 +11,7 @@ const READ_BUFFER: usize = 1 << 20;
 fn open(file: &InputFile) -> io::Result<Box<dyn Read>> {
     let handle = File::open(&file.path)?;
     Ok(if file.gzip {
-        Box::new(MultiGzDecoder::new(BufReader::with_capacity(
-            READ_BUFFER,
-            handle,
-        )))
+        Box::new(MultiGzDecoder::new(BufReader::with_capacity(READ_BUFFER, handle)))
     } else {
         Box::new(handle)
     })

@@ -111,18 +111,11 @@ impl Table for EncounterTable {
         EncounterColumns::schema()
     }
 
-    fn append(
-        &mut self,
-        resource: &Resource<'_>,
-        diagnostics: &mut Diagnostics,
-    ) -> Result<bool, Rejection> {
-        let encounter: Encounter =
-            serde_json::from_str(resource.raw).map_err(|e| resource.rejection(&e))?;
+    fn append(&mut self, resource: &Resource<'_>, diagnostics: &mut Diagnostics) -> Result<bool, Rejection> {
+        let encounter: Encounter = serde_json::from_str(resource.raw).map_err(|e| resource.rejection(&e))?;
         let id = resource
             .logical_id(encounter.id.as_deref())
-            .ok_or_else(|| {
-                "Encounter without an id (and no fullUrl to take one from)".to_owned()
-            })?;
+            .ok_or_else(|| "Encounter without an id (and no fullUrl to take one from)".to_owned())?;
         let mut cells = Cells::new(resource, id, diagnostics);
         let row = encounter_row(&encounter, id, &mut cells);
         self.columns.append(row);
@@ -155,9 +148,7 @@ fn encounter_row<'e, 'a: 'e>(
         .filter_map(|participant| participant.individual.as_ref())
         .find_map(|individual| {
             let lookup = cells.lookup(individual)?;
-            lookup
-                .refers_to("Practitioner")
-                .then_some((individual, lookup))
+            lookup.refers_to("Practitioner").then_some((individual, lookup))
         });
     let (practitioner_id, practitioner_name) = match practitioner {
         Some((individual, lookup)) => (
@@ -186,10 +177,7 @@ fn encounter_row<'e, 'a: 'e>(
             encounter.class.as_ref().and_then(|c| c.code.as_ref()),
         ),
         type_code: cells.string("type_code", first_type.and_then(|t| t.first_code())),
-        type_display: cells.string(
-            "type_display",
-            first_type.and_then(|t| t.first_display_or_text()),
-        ),
+        type_display: cells.string("type_display", first_type.and_then(|t| t.first_display_or_text())),
         start: cells.datetime("start", period.and_then(|p| p.start.as_ref())),
         end: cells.datetime("end", period.and_then(|p| p.end.as_ref())),
         reason_code: cells.string("reason_code", first_reason.and_then(|r| r.first_code())),
@@ -216,10 +204,7 @@ fn encounter_row<'e, 'a: 'e>(
         ),
         last_updated: cells.datetime(
             "last_updated",
-            encounter
-                .meta
-                .as_ref()
-                .and_then(|m| m.last_updated.as_ref()),
+            encounter.meta.as_ref().and_then(|m| m.last_updated.as_ref()),
         ),
         source_file: Some(cells.source_file()),
     }
@@ -264,10 +249,7 @@ mod tests {
         );
         assert_eq!(typed, None, "an urn:uuid outside any Bundle cannot resolve");
         let (_, diagnostics) = encounter(r#","subject":{"reference":"urn:uuid:x"}"#);
-        assert_eq!(
-            diagnostics.warnings[&WarningKind::UnresolvedReference].count,
-            1
-        );
+        assert_eq!(diagnostics.warnings[&WarningKind::UnresolvedReference].count, 1);
     }
 
     #[test]
@@ -290,10 +272,7 @@ mod tests {
             "the chosen participant's reference is unresolvable"
         );
         assert_eq!(cell(&rows, "practitioner_name").as_deref(), Some("Typed"));
-        assert_eq!(
-            diagnostics.warnings[&WarningKind::UnresolvedReference].count,
-            1
-        );
+        assert_eq!(diagnostics.warnings[&WarningKind::UnresolvedReference].count, 1);
     }
 
     #[test]
@@ -305,10 +284,7 @@ mod tests {
         assert_eq!(cell(&rows, "type_display").as_deref(), Some("Type text"));
         assert_eq!(cell(&rows, "reason_code").as_deref(), Some("r1"));
         assert_eq!(cell(&rows, "reason_display").as_deref(), Some("R1"));
-        assert_eq!(
-            cell(&rows, "discharge_disposition").as_deref(),
-            Some("hosp")
-        );
+        assert_eq!(cell(&rows, "discharge_disposition").as_deref(), Some("hosp"));
     }
 
     #[test]
@@ -344,12 +320,8 @@ mod tests {
 
     #[test]
     fn period_offsets_and_partial_dates() {
-        let (rows, _) =
-            encounter(r#","period":{"start":"2019-02-16T23:30:00-02:00","end":"2019"}"#);
-        assert_eq!(
-            cell(&rows, "start").as_deref(),
-            Some("2019-02-17T01:30:00Z")
-        );
+        let (rows, _) = encounter(r#","period":{"start":"2019-02-16T23:30:00-02:00","end":"2019"}"#);
+        assert_eq!(cell(&rows, "start").as_deref(), Some("2019-02-17T01:30:00Z"));
         assert_eq!(cell(&rows, "end").as_deref(), Some("2019-01-01T00:00:00Z"));
     }
 }

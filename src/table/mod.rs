@@ -28,11 +28,7 @@ pub trait Table: Send + Sync {
     fn fresh(&self, batch_size: usize) -> Box<dyn Table>;
     /// Appends the resource's row. `Ok(true)` means a cell holds a staged conditional reference
     /// that the run-wide pass must resolve.
-    fn append(
-        &mut self,
-        resource: &Resource<'_>,
-        diagnostics: &mut Diagnostics,
-    ) -> Result<bool, Rejection>;
+    fn append(&mut self, resource: &Resource<'_>, diagnostics: &mut Diagnostics) -> Result<bool, Rejection>;
     /// Rows appended since the last [`Table::finish`].
     fn len(&self) -> usize;
     fn is_empty(&self) -> bool {
@@ -96,16 +92,10 @@ impl TableSet {
 
 impl ResourceSink for TableSet {
     fn wants(&self, resource_type: &str) -> bool {
-        self.tables
-            .iter()
-            .any(|t| t.resource_type() == resource_type)
+        self.tables.iter().any(|t| t.resource_type() == resource_type)
     }
 
-    fn accept(
-        &mut self,
-        resource: &Resource<'_>,
-        diagnostics: &mut Diagnostics,
-    ) -> Result<(), Rejection> {
+    fn accept(&mut self, resource: &Resource<'_>, diagnostics: &mut Diagnostics) -> Result<(), Rejection> {
         for (position, table) in self.tables.iter_mut().enumerate() {
             if table.resource_type() != resource.resource_type {
                 continue;

@@ -7,8 +7,8 @@ use super::columns::define_columns;
 use super::Table;
 use crate::diagnostics::Diagnostics;
 use crate::fhir::{
-    find_extension, join_words, Address, CodeableConcept, ContactPoint, Extension, HumanName,
-    Identifier, Meta, Str,
+    find_extension, join_words, Address, CodeableConcept, ContactPoint, Extension, HumanName, Identifier,
+    Meta, Str,
 };
 use crate::resource::{Rejection, Resource};
 
@@ -120,13 +120,8 @@ impl Table for PatientTable {
         PatientColumns::schema()
     }
 
-    fn append(
-        &mut self,
-        resource: &Resource<'_>,
-        diagnostics: &mut Diagnostics,
-    ) -> Result<bool, Rejection> {
-        let patient: Patient =
-            serde_json::from_str(resource.raw).map_err(|e| resource.rejection(&e))?;
+    fn append(&mut self, resource: &Resource<'_>, diagnostics: &mut Diagnostics) -> Result<bool, Rejection> {
+        let patient: Patient = serde_json::from_str(resource.raw).map_err(|e| resource.rejection(&e))?;
         let id = resource
             .logical_id(patient.id.as_deref())
             .ok_or_else(|| "Patient without an id (and no fullUrl to take one from)".to_owned())?;
@@ -153,12 +148,7 @@ fn patient_row<'p, 'a: 'p>(
     let mrn = patient
         .identifier
         .iter()
-        .find(|identifier| {
-            identifier
-                .kind
-                .as_ref()
-                .is_some_and(|kind| kind.has_code("MR"))
-        })
+        .find(|identifier| identifier.kind.as_ref().is_some_and(|kind| kind.has_code("MR")))
         .and_then(|identifier| identifier.value.as_ref());
     let name = patient
         .name
@@ -167,9 +157,8 @@ fn patient_row<'p, 'a: 'p>(
         .or(patient.name.first());
     let address = patient.address.first();
     let geolocation = address.and_then(|a| find_extension(&a.extension, GEOLOCATION_URL));
-    let coordinate = |part: &str| -> Option<f64> {
-        find_extension(&geolocation?.extension, part)?.value_decimal
-    };
+    let coordinate =
+        |part: &str| -> Option<f64> { find_extension(&geolocation?.extension, part)?.value_decimal };
     let deceased = patient
         .deceased_boolean
         .or(patient.deceased_date_time.as_ref().map(|_| true));
@@ -201,10 +190,7 @@ fn patient_row<'p, 'a: 'p>(
             patient.marital_status.as_ref().and_then(|m| m.first_code()),
         ),
         race: cells.string("race", category_extension(&patient.extension, RACE_URL)),
-        ethnicity: cells.string(
-            "ethnicity",
-            category_extension(&patient.extension, ETHNICITY_URL),
-        ),
+        ethnicity: cells.string("ethnicity", category_extension(&patient.extension, ETHNICITY_URL)),
         birth_sex: cells.string(
             "birth_sex",
             find_extension(&patient.extension, BIRTH_SEX_URL).and_then(|e| e.value_code.as_ref()),
@@ -335,9 +321,8 @@ mod tests {
             let fields = format!(r#","extension":[{{"url":"{RACE_URL}","extension":[{sub}]}}]"#);
             column(&fields, "race")
         };
-        let omb = |display: &str| {
-            format!(r#"{{"url":"ombCategory","valueCoding":{{"display":"{display}"}}}}"#)
-        };
+        let omb =
+            |display: &str| format!(r#"{{"url":"ombCategory","valueCoding":{{"display":"{display}"}}}}"#);
         let text = r#"{"url":"text","valueString":"Mixed"}"#;
         assert_eq!(
             race(&format!("{},{}", omb("White"), text)).as_deref(),
@@ -347,10 +332,7 @@ mod tests {
             race(&format!("{},{}", omb("Asian"), omb("White"))).as_deref(),
             Some("Asian")
         );
-        assert_eq!(
-            race(r#"{"url":"detailed","valueCoding":{"display":"x"}}"#),
-            None
-        );
+        assert_eq!(race(r#"{"url":"detailed","valueCoding":{"display":"x"}}"#), None);
         // The url must match exactly.
         let near_miss = format!(r#","extension":[{{"url":"{RACE_URL}/","extension":[{text}]}}]"#);
         assert_eq!(column(&near_miss, "race"), None);
@@ -362,16 +344,9 @@ mod tests {
     fn the_first_address_telecom_phone_and_language() {
         let fields = r#","address":[{"line":["1 A St",null,"Unit 2"],"city":"X","extension":[{"url":"http://hl7.org/fhir/StructureDefinition/geolocation","extension":[{"url":"longitude","valueDecimal":-1.5},{"url":"latitude","valueDecimal":2}]}]},{"city":"Y","postalCode":"9"}],"telecom":[{"system":"email","value":"e"},{"system":"phone","value":"p1"},{"system":"phone","value":"p2"}],"communication":[{"language":{"text":"no coding"}},{"language":{"coding":[{"code":"de"}]}}]"#;
         let rows = patient(fields);
-        assert_eq!(
-            cell(&rows, "address_line").as_deref(),
-            Some("1 A St Unit 2")
-        );
+        assert_eq!(cell(&rows, "address_line").as_deref(), Some("1 A St Unit 2"));
         assert_eq!(cell(&rows, "city").as_deref(), Some("X"));
-        assert_eq!(
-            cell(&rows, "postal_code"),
-            None,
-            "only the first address counts"
-        );
+        assert_eq!(cell(&rows, "postal_code"), None, "only the first address counts");
         assert_eq!(cell(&rows, "latitude").as_deref(), Some("2"));
         assert_eq!(cell(&rows, "longitude").as_deref(), Some("-1.5"));
         assert_eq!(cell(&rows, "phone").as_deref(), Some("p1"));
@@ -384,9 +359,7 @@ mod tests {
 
     #[test]
     fn dates_and_timestamps_follow_the_shared_rules() {
-        let rows = patient(
-            r#","birthDate":"1950-05","meta":{"lastUpdated":"2019-02-16T01:27:01.5-05:00"}"#,
-        );
+        let rows = patient(r#","birthDate":"1950-05","meta":{"lastUpdated":"2019-02-16T01:27:01.5-05:00"}"#);
         assert_eq!(cell(&rows, "birth_date").as_deref(), Some("1950-05-01"));
         assert_eq!(
             cell(&rows, "last_updated").as_deref(),

@@ -40,6 +40,8 @@ pub(crate) struct Node {
 #[derive(Debug, Clone)]
 pub struct View {
     pub name: String,
+    /// Where the definition came from (file path or `default view <stem>`), for messages.
+    pub source: String,
     pub resource: String,
     pub columns: Vec<ColumnDef>,
     pub(crate) root: Node,
@@ -104,6 +106,7 @@ const BUILTIN_VARIABLES: &[&str] = &["rowIndex", "resource", "rootResource", "co
 
 struct Compiler<'a> {
     view: &'a str,
+    resource: &'a str,
     constants: HashSet<String>,
     columns: Vec<ColumnDef>,
 }
@@ -145,10 +148,10 @@ pub fn compile(definition: &Value, fallback_name: &str) -> Result<View, String> 
             ))
         }
     };
-    let constants =
-        constants(object.get("constant")).map_err(|(path, problem)| fail(&path, problem))?;
+    let constants = constants(object.get("constant")).map_err(|(path, problem)| fail(&path, problem))?;
     let mut compiler = Compiler {
         view: &name,
+        resource: &resource,
         constants: constants.keys().cloned().collect(),
         columns: Vec::new(),
     };
@@ -164,12 +167,7 @@ pub fn compile(definition: &Value, fallback_name: &str) -> Result<View, String> 
     let mut next_column = 0;
     let mut root_selects = Vec::new();
     for (i, select) in selects.iter().enumerate() {
-        root_selects.push(compiler.select(
-            select,
-            &format!("select[{i}]"),
-            &mut next_column,
-            true,
-        )?);
+        root_selects.push(compiler.select(select, &format!("select[{i}]"), &mut next_column, true)?);
     }
     let mut seen = HashSet::new();
     for column in &compiler.columns {
@@ -190,10 +188,12 @@ pub fn compile(definition: &Value, fallback_name: &str) -> Result<View, String> 
         Some(_) => return Err(fail("where", "must be an array".into())),
     };
     let covered = (0..next_column).collect();
+    let columns = compiler.columns;
     Ok(View {
         name: name.clone(),
+        source: fallback_name.to_owned(),
         resource,
-        columns: compiler.columns,
+        columns,
         root: Node {
             iteration: Iteration::Once,
             columns: Vec::new(),
@@ -237,8 +237,7 @@ fn constants(value: Option<&Value>) -> Result<Constants, (String, String)> {
                 return Err((path, "has more than one value[x]".to_owned()));
             }
         }
-        let value =
-            found.ok_or_else(|| (path.clone(), format!("constant '{name}' has no value[x]")))?;
+        let value = found.ok_or_else(|| (path.clone(), format!("constant '{name}' has no value[x]")))?;
         constants.insert(name.to_owned(), value);
     }
     Ok(constants)
@@ -255,8 +254,8 @@ impl Compiler<'_> {
             Some(_) => return Err(self.fail(path, "must be a FHIRPath string")),
             None => return Err(self.fail(path, "missing")),
         };
-        let expr = fhirpath::parse(text)
-            .map_err(|e| self.fail(path, format!("invalid FHIRPath '{text}': {e}")))?;
+        let expr =
+            fhirpath::parse(text).map_err(|e| self.fail(path, format!("invalid FHIRPath '{text}': {e}")))?;
         self.check(&expr)
             .map_err(|problem| self.fail(path, format!("'{text}': {problem}")))?;
         Ok(expr)
@@ -267,8 +266,7 @@ impl Compiler<'_> {
     fn check(&self, expr: &Expr) -> Result<(), String> {
         match expr {
             Expr::Variable(name)
-                if !BUILTIN_VARIABLES.contains(&name.as_str())
-                    && !self.constants.contains(name) =>
+                if !BUILTIN_VARIABLES.contains(&name.as_str()) && !self.constants.contains(name) =>
             {
                 return Err(format!("unknown constant %{name}"));
             }
@@ -318,10 +316,7 @@ impl Compiler<'_> {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        Ok((
-            text,
-            self.path(object.get("path"), &format!("{path}.path"))?,
-        ))
+        Ok((text, self.path(object.get("path"), &format!("{path}.path"))?))
     }
 
     /// Compiles one select. Columns get consecutive indices from `next_column` in schema order
@@ -362,10 +357,7 @@ impl Compiler<'_> {
                 return Err(self.fail(path, "forEach and forEachOrNull cannot both be given"));
             }
             (Some(_), None, Some(_)) | (None, Some(_), Some(_)) => {
-                return Err(self.fail(
-                    path,
-                    "repeat cannot be combined with forEach or forEachOrNull",
-                ));
+                return Err(self.fail(path, "repeat cannot be combined with forEach or forEachOrNull"));
             }
             (Some(each), None, None) => {
                 Iteration::ForEach(self.path(Some(each), &format!("{path}.forEach"))?)
@@ -381,10 +373,7 @@ impl Compiler<'_> {
                     .collect::<Result<_, _>>()?,
             ),
             (None, None, Some(_)) => {
-                return Err(self.fail(
-                    &format!("{path}.repeat"),
-                    "must be a non-empty array of paths",
-                ))
+                return Err(self.fail(&format!("{path}.repeat"), "must be a non-empty array of paths"))
             }
             (None, None, None) => Iteration::Once,
         };
@@ -415,12 +404,7 @@ impl Compiler<'_> {
                 .as_array()
                 .ok_or_else(|| self.fail(&format!("{path}.select"), "must be an array"))?;
             for (i, nested) in list.iter().enumerate() {
-                selects.push(self.select(
-                    nested,
-                    &format!("{path}.select[{i}]"),
-                    next_column,
-                    define,
-                )?);
+                selects.push(self.select(nested, &format!("{path}.select[{i}]"), next_column, define)?);
             }
         }
         let mut union = Vec::new();
@@ -475,12 +459,10 @@ impl Compiler<'_> {
                 return Err(self.fail(&format!("{path}.{key}"), "unknown key"));
             }
         }
-        let name = object.get("name").and_then(Value::as_str).ok_or_else(|| {
-            self.fail(
-                &format!("{path}.name"),
-                "missing: every column needs a name",
-            )
-        })?;
+        let name = object
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| self.fail(&format!("{path}.name"), "missing: every column needs a name"))?;
         let valid_name = name.starts_with(|c: char| c.is_ascii_alphabetic())
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid_name {
@@ -493,14 +475,12 @@ impl Compiler<'_> {
         let collection = match object.get("collection") {
             None => false,
             Some(Value::Bool(b)) => *b,
-            Some(_) => {
-                return Err(self.fail(&format!("{path}.collection"), "must be true or false"))
-            }
+            Some(_) => return Err(self.fail(&format!("{path}.collection"), "must be true or false")),
         };
         let type_name = match object.get("type") {
             Some(Value::String(kind)) => kind.clone(),
             Some(_) => return Err(self.fail(&format!("{path}.type"), "must be a type name")),
-            None => super::types::infer(&expr).to_owned(),
+            None => super::types::infer(&expr, self.resource),
         };
         Ok((
             ColumnDef {

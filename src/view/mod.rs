@@ -33,9 +33,7 @@ pub fn load(specs: &[PathBuf]) -> Result<Vec<Arc<View>>, UsageError> {
             }
         } else if spec.is_dir() {
             let mut files: Vec<PathBuf> = std::fs::read_dir(spec)
-                .map_err(|e| {
-                    UsageError(format!("cannot read view folder {}: {e}", spec.display()))
-                })?
+                .map_err(|e| UsageError(format!("cannot read view folder {}: {e}", spec.display())))?
                 .filter_map(|entry| entry.ok().map(|e| e.path()))
                 .filter(|path| path.extension().is_some_and(|e| e == "json"))
                 .collect();
@@ -61,9 +59,10 @@ fn load_file(path: &Path) -> Result<Arc<View>, UsageError> {
 }
 
 fn compile_text(text: &str, stem: &str, source: &str) -> Result<Arc<View>, UsageError> {
-    let definition: serde_json::Value = serde_json::from_str(text)
-        .map_err(|e| UsageError(format!("view {source}: invalid JSON: {e}")))?;
-    definition::compile(&definition, stem)
-        .map(Arc::new)
-        .map_err(|message| UsageError(format!("{message} (in {source})")))
+    let definition: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| UsageError(format!("view {source}: invalid JSON: {e}")))?;
+    let mut view = definition::compile(&definition, stem)
+        .map_err(|message| UsageError(format!("{message} (in {source})")))?;
+    view.source = source.to_owned();
+    Ok(Arc::new(view))
 }

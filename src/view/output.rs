@@ -4,8 +4,7 @@
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    ArrayBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, ListBuilder,
-    StringBuilder,
+    ArrayBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, ListBuilder, StringBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
@@ -132,18 +131,14 @@ fn append_scalar(builder: &mut dyn ArrayBuilder, kind: Kind, cell: &Cell) {
             });
         }
         Kind::Int32 => {
-            let b = any
-                .downcast_mut::<Int32Builder>()
-                .expect("builder matches kind");
+            let b = any.downcast_mut::<Int32Builder>().expect("builder matches kind");
             b.append_option(match cell {
                 Cell::Integer(v) => Some(*v as i32),
                 _ => None,
             });
         }
         Kind::Int64 => {
-            let b = any
-                .downcast_mut::<Int64Builder>()
-                .expect("builder matches kind");
+            let b = any.downcast_mut::<Int64Builder>().expect("builder matches kind");
             b.append_option(match cell {
                 Cell::Integer(v) => Some(*v),
                 _ => None,
@@ -159,9 +154,7 @@ fn append_scalar(builder: &mut dyn ArrayBuilder, kind: Kind, cell: &Cell) {
             });
         }
         Kind::Utf8 => {
-            let b = any
-                .downcast_mut::<StringBuilder>()
-                .expect("builder matches kind");
+            let b = any.downcast_mut::<StringBuilder>().expect("builder matches kind");
             b.append_option(match cell {
                 Cell::Text(v) => Some(v.as_str()),
                 _ => None,
@@ -243,13 +236,8 @@ impl Table for ViewTable {
         Box::new(ViewTable::new(self.view.clone(), batch_size))
     }
 
-    fn append(
-        &mut self,
-        resource: &Resource<'_>,
-        _diagnostics: &mut Diagnostics,
-    ) -> Result<bool, Rejection> {
-        let value: Value =
-            serde_json::from_str(resource.raw).map_err(|e| resource.rejection(&e))?;
+    fn append(&mut self, resource: &Resource<'_>, _diagnostics: &mut Diagnostics) -> Result<bool, Rejection> {
+        let value: Value = serde_json::from_str(resource.raw).map_err(|e| resource.rejection(&e))?;
         let id = value.get("id").and_then(Value::as_str).unwrap_or("(no id)");
         let failure = |column: Option<&str>, problem: String| {
             let column = column.map(|c| format!(" column {c}:")).unwrap_or_default();
@@ -259,10 +247,7 @@ impl Table for ViewTable {
             ))
         };
         let bundle = resource.bundle.map(|scope| scope as &dyn FullUrlLookup);
-        let rows = self
-            .view
-            .rows(&value, bundle)
-            .map_err(|e| failure(None, e.0))?;
+        let rows = self.view.rows(&value, bundle).map_err(|e| failure(None, e.0))?;
         let mut converted = Vec::with_capacity(rows.len());
         for row in rows {
             let mut cells = Vec::with_capacity(row.len());
@@ -278,8 +263,9 @@ impl Table for ViewTable {
                 } else {
                     match values.as_slice() {
                         [] => Cell::Null,
-                        [item] => convert(item, kind)
-                            .map_err(|problem| failure(Some(&column.name), problem))?,
+                        [item] => {
+                            convert(item, kind).map_err(|problem| failure(Some(&column.name), problem))?
+                        }
                         _ => {
                             let problem = format!(
                                 "{} values where one is allowed (set \"collection\": true)",
@@ -294,15 +280,8 @@ impl Table for ViewTable {
             converted.push(cells);
         }
         for cells in converted {
-            for ((builder, column), cell) in
-                self.builders.iter_mut().zip(&self.view.columns).zip(&cells)
-            {
-                append_cell(
-                    builder,
-                    Kind::of(&column.type_name),
-                    column.collection,
-                    cell,
-                );
+            for ((builder, column), cell) in self.builders.iter_mut().zip(&self.view.columns).zip(&cells) {
+                append_cell(builder, Kind::of(&column.type_name), column.collection, cell);
             }
             self.rows += 1;
         }
@@ -316,7 +295,6 @@ impl Table for ViewTable {
     fn finish(&mut self) -> RecordBatch {
         self.rows = 0;
         let columns: Vec<ArrayRef> = self.builders.iter_mut().map(|b| b.finish()).collect();
-        RecordBatch::try_new(self.schema.clone(), columns)
-            .expect("view columns match the view schema")
+        RecordBatch::try_new(self.schema.clone(), columns).expect("view columns match the view schema")
     }
 }

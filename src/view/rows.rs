@@ -29,11 +29,7 @@ impl View {
                 [item] => match item.primitive() {
                     Some(Primitive::Boolean(true)) => {}
                     Some(Primitive::Boolean(false)) => return Ok(Vec::new()),
-                    _ => {
-                        return Err(EvalError(format!(
-                            "where path '{text}' did not give a boolean"
-                        )))
-                    }
+                    _ => return Err(EvalError(format!("where path '{text}' did not give a boolean"))),
                 },
                 _ => {
                     return Err(EvalError(format!(

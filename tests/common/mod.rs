@@ -7,7 +7,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Date32Type, Float64Type, TimestampMicrosecondType};
+use arrow_array::types::{Date32Type, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::{DataType, SchemaRef};
 use assert_cmd::Command;
@@ -36,8 +36,7 @@ impl Run {
     }
 
     pub fn report(&self) -> serde_json::Value {
-        let text =
-            std::fs::read_to_string(self.out.path().join("_run.json")).expect("_run.json exists");
+        let text = std::fs::read_to_string(self.out.path().join("_run.json")).expect("_run.json exists");
         serde_json::from_str(&text).expect("_run.json is JSON")
     }
 }
@@ -124,8 +123,7 @@ pub fn read_table(dir: &Path) -> Table {
             rows.extend(render_rows(&batch));
         }
         if schema.is_none() {
-            let builder =
-                ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap();
+            let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap();
             schema = Some(builder.schema().clone());
         }
     }
@@ -158,6 +156,15 @@ fn render_cell(column: &dyn Array, row: usize) -> Option<String> {
         DataType::Utf8 => column.as_string::<i32>().value(row).to_owned(),
         DataType::Boolean => column.as_boolean().value(row).to_string(),
         DataType::Float64 => column.as_primitive::<Float64Type>().value(row).to_string(),
+        DataType::Int32 => column.as_primitive::<Int32Type>().value(row).to_string(),
+        DataType::Int64 => column.as_primitive::<Int64Type>().value(row).to_string(),
+        DataType::List(_) => {
+            let list = column.as_list::<i32>().value(row);
+            let items: Vec<String> = (0..list.len())
+                .map(|i| render_cell(list.as_ref(), i).unwrap_or_else(|| "null".into()))
+                .collect();
+            format!("[{}]", items.join(", "))
+        }
         DataType::Date32 => format_date(column.as_primitive::<Date32Type>().value(row)),
         DataType::Timestamp(_, _) => {
             format_timestamp(column.as_primitive::<TimestampMicrosecondType>().value(row))
@@ -174,9 +181,7 @@ pub fn some(text: &str) -> Option<String> {
 /// Asserts a row's cells: every listed column must match; `None` means null.
 pub fn assert_cells(row: &BTreeMap<String, Option<String>>, expected: &[(&str, Option<&str>)]) {
     for (column, value) in expected {
-        let actual = row
-            .get(*column)
-            .unwrap_or_else(|| panic!("no column {column}"));
+        let actual = row.get(*column).unwrap_or_else(|| panic!("no column {column}"));
         assert_eq!(
             actual.as_deref(),
             *value,

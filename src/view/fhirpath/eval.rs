@@ -8,9 +8,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use super::parse::{Expr, Op};
-use crate::fhir::reference::{
-    literal_type_and_id, refers_to_type, resolve, FullUrlLookup, Resolution,
-};
+use crate::fhir::reference::{literal_type_and_id, refers_to_type, resolve, FullUrlLookup, Resolution};
 
 /// FHIR primitive type names: a choice suffix (`valueString`) names one of these in lower camel case.
 pub const PRIMITIVE_TYPES: &[&str] = &[
@@ -79,9 +77,7 @@ impl<'v> Item<'v> {
     pub fn type_name(&self) -> Option<Cow<'_, str>> {
         match self {
             Item::Node(_, Some(name)) => Some(Cow::Borrowed(name)),
-            Item::Node(Value::Object(map), None) => {
-                map.get("resourceType")?.as_str().map(Cow::Borrowed)
-            }
+            Item::Node(Value::Object(map), None) => map.get("resourceType")?.as_str().map(Cow::Borrowed),
             Item::Node(Value::Array(_) | Value::Null, None) => None,
             Item::String(_, kind) => Some(Cow::Borrowed(kind)),
             _ => Some(Cow::Borrowed(match self.primitive()? {
@@ -102,10 +98,7 @@ fn number_primitive(number: &serde_json::Number) -> Option<Primitive<'static>> {
     let scale = text
         .split_once('.')
         .map(|(_, fraction)| fraction.chars().take_while(char::is_ascii_digit).count() as u32);
-    Some(Primitive::Decimal(
-        number.as_f64()?,
-        Some(scale.unwrap_or(0)),
-    ))
+    Some(Primitive::Decimal(number.as_f64()?, Some(scale.unwrap_or(0))))
 }
 
 /// The type name a choice-element suffix stands for: `String` → `string`, `Quantity` → `Quantity`.
@@ -139,11 +132,7 @@ pub struct Context<'v> {
 }
 
 /// Evaluates `expr` with `input` as its focus.
-pub fn evaluate<'v>(
-    expr: &Expr,
-    input: &[Item<'v>],
-    context: &Context<'v>,
-) -> Result<Vec<Item<'v>>> {
+pub fn evaluate<'v>(expr: &Expr, input: &[Item<'v>], context: &Context<'v>) -> Result<Vec<Item<'v>>> {
     Ok(match expr {
         Expr::Empty => Vec::new(),
         Expr::Boolean(b) => vec![Item::Boolean(*b)],
@@ -274,10 +263,7 @@ fn single_primitive<'a>(items: &'a [Item<'_>]) -> Result<Option<Primitive<'a>>> 
             .primitive()
             .map(Some)
             .ok_or_else(|| EvalError("expected a primitive value, found a complex element".into())),
-        _ => Err(EvalError(format!(
-            "expected one value, found {}",
-            items.len()
-        ))),
+        _ => Err(EvalError(format!("expected one value, found {}", items.len()))),
     }
 }
 
@@ -286,10 +272,7 @@ fn single_primitive<'a>(items: &'a [Item<'_>]) -> Result<Option<Primitive<'a>>> 
 fn truth(items: &[Item<'_>]) -> Result<Option<bool>> {
     match items {
         [] => Ok(None),
-        [item] => Ok(Some(!matches!(
-            item.primitive(),
-            Some(Primitive::Boolean(false))
-        ))),
+        [item] => Ok(Some(!matches!(item.primitive(), Some(Primitive::Boolean(false))))),
         _ => Err(EvalError(format!(
             "expected one boolean, found {} values",
             items.len()
@@ -306,11 +289,7 @@ fn integer_argument(expr: &Expr, input: &[Item<'_>], context: &Context<'_>) -> R
     }
 }
 
-fn string_argument(
-    expr: &Expr,
-    input: &[Item<'_>],
-    context: &Context<'_>,
-) -> Result<Option<String>> {
+fn string_argument(expr: &Expr, input: &[Item<'_>], context: &Context<'_>) -> Result<Option<String>> {
     let values = evaluate(expr, input, context)?;
     match single_primitive(&values)? {
         None => Ok(None),
@@ -323,11 +302,9 @@ fn string_argument(
 pub fn type_argument(expr: &Expr) -> Option<String> {
     match expr {
         Expr::Member(name) => Some(name.clone()),
-        Expr::Invoke(namespace, name) => Some(format!(
-            "{}.{}",
-            type_argument(namespace)?,
-            type_argument(name)?
-        )),
+        Expr::Invoke(namespace, name) => {
+            Some(format!("{}.{}", type_argument(namespace)?, type_argument(name)?))
+        }
         _ => None,
     }
 }
@@ -390,8 +367,8 @@ fn function<'v>(
             let wanted_all = name == "all";
             let mut outcome = wanted_all;
             for item in input {
-                let verdict = truth(&evaluate(argument(0), std::slice::from_ref(item), context)?)?
-                    == Some(true);
+                let verdict =
+                    truth(&evaluate(argument(0), std::slice::from_ref(item), context)?)? == Some(true);
                 if verdict != wanted_all {
                     outcome = !wanted_all;
                     break;
@@ -404,9 +381,7 @@ fn function<'v>(
         "last" => input.last().cloned().into_iter().collect(),
         "tail" => input.iter().skip(1).cloned().collect(),
         "skip" | "take" => {
-            let n = integer_argument(argument(0), input, context)?
-                .unwrap_or(0)
-                .max(0) as usize;
+            let n = integer_argument(argument(0), input, context)?.unwrap_or(0).max(0) as usize;
             if name == "skip" {
                 input.iter().skip(n).cloned().collect()
             } else {
@@ -427,8 +402,8 @@ fn function<'v>(
             matches!(input, [item] if item.primitive().is_some()),
         )],
         "ofType" => {
-            let type_name = type_argument(argument(0))
-                .ok_or_else(|| EvalError("ofType() needs a type name".into()))?;
+            let type_name =
+                type_argument(argument(0)).ok_or_else(|| EvalError("ofType() needs a type name".into()))?;
             input
                 .iter()
                 .filter(|item| has_type(item, &type_name))
@@ -502,11 +477,7 @@ fn resource_key<'v>(input: &[Item<'v>]) -> Option<Item<'v>> {
 
 /// `getReferenceKey([type])`: the id a Reference points to, resolved like the built-in tables do
 /// (literal, Bundle `fullUrl`); empty when it names another type or cannot be resolved.
-fn reference_key<'v>(
-    item: &Item<'v>,
-    wanted: Option<&str>,
-    context: &Context<'v>,
-) -> Option<Item<'v>> {
+fn reference_key<'v>(item: &Item<'v>, wanted: Option<&str>, context: &Context<'v>) -> Option<Item<'v>> {
     let Item::Node(Value::Object(map), _) = item else {
         return None;
     };
@@ -649,18 +620,16 @@ fn binary<'v>(
             let negate = matches!(op, Op::NotEqual | Op::NotEquivalent);
             boolean(result.map(|r| r != negate))
         }
-        Op::Less | Op::Greater | Op::LessOrEqual | Op::GreaterOrEqual => {
-            match (a.as_slice(), b.as_slice()) {
-                ([x], [y]) => boolean(compare(x, y)?.map(|ordering| match op {
-                    Op::Less => ordering.is_lt(),
-                    Op::Greater => ordering.is_gt(),
-                    Op::LessOrEqual => ordering.is_le(),
-                    _ => ordering.is_ge(),
-                })),
-                ([], _) | (_, []) => Vec::new(),
-                _ => return Err(EvalError("comparison needs one value on each side".into())),
-            }
-        }
+        Op::Less | Op::Greater | Op::LessOrEqual | Op::GreaterOrEqual => match (a.as_slice(), b.as_slice()) {
+            ([x], [y]) => boolean(compare(x, y)?.map(|ordering| match op {
+                Op::Less => ordering.is_lt(),
+                Op::Greater => ordering.is_gt(),
+                Op::LessOrEqual => ordering.is_le(),
+                _ => ordering.is_ge(),
+            })),
+            ([], _) | (_, []) => Vec::new(),
+            _ => return Err(EvalError("comparison needs one value on each side".into())),
+        },
         Op::Concatenate => {
             let text = |items: &[Item]| items.first().and_then(lexical).unwrap_or_default();
             vec![Item::String(Cow::Owned(text(&a) + &text(&b)), "string")]
@@ -671,11 +640,7 @@ fn binary<'v>(
     })
 }
 
-fn arithmetic(
-    op: Op,
-    a: Option<Primitive<'_>>,
-    b: Option<Primitive<'_>>,
-) -> Result<Option<Item<'static>>> {
+fn arithmetic(op: Op, a: Option<Primitive<'_>>, b: Option<Primitive<'_>>) -> Result<Option<Item<'static>>> {
     let (Some(a), Some(b)) = (a, b) else {
         return Ok(None);
     };
@@ -715,4 +680,120 @@ fn arithmetic(
         Op::Modulo if y != 0.0 => Some(Item::Decimal(x % y, combined_scale)),
         _ => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::view::fhirpath::parse;
+
+    const PATIENT: &str = r#"{
+        "resourceType": "Patient", "id": "p1", "active": true, "gender": "female",
+        "name": [
+            {"use": "usual", "family": "Usual", "given": ["A", "B"]},
+            {"use": "official", "family": "Official", "given": ["C"]}
+        ],
+        "deceasedDateTime": "2020-01-02",
+        "extension": [{"url": "http://x/ext", "valueCode": "F"}],
+        "link": [{"other": {"reference": "Patient/p2"}}],
+        "multipleBirthInteger": 2
+    }"#;
+
+    fn run(path: &str) -> std::result::Result<Vec<String>, EvalError> {
+        let resource: Value = serde_json::from_str(PATIENT).unwrap();
+        let mut constants = Constants::new();
+        constants.insert("two".into(), (serde_json::json!(2), "integer"));
+        let context = Context {
+            resource: &resource,
+            constants: &constants,
+            row_index: 7,
+            bundle: None,
+        };
+        let expr = parse(path).unwrap();
+        let items = evaluate(&expr, &[Item::Node(&resource, None)], &context)?;
+        Ok(items.iter().map(|item| lexical(item).unwrap()).collect())
+    }
+
+    fn one(path: &str) -> String {
+        let values = run(path).unwrap();
+        assert_eq!(values.len(), 1, "{path} gave {values:?}");
+        values[0].clone()
+    }
+
+    #[test]
+    fn navigation_flattens_and_filters() {
+        assert_eq!(run("name.given").unwrap(), ["A", "B", "C"]);
+        assert_eq!(one("name.where(use = 'official').family"), "Official");
+        assert_eq!(one("Patient.name[1].given.first()"), "C");
+        assert_eq!(run("name[5]").unwrap(), Vec::<String>::new());
+        assert_eq!(one("name.given.join(',')"), "A,B,C");
+        assert_eq!(one("name.select(given.count()).last()"), "1");
+    }
+
+    #[test]
+    fn choice_elements_and_types() {
+        assert_eq!(one("deceased.ofType(dateTime)"), "2020-01-02");
+        assert_eq!(run("deceased.ofType(boolean)").unwrap(), Vec::<String>::new());
+        assert_eq!(one("multipleBirth.ofType(integer) = %two"), "true");
+        assert_eq!(one("deceased is dateTime"), "true");
+        assert_eq!(one("extension('http://x/ext').value.ofType(code)"), "F");
+    }
+
+    #[test]
+    fn logic_is_three_valued() {
+        assert_eq!(one("active and gender = 'female'"), "true");
+        assert_eq!(run("active and missing").unwrap(), Vec::<String>::new());
+        assert_eq!(one("missing or active"), "true");
+        assert_eq!(one("(gender = 'male').not()"), "true");
+        assert_eq!(one("missing.empty()"), "true");
+        assert_eq!(run("missing = 'x'").unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn arithmetic_and_comparison() {
+        assert_eq!(one("1 + 2 * 3"), "7");
+        assert_eq!(one("3 / 2"), "1.5");
+        assert_eq!(one("7 div 2"), "3");
+        assert_eq!(one("7 mod 2"), "1");
+        assert_eq!(one("'a' + 'b'"), "ab");
+        assert_eq!(one("'a' & missing"), "a");
+        assert_eq!(one("2.5 > 2"), "true");
+        assert_eq!(one("'abc' < 'abd'"), "true");
+        assert_eq!(one("%rowIndex"), "7");
+        assert_eq!(run("(1 | 2 | 1)").unwrap(), ["1", "2"]);
+    }
+
+    #[test]
+    fn keys_and_boundaries() {
+        assert_eq!(one("getResourceKey()"), "p1");
+        assert_eq!(one("link.other.getReferenceKey()"), "p2");
+        assert_eq!(one("link.other.getReferenceKey(Patient)"), "p2");
+        assert_eq!(
+            run("link.other.getReferenceKey(Observation)").unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            one("deceased.ofType(dateTime).lowBoundary()"),
+            "2020-01-02T00:00:00.000+14:00"
+        );
+        assert_eq!(one("1.5.highBoundary()"), "1.55");
+    }
+
+    #[test]
+    fn data_errors_say_what_went_wrong() {
+        assert_eq!(
+            run("name.given > 'A'").unwrap_err().0,
+            "comparison needs one value on each side"
+        );
+        assert_eq!(run("name.single()").unwrap_err().0, "single() found 2 values");
+        assert_eq!(
+            run("name and true").unwrap_err().0,
+            "expected one boolean, found 2 values"
+        );
+        assert_eq!(run("%nope").unwrap_err().0, "unknown constant %nope");
+        assert_eq!(
+            run("name.family + 1").unwrap_err().0,
+            "expected one value, found 2"
+        );
+    }
 }

@@ -87,8 +87,8 @@ enum Token {
 }
 
 const SYMBOLS: &[&str] = &[
-    "!=", "!~", "<=", ">=", "{}", ".", "(", ")", "[", "]", ",", "+", "-", "*", "/", "|", "=", "~",
-    "<", ">", "&",
+    "!=", "!~", "<=", ">=", "{}", ".", "(", ")", "[", "]", ",", "+", "-", "*", "/", "|", "=", "~", "<", ">",
+    "&",
 ];
 
 fn tokenize(text: &str) -> Result<Vec<(usize, Token)>, ParseError> {
@@ -140,8 +140,8 @@ fn tokenize(text: &str) -> Result<Vec<(usize, Token)>, ParseError> {
         } else if c == '%' || c == '$' {
             i += 1;
             let name = if chars.get(i) == Some(&'`') || chars.get(i) == Some(&'\'') {
-                let (content, next) = quoted(&chars, i, chars[i])
-                    .ok_or_else(|| error(start, "unterminated quoted name"))?;
+                let (content, next) =
+                    quoted(&chars, i, chars[i]).ok_or_else(|| error(start, "unterminated quoted name"))?;
                 i = next;
                 content
             } else {
@@ -323,10 +323,7 @@ impl Parser {
             self.next();
             Ok(())
         } else {
-            Err(self.error(&format!(
-                "expected '{symbol}', found {}",
-                describe(self.peek())
-            )))
+            Err(self.error(&format!("expected '{symbol}', found {}", describe(self.peek()))))
         }
     }
 
@@ -427,19 +424,13 @@ impl Parser {
     fn type_name(&mut self) -> Result<String, ParseError> {
         let mut name = match self.next() {
             Token::Identifier(name) => name,
-            other => {
-                return Err(self.error(&format!("expected a type name, found {}", describe(&other))))
-            }
+            other => return Err(self.error(&format!("expected a type name, found {}", describe(&other)))),
         };
         while self.peek() == &Token::Symbol(".") {
             self.next();
             match self.next() {
                 Token::Identifier(part) => name = format!("{name}.{part}"),
-                other => {
-                    return Err(
-                        self.error(&format!("expected a type name, found {}", describe(&other)))
-                    )
-                }
+                other => return Err(self.error(&format!("expected a type name, found {}", describe(&other)))),
             }
         }
         Ok(name)
@@ -494,10 +485,7 @@ mod tests {
     fn literals_and_variables() {
         assert_eq!(parse("'it\\'s'").unwrap(), Expr::String("it's".into()));
         assert_eq!(parse("1.50").unwrap(), Expr::Decimal("1.50".into()));
-        assert_eq!(
-            parse("%rowIndex").unwrap(),
-            Expr::Variable("rowIndex".into())
-        );
+        assert_eq!(parse("%rowIndex").unwrap(), Expr::Variable("rowIndex".into()));
         assert_eq!(parse("$this").unwrap(), Expr::This);
         assert_eq!(parse("@2019-01").unwrap(), Expr::DateTime("2019-01".into()));
         assert_eq!(parse("`div`").unwrap(), Expr::Member("div".into()));

@@ -1,0 +1,469 @@
+//! The shipped views (`--view default`) over every fixture, chosen values per view, joins with the
+//! built-in tables, and how bad views and bad data are reported.
+
+mod common;
+
+use std::path::Path;
+
+use common::{assert_cells, convert, fhir2table, fixtures, read_table};
+
+fn default_views_run() -> common::Run {
+    let run = convert(&fixtures(), &["--view", "default"]);
+    // fixtures/bad is part of the input: the run reports it (exit 1) and converts the rest.
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    run
+}
+
+#[test]
+fn default_views_cover_every_resource_type_with_rows() {
+    let run = default_views_run();
+    let report = run.report();
+    let tables = report["tables"].as_object().unwrap();
+    for view in [
+        "allergy_intolerance",
+        "care_plan",
+        "care_team",
+        "claim",
+        "condition",
+        "device",
+        "diagnostic_report",
+        "document_reference",
+        "explanation_of_benefit",
+        "goal",
+        "imaging_study",
+        "immunization",
+        "location",
+        "medication",
+        "medication_administration",
+        "medication_request",
+        "observation",
+        "observation_component",
+        "organization",
+        "practitioner",
+        "procedure",
+        "provenance",
+        "supply_delivery",
+    ] {
+        let rows = tables.get(view).unwrap_or_else(|| panic!("no table {view}"))["rows"]
+            .as_u64()
+            .unwrap();
+        assert!(rows > 0, "view {view} has no rows on the fixtures");
+    }
+    // Every data error in this run comes from fixtures/bad, none from a view.
+    for error in report["errors"].as_array().unwrap() {
+        assert!(error["file"].as_str().unwrap().starts_with("bad/"), "{error}");
+    }
+    // Every resource type the fixtures hold, except Patient/Encounter (built-in tables) and
+    // non-clinical ones, has a view.
+    let covered = [
+        "AllergyIntolerance",
+        "CarePlan",
+        "CareTeam",
+        "Claim",
+        "Condition",
+        "Device",
+        "DiagnosticReport",
+        "DocumentReference",
+        "ExplanationOfBenefit",
+        "Goal",
+        "ImagingStudy",
+        "Immunization",
+        "Location",
+        "Medication",
+        "MedicationAdministration",
+        "MedicationRequest",
+        "Observation",
+        "Organization",
+        "Practitioner",
+        "Procedure",
+        "Provenance",
+        "SupplyDelivery",
+        "QuestionnaireResponse",
+    ];
+    for resource_type in report["resources"].as_object().unwrap().keys() {
+        let other = [
+            "Patient",
+            "Encounter",
+            "Bundle",
+            "Parameters",
+            "MessageHeader",
+            "Questionnaire",
+        ];
+        assert!(
+            covered.contains(&resource_type.as_str()) || other.contains(&resource_type.as_str()),
+            "no default view for {resource_type}"
+        );
+    }
+}
+
+#[test]
+fn default_views_hold_the_right_values() {
+    let run = default_views_run();
+    let row = |table: &str, id_column: &str, id: &str| {
+        let table = run.table(table);
+        let found: Vec<_> = table
+            .rows
+            .iter()
+            .filter(|r| r[id_column].as_deref() == Some(id))
+            .cloned()
+            .collect();
+        assert!(
+            !found.is_empty(),
+            "no row {id} in {table:?}",
+            table = table.rows.len()
+        );
+        found
+    };
+    assert_cells(
+        &row("condition", "id", "01fac610-c309-46f8-9a0f-6b0f55c9915a")[0],
+        &[
+            ("patient_id", Some("bbd33563-70d9-4f6d-a79a-dd1fc55f5ad9")),
+            ("encounter_id", Some("a1228f20-7c50-4d3a-b88c-2d277ca79d79")),
+            ("clinical_status", Some("active")),
+            ("code_code", Some("53741008")),
+            ("code_display", Some("Coronary Heart Disease")),
+            ("onset", Some("1966-06-09T08:27:40+00:00")),
+            ("abatement", None),
+        ],
+    );
+    assert_cells(
+        &row("observation", "id", "00d9ca11-8cc1-f9c5-2f1c-40f74240f56c")[0],
+        &[
+            ("patient_id", Some("3fc4d5b0-9e46-4307-8c05-e4cef7602e7f")),
+            ("category", Some("survey")),
+            ("code_code", Some("72166-2")),
+            ("issued", Some("2021-03-24T00:25:00.329+10:00")),
+            ("value_quantity", None),
+            ("value_code", Some("266919005")),
+            ("value_display", Some("Never smoker")),
+            ("component_count", Some("0")),
+        ],
+    );
+    let components = row(
+        "observation_component",
+        "observation_id",
+        "0960edf6-fe74-407b-9a13-c72d4ed8f43b",
+    );
+    assert_eq!(components.len(), 2, "a blood pressure has two components");
+    assert_cells(
+        &components[0],
+        &[
+            ("component_index", Some("0")),
+            ("code_display", Some("Diastolic Blood Pressure")),
+            ("value_quantity", Some("74.29301526748881")),
+            ("value_unit", Some("mm[Hg]")),
+        ],
+    );
+    assert_cells(
+        &row("diagnostic_report", "id", "01efc605-ff2a-4c0c-88f0-b24373f04f77")[0],
+        &[
+            ("patient_id", Some("cdf500b9-7cc4-424d-a86c-a18e6620d6e7")),
+            ("encounter_id", Some("ec7efc22-6186-4407-8992-e1656e4752a5")),
+            ("code_display", Some("Lipid Panel")),
+            ("result_count", Some("4")),
+        ],
+    );
+    assert_cells(
+        &row(
+            "explanation_of_benefit",
+            "id",
+            "00153726-0414-be17-7ca6-c194fb201ffa",
+        )[0],
+        &[
+            ("claim_id", Some("b405f1da-030d-5639-97d9-082b7bfb1e62")),
+            ("encounter_id", Some("4fd6d042-4136-6a61-4eb6-77a41745b776")),
+            ("total", Some("146.18")),
+            ("payment", Some("0")),
+            ("currency", Some("USD")),
+        ],
+    );
+    assert_cells(
+        &row("claim", "id", "04344681-16de-f3f0-33a9-9983c3b36081")[0],
+        &[
+            ("type", Some("institutional")),
+            ("total", Some("85.55")),
+            ("item_count", Some("2")),
+        ],
+    );
+    assert_cells(
+        &row("medication_request", "id", "1b0c630b-cfc7-42f8-9624-5ce93a3fea94")[0],
+        &[
+            ("status", Some("stopped")),
+            ("medication_code", Some("562251")),
+            ("requester_id", Some("ec06fc71-7541-44d0-80cf-6b0eec00ab3b")),
+            ("authored_on", Some("2015-07-10T22:48:50+00:00")),
+        ],
+    );
+    assert_cells(
+        &row("immunization", "id", "050581a1-1505-4956-bea7-234909fe4c7f")[0],
+        &[("vaccine_code", Some("140")), ("primary_source", Some("true"))],
+    );
+    assert_cells(
+        &row("procedure", "id", "0e4d11de-6aa8-75c0-cfd3-cf67ef69445e")[0],
+        &[
+            ("performed_start", Some("2015-02-19T11:46:25+10:00")),
+            ("performed_end", Some("2015-02-19T12:12:50+10:00")),
+        ],
+    );
+    assert_cells(
+        &row("imaging_study", "id", "453753e1-e665-4e02-84bd-b92af15c473a")[0],
+        &[
+            ("number_of_series", Some("1")),
+            ("modality", Some("DX")),
+            ("body_site_display", Some("Chest")),
+        ],
+    );
+    assert_cells(
+        &row(
+            "allergy_intolerance",
+            "id",
+            "080c31a5-39e1-467b-8823-1b7559152973",
+        )[0],
+        &[
+            ("category", Some("food")),
+            ("criticality", Some("low")),
+            ("code_code", Some("419263009")),
+        ],
+    );
+    assert_cells(
+        &row("organization", "id", "03347b4d-994e-302b-848b-58019a4e274d")[0],
+        &[
+            ("name", Some("EMERSON HOSPITAL -")),
+            ("postal_code", Some("01742")),
+            ("type", Some("prov")),
+        ],
+    );
+    assert_cells(
+        &row("care_plan", "id", "3c72d375-5c92-b4f6-e841-77e40ebe04e5")[0],
+        &[("status", Some("completed"))],
+    );
+    assert_cells(
+        &row("device", "id", "vx-device")[0],
+        &[
+            ("patient_id", Some("vx-patient")),
+            ("udi_device_identifier", Some("09999")),
+            ("type_code", Some("72506001")),
+        ],
+    );
+    assert_cells(
+        &row("document_reference", "id", "vx-note")[0],
+        &[
+            ("encounter_id", Some("vx-encounter")),
+            ("type_code", Some("34117-2")),
+            ("content_base64", Some("aGVsbG8=")),
+        ],
+    );
+    assert_cells(
+        &row("location", "id", "vx-location")[0],
+        &[("organization_id", Some("vx-org")), ("latitude", Some("42.35"))],
+    );
+    assert_cells(
+        &row("supply_delivery", "id", "vx-supply")[0],
+        &[("quantity", Some("2")), ("item_code", Some("337388004"))],
+    );
+    assert_cells(
+        &row("medication_administration", "id", "vx-admin")[0],
+        &[("encounter_id", Some("vx-encounter")), ("dose", Some("10"))],
+    );
+    assert_cells(
+        &row("goal", "id", "vx-goal")[0],
+        &[("description", Some("Lower HbA1c"))],
+    );
+    assert_cells(
+        &row("provenance", "id", "vx-provenance")[0],
+        &[("agent_who_id", Some("vx-doc"))],
+    );
+    assert_cells(
+        &row("medication", "id", "vx-med")[0],
+        &[("manufacturer_id", Some("vx-maker"))],
+    );
+    assert_cells(
+        &row("care_team", "id", "vx-team")[0],
+        &[("reason_code", Some("44054006"))],
+    );
+    assert_cells(
+        &row("practitioner", "id", "0000016c-ffcb-bcdf-0000-000000000050")[0],
+        &[("npi", Some("80")), ("prefix", Some("Dr."))],
+    );
+}
+
+#[test]
+fn reference_keys_in_bundles_join_to_the_built_in_tables() {
+    let run = convert(&fixtures().join("synthea"), &["--view", "default"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let patient_ids = run.table("patient").column("id");
+    let encounter_ids = run.table("encounter").column("id");
+    for view in [
+        "condition",
+        "observation",
+        "procedure",
+        "immunization",
+        "diagnostic_report",
+        "medication_request",
+    ] {
+        let table = run.table(view);
+        assert!(!table.rows.is_empty());
+        for (patient, encounter) in table
+            .column("patient_id")
+            .iter()
+            .zip(table.column("encounter_id"))
+        {
+            assert!(
+                patient_ids.contains(patient),
+                "{view}: patient {patient:?} is not in the patient table"
+            );
+            assert!(
+                encounter_ids.contains(&encounter),
+                "{view}: encounter {encounter:?} is not in the encounter table"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_view_has_the_same_schema_on_any_input() {
+    let empty = tempfile::tempdir().unwrap();
+    let on_nothing = convert(empty.path(), &["--view", "default", "--no-builtin-tables"]);
+    assert_eq!(on_nothing.code, 0, "{}", on_nothing.stderr);
+    assert!(
+        !on_nothing.out.path().join("patient").exists(),
+        "--no-builtin-tables"
+    );
+    let on_fixtures = convert(&fixtures().join("synthea"), &["--view", "default"]);
+    for view in ["observation", "diagnostic_report", "care_team"] {
+        let a = read_table(&on_nothing.out.path().join(view));
+        let b = read_table(&on_fixtures.out.path().join(view));
+        assert!(a.rows.is_empty());
+        assert_eq!(a.schema, b.schema, "{view}");
+    }
+}
+
+fn write_view(dir: &Path, name: &str, json: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, json).unwrap();
+    path
+}
+
+#[test]
+fn bad_views_are_rejected_before_reading_with_the_view_path_and_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            r#"{"resource":"Patient","select":[{"column":[{"name":"id","path":"id"}],"colum":[]}]}"#,
+            "select[0].colum: unknown key",
+        ),
+        (
+            r#"{"resource":"Patient","select":[{"forEach":"name","forEachOrNull":"name","column":[{"name":"f","path":"family"}]}]}"#,
+            "select[0]: forEach and forEachOrNull cannot both be given",
+        ),
+        (
+            r#"{"resource":"Patient","select":[{"column":[{"name":"id","path":"id.where("}]}]}"#,
+            "select[0].column[0].path: invalid FHIRPath 'id.where(': unexpected end of expression",
+        ),
+        (
+            r#"{"resource":"Patient","select":[{"unionAll":[{"column":[{"name":"a","path":"id"}]},{"column":[{"name":"b","path":"id"}]}]}]}"#,
+            "unionAll branches must have the same columns",
+        ),
+        (
+            r#"{"resource":"Patient","select":[{"column":[{"name":"id","path":"name.where(use = %missing)"}]}]}"#,
+            "unknown constant %missing",
+        ),
+        (
+            r#"{"resource":"Patient","select":[{"column":[{"name":"id","path":"name.frobnicate()"}]}]}"#,
+            "unknown function frobnicate()",
+        ),
+        (
+            r#"{"select":[{"column":[{"name":"id","path":"id"}]}]}"#,
+            "resource: missing",
+        ),
+        (
+            r#"{"resource":"Patient","select":[{"column":[{"name":"id","path":"id"},{"name":"id","path":"gender"}]}]}"#,
+            "column name 'id' is used twice",
+        ),
+        (
+            r#"{"resource":"Patient","name":"patient","select":[{"column":[{"name":"id","path":"id"}]}]}"#,
+            "view patient: the name of a built-in table",
+        ),
+        (
+            r#"{"resource":"Patient","select":[{"column":[{"name":"id","path":"id"}]}]"#,
+            "invalid JSON",
+        ),
+    ];
+    let out = dir.path().join("out");
+    for (json, expected) in cases {
+        let view = write_view(dir.path(), "bad_view.json", json);
+        let output = fhir2table()
+            .args(["convert", "--in"])
+            .arg(fixtures().join("handmade"))
+            .arg("--out")
+            .arg(&out)
+            .arg("--view")
+            .arg(&view)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{json}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(expected),
+            "{json}\nexpected '{expected}' in: {stderr}"
+        );
+        assert!(
+            stderr.contains("bad_view"),
+            "the message names the view: {stderr}"
+        );
+        assert!(!out.exists(), "nothing is written for a rejected view");
+    }
+    let view = write_view(
+        dir.path(),
+        "twice.json",
+        r#"{"resource":"Patient","select":[{"column":[{"name":"id","path":"id"}]}]}"#,
+    );
+    let output = fhir2table()
+        .args(["convert", "--in", "x", "--out"])
+        .arg(&out)
+        .arg("--view")
+        .arg(&view)
+        .arg("--view")
+        .arg(&view)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("two views are named twice"));
+}
+
+#[test]
+fn several_values_in_a_single_column_are_reported_with_view_column_and_resource() {
+    let dir = tempfile::tempdir().unwrap();
+    let view = write_view(
+        dir.path(),
+        "given.json",
+        r#"{"resource":"Patient","select":[{"column":[{"name":"id","path":"id"},{"name":"given","path":"name.given"}]}]}"#,
+    );
+    let run = convert(&fixtures().join("handmade"), &["--view", view.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let report = run.report();
+    let message = report["errors"][0]["message"].as_str().unwrap();
+    assert_eq!(
+        message,
+        "view given: column given: Patient/hm-patient-1: 3 values where one is allowed (set \"collection\": true)"
+    );
+    // The other patient (one given name at most) still gets its row.
+    assert_eq!(run.table("given").rows.len(), 1);
+}
+
+#[test]
+fn the_readme_example_view_runs() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let start = readme.find("```json\n").expect("README has a JSON view example") + 8;
+    let end = start + readme[start..].find("```").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let view = write_view(dir.path(), "bp.json", &readme[start..end]);
+    let run = convert(&fixtures().join("synthea"), &["--view", view.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let table = run.table("blood_pressure");
+    assert!(!table.rows.is_empty());
+    assert!(table
+        .column("part")
+        .iter()
+        .all(|p| matches!(p.as_deref(), Some("8462-4" | "8480-6"))));
+}
