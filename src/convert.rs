@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use anyhow::{Context, Result};
@@ -20,7 +21,7 @@ use crate::report::{RunReport, TableReport};
 use crate::resource::{DocumentError, Walker};
 use crate::sink::{rewrite_marked_strings, write_atomically, DatasetWriter, Staging, WriteOptions};
 use crate::source::{discover, for_each_line, read_whole, InputFile, InputFormat};
-use crate::table::{builtin_tables, Table, TableSet, BUILTIN_TABLE_NAMES};
+use crate::table::{builtin_tables, stop_flags, Table, TableSet, BUILTIN_TABLE_NAMES};
 use crate::UsageError;
 
 /// The report file's name inside `--out`.
@@ -59,7 +60,8 @@ pub fn convert(settings: &Settings) -> Result<RunReport> {
         .map(|table| DatasetWriter::create(&staging.table_dir(table.name()), table.schema(), &options))
         .collect::<Result<Vec<_>>>()?;
 
-    let (results, write_error) = run_workers(settings, &templates, &discovery.files, &mut writers);
+    let stopped = stop_flags(templates.len());
+    let (results, write_error) = run_workers(settings, &templates, &stopped, &discovery.files, &mut writers);
     if let Some(error) = write_error {
         return Err(error);
     }
@@ -77,20 +79,29 @@ pub fn convert(settings: &Settings) -> Result<RunReport> {
     }
 
     let mut tables = BTreeMap::new();
-    for (table, writer) in templates.iter().zip(writers) {
+    let mut completed = Vec::new();
+    for ((table, writer), stop) in templates.iter().zip(writers).zip(stopped.iter()) {
         let name = table.name();
         let (path, rows) = writer.close()?;
+        let stopped = stop.load(Ordering::Relaxed);
+        if stopped {
+            // A view that met a data error is not written at all (see the errors in the report).
+            tables.insert(
+                name.to_string(),
+                TableReport::stopped(&settings.output.join(name)),
+            );
+            continue;
+        }
         if pending.contains(name) {
             resolve_conditional_references(&path, &options, &index, &mut diagnostics)?;
         }
-        let table = TableReport {
-            rows,
-            path: settings.output.join(name).display().to_string(),
-        };
-        tables.insert(name.to_string(), table);
+        tables.insert(
+            name.to_string(),
+            TableReport::written(&settings.output.join(name), rows),
+        );
+        completed.push(name);
     }
-    let names: Vec<&str> = templates.iter().map(|table| table.name()).collect();
-    staging.commit(&names)?;
+    staging.commit(&completed)?;
 
     let report = RunReport::new(
         started,
@@ -146,6 +157,7 @@ fn output_tables(settings: &Settings) -> Result<Vec<Box<dyn Table>>, UsageError>
 fn run_workers(
     settings: &Settings,
     templates: &[Box<dyn Table>],
+    stopped: &Arc<[AtomicBool]>,
     files: &[InputFile],
     writers: &mut [DatasetWriter],
 ) -> (Vec<WorkerResult>, Option<anyhow::Error>) {
@@ -157,7 +169,17 @@ fn run_workers(
             .map(|_| {
                 let sender = sender.clone();
                 let (next_file, abort) = (&next_file, &abort);
-                scope.spawn(move || worker(settings.batch_size, templates, files, next_file, abort, sender))
+                scope.spawn(move || {
+                    worker(
+                        settings.batch_size,
+                        templates,
+                        stopped.clone(),
+                        files,
+                        next_file,
+                        abort,
+                        sender,
+                    )
+                })
             })
             .collect();
         drop(sender);
@@ -192,13 +214,14 @@ fn write_batches(
 fn worker(
     batch_size: usize,
     templates: &[Box<dyn Table>],
+    stopped: Arc<[AtomicBool]>,
     files: &[InputFile],
     next_file: &AtomicUsize,
     abort: &AtomicBool,
     sender: SyncSender<(usize, RecordBatch)>,
 ) -> WorkerResult {
     let fresh = templates.iter().map(|table| table.fresh(batch_size)).collect();
-    let mut tables = TableSet::new(fresh, batch_size);
+    let mut tables = TableSet::new(fresh, batch_size, stopped);
     let mut index = IdentifierIndex::default();
     let mut diagnostics = Diagnostics::default();
     let send = |batches: Vec<(usize, RecordBatch)>| batches.into_iter().all(|b| sender.send(b).is_ok());

@@ -51,6 +51,27 @@ pub struct InputCounts {
 pub struct TableReport {
     pub rows: u64,
     pub path: String,
+    /// The table met a data error and was not written (the previous one, if any, is kept).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stopped: bool,
+}
+
+impl TableReport {
+    pub fn written(path: &std::path::Path, rows: u64) -> Self {
+        TableReport {
+            rows,
+            path: path.display().to_string(),
+            stopped: false,
+        }
+    }
+
+    pub fn stopped(path: &std::path::Path) -> Self {
+        TableReport {
+            rows: 0,
+            path: path.display().to_string(),
+            stopped: true,
+        }
+    }
 }
 
 impl RunReport {
@@ -104,7 +125,10 @@ impl RunReport {
         let tables: Vec<String> = self
             .tables
             .iter()
-            .map(|(name, table)| format!("{name} {} rows", table.rows))
+            .map(|(name, table)| match table.stopped {
+                true => format!("{name} STOPPED"),
+                false => format!("{name} {} rows", table.rows),
+            })
             .collect();
         let warnings: u64 = self.warnings.values().map(|t| t.count).sum();
         format!(

@@ -432,7 +432,7 @@ fn bad_views_are_rejected_before_reading_with_the_view_path_and_problem() {
 }
 
 #[test]
-fn several_values_in_a_single_column_are_reported_with_view_column_and_resource() {
+fn several_values_in_a_single_column_stop_the_view_with_view_column_and_resource() {
     let dir = tempfile::tempdir().unwrap();
     let view = write_view(
         dir.path(),
@@ -447,8 +447,11 @@ fn several_values_in_a_single_column_are_reported_with_view_column_and_resource(
         message,
         "view given: column given: Patient/hm-patient-1: 3 values where one is allowed (set \"collection\": true)"
     );
-    // The other patient (one given name at most) still gets its row.
-    assert_eq!(run.table("given").rows.len(), 1);
+    // The view stops: it is not written, so no one reads it with rows missing; the other tables are.
+    assert_eq!(report["tables"]["given"]["stopped"], true);
+    assert!(!run.out.path().join("given").exists());
+    assert_eq!(run.table("patient").rows.len(), 2);
+    assert!(run.stderr.contains("given STOPPED"), "{}", run.stderr);
 }
 
 #[test]

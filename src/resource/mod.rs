@@ -71,6 +71,7 @@ impl<'a> Resource<'a> {
                 message_without_position(error)
             ),
             line: Some(first_line + error.line().saturating_sub(1) as u64),
+            stops_table: false,
         }
     }
 }
@@ -81,11 +82,18 @@ pub struct Rejection {
     pub message: String,
     /// The line of the problem when known; otherwise the resource's first line is reported.
     pub line: Option<u64>,
+    /// The data broke the table's own rules (a view's single-valued column got several values):
+    /// the table stops and is not written, rather than being written with rows missing.
+    pub stops_table: bool,
 }
 
 impl From<String> for Rejection {
     fn from(message: String) -> Self {
-        Rejection { message, line: None }
+        Rejection {
+            message,
+            line: None,
+            stops_table: false,
+        }
     }
 }
 

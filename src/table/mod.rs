@@ -10,6 +10,8 @@ pub mod patient;
 pub use cells::MAX_CELL_BYTES;
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
@@ -57,15 +59,23 @@ pub struct TableSet {
     ready: Vec<(usize, RecordBatch)>,
     /// Tables that hold staged conditional references.
     pending: BTreeSet<String>,
+    /// Per table, shared by all workers: set when the table stopped on a data error.
+    stopped: Arc<[AtomicBool]>,
+}
+
+/// One flag per table, shared by every worker's [`TableSet`]: which tables stopped.
+pub fn stop_flags(count: usize) -> Arc<[AtomicBool]> {
+    (0..count).map(|_| AtomicBool::new(false)).collect()
 }
 
 impl TableSet {
-    pub fn new(tables: Vec<Box<dyn Table>>, batch_size: usize) -> Self {
+    pub fn new(tables: Vec<Box<dyn Table>>, batch_size: usize, stopped: Arc<[AtomicBool]>) -> Self {
         TableSet {
             tables,
             batch_size: batch_size.max(1),
             ready: Vec::new(),
             pending: BTreeSet::new(),
+            stopped,
         }
     }
 
@@ -95,19 +105,33 @@ impl ResourceSink for TableSet {
         self.tables.iter().any(|t| t.resource_type() == resource_type)
     }
 
+    /// Gives the resource to every table of its type; one table's rejection does not keep the
+    /// resource from the others. The first rejection is returned (one lost resource, one error).
     fn accept(&mut self, resource: &Resource<'_>, diagnostics: &mut Diagnostics) -> Result<(), Rejection> {
+        let mut first_rejection = None;
         for (position, table) in self.tables.iter_mut().enumerate() {
-            if table.resource_type() != resource.resource_type {
+            if table.resource_type() != resource.resource_type
+                || self.stopped[position].load(Ordering::Relaxed)
+            {
                 continue;
             }
-            if table.append(resource, diagnostics)? {
-                self.pending.insert(table.name().to_owned());
+            match table.append(resource, diagnostics) {
+                Ok(true) => {
+                    self.pending.insert(table.name().to_owned());
+                }
+                Ok(false) => {}
+                Err(rejection) => {
+                    if rejection.stops_table {
+                        self.stopped[position].store(true, Ordering::Relaxed);
+                    }
+                    first_rejection.get_or_insert(rejection);
+                }
             }
             if table.len() >= self.batch_size {
                 self.ready.push((position, table.finish()));
             }
         }
-        Ok(())
+        first_rejection.map_or(Ok(()), Err)
     }
 }
 
@@ -131,7 +155,7 @@ pub(crate) mod testing {
 
     /// Converts `document` (one resource or a Bundle) and returns the table's rows.
     pub fn rows(table: Box<dyn Table>, document: &str) -> (Vec<Row>, Diagnostics) {
-        let mut tables = TableSet::new(vec![table], 100);
+        let mut tables = TableSet::new(vec![table], 100, super::stop_flags(1));
         let mut index = IdentifierIndex::default();
         let mut diagnostics = Diagnostics::default();
         let mut walker = Walker {

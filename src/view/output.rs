@@ -241,10 +241,14 @@ impl Table for ViewTable {
         let id = value.get("id").and_then(Value::as_str).unwrap_or("(no id)");
         let failure = |column: Option<&str>, problem: String| {
             let column = column.map(|c| format!(" column {c}:")).unwrap_or_default();
-            Rejection::from(format!(
+            let message = format!(
                 "view {}:{column} {}/{id}: {problem}",
                 self.view.name, resource.resource_type
-            ))
+            );
+            Rejection {
+                stops_table: true,
+                ..Rejection::from(message)
+            }
         };
         let bundle = resource.bundle.map(|scope| scope as &dyn FullUrlLookup);
         let rows = self.view.rows(&value, bundle).map_err(|e| failure(None, e.0))?;
