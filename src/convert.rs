@@ -335,16 +335,25 @@ fn resolve_conditional_references(
     index: &IdentifierIndex,
     diagnostics: &mut Diagnostics,
 ) -> Result<()> {
-    let origin = Origin::default();
     rewrite_marked_strings(path, options, PENDING_MARKER, |column, reference| {
         match index.resolve_pending(reference) {
             Some(IndexedTarget::Unique(id)) => Some(id.clone()),
             Some(IndexedTarget::Ambiguous) => {
-                diagnostics.warn(WarningKind::AmbiguousReference, &origin, column, reference);
+                diagnostics.warn(
+                    WarningKind::AmbiguousReference,
+                    column,
+                    reference,
+                    Origin::default,
+                );
                 None
             }
             None => {
-                diagnostics.warn(WarningKind::UnresolvedReference, &origin, column, reference);
+                diagnostics.warn(
+                    WarningKind::UnresolvedReference,
+                    column,
+                    reference,
+                    Origin::default,
+                );
                 None
             }
         }

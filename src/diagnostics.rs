@@ -84,6 +84,11 @@ pub struct Diagnostics {
 }
 
 impl Diagnostics {
+    /// Whether another error would still be kept with its details.
+    pub fn keeps_more_errors(&self) -> bool {
+        self.errors.len() < MAX_ERRORS_KEPT
+    }
+
     pub fn error(&mut self, origin: Origin, message: impl Into<String>) {
         self.error_count += 1;
         if self.errors.len() < MAX_ERRORS_KEPT {
@@ -94,12 +99,14 @@ impl Diagnostics {
         }
     }
 
-    pub fn warn(&mut self, kind: WarningKind, origin: &Origin, column: &str, value: &str) {
+    /// Counts a warning; `origin` is only worked out (it may have to count lines) for the few
+    /// warnings kept as examples.
+    pub fn warn(&mut self, kind: WarningKind, column: &str, value: &str, origin: impl FnOnce() -> Origin) {
         let tally = self.warnings.entry(kind).or_default();
         tally.count += 1;
         if tally.examples.len() < MAX_EXAMPLES {
             tally.examples.push(WarningExample {
-                origin: origin.clone(),
+                origin: origin(),
                 column: column.to_owned(),
                 value: shorten(value),
             });
@@ -169,8 +176,12 @@ mod tests {
         let mut first = Diagnostics::default();
         let mut second = Diagnostics::default();
         for _ in 0..4 {
-            first.warn(WarningKind::InvalidDate, &origin, "birth_date", "2019-13-45");
-            second.warn(WarningKind::InvalidDate, &origin, "birth_date", "2019-13-45");
+            first.warn(WarningKind::InvalidDate, "birth_date", "2019-13-45", || {
+                origin.clone()
+            });
+            second.warn(WarningKind::InvalidDate, "birth_date", "2019-13-45", || {
+                origin.clone()
+            });
         }
         second.count_resource("Patient");
         first.merge(second);
@@ -186,9 +197,9 @@ mod tests {
         let mut diagnostics = Diagnostics::default();
         diagnostics.warn(
             WarningKind::UnresolvedReference,
-            &Origin::default(),
             "patient_id",
             "x",
+            Origin::default,
         );
         assert!(!diagnostics.lost_input());
     }

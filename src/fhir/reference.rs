@@ -112,11 +112,11 @@ pub fn id_from_full_url(full_url: &str) -> Option<&str> {
 
 /// `Type/id`, `base/Type/id` or either with `/_history/n`: the type and id, if the text has that shape.
 pub fn literal_type_and_id(reference: &str) -> Option<(&str, &str)> {
-    let mut segments: Vec<&str> = reference.rsplit('/').take(4).collect();
-    if segments.len() >= 4 && segments[1] == "_history" {
-        segments.drain(..2);
+    let mut segments = reference.rsplit('/');
+    let (mut id, mut resource_type) = (segments.next()?, segments.next()?);
+    if resource_type == "_history" {
+        (id, resource_type) = (segments.next()?, segments.next()?);
     }
-    let (id, resource_type) = (*segments.first()?, *segments.get(1)?);
     (is_resource_type_name(resource_type) && is_logical_id(id)).then_some((resource_type, id))
 }
 

@@ -44,10 +44,11 @@ impl<S: ResourceSink> Walker<'_, S> {
             document: text,
             first_line,
         };
-        let resource_type = resource_type_of(text).map_err(|(error_line, message)| DocumentError {
-            line: first_line + error_line.saturating_sub(1),
-            message,
-        })?;
+        let (resource_type, validated) =
+            resource_type_of(text).map_err(|(error_line, message)| DocumentError {
+                line: first_line + error_line.saturating_sub(1),
+                message,
+            })?;
         if resource_type == "Bundle" {
             self.diagnostics.count_resource("Bundle");
             let bundle: BundleShape = serde_json::from_str(text).map_err(|error| DocumentError {
@@ -56,14 +57,8 @@ impl<S: ResourceSink> Walker<'_, S> {
             })?;
             return Ok(self.bundle_entries(position, &bundle));
         }
-        let resource = Resource {
-            resource_type: &resource_type,
-            raw: text,
-            bundle: None,
-            full_url: None,
-            position,
-        };
-        match self.resource(&resource, false) {
+        let resource = Resource::new(&resource_type, text, None, None, position);
+        match self.resource(&resource, validated) {
             Ok(()) => Ok(true),
             // A lone resource that fails is the whole document: report it as such.
             Err(rejection) => Err(DocumentError {
@@ -80,7 +75,7 @@ impl<S: ResourceSink> Walker<'_, S> {
             let Some(raw) = entry.resource else { continue };
             let text = raw.get();
             let resource_type = match resource_type_of(text) {
-                Ok(resource_type) => resource_type,
+                Ok((resource_type, _)) => resource_type,
                 Err((_, message)) => {
                     self.reject(&position, text, None, message);
                     clean = false;
@@ -99,13 +94,13 @@ impl<S: ResourceSink> Walker<'_, S> {
                 }
                 continue;
             }
-            let resource = Resource {
-                resource_type: &resource_type,
-                raw: text,
-                bundle: Some(&scope),
-                full_url: entry.full_url.as_deref(),
+            let resource = Resource::new(
+                &resource_type,
+                text,
+                Some(&scope),
+                entry.full_url.as_deref(),
                 position,
-            };
+            );
             if let Err(rejection) = self.resource(&resource, true) {
                 self.reject(&position, text, rejection.line, rejection.message);
                 clean = false;
@@ -140,10 +135,15 @@ impl<S: ResourceSink> Walker<'_, S> {
     }
 
     fn reject(&mut self, position: &Position<'_>, text: &str, line: Option<u64>, message: String) {
-        let line = line.unwrap_or_else(|| position.line_at(position.offset_of(text)));
+        // Counting lines costs a pass over the document: only for errors the report keeps.
+        let line = match line {
+            Some(line) => Some(line),
+            None if self.diagnostics.keeps_more_errors() => Some(position.line_at(position.offset_of(text))),
+            None => None,
+        };
         let origin = Origin {
             file: position.file.to_owned(),
-            line: Some(line),
+            line,
             resource: None,
         };
         self.diagnostics.error(origin, message);
@@ -151,17 +151,18 @@ impl<S: ResourceSink> Walker<'_, S> {
 }
 
 /// The `resourceType` of a JSON document. Reads it straight from the text when it is the first key
-/// (as Synthea and most servers write it); otherwise parses the object's keys. The error carries
-/// the line (relative to `text`) and a message.
-fn resource_type_of(text: &str) -> Result<Cow<'_, str>, (u64, String)> {
+/// (as Synthea and most servers write it); otherwise parses the whole object, which also proves
+/// it valid JSON (the `bool`: no need to check it again). The error carries the line (relative
+/// to `text`) and a message.
+fn resource_type_of(text: &str) -> Result<(Cow<'_, str>, bool), (u64, String)> {
     if let Some(name) = leading_resource_type(text) {
-        return Ok(Cow::Borrowed(name));
+        return Ok((Cow::Borrowed(name), false));
     }
     match serde_json::from_str::<Head>(text) {
         Ok(Head {
             resource_type: Some(name),
             ..
-        }) if !name.is_empty() => Ok(name.0),
+        }) if !name.is_empty() => Ok((name.0, true)),
         Ok(_) => Err((
             1,
             "not a FHIR resource: the JSON object has no resourceType".to_owned(),
@@ -196,15 +197,19 @@ mod tests {
     #[test]
     fn resource_type_is_read_from_the_first_key_or_found_later() {
         assert_eq!(
-            resource_type_of(r#"{"resourceType":"Patient","id":"1"}"#).unwrap(),
+            resource_type_of(r#"{"resourceType":"Patient","id":"1"}"#)
+                .unwrap()
+                .0,
             "Patient"
         );
         assert_eq!(
-            resource_type_of("{\n  \"resourceType\" : \"Bundle\"").unwrap(),
+            resource_type_of("{\n  \"resourceType\" : \"Bundle\"").unwrap().0,
             "Bundle"
         );
         assert_eq!(
-            resource_type_of(r#"{"id":"1","resourceType":"Encounter"}"#).unwrap(),
+            resource_type_of(r#"{"id":"1","resourceType":"Encounter"}"#)
+                .unwrap()
+                .0,
             "Encounter"
         );
     }

@@ -20,6 +20,8 @@ pub struct Resource<'a> {
     /// The entry's `fullUrl`, when the resource is a Bundle entry.
     pub full_url: Option<&'a str>,
     pub(crate) position: Position<'a>,
+    /// The resource as a JSON tree, built on first use and shared by every view of its type.
+    pub(crate) tree: std::cell::OnceCell<Result<serde_json::Value, String>>,
 }
 
 /// Where a resource's text sits: enough to name its file and line in messages, computed only
@@ -46,6 +48,38 @@ impl Position<'_> {
 }
 
 impl<'a> Resource<'a> {
+    /// A resource found at `position`; see the fields for the rest.
+    pub(crate) fn new(
+        resource_type: &'a str,
+        raw: &'a str,
+        bundle: Option<&'a BundleScope<'a>>,
+        full_url: Option<&'a str>,
+        position: Position<'a>,
+    ) -> Self {
+        Resource {
+            resource_type,
+            raw,
+            bundle,
+            full_url,
+            position,
+            tree: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The resource as a `serde_json::Value` (views evaluate FHIRPath over it), parsed once however
+    /// many views read this resource type.
+    pub fn tree(&self) -> Result<&serde_json::Value, Rejection> {
+        let parsed = self
+            .tree
+            .get_or_init(|| serde_json::from_str(self.raw).map_err(|e| e.to_string()));
+        parsed.as_ref().map_err(
+            |_| match serde_json::from_str::<serde::de::IgnoredAny>(self.raw) {
+                Err(error) => self.rejection(&error),
+                Ok(_) => Rejection::from(format!("invalid {}", self.resource_type)),
+            },
+        )
+    }
+
     /// The resource's logical id: its own `id`, else the one its entry's `fullUrl` gives (POSTs in
     /// transaction Bundles carry no id; references to them use the fullUrl).
     pub fn logical_id<'x>(&'x self, own_id: Option<&'x str>) -> Option<&'x str> {

@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use crate::diagnostics::{Diagnostics, Origin, WarningKind};
+use crate::diagnostics::{Diagnostics, WarningKind};
 use crate::fhir::reference::{
     refers_to_type, resolve, FullUrlLookup, Resolution, ResolvedReference, PENDING_MARKER,
 };
@@ -59,8 +59,9 @@ impl<'c, 'a> Cells<'c, 'a> {
     }
 
     fn warn(&mut self, kind: WarningKind, column: &str, value: &str) {
-        let origin: Origin = self.resource.origin(Some(self.id));
-        self.diagnostics.warn(kind, &origin, column, value);
+        let (resource, id) = (self.resource, self.id);
+        self.diagnostics
+            .warn(kind, column, value, || resource.origin(Some(id)));
     }
 
     /// A string cell, unless it exceeds [`MAX_CELL_BYTES`].

@@ -237,7 +237,7 @@ impl Table for ViewTable {
     }
 
     fn append(&mut self, resource: &Resource<'_>, _diagnostics: &mut Diagnostics) -> Result<bool, Rejection> {
-        let value: Value = serde_json::from_str(resource.raw).map_err(|e| resource.rejection(&e))?;
+        let value = resource.tree()?;
         let id = value.get("id").and_then(Value::as_str).unwrap_or("(no id)");
         let failure = |column: Option<&str>, problem: String| {
             let column = column.map(|c| format!(" column {c}:")).unwrap_or_default();
@@ -251,7 +251,7 @@ impl Table for ViewTable {
             }
         };
         let bundle = resource.bundle.map(|scope| scope as &dyn FullUrlLookup);
-        let rows = self.view.rows(&value, bundle).map_err(|e| failure(None, e.0))?;
+        let rows = self.view.rows(value, bundle).map_err(|e| failure(None, e.0))?;
         let mut converted = Vec::with_capacity(rows.len());
         for row in rows {
             let mut cells = Vec::with_capacity(row.len());

@@ -91,7 +91,7 @@ impl<'v> Item<'v> {
 }
 
 fn number_primitive(number: &serde_json::Number) -> Option<Primitive<'static>> {
-    let text = number.to_string();
+    let text = number.as_str();
     if let Some(integer) = number.as_i64().filter(|_| !text.contains(['.', 'e', 'E'])) {
         return Some(Primitive::Integer(integer));
     }
@@ -103,14 +103,12 @@ fn number_primitive(number: &serde_json::Number) -> Option<Primitive<'static>> {
 
 /// The type name a choice-element suffix stands for: `String` → `string`, `Quantity` → `Quantity`.
 fn choice_type(suffix: &str) -> Cow<'_, str> {
-    let mut lowered = suffix.to_owned();
-    if let Some(first) = lowered.get_mut(0..1) {
-        first.make_ascii_lowercase();
-    }
-    if PRIMITIVE_TYPES.contains(&lowered.as_str()) {
-        Cow::Owned(lowered)
-    } else {
-        Cow::Borrowed(suffix)
+    let primitive = PRIMITIVE_TYPES.iter().find(|name| {
+        name.len() == suffix.len() && name[..1].eq_ignore_ascii_case(&suffix[..1]) && name[1..] == suffix[1..]
+    });
+    match primitive {
+        Some(name) => Cow::Borrowed(name),
+        None => Cow::Borrowed(suffix),
     }
 }
 
@@ -501,7 +499,7 @@ fn reference_key<'v>(item: &Item<'v>, wanted: Option<&str>, context: &Context<'v
 /// The FHIR lexical form of a primitive item (JSON text for complex ones).
 pub fn lexical(item: &Item<'_>) -> Option<String> {
     Some(match item {
-        Item::Node(Value::Number(number), _) => number.to_string(),
+        Item::Node(Value::Number(number), _) => number.as_str().to_owned(),
         Item::Node(value @ (Value::Object(_) | Value::Array(_)), _) => value.to_string(),
         _ => match item.primitive()? {
             Primitive::Boolean(b) => b.to_string(),

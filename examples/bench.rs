@@ -1,0 +1,625 @@
+//! The benchmark: generates Synthea-like input of a requested size from the fixtures, runs
+//! fhir2table on it, a parse-only baseline (serde_json into `IgnoredAny` on all cores) and, where
+//! the `duckdb` Python package is installed, DuckDB's `read_json_objects` extraction of the same
+//! tables, and prints one table of MB/s, resources/s and peak RSS with ratios.
+//!
+//! ```text
+//! cargo build --release && cargo run --release --example bench -- --size-mb 500
+//! ```
+//!
+//! Options: `--size-mb N` (default 500), `--formats bundle,ndjson`, `--threads 1,2` (fhir2table
+//! runs), `--views` (also run with `--view default`), `--no-duckdb`, `--data DIR` (where inputs are
+//! generated and cached, default `bench/data`), `--single-files` (also one 200 MB Bundle and one
+//! 1 GB NDJSON file, for memory: `--single-bundle-mb`, `--single-ndjson-mb` change the sizes).
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use serde::de::IgnoredAny;
+use serde_json::Value;
+
+/// Patient bundles replicated to build inputs (the hospital/practitioner bundles are copied once).
+const SOURCE_FOLDERS: &[&str] = &[
+    "fixtures/synthea/smart",
+    "fixtures/synthea/pathling-collection",
+    "fixtures/synthea/pathling-conditional",
+];
+
+/// NDJSON files are split at this size, like Bulk Data servers do (`Observation.003.ndjson`).
+const NDJSON_PART_BYTES: u64 = 64 << 20;
+
+struct Options {
+    size_mb: u64,
+    formats: Vec<String>,
+    threads: Vec<usize>,
+    views: bool,
+    duckdb: bool,
+    data: PathBuf,
+    single_files: bool,
+    single_bundle_mb: u64,
+    single_ndjson_mb: u64,
+}
+
+fn parse_options() -> Options {
+    let mut options = Options {
+        size_mb: 500,
+        formats: vec!["bundle".into(), "ndjson".into()],
+        threads: vec![1, 2],
+        views: false,
+        duckdb: true,
+        data: PathBuf::from("bench/data"),
+        single_files: false,
+        single_bundle_mb: 200,
+        single_ndjson_mb: 1000,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().unwrap_or_else(|| panic!("{arg} needs a value"));
+        match arg.as_str() {
+            "--size-mb" => options.size_mb = value().parse().expect("--size-mb takes a number"),
+            "--formats" => options.formats = value().split(',').map(str::to_owned).collect(),
+            "--threads" => {
+                options.threads = value()
+                    .split(',')
+                    .map(|t| t.parse().expect("--threads takes numbers"))
+                    .collect()
+            }
+            "--views" => options.views = true,
+            "--no-duckdb" => options.duckdb = false,
+            "--data" => options.data = PathBuf::from(value()),
+            "--single-files" => options.single_files = true,
+            "--single-bundle-mb" => options.single_bundle_mb = value().parse().expect("a number"),
+            "--single-ndjson-mb" => options.single_ndjson_mb = value().parse().expect("a number"),
+            other => panic!("unknown option {other} (see the top of examples/bench.rs)"),
+        }
+    }
+    options
+}
+
+fn main() {
+    if std::env::args().nth(1).as_deref() == Some("--baseline-child") {
+        let args: Vec<String> = std::env::args().collect();
+        baseline(Path::new(&args[2]), &args[3]);
+        return;
+    }
+    let options = parse_options();
+    let binary = sibling_binary("fhir2table");
+    println!(
+        "fhir2table benchmark: {} MB per format, machine: {}",
+        options.size_mb,
+        machine()
+    );
+    let mut results = Vec::new();
+    for format in &options.formats {
+        let input = generate(&options.data, format, options.size_mb);
+        let bytes = folder_bytes(&input);
+        let out = std::env::temp_dir().join(format!("fhir2table-bench-out-{}", std::process::id()));
+        let baseline_run = measure(Command::new(std::env::current_exe().unwrap()).args([
+            "--baseline-child",
+            input.to_str().unwrap(),
+            format,
+        ]));
+        let mut rows = vec![(
+            "parse-only baseline (IgnoredAny, 2 threads)".to_owned(),
+            baseline_run,
+        )];
+        let mut resources = 0;
+        let mut runs: Vec<(String, Vec<String>)> = options
+            .threads
+            .iter()
+            .map(|t| {
+                (
+                    format!("fhir2table, {t} thread(s)"),
+                    vec!["--threads".into(), t.to_string()],
+                )
+            })
+            .collect();
+        if options.views {
+            let all = options.threads.iter().max().copied().unwrap_or(2).to_string();
+            runs.push((
+                format!("fhir2table --view default, {all} threads"),
+                vec!["--threads".into(), all, "--view".into(), "default".into()],
+            ));
+        }
+        for (label, extra) in runs {
+            let _ = fs::remove_dir_all(&out);
+            let mut command = Command::new(&binary);
+            command
+                .args(["convert", "-q", "--in"])
+                .arg(&input)
+                .arg("--out")
+                .arg(&out)
+                .args(&extra);
+            let run = measure(&mut command);
+            let report: Value =
+                serde_json::from_str(&fs::read_to_string(out.join("_run.json")).unwrap()).unwrap();
+            resources = report["resources"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .filter(|(kind, _)| *kind != "Bundle")
+                .map(|(_, n)| n.as_u64().unwrap())
+                .sum();
+            rows.push((label, run));
+        }
+        let _ = fs::remove_dir_all(&out);
+        if options.duckdb && duckdb_available() {
+            let run = measure(
+                Command::new("python3")
+                    .args(["-c", DUCKDB_SCRIPT])
+                    .arg(&input)
+                    .arg(format)
+                    .arg(&out),
+            );
+            rows.push((
+                "DuckDB read_json_objects (patient + encounter columns)".to_owned(),
+                run,
+            ));
+            let _ = fs::remove_dir_all(&out);
+        }
+        results.push(InputResult {
+            format: format.clone(),
+            bytes,
+            resources,
+            rows,
+        });
+    }
+    print_table(&results);
+    if options.single_files {
+        single_files(&options, &binary);
+    }
+}
+
+/// Memory on one big file: a Bundle is parsed whole (about its size is needed), NDJSON streams.
+fn single_files(options: &Options, binary: &Path) {
+    println!("\n### single files (2 threads)\n");
+    println!("| input | MB | wall s | MB/s | peak RSS MB | RSS / input |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (kind, size) in [
+        ("bundle", options.single_bundle_mb),
+        ("ndjson", options.single_ndjson_mb),
+    ] {
+        let file = generate_single(&options.data, kind, size);
+        let mb = fs::metadata(&file).unwrap().len() as f64 / 1e6;
+        let out = std::env::temp_dir().join(format!("fhir2table-bench-single-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&out);
+        let run = measure(
+            Command::new(binary)
+                .args(["convert", "-q", "--in"])
+                .arg(&file)
+                .arg("--out")
+                .arg(&out),
+        );
+        let _ = fs::remove_dir_all(&out);
+        println!(
+            "| one {kind} file | {mb:.0} | {:.2} | {:.0} | {:.0} | {:.2} |",
+            run.seconds,
+            mb / run.seconds,
+            run.peak_rss_mb,
+            run.peak_rss_mb / mb
+        );
+    }
+}
+
+/// One file of about `size_mb`: all generated entries in one Bundle, or all lines in one NDJSON.
+fn generate_single(data: &Path, kind: &str, size_mb: u64) -> PathBuf {
+    // Bundle entries are written compact, about half their pretty-printed size: start from more.
+    let source = generate(data, kind, if kind == "bundle" { size_mb * 2 } else { size_mb });
+    let path = data.join(format!(
+        "single-{kind}-{size_mb}mb.{}",
+        if kind == "bundle" { "json" } else { "ndjson" }
+    ));
+    if path.exists() {
+        return path;
+    }
+    eprintln!("writing {} ...", path.display());
+    let mut out = std::io::BufWriter::new(fs::File::create(&path).unwrap());
+    if kind == "ndjson" {
+        for file in input_files(&source) {
+            std::io::copy(&mut fs::File::open(file).unwrap(), &mut out).unwrap();
+        }
+    } else {
+        out.write_all(b"{\"resourceType\":\"Bundle\",\"type\":\"collection\",\"entry\":[\n")
+            .unwrap();
+        let mut written = 0u64;
+        'files: for file in input_files(&source) {
+            let bundle: Value = serde_json::from_str(&fs::read_to_string(file).unwrap()).unwrap();
+            for entry in bundle["entry"].as_array().into_iter().flatten() {
+                if written > 0 {
+                    out.write_all(b",\n").unwrap();
+                }
+                let text = serde_json::to_string(entry).unwrap();
+                out.write_all(text.as_bytes()).unwrap();
+                written += text.len() as u64 + 2;
+                if written >= size_mb * 1_000_000 {
+                    break 'files;
+                }
+            }
+        }
+        out.write_all(b"\n]}\n").unwrap();
+    }
+    out.flush().unwrap();
+    path
+}
+
+/// Wall time and peak resident memory of a child process.
+#[derive(Clone, Copy)]
+struct Measurement {
+    seconds: f64,
+    peak_rss_mb: f64,
+}
+
+/// Runs the command; `wait4` reaps the child and reports its own peak RSS (`Child::wait` would not).
+#[allow(clippy::zombie_processes)]
+fn measure(command: &mut Command) -> Measurement {
+    let start = Instant::now();
+    let child = command.stdout(Stdio::null()).spawn().expect("the command starts");
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child, whose pid we hold, with valid pointers.
+    let waited = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    let seconds = start.elapsed().as_secs_f64();
+    assert!(waited > 0, "wait4 failed");
+    assert!(
+        libc::WIFEXITED(status),
+        "the benchmarked command crashed: {command:?}"
+    );
+    let code = libc::WEXITSTATUS(status);
+    assert!(
+        code == 0 || code == 1,
+        "the benchmarked command failed with {code}: {command:?}"
+    );
+    Measurement {
+        seconds,
+        peak_rss_mb: usage.ru_maxrss as f64 / 1024.0,
+    }
+}
+
+/// The runs on one input.
+struct InputResult {
+    format: String,
+    bytes: u64,
+    resources: u64,
+    rows: Vec<(String, Measurement)>,
+}
+
+fn print_table(results: &[InputResult]) {
+    for InputResult {
+        format,
+        bytes,
+        resources,
+        rows,
+    } in results
+    {
+        let mb = *bytes as f64 / 1e6;
+        println!("\n### {format}: {mb:.0} MB, {resources} resources\n");
+        println!("| run | wall s | MB/s | resources/s | peak RSS MB | vs baseline | vs DuckDB |");
+        println!("|---|---:|---:|---:|---:|---:|---:|");
+        let baseline = rows[0].1.seconds;
+        let duckdb = rows
+            .iter()
+            .find(|(label, _)| label.starts_with("DuckDB"))
+            .map(|(_, m)| m.seconds);
+        for (label, m) in rows {
+            let vs_duckdb = duckdb.map_or("n/a".to_owned(), |d| format!("{:.2}x", d / m.seconds));
+            println!(
+                "| {label} | {:.2} | {:.0} | {:.0} | {:.0} | {:.0}% | {vs_duckdb} |",
+                m.seconds,
+                mb / m.seconds,
+                *resources as f64 / m.seconds,
+                m.peak_rss_mb,
+                100.0 * baseline / m.seconds,
+            );
+        }
+    }
+}
+
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let memory = fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_owned())
+        })
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map_or("?".to_owned(), |kb| format!("{} GiB", kb / (1 << 20)));
+    format!("{cores} cores, {memory} memory")
+}
+
+fn sibling_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().and_then(Path::parent).unwrap().join(name);
+    assert!(
+        path.exists(),
+        "{} not found: run `cargo build --release` first",
+        path.display()
+    );
+    path
+}
+
+/// The input files of a generated folder (its `.complete` marker left out).
+fn input_files(folder: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = fs::read_dir(folder)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .collect();
+    files.sort();
+    files
+}
+
+fn folder_bytes(folder: &Path) -> u64 {
+    input_files(folder)
+        .iter()
+        .map(|f| fs::metadata(f).unwrap().len())
+        .sum()
+}
+
+fn duckdb_available() -> bool {
+    Command::new("python3")
+        .args(["-c", "import duckdb"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// DuckDB's extraction of a few patient and encounter columns into Parquet.
+const DUCKDB_SCRIPT: &str = r#"
+import duckdb, sys, os
+folder, fmt, out = sys.argv[1], sys.argv[2], sys.argv[3]
+os.makedirs(out, exist_ok=True)
+con = duckdb.connect()
+con.execute("SET threads = 2")
+if fmt == "bundle":
+    source = f"""SELECT unnest(json_extract(json, '$.entry[*].resource')) AS r
+                 FROM read_json_objects('{folder}/*.json', maximum_object_size = 1073741824)"""
+else:
+    source = f"SELECT json AS r FROM read_json_objects('{folder}/*.ndjson', format = 'newline_delimited')"
+con.execute(f"CREATE TEMP TABLE resources AS SELECT r FROM ({source}) WHERE r->>'resourceType' IN ('Patient', 'Encounter')")
+con.execute(f"""COPY (SELECT r->>'id' AS id, r->>'gender' AS gender, TRY_CAST(r->>'birthDate' AS DATE) AS birth_date,
+                            r->'name'->0->>'family' AS family_name
+                     FROM resources WHERE r->>'resourceType' = 'Patient') TO '{out}/patient.parquet'""")
+con.execute(f"""COPY (SELECT r->>'id' AS id, r->>'status' AS status, r->'class'->>'code' AS class_code,
+                            TRY_CAST(r->'period'->>'start' AS TIMESTAMPTZ) AS start
+                     FROM resources WHERE r->>'resourceType' = 'Encounter') TO '{out}/encounter.parquet'""")
+"#;
+
+/// The physical yardstick: every input byte through serde_json into `IgnoredAny`, files spread
+/// over all cores. Runs as a child so its peak RSS is measured like the others.
+fn baseline(folder: &Path, format: &str) {
+    let files = input_files(folder);
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..std::thread::available_parallelism().map_or(1, |n| n.get()) {
+            scope.spawn(|| {
+                while let Some(file) = files.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    if format == "bundle" {
+                        let bytes = fs::read(file).unwrap();
+                        serde_json::from_slice::<IgnoredAny>(&bytes).unwrap();
+                    } else {
+                        let reader = BufReader::with_capacity(1 << 20, fs::File::open(file).unwrap());
+                        for line in reader.split(b'\n') {
+                            let line = line.unwrap();
+                            if !line.is_empty() {
+                                serde_json::from_slice::<IgnoredAny>(&line).unwrap();
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// Generates (or reuses) `size_mb` of input in the given format; returns its folder.
+fn generate(data: &Path, format: &str, size_mb: u64) -> PathBuf {
+    let folder = data.join(format!("{format}-{size_mb}mb"));
+    let done = folder.join(".complete");
+    if done.exists() {
+        return folder;
+    }
+    let _ = fs::remove_dir_all(&folder);
+    fs::create_dir_all(&folder).unwrap();
+    eprintln!(
+        "generating {size_mb} MB of {format} input in {} ...",
+        folder.display()
+    );
+    let mut templates = Vec::new();
+    for source in SOURCE_FOLDERS {
+        let mut files: Vec<PathBuf> = fs::read_dir(source).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        for file in files {
+            let name = file.file_name().unwrap().to_string_lossy().into_owned();
+            let text = fs::read_to_string(&file).unwrap();
+            if name.starts_with("hospitalInformation") || name.starts_with("practitionerInformation") {
+                if format == "bundle" {
+                    fs::write(folder.join(&name), &text).unwrap();
+                }
+                continue;
+            }
+            templates.push((name, text));
+        }
+    }
+    let target = size_mb * 1_000_000;
+    let mut written = 0u64;
+    let mut ndjson = NdjsonWriter::new(&folder);
+    let mut copy = 0u64;
+    while written < target {
+        for (name, text) in &templates {
+            let fresh = fresh_uuids(text, copy);
+            if format == "bundle" {
+                let path = folder.join(format!("{copy:06}-{name}"));
+                fs::write(&path, &fresh).unwrap();
+                written += fresh.len() as u64;
+            } else {
+                written += ndjson.write_bundle(&fresh);
+            }
+            if written >= target {
+                break;
+            }
+        }
+        copy += 1;
+    }
+    ndjson.finish();
+    fs::write(done, "").unwrap();
+    folder
+}
+
+/// Replaces every UUID in `text` by one derived from it and the copy number, so ids and
+/// `urn:uuid:` references stay unique across copies and still match within one.
+fn fresh_uuids(text: &str, copy: u64) -> String {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    let mut last = 0;
+    while i + 36 <= bytes.len() {
+        if is_uuid(&bytes[i..i + 36]) && (i == 0 || !bytes[i - 1].is_ascii_hexdigit()) {
+            out.push_str(&text[last..i]);
+            let hash = fnv(&bytes[i..i + 36], copy);
+            let hex = format!(
+                "{:016x}{:016x}",
+                hash,
+                fnv(&bytes[i..i + 36], copy ^ 0x9e37_79b9_7f4a_7c15)
+            );
+            out.push_str(&format!(
+                "{}-{}-{}-{}-{}",
+                &hex[0..8],
+                &hex[8..12],
+                &hex[12..16],
+                &hex[16..20],
+                &hex[20..32]
+            ));
+            i += 36;
+            last = i;
+        } else {
+            i += 1;
+        }
+    }
+    out.push_str(&text[last..]);
+    out
+}
+
+fn is_uuid(candidate: &[u8]) -> bool {
+    candidate.iter().enumerate().all(|(i, &b)| match i {
+        8 | 13 | 18 | 23 => b == b'-',
+        _ => b.is_ascii_hexdigit(),
+    })
+}
+
+fn fnv(bytes: &[u8], seed: u64) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325u64 ^ seed.wrapping_mul(0x100_0000_01b3);
+    for &b in bytes {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x100_0000_01b3);
+    }
+    hash
+}
+
+/// Writes resources of Bundles as Bulk Data NDJSON: one file series per type, `urn:uuid:`
+/// references rewritten to `Type/id` as a FHIR server's export has them.
+struct NdjsonWriter {
+    folder: PathBuf,
+    files: HashMap<String, (fs::File, u64, u32)>,
+}
+
+impl NdjsonWriter {
+    fn new(folder: &Path) -> Self {
+        NdjsonWriter {
+            folder: folder.to_path_buf(),
+            files: HashMap::new(),
+        }
+    }
+
+    fn write_bundle(&mut self, text: &str) -> u64 {
+        let bundle: Value = serde_json::from_str(text).unwrap();
+        let entries = bundle["entry"].as_array().cloned().unwrap_or_default();
+        let targets: HashMap<String, String> = entries
+            .iter()
+            .filter_map(|e| {
+                let resource = &e["resource"];
+                Some((
+                    e["fullUrl"].as_str()?.to_owned(),
+                    format!(
+                        "{}/{}",
+                        resource["resourceType"].as_str()?,
+                        resource["id"].as_str()?
+                    ),
+                ))
+            })
+            .collect();
+        let mut written = 0;
+        for entry in entries {
+            let mut resource = entry["resource"].clone();
+            rewrite_references(&mut resource, &targets);
+            let kind = resource["resourceType"].as_str().unwrap_or("Unknown").to_owned();
+            let line = resource_first(&mut resource, &kind);
+            written += line.len() as u64;
+            self.append(&kind, line.as_bytes());
+        }
+        written
+    }
+
+    fn append(&mut self, kind: &str, line: &[u8]) {
+        let folder = self.folder.clone();
+        let open = |part: u32| fs::File::create(folder.join(format!("{kind}.{part:03}.ndjson"))).unwrap();
+        let slot = self
+            .files
+            .entry(kind.to_owned())
+            .or_insert_with(|| (open(0), 0, 0));
+        if slot.1 + line.len() as u64 > NDJSON_PART_BYTES {
+            slot.2 += 1;
+            slot.0 = open(slot.2);
+            slot.1 = 0;
+        }
+        slot.0.write_all(line).unwrap();
+        slot.1 += line.len() as u64;
+    }
+
+    fn finish(self) {
+        for (_, (file, _, _)) in self.files {
+            file.sync_all().unwrap();
+        }
+    }
+}
+
+/// One NDJSON line with `resourceType` as the first key, as FHIR servers write it (serde_json's
+/// map would sort the keys).
+fn resource_first(resource: &mut Value, kind: &str) -> String {
+    if let Some(map) = resource.as_object_mut() {
+        map.remove("resourceType");
+    }
+    let rest = serde_json::to_string(resource).unwrap();
+    let separator = if rest == "{}" { "" } else { "," };
+    format!(
+        "{{\"resourceType\":{}{separator}{}\n",
+        serde_json::to_string(kind).unwrap(),
+        &rest[1..]
+    )
+}
+
+fn rewrite_references(value: &mut Value, targets: &HashMap<String, String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map.iter_mut() {
+                if key == "reference" {
+                    if let Some(target) = child.as_str().and_then(|r| targets.get(r)) {
+                        *child = Value::String(target.clone());
+                    }
+                } else {
+                    rewrite_references(child, targets);
+                }
+            }
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|item| rewrite_references(item, targets)),
+        _ => {}
+    }
+}
