@@ -444,7 +444,8 @@ fn generate(data: &Path, format: &str, size_mb: u64) -> PathBuf {
                 }
                 continue;
             }
-            templates.push((name, text));
+            let shared = shared_uuids(&text);
+            templates.push((name, text, shared));
         }
     }
     let target = size_mb * 1_000_000;
@@ -452,8 +453,8 @@ fn generate(data: &Path, format: &str, size_mb: u64) -> PathBuf {
     let mut ndjson = NdjsonWriter::new(&folder);
     let mut copy = 0u64;
     while written < target {
-        for (name, text) in &templates {
-            let fresh = fresh_uuids(text, copy);
+        for (name, text, shared) in &templates {
+            let fresh = fresh_uuids(text, copy, shared);
             if format == "bundle" {
                 let path = folder.join(format!("{copy:06}-{name}"));
                 fs::write(&path, &fresh).unwrap();
@@ -472,15 +473,34 @@ fn generate(data: &Path, format: &str, size_mb: u64) -> PathBuf {
     folder
 }
 
-/// Replaces every UUID in `text` by one derived from it and the copy number, so ids and
-/// `urn:uuid:` references stay unique across copies and still match within one.
-fn fresh_uuids(text: &str, copy: u64) -> String {
+/// UUIDs of the providers and places in a bundle: a population shares them, so copies keep them.
+fn shared_uuids(text: &str) -> std::collections::HashSet<String> {
+    let bundle: Value = serde_json::from_str(text).unwrap();
+    let shared_types = ["Practitioner", "PractitionerRole", "Organization", "Location"];
+    bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|entry| shared_types.contains(&entry["resource"]["resourceType"].as_str().unwrap_or("")))
+        .flat_map(|entry| [entry["resource"]["id"].as_str(), entry["fullUrl"].as_str()])
+        .flatten()
+        .filter_map(|text| text.get(text.len().saturating_sub(36)..).map(str::to_owned))
+        .collect()
+}
+
+/// Replaces every UUID in `text` (but the `shared` ones) by one derived from it and the copy
+/// number, so patient-level ids and `urn:uuid:` references stay unique across copies and still
+/// match within one.
+fn fresh_uuids(text: &str, copy: u64, shared: &std::collections::HashSet<String>) -> String {
     let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
     let mut last = 0;
     while i + 36 <= bytes.len() {
-        if is_uuid(&bytes[i..i + 36]) && (i == 0 || !bytes[i - 1].is_ascii_hexdigit()) {
+        if is_uuid(&bytes[i..i + 36])
+            && (i == 0 || !bytes[i - 1].is_ascii_hexdigit())
+            && !shared.contains(&text[i..i + 36])
+        {
             out.push_str(&text[last..i]);
             let hash = fnv(&bytes[i..i + 36], copy);
             let hex = format!(

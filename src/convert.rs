@@ -337,7 +337,7 @@ fn resolve_conditional_references(
 ) -> Result<()> {
     rewrite_marked_strings(path, options, PENDING_MARKER, |column, reference| {
         match index.resolve_pending(reference) {
-            Some(IndexedTarget::Unique(id)) => Some(id.clone()),
+            Some(IndexedTarget::Unique(id)) => Some(id.to_string()),
             Some(IndexedTarget::Ambiguous) => {
                 diagnostics.warn(
                     WarningKind::AmbiguousReference,

@@ -4,6 +4,8 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 /// Marks a staged cell that still holds a conditional reference; ids never contain NUL, so the
 /// marker cannot collide with a real id.
@@ -186,21 +188,24 @@ fn percent_decode(text: &str) -> Cow<'_, str> {
 /// several different resources carry it (then a conditional reference to it cannot resolve).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IndexedTarget {
-    Unique(String),
+    Unique(Arc<str>),
     Ambiguous,
 }
 
 /// Run-wide identifier index for conditional references: `(type, system, value) → id`. It holds
-/// only resources of the types references point to (Practitioner, Organization, Location, ...), so
-/// its size follows the number of those resources, not of Encounters or Observations.
+/// only resources of the types references point to (Practitioner, Organization, Location, ...),
+/// so its size follows the number of providers and places, not of patients or encounters. Keys are kept as 64-bit hashes and ids are shared between an identifier's two
+/// keys: about 100 bytes per identifier.
 #[derive(Debug, Default)]
 pub struct IdentifierIndex {
-    targets: HashMap<String, IndexedTarget>,
+    targets: HashMap<u64, IndexedTarget>,
 }
 
-/// Resource types whose identifiers are indexed for conditional references.
+/// Resource types whose identifiers are indexed for conditional references: the providers,
+/// places and groups references point to. Patients are left out: no exporter writes conditional
+/// references to them, and indexing every patient's identifiers would make memory grow with the
+/// population.
 pub const INDEXED_TYPES: &[&str] = &[
-    "Patient",
     "Practitioner",
     "PractitionerRole",
     "Organization",
@@ -214,16 +219,15 @@ pub const INDEXED_TYPES: &[&str] = &[
 impl IdentifierIndex {
     /// Records that the resource `resource_type/id` carries `system|value`.
     pub fn insert(&mut self, resource_type: &str, system: Option<&str>, value: &str, id: &str) {
-        let keys = [
+        let target = IndexedTarget::Unique(Arc::from(id));
+        self.record(
             index_key(resource_type, Some(system.unwrap_or("")), value),
-            index_key(resource_type, None, value),
-        ];
-        for key in keys {
-            self.record(key, IndexedTarget::Unique(id.to_owned()));
-        }
+            target.clone(),
+        );
+        self.record(index_key(resource_type, None, value), target);
     }
 
-    fn record(&mut self, key: String, target: IndexedTarget) {
+    fn record(&mut self, key: u64, target: IndexedTarget) {
         let slot = self.targets.entry(key).or_insert_with(|| target.clone());
         if *slot != target {
             *slot = IndexedTarget::Ambiguous;
@@ -264,10 +268,17 @@ impl IdentifierIndex {
     }
 }
 
-fn index_key(resource_type: &str, system: Option<&str>, value: &str) -> String {
-    // Unit separators keep the parts apart; `\u{2}` stands for "any system".
-    let system = system.unwrap_or("\u{2}");
-    format!("{resource_type}\u{1f}{system}\u{1f}{value}")
+/// A 64-bit hash of the key (fixed SipHash keys, so the same in every worker): with a million
+/// identifiers the chance of any collision is below one in ten million.
+fn index_key(resource_type: &str, system: Option<&str>, value: &str) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    resource_type.hash(&mut hasher);
+    match system {
+        Some(system) => (1u8, system).hash(&mut hasher),
+        None => 0u8.hash(&mut hasher),
+    }
+    value.hash(&mut hasher);
+    hasher.finish()
 }
 
 #[cfg(test)]

@@ -12,8 +12,11 @@ use parquet::basic::{Compression as ParquetCodec, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde::Deserialize;
 
-/// Row groups are cut at this encoded size, which bounds the writer's memory per table.
-const ROW_GROUP_BYTES: usize = 64 << 20;
+/// Row groups are cut at this many rows or this encoded size, whichever comes first. The writer
+/// holds one row group per table in memory, so these bound its memory whatever the input size;
+/// 128k rows is well inside what DuckDB, Spark and pyarrow read efficiently.
+const ROW_GROUP_ROWS: usize = 128 * 1024;
+const ROW_GROUP_BYTES: usize = 16 << 20;
 
 /// The Parquet page compression codec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -55,6 +58,7 @@ impl WriteOptions {
         };
         WriterProperties::builder()
             .set_compression(codec)
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
             .set_created_by(format!("fhir2table {}", env!("CARGO_PKG_VERSION")))
             .build()
