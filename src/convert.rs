@@ -19,13 +19,28 @@ use crate::fhir::reference::{IndexedTarget, PENDING_MARKER};
 use crate::fhir::IdentifierIndex;
 use crate::report::{RunReport, TableReport};
 use crate::resource::{DocumentError, Walker};
-use crate::sink::{rewrite_marked_strings, write_atomically, DatasetWriter, Staging, WriteOptions};
+use crate::sink::{
+    rewrite_marked_strings, write_atomically, DatasetWriter, OutputLock, Staging, WriteOptions,
+};
 use crate::source::{discover, for_each_line, read_whole, InputFile, InputFormat};
 use crate::table::{builtin_tables, stop_flags, Table, TableSet, BUILTIN_TABLE_NAMES};
 use crate::UsageError;
 
 /// The report file's name inside `--out`.
 pub const REPORT_FILE: &str = "_run.json";
+
+/// Hooks for showing progress. The command line draws a bar on a terminal; library users and
+/// tests pass `&()`, which shows nothing.
+pub trait Progress: Sync {
+    /// The run found `files` input files of `bytes` bytes in all.
+    fn start(&self, _files: u64, _bytes: u64) {}
+    /// One more file is done (`bytes` is its size on disk).
+    fn file_done(&self, _bytes: u64) {}
+    /// All input is read; the tables are being finished.
+    fn finish(&self) {}
+}
+
+impl Progress for () {}
 
 /// What one worker thread learned, merged after all workers finish.
 struct WorkerResult {
@@ -37,12 +52,19 @@ struct WorkerResult {
 /// Converts `settings.input` into tables under `settings.output` and returns the run report (also
 /// written to `OUT/_run.json`). Errors before any work are [`UsageError`]s; an `Err` of another
 /// kind means the output could not be written, and the previous output is left as it was.
-pub fn convert(settings: &Settings) -> Result<RunReport> {
+pub fn convert(settings: &Settings, progress: &dyn Progress) -> Result<RunReport> {
     let started = SystemTime::now();
     let templates = output_tables(settings)?;
     if !settings.input.exists() {
         return Err(UsageError(format!("input {} does not exist", settings.input.display())).into());
     }
+    std::fs::create_dir_all(&settings.output).map_err(|e| {
+        UsageError(format!(
+            "cannot create output folder {}: {e}",
+            settings.output.display()
+        ))
+    })?;
+    let _lock = OutputLock::acquire(&settings.output)?;
     let staging = Staging::create(&settings.output).map_err(|e| UsageError(format!("{e:#}")))?;
     let discovery = discover(&settings.input, Some(&settings.output));
     info!(
@@ -61,7 +83,16 @@ pub fn convert(settings: &Settings) -> Result<RunReport> {
         .collect::<Result<Vec<_>>>()?;
 
     let stopped = stop_flags(templates.len());
-    let (results, write_error) = run_workers(settings, &templates, &stopped, &discovery.files, &mut writers);
+    let total_bytes = discovery.files.iter().map(|f| f.size).sum();
+    progress.start(discovery.files.len() as u64, total_bytes);
+    let work = Work {
+        templates: &templates,
+        stopped: &stopped,
+        files: &discovery.files,
+        progress,
+    };
+    let (results, write_error) = run_workers(settings, &work, &mut writers);
+    progress.finish();
     if let Some(error) = write_error {
         return Err(error);
     }
@@ -154,32 +185,28 @@ fn output_tables(settings: &Settings) -> Result<Vec<Box<dyn Table>>, UsageError>
 
 /// Runs the worker threads and, on this thread, the writer. Returns the workers' results and the
 /// first write error, if any (after which workers stop at their next file).
+/// What every worker shares: the tables to fill, their stop flags, the files, progress.
+struct Work<'w> {
+    templates: &'w [Box<dyn Table>],
+    stopped: &'w Arc<[AtomicBool]>,
+    files: &'w [InputFile],
+    progress: &'w dyn Progress,
+}
+
 fn run_workers(
     settings: &Settings,
-    templates: &[Box<dyn Table>],
-    stopped: &Arc<[AtomicBool]>,
-    files: &[InputFile],
+    work: &Work<'_>,
     writers: &mut [DatasetWriter],
 ) -> (Vec<WorkerResult>, Option<anyhow::Error>) {
     let next_file = AtomicUsize::new(0);
     let abort = AtomicBool::new(false);
     let (sender, receiver) = sync_channel::<(usize, RecordBatch)>(settings.threads * 4);
     std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..settings.threads.min(files.len()).max(1))
+        let workers: Vec<_> = (0..settings.threads.min(work.files.len()).max(1))
             .map(|_| {
                 let sender = sender.clone();
                 let (next_file, abort) = (&next_file, &abort);
-                scope.spawn(move || {
-                    worker(
-                        settings.batch_size,
-                        templates,
-                        stopped.clone(),
-                        files,
-                        next_file,
-                        abort,
-                        sender,
-                    )
-                })
+                scope.spawn(move || worker(settings.batch_size, work, next_file, abort, sender))
             })
             .collect();
         drop(sender);
@@ -213,21 +240,23 @@ fn write_batches(
 
 fn worker(
     batch_size: usize,
-    templates: &[Box<dyn Table>],
-    stopped: Arc<[AtomicBool]>,
-    files: &[InputFile],
+    work: &Work<'_>,
     next_file: &AtomicUsize,
     abort: &AtomicBool,
     sender: SyncSender<(usize, RecordBatch)>,
 ) -> WorkerResult {
-    let fresh = templates.iter().map(|table| table.fresh(batch_size)).collect();
-    let mut tables = TableSet::new(fresh, batch_size, stopped);
+    let fresh = work
+        .templates
+        .iter()
+        .map(|table| table.fresh(batch_size))
+        .collect();
+    let mut tables = TableSet::new(fresh, batch_size, work.stopped.clone());
     let mut index = IdentifierIndex::default();
     let mut diagnostics = Diagnostics::default();
     let send = |batches: Vec<(usize, RecordBatch)>| batches.into_iter().all(|b| sender.send(b).is_ok());
     loop {
         let position = next_file.fetch_add(1, Ordering::Relaxed);
-        let Some(file) = files.get(position) else {
+        let Some(file) = work.files.get(position) else {
             break;
         };
         if abort.load(Ordering::Relaxed) {
@@ -241,6 +270,7 @@ fn worker(
         };
         let clean = convert_file(file, &mut walker, &mut |walker| send(walker.sink.take_ready()));
         diagnostics.bytes_read += file.size;
+        work.progress.file_done(file.size);
         if clean {
             diagnostics.files_read += 1;
         } else {

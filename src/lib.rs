@@ -44,6 +44,8 @@ pub enum Exit {
     Usage = 2,
     /// The run failed while writing output; the previous output is untouched.
     Failed = 3,
+    /// Another fhir2table run holds the output folder's lock; nothing was done.
+    Locked = 4,
 }
 
 impl Exit {
@@ -51,6 +53,8 @@ impl Exit {
     pub fn for_error(error: &anyhow::Error) -> Exit {
         if error.downcast_ref::<UsageError>().is_some() {
             Exit::Usage
+        } else if error.downcast_ref::<sink::Locked>().is_some() {
+            Exit::Locked
         } else {
             Exit::Failed
         }

@@ -148,3 +148,72 @@ fn a_second_run_replaces_the_tables_and_leaves_no_staging_behind() {
     names.sort();
     assert_eq!(names, ["_run.json", "encounter", "patient"]);
 }
+
+#[test]
+fn report_json_goes_to_stdout_and_pipes_get_no_progress_bar() {
+    let out = tempfile::tempdir().unwrap();
+    let output = fhir2table()
+        .args(["convert", "--report", "json", "--in"])
+        .arg(fixtures().join("handmade"))
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let printed: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("stdout is the JSON report");
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("_run.json")).unwrap()).unwrap();
+    assert_eq!(printed, written);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !stderr.contains('\r') && !stderr.contains('\u{1b}'),
+        "no terminal control codes: {stderr:?}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "just the summary line: {stderr}");
+}
+
+#[test]
+fn a_second_run_on_the_same_output_is_refused_while_the_first_holds_the_lock() {
+    let out = tempfile::tempdir().unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let lock = out.path().join(".fhir2table.lock");
+    // A live process (this test) holds the lock.
+    std::fs::write(
+        &lock,
+        format!(
+            "pid={}\nhost={}\nstarted=2026-01-01T00:00:00Z\n",
+            std::process::id(),
+            host.trim()
+        ),
+    )
+    .unwrap();
+    let run = |out: &std::path::Path| {
+        fhir2table()
+            .args(["convert", "-q", "--in"])
+            .arg(fixtures().join("handmade"))
+            .arg("--out")
+            .arg(out)
+            .output()
+            .unwrap()
+    };
+    let output = run(out.path());
+    assert_eq!(output.status.code(), Some(4));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("pid {}", std::process::id())) && stderr.contains("in use"),
+        "{stderr}"
+    );
+    assert!(!out.path().join("patient").exists());
+    // A lock left by a process that is gone is taken over, and released at the end.
+    std::fs::write(
+        &lock,
+        format!(
+            "pid=4194303\nhost={}\nstarted=2026-01-01T00:00:00Z\n",
+            host.trim()
+        ),
+    )
+    .unwrap();
+    assert_eq!(run(out.path()).status.code(), Some(0));
+    assert!(!lock.exists());
+}

@@ -24,14 +24,17 @@ Exit codes:
   0  every input was read cleanly and the tables were written
   1  the tables were written, but some input was lost (see OUT/_run.json)
   2  bad usage: flags, config file, missing --in, unwritable --out (nothing written)
-  3  the run failed while writing output (previous output left untouched)";
+  3  the run failed while writing output (previous output left untouched)
+  4  another fhir2table run is writing to the same --out (see OUT/.fhir2table.lock)";
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Result;
 
 use crate::config::{LogLevel, Options, Settings};
-use crate::convert::convert;
+use crate::convert::{convert, Progress};
 use crate::sink::Compression;
 use crate::{logging, Exit};
 
@@ -80,13 +83,63 @@ pub struct Args {
     #[arg(long)]
     pub no_builtin_tables: bool,
 
-    /// Print nothing on stderr but errors (no summary line)
+    /// Print the run report (as in OUT/_run.json) on stdout: `--report json`
+    #[arg(long, value_name = "FORMAT", value_parser = ["json"])]
+    pub report: Option<String>,
+
+    /// Print nothing on stderr but errors (no summary line, no progress bar)
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
 
     /// More log output on stderr (-v info, -vv debug, -vvv trace)
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
+}
+
+/// A progress bar on stderr (MB and files done, rate, ETA), only when stderr is a terminal and
+/// the run is not `--quiet`: cron logs and pipes get no control characters.
+struct ProgressBar {
+    bar: indicatif::ProgressBar,
+    files_done: AtomicU64,
+    files_total: AtomicU64,
+}
+
+impl ProgressBar {
+    fn for_terminal(quiet: bool) -> Self {
+        let bar = if quiet || !std::io::stderr().is_terminal() {
+            indicatif::ProgressBar::hidden()
+        } else {
+            let bar = indicatif::ProgressBar::new(0);
+            let template =
+                "{spinner} [{elapsed_precise}] {bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}";
+            bar.set_style(indicatif::ProgressStyle::with_template(template).expect("the template is valid"));
+            bar
+        };
+        ProgressBar {
+            bar,
+            files_done: AtomicU64::new(0),
+            files_total: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Progress for ProgressBar {
+    fn start(&self, files: u64, bytes: u64) {
+        self.files_total.store(files, Ordering::Relaxed);
+        self.bar.set_length(bytes);
+        self.bar.set_message(format!("0/{files} files"));
+    }
+
+    fn file_done(&self, bytes: u64) {
+        let done = self.files_done.fetch_add(1, Ordering::Relaxed) + 1;
+        let total = self.files_total.load(Ordering::Relaxed);
+        self.bar.inc(bytes);
+        self.bar.set_message(format!("{done}/{total} files"));
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
 }
 
 /// Most errors to list on stderr after the summary; the report has them all.
@@ -117,7 +170,11 @@ pub fn run(args: Args) -> Result<Exit> {
     logging::init(stderr_level, settings.log_file.as_deref(), settings.log_level)
         .map_err(|e| crate::UsageError(format!("{e:#}")))?;
 
-    let report = convert(&settings)?;
+    let bar = ProgressBar::for_terminal(args.quiet);
+    let report = convert(&settings, &bar)?;
+    if args.report.is_some() {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
     tracing::info!("{}", report.summary());
     if !args.quiet {
         eprintln!("{}", report.summary());

@@ -18,7 +18,8 @@ Exit codes:
   0  every input was read cleanly and the tables were written
   1  the tables were written, but some input was lost (see OUT/_run.json)
   2  bad usage: flags, config file, missing --in, unwritable --out (nothing written)
-  3  the run failed while writing output (previous output left untouched)";
+  3  the run failed while writing output (previous output left untouched)
+  4  another fhir2table run is writing to the same --out (see OUT/.fhir2table.lock)";
 
 /// `fhir2table`'s arguments.
 #[derive(Debug, Parser)]

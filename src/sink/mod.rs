@@ -1,8 +1,10 @@
 //! Writing tables: Parquet datasets built in a staging folder under `--out` and moved into place
 //! only when complete, so readers never see a half-written table.
 
+mod lock;
 mod output;
 mod parquet;
 
 pub use self::parquet::{rewrite_marked_strings, Compression, DatasetWriter, WriteOptions};
+pub use lock::{Locked, OutputLock, LOCK_FILE};
 pub use output::{write_atomically, Staging};
