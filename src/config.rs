@@ -54,6 +54,33 @@ impl fmt::Display for LogLevel {
     }
 }
 
+/// What a run does with tables that already exist in the output folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WriteMode {
+    /// Replace each table as a whole, once the new one is complete.
+    #[default]
+    Overwrite,
+    /// Add the new rows as new Parquet files beside the existing ones (same schema required).
+    Append,
+    /// Refuse to run if a table folder exists and is not empty.
+    Error,
+}
+
+impl FromStr for WriteMode {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "overwrite" => Ok(WriteMode::Overwrite),
+            "append" => Ok(WriteMode::Append),
+            "error" => Ok(WriteMode::Error),
+            other => Err(format!(
+                "unknown mode '{other}' (expected overwrite, append or error)"
+            )),
+        }
+    }
+}
+
 /// Every key a config file may hold (see config.example.toml); all optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,6 +97,7 @@ pub struct Options {
     pub views: Option<Vec<PathBuf>>,
     /// Whether to write the built-in patient and encounter tables (default true).
     pub builtin_tables: Option<bool>,
+    pub mode: Option<WriteMode>,
 }
 
 impl Options {
@@ -110,6 +138,7 @@ impl Options {
             log_level: overrides.log_level.or(self.log_level),
             views: overrides.views.or(self.views),
             builtin_tables: overrides.builtin_tables.or(self.builtin_tables),
+            mode: overrides.mode.or(self.mode),
         }
     }
 }
@@ -126,6 +155,7 @@ pub struct Settings {
     pub log_level: LogLevel,
     pub views: Vec<PathBuf>,
     pub builtin_tables: bool,
+    pub mode: WriteMode,
 }
 
 impl Settings {
@@ -153,6 +183,7 @@ impl Settings {
             log_level: options.log_level.unwrap_or_default(),
             views: options.views.unwrap_or_default(),
             builtin_tables: options.builtin_tables.unwrap_or(true),
+            mode: options.mode.unwrap_or_default(),
         })
     }
 }

@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use arrow_array::RecordBatch;
 use tracing::{debug, info};
 
-use crate::config::Settings;
+use crate::config::{Settings, WriteMode};
 use crate::diagnostics::{Diagnostics, Origin, WarningKind};
 use crate::fhir::reference::{IndexedTarget, PENDING_MARKER};
 use crate::fhir::IdentifierIndex;
@@ -65,6 +65,7 @@ pub fn convert(settings: &Settings, progress: &dyn Progress) -> Result<RunReport
         ))
     })?;
     let _lock = OutputLock::acquire(&settings.output)?;
+    check_existing_tables(settings, &templates)?;
     let staging = Staging::create(&settings.output).map_err(|e| UsageError(format!("{e:#}")))?;
     let discovery = discover(&settings.input, Some(&settings.output));
     info!(
@@ -77,9 +78,22 @@ pub fn convert(settings: &Settings, progress: &dyn Progress) -> Result<RunReport
     let options = WriteOptions {
         compression: settings.compression,
     };
+    // Files are named by the run's start, so they sort oldest first in an appended dataset.
+    let micros = started
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64);
+    let stamp = crate::fhir::format_timestamp(micros).replace(['-', ':'], "");
+    let part_file = format!("part-{stamp}-{}.parquet", std::process::id());
     let mut writers = templates
         .iter()
-        .map(|table| DatasetWriter::create(&staging.table_dir(table.name()), table.schema(), &options))
+        .map(|table| {
+            DatasetWriter::create(
+                &staging.table_dir(table.name()),
+                &part_file,
+                table.schema(),
+                &options,
+            )
+        })
         .collect::<Result<Vec<_>>>()?;
 
     let stopped = stop_flags(templates.len());
@@ -132,7 +146,7 @@ pub fn convert(settings: &Settings, progress: &dyn Progress) -> Result<RunReport
         );
         completed.push(name);
     }
-    staging.commit(&completed)?;
+    staging.commit(&completed, settings.mode != WriteMode::Append)?;
 
     let report = RunReport::new(
         started,
@@ -181,6 +195,75 @@ fn output_tables(settings: &Settings) -> Result<Vec<Box<dyn Table>>, UsageError>
         ));
     }
     Ok(tables)
+}
+
+/// What `--mode` requires of the tables already in the output folder, checked before any input is
+/// read: `error` wants no table there, `append` wants each existing table's schema to be exactly
+/// the new one's.
+fn check_existing_tables(settings: &Settings, tables: &[Box<dyn Table>]) -> Result<(), UsageError> {
+    for table in tables {
+        let folder = settings.output.join(table.name());
+        let mut files: Vec<std::path::PathBuf> = match std::fs::read_dir(&folder) {
+            Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+            Err(_) => continue,
+        };
+        files.sort();
+        match settings.mode {
+            WriteMode::Overwrite => {}
+            WriteMode::Error if !files.is_empty() => {
+                let message = format!("{} exists and is not empty (--mode error)", folder.display());
+                return Err(UsageError(message));
+            }
+            WriteMode::Error => {}
+            WriteMode::Append => {
+                let Some(existing) = files
+                    .iter()
+                    .find(|f| f.extension().is_some_and(|e| e == "parquet"))
+                else {
+                    continue;
+                };
+                let found = crate::sink::schema_of(existing).map_err(|e| UsageError(format!("{e:#}")))?;
+                let wanted = table.schema();
+                if found.fields() != wanted.fields() {
+                    let difference = describe_difference(found.fields(), wanted.fields());
+                    let message = format!(
+                        "cannot append to {}: its schema differs from the new rows' ({difference}); \
+                         use --mode overwrite or another --out",
+                        folder.display()
+                    );
+                    return Err(UsageError(message));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The first column where two schemas differ, in words.
+fn describe_difference(found: &arrow_schema::Fields, wanted: &arrow_schema::Fields) -> String {
+    for (i, wanted_field) in wanted.iter().enumerate() {
+        match found.get(i) {
+            None => return format!("column {} is missing", wanted_field.name()),
+            Some(field) if field != wanted_field => {
+                return format!(
+                    "column {}: found {} {}{}, expected {} {}{}",
+                    i + 1,
+                    field.name(),
+                    field.data_type(),
+                    if field.is_nullable() { "" } else { " not null" },
+                    wanted_field.name(),
+                    wanted_field.data_type(),
+                    if wanted_field.is_nullable() {
+                        ""
+                    } else {
+                        " not null"
+                    },
+                )
+            }
+            Some(_) => {}
+        }
+    }
+    format!("{} columns, expected {}", found.len(), wanted.len())
 }
 
 /// Runs the worker threads and, on this thread, the writer. Returns the workers' results and the

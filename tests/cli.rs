@@ -217,3 +217,65 @@ fn a_second_run_on_the_same_output_is_refused_while_the_first_holds_the_lock() {
     assert_eq!(run(out.path()).status.code(), Some(0));
     assert!(!lock.exists());
 }
+
+#[test]
+fn write_modes_append_refuse_and_check_schemas() {
+    let out = tempfile::tempdir().unwrap();
+    let input = fixtures().join("handmade");
+    let run = |extra: &[&str]| {
+        fhir2table()
+            .args(["convert", "-q", "--in"])
+            .arg(&input)
+            .arg("--out")
+            .arg(out.path())
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(run(&[]).status.code(), Some(0));
+    // append: a second file beside the first; old files untouched.
+    let first_files = common::read_table(&out.path().join("patient")).files;
+    assert_eq!(first_files, 1);
+    assert_eq!(run(&["--mode", "append"]).status.code(), Some(0));
+    let patients = common::read_table(&out.path().join("patient"));
+    assert_eq!(patients.files, 2);
+    assert_eq!(patients.rows.len(), 4, "the two runs' rows");
+    // error: refuses a non-empty table folder before doing anything.
+    let output = run(&["--mode", "error"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("exists and is not empty (--mode error)"));
+    assert_eq!(common::read_table(&out.path().join("patient")).files, 2);
+
+    // append with another schema under the same table name: refused, nothing written.
+    let views = tempfile::tempdir().unwrap();
+    let view_a = views.path().join("a.json");
+    std::fs::write(
+        &view_a,
+        r#"{"name":"names","resource":"Patient","select":[{"column":[{"name":"id","path":"id"}]}]}"#,
+    )
+    .unwrap();
+    let view_b = views.path().join("b.json");
+    std::fs::write(
+        &view_b,
+        r#"{"name":"names","resource":"Patient","select":[{"column":[{"name":"id","path":"id"},{"name":"active","path":"active"}]}]}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        run(&["--mode", "append", "--view", view_a.to_str().unwrap()])
+            .status
+            .code(),
+        Some(0)
+    );
+    let output = run(&["--mode", "append", "--view", view_b.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot append to") && stderr.contains("column active is missing"),
+        "{stderr}"
+    );
+    assert_eq!(
+        common::read_table(&out.path().join("patient")).files,
+        3,
+        "nothing written by the refused run"
+    );
+}

@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Result;
 
-use crate::config::{LogLevel, Options, Settings};
+use crate::config::{LogLevel, Options, Settings, WriteMode};
 use crate::convert::{convert, Progress};
 use crate::sink::Compression;
 use crate::{logging, Exit};
@@ -82,6 +82,12 @@ pub struct Args {
     /// Write only the views, not the built-in patient and encounter tables [config: builtin_tables = false]
     #[arg(long)]
     pub no_builtin_tables: bool,
+
+    /// Existing tables: overwrite (replace when complete), append (new files beside the old ones,
+    /// same schema required) or error (refuse if a table folder is not empty) [config: mode]
+    /// [default: overwrite]
+    #[arg(long, value_name = "MODE")]
+    pub mode: Option<WriteMode>,
 
     /// Print the run report (as in OUT/_run.json) on stdout: `--report json`
     #[arg(long, value_name = "FORMAT", value_parser = ["json"])]
@@ -164,6 +170,7 @@ pub fn run(args: Args) -> Result<Exit> {
         log_level: args.log_level,
         views: (!args.views.is_empty()).then_some(args.views),
         builtin_tables: args.no_builtin_tables.then_some(false),
+        mode: args.mode,
     };
     let settings = Settings::from_options(options.overridden_by(flags), &source)?;
     let stderr_level = logging::stderr_level(args.quiet, args.verbose);

@@ -5,6 +5,6 @@ mod lock;
 mod output;
 mod parquet;
 
-pub use self::parquet::{rewrite_marked_strings, Compression, DatasetWriter, WriteOptions};
+pub use self::parquet::{rewrite_marked_strings, schema_of, Compression, DatasetWriter, WriteOptions};
 pub use lock::{Locked, OutputLock, LOCK_FILE};
 pub use output::{write_atomically, Staging};

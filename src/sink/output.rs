@@ -38,9 +38,34 @@ impl Staging {
         self.dir.join(table)
     }
 
-    /// Moves each staged table to `out/<table>`, replacing the previous one. Each table is swapped
-    /// by two renames on the same file system, so it is either the old or the new dataset.
-    pub fn commit(mut self, tables: &[&str]) -> Result<()> {
+    /// Puts the staged tables in place: `replace` swaps each whole table folder (overwrite mode),
+    /// otherwise each new Parquet file is moved in beside the existing ones (append mode). Both are
+    /// renames on one file system: a reader sees a table's old or new content, never part of a file.
+    pub fn commit(self, tables: &[&str], replace: bool) -> Result<()> {
+        if replace {
+            self.replace_tables(tables)
+        } else {
+            self.append_files(tables)
+        }
+    }
+
+    fn append_files(mut self, tables: &[&str]) -> Result<()> {
+        for table in tables {
+            let target = self.out.join(table);
+            fs::create_dir_all(&target).with_context(|| format!("cannot create {}", target.display()))?;
+            for entry in fs::read_dir(self.table_dir(table))? {
+                let file = entry?.path();
+                let destination = target.join(file.file_name().expect("staged files have names"));
+                fs::rename(&file, &destination)
+                    .with_context(|| format!("cannot move {} into place", destination.display()))?;
+            }
+        }
+        self.committed = true;
+        fs::remove_dir_all(&self.dir).with_context(|| format!("cannot remove {}", self.dir.display()))?;
+        Ok(())
+    }
+
+    fn replace_tables(mut self, tables: &[&str]) -> Result<()> {
         let retired = self.dir.join(".previous");
         fs::create_dir_all(&retired)?;
         for table in tables {

@@ -72,14 +72,11 @@ pub struct DatasetWriter {
     rows: u64,
 }
 
-/// The name of the single file a run writes into each dataset folder.
-const PART_FILE: &str = "part-00000.parquet";
-
 impl DatasetWriter {
-    /// Creates `dir` and the Parquet file in it.
-    pub fn create(dir: &Path, schema: SchemaRef, options: &WriteOptions) -> Result<Self> {
+    /// Creates `dir` and the Parquet file `file_name` in it.
+    pub fn create(dir: &Path, file_name: &str, schema: SchemaRef, options: &WriteOptions) -> Result<Self> {
         fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let path = dir.join(PART_FILE);
+        let path = dir.join(file_name);
         let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
         let writer = ArrowWriter::try_new(file, schema, Some(options.properties()))?;
         Ok(DatasetWriter {
@@ -107,6 +104,14 @@ impl DatasetWriter {
             .with_context(|| format!("cannot sync {}", self.path.display()))?;
         Ok((self.path, self.rows))
     }
+}
+
+/// The Arrow schema stored in an existing Parquet file (for `--mode append` checks).
+pub fn schema_of(path: &Path) -> Result<SchemaRef> {
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .with_context(|| format!("{} is not a readable Parquet file", path.display()))?;
+    Ok(builder.schema().clone())
 }
 
 /// Rewrites a finished Parquet file, replacing every string cell that starts with `marker` by
