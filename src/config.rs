@@ -98,6 +98,12 @@ pub struct Options {
     /// Whether to write the built-in patient and encounter tables (default true).
     pub builtin_tables: Option<bool>,
     pub mode: Option<WriteMode>,
+    /// Folder for copies of failed inputs and bad NDJSON lines, with `.error.txt` files.
+    pub errors_to: Option<PathBuf>,
+    /// Folder to move cleanly converted inputs to, after the commit.
+    pub archive: Option<PathBuf>,
+    /// Delete cleanly converted inputs after the commit.
+    pub delete_processed: Option<bool>,
 }
 
 impl Options {
@@ -113,7 +119,14 @@ impl Options {
             ))
         })?;
         let base = path.parent().unwrap_or(Path::new(""));
-        for field in [&mut options.input, &mut options.out, &mut options.log_file] {
+        let paths = [
+            &mut options.input,
+            &mut options.out,
+            &mut options.log_file,
+            &mut options.errors_to,
+            &mut options.archive,
+        ];
+        for field in paths {
             if let Some(relative) = field.as_mut().filter(|p| p.is_relative()) {
                 *relative = base.join(&*relative);
             }
@@ -139,6 +152,9 @@ impl Options {
             views: overrides.views.or(self.views),
             builtin_tables: overrides.builtin_tables.or(self.builtin_tables),
             mode: overrides.mode.or(self.mode),
+            errors_to: overrides.errors_to.or(self.errors_to),
+            archive: overrides.archive.or(self.archive),
+            delete_processed: overrides.delete_processed.or(self.delete_processed),
         }
     }
 }
@@ -156,6 +172,9 @@ pub struct Settings {
     pub views: Vec<PathBuf>,
     pub builtin_tables: bool,
     pub mode: WriteMode,
+    pub errors_to: Option<PathBuf>,
+    pub archive: Option<PathBuf>,
+    pub delete_processed: bool,
 }
 
 impl Settings {
@@ -168,6 +187,11 @@ impl Settings {
         let batch_size = options.batch_size.unwrap_or(DEFAULT_BATCH_SIZE);
         if batch_size == 0 {
             return Err(UsageError(format!("`batch_size` in {source} must be at least 1")));
+        }
+        if options.archive.is_some() && options.delete_processed == Some(true) {
+            return Err(UsageError(format!(
+                "`archive` and `delete_processed` in {source} exclude each other: move or delete, not both"
+            )));
         }
         let threads = options.threads.unwrap_or_else(default_threads);
         if threads == 0 {
@@ -184,6 +208,9 @@ impl Settings {
             views: options.views.unwrap_or_default(),
             builtin_tables: options.builtin_tables.unwrap_or(true),
             mode: options.mode.unwrap_or_default(),
+            errors_to: options.errors_to,
+            archive: options.archive,
+            delete_processed: options.delete_processed.unwrap_or(false),
         })
     }
 }

@@ -22,7 +22,7 @@ use crate::resource::{DocumentError, Walker};
 use crate::sink::{
     rewrite_marked_strings, write_atomically, DatasetWriter, OutputLock, Staging, WriteOptions,
 };
-use crate::source::{discover, for_each_line, read_whole, InputFile, InputFormat};
+use crate::source::{discover, for_each_line, read_whole, retire_input, InputFile, InputFormat, Quarantine};
 use crate::table::{builtin_tables, stop_flags, Table, TableSet, BUILTIN_TABLE_NAMES};
 use crate::UsageError;
 
@@ -47,6 +47,8 @@ struct WorkerResult {
     diagnostics: Diagnostics,
     index: IdentifierIndex,
     pending: BTreeSet<String>,
+    /// Positions (in the file list) of the files read without any error.
+    clean_files: Vec<usize>,
 }
 
 /// Converts `settings.input` into tables under `settings.output` and returns the run report (also
@@ -99,11 +101,13 @@ pub fn convert(settings: &Settings, progress: &dyn Progress) -> Result<RunReport
     let stopped = stop_flags(templates.len());
     let total_bytes = discovery.files.iter().map(|f| f.size).sum();
     progress.start(discovery.files.len() as u64, total_bytes);
+    let quarantine = settings.errors_to.as_deref().map(Quarantine::new);
     let work = Work {
         templates: &templates,
         stopped: &stopped,
         files: &discovery.files,
         progress,
+        quarantine: quarantine.as_ref(),
     };
     let (results, write_error) = run_workers(settings, &work, &mut writers);
     progress.finish();
@@ -113,14 +117,22 @@ pub fn convert(settings: &Settings, progress: &dyn Progress) -> Result<RunReport
     let mut diagnostics = Diagnostics::default();
     let mut index = IdentifierIndex::default();
     let mut pending = BTreeSet::new();
+    let mut clean_files = Vec::new();
     for result in results {
         diagnostics.merge(result.diagnostics);
         index.merge(result.index);
         pending.extend(result.pending);
+        clean_files.extend(result.clean_files);
     }
     for (path, message) in &discovery.unreadable {
         diagnostics.files_failed += 1;
         diagnostics.error(origin_of(path), format!("cannot read: {message}"));
+        if let Some(Err(error)) = quarantine
+            .as_ref()
+            .map(|q| q.unreadable(path, &format!("cannot read: {message}")))
+        {
+            diagnostics.error(origin_of(path), format!("cannot write to --errors-to: {error}"));
+        }
     }
 
     let mut tables = BTreeMap::new();
@@ -147,6 +159,20 @@ pub fn convert(settings: &Settings, progress: &dyn Progress) -> Result<RunReport
         completed.push(name);
     }
     staging.commit(&completed, settings.mode != WriteMode::Append)?;
+    // Only now are the inputs' rows committed: archive or delete the cleanly read ones.
+    if settings.archive.is_some() || settings.delete_processed {
+        clean_files.sort_unstable();
+        for &position in &clean_files {
+            let file = &discovery.files[position];
+            match retire_input(file, settings.archive.as_deref()) {
+                Ok(()) => diagnostics.files_retired += 1,
+                Err(error) => {
+                    let message = format!("converted, but cannot archive or delete: {error}");
+                    diagnostics.error(origin_of(&file.relative), message);
+                }
+            }
+        }
+    }
 
     let report = RunReport::new(
         started,
@@ -274,6 +300,7 @@ struct Work<'w> {
     stopped: &'w Arc<[AtomicBool]>,
     files: &'w [InputFile],
     progress: &'w dyn Progress,
+    quarantine: Option<&'w Quarantine>,
 }
 
 fn run_workers(
@@ -336,6 +363,7 @@ fn worker(
     let mut tables = TableSet::new(fresh, batch_size, work.stopped.clone());
     let mut index = IdentifierIndex::default();
     let mut diagnostics = Diagnostics::default();
+    let mut clean_files = Vec::new();
     let send = |batches: Vec<(usize, RecordBatch)>| batches.into_iter().all(|b| sender.send(b).is_ok());
     loop {
         let position = next_file.fetch_add(1, Ordering::Relaxed);
@@ -351,11 +379,14 @@ fn worker(
             index: &mut index,
             diagnostics: &mut diagnostics,
         };
-        let clean = convert_file(file, &mut walker, &mut |walker| send(walker.sink.take_ready()));
+        let clean = convert_file(file, &mut walker, work.quarantine, &mut |walker| {
+            send(walker.sink.take_ready())
+        });
         diagnostics.bytes_read += file.size;
         work.progress.file_done(file.size);
         if clean {
             diagnostics.files_read += 1;
+            clean_files.push(position);
         } else {
             diagnostics.files_failed += 1;
         }
@@ -365,6 +396,7 @@ fn worker(
         diagnostics,
         index,
         pending: tables.pending_tables().clone(),
+        clean_files,
     }
 }
 
@@ -373,15 +405,74 @@ fn worker(
 fn convert_file(
     file: &InputFile,
     walker: &mut Walker<'_, TableSet>,
+    quarantine: Option<&Quarantine>,
     deliver: &mut dyn FnMut(&mut Walker<'_, TableSet>) -> bool,
 ) -> bool {
+    let errors_before = ErrorMark::of(walker.diagnostics);
+    let outcome = convert_file_content(file, walker, quarantine, deliver);
+    if let (FileOutcome::Failed, Some(quarantine)) = (outcome, quarantine) {
+        let (reasons, more) = errors_before.since(walker.diagnostics);
+        if let Err(error) = quarantine.file(file, &reasons, more) {
+            let message = format!("cannot copy to --errors-to: {error}");
+            walker.diagnostics.error(origin_of(&file.relative), message);
+        }
+    }
+    outcome == FileOutcome::Clean
+}
+
+/// How reading one input file went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FileOutcome {
+    Clean,
+    /// Some NDJSON lines failed (each quarantined on its own); the rest of the file was read.
+    SomeLinesFailed,
+    /// The file failed as a whole (or a JSON document had errors): quarantine the whole file.
+    Failed,
+}
+
+/// Where a worker's error list stood before some input, to tell which errors that input caused.
+#[derive(Clone, Copy)]
+struct ErrorMark {
+    count: u64,
+    kept: usize,
+}
+
+impl ErrorMark {
+    fn of(diagnostics: &Diagnostics) -> Self {
+        ErrorMark {
+            count: diagnostics.error_count,
+            kept: diagnostics.errors.len(),
+        }
+    }
+
+    /// The messages of the errors since the mark (with their lines), and how many more were only
+    /// counted.
+    fn since(self, diagnostics: &Diagnostics) -> (Vec<String>, u64) {
+        let reasons: Vec<String> = diagnostics.errors[self.kept.min(diagnostics.errors.len())..]
+            .iter()
+            .map(|e| match e.origin.line {
+                Some(line) => format!("line {line}: {}", e.message),
+                None => e.message.clone(),
+            })
+            .collect();
+        let more = (diagnostics.error_count - self.count).saturating_sub(reasons.len() as u64);
+        (reasons, more)
+    }
+}
+
+fn convert_file_content(
+    file: &InputFile,
+    walker: &mut Walker<'_, TableSet>,
+    quarantine: Option<&Quarantine>,
+    deliver: &mut dyn FnMut(&mut Walker<'_, TableSet>) -> bool,
+) -> FileOutcome {
     let fail = |walker: &mut Walker<'_, TableSet>, line: Option<u64>, message: String| {
         let origin = Origin {
             line,
             ..origin_of(&file.relative)
         };
         walker.diagnostics.error(origin, message);
-        false
+        FileOutcome::Failed
     };
     match file.format {
         InputFormat::Json => {
@@ -402,7 +493,8 @@ fn convert_file(
             let outcome = walker.document(&file.relative, text, 1);
             deliver(walker);
             match outcome {
-                Ok(clean) => clean,
+                Ok(true) => FileOutcome::Clean,
+                Ok(false) => FileOutcome::Failed,
                 Err(DocumentError { line, message }) => fail(walker, Some(line), message),
             }
         }
@@ -416,6 +508,7 @@ fn convert_file(
                     return;
                 }
                 documents += 1;
+                let mark = ErrorMark::of(walker.diagnostics);
                 let outcome = match std::str::from_utf8(bytes) {
                     Ok(text) => walker.document(&file.relative, text, number),
                     Err(_) => Err(DocumentError {
@@ -423,19 +516,33 @@ fn convert_file(
                         message: "invalid UTF-8".to_owned(),
                     }),
                 };
-                match outcome {
-                    Ok(line_clean) => clean &= line_clean,
-                    Err(DocumentError { line, message }) => clean = fail(walker, Some(line), message),
+                let line_clean = match outcome {
+                    Ok(line_clean) => line_clean,
+                    Err(DocumentError { line, message }) => {
+                        fail(walker, Some(line), message);
+                        false
+                    }
+                };
+                clean &= line_clean;
+                if let (false, Some(quarantine)) = (line_clean, quarantine) {
+                    let (reasons, _) = mark.since(walker.diagnostics);
+                    if let Err(error) = quarantine.line(file, number, bytes, &reasons) {
+                        let message = format!("cannot copy line {number} to --errors-to: {error}");
+                        walker.diagnostics.error(origin_of(&file.relative), message);
+                    }
                 }
                 deliver(walker);
             });
             if let Err(error) = read {
                 let message = format!("cannot read past line {last_line}: {error}");
-                clean = fail(walker, Some(last_line + 1), message);
+                fail(walker, Some(last_line + 1), message)
             } else if documents == 0 {
-                clean = fail(walker, None, "empty file: no resources".to_owned());
+                fail(walker, None, "empty file: no resources".to_owned())
+            } else if clean {
+                FileOutcome::Clean
+            } else {
+                FileOutcome::SomeLinesFailed
             }
-            clean
         }
     }
 }

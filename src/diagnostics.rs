@@ -81,6 +81,8 @@ pub struct Diagnostics {
     /// Input files with at least one error.
     pub files_failed: u64,
     pub bytes_read: u64,
+    /// Input files archived or deleted after the commit.
+    pub files_retired: u64,
 }
 
 impl Diagnostics {
@@ -144,6 +146,7 @@ impl Diagnostics {
         self.files_read += other.files_read;
         self.files_failed += other.files_failed;
         self.bytes_read += other.bytes_read;
+        self.files_retired += other.files_retired;
     }
 
     /// Puts errors and examples in file/line order so reports do not depend on thread timing.

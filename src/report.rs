@@ -44,6 +44,8 @@ pub struct InputCounts {
     /// Files that are not FHIR input by their name, passed over.
     pub skipped: u64,
     pub bytes: u64,
+    /// Files moved to `--archive` or deleted (`--delete-processed`) after the commit.
+    pub archived_or_deleted: u64,
 }
 
 /// One output table.
@@ -101,6 +103,7 @@ impl RunReport {
                 failed: diagnostics.files_failed,
                 skipped: skipped.len() as u64,
                 bytes: diagnostics.bytes_read,
+                archived_or_deleted: diagnostics.files_retired,
             },
             skipped_files: skipped.into_iter().take(MAX_SKIPPED_LISTED).collect(),
             resources: diagnostics.resources,

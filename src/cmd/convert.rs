@@ -89,6 +89,20 @@ pub struct Args {
     #[arg(long, value_name = "MODE")]
     pub mode: Option<WriteMode>,
 
+    /// Copy each failed input, and each bad NDJSON line, here with a .error.txt saying why
+    /// [config: errors_to]
+    #[arg(long, value_name = "DIR")]
+    pub errors_to: Option<PathBuf>,
+
+    /// After the tables are committed, move the cleanly converted inputs here, keeping their
+    /// paths relative to --in [config: archive]
+    #[arg(long, value_name = "DIR", conflicts_with = "delete_processed")]
+    pub archive: Option<PathBuf>,
+
+    /// After the tables are committed, delete the cleanly converted inputs [config: delete_processed]
+    #[arg(long)]
+    pub delete_processed: bool,
+
     /// Print the run report (as in OUT/_run.json) on stdout: `--report json`
     #[arg(long, value_name = "FORMAT", value_parser = ["json"])]
     pub report: Option<String>,
@@ -171,6 +185,9 @@ pub fn run(args: Args) -> Result<Exit> {
         views: (!args.views.is_empty()).then_some(args.views),
         builtin_tables: args.no_builtin_tables.then_some(false),
         mode: args.mode,
+        errors_to: args.errors_to,
+        archive: args.archive,
+        delete_processed: args.delete_processed.then_some(true),
     };
     let settings = Settings::from_options(options.overridden_by(flags), &source)?;
     let stderr_level = logging::stderr_level(args.quiet, args.verbose);

@@ -2,7 +2,9 @@
 //! (decompressed when gzipped). Nothing here knows about resources or tables.
 
 mod discover;
+mod quarantine;
 mod read;
 
 pub use discover::{discover, Discovery, InputFile, InputFormat};
+pub use quarantine::{retire_input, Quarantine};
 pub use read::{for_each_line, read_whole};
