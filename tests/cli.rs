@@ -279,3 +279,34 @@ fn write_modes_append_refuse_and_check_schemas() {
         "nothing written by the refused run"
     );
 }
+
+#[test]
+fn inspect_shows_tables_rows_schema_and_the_last_run() {
+    let run = convert(&fixtures().join("synthea"), &["--view", "default"]);
+    assert_eq!(run.code, 0);
+    let output = fhir2table()
+        .arg("inspect")
+        .arg(run.out.path())
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let inspection: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(inspection["tables"]["patient"]["rows"], 7);
+    assert_eq!(inspection["tables"]["encounter"]["rows"], 62);
+    assert_eq!(
+        inspection["tables"]["patient"]["files"].as_array().unwrap().len(),
+        1
+    );
+    assert_eq!(inspection["tables"]["patient"]["schema"][0], "id: Utf8 not null");
+    assert!(inspection["tables"]["condition"]["rows"].as_u64().unwrap() > 0);
+    assert_eq!(inspection["last_run"]["exit_code"], 0);
+    let text = fhir2table().arg("inspect").arg(run.out.path()).output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("patient: 7 rows in 1 file(s)") && text.contains("last run:"),
+        "{text}"
+    );
+    let missing = fhir2table().args(["inspect", "/no/such/out"]).output().unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+}

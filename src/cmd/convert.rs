@@ -197,7 +197,7 @@ pub fn run(args: Args) -> Result<Exit> {
     let bar = ProgressBar::for_terminal(args.quiet);
     let report = convert(&settings, &bar)?;
     if args.report.is_some() {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        super::print_out(&(serde_json::to_string_pretty(&report)? + "\n"))?;
     }
     tracing::info!("{}", report.summary());
     if !args.quiet {

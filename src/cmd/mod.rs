@@ -1,6 +1,7 @@
 //! The command line: one module per subcommand, each with its usage text at the top.
 
 pub mod convert;
+pub mod inspect;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -13,6 +14,7 @@ const AFTER_HELP: &str = "\
 Examples:
   fhir2table convert --in ./fhir --out ./parquet
   fhir2table convert --config fhir2table.toml --threads 2 -q
+  fhir2table inspect ./parquet
 
 Exit codes:
   0  every input was read cleanly and the tables were written
@@ -33,11 +35,23 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Convert(convert::Args),
+    Inspect(inspect::Args),
+}
+
+/// Writes to stdout; a closed pipe (`| head`) ends the output quietly instead of panicking.
+pub fn print_out(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
+        _ => Ok(()),
+    }
 }
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<Exit> {
     match cli.command {
         Command::Convert(args) => convert::run(args),
+        Command::Inspect(args) => inspect::run(args),
     }
 }
