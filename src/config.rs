@@ -104,6 +104,8 @@ pub struct Options {
     pub archive: Option<PathBuf>,
     /// Delete cleanly converted inputs after the commit.
     pub delete_processed: Option<bool>,
+    /// Convert only inputs that are new or changed since the last run, and append their rows.
+    pub incremental: Option<bool>,
 }
 
 impl Options {
@@ -155,6 +157,7 @@ impl Options {
             errors_to: overrides.errors_to.or(self.errors_to),
             archive: overrides.archive.or(self.archive),
             delete_processed: overrides.delete_processed.or(self.delete_processed),
+            incremental: overrides.incremental.or(self.incremental),
         }
     }
 }
@@ -175,6 +178,7 @@ pub struct Settings {
     pub errors_to: Option<PathBuf>,
     pub archive: Option<PathBuf>,
     pub delete_processed: bool,
+    pub incremental: bool,
 }
 
 impl Settings {
@@ -211,7 +215,19 @@ impl Settings {
             errors_to: options.errors_to,
             archive: options.archive,
             delete_processed: options.delete_processed.unwrap_or(false),
+            incremental: options.incremental.unwrap_or(false),
         })
+    }
+}
+
+impl Settings {
+    /// The write mode in force: incremental runs always append.
+    pub fn effective_mode(&self) -> WriteMode {
+        if self.incremental {
+            WriteMode::Append
+        } else {
+            self.mode
+        }
     }
 }
 

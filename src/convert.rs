@@ -20,9 +20,11 @@ use crate::fhir::IdentifierIndex;
 use crate::report::{RunReport, TableReport};
 use crate::resource::{DocumentError, Walker};
 use crate::sink::{
-    rewrite_marked_strings, write_atomically, DatasetWriter, OutputLock, Staging, WriteOptions,
+    recover, rewrite_marked_strings, write_atomically, DatasetWriter, Journal, OutputLock, Staging,
+    WriteOptions,
 };
 use crate::source::{discover, for_each_line, read_whole, retire_input, InputFile, InputFormat, Quarantine};
+use crate::state::{RunRecord, State};
 use crate::table::{builtin_tables, stop_flags, Table, TableSet, BUILTIN_TABLE_NAMES};
 use crate::UsageError;
 
@@ -67,9 +69,23 @@ pub fn convert(settings: &Settings, progress: &dyn Progress) -> Result<RunReport
         ))
     })?;
     let _lock = OutputLock::acquire(&settings.output)?;
+    if recover(&settings.output)? {
+        info!("finished the commit of an interrupted run");
+    }
     check_existing_tables(settings, &templates)?;
     let staging = Staging::create(&settings.output).map_err(|e| UsageError(format!("{e:#}")))?;
-    let discovery = discover(&settings.input, Some(&settings.output));
+    let mut discovery = discover(&settings.input, Some(&settings.output));
+    // Incremental: only new or changed inputs are converted.
+    let mut state = None;
+    let mut unchanged = 0;
+    let mut records = Vec::new();
+    if settings.incremental {
+        let mut known = State::load(&settings.output)?;
+        let (selected, left_alone) = known.select(std::mem::take(&mut discovery.files));
+        unchanged = left_alone;
+        (discovery.files, records) = selected.into_iter().unzip();
+        state = Some(known);
+    }
     info!(
         files = discovery.files.len(),
         skipped = discovery.skipped.len(),
@@ -115,7 +131,10 @@ pub fn convert(settings: &Settings, progress: &dyn Progress) -> Result<RunReport
         return Err(error);
     }
     let mut diagnostics = Diagnostics::default();
-    let mut index = IdentifierIndex::default();
+    let mut index = match &state {
+        Some(state) => IdentifierIndex::from_entries(&state.identifiers),
+        None => IdentifierIndex::default(),
+    };
     let mut pending = BTreeSet::new();
     let mut clean_files = Vec::new();
     for result in results {
@@ -156,9 +175,38 @@ pub fn convert(settings: &Settings, progress: &dyn Progress) -> Result<RunReport
             name.to_string(),
             TableReport::written(&settings.output.join(name), rows),
         );
+        // Appending nothing to an existing table would only add an empty file.
+        let appending = settings.effective_mode() == WriteMode::Append;
+        if rows == 0 && appending && settings.output.join(name).exists() {
+            continue;
+        }
         completed.push(name);
     }
-    staging.commit(&completed, settings.mode != WriteMode::Append)?;
+    let replace = settings.effective_mode() == WriteMode::Overwrite;
+    let mut journal = Journal {
+        moves: staging.plan(&completed, replace)?,
+        files: Vec::new(),
+        staging: staging.dir().to_path_buf(),
+    };
+    if let Some(state) = state.as_mut() {
+        for (file, mut record) in discovery.files.iter().zip(records) {
+            record.run = stamp.clone();
+            state.inputs.insert(file.relative.clone(), record);
+        }
+        state.identifiers = index.entries();
+        state.add_run(RunRecord {
+            run: stamp.clone(),
+            started_at: crate::report::format_utc(started),
+            converted: discovery.files.len() as u64,
+            unchanged,
+            exit_code: i32::from(diagnostics.lost_input()),
+        });
+        journal.files.push((
+            State::path(&settings.output),
+            serde_json::to_string_pretty(state)?,
+        ));
+    }
+    staging.commit(journal)?;
     // Only now are the inputs' rows committed: archive or delete the cleanly read ones.
     if settings.archive.is_some() || settings.delete_processed {
         clean_files.sort_unstable();
@@ -183,6 +231,8 @@ pub fn convert(settings: &Settings, progress: &dyn Progress) -> Result<RunReport
         diagnostics,
         tables,
     );
+    let mut report = report;
+    report.inputs.unchanged = unchanged;
     let json = serde_json::to_vec_pretty(&report)?;
     let report_path = settings.output.join(REPORT_FILE);
     write_atomically(&report_path, &json)
@@ -234,7 +284,7 @@ fn check_existing_tables(settings: &Settings, tables: &[Box<dyn Table>]) -> Resu
             Err(_) => continue,
         };
         files.sort();
-        match settings.mode {
+        match settings.effective_mode() {
             WriteMode::Overwrite => {}
             WriteMode::Error if !files.is_empty() => {
                 let message = format!("{} exists and is not empty (--mode error)", folder.display());

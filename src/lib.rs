@@ -15,6 +15,7 @@ pub mod report;
 pub mod resource;
 pub mod sink;
 pub mod source;
+pub mod state;
 pub mod table;
 pub mod view;
 

@@ -46,6 +46,8 @@ pub struct InputCounts {
     pub bytes: u64,
     /// Files moved to `--archive` or deleted (`--delete-processed`) after the commit.
     pub archived_or_deleted: u64,
+    /// `--incremental`: files already converted by an earlier run and not changed since.
+    pub unchanged: u64,
 }
 
 /// One output table.
@@ -104,6 +106,7 @@ impl RunReport {
                 skipped: skipped.len() as u64,
                 bytes: diagnostics.bytes_read,
                 archived_or_deleted: diagnostics.files_retired,
+                unchanged: 0,
             },
             skipped_files: skipped.into_iter().take(MAX_SKIPPED_LISTED).collect(),
             resources: diagnostics.resources,
@@ -135,10 +138,14 @@ impl RunReport {
             .collect();
         let warnings: u64 = self.warnings.values().map(|t| t.count).sum();
         format!(
-            "fhir2table: {} files read, {} failed, {} skipped; {} resources; {}; {} errors, {} warnings; {:.1} s (report: {}/_run.json)",
+            "fhir2table: {} files read, {} failed, {} skipped{}; {} resources; {}; {} errors, {} warnings; {:.1} s (report: {}/_run.json)",
             self.inputs.read,
             self.inputs.failed,
             self.inputs.skipped,
+            match self.inputs.unchanged {
+                0 => String::new(),
+                n => format!(", {n} unchanged"),
+            },
             self.resource_count(),
             tables.join(", "),
             self.error_count,

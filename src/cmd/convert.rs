@@ -103,6 +103,11 @@ pub struct Args {
     #[arg(long)]
     pub delete_processed: bool,
 
+    /// Convert only inputs that are new or changed since the last run (OUT/_state/state.json) and
+    /// append their rows [config: incremental]
+    #[arg(long)]
+    pub incremental: bool,
+
     /// Print the run report (as in OUT/_run.json) on stdout: `--report json`
     #[arg(long, value_name = "FORMAT", value_parser = ["json"])]
     pub report: Option<String>,
@@ -188,6 +193,7 @@ pub fn run(args: Args) -> Result<Exit> {
         errors_to: args.errors_to,
         archive: args.archive,
         delete_processed: args.delete_processed.then_some(true),
+        incremental: args.incremental.then_some(true),
     };
     let settings = Settings::from_options(options.overridden_by(flags), &source)?;
     let stderr_level = logging::stderr_level(args.quiet, args.verbose);

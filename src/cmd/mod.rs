@@ -1,5 +1,6 @@
 //! The command line: one module per subcommand, each with its usage text at the top.
 
+pub mod compact;
 pub mod convert;
 pub mod inspect;
 
@@ -15,6 +16,7 @@ Examples:
   fhir2table convert --in ./fhir --out ./parquet
   fhir2table convert --config fhir2table.toml --threads 2 -q
   fhir2table inspect ./parquet
+  fhir2table compact ./parquet
 
 Exit codes:
   0  every input was read cleanly and the tables were written
@@ -36,6 +38,7 @@ pub struct Cli {
 pub enum Command {
     Convert(convert::Args),
     Inspect(inspect::Args),
+    Compact(compact::Args),
 }
 
 /// Writes to stdout; a closed pipe (`| head`) ends the output quietly instead of panicking.
@@ -53,5 +56,6 @@ pub fn run(cli: Cli) -> Result<Exit> {
     match cli.command {
         Command::Convert(args) => convert::run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Compact(args) => compact::run(args),
     }
 }

@@ -263,6 +263,36 @@ impl IdentifierIndex {
         self.targets.len()
     }
 
+    /// The index as plain data (key hash, id or `None` when ambiguous), sorted, for saving it
+    /// between incremental runs.
+    pub fn entries(&self) -> Vec<(u64, Option<String>)> {
+        let mut entries: Vec<(u64, Option<String>)> = self
+            .targets
+            .iter()
+            .map(|(key, target)| match target {
+                IndexedTarget::Unique(id) => (*key, Some(id.to_string())),
+                IndexedTarget::Ambiguous => (*key, None),
+            })
+            .collect();
+        entries.sort();
+        entries
+    }
+
+    /// Rebuilds an index saved with [`IdentifierIndex::entries`].
+    pub fn from_entries(entries: &[(u64, Option<String>)]) -> Self {
+        let targets = entries
+            .iter()
+            .map(|(key, id)| {
+                let target = match id {
+                    Some(id) => IndexedTarget::Unique(Arc::from(id.as_str())),
+                    None => IndexedTarget::Ambiguous,
+                };
+                (*key, target)
+            })
+            .collect();
+        IdentifierIndex { targets }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.targets.is_empty()
     }

@@ -50,7 +50,7 @@ pub struct WriteOptions {
 }
 
 impl WriteOptions {
-    fn properties(&self) -> WriterProperties {
+    pub(crate) fn properties(&self) -> WriterProperties {
         let codec = match self.compression {
             Compression::Zstd => ParquetCodec::ZSTD(ZstdLevel::try_new(1).expect("zstd level 1 is valid")),
             Compression::Snappy => ParquetCodec::SNAPPY,

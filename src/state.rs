@@ -1,0 +1,152 @@
+//! Incremental runs (`--incremental`): `OUT/_state/state.json` remembers every input already
+//! converted (path, size, modification time, content hash), so a later run converts only new or
+//! changed inputs. The state is committed in the same journal as the data files it describes.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::hash::Hasher;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::source::InputFile;
+
+/// Where the state lives inside `--out`.
+pub const STATE_FILE: &str = "_state/state.json";
+
+/// Runs remembered in the state (the oldest are dropped).
+const RUNS_KEPT: usize = 100;
+
+/// One converted input as it was when converted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputRecord {
+    pub size: u64,
+    /// Modification time, nanoseconds since the Unix epoch.
+    pub modified: u128,
+    /// 64-bit hash of the content, hex.
+    pub hash: String,
+    /// The run that converted it (its start, as in the part file names).
+    pub run: String,
+}
+
+/// One run, for `inspect` and for people.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub run: String,
+    pub started_at: String,
+    pub converted: u64,
+    pub unchanged: u64,
+    pub exit_code: i32,
+}
+
+/// The whole state file.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct State {
+    pub inputs: BTreeMap<String, InputRecord>,
+    pub runs: Vec<RunRecord>,
+    /// The identifiers of providers and places seen so far, so conditional references in later
+    /// inputs resolve against resources converted by earlier runs.
+    #[serde(default)]
+    pub identifiers: Vec<(u64, Option<String>)>,
+}
+
+impl State {
+    /// The state of `out`, or an empty one for a first run.
+    pub fn load(out: &Path) -> Result<State> {
+        let path = out.join(STATE_FILE);
+        match fs::read(&path) {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).with_context(|| format!("{} is damaged", path.display()))
+            }
+            Err(_) => Ok(State::default()),
+        }
+    }
+
+    pub fn path(out: &Path) -> PathBuf {
+        out.join(STATE_FILE)
+    }
+
+    /// Splits the discovered inputs into those to convert (new or changed) and the number left
+    /// alone. An input whose size and time changed but whose content did not is left alone too
+    /// (its record is refreshed).
+    pub fn select(&mut self, files: Vec<InputFile>) -> (Vec<(InputFile, InputRecord)>, u64) {
+        let mut selected = Vec::new();
+        let mut unchanged = 0;
+        for file in files {
+            let Ok((size, modified)) = size_and_time(&file.path) else {
+                // Unreadable now: convert it, so the run reports the error.
+                selected.push((file, InputRecord::unknown()));
+                continue;
+            };
+            if let Some(known) = self.inputs.get(&file.relative) {
+                if known.size == size && known.modified == modified {
+                    unchanged += 1;
+                    continue;
+                }
+            }
+            let hash = content_hash(&file.path).unwrap_or_default();
+            if let Some(known) = self.inputs.get_mut(&file.relative) {
+                if known.hash == hash && !hash.is_empty() {
+                    known.size = size;
+                    known.modified = modified;
+                    unchanged += 1;
+                    continue;
+                }
+            }
+            let record = InputRecord {
+                size,
+                modified,
+                hash,
+                run: String::new(),
+            };
+            selected.push((file, record));
+        }
+        (selected, unchanged)
+    }
+
+    /// Records a finished run.
+    pub fn add_run(&mut self, run: RunRecord) {
+        self.runs.push(run);
+        if self.runs.len() > RUNS_KEPT {
+            self.runs.remove(0);
+        }
+    }
+}
+
+impl InputRecord {
+    fn unknown() -> Self {
+        InputRecord {
+            size: 0,
+            modified: 0,
+            hash: String::new(),
+            run: String::new(),
+        }
+    }
+}
+
+fn size_and_time(path: &Path) -> std::io::Result<(u64, u128)> {
+    let metadata = fs::metadata(path)?;
+    let modified = metadata
+        .modified()?
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    Ok((metadata.len(), modified))
+}
+
+/// A 64-bit hash (SipHash with fixed keys) of a file's bytes, hex.
+fn content_hash(path: &Path) -> std::io::Result<String> {
+    let mut file = fs::File::open(path)?;
+    let mut hasher = std::hash::DefaultHasher::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let read = file.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        hasher.write(&buffer[..read]);
+    }
+    Ok(format!("{:016x}", hasher.finish()))
+}

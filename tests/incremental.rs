@@ -1,0 +1,220 @@
+//! Incremental runs: only new or changed inputs are converted, duplicates are resolved by
+//! `compact`, and a run killed at any moment is finished by the next one with no row lost or
+//! duplicated.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{fixtures, read_table};
+
+fn convert(input: &Path, out: &Path, extra: &[&str]) -> i32 {
+    Command::new(env!("CARGO_BIN_EXE_fhir2table"))
+        .args(["convert", "-q", "--in"])
+        .arg(input)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .status()
+        .unwrap()
+        .code()
+        .unwrap()
+}
+
+fn compact(out: &Path) {
+    let status = Command::new(env!("CARGO_BIN_EXE_fhir2table"))
+        .args(["compact", "-q"])
+        .arg(out)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+fn patient(id: &str, family: &str, last_updated: &str) -> String {
+    format!(
+        r#"{{"resourceType":"Patient","id":"{id}","meta":{{"lastUpdated":"{last_updated}"}},"name":[{{"family":"{family}"}}]}}"#
+    )
+}
+
+#[test]
+fn only_new_and_changed_inputs_are_converted() {
+    let input = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    std::fs::write(
+        input.path().join("a.ndjson"),
+        patient("a", "A", "2024-01-01T00:00:00Z") + "\n",
+    )
+    .unwrap();
+    std::fs::write(
+        input.path().join("b.ndjson"),
+        patient("b", "B", "2024-01-01T00:00:00Z") + "\n",
+    )
+    .unwrap();
+    assert_eq!(convert(input.path(), out.path(), &["--incremental"]), 0);
+    let report = |out: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(out.join("_run.json")).unwrap()).unwrap()
+    };
+    assert_eq!(report(out.path())["inputs"]["read"], 2);
+
+    // Nothing new: nothing converted, nothing appended.
+    assert_eq!(convert(input.path(), out.path(), &["--incremental"]), 0);
+    assert_eq!(report(out.path())["inputs"]["unchanged"], 2);
+    assert_eq!(read_table(&out.path().join("patient")).files, 1);
+
+    // A new file and a changed one are converted; the touched-but-identical one is not.
+    std::fs::write(
+        input.path().join("c.ndjson"),
+        patient("c", "C", "2024-01-01T00:00:00Z") + "\n",
+    )
+    .unwrap();
+    std::fs::write(
+        input.path().join("b.ndjson"),
+        patient("b", "B2", "2024-02-01T00:00:00Z") + "\n",
+    )
+    .unwrap();
+    let a = input.path().join("a.ndjson");
+    let text = std::fs::read(&a).unwrap();
+    std::fs::write(&a, text).unwrap();
+    assert_eq!(convert(input.path(), out.path(), &["--incremental"]), 0);
+    assert_eq!(report(out.path())["inputs"]["read"], 2);
+    assert_eq!(report(out.path())["inputs"]["unchanged"], 1);
+    let patients = read_table(&out.path().join("patient"));
+    assert_eq!(
+        patients.rows.len(),
+        4,
+        "b's old row is still there until compaction"
+    );
+
+    compact(out.path());
+    let patients = read_table(&out.path().join("patient"));
+    assert_eq!(patients.files, 1);
+    let mut families: Vec<_> = patients.column("family_name").into_iter().flatten().collect();
+    families.sort();
+    assert_eq!(families, ["A", "B2", "C"]);
+}
+
+#[test]
+fn compaction_keeps_the_newest_by_last_updated_as_instants() {
+    let input = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    // 10:00+02:00 is 08:00Z; 09:30Z is later; 12:00+05:00 is 07:00Z, the oldest, but arrives last.
+    let versions = [
+        ("1.ndjson", "first", "2024-01-01T10:00:00+02:00"),
+        ("2.ndjson", "newest", "2024-01-01T09:30:00Z"),
+        ("3.ndjson", "oldest-arrives-last", "2024-01-01T12:00:00+05:00"),
+    ];
+    for (file, family, last_updated) in versions {
+        std::fs::write(input.path().join(file), patient("p", family, last_updated) + "\n").unwrap();
+        assert_eq!(convert(input.path(), out.path(), &["--incremental"]), 0);
+    }
+    // Two versions with the same lastUpdated: the later input wins.
+    std::fs::write(
+        input.path().join("4.ndjson"),
+        patient("q", "q-early", "2024-01-01T00:00:00Z") + "\n",
+    )
+    .unwrap();
+    assert_eq!(convert(input.path(), out.path(), &["--incremental"]), 0);
+    std::fs::write(
+        input.path().join("5.ndjson"),
+        patient("q", "q-late", "2024-01-01T00:00:00Z") + "\n",
+    )
+    .unwrap();
+    assert_eq!(convert(input.path(), out.path(), &["--incremental"]), 0);
+    assert_eq!(read_table(&out.path().join("patient")).rows.len(), 5);
+    compact(out.path());
+    let patients = read_table(&out.path().join("patient"));
+    assert_eq!(patients.rows.len(), 2);
+    assert_eq!(patients.row("p")["family_name"].as_deref(), Some("newest"));
+    assert_eq!(patients.row("q")["family_name"].as_deref(), Some("q-late"));
+}
+
+#[test]
+fn runs_killed_at_random_moments_lose_and_duplicate_nothing() {
+    let input = tempfile::tempdir().unwrap();
+    for folder in ["synthea/smart", "synthea/pathling-collection", "ndjson"] {
+        for entry in std::fs::read_dir(fixtures().join(folder)).unwrap() {
+            let path = entry.unwrap().path();
+            let name = format!(
+                "{}-{}",
+                folder.replace('/', "-"),
+                path.file_name().unwrap().to_string_lossy()
+            );
+            std::fs::copy(&path, input.path().join(name)).unwrap();
+        }
+    }
+    let one_shot = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(
+        convert(
+            input.path(),
+            one_shot.path(),
+            &["--threads", "1", "--batch-size", "50"]
+        ),
+        0
+    );
+    // Kill moments spread over a whole run's duration (a bit more, to also hit the commit).
+    let run_micros = (started.elapsed().as_micros() as u64 * 5 / 4).max(1);
+    let mut killed = 0;
+
+    let expected: Vec<_> = ["patient", "encounter"]
+        .iter()
+        .map(|table| read_table(&one_shot.path().join(table)).sorted_rows())
+        .collect();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for iteration in 0..24 {
+        // Each iteration: a run killed at a random moment, then a clean run on the same output.
+        let out = tempfile::tempdir().unwrap();
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fhir2table"))
+            .args([
+                "convert",
+                "-q",
+                "--incremental",
+                "--threads",
+                "1",
+                "--batch-size",
+                "50",
+                "--in",
+            ])
+            .arg(input.path())
+            .arg("--out")
+            .arg(out.path())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_micros(seed % run_micros));
+        let _ = child.kill(); // SIGKILL
+        let status = child.wait().unwrap();
+        killed += usize::from(status.code().is_none());
+        assert_eq!(
+            convert(input.path(), out.path(), &["--incremental"]),
+            0,
+            "iteration {iteration}"
+        );
+        for (table, expected) in ["patient", "encounter"].iter().zip(&expected) {
+            let actual = read_table(&out.path().join(table)).sorted_rows();
+            assert_eq!(
+                actual.len(),
+                expected.len(),
+                "iteration {iteration}, {table}: no row lost or duplicated"
+            );
+            assert_eq!(&actual, expected, "iteration {iteration}, {table}: cell for cell");
+        }
+        let leftovers: Vec<String> = std::fs::read_dir(out.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with(".fhir2table"))
+            .collect();
+        assert!(
+            leftovers.is_empty(),
+            "no staging, journal or lock left: {leftovers:?}"
+        );
+    }
+    assert!(
+        killed >= 10,
+        "only {killed} of 24 runs were killed before they ended"
+    );
+}
