@@ -21,10 +21,11 @@ use crate::report::{RunReport, TableReport};
 use crate::resource::{DocumentError, Walker};
 use crate::sink::{
     recover, rewrite_marked_strings, write_atomically, DatasetWriter, Journal, OutputLock, Staging,
-    WriteOptions,
+    WriteOptions, RESOURCE_TYPE_KEY,
 };
 use crate::source::{discover, for_each_line, read_whole, retire_input, InputFile, InputFormat, Quarantine};
 use crate::state::{RunRecord, State};
+use crate::table::deleted::{DeletedTable, DELETED_TABLE};
 use crate::table::{builtin_tables, stop_flags, Table, TableSet, BUILTIN_TABLE_NAMES};
 use crate::UsageError;
 
@@ -105,12 +106,8 @@ pub fn convert(settings: &Settings, progress: &dyn Progress) -> Result<RunReport
     let mut writers = templates
         .iter()
         .map(|table| {
-            DatasetWriter::create(
-                &staging.table_dir(table.name()),
-                &part_file,
-                table.schema(),
-                &options,
-            )
+            let schema = with_resource_type(table.schema(), table.source_resource_type());
+            DatasetWriter::create(&staging.table_dir(table.name()), &part_file, schema, &options)
         })
         .collect::<Result<Vec<_>>>()?;
 
@@ -175,9 +172,14 @@ pub fn convert(settings: &Settings, progress: &dyn Progress) -> Result<RunReport
             name.to_string(),
             TableReport::written(&settings.output.join(name), rows),
         );
-        // Appending nothing to an existing table would only add an empty file.
+        // Appending nothing to an existing table would only add an empty file; tombstones are
+        // only written when there are some (or to replace old ones).
         let appending = settings.effective_mode() == WriteMode::Append;
-        if rows == 0 && appending && settings.output.join(name).exists() {
+        let exists = settings.output.join(name).exists();
+        if rows == 0 && ((appending && exists) || (name == DELETED_TABLE && !exists)) {
+            if name == DELETED_TABLE {
+                tables.remove(name);
+            }
             continue;
         }
         completed.push(name);
@@ -240,6 +242,16 @@ pub fn convert(settings: &Settings, progress: &dyn Progress) -> Result<RunReport
     Ok(report)
 }
 
+/// The schema with the rows' resource type in its metadata (so `compact` can apply deletions).
+fn with_resource_type(schema: arrow_schema::SchemaRef, resource_type: &str) -> arrow_schema::SchemaRef {
+    if resource_type.is_empty() {
+        return schema;
+    }
+    let metadata =
+        std::collections::HashMap::from([(RESOURCE_TYPE_KEY.to_owned(), resource_type.to_owned())]);
+    Arc::new(schema.as_ref().clone().with_metadata(metadata))
+}
+
 /// The tables this run writes: the built-in ones (unless turned off) and one per view. Views are
 /// read and checked here, before any input; bad views and clashing names are usage errors.
 fn output_tables(settings: &Settings) -> Result<Vec<Box<dyn Table>>, UsageError> {
@@ -270,6 +282,7 @@ fn output_tables(settings: &Settings) -> Result<Vec<Box<dyn Table>>, UsageError>
             "nothing to write: --no-builtin-tables needs at least one --view".into(),
         ));
     }
+    tables.push(Box::new(DeletedTable::new()));
     Ok(tables)
 }
 

@@ -146,7 +146,7 @@ fn a_second_run_replaces_the_tables_and_leaves_no_staging_behind() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, ["_run.json", "encounter", "patient"]);
+    assert_eq!(names, ["_deleted", "_run.json", "encounter", "patient"]);
 }
 
 #[test]

@@ -218,3 +218,58 @@ fn runs_killed_at_random_moments_lose_and_duplicate_nothing() {
         "only {killed} of 24 runs were killed before they ended"
     );
 }
+
+#[test]
+fn deletions_and_changed_inputs_supersede_earlier_rows() {
+    let input = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let lines = |patients: &[String]| patients.join("\n") + "\n";
+    std::fs::write(
+        input.path().join("x.ndjson"),
+        lines(&[
+            patient("p3", "P3", "2024-01-01T00:00:00Z"),
+            patient("p4", "P4", "2024-01-01T00:00:00Z"),
+        ]),
+    )
+    .unwrap();
+    std::fs::write(
+        input.path().join("y.ndjson"),
+        lines(&[patient("p1", "P1", "2024-01-01T00:00:00Z")]),
+    )
+    .unwrap();
+    assert_eq!(convert(input.path(), out.path(), &["--incremental"]), 0);
+
+    // The next export: x no longer has p4, and a Bulk Data deleted/ file removes p1.
+    std::fs::write(
+        input.path().join("x.ndjson"),
+        lines(&[patient("p3", "P3", "2024-01-01T00:00:00Z")]),
+    )
+    .unwrap();
+    std::fs::create_dir(input.path().join("deleted")).unwrap();
+    let delete = r#"{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"DELETE","url":"Patient/p1"}}]}"#;
+    std::fs::write(input.path().join("deleted/Patient.ndjson"), format!("{delete}\n")).unwrap();
+    assert_eq!(convert(input.path(), out.path(), &["--incremental"]), 0);
+    assert_eq!(read_table(&out.path().join("_deleted")).rows.len(), 1);
+
+    compact(out.path());
+    let patients = read_table(&out.path().join("patient"));
+    let mut ids: Vec<_> = patients.column("id").into_iter().flatten().collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        ["p3"],
+        "p1 deleted, p4 gone from its re-converted input, p3 once"
+    );
+
+    // A resource created again after its deletion comes back.
+    std::fs::write(
+        input.path().join("z.ndjson"),
+        lines(&[patient("p1", "P1-again", "2024-03-01T00:00:00Z")]),
+    )
+    .unwrap();
+    assert_eq!(convert(input.path(), out.path(), &["--incremental"]), 0);
+    compact(out.path());
+    let patients = read_table(&out.path().join("patient"));
+    assert_eq!(patients.row("p1")["family_name"].as_deref(), Some("P1-again"));
+    assert_eq!(patients.rows.len(), 2);
+}

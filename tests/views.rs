@@ -84,6 +84,7 @@ fn default_views_cover_every_resource_type_with_rows() {
         let other = [
             "Patient",
             "Encounter",
+            "(deleted)",
             "Bundle",
             "Parameters",
             "MessageHeader",

@@ -7,8 +7,10 @@ Deduplicate the tables of an output folder. Incremental and append runs add new 
 a resource converted again (a re-export, an updated record) appears more than once. compact keeps,
 per resource id, the newest: the greatest last_updated (compared as instants), then the latest
 input (later runs, later rows). Built-in tables keep one row per id; a view keeps all the rows
-its newest file has for that id. Each table is rewritten as one file and swapped in atomically,
-under the same lock and journal as convert.";
+its newest file has for that id. Rows are dropped when a later run deleted the resource (Bulk
+Data deleted/ files, kept in OUT/_deleted/) or converted their input file again (incremental
+state). Each table is rewritten as one file and swapped in atomically, under the same lock and
+journal as convert.";
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -19,9 +21,14 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
+use std::collections::HashMap;
+
 use crate::sink::{
-    can_compact, compact_files, recover, schema_of, Compression, Journal, OutputLock, Staging, WriteOptions,
+    can_compact, compact_files, recover, schema_of, tombstones, Compression, Journal, OutputLock, Staging,
+    Superseded, WriteOptions, RESOURCE_TYPE_KEY,
 };
+use crate::state::State;
+use crate::table::deleted::DELETED_TABLE;
 use crate::table::BUILTIN_TABLE_NAMES;
 use crate::{Exit, UsageError};
 
@@ -42,6 +49,20 @@ pub struct Args {
     pub quiet: bool,
 }
 
+/// The Parquet files of a table folder, oldest first (none if it does not exist).
+fn parquet_files(folder: &std::path::Path) -> Result<Vec<PathBuf>> {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return Ok(Vec::new());
+    };
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
 /// Runs `compact`.
 pub fn run(args: Args) -> Result<Exit> {
     let out = &args.out;
@@ -54,6 +75,13 @@ pub fn run(args: Args) -> Result<Exit> {
     let options = WriteOptions {
         compression: args.compression,
     };
+    // Tombstones (DELETE requests) and the run that last converted each input.
+    let deleted_files = parquet_files(&out.join(DELETED_TABLE))?;
+    let reconverted: HashMap<String, String> = State::load(out)?
+        .inputs
+        .into_iter()
+        .map(|(path, record)| (path, record.run))
+        .collect();
     let mut compacted = Vec::new();
     let mut summary = Vec::new();
     let mut folders: Vec<PathBuf> = std::fs::read_dir(out)?.flatten().map(|e| e.path()).collect();
@@ -67,12 +95,7 @@ pub fn run(args: Args) -> Result<Exit> {
         if !folder.is_dir() || name.starts_with('.') || name.starts_with('_') {
             continue;
         }
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&folder)?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-            .collect();
-        files.sort();
+        let files = parquet_files(&folder)?;
         let Some(newest) = files.last() else { continue };
         let schema = schema_of(newest)?;
         if !can_compact(&schema) {
@@ -84,7 +107,14 @@ pub fn run(args: Args) -> Result<Exit> {
         let stamp = crate::report::format_utc(std::time::SystemTime::now()).replace(['-', ':'], "");
         let target = target_dir.join(format!("part-{stamp}-compacted.parquet"));
         let one_row_per_id = BUILTIN_TABLE_NAMES.contains(&name.as_str());
-        let result = compact_files(&files, &target, schema, &options, one_row_per_id)?;
+        let superseded = Superseded {
+            deleted: match schema.metadata().get(RESOURCE_TYPE_KEY) {
+                Some(resource_type) => tombstones(&deleted_files, resource_type)?,
+                None => Default::default(),
+            },
+            reconverted: reconverted.clone(),
+        };
+        let result = compact_files(&files, &target, schema, &options, one_row_per_id, &superseded)?;
         summary.push(format!(
             "{name}: {} rows in {} file(s) -> {} rows in 1 file",
             result.rows_before,

@@ -22,6 +22,17 @@ pub(crate) struct EntryShape<'a> {
     pub full_url: Option<Str<'a>>,
     #[serde(borrow)]
     pub resource: Option<&'a RawValue>,
+    #[serde(borrow)]
+    pub request: Option<EntryRequest<'a>>,
+}
+
+/// `Bundle.entry.request`: a DELETE here (Bulk Data `deleted/` files) removes a resource.
+#[derive(Deserialize)]
+pub(crate) struct EntryRequest<'a> {
+    #[serde(borrow)]
+    pub method: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub url: Option<Str<'a>>,
 }
 
 /// The `resourceType` and `id` of a resource, read without building anything else.

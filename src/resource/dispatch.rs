@@ -72,7 +72,10 @@ impl<S: ResourceSink> Walker<'_, S> {
         let scope = BundleScope::new(&bundle.entry);
         let mut clean = true;
         for entry in &bundle.entry {
-            let Some(raw) = entry.resource else { continue };
+            let Some(raw) = entry.resource else {
+                self.deletion(entry);
+                continue;
+            };
             let text = raw.get();
             let resource_type = match resource_type_of(text) {
                 Ok((resource_type, _)) => resource_type,
@@ -132,6 +135,19 @@ impl<S: ResourceSink> Walker<'_, S> {
             serde_json::from_str::<IgnoredAny>(resource.raw).map_err(|error| resource.rejection(&error))?;
         }
         Ok(())
+    }
+
+    /// A DELETE request entry (`DELETE Patient/123`) tells the sink the resource is gone.
+    fn deletion(&mut self, entry: &super::bundle::EntryShape<'_>) {
+        let Some(request) = &entry.request else { return };
+        if request.method.as_deref() != Some("DELETE") {
+            return;
+        }
+        let url = request.url.as_deref().unwrap_or_default();
+        if let Some((resource_type, id)) = crate::fhir::reference::literal_type_and_id(url) {
+            self.diagnostics.count_resource("(deleted)");
+            self.sink.deleted(resource_type, id);
+        }
     }
 
     fn reject(&mut self, position: &Position<'_>, text: &str, line: Option<u64>, message: String) {

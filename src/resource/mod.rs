@@ -149,4 +149,7 @@ pub trait ResourceSink {
     /// Turns one resource into rows. An `Err` means the resource was lost; its message is recorded
     /// with the resource's file and line.
     fn accept(&mut self, resource: &Resource<'_>, diagnostics: &mut Diagnostics) -> Result<(), Rejection>;
+
+    /// A Bundle asked to delete `resource_type/id` (Bulk Data `deleted/` files).
+    fn deleted(&mut self, _resource_type: &str, _id: &str) {}
 }

@@ -4,6 +4,7 @@
 
 mod cells;
 pub(crate) mod columns;
+pub mod deleted;
 pub mod encounter;
 pub mod patient;
 
@@ -38,6 +39,15 @@ pub trait Table: Send + Sync {
     }
     /// The buffered rows as a batch; the table starts a new one.
     fn finish(&mut self) -> RecordBatch;
+    /// Records a DELETE of `resource_type/id`; `true` if this table keeps such tombstones.
+    fn record_deletion(&mut self, _resource_type: &str, _id: &str) -> bool {
+        false
+    }
+    /// The FHIR resource type a table's rows come from, stored in its Parquet metadata so that
+    /// `compact` can apply tombstones to it.
+    fn source_resource_type(&self) -> &str {
+        self.resource_type()
+    }
 }
 
 /// Names of the built-in tables (views may not take them).
@@ -132,6 +142,14 @@ impl ResourceSink for TableSet {
             }
         }
         first_rejection.map_or(Ok(()), Err)
+    }
+
+    fn deleted(&mut self, resource_type: &str, id: &str) {
+        for (position, table) in self.tables.iter_mut().enumerate() {
+            if table.record_deletion(resource_type, id) && table.len() >= self.batch_size {
+                self.ready.push((position, table.finish()));
+            }
+        }
     }
 }
 

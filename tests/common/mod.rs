@@ -113,18 +113,10 @@ pub fn read_table(dir: &Path) -> Table {
     let mut schema = None;
     let mut rows = Vec::new();
     for path in &paths {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
-            .unwrap()
-            .build()
-            .unwrap();
-        for batch in reader {
-            let batch = batch.unwrap();
-            schema = Some(batch.schema());
-            rows.extend(render_rows(&batch));
-        }
-        if schema.is_none() {
-            let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap();
-            schema = Some(builder.schema().clone());
+        let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap();
+        schema = Some(builder.schema().clone());
+        for batch in builder.build().unwrap() {
+            rows.extend(render_rows(&batch.unwrap()));
         }
     }
     Table {

@@ -1,0 +1,92 @@
+//! `_deleted`: the resources DELETE requests removed (Bulk Data `deleted/` files), kept as
+//! tombstones. `fhir2table compact` drops the rows they remove; readers can anti-join them.
+
+use std::sync::Arc;
+
+use arrow_array::builder::StringBuilder;
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+
+use super::Table;
+use crate::diagnostics::Diagnostics;
+use crate::resource::{Rejection, Resource};
+
+/// The tombstone table's folder name (hidden from `inspect`; view names cannot start with `_`).
+pub const DELETED_TABLE: &str = "_deleted";
+
+/// Tombstones under construction.
+pub struct DeletedTable {
+    resource_types: StringBuilder,
+    ids: StringBuilder,
+    rows: usize,
+}
+
+impl DeletedTable {
+    pub fn new() -> Self {
+        DeletedTable {
+            resource_types: StringBuilder::new(),
+            ids: StringBuilder::new(),
+            rows: 0,
+        }
+    }
+
+    pub fn table_schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("resource_type", DataType::Utf8, false),
+            Field::new("id", DataType::Utf8, false),
+        ]))
+    }
+}
+
+impl Default for DeletedTable {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Table for DeletedTable {
+    fn name(&self) -> &str {
+        DELETED_TABLE
+    }
+
+    /// No resource type: tombstones come from DELETE requests, not from resources.
+    fn resource_type(&self) -> &str {
+        ""
+    }
+
+    fn schema(&self) -> SchemaRef {
+        Self::table_schema()
+    }
+
+    fn fresh(&self, _batch_size: usize) -> Box<dyn Table> {
+        Box::new(DeletedTable::new())
+    }
+
+    fn append(
+        &mut self,
+        _resource: &Resource<'_>,
+        _diagnostics: &mut Diagnostics,
+    ) -> Result<bool, Rejection> {
+        Ok(false)
+    }
+
+    fn record_deletion(&mut self, resource_type: &str, id: &str) -> bool {
+        self.resource_types.append_value(resource_type);
+        self.ids.append_value(id);
+        self.rows += 1;
+        true
+    }
+
+    fn len(&self) -> usize {
+        self.rows
+    }
+
+    fn finish(&mut self) -> RecordBatch {
+        self.rows = 0;
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.resource_types.finish()),
+            Arc::new(self.ids.finish()),
+        ];
+        RecordBatch::try_new(Self::table_schema(), columns).expect("tombstones match their schema")
+    }
+}
