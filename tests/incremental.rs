@@ -273,3 +273,59 @@ fn deletions_and_changed_inputs_supersede_earlier_rows() {
     assert_eq!(patients.row("p1")["family_name"].as_deref(), Some("P1-again"));
     assert_eq!(patients.rows.len(), 2);
 }
+
+#[test]
+fn inspect_lists_the_incremental_runs() {
+    let input = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    std::fs::write(
+        input.path().join("a.ndjson"),
+        patient("a", "A", "2024-01-01T00:00:00Z") + "\n",
+    )
+    .unwrap();
+    assert_eq!(convert(input.path(), out.path(), &["--incremental"]), 0);
+    assert_eq!(convert(input.path(), out.path(), &["--incremental"]), 0);
+    let output = Command::new(env!("CARGO_BIN_EXE_fhir2table"))
+        .args(["inspect", "--json"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let inspection: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(inspection["inputs_tracked"], 1);
+    let runs = inspection["incremental_runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0]["converted"], 0, "newest first");
+    assert_eq!(runs[0]["unchanged"], 1);
+    assert_eq!(runs[1]["converted"], 1);
+}
+
+#[test]
+fn two_runs_started_at_once_do_not_corrupt_the_output() {
+    let input = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixtures().join("synthea/smart")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, input.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let out = tempfile::tempdir().unwrap();
+    let start = || {
+        Command::new(env!("CARGO_BIN_EXE_fhir2table"))
+            .args(["convert", "-q", "--threads", "1", "--in"])
+            .arg(input.path())
+            .arg("--out")
+            .arg(out.path())
+            .spawn()
+            .unwrap()
+    };
+    let (mut first, mut second) = (start(), start());
+    let codes = [first.wait().unwrap().code(), second.wait().unwrap().code()];
+    assert!(codes.iter().all(|c| matches!(c, Some(0) | Some(4))), "{codes:?}");
+    assert!(codes.contains(&Some(0)));
+    let one_shot = tempfile::tempdir().unwrap();
+    assert_eq!(convert(input.path(), one_shot.path(), &[]), 0);
+    for table in ["patient", "encounter"] {
+        assert_eq!(
+            read_table(&out.path().join(table)).sorted_rows(),
+            read_table(&one_shot.path().join(table)).sorted_rows()
+        );
+    }
+}

@@ -47,6 +47,9 @@ pub struct Inspection {
     pub tables: BTreeMap<String, TableSummary>,
     /// The last run's report (`_run.json`), when there is one.
     pub last_run: Option<serde_json::Value>,
+    /// Incremental runs from the state file, newest first (at most 10), and inputs tracked.
+    pub incremental_runs: Vec<crate::state::RunRecord>,
+    pub inputs_tracked: usize,
 }
 
 /// Reads what `out` holds: every folder with Parquet files is a table.
@@ -106,7 +109,14 @@ pub fn inspect(out: &Path) -> Result<Inspection> {
     let last_run = std::fs::read_to_string(out.join(REPORT_FILE))
         .ok()
         .and_then(|text| serde_json::from_str(&text).ok());
-    Ok(Inspection { tables, last_run })
+    let state = crate::state::State::load(out)?;
+    let incremental_runs = state.runs.iter().rev().take(10).cloned().collect();
+    Ok(Inspection {
+        tables,
+        last_run,
+        incremental_runs,
+        inputs_tracked: state.inputs.len(),
+    })
 }
 
 /// Runs `inspect`.
@@ -143,6 +153,20 @@ pub fn run(args: Args) -> Result<Exit> {
             run["inputs"]["failed"],
             run["error_count"]
         )?;
+    }
+    if !inspection.incremental_runs.is_empty() {
+        writeln!(
+            text,
+            "incremental state: {} inputs converted; latest runs:",
+            inspection.inputs_tracked
+        )?;
+        for run in &inspection.incremental_runs {
+            writeln!(
+                text,
+                "    {} (exit {}): {} converted, {} unchanged",
+                run.started_at, run.exit_code, run.converted, run.unchanged
+            )?;
+        }
     }
     super::print_out(&text)?;
     Ok(Exit::Success)
