@@ -29,6 +29,9 @@ use crate::table::deleted::{DeletedTable, DELETED_TABLE};
 use crate::table::{builtin_tables, stop_flags, Table, TableSet, BUILTIN_TABLE_NAMES};
 use crate::UsageError;
 
+/// How often (in bytes) a big NDJSON file reports progress.
+const PROGRESS_STEP: u64 = 8 << 20;
+
 /// The report file's name inside `--out`.
 pub const REPORT_FILE: &str = "_run.json";
 
@@ -37,8 +40,10 @@ pub const REPORT_FILE: &str = "_run.json";
 pub trait Progress: Sync {
     /// The run found `files` input files of `bytes` bytes in all.
     fn start(&self, _files: u64, _bytes: u64) {}
-    /// One more file is done (`bytes` is its size on disk).
+    /// One more file is done (`bytes`: the part of its size on disk not reported by `bytes_done`).
     fn file_done(&self, _bytes: u64) {}
+    /// Part of a big file is done (NDJSON reports every few MB); `file_done` gets the rest.
+    fn bytes_done(&self, _bytes: u64) {}
     /// All input is read; the tables are being finished.
     fn finish(&self) {}
 }
@@ -442,11 +447,16 @@ fn worker(
             index: &mut index,
             diagnostics: &mut diagnostics,
         };
-        let clean = convert_file(file, &mut walker, work.quarantine, &mut |walker| {
+        let reported = std::cell::Cell::new(0u64);
+        let on_bytes = |bytes: u64| {
+            reported.set(reported.get() + bytes);
+            work.progress.bytes_done(bytes);
+        };
+        let clean = convert_file(file, &mut walker, work.quarantine, &on_bytes, &mut |walker| {
             send(walker.sink.take_ready())
         });
         diagnostics.bytes_read += file.size;
-        work.progress.file_done(file.size);
+        work.progress.file_done(file.size.saturating_sub(reported.get()));
         if clean {
             diagnostics.files_read += 1;
             clean_files.push(position);
@@ -469,10 +479,11 @@ fn convert_file(
     file: &InputFile,
     walker: &mut Walker<'_, TableSet>,
     quarantine: Option<&Quarantine>,
+    on_bytes: &dyn Fn(u64),
     deliver: &mut dyn FnMut(&mut Walker<'_, TableSet>) -> bool,
 ) -> bool {
     let errors_before = ErrorMark::of(walker.diagnostics);
-    let outcome = convert_file_content(file, walker, quarantine, deliver);
+    let outcome = convert_file_content(file, walker, quarantine, on_bytes, deliver);
     if let (FileOutcome::Failed, Some(quarantine)) = (outcome, quarantine) {
         let (reasons, more) = errors_before.since(walker.diagnostics);
         if let Err(error) = quarantine.file(file, &reasons, more) {
@@ -527,6 +538,7 @@ fn convert_file_content(
     file: &InputFile,
     walker: &mut Walker<'_, TableSet>,
     quarantine: Option<&Quarantine>,
+    on_bytes: &dyn Fn(u64),
     deliver: &mut dyn FnMut(&mut Walker<'_, TableSet>) -> bool,
 ) -> FileOutcome {
     let fail = |walker: &mut Walker<'_, TableSet>, line: Option<u64>, message: String| {
@@ -565,8 +577,16 @@ fn convert_file_content(
             let mut clean = true;
             let mut documents = 0u64;
             let mut last_line = 0;
+            // Progress on a big file every few MB (uncompressed files: line bytes are file bytes).
+            let mut unreported = 0u64;
             let read = for_each_line(file, |number, bytes| {
                 last_line = number;
+                if !file.gzip {
+                    unreported += bytes.len() as u64 + 1;
+                    if unreported >= PROGRESS_STEP {
+                        on_bytes(std::mem::take(&mut unreported));
+                    }
+                }
                 if bytes.iter().all(u8::is_ascii_whitespace) {
                     return;
                 }

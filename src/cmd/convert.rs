@@ -162,6 +162,10 @@ impl Progress for ProgressBar {
         self.bar.set_message(format!("{done}/{total} files"));
     }
 
+    fn bytes_done(&self, bytes: u64) {
+        self.bar.inc(bytes);
+    }
+
     fn finish(&self) {
         self.bar.finish_and_clear();
     }
