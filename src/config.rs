@@ -256,6 +256,26 @@ mod tests {
     }
 
     #[test]
+    fn views_errors_to_and_archive_are_relative_to_the_config_file() {
+        let text = "views = [\"default\", \"my-views\"]\nerrors_to = \"q\"\narchive = \"/abs/a\"\nincremental = true\n";
+        let (dir, path) = write_config(text);
+        let options = Options::from_file(&path).unwrap();
+        assert_eq!(
+            options.views.unwrap(),
+            [PathBuf::from("default"), dir.path().join("my-views")]
+        );
+        assert_eq!(options.errors_to.unwrap(), dir.path().join("q"));
+        assert_eq!(options.archive.unwrap(), PathBuf::from("/abs/a"));
+        assert_eq!(options.incremental, Some(true));
+        let (_dir, path) =
+            write_config("archive = \"a\"\ndelete_processed = true\nin = \"i\"\nout = \"o\"\n");
+        let error = Settings::from_options(Options::from_file(&path).unwrap(), "cfg")
+            .unwrap_err()
+            .0;
+        assert!(error.contains("exclude each other"), "{error}");
+    }
+
+    #[test]
     fn flags_override_the_file_and_defaults_fill_the_rest() {
         let (_dir, path) =
             write_config("in = \"/a\"\nout = \"/b\"\nbatch_size = 10\ncompression = \"snappy\"\n");
