@@ -8,15 +8,19 @@ Convert a folder (or file) of FHIR R4 JSON into Parquet tables.
 Reads every *.json (a Bundle of any type, or one resource), *.ndjson / *.jsonl (one resource per
 line, FHIR Bulk Data) and their .gz forms under --in, recursively, in sorted order. Other files are
 skipped and counted. Every Patient and Encounter becomes a row of OUT/patient/ and OUT/encounter/
-(Parquet dataset folders; columns in docs/tables.md). Tables are built in a hidden folder and
-moved into place when complete, replacing the previous ones. OUT/_run.json reports files read,
-skipped and failed, resources per type, rows per table, warnings and errors with file and line.
+(Parquet dataset folders; columns in docs/tables.md); --view adds a table per SQL on FHIR
+ViewDefinition (--view default: one per Synthea resource type). Tables are built in a hidden
+folder and moved into place when complete, replacing the previous ones (--mode append and
+--incremental add files beside them instead). OUT/_run.json reports files read, skipped and
+failed, resources per type, rows per table, warnings and errors with file and line.
 
 Settings come from flags, then the --config file, then defaults.";
 
 const AFTER_HELP: &str = "\
 Examples:
   fhir2table convert --in fixtures/synthea --out /tmp/parquet
+  fhir2table convert --in ./export --out ./warehouse --view default
+  fhir2table convert --in /data/landing --out /data/warehouse --incremental --errors-to /data/quarantine
   fhir2table convert --config /etc/fhir2table.toml --log-file /var/log/fhir2table.log -q
   duckdb -c \"SELECT gender, count(*) FROM '/tmp/parquet/patient/*.parquet' GROUP BY 1\"
 
