@@ -2,35 +2,32 @@
 //! table batches, write the batches from one writer thread, resolve conditional references once
 //! every identifier is known, then move the finished tables into place and write the report.
 
+mod worker;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use anyhow::{Context, Result};
-use arrow_array::RecordBatch;
-use tracing::{debug, info};
+use tracing::info;
 
 use crate::config::{Settings, WriteMode};
 use crate::diagnostics::{Diagnostics, Origin, WarningKind};
 use crate::fhir::reference::{IndexedTarget, PENDING_MARKER};
 use crate::fhir::IdentifierIndex;
 use crate::report::{RunReport, TableReport};
-use crate::resource::{DocumentError, Walker};
 use crate::sink::{
     recover, rewrite_marked_strings, write_atomically, DatasetWriter, Journal, OutputLock, Staging,
     WriteOptions, RESOURCE_TYPE_KEY,
 };
-use crate::source::{discover, for_each_line, read_whole, retire_input, InputFile, InputFormat, Quarantine};
+use crate::source::{discover, retire_input, Quarantine};
 use crate::state::{RunRecord, State};
 use crate::table::deleted::{DeletedTable, DELETED_TABLE};
-use crate::table::{builtin_tables, stop_flags, Table, TableSet, BUILTIN_TABLE_NAMES};
+use crate::table::{builtin_tables, stop_flags, Table, BUILTIN_TABLE_NAMES};
 use crate::UsageError;
-
-/// How often (in bytes) a big NDJSON file reports progress.
-const PROGRESS_STEP: u64 = 8 << 20;
+use worker::{run_workers, Work};
 
 /// The report file's name inside `--out`.
 pub const REPORT_FILE: &str = "_run.json";
@@ -49,15 +46,6 @@ pub trait Progress: Sync {
 }
 
 impl Progress for () {}
-
-/// What one worker thread learned, merged after all workers finish.
-struct WorkerResult {
-    diagnostics: Diagnostics,
-    index: IdentifierIndex,
-    pending: BTreeSet<String>,
-    /// Positions (in the file list) of the files read without any error.
-    clean_files: Vec<usize>,
-}
 
 /// Converts `settings.input` into tables under `settings.output` and returns the run report (also
 /// written to `OUT/_run.json`). Errors before any work are [`UsageError`]s; an `Err` of another
@@ -360,276 +348,6 @@ fn describe_difference(found: &arrow_schema::Fields, wanted: &arrow_schema::Fiel
     format!("{} columns, expected {}", found.len(), wanted.len())
 }
 
-/// Runs the worker threads and, on this thread, the writer. Returns the workers' results and the
-/// first write error, if any (after which workers stop at their next file).
-/// What every worker shares: the tables to fill, their stop flags, the files, progress.
-struct Work<'w> {
-    templates: &'w [Box<dyn Table>],
-    stopped: &'w Arc<[AtomicBool]>,
-    files: &'w [InputFile],
-    progress: &'w dyn Progress,
-    quarantine: Option<&'w Quarantine>,
-}
-
-fn run_workers(
-    settings: &Settings,
-    work: &Work<'_>,
-    writers: &mut [DatasetWriter],
-) -> (Vec<WorkerResult>, Option<anyhow::Error>) {
-    let next_file = AtomicUsize::new(0);
-    let abort = AtomicBool::new(false);
-    let (sender, receiver) = sync_channel::<(usize, RecordBatch)>(settings.threads * 4);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..settings.threads.min(work.files.len()).max(1))
-            .map(|_| {
-                let sender = sender.clone();
-                let (next_file, abort) = (&next_file, &abort);
-                scope.spawn(move || worker(settings.batch_size, work, next_file, abort, sender))
-            })
-            .collect();
-        drop(sender);
-        let write_error = write_batches(receiver, writers);
-        if write_error.is_some() {
-            abort.store(true, Ordering::Relaxed);
-        }
-        let results = workers
-            .into_iter()
-            .map(|w| w.join().expect("worker threads do not panic"))
-            .collect();
-        (results, write_error)
-    })
-}
-
-/// Writes batches as they arrive; after an error, drains the channel so workers can finish.
-fn write_batches(
-    receiver: Receiver<(usize, RecordBatch)>,
-    writers: &mut [DatasetWriter],
-) -> Option<anyhow::Error> {
-    let mut first_error = None;
-    for (table, batch) in receiver {
-        if first_error.is_none() {
-            if let Err(error) = writers[table].write(&batch) {
-                first_error = Some(error);
-            }
-        }
-    }
-    first_error
-}
-
-fn worker(
-    batch_size: usize,
-    work: &Work<'_>,
-    next_file: &AtomicUsize,
-    abort: &AtomicBool,
-    sender: SyncSender<(usize, RecordBatch)>,
-) -> WorkerResult {
-    let fresh = work
-        .templates
-        .iter()
-        .map(|table| table.fresh(batch_size))
-        .collect();
-    let mut tables = TableSet::new(fresh, batch_size, work.stopped.clone());
-    let mut index = IdentifierIndex::default();
-    let mut diagnostics = Diagnostics::default();
-    let mut clean_files = Vec::new();
-    let send = |batches: Vec<(usize, RecordBatch)>| batches.into_iter().all(|b| sender.send(b).is_ok());
-    loop {
-        let position = next_file.fetch_add(1, Ordering::Relaxed);
-        let Some(file) = work.files.get(position) else {
-            break;
-        };
-        if abort.load(Ordering::Relaxed) {
-            break;
-        }
-        debug!(file = %file.relative, "converting");
-        let mut walker = Walker {
-            sink: &mut tables,
-            index: &mut index,
-            diagnostics: &mut diagnostics,
-        };
-        let reported = std::cell::Cell::new(0u64);
-        let on_bytes = |bytes: u64| {
-            reported.set(reported.get() + bytes);
-            work.progress.bytes_done(bytes);
-        };
-        let clean = convert_file(file, &mut walker, work.quarantine, &on_bytes, &mut |walker| {
-            send(walker.sink.take_ready())
-        });
-        diagnostics.bytes_read += file.size;
-        work.progress.file_done(file.size.saturating_sub(reported.get()));
-        if clean {
-            diagnostics.files_read += 1;
-            clean_files.push(position);
-        } else {
-            diagnostics.files_failed += 1;
-        }
-    }
-    send(tables.flush());
-    WorkerResult {
-        diagnostics,
-        index,
-        pending: tables.pending_tables().clone(),
-        clean_files,
-    }
-}
-
-/// Converts one file; returns whether it was read without any error. `deliver` is called after
-/// each document so full batches leave the worker promptly.
-fn convert_file(
-    file: &InputFile,
-    walker: &mut Walker<'_, TableSet>,
-    quarantine: Option<&Quarantine>,
-    on_bytes: &dyn Fn(u64),
-    deliver: &mut dyn FnMut(&mut Walker<'_, TableSet>) -> bool,
-) -> bool {
-    let errors_before = ErrorMark::of(walker.diagnostics);
-    let outcome = convert_file_content(file, walker, quarantine, on_bytes, deliver);
-    if let (FileOutcome::Failed, Some(quarantine)) = (outcome, quarantine) {
-        let (reasons, more) = errors_before.since(walker.diagnostics);
-        if let Err(error) = quarantine.file(file, &reasons, more) {
-            let message = format!("cannot copy to --errors-to: {error}");
-            walker.diagnostics.error(origin_of(&file.relative), message);
-        }
-    }
-    outcome == FileOutcome::Clean
-}
-
-/// How reading one input file went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum FileOutcome {
-    Clean,
-    /// Some NDJSON lines failed (each quarantined on its own); the rest of the file was read.
-    SomeLinesFailed,
-    /// The file failed as a whole (or a JSON document had errors): quarantine the whole file.
-    Failed,
-}
-
-/// Where a worker's error list stood before some input, to tell which errors that input caused.
-#[derive(Clone, Copy)]
-struct ErrorMark {
-    count: u64,
-    kept: usize,
-}
-
-impl ErrorMark {
-    fn of(diagnostics: &Diagnostics) -> Self {
-        ErrorMark {
-            count: diagnostics.error_count,
-            kept: diagnostics.errors.len(),
-        }
-    }
-
-    /// The messages of the errors since the mark (with their lines), and how many more were only
-    /// counted.
-    fn since(self, diagnostics: &Diagnostics) -> (Vec<String>, u64) {
-        let reasons: Vec<String> = diagnostics.errors[self.kept.min(diagnostics.errors.len())..]
-            .iter()
-            .map(|e| match e.origin.line {
-                Some(line) => format!("line {line}: {}", e.message),
-                None => e.message.clone(),
-            })
-            .collect();
-        let more = (diagnostics.error_count - self.count).saturating_sub(reasons.len() as u64);
-        (reasons, more)
-    }
-}
-
-fn convert_file_content(
-    file: &InputFile,
-    walker: &mut Walker<'_, TableSet>,
-    quarantine: Option<&Quarantine>,
-    on_bytes: &dyn Fn(u64),
-    deliver: &mut dyn FnMut(&mut Walker<'_, TableSet>) -> bool,
-) -> FileOutcome {
-    let fail = |walker: &mut Walker<'_, TableSet>, line: Option<u64>, message: String| {
-        let origin = Origin {
-            line,
-            ..origin_of(&file.relative)
-        };
-        walker.diagnostics.error(origin, message);
-        FileOutcome::Failed
-    };
-    match file.format {
-        InputFormat::Json => {
-            let content = match read_whole(file) {
-                Ok(content) => content,
-                Err(error) => return fail(walker, None, format!("cannot read: {error}")),
-            };
-            if content.iter().all(u8::is_ascii_whitespace) {
-                return fail(walker, None, "empty file".to_owned());
-            }
-            let text = match std::str::from_utf8(&content) {
-                Ok(text) => text,
-                Err(error) => {
-                    let line = line_of_offset(&content, error.valid_up_to());
-                    return fail(walker, Some(line), "invalid UTF-8".to_owned());
-                }
-            };
-            let outcome = walker.document(&file.relative, text, 1);
-            deliver(walker);
-            match outcome {
-                Ok(true) => FileOutcome::Clean,
-                Ok(false) => FileOutcome::Failed,
-                Err(DocumentError { line, message }) => fail(walker, Some(line), message),
-            }
-        }
-        InputFormat::Ndjson => {
-            let mut clean = true;
-            let mut documents = 0u64;
-            let mut last_line = 0;
-            // Progress on a big file every few MB (uncompressed files: line bytes are file bytes).
-            let mut unreported = 0u64;
-            let read = for_each_line(file, |number, bytes| {
-                last_line = number;
-                if !file.gzip {
-                    unreported += bytes.len() as u64 + 1;
-                    if unreported >= PROGRESS_STEP {
-                        on_bytes(std::mem::take(&mut unreported));
-                    }
-                }
-                if bytes.iter().all(u8::is_ascii_whitespace) {
-                    return;
-                }
-                documents += 1;
-                let mark = ErrorMark::of(walker.diagnostics);
-                let outcome = match std::str::from_utf8(bytes) {
-                    Ok(text) => walker.document(&file.relative, text, number),
-                    Err(_) => Err(DocumentError {
-                        line: number,
-                        message: "invalid UTF-8".to_owned(),
-                    }),
-                };
-                let line_clean = match outcome {
-                    Ok(line_clean) => line_clean,
-                    Err(DocumentError { line, message }) => {
-                        fail(walker, Some(line), message);
-                        false
-                    }
-                };
-                clean &= line_clean;
-                if let (false, Some(quarantine)) = (line_clean, quarantine) {
-                    let (reasons, _) = mark.since(walker.diagnostics);
-                    if let Err(error) = quarantine.line(file, number, bytes, &reasons) {
-                        let message = format!("cannot copy line {number} to --errors-to: {error}");
-                        walker.diagnostics.error(origin_of(&file.relative), message);
-                    }
-                }
-                deliver(walker);
-            });
-            if let Err(error) = read {
-                let message = format!("cannot read past line {last_line}: {error}");
-                fail(walker, Some(last_line + 1), message)
-            } else if documents == 0 {
-                fail(walker, None, "empty file: no resources".to_owned())
-            } else if clean {
-                FileOutcome::Clean
-            } else {
-                FileOutcome::SomeLinesFailed
-            }
-        }
-    }
-}
-
 /// Second pass over a staged table: replaces staged conditional references by the ids the
 /// run-wide identifier index knows, counting those it cannot resolve.
 fn resolve_conditional_references(
@@ -663,14 +381,10 @@ fn resolve_conditional_references(
     })
 }
 
-fn origin_of(file: &str) -> Origin {
+pub(crate) fn origin_of(file: &str) -> Origin {
     Origin {
         file: file.to_owned(),
         line: None,
         resource: None,
     }
-}
-
-fn line_of_offset(bytes: &[u8], offset: usize) -> u64 {
-    1 + bytes[..offset].iter().filter(|&&b| b == b'\n').count() as u64
 }
