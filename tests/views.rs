@@ -471,3 +471,55 @@ fn the_readme_example_view_runs() {
         .iter()
         .all(|p| matches!(p.as_deref(), Some("8462-4" | "8480-6"))));
 }
+
+#[test]
+fn conditional_references_in_views_resolve_across_files_like_the_built_in_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let view = write_view(
+        dir.path(),
+        "encounter_refs.json",
+        r#"{"resource":"Encounter","select":[{"column":[
+            {"name":"id","path":"id"},
+            {"name":"provider_id","path":"serviceProvider.getReferenceKey(Organization)"},
+            {"name":"location_id","path":"location.location.getReferenceKey(Location).first()"},
+            {"name":"practitioner_ids","path":"participant.individual.getReferenceKey(Practitioner)","collection":true}]}]}"#,
+    );
+    let run = convert(
+        &fixtures().join("handmade"),
+        &["--view", view.to_str().unwrap(), "--threads", "1"],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let table = run.table("encounter_refs");
+    assert_cells(
+        table.row("hm-encounter-1"),
+        &[
+            ("provider_id", Some("hm-org-3")),
+            ("location_id", Some("hm-location-7")),
+            ("practitioner_ids", Some("[other]")),
+        ],
+    );
+    assert_cells(
+        table.row("hm-encounter-2"),
+        &[
+            ("provider_id", None),
+            ("practitioner_ids", Some("[hm-local-practitioner]")),
+        ],
+    );
+    let report = run.report();
+    // no-such-org (the same as the built-in table) plus the conditional reference in a collection.
+    let unresolved = &report["warnings"]["unresolved_reference"];
+    let values: Vec<&str> = unresolved["examples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["value"].as_str().unwrap())
+        .collect();
+    assert!(
+        values.contains(&"Organization?identifier=https://example.org/orgs|no-such-org"),
+        "{values:?}"
+    );
+    assert!(
+        values.contains(&"Practitioner?identifier=http://hl7.org/fhir/sid/us-npi|9990001"),
+        "{values:?}"
+    );
+}

@@ -12,8 +12,8 @@ use serde_json::Value;
 
 use super::definition::View;
 use super::fhirpath::{lexical, Item, Primitive};
-use crate::diagnostics::Diagnostics;
-use crate::fhir::reference::FullUrlLookup;
+use crate::diagnostics::{Diagnostics, WarningKind};
+use crate::fhir::reference::{FullUrlLookup, PENDING_MARKER};
 use crate::resource::{Rejection, Resource};
 use crate::table::Table;
 
@@ -193,6 +193,11 @@ fn append_cell(builder: &mut Box<dyn ArrayBuilder>, kind: Kind, collection: bool
     }
 }
 
+/// Whether a cell holds a conditional reference staged for the run-wide resolution pass.
+fn is_staged(cell: &Cell) -> bool {
+    matches!(cell, Cell::Text(text) if text.starts_with(PENDING_MARKER))
+}
+
 /// Converts one value to a column's kind; `Err` explains a value the column cannot hold.
 fn convert(item: &Item<'_>, kind: Kind) -> Result<Cell, String> {
     let primitive = item.primitive();
@@ -236,7 +241,7 @@ impl Table for ViewTable {
         Box::new(ViewTable::new(self.view.clone(), batch_size))
     }
 
-    fn append(&mut self, resource: &Resource<'_>, _diagnostics: &mut Diagnostics) -> Result<bool, Rejection> {
+    fn append(&mut self, resource: &Resource<'_>, diagnostics: &mut Diagnostics) -> Result<bool, Rejection> {
         let value = resource.tree()?;
         let id = value.get("id").and_then(Value::as_str).unwrap_or("(no id)");
         let failure = |column: Option<&str>, problem: String| {
@@ -253,17 +258,27 @@ impl Table for ViewTable {
         let bundle = resource.bundle.map(|scope| scope as &dyn FullUrlLookup);
         let rows = self.view.rows(value, bundle).map_err(|e| failure(None, e.0))?;
         let mut converted = Vec::with_capacity(rows.len());
+        let mut has_pending = false;
         for row in rows {
             let mut cells = Vec::with_capacity(row.len());
             for (column, values) in self.view.columns.iter().zip(row) {
                 let values = values.unwrap_or_default();
                 let kind = Kind::of(&column.type_name);
                 let cell = if column.collection {
-                    let list = values
+                    let list: Vec<Cell> = values
                         .iter()
                         .map(|item| convert(item, kind))
-                        .collect::<Result<_, _>>();
-                    Cell::List(list.map_err(|problem| failure(Some(&column.name), problem))?)
+                        .collect::<Result<_, _>>()
+                        .map_err(|problem| failure(Some(&column.name), problem))?;
+                    // Staged conditional references are resolved in single-valued columns only.
+                    let (staged, list): (Vec<Cell>, Vec<Cell>) = list.into_iter().partition(is_staged);
+                    for cell in staged {
+                        let Cell::Text(text) = cell else { continue };
+                        let reference = text.trim_start_matches(PENDING_MARKER);
+                        let origin = || resource.origin(Some(id));
+                        diagnostics.warn(WarningKind::UnresolvedReference, &column.name, reference, origin);
+                    }
+                    Cell::List(list)
                 } else {
                     match values.as_slice() {
                         [] => Cell::Null,
@@ -279,6 +294,7 @@ impl Table for ViewTable {
                         }
                     }
                 };
+                has_pending |= is_staged(&cell);
                 cells.push(cell);
             }
             converted.push(cells);
@@ -289,7 +305,7 @@ impl Table for ViewTable {
             }
             self.rows += 1;
         }
-        Ok(false)
+        Ok(has_pending)
     }
 
     fn len(&self) -> usize {
