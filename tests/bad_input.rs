@@ -223,3 +223,35 @@ fn output_inside_the_input_is_not_read_back() {
     }
     assert!(Path::new(&out.join("patient")).is_dir());
 }
+
+#[test]
+fn a_big_ndjson_file_is_shared_by_the_workers_and_errors_keep_their_line() {
+    // About 80 MB: more than two 32 MB parts, so both threads work on the one file.
+    let input = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    let mut line = 0u64;
+    let mut bad_line = 0;
+    while text.len() < 80 << 20 {
+        line += 1;
+        if line == 150_000 {
+            text.push_str("{\"resourceType\":\"Patient\",\"id\":\"broken\"\n");
+            bad_line = line;
+            continue;
+        }
+        let padding = "x".repeat(200);
+        text.push_str(&format!(
+            "{{\"resourceType\":\"Patient\",\"id\":\"p{line}\",\"gender\":\"other\",\"name\":[{{\"text\":\"{padding}\"}}]}}\n"
+        ));
+    }
+    std::fs::write(input.path().join("Patient.ndjson"), &text).unwrap();
+    let run = convert(input.path(), &["--threads", "2"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let report = run.report();
+    assert_eq!(report["error_count"], 1);
+    assert_eq!(report["errors"][0]["line"], bad_line);
+    assert_eq!(report["inputs"]["failed"], 1);
+    assert_eq!(report["inputs"]["found"], 1);
+    let patients = run.table("patient");
+    assert_eq!(patients.rows.len() as u64, line - 1, "every good line, once");
+    assert_cells(patients.row(&format!("p{line}")), &[("gender", Some("other"))]);
+}

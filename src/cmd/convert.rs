@@ -156,14 +156,14 @@ impl Progress for ProgressBar {
     fn start(&self, files: u64, bytes: u64) {
         self.files_total.store(files, Ordering::Relaxed);
         self.bar.set_length(bytes);
-        self.bar.set_message(format!("0/{files} files"));
+        self.bar.set_message(format!("0/{files}"));
     }
 
     fn file_done(&self, bytes: u64) {
         let done = self.files_done.fetch_add(1, Ordering::Relaxed) + 1;
         let total = self.files_total.load(Ordering::Relaxed);
         self.bar.inc(bytes);
-        self.bar.set_message(format!("{done}/{total} files"));
+        self.bar.set_message(format!("{done}/{total}"));
     }
 
     fn bytes_done(&self, bytes: u64) {

@@ -27,7 +27,7 @@ use crate::state::{RunRecord, State};
 use crate::table::deleted::{DeletedTable, DELETED_TABLE};
 use crate::table::{builtin_tables, stop_flags, Table, BUILTIN_TABLE_NAMES};
 use crate::UsageError;
-use worker::{run_workers, Work};
+use worker::{run_workers, units, Work};
 
 /// The report file's name inside `--out`.
 pub const REPORT_FILE: &str = "_run.json";
@@ -35,9 +35,9 @@ pub const REPORT_FILE: &str = "_run.json";
 /// Hooks for showing progress. The command line draws a bar on a terminal; library users and
 /// tests pass `&()`, which shows nothing.
 pub trait Progress: Sync {
-    /// The run found `files` input files of `bytes` bytes in all.
-    fn start(&self, _files: u64, _bytes: u64) {}
-    /// One more file is done (`bytes`: the part of its size on disk not reported by `bytes_done`).
+    /// The run has `units` pieces of work (files, or parts of big NDJSON files) of `bytes` bytes.
+    fn start(&self, _units: u64, _bytes: u64) {}
+    /// One more piece is done (`bytes`: the part of its size not reported by `bytes_done`).
     fn file_done(&self, _bytes: u64) {}
     /// Part of a big file is done (NDJSON reports every few MB); `file_done` gets the rest.
     fn bytes_done(&self, _bytes: u64) {}
@@ -106,12 +106,14 @@ pub fn convert(settings: &Settings, progress: &dyn Progress) -> Result<RunReport
 
     let stopped = stop_flags(templates.len());
     let total_bytes = discovery.files.iter().map(|f| f.size).sum();
-    progress.start(discovery.files.len() as u64, total_bytes);
+    let units = units(&discovery.files, settings.threads);
+    progress.start(units.len() as u64, total_bytes);
     let quarantine = settings.errors_to.as_deref().map(Quarantine::new);
     let work = Work {
         templates: &templates,
         stopped: &stopped,
         files: &discovery.files,
+        units: &units,
         progress,
         quarantine: quarantine.as_ref(),
     };
@@ -126,12 +128,24 @@ pub fn convert(settings: &Settings, progress: &dyn Progress) -> Result<RunReport
         None => IdentifierIndex::default(),
     };
     let mut pending = BTreeSet::new();
-    let mut clean_files = Vec::new();
+    // A file is clean when every unit (part) of it was.
+    let mut file_clean: BTreeMap<usize, bool> = BTreeMap::new();
     for result in results {
         diagnostics.merge(result.diagnostics);
         index.merge(result.index);
         pending.extend(result.pending);
-        clean_files.extend(result.clean_files);
+        for (file, clean) in result.outcomes {
+            *file_clean.entry(file).or_insert(true) &= clean;
+        }
+    }
+    let mut clean_files = Vec::new();
+    for (&file, &clean) in &file_clean {
+        if clean {
+            diagnostics.files_read += 1;
+            clean_files.push(file);
+        } else {
+            diagnostics.files_failed += 1;
+        }
     }
     for (path, message) in &discovery.unreadable {
         diagnostics.files_failed += 1;

@@ -15,7 +15,7 @@ use crate::diagnostics::{Diagnostics, Origin};
 use crate::fhir::IdentifierIndex;
 use crate::resource::{DocumentError, Walker};
 use crate::sink::DatasetWriter;
-use crate::source::{for_each_line, read_whole, InputFile, InputFormat, Quarantine};
+use crate::source::{for_each_line, read_whole, split_lines, InputFile, InputFormat, Part, Quarantine};
 use crate::table::{Table, TableSet};
 
 /// How often (in bytes) a big NDJSON file reports progress.
@@ -26,8 +26,43 @@ pub(super) struct WorkerResult {
     pub(super) diagnostics: Diagnostics,
     pub(super) index: IdentifierIndex,
     pub(super) pending: BTreeSet<String>,
-    /// Positions (in the file list) of the files read without any error.
-    pub(super) clean_files: Vec<usize>,
+    /// For each unit done: its file's position in the file list, and whether it was read cleanly.
+    pub(super) outcomes: Vec<(usize, bool)>,
+}
+
+/// One piece of work: a whole file, or a part of a big uncompressed NDJSON file (so both cores
+/// share a single large export file).
+#[derive(Debug, Clone)]
+pub(super) struct Unit {
+    pub(super) file: usize,
+    pub(super) part: Option<Part>,
+}
+
+/// NDJSON files larger than this are cut into parts of this size for the workers.
+pub(super) const PART_BYTES: u64 = 32 << 20;
+
+/// The units for a list of files: big uncompressed NDJSON files in parts when there are several
+/// threads, everything else whole.
+pub(super) fn units(files: &[InputFile], threads: usize) -> Vec<Unit> {
+    let mut units = Vec::new();
+    for (position, file) in files.iter().enumerate() {
+        let splittable =
+            threads > 1 && file.format == InputFormat::Ndjson && !file.gzip && file.size > 2 * PART_BYTES;
+        match splittable.then(|| split_lines(file, PART_BYTES)) {
+            Some(Ok(parts)) if parts.len() > 1 => {
+                units.extend(parts.into_iter().map(|part| Unit {
+                    file: position,
+                    part: Some(part),
+                }));
+            }
+            // Unsplittable, or unreadable now: one unit, which reports the error if there is one.
+            _ => units.push(Unit {
+                file: position,
+                part: None,
+            }),
+        }
+    }
+    units
 }
 
 /// What every worker shares: the tables to fill, their stop flags, the files, progress.
@@ -35,6 +70,7 @@ pub(super) struct Work<'w> {
     pub(super) templates: &'w [Box<dyn Table>],
     pub(super) stopped: &'w Arc<[AtomicBool]>,
     pub(super) files: &'w [InputFile],
+    pub(super) units: &'w [Unit],
     pub(super) progress: &'w dyn Progress,
     pub(super) quarantine: Option<&'w Quarantine>,
 }
@@ -50,7 +86,7 @@ pub(super) fn run_workers(
     let abort = AtomicBool::new(false);
     let (sender, receiver) = sync_channel::<(usize, RecordBatch)>(settings.threads * 4);
     std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..settings.threads.min(work.files.len()).max(1))
+        let workers: Vec<_> = (0..settings.threads.min(work.units.len()).max(1))
             .map(|_| {
                 let sender = sender.clone();
                 let (next_file, abort) = (&next_file, &abort);
@@ -101,13 +137,10 @@ fn worker(
     let mut tables = TableSet::new(fresh, batch_size, work.stopped.clone());
     let mut index = IdentifierIndex::default();
     let mut diagnostics = Diagnostics::default();
-    let mut clean_files = Vec::new();
+    let mut outcomes = Vec::new();
     let send = |batches: Vec<(usize, RecordBatch)>| batches.into_iter().all(|b| sender.send(b).is_ok());
-    loop {
-        let position = next_file.fetch_add(1, Ordering::Relaxed);
-        let Some(file) = work.files.get(position) else {
-            break;
-        };
+    while let Some(unit) = work.units.get(next_file.fetch_add(1, Ordering::Relaxed)) {
+        let file = &work.files[unit.file];
         if abort.load(Ordering::Relaxed) {
             break;
         }
@@ -122,24 +155,25 @@ fn worker(
             reported.set(reported.get() + bytes);
             work.progress.bytes_done(bytes);
         };
-        let clean = convert_file(file, &mut walker, work.quarantine, &on_bytes, &mut |walker| {
-            send(walker.sink.take_ready())
-        });
-        diagnostics.bytes_read += file.size;
-        work.progress.file_done(file.size.saturating_sub(reported.get()));
-        if clean {
-            diagnostics.files_read += 1;
-            clean_files.push(position);
-        } else {
-            diagnostics.files_failed += 1;
-        }
+        let clean = convert_file(
+            file,
+            unit.part.as_ref(),
+            &mut walker,
+            work.quarantine,
+            &on_bytes,
+            &mut |walker| send(walker.sink.take_ready()),
+        );
+        let bytes = unit.part.map_or(file.size, |part| part.end - part.start);
+        diagnostics.bytes_read += bytes;
+        work.progress.file_done(bytes.saturating_sub(reported.get()));
+        outcomes.push((unit.file, clean));
     }
     send(tables.flush());
     WorkerResult {
         diagnostics,
         index,
         pending: tables.pending_tables().clone(),
-        clean_files,
+        outcomes,
     }
 }
 
@@ -147,13 +181,14 @@ fn worker(
 /// each document so full batches leave the worker promptly.
 fn convert_file(
     file: &InputFile,
+    part: Option<&Part>,
     walker: &mut Walker<'_, TableSet>,
     quarantine: Option<&Quarantine>,
     on_bytes: &dyn Fn(u64),
     deliver: &mut dyn FnMut(&mut Walker<'_, TableSet>) -> bool,
 ) -> bool {
     let errors_before = ErrorMark::of(walker.diagnostics);
-    let outcome = convert_file_content(file, walker, quarantine, on_bytes, deliver);
+    let outcome = convert_file_content(file, part, walker, quarantine, on_bytes, deliver);
     if let (FileOutcome::Failed, Some(quarantine)) = (outcome, quarantine) {
         let (reasons, more) = errors_before.since(walker.diagnostics);
         if let Err(error) = quarantine.file(file, &reasons, more) {
@@ -206,6 +241,7 @@ impl ErrorMark {
 
 fn convert_file_content(
     file: &InputFile,
+    part: Option<&Part>,
     walker: &mut Walker<'_, TableSet>,
     quarantine: Option<&Quarantine>,
     on_bytes: &dyn Fn(u64),
@@ -249,7 +285,7 @@ fn convert_file_content(
             let mut last_line = 0;
             // Progress on a big file every few MB (uncompressed files: line bytes are file bytes).
             let mut unreported = 0u64;
-            let read = for_each_line(file, |number, bytes| {
+            let read = for_each_line(file, part, |number, bytes| {
                 last_line = number;
                 if !file.gzip {
                     unreported += bytes.len() as u64 + 1;
@@ -289,7 +325,7 @@ fn convert_file_content(
             if let Err(error) = read {
                 let message = format!("cannot read past line {last_line}: {error}");
                 fail(walker, Some(last_line + 1), message)
-            } else if documents == 0 {
+            } else if documents == 0 && part.is_none() {
                 fail(walker, None, "empty file: no resources".to_owned())
             } else if clean {
                 FileOutcome::Clean

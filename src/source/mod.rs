@@ -7,4 +7,4 @@ mod read;
 
 pub use discover::{discover, Discovery, InputFile, InputFormat};
 pub use quarantine::{retire_input, Quarantine};
-pub use read::{for_each_line, read_whole};
+pub use read::{for_each_line, read_whole, split_lines, Part};
