@@ -32,6 +32,11 @@ fn compact(out: &Path) {
     assert_eq!(status.code(), Some(0));
 }
 
+/// Writes an NDJSON file of the given lines.
+fn write_ndjson(dir: &Path, name: &str, lines: &[String]) {
+    std::fs::write(dir.join(name), lines.join("\n") + "\n").unwrap();
+}
+
 fn patient(id: &str, family: &str, last_updated: &str) -> String {
     format!(
         r#"{{"resourceType":"Patient","id":"{id}","meta":{{"lastUpdated":"{last_updated}"}},"name":[{{"family":"{family}"}}]}}"#
@@ -42,16 +47,16 @@ fn patient(id: &str, family: &str, last_updated: &str) -> String {
 fn only_new_and_changed_inputs_are_converted() {
     let input = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
-    std::fs::write(
-        input.path().join("a.ndjson"),
-        patient("a", "A", "2024-01-01T00:00:00Z") + "\n",
-    )
-    .unwrap();
-    std::fs::write(
-        input.path().join("b.ndjson"),
-        patient("b", "B", "2024-01-01T00:00:00Z") + "\n",
-    )
-    .unwrap();
+    write_ndjson(
+        input.path(),
+        "a.ndjson",
+        &[patient("a", "A", "2024-01-01T00:00:00Z")],
+    );
+    write_ndjson(
+        input.path(),
+        "b.ndjson",
+        &[patient("b", "B", "2024-01-01T00:00:00Z")],
+    );
     assert_eq!(convert(input.path(), out.path(), &["--incremental"]), 0);
     let report = |out: &Path| -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(out.join("_run.json")).unwrap()).unwrap()
@@ -64,16 +69,16 @@ fn only_new_and_changed_inputs_are_converted() {
     assert_eq!(read_table(&out.path().join("patient")).files, 1);
 
     // A new file and a changed one are converted; the touched-but-identical one is not.
-    std::fs::write(
-        input.path().join("c.ndjson"),
-        patient("c", "C", "2024-01-01T00:00:00Z") + "\n",
-    )
-    .unwrap();
-    std::fs::write(
-        input.path().join("b.ndjson"),
-        patient("b", "B2", "2024-02-01T00:00:00Z") + "\n",
-    )
-    .unwrap();
+    write_ndjson(
+        input.path(),
+        "c.ndjson",
+        &[patient("c", "C", "2024-01-01T00:00:00Z")],
+    );
+    write_ndjson(
+        input.path(),
+        "b.ndjson",
+        &[patient("b", "B2", "2024-02-01T00:00:00Z")],
+    );
     let a = input.path().join("a.ndjson");
     let text = std::fs::read(&a).unwrap();
     std::fs::write(&a, text).unwrap();
@@ -106,21 +111,21 @@ fn compaction_keeps_the_newest_by_last_updated_as_instants() {
         ("3.ndjson", "oldest-arrives-last", "2024-01-01T12:00:00+05:00"),
     ];
     for (file, family, last_updated) in versions {
-        std::fs::write(input.path().join(file), patient("p", family, last_updated) + "\n").unwrap();
+        write_ndjson(input.path(), file, &[patient("p", family, last_updated)]);
         assert_eq!(convert(input.path(), out.path(), &["--incremental"]), 0);
     }
     // Two versions with the same lastUpdated: the later input wins.
-    std::fs::write(
-        input.path().join("4.ndjson"),
-        patient("q", "q-early", "2024-01-01T00:00:00Z") + "\n",
-    )
-    .unwrap();
+    write_ndjson(
+        input.path(),
+        "4.ndjson",
+        &[patient("q", "q-early", "2024-01-01T00:00:00Z")],
+    );
     assert_eq!(convert(input.path(), out.path(), &["--incremental"]), 0);
-    std::fs::write(
-        input.path().join("5.ndjson"),
-        patient("q", "q-late", "2024-01-01T00:00:00Z") + "\n",
-    )
-    .unwrap();
+    write_ndjson(
+        input.path(),
+        "5.ndjson",
+        &[patient("q", "q-late", "2024-01-01T00:00:00Z")],
+    );
     assert_eq!(convert(input.path(), out.path(), &["--incremental"]), 0);
     assert_eq!(read_table(&out.path().join("patient")).rows.len(), 5);
     compact(out.path());
@@ -241,31 +246,30 @@ fn runs_killed_at_random_moments_lose_and_duplicate_nothing() {
 fn deletions_and_changed_inputs_supersede_earlier_rows() {
     let input = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
-    let lines = |patients: &[String]| patients.join("\n") + "\n";
-    std::fs::write(
-        input.path().join("x.ndjson"),
-        lines(&[
+    write_ndjson(
+        input.path(),
+        "x.ndjson",
+        &[
             patient("p3", "P3", "2024-01-01T00:00:00Z"),
             patient("p4", "P4", "2024-01-01T00:00:00Z"),
-        ]),
-    )
-    .unwrap();
-    std::fs::write(
-        input.path().join("y.ndjson"),
-        lines(&[patient("p1", "P1", "2024-01-01T00:00:00Z")]),
-    )
-    .unwrap();
+        ],
+    );
+    write_ndjson(
+        input.path(),
+        "y.ndjson",
+        &[patient("p1", "P1", "2024-01-01T00:00:00Z")],
+    );
     assert_eq!(convert(input.path(), out.path(), &["--incremental"]), 0);
 
     // The next export: x no longer has p4, and a Bulk Data deleted/ file removes p1.
-    std::fs::write(
-        input.path().join("x.ndjson"),
-        lines(&[patient("p3", "P3", "2024-01-01T00:00:00Z")]),
-    )
-    .unwrap();
+    write_ndjson(
+        input.path(),
+        "x.ndjson",
+        &[patient("p3", "P3", "2024-01-01T00:00:00Z")],
+    );
     std::fs::create_dir(input.path().join("deleted")).unwrap();
     let delete = r#"{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"DELETE","url":"Patient/p1"}}]}"#;
-    std::fs::write(input.path().join("deleted/Patient.ndjson"), format!("{delete}\n")).unwrap();
+    write_ndjson(input.path(), "deleted/Patient.ndjson", &[delete.to_owned()]);
     assert_eq!(convert(input.path(), out.path(), &["--incremental"]), 0);
     assert_eq!(read_table(&out.path().join("_deleted")).rows.len(), 1);
 
@@ -280,11 +284,11 @@ fn deletions_and_changed_inputs_supersede_earlier_rows() {
     );
 
     // A resource created again after its deletion comes back.
-    std::fs::write(
-        input.path().join("z.ndjson"),
-        lines(&[patient("p1", "P1-again", "2024-03-01T00:00:00Z")]),
-    )
-    .unwrap();
+    write_ndjson(
+        input.path(),
+        "z.ndjson",
+        &[patient("p1", "P1-again", "2024-03-01T00:00:00Z")],
+    );
     assert_eq!(convert(input.path(), out.path(), &["--incremental"]), 0);
     compact(out.path());
     let patients = read_table(&out.path().join("patient"));
@@ -296,11 +300,11 @@ fn deletions_and_changed_inputs_supersede_earlier_rows() {
 fn inspect_lists_the_incremental_runs() {
     let input = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
-    std::fs::write(
-        input.path().join("a.ndjson"),
-        patient("a", "A", "2024-01-01T00:00:00Z") + "\n",
-    )
-    .unwrap();
+    write_ndjson(
+        input.path(),
+        "a.ndjson",
+        &[patient("a", "A", "2024-01-01T00:00:00Z")],
+    );
     assert_eq!(convert(input.path(), out.path(), &["--incremental"]), 0);
     assert_eq!(convert(input.path(), out.path(), &["--incremental"]), 0);
     let output = Command::new(env!("CARGO_BIN_EXE_fhir2table"))

@@ -259,10 +259,6 @@ impl IdentifierIndex {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.targets.len()
-    }
-
     /// The index as plain data (key hash, id or `None` when ambiguous), sorted, for saving it
     /// between incremental runs.
     pub fn entries(&self) -> Vec<(u64, Option<String>)> {
@@ -291,10 +287,6 @@ impl IdentifierIndex {
             })
             .collect();
         IdentifierIndex { targets }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.targets.is_empty()
     }
 }
 

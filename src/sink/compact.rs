@@ -108,6 +108,14 @@ fn last_updated(batch: &RecordBatch) -> Option<&arrow_array::PrimitiveArray<Time
     }
 }
 
+/// The `id` column (its presence is checked by [`can_compact`]).
+fn id_column(batch: &RecordBatch) -> &arrow_array::StringArray {
+    batch
+        .column_by_name("id")
+        .expect("checked by can_compact")
+        .as_string::<i32>()
+}
+
 fn source_files(batch: &RecordBatch) -> Option<&arrow_array::StringArray> {
     let column = batch.column_by_name("source_file")?;
     (column.data_type() == &DataType::Utf8).then(|| column.as_string::<i32>())
@@ -139,10 +147,7 @@ pub fn compact_files(
         let stamp = file_stamp(file);
         for batch in batches(file)? {
             let batch = batch?;
-            let ids = batch
-                .column_by_name("id")
-                .expect("checked by can_compact")
-                .as_string::<i32>();
+            let ids = id_column(&batch);
             let sources = source_files(&batch);
             let updated = last_updated(&batch);
             for i in 0..batch.num_rows() {
@@ -167,10 +172,7 @@ pub fn compact_files(
         let mut row = 0u32;
         for batch in batches(file)? {
             let batch = batch?;
-            let ids = batch
-                .column_by_name("id")
-                .expect("checked by can_compact")
-                .as_string::<i32>();
+            let ids = id_column(&batch);
             let keep: BooleanArray = (0..batch.num_rows())
                 .map(|i| {
                     let Some(&(_, winner_file, winner_row)) = newest.get(&id_key(ids.value(i))) else {

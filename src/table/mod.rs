@@ -7,8 +7,10 @@ pub(crate) mod columns;
 pub mod deleted;
 pub mod encounter;
 pub mod patient;
+mod text;
 
 pub use cells::MAX_CELL_BYTES;
+pub use text::cell_text;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -158,14 +160,9 @@ impl ResourceSink for TableSet {
 pub(crate) mod testing {
     use std::collections::BTreeMap;
 
-    use arrow_array::cast::AsArray;
-    use arrow_array::types::{Date32Type, Float64Type, TimestampMicrosecondType};
-    use arrow_array::Array;
-    use arrow_schema::DataType;
-
     use super::{Table, TableSet};
     use crate::diagnostics::Diagnostics;
-    use crate::fhir::{format_date, format_timestamp, IdentifierIndex};
+    use crate::fhir::IdentifierIndex;
     use crate::resource::Walker;
 
     /// One converted row, cells rendered as text (dates `YYYY-MM-DD`, timestamps RFC 3339 UTC).
@@ -192,28 +189,12 @@ pub(crate) mod testing {
                     .fields()
                     .iter()
                     .zip(batch.columns())
-                    .map(|(field, column)| (field.name().clone(), render(column.as_ref(), row)))
+                    .map(|(field, column)| (field.name().clone(), super::cell_text(column.as_ref(), row)))
                     .collect();
                 rows.push(cells);
             }
         }
         (rows, diagnostics)
-    }
-
-    fn render(column: &dyn Array, row: usize) -> Option<String> {
-        if column.is_null(row) {
-            return None;
-        }
-        Some(match column.data_type() {
-            DataType::Utf8 => column.as_string::<i32>().value(row).to_owned(),
-            DataType::Boolean => column.as_boolean().value(row).to_string(),
-            DataType::Float64 => column.as_primitive::<Float64Type>().value(row).to_string(),
-            DataType::Date32 => format_date(column.as_primitive::<Date32Type>().value(row)),
-            DataType::Timestamp(_, _) => {
-                format_timestamp(column.as_primitive::<TimestampMicrosecondType>().value(row))
-            }
-            other => panic!("unexpected type {other}"),
-        })
     }
 
     /// The cell `column` of the only row.

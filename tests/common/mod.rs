@@ -6,12 +6,10 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Date32Type, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
-use arrow_array::{Array, RecordBatch};
-use arrow_schema::{DataType, SchemaRef};
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
 use assert_cmd::Command;
-use fhir2table::fhir::{format_date, format_timestamp};
+use fhir2table::table::cell_text;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use tempfile::TempDir;
 
@@ -134,35 +132,10 @@ fn render_rows(batch: &RecordBatch) -> Vec<BTreeMap<String, Option<String>>> {
                 .fields()
                 .iter()
                 .zip(batch.columns())
-                .map(|(field, column)| (field.name().clone(), render_cell(column.as_ref(), row)))
+                .map(|(field, column)| (field.name().clone(), cell_text(column.as_ref(), row)))
                 .collect()
         })
         .collect()
-}
-
-fn render_cell(column: &dyn Array, row: usize) -> Option<String> {
-    if column.is_null(row) {
-        return None;
-    }
-    Some(match column.data_type() {
-        DataType::Utf8 => column.as_string::<i32>().value(row).to_owned(),
-        DataType::Boolean => column.as_boolean().value(row).to_string(),
-        DataType::Float64 => column.as_primitive::<Float64Type>().value(row).to_string(),
-        DataType::Int32 => column.as_primitive::<Int32Type>().value(row).to_string(),
-        DataType::Int64 => column.as_primitive::<Int64Type>().value(row).to_string(),
-        DataType::List(_) => {
-            let list = column.as_list::<i32>().value(row);
-            let items: Vec<String> = (0..list.len())
-                .map(|i| render_cell(list.as_ref(), i).unwrap_or_else(|| "null".into()))
-                .collect();
-            format!("[{}]", items.join(", "))
-        }
-        DataType::Date32 => format_date(column.as_primitive::<Date32Type>().value(row)),
-        DataType::Timestamp(_, _) => {
-            format_timestamp(column.as_primitive::<TimestampMicrosecondType>().value(row))
-        }
-        other => panic!("unexpected column type {other}"),
-    })
 }
 
 /// Shorthand for expected cells.
