@@ -70,7 +70,7 @@ pub struct WarningTally {
 }
 
 /// A worker's (or the whole run's) record of input problems and resource counts.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Diagnostics {
     pub errors: Vec<InputError>,
     pub error_count: u64,

@@ -10,6 +10,7 @@ pub mod config;
 pub mod convert;
 pub mod diagnostics;
 pub mod fhir;
+pub mod fsops;
 mod logging;
 pub mod report;
 pub mod resource;

@@ -51,7 +51,7 @@ pub struct InputCounts {
 }
 
 /// One output table.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct TableReport {
     pub rows: u64,
     pub path: String,

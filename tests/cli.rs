@@ -146,7 +146,16 @@ fn a_second_run_replaces_the_tables_and_leaves_no_staging_behind() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, ["_deleted", "_run.json", "encounter", "patient"]);
+    assert_eq!(
+        names,
+        [
+            ".fhir2table.lock",
+            "_deleted",
+            "_run.json",
+            "encounter",
+            "patient"
+        ]
+    );
 }
 
 #[test]
@@ -176,15 +185,16 @@ fn report_json_goes_to_stdout_and_pipes_get_no_progress_bar() {
 #[test]
 fn a_second_run_on_the_same_output_is_refused_while_the_first_holds_the_lock() {
     let out = tempfile::tempdir().unwrap();
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
-    let lock = out.path().join(".fhir2table.lock");
-    // A live process (this test) holds the lock.
+    let lock_path = out.path().join(".fhir2table.lock");
+    // This test process holds the lock as a run would: an flock on the lock file, whose text
+    // names the holder.
+    let lock = std::fs::File::create(&lock_path).unwrap();
+    lock.lock().unwrap();
     std::fs::write(
-        &lock,
+        &lock_path,
         format!(
-            "pid={}\nhost={}\nstarted=2026-01-01T00:00:00Z\n",
-            std::process::id(),
-            host.trim()
+            "pid={}\nhost=test-host\nstarted=2026-01-01T00:00:00Z\n",
+            std::process::id()
         ),
     )
     .unwrap();
@@ -201,21 +211,17 @@ fn a_second_run_on_the_same_output_is_refused_while_the_first_holds_the_lock() {
     assert_eq!(output.status.code(), Some(4));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains(&format!("pid {}", std::process::id())) && stderr.contains("in use"),
+        stderr.contains(&format!("pid {} on test-host", std::process::id())) && stderr.contains("in use"),
         "{stderr}"
     );
     assert!(!out.path().join("patient").exists());
-    // A lock left by a process that is gone is taken over, and released at the end.
-    std::fs::write(
-        &lock,
-        format!(
-            "pid=4194303\nhost={}\nstarted=2026-01-01T00:00:00Z\n",
-            host.trim()
-        ),
-    )
-    .unwrap();
+    // A stale text without a holder (the holder died: the kernel dropped its flock) is no
+    // obstacle, and the file's text then names the new holder.
+    drop(lock);
     assert_eq!(run(out.path()).status.code(), Some(0));
-    assert!(!lock.exists());
+    let text = std::fs::read_to_string(&lock_path).unwrap();
+    assert!(!text.contains(&format!("pid={}\n", std::process::id())), "{text}");
+    assert!(text.starts_with("pid="), "{text}");
 }
 
 #[test]

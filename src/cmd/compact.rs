@@ -24,8 +24,8 @@ use anyhow::Result;
 use std::collections::HashMap;
 
 use crate::sink::{
-    can_compact, compact_files, recover, schema_of, tombstones, Compression, Journal, OutputLock, Staging,
-    Superseded, WriteOptions, RESOURCE_TYPE_KEY,
+    can_compact, compact_files, schema_of, tombstones, Compression, Output, Superseded, WriteOptions,
+    RESOURCE_TYPE_KEY,
 };
 use crate::state::State;
 use crate::table::deleted::DELETED_TABLE;
@@ -69,9 +69,8 @@ pub fn run(args: Args) -> Result<Exit> {
     if !out.is_dir() {
         return Err(UsageError(format!("{} is not an output folder", out.display())).into());
     }
-    let _lock = OutputLock::acquire(out)?;
-    recover(out)?;
-    let staging = Staging::create(out)?;
+    let output = Output::open(out)?;
+    let staging = output.stage()?;
     let options = WriteOptions {
         compression: args.compression,
     };
@@ -102,8 +101,8 @@ pub fn run(args: Args) -> Result<Exit> {
             summary.push(format!("{name}: no id column, left as it is"));
             continue;
         }
-        let target_dir = staging.table_dir(&name);
-        std::fs::create_dir_all(&target_dir)?;
+        let target_dir = staging.table_dir(&name)?;
+        crate::fsops::create_dir_all(&target_dir)?;
         let stamp = crate::report::format_utc(std::time::SystemTime::now()).replace(['-', ':'], "");
         let target = target_dir.join(format!("part-{stamp}-compacted.parquet"));
         let one_row_per_id = BUILTIN_TABLE_NAMES.contains(&name.as_str());
@@ -124,12 +123,8 @@ pub fn run(args: Args) -> Result<Exit> {
         compacted.push(name);
     }
     let names: Vec<&str> = compacted.iter().map(String::as_str).collect();
-    let journal = Journal {
-        moves: staging.plan(&names, true)?,
-        files: Vec::new(),
-        staging: staging.dir().to_path_buf(),
-    };
-    staging.commit(journal)?;
+    let steps = staging.plan(&names, true)?;
+    staging.commit(steps)?;
     if !args.quiet {
         for line in summary {
             eprintln!("{line}");

@@ -17,13 +17,11 @@ use crate::config::{Settings, WriteMode};
 use crate::diagnostics::{Diagnostics, Origin, WarningKind};
 use crate::fhir::reference::{IndexedTarget, PENDING_MARKER};
 use crate::fhir::IdentifierIndex;
+use crate::fsops;
 use crate::report::{RunReport, TableReport};
-use crate::sink::{
-    recover, rewrite_marked_strings, write_atomically, DatasetWriter, Journal, OutputLock, Staging,
-    WriteOptions, RESOURCE_TYPE_KEY,
-};
+use crate::sink::{rewrite_marked_strings, DatasetWriter, Output, Step, WriteOptions, RESOURCE_TYPE_KEY};
 use crate::source::{discover, retire_input, Quarantine};
-use crate::state::{RunRecord, State};
+use crate::state::{RunRecord, State, STATE_FILE};
 use crate::table::deleted::{DeletedTable, DELETED_TABLE};
 use crate::table::{builtin_tables, stop_flags, Table, BUILTIN_TABLE_NAMES};
 use crate::UsageError;
@@ -62,12 +60,12 @@ pub fn convert(settings: &Settings, progress: &dyn Progress) -> Result<RunReport
             settings.output.display()
         ))
     })?;
-    let _lock = OutputLock::acquire(&settings.output)?;
-    if recover(&settings.output)? {
+    let output = Output::open(&settings.output)?;
+    if output.recovered() {
         info!("finished the commit of an interrupted run");
     }
     check_existing_tables(settings, &templates)?;
-    let staging = Staging::create(&settings.output).map_err(|e| UsageError(format!("{e:#}")))?;
+    let staging = output.stage().map_err(|e| UsageError(format!("{e:#}")))?;
     let mut discovery = discover(&settings.input, Some(&settings.output));
     // Incremental: only new or changed inputs are converted.
     let mut state = None;
@@ -100,7 +98,7 @@ pub fn convert(settings: &Settings, progress: &dyn Progress) -> Result<RunReport
         .iter()
         .map(|table| {
             let schema = with_resource_type(table.schema(), table.source_resource_type());
-            DatasetWriter::create(&staging.table_dir(table.name()), &part_file, schema, &options)
+            DatasetWriter::create(&staging.table_dir(table.name())?, &part_file, schema, &options)
         })
         .collect::<Result<Vec<_>>>()?;
 
@@ -192,11 +190,7 @@ pub fn convert(settings: &Settings, progress: &dyn Progress) -> Result<RunReport
         completed.push(name);
     }
     let replace = settings.effective_mode() == WriteMode::Overwrite;
-    let mut journal = Journal {
-        moves: staging.plan(&completed, replace)?,
-        files: Vec::new(),
-        staging: staging.dir().to_path_buf(),
-    };
+    let mut steps = staging.plan(&completed, replace)?;
     if let Some(state) = state.as_mut() {
         for (file, mut record) in discovery.files.iter().zip(records) {
             record.run = stamp.clone();
@@ -210,41 +204,51 @@ pub fn convert(settings: &Settings, progress: &dyn Progress) -> Result<RunReport
             unchanged,
             exit_code: i32::from(diagnostics.lost_input()),
         });
-        journal.files.push((
-            State::path(&settings.output),
-            serde_json::to_string_pretty(state)?,
-        ));
+        steps.push(Step::Write {
+            path: STATE_FILE.to_owned(),
+            content: serde_json::to_string_pretty(state)?,
+        });
     }
-    staging.commit(journal)?;
-    // Only now are the inputs' rows committed: archive or delete the cleanly read ones.
-    if settings.archive.is_some() || settings.delete_processed {
-        clean_files.sort_unstable();
-        for &position in &clean_files {
-            let file = &discovery.files[position];
-            match retire_input(file, settings.archive.as_deref()) {
-                Ok(()) => diagnostics.files_retired += 1,
-                Err(error) => {
-                    let message = format!("converted, but cannot archive or delete: {error}");
-                    diagnostics.error(origin_of(&file.relative), message);
-                }
+    let found = discovery.files.len() as u64 + discovery.unreadable.len() as u64;
+    let report_of = |diagnostics: Diagnostics| {
+        let mut report = RunReport::new(
+            started,
+            settings.input.display().to_string(),
+            settings.output.display().to_string(),
+            found,
+            discovery.skipped.clone(),
+            diagnostics,
+            tables.clone(),
+        );
+        report.inputs.unchanged = unchanged;
+        report
+    };
+    // The report is committed with the tables it describes, so the two always agree.
+    let report = report_of(diagnostics.clone());
+    steps.push(Step::Write {
+        path: REPORT_FILE.to_owned(),
+        content: serde_json::to_string_pretty(&report)?,
+    });
+    staging.commit(steps)?;
+    // Only now are the inputs' rows committed: archive or delete the cleanly read ones, then
+    // report how that went.
+    if settings.archive.is_none() && !settings.delete_processed {
+        return Ok(report);
+    }
+    clean_files.sort_unstable();
+    for &position in &clean_files {
+        let file = &discovery.files[position];
+        match retire_input(file, settings.archive.as_deref()) {
+            Ok(()) => diagnostics.files_retired += 1,
+            Err(error) => {
+                let message = format!("converted, but cannot archive or delete: {error}");
+                diagnostics.error(origin_of(&file.relative), message);
             }
         }
     }
-
-    let report = RunReport::new(
-        started,
-        settings.input.display().to_string(),
-        settings.output.display().to_string(),
-        discovery.files.len() as u64 + discovery.unreadable.len() as u64,
-        discovery.skipped,
-        diagnostics,
-        tables,
-    );
-    let mut report = report;
-    report.inputs.unchanged = unchanged;
-    let json = serde_json::to_vec_pretty(&report)?;
+    let report = report_of(diagnostics);
     let report_path = settings.output.join(REPORT_FILE);
-    write_atomically(&report_path, &json)
+    fsops::write_atomically(&report_path, serde_json::to_string_pretty(&report)?.as_bytes())
         .with_context(|| format!("cannot write {}", report_path.display()))?;
     Ok(report)
 }

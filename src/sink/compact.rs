@@ -18,6 +18,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 
 use super::WriteOptions;
+use crate::fsops;
 
 /// Where a resource's newest row is: its `last_updated`, file and row (the order they compare in).
 type Newest = (i64, u32, u32);
@@ -166,7 +167,7 @@ pub fn compact_files(
             compaction.rows_before += batch.num_rows() as u64;
         }
     }
-    let output = File::create(target).with_context(|| format!("cannot create {}", target.display()))?;
+    let output = fsops::create_file(target).with_context(|| format!("cannot create {}", target.display()))?;
     let mut writer = ArrowWriter::try_new(output, schema, Some(options.properties()))?;
     for (file_index, file) in files.iter().enumerate() {
         let mut row = 0u32;
@@ -188,6 +189,6 @@ pub fn compact_files(
             writer.write(&kept)?;
         }
     }
-    writer.into_inner()?.sync_all()?;
+    fsops::sync_file(&writer.into_inner()?)?;
     Ok(compaction)
 }

@@ -1,10 +1,16 @@
-//! One run at a time per output folder: `OUT/.fhir2table.lock` holds the running process's pid and
-//! host. A second run exits with a message naming the holder; a lock left by a process that is
-//! gone (killed, crashed) on this host is taken over.
+//! One run at a time per output folder. A run holds an exclusive `flock` on `OUT/.fhir2table.lock`
+//! for as long as it changes the folder; the kernel releases it when the process ends in any way
+//! (exit, panic, `kill -9`), so a dead run's lock never needs taking over and two runs can never
+//! both hold it. The file stays in place between runs (removing it would let a run lock a new file
+//! while another still holds the old one); its text names the current or last holder, for the
+//! message a refused run prints.
+//!
+//! Not covered: network file systems without working `flock` (some NFS set-ups lock only on one
+//! client, or not at all) and object storage; give each such output folder one writer.
 
-use std::fs;
-use std::io::{ErrorKind, Write};
-use std::path::{Path, PathBuf};
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
+use std::path::Path;
 
 use anyhow::Context;
 
@@ -23,76 +29,68 @@ impl std::fmt::Display for Locked {
 
 impl std::error::Error for Locked {}
 
-/// Held while a run writes into an output folder; removed when dropped.
+/// Held while a run writes into an output folder; the lock goes with the open file when dropped.
 pub struct OutputLock {
-    path: PathBuf,
+    _file: File,
 }
 
 fn host_name() -> String {
-    fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| fs::read_to_string("/etc/hostname"))
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .map(|name| name.trim().to_owned())
         .unwrap_or_else(|_| "unknown-host".to_owned())
 }
 
 impl OutputLock {
-    /// Takes the lock of `out` (which must exist). The content is written to a draft first and
-    /// then hard-linked under the lock's name, which fails if the lock exists: the lock file is
-    /// never seen half-written, even when a process is killed while taking it.
+    /// Takes the lock of `out` (which must exist), or fails with [`Locked`] naming the holder.
     pub fn acquire(out: &Path) -> Result<OutputLock, anyhow::Error> {
         let path = out.join(LOCK_FILE);
-        let host = host_name();
-        let draft = out.join(format!("{LOCK_FILE}.{}", std::process::id()));
-        let started = crate::report::format_utc(std::time::SystemTime::now());
-        let mut file =
-            fs::File::create(&draft).with_context(|| format!("cannot create {}", draft.display()))?;
-        writeln!(file, "pid={}\nhost={host}\nstarted={started}", std::process::id())?;
-        drop(file);
-        let outcome = take(&draft, &path, &host, out);
-        let _ = fs::remove_file(&draft);
-        outcome.map(|()| OutputLock { path })
-    }
-}
-
-fn take(draft: &Path, path: &Path, host: &str, out: &Path) -> Result<(), anyhow::Error> {
-    for _ in 0..2 {
-        match fs::hard_link(draft, path) {
-            Ok(()) => return Ok(()),
-            Err(error) if error.kind() == ErrorKind::AlreadyExists => remove_if_stale(path, host, out)?,
-            Err(error) => {
-                return Err(anyhow::Error::new(error).context(format!("cannot create {}", path.display())))
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let field = |name: &str| {
+                    holder
+                        .lines()
+                        .find_map(|line| line.strip_prefix(name)?.strip_prefix('='))
+                        .unwrap_or("?")
+                        .to_owned()
+                };
+                return Err(Locked(format!(
+                    "{} is in use by another fhir2table run (pid {} on {}, since {})",
+                    out.display(),
+                    field("pid"),
+                    field("host"),
+                    field("started")
+                ))
+                .into());
+            }
+            Err(TryLockError::Error(error)) => {
+                return Err(anyhow::Error::new(error).context(format!("cannot lock {}", path.display())))
             }
         }
-    }
-    Err(Locked(format!("cannot take the lock {}", path.display())).into())
-}
-
-/// Removes the lock if its process is gone from this host; otherwise names the live holder.
-fn remove_if_stale(path: &Path, host: &str, out: &Path) -> Result<(), anyhow::Error> {
-    let holder = fs::read_to_string(path).unwrap_or_default();
-    let field = |name: &str| {
-        holder
-            .lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix('='))
-            .unwrap_or("?")
-            .to_owned()
-    };
-    let (pid, holder_host, started) = (field("pid"), field("host"), field("started"));
-    if holder_host == host && !Path::new("/proc").join(&pid).exists() {
-        let _ = fs::remove_file(path);
-        return Ok(());
-    }
-    Err(Locked(format!(
-        "{} is in use by another fhir2table run (pid {pid} on {holder_host}, since {started}); \
-         if that run is gone, remove {}",
-        out.display(),
-        path.display()
-    ))
-    .into())
-}
-
-impl Drop for OutputLock {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
+        let micros = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64 * 1_000_000);
+        let started = crate::fhir::format_timestamp(micros);
+        let text = format!(
+            "pid={}\nhost={}\nstarted={started}\n",
+            std::process::id(),
+            host_name()
+        );
+        // The holder's name is a courtesy for the message above; the lock itself is the flock.
+        let _ = file
+            .set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| file.write_all(text.as_bytes()));
+        Ok(OutputLock { _file: file })
     }
 }

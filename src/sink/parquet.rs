@@ -1,4 +1,4 @@
-use std::fs::{self, File};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -11,6 +11,8 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression as ParquetCodec, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde::Deserialize;
+
+use crate::fsops;
 
 /// Row groups are cut at this many rows or this encoded size, whichever comes first. The writer
 /// holds one row group per table in memory, so these bound its memory whatever the input size;
@@ -75,10 +77,11 @@ pub struct DatasetWriter {
 impl DatasetWriter {
     /// Creates `dir` and the Parquet file `file_name` in it.
     pub fn create(dir: &Path, file_name: &str, schema: SchemaRef, options: &WriteOptions) -> Result<Self> {
-        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        fsops::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let path = dir.join(file_name);
-        let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
-        let writer = ArrowWriter::try_new(file, schema, Some(options.properties()))?;
+        let file = fsops::create_file(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        let writer = ArrowWriter::try_new(file, schema, Some(options.properties()))
+            .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(DatasetWriter {
             path,
             writer,
@@ -100,8 +103,7 @@ impl DatasetWriter {
             .writer
             .into_inner()
             .with_context(|| format!("cannot finish {}", self.path.display()))?;
-        file.sync_all()
-            .with_context(|| format!("cannot sync {}", self.path.display()))?;
+        fsops::sync_file(&file).with_context(|| format!("cannot sync {}", self.path.display()))?;
         Ok((self.path, self.rows))
     }
 }
@@ -130,8 +132,9 @@ pub fn rewrite_marked_strings(
     let schema = reader.schema();
     let temporary = path.with_extension("parquet.tmp");
     let output =
-        File::create(&temporary).with_context(|| format!("cannot create {}", temporary.display()))?;
-    let mut writer = ArrowWriter::try_new(output, schema.clone(), Some(options.properties()))?;
+        fsops::create_file(&temporary).with_context(|| format!("cannot create {}", temporary.display()))?;
+    let mut writer = ArrowWriter::try_new(output, schema.clone(), Some(options.properties()))
+        .with_context(|| format!("cannot write {}", temporary.display()))?;
     for batch in reader {
         let batch = batch?;
         let columns = batch
@@ -143,10 +146,15 @@ pub fn rewrite_marked_strings(
                 _ => column.clone(),
             })
             .collect();
-        writer.write(&RecordBatch::try_new(schema.clone(), columns)?)?;
+        writer
+            .write(&RecordBatch::try_new(schema.clone(), columns)?)
+            .with_context(|| format!("cannot write {}", temporary.display()))?;
     }
-    writer.into_inner()?.sync_all()?;
-    fs::rename(&temporary, path).with_context(|| format!("cannot replace {}", path.display()))?;
+    let finished = writer
+        .into_inner()
+        .with_context(|| format!("cannot finish {}", temporary.display()))?;
+    fsops::sync_file(&finished).with_context(|| format!("cannot sync {}", temporary.display()))?;
+    fsops::rename(&temporary, path).with_context(|| format!("cannot replace {}", path.display()))?;
     Ok(())
 }
 

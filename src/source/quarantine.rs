@@ -2,11 +2,11 @@
 //! `.error.txt` saying why, so nothing that failed is lost. `--archive` / `--delete-processed`:
 //! moving or deleting inputs once their rows are committed.
 
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use super::InputFile;
+use crate::fsops;
 
 /// Where failed inputs are copied.
 pub struct Quarantine {
@@ -30,19 +30,19 @@ impl Quarantine {
     }
 
     fn target(&self, relative: &str, suffix: &str) -> io::Result<PathBuf> {
-        let path = self.dir.join(format!("{relative}{suffix}"));
+        let path = inside(&self.dir, &format!("{relative}{suffix}"))?;
         if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent)?;
+            fsops::create_dir_all(parent)?;
         }
         Ok(path)
     }
 
     /// Copies a failed input file, with the reasons.
     pub fn file(&self, input: &InputFile, reasons: &[String], more: u64) -> io::Result<()> {
-        fs::copy(&input.path, self.target(&input.relative, "")?)?;
-        fs::write(
-            self.target(&input.relative, ".error.txt")?,
-            reasons_text(reasons, more),
+        fsops::copy(&input.path, &self.target(&input.relative, "")?)?;
+        fsops::write_atomically(
+            &self.target(&input.relative, ".error.txt")?,
+            reasons_text(reasons, more).as_bytes(),
         )
     }
 
@@ -51,30 +51,53 @@ impl Quarantine {
         let stem = format!(".line-{line}.ndjson");
         let mut bytes = content.to_vec();
         bytes.push(b'\n');
-        fs::write(self.target(&input.relative, &stem)?, bytes)?;
+        fsops::write_atomically(&self.target(&input.relative, &stem)?, &bytes)?;
         let text = format!("{}: line {line}\n{}", input.relative, reasons_text(reasons, 0));
-        fs::write(self.target(&input.relative, &format!("{stem}.error.txt"))?, text)
+        fsops::write_atomically(
+            &self.target(&input.relative, &format!("{stem}.error.txt"))?,
+            text.as_bytes(),
+        )
     }
 
     /// Records an input that could not even be read (nothing to copy).
     pub fn unreadable(&self, relative: &str, reason: &str) -> io::Result<()> {
-        fs::write(self.target(relative, ".error.txt")?, format!("{reason}\n"))
+        fsops::write_atomically(
+            &self.target(relative, ".error.txt")?,
+            format!("{reason}\n").as_bytes(),
+        )
     }
 }
 
-/// Moves `input` to `archive` keeping its path relative to `--in` (copy and delete across file
-/// systems), or deletes it when `archive` is `None`.
+/// Moves `input` to `archive` keeping its path relative to `--in` (a durable copy, then the
+/// original removed, across file systems), or deletes it when `archive` is `None`. A crash half
+/// way leaves the input in place (to be converted again), never lost.
 pub fn retire_input(input: &InputFile, archive: Option<&Path>) -> io::Result<()> {
     let Some(archive) = archive else {
-        return fs::remove_file(&input.path);
+        return fsops::remove_file(&input.path);
     };
-    let target = archive.join(&input.relative);
+    let target = inside(archive, &input.relative)?;
     if let Some(parent) = target.parent() {
-        fs::create_dir_all(parent)?;
+        fsops::create_dir_all(parent)?;
     }
-    if fs::rename(&input.path, &target).is_err() {
-        fs::copy(&input.path, &target)?;
-        fs::remove_file(&input.path)?;
+    if fsops::rename(&input.path, &target).is_err() {
+        fsops::copy(&input.path, &target)?;
+        fsops::remove_file(&input.path)?;
     }
     Ok(())
+}
+
+/// `root/relative`, refusing a relative path that would lead outside `root`.
+fn inside(root: &Path, relative: &str) -> io::Result<PathBuf> {
+    let relative = Path::new(relative);
+    if relative
+        .components()
+        .all(|part| matches!(part, std::path::Component::Normal(_)))
+    {
+        Ok(root.join(relative))
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} would lead outside {}", relative.display(), root.display()),
+        ))
+    }
 }

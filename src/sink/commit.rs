@@ -1,0 +1,415 @@
+//! Changing an output folder so that a crash at any moment leaves it exactly as it was before the
+//! change or exactly as it is after it. Every writing command (`convert` in every mode, `compact`)
+//! goes through here: it opens the folder ([`Output::open`]: lock, finish an interrupted commit,
+//! clear debris), builds its new files in a private staging folder ([`Output::stage`]) and
+//! [`Staging::commit`]s them.
+//!
+//! # The commit state machine
+//!
+//! `OUT` is the output folder, `S` = `OUT/.fhir2table-staging-<pid>` the staging folder and `J` =
+//! `OUT/.fhir2table-commit.json` the journal. Every file-system call below goes through
+//! [`crate::fsops`], which fsyncs the file or folder it changed.
+//!
+//! | state | what is on disk | a crash here ends, after the next run's [`Output::open`], in |
+//! |---|---|---|
+//! | building | `S` holds new files (each synced when finished); `OUT` untouched | before (`S` is removed) |
+//! | 1. journal written | `J` written atomically (temp file, fsync, rename, fsync `OUT`): **the commit point** | after (steps replayed) |
+//! | 2. steps | each step of `J` carried out in order | after (steps replayed) |
+//! | 3. journal removed | `J` removed, `OUT` fsynced | after (`S` is garbage, removed) |
+//! | 4. staging removed | `S` (now holding only replaced tables) removed | after |
+//!
+//! Every step is idempotent, decided by whether its staged source still exists, which stays true
+//! until the step's last rename and false ever after, because nothing removes `S` while `J` exists:
+//!
+//! - `Replace T`: if `S/T` exists: move `OUT/T` (if any) to `S/.previous/T`, then `S/T` to `OUT/T`.
+//! - `Add T f`: if `S/T/f` exists: create `OUT/T`, move `S/T/f` to `OUT/T/f`.
+//! - `Write p`: write the journal's copy of file `p` atomically (the incremental state, the report).
+//!
+//! Nothing outside `OUT` is named in a journal: tables and files are single names checked against
+//! path tricks (`..`, `/`, NUL) when the journal is written and again when it is replayed. A
+//! journal that cannot be read or parsed is an error naming it, never "no journal".
+
+use std::fs;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::lock::OutputLock;
+use crate::fsops;
+
+/// Prefix of the hidden folder a run builds its tables in.
+const STAGING_PREFIX: &str = ".fhir2table-staging-";
+
+/// The name of the commit journal inside `OUT`.
+pub const JOURNAL_FILE: &str = ".fhir2table-commit.json";
+
+/// Version of the journal's layout; a journal of a newer one is refused, not guessed at.
+const JOURNAL_FORMAT: u32 = 1;
+
+/// An output folder opened for changing: locked against other runs, any commit a killed run left
+/// half done finished, and the debris of dead runs removed.
+pub struct Output {
+    root: PathBuf,
+    _lock: OutputLock,
+    recovered: bool,
+}
+
+impl Output {
+    /// Opens `root` (which must exist). Fails with [`super::Locked`] while another run holds it.
+    pub fn open(root: &Path) -> Result<Output> {
+        let lock = OutputLock::acquire(root)?;
+        let recovered = recover(root)?;
+        remove_debris(root)?;
+        Ok(Output {
+            root: root.to_path_buf(),
+            _lock: lock,
+            recovered,
+        })
+    }
+
+    /// Whether opening finished a commit that a killed run had started.
+    pub fn recovered(&self) -> bool {
+        self.recovered
+    }
+
+    /// The output folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Creates this run's staging folder.
+    pub fn stage(&self) -> Result<Staging> {
+        let name = format!("{STAGING_PREFIX}{}", std::process::id());
+        let dir = self.root.join(&name);
+        fsops::create_dir_all(&dir)
+            .with_context(|| format!("output folder {} is not writable", self.root.display()))?;
+        Ok(Staging {
+            out: self.root.clone(),
+            name,
+            dir,
+            consumed: false,
+        })
+    }
+}
+
+/// A run's private folder under `OUT`. Tables are written here and moved into place by
+/// [`Staging::commit`]; if the run fails before, the folder is removed and `OUT` is unchanged.
+pub struct Staging {
+    out: PathBuf,
+    name: String,
+    dir: PathBuf,
+    consumed: bool,
+}
+
+/// One idempotent step of a commit (see the module documentation).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Step {
+    /// Replace the table folder `OUT/<table>` by the staged one.
+    Replace { table: String },
+    /// Move the staged file `<file>` into the table folder `OUT/<table>/`.
+    Add { table: String, file: String },
+    /// Write the file `OUT/<path>` (a relative path) with this content.
+    Write { path: String, content: String },
+}
+
+/// What a commit does, written down before doing it.
+#[derive(Debug, Serialize, Deserialize)]
+struct Journal {
+    format: u32,
+    /// The staging folder's name inside `OUT`.
+    staging: String,
+    steps: Vec<Step>,
+}
+
+impl Staging {
+    /// Where a table is built during the run. A table name that is not a plain folder name
+    /// (`..`, a separator, NUL) is refused here, before anything is written.
+    pub fn table_dir(&self, table: &str) -> Result<PathBuf> {
+        if !is_plain_name(table) {
+            bail!("{table:?} cannot be a table name: it is not a plain folder name");
+        }
+        Ok(self.dir.join(table))
+    }
+
+    /// The steps that put the staged tables in place: `replace` swaps each whole table folder
+    /// (overwrite, compact), otherwise each staged file joins the existing ones (append).
+    pub fn plan(&self, tables: &[&str], replace: bool) -> Result<Vec<Step>> {
+        let mut steps = Vec::new();
+        for &table in tables {
+            if replace {
+                steps.push(Step::Replace { table: table.into() });
+                continue;
+            }
+            let mut files: Vec<String> = fs::read_dir(self.table_dir(table)?)?
+                .map(|entry| entry.map(|e| e.file_name().to_string_lossy().into_owned()))
+                .collect::<io::Result<_>>()?;
+            files.sort();
+            for file in files {
+                steps.push(Step::Add {
+                    table: table.into(),
+                    file,
+                });
+            }
+        }
+        Ok(steps)
+    }
+
+    /// Commits: makes the staged files durable, writes the journal (the commit point), carries
+    /// out its steps and clears up. After an error before the journal, `OUT` is unchanged; after
+    /// one past it, the next [`Output::open`] finishes the commit.
+    pub fn commit(mut self, steps: Vec<Step>) -> Result<()> {
+        let journal = Journal {
+            format: JOURNAL_FORMAT,
+            staging: self.name.clone(),
+            steps,
+        };
+        journal.check()?;
+        for step in &journal.steps {
+            if let Step::Replace { table } | Step::Add { table, .. } = step {
+                let folder = self.table_dir(table)?;
+                if folder.is_dir() {
+                    fsops::sync_dir(&folder).with_context(|| format!("cannot sync {}", folder.display()))?;
+                }
+            }
+        }
+        fsops::sync_dir(&self.dir).with_context(|| format!("cannot sync {}", self.dir.display()))?;
+        let text = serde_json::to_vec(&journal)?;
+        fsops::write_atomically(&self.out.join(JOURNAL_FILE), &text)
+            .context("cannot write the commit journal")?;
+        self.consumed = true;
+        journal.carry_out(&self.out)
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.consumed {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+impl Journal {
+    /// Refuses any name that could reach outside `OUT` or the staging folder.
+    fn check(&self) -> Result<()> {
+        if !self.staging.starts_with(STAGING_PREFIX) || !is_plain_name(&self.staging) {
+            bail!("staging folder {:?} is not a staging folder name", self.staging);
+        }
+        for step in &self.steps {
+            let names: Vec<&str> = match step {
+                Step::Replace { table } => vec![table],
+                Step::Add { table, file } => vec![table, file],
+                Step::Write { path, .. } => {
+                    let path = Path::new(path);
+                    let plain = path.components().all(|c| matches!(c, Component::Normal(_)));
+                    if !plain || path.as_os_str().is_empty() {
+                        bail!("{} is not a path inside the output folder", path.display());
+                    }
+                    continue;
+                }
+            };
+            if let Some(bad) = names.into_iter().find(|name| !is_plain_name(name)) {
+                bail!("{bad:?} is not a plain file or folder name");
+            }
+        }
+        Ok(())
+    }
+
+    fn carry_out(&self, out: &Path) -> Result<()> {
+        let staging = out.join(&self.staging);
+        for step in &self.steps {
+            carry_out(step, out, &staging)?;
+        }
+        fsops::remove_file(&out.join(JOURNAL_FILE)).context("cannot remove the commit journal")?;
+        if staging.exists() {
+            fsops::remove_dir_all(&staging)
+                .with_context(|| format!("cannot remove {}", staging.display()))?;
+        }
+        Ok(())
+    }
+}
+
+fn carry_out(step: &Step, out: &Path, staging: &Path) -> Result<()> {
+    let moved = |from: &Path, to: &Path| {
+        fsops::rename(from, to).with_context(|| format!("cannot move {} to {}", from.display(), to.display()))
+    };
+    match step {
+        Step::Replace { table } => {
+            let staged = staging.join(table);
+            if !exists(&staged)? {
+                return Ok(());
+            }
+            let target = out.join(table);
+            if exists(&target)? {
+                let previous = staging.join(".previous");
+                fsops::create_dir_all(&previous)?;
+                moved(&target, &previous.join(table))?;
+            }
+            moved(&staged, &target)
+        }
+        Step::Add { table, file } => {
+            let staged = staging.join(table).join(file);
+            if !exists(&staged)? {
+                return Ok(());
+            }
+            let folder = out.join(table);
+            fsops::create_dir_all(&folder).with_context(|| format!("cannot create {}", folder.display()))?;
+            moved(&staged, &folder.join(file))
+        }
+        Step::Write { path, content } => {
+            let path = out.join(path);
+            if let Some(parent) = path.parent() {
+                fsops::create_dir_all(parent)
+                    .with_context(|| format!("cannot create {}", parent.display()))?;
+            }
+            fsops::write_atomically(&path, content.as_bytes())
+                .with_context(|| format!("cannot write {}", path.display()))
+        }
+    }
+}
+
+/// Whether `path` exists; an error other than "not found" is an error, not "absent".
+fn exists(path: &Path) -> Result<bool> {
+    match fs::symlink_metadata(path) {
+        Ok(_) => Ok(true),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(error) => Err(anyhow::Error::new(error).context(format!("cannot look at {}", path.display()))),
+    }
+}
+
+/// A single, ordinary file or folder name: no separators, not `.` or `..`, no NUL.
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\\', '\0'])
+        && Path::new(name).components().count() == 1
+}
+
+/// Finishes the commit that a killed run left half done, if any. Must hold the output's lock.
+fn recover(out: &Path) -> Result<bool> {
+    let path = out.join(JOURNAL_FILE);
+    let text = match fs::read(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(error) => {
+            return Err(anyhow::Error::new(error).context(format!(
+                "cannot read the commit journal {} of an interrupted run",
+                path.display()
+            )))
+        }
+    };
+    let journal: Journal = serde_json::from_slice(&text).with_context(|| {
+        format!(
+            "the commit journal {} is damaged; the output folder may be between two runs' tables",
+            path.display()
+        )
+    })?;
+    if journal.format > JOURNAL_FORMAT {
+        bail!(
+            "the commit journal {} was written by a newer fhir2table (format {}); finish it with that version",
+            path.display(),
+            journal.format
+        );
+    }
+    journal
+        .check()
+        .with_context(|| format!("the commit journal {} names a path outside it", path.display()))?;
+    journal.carry_out(out)?;
+    Ok(true)
+}
+
+/// Removes what dead runs left: staging folders and temporary files in `OUT` and `OUT/_state`.
+/// Only the holder of the lock creates them, and the caller holds it, so every one is dead.
+fn remove_debris(out: &Path) -> Result<()> {
+    for folder in [out.to_path_buf(), out.join("_state")] {
+        let entries = match fs::read_dir(&folder) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+            Err(error) => {
+                return Err(anyhow::Error::new(error).context(format!("cannot list {}", folder.display())))
+            }
+        };
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if !is_debris(name) {
+                continue;
+            }
+            let path = entry.path();
+            let removed = if entry.file_type()?.is_dir() {
+                fsops::remove_dir_all(&path)
+            } else {
+                fsops::remove_file(&path)
+            };
+            removed.with_context(|| format!("cannot remove {} (left by a killed run)", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Names only this tool gives to temporary things: staging folders, `*.tmp-<pid>` files and the
+/// lock drafts of older versions (`.fhir2table.lock.<pid>`).
+fn is_debris(name: &str) -> bool {
+    let digits = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    name.strip_prefix(STAGING_PREFIX).is_some_and(digits)
+        || name.rsplit_once(".tmp-").is_some_and(|(_, pid)| digits(pid))
+        || name.strip_prefix(".fhir2table.lock.").is_some_and(digits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_leave_the_folder_are_not_plain() {
+        for bad in ["", ".", "..", "../x", "a/b", "a\0b", "/abs", "a\\b"] {
+            assert!(!is_plain_name(bad), "{bad:?}");
+        }
+        for good in [
+            "patient",
+            "_deleted",
+            "part-20240101T000000Z-1.parquet",
+            ".previous",
+        ] {
+            assert!(is_plain_name(good), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn a_journal_naming_a_path_outside_is_refused() {
+        let journal = |steps| Journal {
+            format: JOURNAL_FORMAT,
+            staging: format!("{STAGING_PREFIX}1"),
+            steps,
+        };
+        let write = |path: &str| Step::Write {
+            path: path.into(),
+            content: String::new(),
+        };
+        assert!(journal(vec![write("_state/state.json")]).check().is_ok());
+        assert!(journal(vec![write("../state.json")]).check().is_err());
+        assert!(journal(vec![write("/etc/passwd")]).check().is_err());
+        let replace = Step::Replace { table: "../x".into() };
+        assert!(journal(vec![replace]).check().is_err());
+        let mut bad_staging = journal(Vec::new());
+        bad_staging.staging = "..".into();
+        assert!(bad_staging.check().is_err());
+    }
+
+    #[test]
+    fn debris_is_only_what_the_tool_names_so() {
+        assert!(is_debris(".fhir2table-staging-123"));
+        assert!(is_debris("state.json.tmp-77"));
+        assert!(is_debris(".fhir2table-commit.json.tmp-9"));
+        assert!(is_debris(".fhir2table.lock.42"));
+        assert!(!is_debris("patient"));
+        assert!(!is_debris(".fhir2table.lock"));
+        assert!(!is_debris("notes.tmp-draft"));
+        assert!(!is_debris(".fhir2table-staging-"));
+    }
+}

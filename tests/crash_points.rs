@@ -1,0 +1,418 @@
+//! Crash-point enumeration: every way of changing an output folder (convert in each write mode,
+//! with views, with --archive / --delete-processed, and compact) is run once per file-system call
+//! it makes, killed right after that call (`FHIR2TABLE_CRASH_AFTER_FS_CALL`, see src/fsops.rs),
+//! and the output folder is then opened as the next run opens it. It must hold exactly the tables
+//! of before the operation or exactly those of after it, with no debris, and an input may be
+//! archived or deleted only once its rows are committed.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{fixtures, read_table};
+
+/// Held while this process holds an output's lock and while it starts a child: a child forked at
+/// that moment would share the lock's open file until it execs, and the run it starts would find
+/// the folder locked.
+static SPAWNING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// What an operation is judged by: every table's rows, the incremental state's inputs, and where
+/// the input files are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Snapshot {
+    tables: BTreeMap<String, Vec<Vec<Option<String>>>>,
+    state_inputs: Vec<(String, String)>,
+}
+
+/// Where each input file is: still in --in, or archived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Inputs {
+    remaining: Vec<String>,
+    archived: Vec<String>,
+}
+
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(folder) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                found.push(path.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+fn snapshot(out: &Path) -> Snapshot {
+    let mut tables = BTreeMap::new();
+    for entry in std::fs::read_dir(out).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !path.is_dir() || name.starts_with('.') || name == "_state" {
+            continue;
+        }
+        let rows = if files_under(&path).is_empty() {
+            Vec::new()
+        } else {
+            read_table(&path).sorted_rows()
+        };
+        tables.insert(name, rows);
+    }
+    let state_inputs = match std::fs::read_to_string(out.join("_state/state.json")) {
+        Ok(text) => {
+            let state: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let mut inputs: Vec<(String, String)> = state["inputs"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(path, record)| (path.clone(), record["hash"].to_string()))
+                .collect();
+            inputs.sort();
+            inputs
+        }
+        Err(_) => Vec::new(),
+    };
+    Snapshot { tables, state_inputs }
+}
+
+/// Anything in the output folder that is neither a table's Parquet file nor one of the tool's
+/// own lasting files.
+fn debris(out: &Path) -> Vec<String> {
+    files_under(out)
+        .into_iter()
+        .filter(|file| {
+            let lasting = [".fhir2table.lock", "_run.json", "_state/state.json"].contains(&file.as_str());
+            let table_file = !file.starts_with('.')
+                && file.ends_with(".parquet")
+                && Path::new(file).components().count() == 2;
+            !lasting && !table_file
+        })
+        .collect()
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for file in files_under(from) {
+        let target = to.join(&file);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(from.join(&file), target).unwrap();
+    }
+}
+
+/// A prepared case: an input folder and an output folder as the operation finds them.
+struct Case {
+    root: tempfile::TempDir,
+}
+
+impl Case {
+    fn input(&self) -> PathBuf {
+        self.root.path().join("in")
+    }
+    fn out(&self) -> PathBuf {
+        self.root.path().join("out")
+    }
+    fn archive(&self) -> PathBuf {
+        self.root.path().join("archive")
+    }
+    fn inputs(&self) -> Inputs {
+        Inputs {
+            remaining: files_under(&self.input()),
+            archived: files_under(&self.archive()),
+        }
+    }
+    fn copy(&self) -> Case {
+        let root = tempfile::tempdir().unwrap();
+        copy_tree(self.root.path(), root.path());
+        Case { root }
+    }
+}
+
+/// Runs the binary with `args`, where `{in}`, `{out}` and `{archive}` stand for the case's
+/// folders, crashing after file-system call `crash_after` if given. Returns the exit code, or
+/// `None` if the process was killed.
+fn run(case: &Case, args: &[&str], crash_after: Option<u64>) -> Option<i32> {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fhir2table"));
+    for arg in args {
+        let arg = arg
+            .replace("{in}", &case.input().display().to_string())
+            .replace("{out}", &case.out().display().to_string())
+            .replace("{archive}", &case.archive().display().to_string());
+        command.arg(arg);
+    }
+    command.env_remove("FHIR2TABLE_CRASH_AFTER_FS_CALL");
+    if let Some(call) = crash_after {
+        command.env("FHIR2TABLE_CRASH_AFTER_FS_CALL", call.to_string());
+    }
+    let child = {
+        let _no_lock_open = SPAWNING.lock().unwrap();
+        command
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let output = child.wait_with_output().unwrap();
+    // Killed (no exit code): the crash point was reached.
+    output.status.code()?;
+    assert!(
+        matches!(output.status.code(), Some(0 | 1)),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.status.code()
+}
+
+/// Enumerates the crash points of `operation` on the prepared `case` and checks each one.
+/// Returns the number of crash points.
+fn enumerate(name: &str, case: &Case, operation: &[&str]) -> u64 {
+    let before = snapshot(&case.out());
+    let before_inputs = case.inputs();
+    let finished = case.copy();
+    run(&finished, operation, None).expect("the operation runs to the end");
+    let after = snapshot(&finished.out());
+    let after_inputs = finished.inputs();
+    assert_ne!(before, after, "{name}: the operation changes the tables");
+    let mut call = 0;
+    loop {
+        call += 1;
+        let attempt = case.copy();
+        if run(&attempt, operation, Some(call)).is_some() {
+            break; // Fewer calls than that: every point has been tried.
+        }
+        // The next run opens the folder: lock, finish or drop the interrupted commit, clear up.
+        {
+            let _no_spawning = SPAWNING.lock().unwrap();
+            drop(fhir2table::sink::Output::open(&attempt.out()).unwrap());
+        }
+        let state = snapshot(&attempt.out());
+        let is_after = state == after;
+        assert!(
+            state == before || is_after,
+            "{name}: killed after call {call}, the output is neither the before nor the after state"
+        );
+        assert_eq!(
+            debris(&attempt.out()),
+            Vec::<String>::new(),
+            "{name}: killed after call {call}, debris left"
+        );
+        let inputs = attempt.inputs();
+        if !is_after {
+            assert_eq!(
+                inputs, before_inputs,
+                "{name}: killed after call {call}: inputs retired but their rows not committed"
+            );
+        }
+        if !after_inputs.archived.is_empty() {
+            let mut all: Vec<String> = inputs.remaining.iter().chain(&inputs.archived).cloned().collect();
+            all.sort();
+            assert_eq!(
+                all, before_inputs.remaining,
+                "{name}: killed after call {call}: every input is in --in or in the archive, once"
+            );
+        }
+        // And the folder is fit for the next run: the operation, run again, ends in `after`.
+        if call % 7 == 0 {
+            run(&attempt, operation, None).expect("the next run finishes");
+            let again = snapshot(&attempt.out());
+            assert_eq!(
+                again.tables.keys().collect::<Vec<_>>(),
+                after.tables.keys().collect::<Vec<_>>()
+            );
+        }
+    }
+    assert!(
+        call > 10,
+        "{name}: only {call} crash points; is the hook working?"
+    );
+    eprintln!("{name}: {} crash points, each recovered", call - 1);
+    call - 1
+}
+
+/// A case with `setup` (argument lists) already run.
+fn prepared(inputs: &[(&Path, &str)], setup: &[&[&str]]) -> Case {
+    let case = Case {
+        root: tempfile::tempdir().unwrap(),
+    };
+    for (source, into) in inputs {
+        let target = case.input().join(into);
+        if source.is_dir() {
+            copy_tree(source, &target);
+        } else {
+            std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+            std::fs::copy(source, &target).unwrap();
+        }
+    }
+    std::fs::create_dir_all(case.input()).unwrap();
+    for args in setup {
+        run(&case, args, None).expect("setup runs");
+    }
+    case
+}
+
+fn patient_line(id: &str, family: &str, last_updated: &str) -> String {
+    format!(
+        r#"{{"resourceType":"Patient","id":"{id}","meta":{{"lastUpdated":"{last_updated}"}},"name":[{{"family":"{family}"}}]}}"#
+    )
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+const CONVERT: &[&str] = &[
+    "convert",
+    "-q",
+    "--threads",
+    "1",
+    "--in",
+    "{in}",
+    "--out",
+    "{out}",
+];
+
+fn with(base: &[&'static str], extra: &[&'static str]) -> Vec<&'static str> {
+    base.iter().chain(extra).copied().collect()
+}
+
+#[test]
+fn overwrite_replaces_tables_whole_or_not_at_all() {
+    // Before: the hand-made fixture's tables. After: the Synthea bundle's (conditional references
+    // resolved in a second pass over the staged files).
+    let case = prepared(&[(&fixtures().join("handmade"), "")], &[CONVERT]);
+    std::fs::remove_dir_all(case.input()).unwrap();
+    copy_tree(&fixtures().join("synthea/pathling-conditional"), &case.input());
+    enumerate("overwrite", &case, CONVERT);
+}
+
+#[test]
+fn a_first_run_into_an_empty_folder_is_whole_or_absent() {
+    let case = prepared(&[(&fixtures().join("handmade"), "")], &[]);
+    std::fs::create_dir_all(case.out()).unwrap();
+    enumerate("first run", &case, CONVERT);
+}
+
+#[test]
+fn append_adds_every_file_or_none() {
+    let case = prepared(&[(&fixtures().join("handmade"), "")], &[CONVERT]);
+    enumerate("append", &case, &with(CONVERT, &["--mode", "append"]));
+}
+
+#[test]
+fn incremental_commits_rows_and_state_together() {
+    let case = prepared(&[], &[]);
+    write(
+        &case.input().join("a.ndjson"),
+        &patient_line("a", "A", "2024-01-01T00:00:00Z"),
+    );
+    let incremental = with(CONVERT, &["--incremental"]);
+    run(&case, &incremental, None).unwrap();
+    write(
+        &case.input().join("b.ndjson"),
+        &patient_line("b", "B", "2024-01-01T00:00:00Z"),
+    );
+    write(
+        &case.input().join("a.ndjson"),
+        &patient_line("a", "A2", "2024-02-01T00:00:00Z"),
+    );
+    enumerate("incremental", &case, &incremental);
+}
+
+#[test]
+fn compact_swaps_tables_whole_or_not_at_all() {
+    let case = prepared(&[], &[]);
+    let incremental = with(CONVERT, &["--incremental"]);
+    write(
+        &case.input().join("a.ndjson"),
+        &[
+            patient_line("a", "A", "2024-01-01T00:00:00Z"),
+            patient_line("d", "D", "2024-01-01T00:00:00Z"),
+        ]
+        .join("\n"),
+    );
+    run(&case, &incremental, None).unwrap();
+    write(
+        &case.input().join("b.ndjson"),
+        &patient_line("a", "A2", "2024-02-01T00:00:00Z"),
+    );
+    let delete = r#"{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"DELETE","url":"Patient/d"}}]}"#;
+    write(&case.input().join("deleted/Patient.ndjson"), delete);
+    run(&case, &incremental, None).unwrap();
+    enumerate("compact", &case, &["compact", "-q", "{out}"]);
+}
+
+#[test]
+fn views_replace_all_their_tables_whole_or_not_at_all() {
+    // Three shipped views (all 24 give the same steps, 300 crash points): one whose conditional
+    // references are resolved by a second pass, and two plain ones.
+    let views = Path::new(env!("CARGO_MANIFEST_DIR")).join("views");
+    let (claim, condition, practitioner) = (
+        views.join("claim.json").display().to_string(),
+        views.join("condition.json").display().to_string(),
+        views.join("practitioner.json").display().to_string(),
+    );
+    let operation: Vec<&str> = CONVERT
+        .iter()
+        .copied()
+        .chain([
+            "--no-builtin-tables",
+            "--view",
+            &claim,
+            "--view",
+            &condition,
+            "--view",
+            &practitioner,
+        ])
+        .collect();
+    let case = prepared(&[(&fixtures().join("handmade"), "")], &[&operation]);
+    std::fs::remove_dir_all(case.input()).unwrap();
+    copy_tree(&fixtures().join("synthea/pathling-conditional"), &case.input());
+    enumerate("views", &case, &operation);
+}
+
+#[test]
+fn archived_inputs_always_have_their_rows_committed() {
+    let case = prepared(&[(&fixtures().join("handmade"), "")], &[]);
+    std::fs::create_dir_all(case.out()).unwrap();
+    enumerate("archive", &case, &with(CONVERT, &["--archive", "{archive}"]));
+}
+
+#[test]
+fn deleted_inputs_always_have_their_rows_committed() {
+    let case = prepared(&[(&fixtures().join("handmade"), "")], &[]);
+    std::fs::create_dir_all(case.out()).unwrap();
+    enumerate("delete-processed", &case, &with(CONVERT, &["--delete-processed"]));
+}
+
+#[test]
+fn a_damaged_journal_is_an_error_naming_it_not_a_missing_one() {
+    let case = prepared(&[(&fixtures().join("handmade"), "")], &[CONVERT]);
+    let before = snapshot(&case.out());
+    let journal = case.out().join(".fhir2table-commit.json");
+    std::fs::write(&journal, b"{\"format\":1,\"stag").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_fhir2table"))
+        .args(["convert", "-q", "--in"])
+        .arg(fixtures().join("synthea/pathling-conditional"))
+        .arg("--out")
+        .arg(case.out())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&journal.display().to_string()) && stderr.contains("damaged"),
+        "{stderr}"
+    );
+    assert_eq!(snapshot(&case.out()), before, "nothing was changed");
+    assert!(journal.exists(), "the journal is left for a person to look at");
+}
