@@ -184,3 +184,130 @@ fn later_resources() -> String {
     }
     lines
 }
+
+/// A folder holding one small Synthea Bundle.
+fn one_patient_input() -> tempfile::TempDir {
+    let input = tempfile::tempdir().unwrap();
+    let name = "Clemente_Kreiger_1484a42d-0eaf-4654-9cbf-6b050a5cd73b.json";
+    std::fs::copy(
+        fixtures().join("synthea/smart").join(name),
+        input.path().join(name),
+    )
+    .unwrap();
+    input
+}
+
+#[test]
+fn views_are_deduplicated_by_their_resource_key_or_named_as_not_deduplicated() {
+    let input = one_patient_input();
+    let views = tempfile::tempdir().unwrap();
+    let no_id = r#"{"resourceType":"ViewDefinition","name":"codes_without_id","resource":"Observation",
+        "select":[{"column":[{"name":"code","path":"code.coding.code.first()"}]}]}"#;
+    std::fs::write(views.path().join("codes.json"), no_id).unwrap();
+    let user_view = views.path().join("codes.json");
+    let flags = ["--view", "default", "--view", user_view.to_str().unwrap()];
+    let one_shot = tempfile::tempdir().unwrap();
+    assert_eq!(convert(input.path(), one_shot.path(), &flags), 0);
+
+    // The same input appended twice: every row twice.
+    let out = tempfile::tempdir().unwrap();
+    let appending = [&flags[..], &["--mode", "append"]].concat();
+    for _ in 0..2 {
+        assert_eq!(convert(input.path(), out.path(), &appending), 0);
+    }
+    let components = read_table(&out.path().join("observation_component"));
+    let expected = read_table(&one_shot.path().join("observation_component")).sorted_rows();
+    assert!(expected.len() >= 6, "the fixture has blood pressures");
+    assert_eq!(components.rows.len(), 2 * expected.len());
+
+    let output = fhir2table(&["compact", "--report", "json"], &[out.path()]);
+    assert_eq!(output.status.code(), Some(0));
+    for table in ["observation_component", "observation", "encounter"] {
+        assert_eq!(
+            read_table(&out.path().join(table)).sorted_rows(),
+            read_table(&one_shot.path().join(table)).sorted_rows(),
+            "{table}: each resource's rows once"
+        );
+    }
+    // A view without an id column is left as it is, and compact says so.
+    assert_eq!(read_table(&out.path().join("codes_without_id")).files, 2);
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let outcome = |name: &str| {
+        report["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["table"] == name)
+            .unwrap_or_else(|| panic!("{name} is in the report"))
+            .clone()
+    };
+    let no_id = outcome("codes_without_id");
+    assert_eq!(no_id["deduplicated"], false);
+    assert!(
+        no_id["note"].as_str().unwrap().contains("no id column"),
+        "{no_id}"
+    );
+    let components = outcome("observation_component");
+    assert_eq!(components["deduplicated"], true);
+    assert_eq!(components["deletions_applied"], true);
+    assert_eq!(components["rows_after"], expected.len());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("codes_without_id: 2 file(s) left as they are; not deduplicated"),
+        "{stderr}"
+    );
+}
+
+/// Rewrites a Parquet file without its schema metadata, as versions before the fix did.
+fn strip_metadata(path: &Path) {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap();
+    let schema = std::sync::Arc::new(
+        builder
+            .schema()
+            .as_ref()
+            .clone()
+            .with_metadata(std::collections::HashMap::new()),
+    );
+    let batches: Vec<_> = builder.build().unwrap().map(Result::unwrap).collect();
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(File::create(path).unwrap(), schema.clone(), None).unwrap();
+    for batch in batches {
+        writer.write(&batch.with_schema(schema.clone()).unwrap()).unwrap();
+    }
+    writer.close().unwrap();
+}
+
+#[test]
+fn compact_applies_deletions_to_built_in_tables_whose_files_lost_their_metadata() {
+    let input = one_patient_input();
+    let out = tempfile::tempdir().unwrap();
+    assert_eq!(convert(input.path(), out.path(), &["--incremental"]), 0);
+    for file in parquet_files(&out.path().join("encounter")) {
+        strip_metadata(&file);
+    }
+    let encounter = "afcee359-ffbb-4ae0-b54f-547eb3c58e68";
+    std::fs::create_dir(input.path().join("deleted")).unwrap();
+    let delete = format!(
+        r#"{{"resourceType":"Bundle","type":"transaction","entry":[{{"request":{{"method":"DELETE","url":"Encounter/{encounter}"}}}}]}}"#
+    );
+    std::fs::write(input.path().join("deleted/Encounter.ndjson"), delete + "\n").unwrap();
+    assert_eq!(convert(input.path(), out.path(), &["--incremental"]), 0);
+    let before = read_table(&out.path().join("encounter")).rows.len();
+
+    compact(out.path());
+    let encounters = read_table(&out.path().join("encounter"));
+    assert_eq!(encounters.rows.len(), before - 1);
+    assert!(encounters
+        .column("id")
+        .iter()
+        .all(|id| id.as_deref() != Some(encounter)));
+    assert_eq!(
+        encounters
+            .schema
+            .metadata()
+            .get(RESOURCE_TYPE_KEY)
+            .map(String::as_str),
+        Some("Encounter"),
+        "the compacted file records it again"
+    );
+}
