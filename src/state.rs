@@ -54,14 +54,17 @@ pub struct State {
 }
 
 impl State {
-    /// The state of `out`, or an empty one for a first run.
+    /// The state of `out`, or an empty one for a first run (no state file). A state file that
+    /// cannot be read or parsed is an error naming it: taking it for a first run would convert
+    /// every input again.
     pub fn load(out: &Path) -> Result<State> {
         let path = out.join(STATE_FILE);
         match fs::read(&path) {
             Ok(bytes) => {
                 serde_json::from_slice(&bytes).with_context(|| format!("{} is damaged", path.display()))
             }
-            Err(_) => Ok(State::default()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+            Err(error) => Err(error).with_context(|| format!("cannot read {}", path.display())),
         }
     }
 

@@ -67,3 +67,51 @@ fn an_input_that_failed_is_converted_again_by_the_next_run() {
     );
     assert_eq!(read_table(&out.path().join("patient")).rows.len(), 3);
 }
+
+#[test]
+fn a_state_that_cannot_be_read_is_an_error_naming_it() {
+    let input = tempfile::tempdir().unwrap();
+    std::fs::write(input.path().join("a.ndjson"), patient("a") + "\n").unwrap();
+    let out = tempfile::tempdir().unwrap();
+    assert_eq!(
+        convert_incremental(input.path(), out.path()).status.code(),
+        Some(0)
+    );
+    std::fs::write(input.path().join("b.ndjson"), patient("b") + "\n").unwrap();
+    let state = out.path().join("_state/state.json");
+    let patients_before = read_table(&out.path().join("patient")).sorted_rows();
+
+    // Damaged JSON, and a state that exists but cannot be read (a folder in its place): never
+    // taken for a first run, which would convert every input again.
+    for what in ["damaged", "unreadable"] {
+        std::fs::remove_file(&state).unwrap();
+        if what == "damaged" {
+            std::fs::write(&state, "{\"inputs\": {").unwrap();
+        } else {
+            std::fs::create_dir(&state).unwrap();
+        }
+        let run = convert_incremental(input.path(), out.path());
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(3), "{what}: {stderr}");
+        assert!(stderr.contains(&state.display().to_string()), "{what}: {stderr}");
+        assert_eq!(
+            read_table(&out.path().join("patient")).sorted_rows(),
+            patients_before,
+            "{what}: the tables are untouched"
+        );
+        let compact = Command::new(env!("CARGO_BIN_EXE_fhir2table"))
+            .args(["compact", "-q"])
+            .arg(out.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&compact.stderr);
+        assert_eq!(compact.status.code(), Some(3), "compact, {what}: {stderr}");
+        assert!(stderr.contains(&state.display().to_string()), "{what}: {stderr}");
+        if what == "unreadable" {
+            std::fs::remove_dir(&state).unwrap();
+        } else {
+            std::fs::remove_file(&state).unwrap();
+        }
+        std::fs::write(&state, "{}").unwrap();
+    }
+}
