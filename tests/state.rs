@@ -115,3 +115,50 @@ fn a_state_that_cannot_be_read_is_an_error_naming_it() {
         std::fs::write(&state, "{}").unwrap();
     }
 }
+
+#[test]
+fn the_state_has_a_format_and_a_newer_one_is_refused() {
+    let input = tempfile::tempdir().unwrap();
+    std::fs::write(input.path().join("a.ndjson"), patient("a") + "\n").unwrap();
+    let out = tempfile::tempdir().unwrap();
+    assert_eq!(
+        convert_incremental(input.path(), out.path()).status.code(),
+        Some(0)
+    );
+    let path = out.path().join("_state/state.json");
+    let mut state: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(state["format"], 1);
+
+    state["format"] = 2.into();
+    std::fs::write(&path, state.to_string()).unwrap();
+    let run = convert_incremental(input.path(), out.path());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains(&path.display().to_string()) && stderr.contains("newer fhir2table"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_state_written_by_the_first_versions_is_still_understood() {
+    // As the first versions wrote it: no format, content hashes by std's DefaultHasher. The
+    // modification time differs, so the content hash decides: the input is unchanged.
+    let input = tempfile::tempdir().unwrap();
+    let content = patient("a") + "\n";
+    std::fs::write(input.path().join("a.ndjson"), &content).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    std::fs::create_dir(out.path().join("_state")).unwrap();
+    let legacy = format!(
+        r#"{{"inputs":{{"a.ndjson":{{"size":{},"modified":1,"hash":"adf6ad84f504abd4","run":"20240101T000000Z"}}}},"runs":[],"identifiers":[]}}"#,
+        content.len()
+    );
+    std::fs::write(out.path().join("_state/state.json"), legacy).unwrap();
+    assert_eq!(
+        convert_incremental(input.path(), out.path()).status.code(),
+        Some(0)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("_run.json")).unwrap()).unwrap();
+    assert_eq!(report["inputs"]["unchanged"], 1, "{report}");
+}
