@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::hash::Hasher;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
@@ -12,10 +11,15 @@ use std::time::UNIX_EPOCH;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::fhir::key_hash::KeyHasher;
 use crate::source::InputFile;
 
 /// Where the state lives inside `--out`.
 pub const STATE_FILE: &str = "_state/state.json";
+
+/// The state file format this version writes and the newest it reads. Files without a `format`
+/// (the first versions) are format 1: the same fields and the same hashes.
+pub const STATE_FORMAT: u32 = 1;
 
 /// Runs remembered in the state (the oldest are dropped).
 const RUNS_KEPT: usize = 100;
@@ -43,8 +47,11 @@ pub struct RunRecord {
 }
 
 /// The whole state file.
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct State {
+    /// [`STATE_FORMAT`] when written; a newer format is refused rather than misread.
+    #[serde(default = "first_format")]
+    pub format: u32,
     pub inputs: BTreeMap<String, InputRecord>,
     pub runs: Vec<RunRecord>,
     /// The identifiers of providers and places seen so far, so conditional references in later
@@ -53,16 +60,51 @@ pub struct State {
     pub identifiers: Vec<(u64, Option<String>)>,
 }
 
+fn first_format() -> u32 {
+    1
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            format: STATE_FORMAT,
+            inputs: BTreeMap::new(),
+            runs: Vec::new(),
+            identifiers: Vec::new(),
+        }
+    }
+}
+
+/// Just the format of a state file, read before the rest.
+#[derive(Deserialize)]
+struct FormatOnly {
+    #[serde(default = "first_format")]
+    format: u32,
+}
+
 impl State {
-    /// The state of `out`, or an empty one for a first run.
+    /// The state of `out`, or an empty one for a first run (no state file). A state file that
+    /// cannot be read or parsed, or is of a newer format, is an error naming it: taking it for a
+    /// first run would convert every input again.
     pub fn load(out: &Path) -> Result<State> {
         let path = out.join(STATE_FILE);
-        match fs::read(&path) {
-            Ok(bytes) => {
-                serde_json::from_slice(&bytes).with_context(|| format!("{} is damaged", path.display()))
-            }
-            Err(_) => Ok(State::default()),
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),
+            Err(error) => return Err(error).with_context(|| format!("cannot read {}", path.display())),
+        };
+        let damaged = || format!("{} is damaged", path.display());
+        let FormatOnly { format } = serde_json::from_slice(&bytes).with_context(damaged)?;
+        if format > STATE_FORMAT {
+            anyhow::bail!(
+                "{} is of format {format}, written by a newer fhir2table; this one reads format \
+                 {STATE_FORMAT} and older",
+                path.display()
+            );
         }
+        let mut state: State = serde_json::from_slice(&bytes).with_context(damaged)?;
+        state.format = STATE_FORMAT;
+        Ok(state)
     }
 
     pub fn path(out: &Path) -> PathBuf {
@@ -136,17 +178,17 @@ fn size_and_time(path: &Path) -> std::io::Result<(u64, u128)> {
     Ok((metadata.len(), modified))
 }
 
-/// A 64-bit hash (SipHash with fixed keys) of a file's bytes, hex.
+/// A 64-bit hash of a file's bytes (see [`crate::fhir::key_hash`]), hex.
 fn content_hash(path: &Path) -> std::io::Result<String> {
     let mut file = fs::File::open(path)?;
-    let mut hasher = std::hash::DefaultHasher::new();
+    let mut hasher = KeyHasher::new();
     let mut buffer = vec![0u8; 1 << 20];
     loop {
         let read = file.read(&mut buffer)?;
         if read == 0 {
             break;
         }
-        hasher.write(&buffer[..read]);
+        hasher.bytes(&buffer[..read]);
     }
     Ok(format!("{:016x}", hasher.finish()))
 }

@@ -1,7 +1,8 @@
 //! The SQL on FHIR v2 conformance suite (tests/sof/*.json, 144 cases), run through the real
 //! binary: resources written as NDJSON, `convert --view FILE --no-builtin-tables`, the Parquet read
 //! back and compared the way the official runner does (row order ignored, absent = null).
-//! Writes `target/sof-test-report.json` in the official test_report format.
+//! Writes `sof-test-report.json` in the official test_report format into the target folder's
+//! `tmp/` (`target/tmp/`, or under `CARGO_TARGET_DIR` when that is set).
 
 mod common;
 
@@ -193,7 +194,10 @@ fn every_conformance_case_passes_through_the_binary() {
         }
         report.insert(file_name, json!({ "tests": results }));
     }
-    let report_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/sof-test-report.json");
+    // Cargo's folder for integration tests' files, inside whatever target folder is in use.
+    let report_dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::create_dir_all(report_dir).unwrap();
+    let report_path = report_dir.join("sof-test-report.json");
     std::fs::write(&report_path, serde_json::to_string_pretty(&report).unwrap()).unwrap();
     assert_eq!(total, 144, "the suite has 144 cases");
     assert!(

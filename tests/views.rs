@@ -142,7 +142,7 @@ fn default_views_hold_the_right_values() {
     );
     let components = row(
         "observation_component",
-        "observation_id",
+        "id",
         "0960edf6-fe74-407b-9a13-c72d4ed8f43b",
     );
     assert_eq!(components.len(), 2, "a blood pressure has two components");

@@ -107,8 +107,8 @@ pub struct Args {
     #[arg(long)]
     pub delete_processed: bool,
 
-    /// Convert only inputs that are new or changed since the last run (OUT/_state/state.json) and
-    /// append their rows [config: incremental]
+    /// Convert only inputs that are new, changed or failed since the last run
+    /// (OUT/_state/state.json) and append their rows [config: incremental]
     #[arg(long)]
     pub incremental: bool,
 

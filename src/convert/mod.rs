@@ -192,9 +192,13 @@ pub fn convert(settings: &Settings, progress: &dyn Progress) -> Result<RunReport
     let replace = settings.effective_mode() == WriteMode::Overwrite;
     let mut steps = staging.plan(&completed, replace)?;
     if let Some(state) = state.as_mut() {
-        for (file, mut record) in discovery.files.iter().zip(records) {
-            record.run = stamp.clone();
-            state.inputs.insert(file.relative.clone(), record);
+        // Only inputs read cleanly are done; one that failed (even for a passing reason) is
+        // converted again by the next run.
+        for (position, (file, mut record)) in discovery.files.iter().zip(records).enumerate() {
+            if file_clean.get(&position) == Some(&true) {
+                record.run = stamp.clone();
+                state.inputs.insert(file.relative.clone(), record);
+            }
         }
         state.identifiers = index.entries();
         state.add_run(RunRecord {

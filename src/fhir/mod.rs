@@ -1,7 +1,10 @@
 //! The one place FHIR rules live: how dates, references, codings and identifiers are read. Both the
 //! typed tables and (later) the view engine stand on these helpers, so a rule changes in one spot.
+//! [`key_hash`] is how resource ids, identifiers and inputs are hashed into the keys kept between
+//! runs.
 
 pub mod datetime;
+pub mod key_hash;
 pub mod reference;
 pub mod types;
 

@@ -4,8 +4,9 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+
+use super::key_hash::KeyHasher;
 
 /// Marks a staged cell that still holds a conditional reference; ids never contain NUL, so the
 /// marker cannot collide with a real id.
@@ -290,22 +291,42 @@ impl IdentifierIndex {
     }
 }
 
-/// A 64-bit hash of the key (fixed SipHash keys, so the same in every worker): with a million
-/// identifiers the chance of any collision is below one in ten million.
+/// A 64-bit hash of the key (stable across workers, runs and Rust releases: it is saved in the
+/// incremental state): with a million identifiers the chance of any collision is below one in
+/// ten million.
 fn index_key(resource_type: &str, system: Option<&str>, value: &str) -> u64 {
-    let mut hasher = std::hash::DefaultHasher::new();
-    resource_type.hash(&mut hasher);
+    let mut hasher = KeyHasher::new();
+    hasher.text(resource_type);
     match system {
-        Some(system) => (1u8, system).hash(&mut hasher),
-        None => 0u8.hash(&mut hasher),
+        Some(system) => {
+            hasher.byte(1);
+            hasher.text(system);
+        }
+        None => hasher.byte(0),
     }
-    value.hash(&mut hasher);
+    hasher.text(value);
     hasher.finish()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Index keys are saved in the incremental state: these digests (those of the first state
+    /// files) must never change.
+    #[test]
+    fn index_keys_are_pinned() {
+        let synthea = "https://github.com/synthetichealth/synthea";
+        assert_eq!(
+            index_key(
+                "Organization",
+                Some(synthea),
+                "fd328395-ab1d-35c6-a2d0-d05a9a79cf11"
+            ),
+            0x60d40b110194f952
+        );
+        assert_eq!(index_key("Practitioner", None, "9999997395"), 0xfadd49c67fd6252f);
+    }
 
     struct OneEntry;
     impl FullUrlLookup for OneEntry {

@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -96,9 +95,7 @@ pub fn can_compact(schema: &SchemaRef) -> bool {
 }
 
 fn id_key(id: &str) -> u64 {
-    let mut hasher = std::hash::DefaultHasher::new();
-    id.hash(&mut hasher);
-    hasher.finish()
+    crate::fhir::key_hash::text_key(id)
 }
 
 fn last_updated(batch: &RecordBatch) -> Option<&arrow_array::PrimitiveArray<TimestampMicrosecondType>> {

@@ -4,7 +4,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use arrow_array::{Array, ArrayRef, RecordBatch, RecordBatchReader, StringArray};
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{DataType, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
@@ -118,7 +118,8 @@ pub fn schema_of(path: &Path) -> Result<SchemaRef> {
 
 /// Rewrites a finished Parquet file, replacing every string cell that starts with `marker` by
 /// what `replace` returns for the rest of it (`None` makes the cell null). Streams batch by batch,
-/// so memory stays bounded whatever the file's size.
+/// so memory stays bounded whatever the file's size. The file's schema metadata (the resource
+/// type `compact` applies deletions by) is kept.
 pub fn rewrite_marked_strings(
     path: &Path,
     options: &WriteOptions,
@@ -126,10 +127,10 @@ pub fn rewrite_marked_strings(
     mut replace: impl FnMut(&str, &str) -> Option<String>,
 ) -> Result<()> {
     let input = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(input)?
-        .with_batch_size(8192)
-        .build()?;
-    let schema = reader.schema();
+    let builder = ParquetRecordBatchReaderBuilder::try_new(input)?;
+    // The builder's schema carries the stored metadata; the reader's batches do not.
+    let schema = builder.schema().clone();
+    let reader = builder.with_batch_size(8192).build()?;
     let temporary = path.with_extension("parquet.tmp");
     let output =
         fsops::create_file(&temporary).with_context(|| format!("cannot create {}", temporary.display()))?;

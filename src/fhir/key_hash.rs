@@ -1,0 +1,87 @@
+//! The 64-bit hashes fhir2table keeps between runs (input content hashes and identifier keys in
+//! `OUT/_state/state.json`) and compares within one (resource ids in `compact`). They must not
+//! change with the Rust release, so they are not `std`'s `DefaultHasher` (whose algorithm is not
+//! promised) but SipHash-1-3 with both keys zero, from the `siphasher` crate, fed a fixed byte
+//! encoding: a text is its UTF-8 bytes followed by `0xff` (a byte no UTF-8 text holds, so
+//! consecutive texts cannot run into each other). These are the digests `DefaultHasher` gave
+//! through Rust 1.95, so state files written before stay valid; the tests pin them.
+
+use std::hash::Hasher;
+
+use siphasher::sip::SipHasher13;
+
+/// Builds one persisted key from texts and bytes.
+pub struct KeyHasher(SipHasher13);
+
+impl KeyHasher {
+    pub fn new() -> Self {
+        KeyHasher(SipHasher13::new_with_keys(0, 0))
+    }
+
+    /// Adds a text, ended by `0xff` so that `("ab", "c")` and `("a", "bc")` differ.
+    pub fn text(&mut self, text: &str) {
+        self.0.write(text.as_bytes());
+        self.0.write(&[0xff]);
+    }
+
+    /// Adds one byte (a tag telling alternatives apart).
+    pub fn byte(&mut self, byte: u8) {
+        self.0.write(&[byte]);
+    }
+
+    /// Adds raw bytes; content fed in pieces hashes as if fed at once.
+    pub fn bytes(&mut self, bytes: &[u8]) {
+        self.0.write(bytes);
+    }
+
+    pub fn finish(&self) -> u64 {
+        self.0.finish()
+    }
+}
+
+impl Default for KeyHasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The key of one text (a resource id).
+pub fn text_key(text: &str) -> u64 {
+    let mut hasher = KeyHasher::new();
+    hasher.text(text);
+    hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Digests computed with `std::hash::DefaultHasher` (Rust 1.95): `Hash` of a `str`, and
+    /// bytes written in pieces. A change here invalidates every saved state.
+    #[test]
+    fn digests_are_pinned_to_those_of_earlier_state_files() {
+        assert_eq!(text_key(""), 0x30406ea523c53def);
+        assert_eq!(text_key("p1"), 0x4325b42072048fcf);
+        assert_eq!(
+            text_key("0760add8-0681-174a-93e5-eb289b31bb42"),
+            0x56c156edb5bb3252
+        );
+        let mut content = KeyHasher::new();
+        for piece in b"{\"resourceType\":\"Patient\",\"id\":\"a\"}\n".chunks(3) {
+            content.bytes(piece);
+        }
+        assert_eq!(content.finish(), 0xadf6ad84f504abd4);
+        assert_eq!(KeyHasher::new().finish(), 0xd1fba762150c532c);
+    }
+
+    #[test]
+    fn texts_are_delimited() {
+        let key = |parts: &[&str]| {
+            let mut hasher = KeyHasher::new();
+            parts.iter().for_each(|part| hasher.text(part));
+            hasher.finish()
+        };
+        assert_ne!(key(&["ab", "c"]), key(&["a", "bc"]));
+        assert_ne!(key(&["", "x"]), key(&["x", ""]));
+    }
+}
