@@ -162,3 +162,54 @@ fn a_state_written_by_the_first_versions_is_still_understood() {
         serde_json::from_slice(&std::fs::read(out.path().join("_run.json")).unwrap()).unwrap();
     assert_eq!(report["inputs"]["unchanged"], 1, "{report}");
 }
+
+/// A view that stops on a data error holds none of the run's rows: its inputs must be neither
+/// recorded as done (they would never reach the view) nor archived (they would be gone).
+#[test]
+fn a_stopped_view_keeps_its_inputs_unrecorded_and_unarchived() {
+    let input = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let archive = tempfile::tempdir().unwrap();
+    let views = tempfile::tempdir().unwrap();
+    // The view stops at a.ndjson; b.ndjson, read cleanly after it, never reaches the view.
+    let two_given = r#"{"resourceType":"Patient","id":"p","name":[{"given":["A","B"]}]}"#;
+    std::fs::write(input.path().join("a.ndjson"), format!("{two_given}\n")).unwrap();
+    let file = input.path().join("b.ndjson");
+    let one_given = r#"{"resourceType":"Patient","id":"q","name":[{"given":["C"]}]}"#;
+    std::fs::write(&file, format!("{one_given}\n")).unwrap();
+    let view = views.path().join("given.json");
+    std::fs::write(
+        &view,
+        r#"{"resource":"Patient","select":[{"column":[{"name":"id","path":"id"},{"name":"given","path":"name.given"}]}]}"#,
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_fhir2table"))
+            .args(["convert", "-q", "--incremental", "--threads", "1", "--in"])
+            .arg(input.path())
+            .arg("--out")
+            .arg(out.path())
+            .arg("--view")
+            .arg(&view)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let archive_flag = ["--archive", archive.path().to_str().unwrap()];
+    assert_eq!(run(&archive_flag).status.code(), Some(1));
+    assert!(file.exists(), "not archived: the view has none of its rows");
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("_state/state.json")).unwrap())
+            .unwrap();
+    assert_eq!(state["inputs"].as_object().unwrap().len(), 0, "{state}");
+
+    // The view fixed: the next run converts the input again and the view gets its rows.
+    std::fs::write(
+        &view,
+        r#"{"resource":"Patient","select":[{"column":[{"name":"id","path":"id"},{"name":"given","path":"name.given.first()"}]}]}"#,
+    )
+    .unwrap();
+    assert_eq!(run(&archive_flag).status.code(), Some(0));
+    assert_eq!(read_table(&out.path().join("given")).rows.len(), 2);
+    assert!(!file.exists() && archive.path().join("b.ndjson").exists());
+}

@@ -191,11 +191,18 @@ pub fn convert(settings: &Settings, progress: &dyn Progress) -> Result<RunReport
     }
     let replace = settings.effective_mode() == WriteMode::Overwrite;
     let mut steps = staging.plan(&completed, replace)?;
+    // A table stopped by a data error holds none of this run's rows, so no input is done with:
+    // none is recorded as converted or retired, and a later run converts them all again
+    // (compact then drops their earlier rows from the other tables).
+    let all_tables_written = !tables.values().any(|table| table.stopped);
+    if !all_tables_written {
+        clean_files.clear();
+    }
     if let Some(state) = state.as_mut() {
         // Only inputs read cleanly are done; one that failed (even for a passing reason) is
         // converted again by the next run.
         for (position, (file, mut record)) in discovery.files.iter().zip(records).enumerate() {
-            if file_clean.get(&position) == Some(&true) {
+            if all_tables_written && file_clean.get(&position) == Some(&true) {
                 record.run = stamp.clone();
                 state.inputs.insert(file.relative.clone(), record);
             }
