@@ -383,7 +383,7 @@ fn bad_views_are_rejected_before_reading_with_the_view_path_and_problem() {
         ),
         (
             r#"{"resource":"Patient","name":"patient","select":[{"column":[{"name":"id","path":"id"}]}]}"#,
-            "view patient: the name of a built-in table",
+            "view \"patient\": name is the name of a built-in table (patient)",
         ),
         (
             r#"{"resource":"Patient","select":[{"column":[{"name":"id","path":"id"}]}]"#,
@@ -430,6 +430,85 @@ fn bad_views_are_rejected_before_reading_with_the_view_path_and_problem() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("two views are named twice"));
+}
+
+#[test]
+fn view_names_that_are_not_plain_names_are_refused_before_any_input_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    // `../sibling` once replaced the folder next to --out; a NUL failed only after all input.
+    let sibling = dir.path().join("sibling");
+    std::fs::create_dir(&sibling).unwrap();
+    std::fs::write(sibling.join("keep.txt"), "precious").unwrap();
+    let cases = [
+        (
+            r#""../sibling""#,
+            "view \"../sibling\": name is not a valid view name",
+        ),
+        (
+            r#""bad\u0000name""#,
+            "view \"bad\\0name\": name is not a valid view name",
+        ),
+        (r#""_state""#, "name is not a valid view name"),
+        (
+            r#""Encounter""#,
+            "name is the name of a built-in table (encounter)",
+        ),
+        (r#""""#, "name is empty"),
+    ];
+    let out = dir.path().join("out");
+    for (name, expected) in cases {
+        let json = format!(
+            r#"{{"resource":"Patient","name":{name},"select":[{{"column":[{{"name":"id","path":"id"}}]}}]}}"#
+        );
+        let view = write_view(dir.path(), "named.json", &json);
+        let output = fhir2table()
+            .args(["convert", "--in"])
+            .arg(fixtures().join("handmade"))
+            .arg("--out")
+            .arg(&out)
+            .arg("--view")
+            .arg(&view)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{name}: {stderr}");
+        assert!(
+            stderr.contains(expected),
+            "{name}: expected '{expected}' in {stderr}"
+        );
+        assert!(stderr.contains("named.json"), "the view file is named: {stderr}");
+        assert!(!out.exists(), "nothing is written, no input is read");
+    }
+    assert_eq!(
+        std::fs::read_to_string(sibling.join("keep.txt")).unwrap(),
+        "precious"
+    );
+    assert_eq!(std::fs::read_dir(&sibling).unwrap().count(), 1);
+
+    // Without `name` the file name names the view, under the same rule.
+    let view = write_view(
+        dir.path(),
+        "my-view.json",
+        r#"{"resource":"Patient","select":[{"column":[{"name":"id","path":"id"}]}]}"#,
+    );
+    let output = fhir2table()
+        .args(["convert", "--in"])
+        .arg(fixtures().join("handmade"))
+        .arg("--out")
+        .arg(&out)
+        .arg("--view")
+        .arg(&view)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("view file name \"my-view\" is not a valid view name")
+            && stderr.contains("give the view a `name` or rename the file")
+            && stderr.contains("my-view.json"),
+        "{stderr}"
+    );
+    assert!(!out.exists());
 }
 
 #[test]
