@@ -377,6 +377,19 @@ fn bad_views_are_rejected_before_reading_with_the_view_path_and_problem() {
             r#"{"select":[{"column":[{"name":"id","path":"id"}]}]}"#,
             "resource: missing",
         ),
+        // An empty column list once panicked (exit 101) when the view's first batch was finished.
+        (
+            r#"{"resource":"Patient","select":[{"column":[]}]}"#,
+            "select[0].column: must be a non-empty array",
+        ),
+        (
+            r#"{"resource":"Patient","select":[{"forEach":"name","select":[{"unionAll":[]}]}]}"#,
+            "select[0].select[0].unionAll: must be a non-empty array",
+        ),
+        (
+            r#"{"resource":"Patient","select":[{"forEach":"name"}]}"#,
+            "select: no columns: a view needs at least one column",
+        ),
         (
             r#"{"resource":"Patient","select":[{"column":[{"name":"id","path":"id"},{"name":"id","path":"gender"}]}]}"#,
             "column name 'id' is used twice",

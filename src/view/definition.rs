@@ -199,6 +199,12 @@ pub fn compile(definition: &Value, fallback_name: &str) -> Result<View, String> 
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(fail("where", "must be an array".into())),
     };
+    if next_column == 0 {
+        return Err(fail(
+            "select",
+            "no columns: a view needs at least one column".into(),
+        ));
+    }
     let covered = (0..next_column).collect();
     let columns = compiler.columns;
     Ok(View {
@@ -429,7 +435,8 @@ impl Compiler<'_> {
         if let Some(list) = object.get("column") {
             let list = list
                 .as_array()
-                .ok_or_else(|| self.fail(&format!("{path}.column"), "must be an array"))?;
+                .filter(|list| !list.is_empty())
+                .ok_or_else(|| self.fail(&format!("{path}.column"), "must be a non-empty array"))?;
             for (i, column) in list.iter().enumerate() {
                 let column_path = format!("{path}.column[{i}]");
                 let (definition, expr) = self.column(column, &column_path)?;
@@ -450,7 +457,8 @@ impl Compiler<'_> {
         if let Some(list) = object.get("select") {
             let list = list
                 .as_array()
-                .ok_or_else(|| self.fail(&format!("{path}.select"), "must be an array"))?;
+                .filter(|list| !list.is_empty())
+                .ok_or_else(|| self.fail(&format!("{path}.select"), "must be a non-empty array"))?;
             for (i, nested) in list.iter().enumerate() {
                 selects.push(self.select(nested, &format!("{path}.select[{i}]"), next_column, define)?);
             }
@@ -459,7 +467,8 @@ impl Compiler<'_> {
         if let Some(list) = object.get("unionAll") {
             let list = list
                 .as_array()
-                .ok_or_else(|| self.fail(&format!("{path}.unionAll"), "must be an array"))?;
+                .filter(|list| !list.is_empty())
+                .ok_or_else(|| self.fail(&format!("{path}.unionAll"), "must be a non-empty array"))?;
             let start = *next_column;
             let mut end = None;
             for (i, branch) in list.iter().enumerate() {
