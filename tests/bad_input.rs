@@ -255,3 +255,124 @@ fn a_big_ndjson_file_is_shared_by_the_workers_and_errors_keep_their_line() {
     assert_eq!(patients.rows.len() as u64, line - 1, "every good line, once");
     assert_cells(patients.row(&format!("p{line}")), &[("gender", Some("other"))]);
 }
+
+/// `{"resourceType":"Bundle","type":"collection","entry":[{"resource":` `depth` times around
+/// `inner`, each level also holding `beside` as a second entry when given.
+fn nested_bundles(depth: usize, inner: &str, beside: Option<&str>) -> String {
+    let mut text = inner.to_owned();
+    for _ in 0..depth {
+        let extra = beside
+            .map(|b| format!(r#",{{"resource":{b}}}"#))
+            .unwrap_or_default();
+        text = format!(
+            r#"{{"resourceType":"Bundle","type":"collection","entry":[{{"resource":{text}}}{extra}]}}"#
+        );
+    }
+    text
+}
+
+#[test]
+fn deeply_nested_input_is_reported_not_a_crash() {
+    let input = tempfile::tempdir().unwrap();
+    // About 5,000 nested Bundles (345 KB) once overflowed the stack: exit 134, no report.
+    let bottom = r#"{"resourceType":"Patient","id":"at-the-bottom"}"#;
+    let mut deep = nested_bundles(5_000, bottom, None);
+    deep = format!(
+        r#"{{"resourceType":"Bundle","type":"collection","entry":[{{"resource":{deep}}},{{"resource":{{"resourceType":"Patient","id":"beside-the-deep"}}}}]}}"#
+    );
+    std::fs::write(input.path().join("deep.json"), &deep).unwrap();
+    // A few levels are normal FHIR (a searchset in a batch-response) and convert.
+    let shallow = nested_bundles(3, r#"{"resourceType":"Patient","id":"three-down"}"#, None);
+    std::fs::write(input.path().join("shallow.json"), shallow).unwrap();
+    // JSON nested deeper than serde_json's 128 levels inside one resource: a known element (the
+    // patient table parses extensions) and an unknown one (only the view's tree parses it).
+    let deep_extension = format!(
+        r#"{{"resourceType":"Patient","id":"deep-extension","extension":{}{}}}"#,
+        r#"[{"url":"x","extension":"#.repeat(3_000),
+        "[]}]".repeat(3_000)
+    );
+    let deep_unknown = format!(
+        r#"{{"resourceType":"Patient","id":"deep-unknown","x":{}1{}}}"#,
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let deep_array = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let lines = [
+        r#"{"resourceType":"Patient","id":"first-line"}"#,
+        &deep_extension,
+        &deep_unknown,
+        &deep_array,
+    ];
+    std::fs::write(input.path().join("deep.ndjson"), lines.join("\n") + "\n").unwrap();
+    let views = tempfile::tempdir().unwrap();
+    let view = views.path().join("patient_ids.json");
+    std::fs::write(
+        &view,
+        r#"{"resource":"Patient","select":[{"column":[{"name":"id","path":"id"}]}]}"#,
+    )
+    .unwrap();
+    let run = convert(input.path(), &["--view", view.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let report = run.report();
+    assert!(
+        has_error(&report, "deep.json", Some(1), "Bundle nested more than 32 deep"),
+        "{:#?}",
+        errors(&report)
+    );
+    assert!(has_error(
+        &report,
+        "deep.ndjson",
+        Some(2),
+        "recursion limit exceeded"
+    ));
+    assert!(
+        has_error(&report, "deep.ndjson", Some(3), "recursion limit exceeded"),
+        "{:#?}",
+        errors(&report)
+    );
+    assert!(has_error(&report, "deep.ndjson", Some(4), "not a FHIR resource"));
+    assert_eq!(report["error_count"], 4, "{:#?}", errors(&report));
+    let mut patients: Vec<String> = run
+        .table("patient")
+        .column("id")
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
+    patients.sort();
+    // The patient table skips the unknown element unparsed; the view needs the whole tree.
+    assert_eq!(
+        patients,
+        ["beside-the-deep", "deep-unknown", "first-line", "three-down"]
+    );
+    let mut in_view: Vec<String> = run
+        .table("patient_ids")
+        .column("id")
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
+    in_view.sort();
+    assert_eq!(in_view, ["beside-the-deep", "first-line", "three-down"]);
+}
+
+#[test]
+fn a_repeat_that_never_reaches_children_stops_its_view() {
+    let views = tempfile::tempdir().unwrap();
+    let view = views.path().join("forever.json");
+    std::fs::write(
+        &view,
+        r#"{"resource":"Patient","select":[{"repeat":["$this"],"column":[{"name":"id","path":"id"}]}]}"#,
+    )
+    .unwrap();
+    let run = convert(
+        &fixtures().join("fhir-examples/Patient-f001.json"),
+        &["--view", view.to_str().unwrap()],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let report = run.report();
+    assert_eq!(report["tables"]["forever"]["stopped"], true);
+    let message = report["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("repeat went more than 128 levels deep"),
+        "{message}"
+    );
+}

@@ -21,6 +21,10 @@ use crate::table::{Table, TableSet};
 /// How often (in bytes) a big NDJSON file reports progress.
 const PROGRESS_STEP: u64 = 8 << 20;
 
+/// Stack of a worker thread: 8 times Rust's default, headroom for the deepest view expressions
+/// and JSON the limits allow (only touched pages take memory).
+const WORKER_STACK_BYTES: usize = 16 << 20;
+
 /// What one worker thread learned, merged after all workers finish.
 pub(super) struct WorkerResult {
     pub(super) diagnostics: Diagnostics,
@@ -90,7 +94,12 @@ pub(super) fn run_workers(
             .map(|_| {
                 let sender = sender.clone();
                 let (next_file, abort) = (&next_file, &abort);
-                scope.spawn(move || worker(settings.batch_size, work, next_file, abort, sender))
+                std::thread::Builder::new()
+                    .stack_size(WORKER_STACK_BYTES)
+                    .spawn_scoped(scope, move || {
+                        worker(settings.batch_size, work, next_file, abort, sender)
+                    })
+                    .expect("the system can start a worker thread")
             })
             .collect();
         drop(sender);

@@ -59,7 +59,7 @@ fn node_rows<'v>(
         }
         Iteration::Repeat(paths) => {
             let mut found = Vec::new();
-            descend(input, paths, context, &mut found)?;
+            descend(input, paths, context, &mut found, 0)?;
             found.into_iter().zip(0..).collect()
         }
     };
@@ -109,17 +109,28 @@ fn node_rows<'v>(
     Ok(rows)
 }
 
+/// How many levels `repeat` may descend. A resource's JSON nests at most 128 levels (serde_json's
+/// limit), so only a path that does not lead to children (`$this`, `%resource`) goes deeper,
+/// and it would never stop.
+const MAX_REPEAT_DEPTH: usize = 128;
+
 /// Depth-first, in document order: every node reachable through the repeat paths.
 fn descend<'v>(
     item: &Item<'v>,
     paths: &[super::fhirpath::Expr],
     context: &Context<'v>,
     found: &mut Vec<Item<'v>>,
+    depth: usize,
 ) -> Result<(), EvalError> {
+    if depth >= MAX_REPEAT_DEPTH {
+        return Err(EvalError(format!(
+            "repeat went more than {MAX_REPEAT_DEPTH} levels deep: its paths must lead to child elements"
+        )));
+    }
     for path in paths {
         for child in evaluate(path, std::slice::from_ref(item), context)? {
             found.push(child.clone());
-            descend(&child, paths, context, found)?;
+            descend(&child, paths, context, found, depth + 1)?;
         }
     }
     Ok(())
