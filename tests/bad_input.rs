@@ -376,3 +376,87 @@ fn a_repeat_that_never_reaches_children_stops_its_view() {
         "{message}"
     );
 }
+
+#[test]
+fn input_over_the_size_limits_is_reported_and_the_rest_converts() {
+    let input = tempfile::tempdir().unwrap();
+    let patient = |id: &str, padding: usize| {
+        format!(
+            r#"{{"resourceType":"Patient","id":"{id}","name":[{{"text":"{}"}}]}}"#,
+            "x".repeat(padding)
+        )
+    };
+    // NDJSON: the long line is skipped unread, the lines after it are read.
+    let lines = [
+        patient("short-1", 10),
+        patient("too-long", 2000),
+        patient("short-2", 900),
+    ];
+    std::fs::write(input.path().join("lines.ndjson"), lines.join("\r\n") + "\n").unwrap();
+    // JSON: plain and gzipped documents over the limit are not read at all.
+    std::fs::write(input.path().join("big.json"), patient("big", 5000)).unwrap();
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut encoder, patient("big-gz", 50_000).as_bytes()).unwrap();
+    let gzipped = encoder.finish().unwrap();
+    assert!(gzipped.len() < 1024, "small on disk, large decompressed");
+    std::fs::write(input.path().join("big.json.gz"), gzipped).unwrap();
+    std::fs::write(input.path().join("small.json"), patient("small", 10)).unwrap();
+    let quarantine = tempfile::tempdir().unwrap();
+    let run = convert(
+        input.path(),
+        &[
+            "--max-line-bytes",
+            "1KiB",
+            "--max-json-bytes",
+            "2048",
+            "--errors-to",
+            quarantine.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let report = run.report();
+    let expected = [
+        (
+            "lines.ndjson",
+            Some(2),
+            "line longer than 1 KiB (max_line_bytes, --max-line-bytes): skipped",
+        ),
+        (
+            "big.json",
+            None,
+            "the JSON document is more than 2 KiB (max_json_bytes, --max-json-bytes): not read",
+        ),
+        (
+            "big.json.gz",
+            None,
+            "the JSON document decompresses to more than 2 KiB",
+        ),
+    ];
+    for (file, line, message) in expected {
+        assert!(
+            has_error(&report, file, line, message),
+            "missing {file}:{line:?} {message}: {:#?}",
+            errors(&report)
+        );
+    }
+    assert_eq!(report["error_count"], 3, "{:#?}", errors(&report));
+    let mut ids: Vec<String> = run
+        .table("patient")
+        .column("id")
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["short-1", "short-2", "small"]);
+    // The quarantine says why; the over-long line itself was never held, so it is not copied.
+    let reason =
+        std::fs::read_to_string(quarantine.path().join("lines.ndjson.line-2.ndjson.error.txt")).unwrap();
+    assert!(reason.contains("longer than 1 KiB"), "{reason}");
+    assert!(!quarantine.path().join("lines.ndjson.line-2.ndjson").exists());
+    assert!(quarantine.path().join("big.json.gz.error.txt").exists());
+
+    // The defaults are far above real data: the same input converts whole without the flags.
+    let run = convert(input.path(), &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.table("patient").rows.len(), 6);
+}

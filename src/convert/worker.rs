@@ -2,6 +2,7 @@
 //! and sends full batches to the writer (the calling thread) over a bounded channel.
 
 use std::collections::BTreeSet;
+use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
@@ -15,7 +16,10 @@ use crate::diagnostics::{Diagnostics, Origin};
 use crate::fhir::IdentifierIndex;
 use crate::resource::{DocumentError, Walker};
 use crate::sink::DatasetWriter;
-use crate::source::{for_each_line, read_whole, split_lines, InputFile, InputFormat, Part, Quarantine};
+use crate::source::{
+    describe_bytes, for_each_line, read_whole, split_lines, InputFile, InputFormat, Limits, Line, Part,
+    Quarantine,
+};
 use crate::table::{Table, TableSet};
 
 /// How often (in bytes) a big NDJSON file reports progress.
@@ -96,9 +100,7 @@ pub(super) fn run_workers(
                 let (next_file, abort) = (&next_file, &abort);
                 std::thread::Builder::new()
                     .stack_size(WORKER_STACK_BYTES)
-                    .spawn_scoped(scope, move || {
-                        worker(settings.batch_size, work, next_file, abort, sender)
-                    })
+                    .spawn_scoped(scope, move || worker(settings, work, next_file, abort, sender))
                     .expect("the system can start a worker thread")
             })
             .collect();
@@ -132,7 +134,7 @@ fn write_batches(
 }
 
 fn worker(
-    batch_size: usize,
+    settings: &Settings,
     work: &Work<'_>,
     next_file: &AtomicUsize,
     abort: &AtomicBool,
@@ -141,9 +143,9 @@ fn worker(
     let fresh = work
         .templates
         .iter()
-        .map(|table| table.fresh(batch_size))
+        .map(|table| table.fresh(settings.batch_size))
         .collect();
-    let mut tables = TableSet::new(fresh, batch_size, work.stopped.clone());
+    let mut tables = TableSet::new(fresh, settings.batch_size, work.stopped.clone());
     let mut index = IdentifierIndex::default();
     let mut diagnostics = Diagnostics::default();
     let mut outcomes = Vec::new();
@@ -167,6 +169,7 @@ fn worker(
         let clean = convert_file(
             file,
             unit.part.as_ref(),
+            settings.input_limits(),
             &mut walker,
             work.quarantine,
             &on_bytes,
@@ -191,13 +194,14 @@ fn worker(
 fn convert_file(
     file: &InputFile,
     part: Option<&Part>,
+    limits: Limits,
     walker: &mut Walker<'_, TableSet>,
     quarantine: Option<&Quarantine>,
     on_bytes: &dyn Fn(u64),
     deliver: &mut dyn FnMut(&mut Walker<'_, TableSet>) -> bool,
 ) -> bool {
     let errors_before = ErrorMark::of(walker.diagnostics);
-    let outcome = convert_file_content(file, part, walker, quarantine, on_bytes, deliver);
+    let outcome = convert_file_content(file, part, limits, walker, quarantine, on_bytes, deliver);
     if let (FileOutcome::Failed, Some(quarantine)) = (outcome, quarantine) {
         let (reasons, more) = errors_before.since(walker.diagnostics);
         if let Err(error) = quarantine.file(file, &reasons, more) {
@@ -251,6 +255,7 @@ impl ErrorMark {
 fn convert_file_content(
     file: &InputFile,
     part: Option<&Part>,
+    limits: Limits,
     walker: &mut Walker<'_, TableSet>,
     quarantine: Option<&Quarantine>,
     on_bytes: &dyn Fn(u64),
@@ -266,8 +271,11 @@ fn convert_file_content(
     };
     match file.format {
         InputFormat::Json => {
-            let content = match read_whole(file) {
+            let content = match read_whole(file, limits.max_json_bytes) {
                 Ok(content) => content,
+                Err(error) if error.kind() == io::ErrorKind::FileTooLarge => {
+                    return fail(walker, None, error.to_string())
+                }
                 Err(error) => return fail(walker, None, format!("cannot read: {error}")),
             };
             if content.iter().all(u8::is_ascii_whitespace) {
@@ -294,14 +302,37 @@ fn convert_file_content(
             let mut last_line = 0;
             // Progress on a big file every few MB (uncompressed files: line bytes are file bytes).
             let mut unreported = 0u64;
-            let read = for_each_line(file, part, |number, bytes| {
+            let read = for_each_line(file, part, limits.max_line_bytes, |number, line| {
                 last_line = number;
+                let length = match line {
+                    Line::Text(bytes) => bytes.len() as u64 + 1,
+                    Line::TooLong(length) => length,
+                };
                 if !file.gzip {
-                    unreported += bytes.len() as u64 + 1;
+                    unreported += length;
                     if unreported >= PROGRESS_STEP {
                         on_bytes(std::mem::take(&mut unreported));
                     }
                 }
+                let bytes = match line {
+                    Line::Text(bytes) => bytes,
+                    Line::TooLong(_) => {
+                        documents += 1;
+                        clean = false;
+                        let message = format!(
+                            "line longer than {} (max_line_bytes, --max-line-bytes): skipped",
+                            describe_bytes(limits.max_line_bytes)
+                        );
+                        fail(walker, Some(number), message.clone());
+                        if let Some(quarantine) = quarantine {
+                            if let Err(error) = quarantine.line(file, number, None, &[message]) {
+                                let message = format!("cannot write line {number} to --errors-to: {error}");
+                                walker.diagnostics.error(origin_of(&file.relative), message);
+                            }
+                        }
+                        return;
+                    }
+                };
                 if bytes.iter().all(u8::is_ascii_whitespace) {
                     return;
                 }
@@ -324,7 +355,7 @@ fn convert_file_content(
                 clean &= line_clean;
                 if let (false, Some(quarantine)) = (line_clean, quarantine) {
                     let (reasons, _) = mark.since(walker.diagnostics);
-                    if let Err(error) = quarantine.line(file, number, bytes, &reasons) {
+                    if let Err(error) = quarantine.line(file, number, Some(bytes), &reasons) {
                         let message = format!("cannot copy line {number} to --errors-to: {error}");
                         walker.diagnostics.error(origin_of(&file.relative), message);
                     }
