@@ -615,3 +615,64 @@ fn conditional_references_in_views_resolve_across_files_like_the_built_in_tables
         "{values:?}"
     );
 }
+
+#[test]
+fn view_text_cells_are_capped_like_the_built_in_tables() {
+    let input = tempfile::tempdir().unwrap();
+    let huge = "x".repeat((1 << 20) + 1);
+    let patient = format!(
+        r#"{{"resourceType":"Patient","id":"p1","name":[{{"family":"{huge}","given":["Ann","{huge}"]}}]}}"#
+    );
+    std::fs::write(input.path().join("p.ndjson"), patient + "\n").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let view = write_view(
+        dir.path(),
+        "names.json",
+        r#"{"resource":"Patient","select":[{"column":[{"name":"id","path":"id"},{"name":"family","path":"name.family"},{"name":"given","path":"name.given","collection":true}]}]}"#,
+    );
+    let run = convert(
+        input.path(),
+        &["--view", view.to_str().unwrap(), "--no-builtin-tables"],
+    );
+    assert_eq!(run.code, 1, "an oversized value is lost input: {}", run.stderr);
+    assert_cells(
+        run.table("names").row("p1"),
+        &[("family", None), ("given", Some("[Ann, null]"))],
+    );
+    let oversized = &run.report()["warnings"]["oversized_value"];
+    assert_eq!(oversized["count"], 2);
+    assert_eq!(oversized["examples"][0]["column"], "family");
+    assert_eq!(oversized["examples"][0]["resource"], "Patient/p1");
+    assert_eq!(oversized["examples"][0]["line"], 1);
+}
+
+#[test]
+fn an_integer_column_refuses_values_beyond_32_bits_instead_of_wrapping() {
+    let input = tempfile::tempdir().unwrap();
+    let lines = [
+        r#"{"resourceType":"Observation","id":"fits","status":"final","code":{},"valueQuantity":{"value":2147483647.0}}"#,
+        r#"{"resourceType":"Observation","id":"too-big","status":"final","code":{},"valueQuantity":{"value":3000000000.0}}"#,
+    ];
+    std::fs::write(input.path().join("o.ndjson"), lines.join("\n") + "\n").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let view = write_view(
+        dir.path(),
+        "counts.json",
+        r#"{"resource":"Observation","select":[{"column":[{"name":"id","path":"id"},{"name":"n","path":"value.ofType(Quantity).value","type":"integer"}]}]}"#,
+    );
+    let run = convert(input.path(), &["--view", view.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let report = run.report();
+    assert_eq!(report["tables"]["counts"]["stopped"], true);
+    let message = report["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("view counts: column n: Observation/too-big: value 3000000000.0 does not fit"),
+        "{message}"
+    );
+    assert_eq!(report["errors"][0]["line"], 2);
+    // Without the value too big for Int32 the same view is written.
+    std::fs::write(input.path().join("o.ndjson"), lines[0].to_owned() + "\n").unwrap();
+    let run = convert(input.path(), &["--view", view.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_cells(run.table("counts").row("fits"), &[("n", Some("2147483647"))]);
+}

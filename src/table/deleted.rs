@@ -81,6 +81,10 @@ impl Table for DeletedTable {
         self.rows
     }
 
+    fn buffered_bytes(&self) -> usize {
+        self.resource_types.values_slice().len() + self.ids.values_slice().len()
+    }
+
     fn finish(&mut self) -> RecordBatch {
         self.rows = 0;
         let columns: Vec<ArrayRef> = vec![

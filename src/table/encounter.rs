@@ -126,6 +126,10 @@ impl Table for EncounterTable {
         self.columns.len()
     }
 
+    fn buffered_bytes(&self) -> usize {
+        self.columns.buffered_bytes()
+    }
+
     fn finish(&mut self) -> arrow_array::RecordBatch {
         self.columns.finish()
     }

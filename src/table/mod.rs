@@ -9,6 +9,7 @@ pub mod encounter;
 pub mod patient;
 mod text;
 
+pub(crate) use cells::Cells;
 pub use cells::MAX_CELL_BYTES;
 pub use text::cell_text;
 
@@ -36,6 +37,8 @@ pub trait Table: Send + Sync {
     fn append(&mut self, resource: &Resource<'_>, diagnostics: &mut Diagnostics) -> Result<bool, Rejection>;
     /// Rows appended since the last [`Table::finish`].
     fn len(&self) -> usize;
+    /// Bytes of string data appended since the last [`Table::finish`] (see [`MAX_BATCH_BYTES`]).
+    fn buffered_bytes(&self) -> usize;
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -52,6 +55,12 @@ pub trait Table: Send + Sync {
     }
 }
 
+/// A batch is cut when its string data reaches this many bytes, whatever its row count. No cell
+/// holds more than [`MAX_CELL_BYTES`], a built-in row a few dozen cells, and a view refuses a
+/// resource whose rows hold more than this; so a string column of a batch stays far below the
+/// 2 GiB that Arrow's 32-bit offsets can address (beyond which building the batch panics).
+pub const MAX_BATCH_BYTES: usize = 256 << 20;
+
 /// Names of the built-in tables (views may not take them).
 pub const BUILTIN_TABLE_NAMES: &[&str] = &["patient", "encounter"];
 
@@ -67,12 +76,19 @@ pub fn builtin_tables(batch_size: usize) -> Vec<Box<dyn Table>> {
 pub struct TableSet {
     tables: Vec<Box<dyn Table>>,
     batch_size: usize,
+    /// String bytes at which a batch is cut ([`MAX_BATCH_BYTES`]).
+    batch_bytes: usize,
     /// Finished batches waiting to be sent, tagged with the table's position.
     ready: Vec<(usize, RecordBatch)>,
     /// Tables that hold staged conditional references.
     pending: BTreeSet<String>,
     /// Per table, shared by all workers: set when the table stopped on a data error.
     stopped: Arc<[AtomicBool]>,
+}
+
+/// Whether a table's batch is full: `rows` rows or `bytes` bytes of strings.
+fn is_full(table: &dyn Table, rows: usize, bytes: usize) -> bool {
+    table.len() >= rows || table.buffered_bytes() >= bytes
 }
 
 /// One flag per table, shared by every worker's [`TableSet`]: which tables stopped.
@@ -85,6 +101,7 @@ impl TableSet {
         TableSet {
             tables,
             batch_size: batch_size.max(1),
+            batch_bytes: MAX_BATCH_BYTES,
             ready: Vec::new(),
             pending: BTreeSet::new(),
             stopped,
@@ -139,7 +156,7 @@ impl ResourceSink for TableSet {
                     first_rejection.get_or_insert(rejection);
                 }
             }
-            if table.len() >= self.batch_size {
+            if is_full(table.as_ref(), self.batch_size, self.batch_bytes) {
                 self.ready.push((position, table.finish()));
             }
         }
@@ -148,7 +165,9 @@ impl ResourceSink for TableSet {
 
     fn deleted(&mut self, resource_type: &str, id: &str) {
         for (position, table) in self.tables.iter_mut().enumerate() {
-            if table.record_deletion(resource_type, id) && table.len() >= self.batch_size {
+            if table.record_deletion(resource_type, id)
+                && is_full(table.as_ref(), self.batch_size, self.batch_bytes)
+            {
                 self.ready.push((position, table.finish()));
             }
         }
@@ -201,5 +220,34 @@ pub(crate) mod testing {
     pub fn cell(rows: &[Row], column: &str) -> Option<String> {
         assert_eq!(rows.len(), 1, "expected one row");
         rows[0][column].clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fhir::IdentifierIndex;
+    use crate::resource::Walker;
+
+    #[test]
+    fn batches_are_cut_by_string_bytes_as_well_as_rows() {
+        let mut tables = TableSet::new(builtin_tables(1000), 1000, stop_flags(2));
+        tables.batch_bytes = 2000;
+        let (mut index, mut diagnostics) = (IdentifierIndex::default(), Diagnostics::default());
+        let mut walker = Walker {
+            sink: &mut tables,
+            index: &mut index,
+            diagnostics: &mut diagnostics,
+        };
+        let name = "n".repeat(600);
+        for i in 0..10 {
+            let patient =
+                format!(r#"{{"resourceType":"Patient","id":"p{i}","name":[{{"family":"{name}"}}]}}"#);
+            walker.document("test.ndjson", &patient, i + 1).unwrap();
+        }
+        let batches = tables.flush();
+        let rows: Vec<usize> = batches.iter().map(|(_, batch)| batch.num_rows()).collect();
+        // About 613 string bytes a row (name, id, source file): the fourth row passes 2000 bytes.
+        assert_eq!(rows, [4, 4, 2]);
     }
 }

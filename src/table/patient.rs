@@ -135,6 +135,10 @@ impl Table for PatientTable {
         self.columns.len()
     }
 
+    fn buffered_bytes(&self) -> usize {
+        self.columns.buffered_bytes()
+    }
+
     fn finish(&mut self) -> arrow_array::RecordBatch {
         self.columns.finish()
     }

@@ -95,16 +95,19 @@ fn node_rows<'v>(
         let mut product = vec![base];
         for select in &node.selects {
             let nested = node_rows(select, &focus, &context, width)?;
-            product = cross(product, &nested);
+            product = cross(product, &nested)?;
         }
         if !node.union.is_empty() {
             let mut branches = Vec::new();
             for branch in &node.union {
                 branches.extend(node_rows(branch, &focus, &context, width)?);
             }
-            product = cross(product, &branches);
+            product = cross(product, &branches)?;
         }
         rows.extend(product);
+        if rows.len() > MAX_ROWS_PER_RESOURCE {
+            return Err(too_many_rows());
+        }
     }
     Ok(rows)
 }
@@ -136,7 +139,20 @@ fn descend<'v>(
     Ok(())
 }
 
-fn cross<'v>(left: Vec<Row<'v>>, right: &[Row<'v>]) -> Vec<Row<'v>> {
+/// Most rows one resource may give a view: sibling `forEach`es multiply their rows, so a view and
+/// a resource with long arrays could otherwise exhaust memory before any limit on bytes applies.
+const MAX_ROWS_PER_RESOURCE: usize = 1_000_000;
+
+fn too_many_rows() -> EvalError {
+    EvalError(format!(
+        "the resource gives more than {MAX_ROWS_PER_RESOURCE} rows (sibling forEach multiply their rows)"
+    ))
+}
+
+fn cross<'v>(left: Vec<Row<'v>>, right: &[Row<'v>]) -> Result<Vec<Row<'v>>, EvalError> {
+    if left.len().saturating_mul(right.len()) > MAX_ROWS_PER_RESOURCE {
+        return Err(too_many_rows());
+    }
     let mut combined = Vec::with_capacity(left.len() * right.len());
     for row in &left {
         for other in right {
@@ -148,5 +164,5 @@ fn cross<'v>(left: Vec<Row<'v>>, right: &[Row<'v>]) -> Vec<Row<'v>> {
             combined.push(merged);
         }
     }
-    combined
+    Ok(combined)
 }
