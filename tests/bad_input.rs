@@ -460,3 +460,81 @@ fn input_over_the_size_limits_is_reported_and_the_rest_converts() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.table("patient").rows.len(), 6);
 }
+
+#[test]
+fn a_panic_loses_only_its_document_and_the_rest_of_its_file() {
+    let input = tempfile::tempdir().unwrap();
+    let patient = |id: &str| format!(r#"{{"resourceType":"Patient","id":"{id}"}}"#);
+    std::fs::write(
+        input.path().join("a.ndjson"),
+        [patient("p1"), patient("p2")].join("\n"),
+    )
+    .unwrap();
+    // p4 panics half-way: the patient table has taken it, the view not yet.
+    let b = [patient("p3"), patient("p4"), patient("p5")].join("\n");
+    std::fs::write(input.path().join("b.ndjson"), b).unwrap();
+    std::fs::write(
+        input.path().join("c.json"),
+        format!(
+            r#"{{"resourceType":"Bundle","type":"collection","entry":[{{"resource":{}}}]}}"#,
+            patient("p6")
+        ),
+    )
+    .unwrap();
+    let views = tempfile::tempdir().unwrap();
+    let view = views.path().join("ids.json");
+    std::fs::write(
+        &view,
+        r#"{"resource":"Patient","select":[{"column":[{"name":"id","path":"id"}]}]}"#,
+    )
+    .unwrap();
+    // Whole batches held in memory, and a batch cut at every row (cut during the document).
+    for batch_size in ["5000", "1"] {
+        let out = tempfile::tempdir().unwrap();
+        let output = fhir2table()
+            .args([
+                "convert",
+                "-q",
+                "--threads",
+                "1",
+                "--batch-size",
+                batch_size,
+                "--in",
+            ])
+            .arg(input.path())
+            .arg("--out")
+            .arg(out.path())
+            .arg("--view")
+            .arg(&view)
+            .env(fhir2table::table::TEST_PANIC_VARIABLE, "p4")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        let report: Value =
+            serde_json::from_str(&std::fs::read_to_string(out.path().join("_run.json")).unwrap()).unwrap();
+        assert!(
+            has_error(&report, "b.ndjson", Some(2), "internal error (please report it)")
+                && has_error(&report, "b.ndjson", Some(2), "injected panic at Patient/p4"),
+            "{:#?}",
+            errors(&report)
+        );
+        assert_eq!(report["error_count"], 1, "{:#?}", errors(&report));
+        assert_eq!(report["inputs"]["failed"], 1);
+        assert_eq!(report["inputs"]["read"], 2);
+        for table in ["patient", "ids"] {
+            let mut ids: Vec<String> = common::read_table(&out.path().join(table))
+                .column("id")
+                .into_iter()
+                .map(Option::unwrap)
+                .collect();
+            ids.sort();
+            // No half-written p4 in patient, nothing after it in b, and the next file converts.
+            assert_eq!(
+                ids,
+                ["p1", "p2", "p3", "p6"],
+                "table {table}, batch size {batch_size}"
+            );
+        }
+    }
+}

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
@@ -109,10 +110,19 @@ pub(super) fn run_workers(
         if write_error.is_some() {
             abort.store(true, Ordering::Relaxed);
         }
-        let results = workers
-            .into_iter()
-            .map(|w| w.join().expect("worker threads do not panic"))
-            .collect();
+        let mut write_error = write_error;
+        let mut results = Vec::new();
+        for joined in workers.into_iter().map(|w| w.join()) {
+            match joined {
+                Ok(result) => results.push(result),
+                // Panics in conversion are caught per unit; one outside it leaves the worker's
+                // results unknown, so the run fails (exit 3) rather than commit a guess.
+                Err(panic) => {
+                    let message = format!("a worker thread failed: {}", panic_message(&*panic));
+                    write_error.get_or_insert(anyhow::anyhow!(message));
+                }
+            }
+        }
         (results, write_error)
     })
 }
@@ -166,26 +176,85 @@ fn worker(
             reported.set(reported.get() + bytes);
             work.progress.bytes_done(bytes);
         };
-        let clean = convert_file(
-            file,
-            unit.part.as_ref(),
-            settings.input_limits(),
-            &mut walker,
-            work.quarantine,
-            &on_bytes,
-            &mut |walker| send(walker.sink.take_ready()),
-        );
+        // A panic (a bug) while converting loses only this unit's current document and the
+        // rest of the unit: its rows are rolled back, the earlier documents' rows kept, and the
+        // worker goes on with the next unit.
+        let converted = catch_unwind(AssertUnwindSafe(|| {
+            convert_file(
+                file,
+                unit.part.as_ref(),
+                settings.input_limits(),
+                &mut walker,
+                work.quarantine,
+                &on_bytes,
+                &mut |walker| send(walker.sink.take_ready()),
+            )
+        }));
+        let clean = match converted {
+            Ok(clean) => clean,
+            Err(panic) => {
+                report_panic(file, &mut walker, work.quarantine, panic_message(&*panic));
+                send(walker.sink.take_ready());
+                false
+            }
+        };
         let bytes = unit.part.map_or(file.size, |part| part.end - part.start);
         diagnostics.bytes_read += bytes;
         work.progress.file_done(bytes.saturating_sub(reported.get()));
         outcomes.push((unit.file, clean));
     }
-    send(tables.flush());
+    let (batches, broken) = tables.flush();
+    send(batches);
+    for table in broken {
+        let message = format!("table {table}: internal error while finishing a batch: not written");
+        diagnostics.error(Origin::default(), message);
+    }
     WorkerResult {
         diagnostics,
         index,
         pending: tables.pending_tables().clone(),
         outcomes,
+    }
+}
+
+/// The text of a panic's payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        text
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text
+    } else {
+        "(no message)"
+    }
+}
+
+/// Records a panic while converting `file` as an error at the document it hit, rolls the
+/// document's rows back and quarantines the file.
+fn report_panic(
+    file: &InputFile,
+    walker: &mut Walker<'_, TableSet>,
+    quarantine: Option<&Quarantine>,
+    message: &str,
+) {
+    let line = walker.sink.document_line();
+    let message = format!(
+        "internal error (please report it): {message}; the rows of this document are dropped and \
+         the rest of the file was not read"
+    );
+    let origin = Origin {
+        line: (line > 0).then_some(line),
+        ..origin_of(&file.relative)
+    };
+    walker.diagnostics.error(origin.clone(), message.clone());
+    for table in walker.sink.roll_back_document() {
+        let problem = format!("table {table} cannot be restored after the internal error: not written");
+        walker.diagnostics.error(origin.clone(), problem);
+    }
+    if let Some(quarantine) = quarantine {
+        if let Err(error) = quarantine.file(file, &[message], 0) {
+            let message = format!("cannot copy to --errors-to: {error}");
+            walker.diagnostics.error(origin_of(&file.relative), message);
+        }
     }
 }
 
@@ -288,6 +357,7 @@ fn convert_file_content(
                     return fail(walker, Some(line), "invalid UTF-8".to_owned());
                 }
             };
+            walker.sink.begin_document(1);
             let outcome = walker.document(&file.relative, text, 1);
             deliver(walker);
             match outcome {
@@ -338,6 +408,7 @@ fn convert_file_content(
                 }
                 documents += 1;
                 let mark = ErrorMark::of(walker.diagnostics);
+                walker.sink.begin_document(number);
                 let outcome = match std::str::from_utf8(bytes) {
                     Ok(text) => walker.document(&file.relative, text, number),
                     Err(_) => Err(DocumentError {

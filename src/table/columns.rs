@@ -167,6 +167,18 @@ macro_rules! define_columns {
                 0 $( + <$crate::table::columns::$kind as $crate::table::columns::Column>::buffered_bytes(&self.$name) )*
             }
 
+            /// The first `rows` rows appended so far (a half-appended row after them is dropped);
+            /// the builders start over empty.
+            pub fn finish_rows(&mut self, rows: usize) -> arrow_array::RecordBatch {
+                self.rows = 0;
+                let columns: Vec<arrow_array::ArrayRef> = vec![ $( {
+                    let array = arrow_array::builder::ArrayBuilder::finish(&mut self.$name);
+                    array.slice(0, rows.min(array.len()))
+                }, )* ];
+                arrow_array::RecordBatch::try_new(self.schema.clone(), columns)
+                    .expect("every column holds the rows appended whole")
+            }
+
             /// The rows appended so far as one batch; the builders start over empty.
             pub fn finish(&mut self) -> arrow_array::RecordBatch {
                 self.rows = 0;

@@ -139,6 +139,10 @@ impl Table for PatientTable {
         self.columns.buffered_bytes()
     }
 
+    fn finish_rows(&mut self, rows: usize) -> arrow_array::RecordBatch {
+        self.columns.finish_rows(rows)
+    }
+
     fn finish(&mut self) -> arrow_array::RecordBatch {
         self.columns.finish()
     }

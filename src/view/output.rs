@@ -385,9 +385,21 @@ impl Table for ViewTable {
     }
 
     fn finish(&mut self) -> RecordBatch {
+        let rows = self.rows;
+        self.finish_rows(rows)
+    }
+
+    fn finish_rows(&mut self, rows: usize) -> RecordBatch {
         self.rows = 0;
         self.text_bytes = 0;
-        let columns: Vec<ArrayRef> = self.builders.iter_mut().map(|b| b.finish()).collect();
+        let columns: Vec<ArrayRef> = self
+            .builders
+            .iter_mut()
+            .map(|builder| {
+                let array = builder.finish();
+                array.slice(0, rows.min(array.len()))
+            })
+            .collect();
         RecordBatch::try_new(self.schema.clone(), columns).expect("view columns match the view schema")
     }
 }
