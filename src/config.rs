@@ -8,6 +8,7 @@ use std::str::FromStr;
 use serde::Deserialize;
 
 use crate::sink::Compression;
+use crate::source::Limits;
 use crate::UsageError;
 
 /// Default rows per Arrow RecordBatch (and per batch handed to the Parquet writer).
@@ -81,6 +82,53 @@ impl FromStr for WriteMode {
     }
 }
 
+/// A size in bytes, given as a number of bytes or with a binary unit: `65536`, `512KiB`,
+/// `256MiB`, `2GiB` (in a config file also a TOML integer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl FromStr for ByteSize {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+        let (number, unit) = text.split_at(digits);
+        let shift = match unit.trim() {
+            "" | "B" => 0,
+            "KiB" => 10,
+            "MiB" => 20,
+            "GiB" => 30,
+            "TiB" => 40,
+            _ => {
+                return Err(format!(
+                    "'{text}' is not a size (use bytes, or KiB, MiB, GiB: 256MiB)"
+                ))
+            }
+        };
+        number
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(1 << shift))
+            .map(ByteSize)
+            .ok_or_else(|| format!("'{text}' is not a size (use bytes, or KiB, MiB, GiB: 256MiB)"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Given {
+            Bytes(u64),
+            Text(String),
+        }
+        match Given::deserialize(deserializer)? {
+            Given::Bytes(bytes) => Ok(ByteSize(bytes)),
+            Given::Text(text) => text.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
 /// Every key a config file may hold (see config.example.toml); all optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -106,6 +154,10 @@ pub struct Options {
     pub delete_processed: Option<bool>,
     /// Convert only inputs that are new or changed since the last run, and append their rows.
     pub incremental: Option<bool>,
+    /// Largest JSON document read into memory (after gzip decompression).
+    pub max_json_bytes: Option<ByteSize>,
+    /// Longest NDJSON line.
+    pub max_line_bytes: Option<ByteSize>,
 }
 
 impl Options {
@@ -158,6 +210,8 @@ impl Options {
             archive: overrides.archive.or(self.archive),
             delete_processed: overrides.delete_processed.or(self.delete_processed),
             incremental: overrides.incremental.or(self.incremental),
+            max_json_bytes: overrides.max_json_bytes.or(self.max_json_bytes),
+            max_line_bytes: overrides.max_line_bytes.or(self.max_line_bytes),
         }
     }
 }
@@ -179,6 +233,8 @@ pub struct Settings {
     pub archive: Option<PathBuf>,
     pub delete_processed: bool,
     pub incremental: bool,
+    pub max_json_bytes: u64,
+    pub max_line_bytes: u64,
 }
 
 impl Settings {
@@ -201,6 +257,21 @@ impl Settings {
         if threads == 0 {
             return Err(UsageError(format!("`threads` in {source} must be at least 1")));
         }
+        let limits = Limits::default();
+        let max_json_bytes = options
+            .max_json_bytes
+            .map_or(limits.max_json_bytes, |size| size.0);
+        let max_line_bytes = options
+            .max_line_bytes
+            .map_or(limits.max_line_bytes, |size| size.0);
+        for (key, value) in [
+            ("max_json_bytes", max_json_bytes),
+            ("max_line_bytes", max_line_bytes),
+        ] {
+            if value == 0 {
+                return Err(UsageError(format!("`{key}` in {source} must be at least 1 byte")));
+            }
+        }
         Ok(Settings {
             input: options.input.ok_or_else(|| missing("in", "--in"))?,
             output: options.out.ok_or_else(|| missing("out", "--out"))?,
@@ -216,11 +287,21 @@ impl Settings {
             archive: options.archive,
             delete_processed: options.delete_processed.unwrap_or(false),
             incremental: options.incremental.unwrap_or(false),
+            max_json_bytes,
+            max_line_bytes,
         })
     }
 }
 
 impl Settings {
+    /// How much input a worker may hold at once.
+    pub fn input_limits(&self) -> Limits {
+        Limits {
+            max_json_bytes: self.max_json_bytes,
+            max_line_bytes: self.max_line_bytes,
+        }
+    }
+
     /// The write mode in force: incremental runs always append.
     pub fn effective_mode(&self) -> WriteMode {
         if self.incremental {
@@ -317,6 +398,28 @@ mod tests {
         assert_eq!(settings.log_level, LogLevel::Info);
         assert!(settings.builtin_tables);
         assert!(settings.views.is_empty());
+        assert_eq!(settings.input_limits(), Limits::default());
+    }
+
+    #[test]
+    fn sizes_take_bytes_or_binary_units() {
+        assert_eq!("65536".parse(), Ok(ByteSize(65536)));
+        assert_eq!("512KiB".parse(), Ok(ByteSize(512 << 10)));
+        assert_eq!("256 MiB".parse(), Ok(ByteSize(256 << 20)));
+        assert_eq!("2GiB".parse(), Ok(ByteSize(2 << 30)));
+        for bad in ["", "2GB", "-1", "1.5MiB", "99999999999TiB"] {
+            assert!(bad.parse::<ByteSize>().is_err(), "{bad}");
+        }
+        let (_dir, path) = write_config("max_line_bytes = 1024\nmax_json_bytes = \"1GiB\"\n");
+        let options = Options::from_file(&path).unwrap();
+        assert_eq!(options.max_line_bytes, Some(ByteSize(1024)));
+        assert_eq!(options.max_json_bytes, Some(ByteSize(1 << 30)));
+        let (_dir, path) = write_config("max_line_bytes = \"lots\"\n");
+        let error = Options::from_file(&path).unwrap_err().0;
+        assert!(
+            error.contains("max_line_bytes") && error.contains("not a size"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -255,3 +255,286 @@ fn a_big_ndjson_file_is_shared_by_the_workers_and_errors_keep_their_line() {
     assert_eq!(patients.rows.len() as u64, line - 1, "every good line, once");
     assert_cells(patients.row(&format!("p{line}")), &[("gender", Some("other"))]);
 }
+
+/// `{"resourceType":"Bundle","type":"collection","entry":[{"resource":` `depth` times around
+/// `inner`, each level also holding `beside` as a second entry when given.
+fn nested_bundles(depth: usize, inner: &str, beside: Option<&str>) -> String {
+    let mut text = inner.to_owned();
+    for _ in 0..depth {
+        let extra = beside
+            .map(|b| format!(r#",{{"resource":{b}}}"#))
+            .unwrap_or_default();
+        text = format!(
+            r#"{{"resourceType":"Bundle","type":"collection","entry":[{{"resource":{text}}}{extra}]}}"#
+        );
+    }
+    text
+}
+
+#[test]
+fn deeply_nested_input_is_reported_not_a_crash() {
+    let input = tempfile::tempdir().unwrap();
+    // About 5,000 nested Bundles (345 KB) once overflowed the stack: exit 134, no report.
+    let bottom = r#"{"resourceType":"Patient","id":"at-the-bottom"}"#;
+    let mut deep = nested_bundles(5_000, bottom, None);
+    deep = format!(
+        r#"{{"resourceType":"Bundle","type":"collection","entry":[{{"resource":{deep}}},{{"resource":{{"resourceType":"Patient","id":"beside-the-deep"}}}}]}}"#
+    );
+    std::fs::write(input.path().join("deep.json"), &deep).unwrap();
+    // A few levels are normal FHIR (a searchset in a batch-response) and convert.
+    let shallow = nested_bundles(3, r#"{"resourceType":"Patient","id":"three-down"}"#, None);
+    std::fs::write(input.path().join("shallow.json"), shallow).unwrap();
+    // JSON nested deeper than serde_json's 128 levels inside one resource: a known element (the
+    // patient table parses extensions) and an unknown one (only the view's tree parses it).
+    let deep_extension = format!(
+        r#"{{"resourceType":"Patient","id":"deep-extension","extension":{}{}}}"#,
+        r#"[{"url":"x","extension":"#.repeat(3_000),
+        "[]}]".repeat(3_000)
+    );
+    let deep_unknown = format!(
+        r#"{{"resourceType":"Patient","id":"deep-unknown","x":{}1{}}}"#,
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let deep_array = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let lines = [
+        r#"{"resourceType":"Patient","id":"first-line"}"#,
+        &deep_extension,
+        &deep_unknown,
+        &deep_array,
+    ];
+    std::fs::write(input.path().join("deep.ndjson"), lines.join("\n") + "\n").unwrap();
+    let views = tempfile::tempdir().unwrap();
+    let view = views.path().join("patient_ids.json");
+    std::fs::write(
+        &view,
+        r#"{"resource":"Patient","select":[{"column":[{"name":"id","path":"id"}]}]}"#,
+    )
+    .unwrap();
+    let run = convert(input.path(), &["--view", view.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let report = run.report();
+    assert!(
+        has_error(&report, "deep.json", Some(1), "Bundle nested more than 32 deep"),
+        "{:#?}",
+        errors(&report)
+    );
+    assert!(has_error(
+        &report,
+        "deep.ndjson",
+        Some(2),
+        "recursion limit exceeded"
+    ));
+    assert!(
+        has_error(&report, "deep.ndjson", Some(3), "recursion limit exceeded"),
+        "{:#?}",
+        errors(&report)
+    );
+    assert!(has_error(&report, "deep.ndjson", Some(4), "not a FHIR resource"));
+    assert_eq!(report["error_count"], 4, "{:#?}", errors(&report));
+    let mut patients: Vec<String> = run
+        .table("patient")
+        .column("id")
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
+    patients.sort();
+    // The patient table skips the unknown element unparsed; the view needs the whole tree.
+    assert_eq!(
+        patients,
+        ["beside-the-deep", "deep-unknown", "first-line", "three-down"]
+    );
+    let mut in_view: Vec<String> = run
+        .table("patient_ids")
+        .column("id")
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
+    in_view.sort();
+    assert_eq!(in_view, ["beside-the-deep", "first-line", "three-down"]);
+}
+
+#[test]
+fn a_repeat_that_never_reaches_children_stops_its_view() {
+    let views = tempfile::tempdir().unwrap();
+    let view = views.path().join("forever.json");
+    std::fs::write(
+        &view,
+        r#"{"resource":"Patient","select":[{"repeat":["$this"],"column":[{"name":"id","path":"id"}]}]}"#,
+    )
+    .unwrap();
+    let run = convert(
+        &fixtures().join("fhir-examples/Patient-f001.json"),
+        &["--view", view.to_str().unwrap()],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let report = run.report();
+    assert_eq!(report["tables"]["forever"]["stopped"], true);
+    let message = report["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("repeat went more than 128 levels deep"),
+        "{message}"
+    );
+}
+
+#[test]
+fn input_over_the_size_limits_is_reported_and_the_rest_converts() {
+    let input = tempfile::tempdir().unwrap();
+    let patient = |id: &str, padding: usize| {
+        format!(
+            r#"{{"resourceType":"Patient","id":"{id}","name":[{{"text":"{}"}}]}}"#,
+            "x".repeat(padding)
+        )
+    };
+    // NDJSON: the long line is skipped unread, the lines after it are read.
+    let lines = [
+        patient("short-1", 10),
+        patient("too-long", 2000),
+        patient("short-2", 900),
+    ];
+    std::fs::write(input.path().join("lines.ndjson"), lines.join("\r\n") + "\n").unwrap();
+    // JSON: plain and gzipped documents over the limit are not read at all.
+    std::fs::write(input.path().join("big.json"), patient("big", 5000)).unwrap();
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut encoder, patient("big-gz", 50_000).as_bytes()).unwrap();
+    let gzipped = encoder.finish().unwrap();
+    assert!(gzipped.len() < 1024, "small on disk, large decompressed");
+    std::fs::write(input.path().join("big.json.gz"), gzipped).unwrap();
+    std::fs::write(input.path().join("small.json"), patient("small", 10)).unwrap();
+    let quarantine = tempfile::tempdir().unwrap();
+    let run = convert(
+        input.path(),
+        &[
+            "--max-line-bytes",
+            "1KiB",
+            "--max-json-bytes",
+            "2048",
+            "--errors-to",
+            quarantine.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let report = run.report();
+    let expected = [
+        (
+            "lines.ndjson",
+            Some(2),
+            "line longer than 1 KiB (max_line_bytes, --max-line-bytes): skipped",
+        ),
+        (
+            "big.json",
+            None,
+            "the JSON document is more than 2 KiB (max_json_bytes, --max-json-bytes): not read",
+        ),
+        (
+            "big.json.gz",
+            None,
+            "the JSON document decompresses to more than 2 KiB",
+        ),
+    ];
+    for (file, line, message) in expected {
+        assert!(
+            has_error(&report, file, line, message),
+            "missing {file}:{line:?} {message}: {:#?}",
+            errors(&report)
+        );
+    }
+    assert_eq!(report["error_count"], 3, "{:#?}", errors(&report));
+    let mut ids: Vec<String> = run
+        .table("patient")
+        .column("id")
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["short-1", "short-2", "small"]);
+    // The quarantine says why; the over-long line itself was never held, so it is not copied.
+    let reason =
+        std::fs::read_to_string(quarantine.path().join("lines.ndjson.line-2.ndjson.error.txt")).unwrap();
+    assert!(reason.contains("longer than 1 KiB"), "{reason}");
+    assert!(!quarantine.path().join("lines.ndjson.line-2.ndjson").exists());
+    assert!(quarantine.path().join("big.json.gz.error.txt").exists());
+
+    // The defaults are far above real data: the same input converts whole without the flags.
+    let run = convert(input.path(), &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.table("patient").rows.len(), 6);
+}
+
+#[test]
+fn a_panic_loses_only_its_document_and_the_rest_of_its_file() {
+    let input = tempfile::tempdir().unwrap();
+    let patient = |id: &str| format!(r#"{{"resourceType":"Patient","id":"{id}"}}"#);
+    std::fs::write(
+        input.path().join("a.ndjson"),
+        [patient("p1"), patient("p2")].join("\n"),
+    )
+    .unwrap();
+    // p4 panics half-way: the patient table has taken it, the view not yet.
+    let b = [patient("p3"), patient("p4"), patient("p5")].join("\n");
+    std::fs::write(input.path().join("b.ndjson"), b).unwrap();
+    std::fs::write(
+        input.path().join("c.json"),
+        format!(
+            r#"{{"resourceType":"Bundle","type":"collection","entry":[{{"resource":{}}}]}}"#,
+            patient("p6")
+        ),
+    )
+    .unwrap();
+    let views = tempfile::tempdir().unwrap();
+    let view = views.path().join("ids.json");
+    std::fs::write(
+        &view,
+        r#"{"resource":"Patient","select":[{"column":[{"name":"id","path":"id"}]}]}"#,
+    )
+    .unwrap();
+    // Whole batches held in memory, and a batch cut at every row (cut during the document).
+    for batch_size in ["5000", "1"] {
+        let out = tempfile::tempdir().unwrap();
+        let output = fhir2table()
+            .args([
+                "convert",
+                "-q",
+                "--threads",
+                "1",
+                "--batch-size",
+                batch_size,
+                "--in",
+            ])
+            .arg(input.path())
+            .arg("--out")
+            .arg(out.path())
+            .arg("--view")
+            .arg(&view)
+            .env(fhir2table::table::TEST_PANIC_VARIABLE, "p4")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        let report: Value =
+            serde_json::from_str(&std::fs::read_to_string(out.path().join("_run.json")).unwrap()).unwrap();
+        assert!(
+            has_error(&report, "b.ndjson", Some(2), "internal error (please report it)")
+                && has_error(&report, "b.ndjson", Some(2), "injected panic at Patient/p4"),
+            "{:#?}",
+            errors(&report)
+        );
+        assert_eq!(report["error_count"], 1, "{:#?}", errors(&report));
+        assert_eq!(report["inputs"]["failed"], 1);
+        assert_eq!(report["inputs"]["read"], 2);
+        for table in ["patient", "ids"] {
+            let mut ids: Vec<String> = common::read_table(&out.path().join(table))
+                .column("id")
+                .into_iter()
+                .map(Option::unwrap)
+                .collect();
+            ids.sort();
+            // No half-written p4 in patient, nothing after it in b, and the next file converts.
+            assert_eq!(
+                ids,
+                ["p1", "p2", "p3", "p6"],
+                "table {table}, batch size {batch_size}"
+            );
+        }
+    }
+}

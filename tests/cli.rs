@@ -33,6 +33,35 @@ fn help_teaches_usage_examples_and_exit_codes() {
 }
 
 #[test]
+fn every_config_key_has_a_flag_in_help_and_a_row_in_the_readme() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let example = std::fs::read_to_string(root.join("config.example.toml")).unwrap();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let output = fhir2table().args(["convert", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let keys: Vec<&str> = example
+        .lines()
+        .map(|line| line.trim_start_matches("# "))
+        .filter_map(|line| line.split_once(" = ").map(|(key, _)| key))
+        .filter(|key| key.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        .collect();
+    assert!(keys.len() >= 16, "{keys:?}");
+    for key in keys {
+        assert!(
+            help.contains(&format!("[config: {key}")),
+            "--help lacks [config: {key}]"
+        );
+        assert!(
+            readme.contains(&format!("| `{key}")),
+            "README's flag table lacks {key}"
+        );
+    }
+}
+
+#[test]
 fn config_file_keys_are_used_and_flags_override_them() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("in")).unwrap();

@@ -377,13 +377,26 @@ fn bad_views_are_rejected_before_reading_with_the_view_path_and_problem() {
             r#"{"select":[{"column":[{"name":"id","path":"id"}]}]}"#,
             "resource: missing",
         ),
+        // An empty column list once panicked (exit 101) when the view's first batch was finished.
+        (
+            r#"{"resource":"Patient","select":[{"column":[]}]}"#,
+            "select[0].column: must be a non-empty array",
+        ),
+        (
+            r#"{"resource":"Patient","select":[{"forEach":"name","select":[{"unionAll":[]}]}]}"#,
+            "select[0].select[0].unionAll: must be a non-empty array",
+        ),
+        (
+            r#"{"resource":"Patient","select":[{"forEach":"name"}]}"#,
+            "select: no columns: a view needs at least one column",
+        ),
         (
             r#"{"resource":"Patient","select":[{"column":[{"name":"id","path":"id"},{"name":"id","path":"gender"}]}]}"#,
             "column name 'id' is used twice",
         ),
         (
             r#"{"resource":"Patient","name":"patient","select":[{"column":[{"name":"id","path":"id"}]}]}"#,
-            "view patient: the name of a built-in table",
+            "view \"patient\": name is the name of a built-in table (patient)",
         ),
         (
             r#"{"resource":"Patient","select":[{"column":[{"name":"id","path":"id"}]}]"#,
@@ -430,6 +443,85 @@ fn bad_views_are_rejected_before_reading_with_the_view_path_and_problem() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("two views are named twice"));
+}
+
+#[test]
+fn view_names_that_are_not_plain_names_are_refused_before_any_input_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    // `../sibling` once replaced the folder next to --out; a NUL failed only after all input.
+    let sibling = dir.path().join("sibling");
+    std::fs::create_dir(&sibling).unwrap();
+    std::fs::write(sibling.join("keep.txt"), "precious").unwrap();
+    let cases = [
+        (
+            r#""../sibling""#,
+            "view \"../sibling\": name is not a valid view name",
+        ),
+        (
+            r#""bad\u0000name""#,
+            "view \"bad\\0name\": name is not a valid view name",
+        ),
+        (r#""_state""#, "name is not a valid view name"),
+        (
+            r#""Encounter""#,
+            "name is the name of a built-in table (encounter)",
+        ),
+        (r#""""#, "name is empty"),
+    ];
+    let out = dir.path().join("out");
+    for (name, expected) in cases {
+        let json = format!(
+            r#"{{"resource":"Patient","name":{name},"select":[{{"column":[{{"name":"id","path":"id"}}]}}]}}"#
+        );
+        let view = write_view(dir.path(), "named.json", &json);
+        let output = fhir2table()
+            .args(["convert", "--in"])
+            .arg(fixtures().join("handmade"))
+            .arg("--out")
+            .arg(&out)
+            .arg("--view")
+            .arg(&view)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{name}: {stderr}");
+        assert!(
+            stderr.contains(expected),
+            "{name}: expected '{expected}' in {stderr}"
+        );
+        assert!(stderr.contains("named.json"), "the view file is named: {stderr}");
+        assert!(!out.exists(), "nothing is written, no input is read");
+    }
+    assert_eq!(
+        std::fs::read_to_string(sibling.join("keep.txt")).unwrap(),
+        "precious"
+    );
+    assert_eq!(std::fs::read_dir(&sibling).unwrap().count(), 1);
+
+    // Without `name` the file name names the view, under the same rule.
+    let view = write_view(
+        dir.path(),
+        "my-view.json",
+        r#"{"resource":"Patient","select":[{"column":[{"name":"id","path":"id"}]}]}"#,
+    );
+    let output = fhir2table()
+        .args(["convert", "--in"])
+        .arg(fixtures().join("handmade"))
+        .arg("--out")
+        .arg(&out)
+        .arg("--view")
+        .arg(&view)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("view file name \"my-view\" is not a valid view name")
+            && stderr.contains("give the view a `name` or rename the file")
+            && stderr.contains("my-view.json"),
+        "{stderr}"
+    );
+    assert!(!out.exists());
 }
 
 #[test]
@@ -522,4 +614,65 @@ fn conditional_references_in_views_resolve_across_files_like_the_built_in_tables
         values.contains(&"Practitioner?identifier=http://hl7.org/fhir/sid/us-npi|9990001"),
         "{values:?}"
     );
+}
+
+#[test]
+fn view_text_cells_are_capped_like_the_built_in_tables() {
+    let input = tempfile::tempdir().unwrap();
+    let huge = "x".repeat((1 << 20) + 1);
+    let patient = format!(
+        r#"{{"resourceType":"Patient","id":"p1","name":[{{"family":"{huge}","given":["Ann","{huge}"]}}]}}"#
+    );
+    std::fs::write(input.path().join("p.ndjson"), patient + "\n").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let view = write_view(
+        dir.path(),
+        "names.json",
+        r#"{"resource":"Patient","select":[{"column":[{"name":"id","path":"id"},{"name":"family","path":"name.family"},{"name":"given","path":"name.given","collection":true}]}]}"#,
+    );
+    let run = convert(
+        input.path(),
+        &["--view", view.to_str().unwrap(), "--no-builtin-tables"],
+    );
+    assert_eq!(run.code, 1, "an oversized value is lost input: {}", run.stderr);
+    assert_cells(
+        run.table("names").row("p1"),
+        &[("family", None), ("given", Some("[Ann, null]"))],
+    );
+    let oversized = &run.report()["warnings"]["oversized_value"];
+    assert_eq!(oversized["count"], 2);
+    assert_eq!(oversized["examples"][0]["column"], "family");
+    assert_eq!(oversized["examples"][0]["resource"], "Patient/p1");
+    assert_eq!(oversized["examples"][0]["line"], 1);
+}
+
+#[test]
+fn an_integer_column_refuses_values_beyond_32_bits_instead_of_wrapping() {
+    let input = tempfile::tempdir().unwrap();
+    let lines = [
+        r#"{"resourceType":"Observation","id":"fits","status":"final","code":{},"valueQuantity":{"value":2147483647.0}}"#,
+        r#"{"resourceType":"Observation","id":"too-big","status":"final","code":{},"valueQuantity":{"value":3000000000.0}}"#,
+    ];
+    std::fs::write(input.path().join("o.ndjson"), lines.join("\n") + "\n").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let view = write_view(
+        dir.path(),
+        "counts.json",
+        r#"{"resource":"Observation","select":[{"column":[{"name":"id","path":"id"},{"name":"n","path":"value.ofType(Quantity).value","type":"integer"}]}]}"#,
+    );
+    let run = convert(input.path(), &["--view", view.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let report = run.report();
+    assert_eq!(report["tables"]["counts"]["stopped"], true);
+    let message = report["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("view counts: column n: Observation/too-big: value 3000000000.0 does not fit"),
+        "{message}"
+    );
+    assert_eq!(report["errors"][0]["line"], 2);
+    // Without the value too big for Int32 the same view is written.
+    std::fs::write(input.path().join("o.ndjson"), lines[0].to_owned() + "\n").unwrap();
+    let run = convert(input.path(), &["--view", view.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_cells(run.table("counts").row("fits"), &[("n", Some("2147483647"))]);
 }

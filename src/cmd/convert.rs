@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Result;
 
-use crate::config::{LogLevel, Options, Settings, WriteMode};
+use crate::config::{ByteSize, LogLevel, Options, Settings, WriteMode};
 use crate::convert::{convert, Progress};
 use crate::sink::Compression;
 use crate::{logging, Exit};
@@ -111,6 +111,16 @@ pub struct Args {
     /// (OUT/_state/state.json) and append their rows [config: incremental]
     #[arg(long)]
     pub incremental: bool,
+
+    /// Largest JSON document (.json file, after gzip decompression) read into memory; a larger
+    /// one is reported and skipped. Bytes or KiB/MiB/GiB [config: max_json_bytes] [default: 2GiB]
+    #[arg(long, value_name = "SIZE")]
+    pub max_json_bytes: Option<ByteSize>,
+
+    /// Longest NDJSON line; a longer one is reported and skipped, the rest of the file is read.
+    /// Bytes or KiB/MiB/GiB [config: max_line_bytes] [default: 256MiB]
+    #[arg(long, value_name = "SIZE")]
+    pub max_line_bytes: Option<ByteSize>,
 
     /// Print the run report (as in OUT/_run.json) on stdout: `--report json`
     #[arg(long, value_name = "FORMAT", value_parser = ["json"])]
@@ -202,6 +212,8 @@ pub fn run(args: Args) -> Result<Exit> {
         archive: args.archive,
         delete_processed: args.delete_processed.then_some(true),
         incremental: args.incremental.then_some(true),
+        max_json_bytes: args.max_json_bytes,
+        max_line_bytes: args.max_line_bytes,
     };
     let settings = Settings::from_options(options.overridden_by(flags), &source)?;
     let stderr_level = logging::stderr_level(args.quiet, args.verbose);

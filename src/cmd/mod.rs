@@ -36,7 +36,8 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    Convert(convert::Args),
+    /// Boxed: convert has many more flags than the other subcommands.
+    Convert(Box<convert::Args>),
     Inspect(inspect::Args),
     Compact(compact::Args),
 }
@@ -54,7 +55,7 @@ pub fn print_out(text: &str) -> Result<()> {
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<Exit> {
     match cli.command {
-        Command::Convert(args) => convert::run(args),
+        Command::Convert(args) => convert::run(*args),
         Command::Inspect(args) => inspect::run(args),
         Command::Compact(args) => compact::run(args),
     }

@@ -23,7 +23,7 @@ use crate::sink::{rewrite_marked_strings, DatasetWriter, Output, Step, WriteOpti
 use crate::source::{discover, retire_input, Quarantine};
 use crate::state::{RunRecord, State, STATE_FILE};
 use crate::table::deleted::{DeletedTable, DELETED_TABLE};
-use crate::table::{builtin_tables, stop_flags, Table, BUILTIN_TABLE_NAMES};
+use crate::table::{builtin_tables, stop_flags, Table};
 use crate::UsageError;
 use worker::{run_workers, units, Work};
 
@@ -283,14 +283,8 @@ fn output_tables(settings: &Settings) -> Result<Vec<Box<dyn Table>>, UsageError>
         Vec::new()
     };
     for view in crate::view::load(&settings.views)? {
-        if BUILTIN_TABLE_NAMES.contains(&view.name.as_str()) {
-            let message = format!(
-                "view {}: the name of a built-in table; give the view another `name` (in {})",
-                view.name, view.source
-            );
-            return Err(UsageError(message));
-        }
-        if tables.iter().any(|t| t.name() == view.name) {
+        // Ignoring case: on a case-insensitive file system the two would share one folder.
+        if tables.iter().any(|t| t.name().eq_ignore_ascii_case(&view.name)) {
             let message = format!(
                 "two views are named {}: each view needs its own table name (in {})",
                 view.name, view.source

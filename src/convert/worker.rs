@@ -2,6 +2,8 @@
 //! and sends full batches to the writer (the calling thread) over a bounded channel.
 
 use std::collections::BTreeSet;
+use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
@@ -15,11 +17,18 @@ use crate::diagnostics::{Diagnostics, Origin};
 use crate::fhir::IdentifierIndex;
 use crate::resource::{DocumentError, Walker};
 use crate::sink::DatasetWriter;
-use crate::source::{for_each_line, read_whole, split_lines, InputFile, InputFormat, Part, Quarantine};
+use crate::source::{
+    describe_bytes, for_each_line, read_whole, split_lines, InputFile, InputFormat, Limits, Line, Part,
+    Quarantine,
+};
 use crate::table::{Table, TableSet};
 
 /// How often (in bytes) a big NDJSON file reports progress.
 const PROGRESS_STEP: u64 = 8 << 20;
+
+/// Stack of a worker thread: 8 times Rust's default, headroom for the deepest view expressions
+/// and JSON the limits allow (only touched pages take memory).
+const WORKER_STACK_BYTES: usize = 16 << 20;
 
 /// What one worker thread learned, merged after all workers finish.
 pub(super) struct WorkerResult {
@@ -90,7 +99,10 @@ pub(super) fn run_workers(
             .map(|_| {
                 let sender = sender.clone();
                 let (next_file, abort) = (&next_file, &abort);
-                scope.spawn(move || worker(settings.batch_size, work, next_file, abort, sender))
+                std::thread::Builder::new()
+                    .stack_size(WORKER_STACK_BYTES)
+                    .spawn_scoped(scope, move || worker(settings, work, next_file, abort, sender))
+                    .expect("the system can start a worker thread")
             })
             .collect();
         drop(sender);
@@ -98,10 +110,19 @@ pub(super) fn run_workers(
         if write_error.is_some() {
             abort.store(true, Ordering::Relaxed);
         }
-        let results = workers
-            .into_iter()
-            .map(|w| w.join().expect("worker threads do not panic"))
-            .collect();
+        let mut write_error = write_error;
+        let mut results = Vec::new();
+        for joined in workers.into_iter().map(|w| w.join()) {
+            match joined {
+                Ok(result) => results.push(result),
+                // Panics in conversion are caught per unit; one outside it leaves the worker's
+                // results unknown, so the run fails (exit 3) rather than commit a guess.
+                Err(panic) => {
+                    let message = format!("a worker thread failed: {}", panic_message(&*panic));
+                    write_error.get_or_insert(anyhow::anyhow!(message));
+                }
+            }
+        }
         (results, write_error)
     })
 }
@@ -123,7 +144,7 @@ fn write_batches(
 }
 
 fn worker(
-    batch_size: usize,
+    settings: &Settings,
     work: &Work<'_>,
     next_file: &AtomicUsize,
     abort: &AtomicBool,
@@ -132,9 +153,9 @@ fn worker(
     let fresh = work
         .templates
         .iter()
-        .map(|table| table.fresh(batch_size))
+        .map(|table| table.fresh(settings.batch_size))
         .collect();
-    let mut tables = TableSet::new(fresh, batch_size, work.stopped.clone());
+    let mut tables = TableSet::new(fresh, settings.batch_size, work.stopped.clone());
     let mut index = IdentifierIndex::default();
     let mut diagnostics = Diagnostics::default();
     let mut outcomes = Vec::new();
@@ -155,20 +176,39 @@ fn worker(
             reported.set(reported.get() + bytes);
             work.progress.bytes_done(bytes);
         };
-        let clean = convert_file(
-            file,
-            unit.part.as_ref(),
-            &mut walker,
-            work.quarantine,
-            &on_bytes,
-            &mut |walker| send(walker.sink.take_ready()),
-        );
+        // A panic (a bug) while converting loses only this unit's current document and the
+        // rest of the unit: its rows are rolled back, the earlier documents' rows kept, and the
+        // worker goes on with the next unit.
+        let converted = catch_unwind(AssertUnwindSafe(|| {
+            convert_file(
+                file,
+                unit.part.as_ref(),
+                settings.input_limits(),
+                &mut walker,
+                work.quarantine,
+                &on_bytes,
+                &mut |walker| send(walker.sink.take_ready()),
+            )
+        }));
+        let clean = match converted {
+            Ok(clean) => clean,
+            Err(panic) => {
+                report_panic(file, &mut walker, work.quarantine, panic_message(&*panic));
+                send(walker.sink.take_ready());
+                false
+            }
+        };
         let bytes = unit.part.map_or(file.size, |part| part.end - part.start);
         diagnostics.bytes_read += bytes;
         work.progress.file_done(bytes.saturating_sub(reported.get()));
         outcomes.push((unit.file, clean));
     }
-    send(tables.flush());
+    let (batches, broken) = tables.flush();
+    send(batches);
+    for table in broken {
+        let message = format!("table {table}: internal error while finishing a batch: not written");
+        diagnostics.error(Origin::default(), message);
+    }
     WorkerResult {
         diagnostics,
         index,
@@ -177,18 +217,60 @@ fn worker(
     }
 }
 
+/// The text of a panic's payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        text
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text
+    } else {
+        "(no message)"
+    }
+}
+
+/// Records a panic while converting `file` as an error at the document it hit, rolls the
+/// document's rows back and quarantines the file.
+fn report_panic(
+    file: &InputFile,
+    walker: &mut Walker<'_, TableSet>,
+    quarantine: Option<&Quarantine>,
+    message: &str,
+) {
+    let line = walker.sink.document_line();
+    let message = format!(
+        "internal error (please report it): {message}; the rows of this document are dropped and \
+         the rest of the file was not read"
+    );
+    let origin = Origin {
+        line: (line > 0).then_some(line),
+        ..origin_of(&file.relative)
+    };
+    walker.diagnostics.error(origin.clone(), message.clone());
+    for table in walker.sink.roll_back_document() {
+        let problem = format!("table {table} cannot be restored after the internal error: not written");
+        walker.diagnostics.error(origin.clone(), problem);
+    }
+    if let Some(quarantine) = quarantine {
+        if let Err(error) = quarantine.file(file, &[message], 0) {
+            let message = format!("cannot copy to --errors-to: {error}");
+            walker.diagnostics.error(origin_of(&file.relative), message);
+        }
+    }
+}
+
 /// Converts one file; returns whether it was read without any error. `deliver` is called after
 /// each document so full batches leave the worker promptly.
 fn convert_file(
     file: &InputFile,
     part: Option<&Part>,
+    limits: Limits,
     walker: &mut Walker<'_, TableSet>,
     quarantine: Option<&Quarantine>,
     on_bytes: &dyn Fn(u64),
     deliver: &mut dyn FnMut(&mut Walker<'_, TableSet>) -> bool,
 ) -> bool {
     let errors_before = ErrorMark::of(walker.diagnostics);
-    let outcome = convert_file_content(file, part, walker, quarantine, on_bytes, deliver);
+    let outcome = convert_file_content(file, part, limits, walker, quarantine, on_bytes, deliver);
     if let (FileOutcome::Failed, Some(quarantine)) = (outcome, quarantine) {
         let (reasons, more) = errors_before.since(walker.diagnostics);
         if let Err(error) = quarantine.file(file, &reasons, more) {
@@ -242,6 +324,7 @@ impl ErrorMark {
 fn convert_file_content(
     file: &InputFile,
     part: Option<&Part>,
+    limits: Limits,
     walker: &mut Walker<'_, TableSet>,
     quarantine: Option<&Quarantine>,
     on_bytes: &dyn Fn(u64),
@@ -257,8 +340,11 @@ fn convert_file_content(
     };
     match file.format {
         InputFormat::Json => {
-            let content = match read_whole(file) {
+            let content = match read_whole(file, limits.max_json_bytes) {
                 Ok(content) => content,
+                Err(error) if error.kind() == io::ErrorKind::FileTooLarge => {
+                    return fail(walker, None, error.to_string())
+                }
                 Err(error) => return fail(walker, None, format!("cannot read: {error}")),
             };
             if content.iter().all(u8::is_ascii_whitespace) {
@@ -271,6 +357,7 @@ fn convert_file_content(
                     return fail(walker, Some(line), "invalid UTF-8".to_owned());
                 }
             };
+            walker.sink.begin_document(1);
             let outcome = walker.document(&file.relative, text, 1);
             deliver(walker);
             match outcome {
@@ -285,19 +372,43 @@ fn convert_file_content(
             let mut last_line = 0;
             // Progress on a big file every few MB (uncompressed files: line bytes are file bytes).
             let mut unreported = 0u64;
-            let read = for_each_line(file, part, |number, bytes| {
+            let read = for_each_line(file, part, limits.max_line_bytes, |number, line| {
                 last_line = number;
+                let length = match line {
+                    Line::Text(bytes) => bytes.len() as u64 + 1,
+                    Line::TooLong(length) => length,
+                };
                 if !file.gzip {
-                    unreported += bytes.len() as u64 + 1;
+                    unreported += length;
                     if unreported >= PROGRESS_STEP {
                         on_bytes(std::mem::take(&mut unreported));
                     }
                 }
+                let bytes = match line {
+                    Line::Text(bytes) => bytes,
+                    Line::TooLong(_) => {
+                        documents += 1;
+                        clean = false;
+                        let message = format!(
+                            "line longer than {} (max_line_bytes, --max-line-bytes): skipped",
+                            describe_bytes(limits.max_line_bytes)
+                        );
+                        fail(walker, Some(number), message.clone());
+                        if let Some(quarantine) = quarantine {
+                            if let Err(error) = quarantine.line(file, number, None, &[message]) {
+                                let message = format!("cannot write line {number} to --errors-to: {error}");
+                                walker.diagnostics.error(origin_of(&file.relative), message);
+                            }
+                        }
+                        return;
+                    }
+                };
                 if bytes.iter().all(u8::is_ascii_whitespace) {
                     return;
                 }
                 documents += 1;
                 let mark = ErrorMark::of(walker.diagnostics);
+                walker.sink.begin_document(number);
                 let outcome = match std::str::from_utf8(bytes) {
                     Ok(text) => walker.document(&file.relative, text, number),
                     Err(_) => Err(DocumentError {
@@ -315,7 +426,7 @@ fn convert_file_content(
                 clean &= line_clean;
                 if let (false, Some(quarantine)) = (line_clean, quarantine) {
                     let (reasons, _) = mark.since(walker.diagnostics);
-                    if let Err(error) = quarantine.line(file, number, bytes, &reasons) {
+                    if let Err(error) = quarantine.line(file, number, Some(bytes), &reasons) {
                         let message = format!("cannot copy line {number} to --errors-to: {error}");
                         walker.diagnostics.error(origin_of(&file.relative), message);
                     }

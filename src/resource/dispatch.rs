@@ -10,6 +10,11 @@ use crate::diagnostics::{Diagnostics, Origin};
 use crate::fhir::reference::INDEXED_TYPES;
 use crate::fhir::{IdentifierIndex, Str};
 
+/// How deep Bundles may nest (a Bundle entry that is a Bundle is one level more). FHIR nests them
+/// a level or two (a searchset inside a batch-response); each level re-reads its text, so the
+/// limit also bounds the time one document can take, and keeps the walk's recursion shallow.
+pub const MAX_BUNDLE_DEPTH: usize = 32;
+
 /// A document that could not be read at all; the caller records it against the file.
 #[derive(Debug)]
 pub struct DocumentError {
@@ -55,7 +60,7 @@ impl<S: ResourceSink> Walker<'_, S> {
                 line: first_line + error.line().saturating_sub(1) as u64,
                 message: format!("invalid Bundle: {}", message_without_position(&error)),
             })?;
-            return Ok(self.bundle_entries(position, &bundle));
+            return Ok(self.bundle_entries(position, &bundle, 1));
         }
         let resource = Resource::new(&resource_type, text, None, None, position);
         match self.resource(&resource, validated) {
@@ -68,7 +73,8 @@ impl<S: ResourceSink> Walker<'_, S> {
         }
     }
 
-    fn bundle_entries(&mut self, position: Position<'_>, bundle: &BundleShape<'_>) -> bool {
+    /// The entries of a Bundle at nesting `depth` (1: the document itself).
+    fn bundle_entries(&mut self, position: Position<'_>, bundle: &BundleShape<'_>, depth: usize) -> bool {
         let scope = BundleScope::new(&bundle.entry);
         let mut clean = true;
         for entry in &bundle.entry {
@@ -87,8 +93,15 @@ impl<S: ResourceSink> Walker<'_, S> {
             };
             if resource_type == "Bundle" {
                 self.diagnostics.count_resource("Bundle");
+                if depth >= MAX_BUNDLE_DEPTH {
+                    let message =
+                        format!("Bundle nested more than {MAX_BUNDLE_DEPTH} deep: its entries are not read");
+                    self.reject(&position, text, None, message);
+                    clean = false;
+                    continue;
+                }
                 match serde_json::from_str::<BundleShape>(text) {
-                    Ok(nested) => clean &= self.bundle_entries(position, &nested),
+                    Ok(nested) => clean &= self.bundle_entries(position, &nested, depth + 1),
                     Err(error) => {
                         let message = format!("invalid Bundle: {}", message_without_position(&error));
                         self.reject(&position, text, None, message);

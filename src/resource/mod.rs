@@ -7,7 +7,7 @@ mod bundle;
 mod dispatch;
 
 pub use bundle::BundleScope;
-pub use dispatch::{DocumentError, Walker};
+pub use dispatch::{DocumentError, Walker, MAX_BUNDLE_DEPTH};
 
 use crate::diagnostics::{Diagnostics, Origin};
 
@@ -71,11 +71,12 @@ impl<'a> Resource<'a> {
     pub fn tree(&self) -> Result<&serde_json::Value, Rejection> {
         let parsed = self
             .tree
-            .get_or_init(|| serde_json::from_str(self.raw).map_err(|e| e.to_string()));
+            .get_or_init(|| serde_json::from_str(self.raw).map_err(|e| message_without_position(&e)));
         parsed.as_ref().map_err(
-            |_| match serde_json::from_str::<serde::de::IgnoredAny>(self.raw) {
+            |message| match serde_json::from_str::<serde::de::IgnoredAny>(self.raw) {
                 Err(error) => self.rejection(&error),
-                Ok(_) => Rejection::from(format!("invalid {}", self.resource_type)),
+                // Valid JSON that a tree cannot hold: nested deeper than serde_json's limit.
+                Ok(_) => Rejection::from(format!("invalid {}: {message}", self.resource_type)),
             },
         )
     }

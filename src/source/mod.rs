@@ -7,4 +7,7 @@ mod read;
 
 pub use discover::{discover, Discovery, InputFile, InputFormat};
 pub use quarantine::{retire_input, Quarantine};
-pub use read::{for_each_line, read_whole, split_lines, Part};
+pub use read::{
+    describe_bytes, for_each_line, read_whole, split_lines, Limits, Line, Part, DEFAULT_MAX_JSON_BYTES,
+    DEFAULT_MAX_LINE_BYTES,
+};

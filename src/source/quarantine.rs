@@ -46,12 +46,21 @@ impl Quarantine {
         )
     }
 
-    /// Writes one bad NDJSON line as `<file>.line-<n>.ndjson`, with the reasons.
-    pub fn line(&self, input: &InputFile, line: u64, content: &[u8], reasons: &[String]) -> io::Result<()> {
+    /// Writes one bad NDJSON line as `<file>.line-<n>.ndjson`, with the reasons; only the reasons
+    /// when `content` is `None` (a line over `max_line_bytes` is never held in memory).
+    pub fn line(
+        &self,
+        input: &InputFile,
+        line: u64,
+        content: Option<&[u8]>,
+        reasons: &[String],
+    ) -> io::Result<()> {
         let stem = format!(".line-{line}.ndjson");
-        let mut bytes = content.to_vec();
-        bytes.push(b'\n');
-        fsops::write_atomically(&self.target(&input.relative, &stem)?, &bytes)?;
+        if let Some(content) = content {
+            let mut bytes = content.to_vec();
+            bytes.push(b'\n');
+            fsops::write_atomically(&self.target(&input.relative, &stem)?, &bytes)?;
+        }
         let text = format!("{}: line {line}\n{}", input.relative, reasons_text(reasons, 0));
         fsops::write_atomically(
             &self.target(&input.relative, &format!("{stem}.error.txt"))?,

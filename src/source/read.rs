@@ -17,11 +17,67 @@ fn open(file: &InputFile) -> io::Result<Box<dyn Read>> {
     })
 }
 
+/// How much of the input one worker holds in memory at once (`max_json_bytes`,
+/// `max_line_bytes`); input over a limit is reported and skipped, never read whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest JSON document (a `.json` file, after gzip decompression).
+    pub max_json_bytes: u64,
+    /// Longest NDJSON line (without its line break, after decompression).
+    pub max_line_bytes: u64,
+}
+
+/// Default `max_json_bytes`: 2 GiB. Synthea's and servers' Bundles are megabytes to a few hundred;
+/// a document must be parsed in memory, so this only stops a runaway file from taking it all.
+pub const DEFAULT_MAX_JSON_BYTES: u64 = 2 << 30;
+/// Default `max_line_bytes`: 256 MiB. A Bulk Data line is one resource; the largest real ones
+/// (Binary, attachments in DocumentReference) are tens of megabytes.
+pub const DEFAULT_MAX_LINE_BYTES: u64 = 256 << 20;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_json_bytes: DEFAULT_MAX_JSON_BYTES,
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+        }
+    }
+}
+
 /// The whole (decompressed) content of a JSON file: one document must be in memory to parse it.
-pub fn read_whole(file: &InputFile) -> io::Result<Vec<u8>> {
+/// Content over `max_bytes` is an error of kind [`io::ErrorKind::FileTooLarge`], found before
+/// more than `max_bytes` are held.
+pub fn read_whole(file: &InputFile, max_bytes: u64) -> io::Result<Vec<u8>> {
+    let too_large = || {
+        let what = if file.gzip { "decompresses to" } else { "is" };
+        io::Error::new(
+            io::ErrorKind::FileTooLarge,
+            format!(
+                "the JSON document {what} more than {} (max_json_bytes, --max-json-bytes): not read",
+                describe_bytes(max_bytes)
+            ),
+        )
+    };
+    if !file.gzip && file.size > max_bytes {
+        return Err(too_large());
+    }
     let mut content = Vec::with_capacity(if file.gzip { 0 } else { file.size as usize + 1 });
-    open(file)?.read_to_end(&mut content)?;
+    open(file)?
+        .take(max_bytes.saturating_add(1))
+        .read_to_end(&mut content)?;
+    if content.len() as u64 > max_bytes {
+        return Err(too_large());
+    }
     Ok(content)
+}
+
+/// A byte count for messages: `256 MiB`, `2 GiB`, or bytes when not a whole unit.
+pub fn describe_bytes(bytes: u64) -> String {
+    for (unit, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+        if bytes >= size && bytes.is_multiple_of(size) {
+            return format!("{} {unit}", bytes / size);
+        }
+    }
+    format!("{bytes} bytes")
 }
 
 /// A byte range of an uncompressed NDJSON file that starts and ends at line boundaries, so several
@@ -80,13 +136,24 @@ pub fn split_lines(file: &InputFile, part_bytes: u64) -> io::Result<Vec<Part>> {
     Ok(parts)
 }
 
+/// One NDJSON line as [`for_each_line`] hands it over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Line<'a> {
+    /// The line's bytes, without the line break.
+    Text(&'a [u8]),
+    /// A line longer than the limit, skipped unread: its bytes, line break included if any.
+    TooLong(u64),
+}
+
 /// Streams an NDJSON file (or one part of it) line by line (1-based line numbers of the whole
-/// file, without the line break), so a file of any size needs only one line in memory. Stops at
-/// the first read error and returns it.
+/// file, without the line break), so a file of any size needs only one line in memory. A line
+/// longer than `max_line` bytes is skipped and reported as [`Line::TooLong`]; reading goes on
+/// after it. Stops at the first read error and returns it.
 pub fn for_each_line(
     file: &InputFile,
     part: Option<&Part>,
-    mut visit: impl FnMut(u64, &[u8]),
+    max_line: u64,
+    mut visit: impl FnMut(u64, Line<'_>),
 ) -> io::Result<()> {
     let source: Box<dyn Read> = match part {
         Some(part) => {
@@ -99,17 +166,29 @@ pub fn for_each_line(
     let mut reader = BufReader::with_capacity(READ_BUFFER, source);
     let mut line = Vec::new();
     let mut number = part.map_or(0, |p| p.first_line - 1);
+    // Room for the longest allowed line and its `\r\n`: more than that is never buffered.
+    let keep = max_line.saturating_add(2);
     loop {
         line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 {
+        let read = (&mut reader).take(keep).read_until(b'\n', &mut line)? as u64;
+        if read == 0 {
             return Ok(());
         }
         number += 1;
+        if read == keep && !line.ends_with(b"\n") {
+            let rest = reader.skip_until(b'\n')? as u64;
+            visit(number, Line::TooLong(read + rest));
+            continue;
+        }
         let mut content = line.as_slice();
         if let Some(rest) = content.strip_suffix(b"\n") {
             content = rest.strip_suffix(b"\r").unwrap_or(rest);
         }
-        visit(number, content);
+        if content.len() as u64 > max_line {
+            visit(number, Line::TooLong(read));
+            continue;
+        }
+        visit(number, Line::Text(content));
     }
 }
 
@@ -117,6 +196,67 @@ pub fn for_each_line(
 mod tests {
     use super::*;
     use crate::source::InputFormat;
+    use std::path::Path;
+
+    fn text_of(line: Line<'_>) -> String {
+        match line {
+            Line::Text(bytes) => String::from_utf8(bytes.to_vec()).unwrap(),
+            Line::TooLong(length) => format!("<{length} bytes>"),
+        }
+    }
+
+    fn ndjson_file(dir: &Path, name: &str, content: &[u8], gzip: bool) -> InputFile {
+        let path = dir.join(name);
+        std::fs::write(&path, content).unwrap();
+        InputFile {
+            path,
+            relative: name.into(),
+            format: InputFormat::Ndjson,
+            gzip,
+            size: content.len() as u64,
+        }
+    }
+
+    #[test]
+    fn lines_over_the_limit_are_skipped_and_reading_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "12345\n123456\r\n1234567\n\n1234\r\n123456789012345678901234567890";
+        let file = ndjson_file(dir.path(), "x.ndjson", text.as_bytes(), false);
+        let mut seen = Vec::new();
+        for_each_line(&file, None, 6, |number, line| seen.push((number, text_of(line)))).unwrap();
+        let expected = [
+            (1, "12345"),
+            (2, "123456"),
+            (3, "<8 bytes>"),
+            (4, ""),
+            (5, "1234"),
+            (6, "<30 bytes>"),
+        ];
+        let expected: Vec<(u64, String)> = expected.iter().map(|(n, t)| (*n, t.to_string())).collect();
+        assert_eq!(seen, expected);
+    }
+
+    #[test]
+    fn a_json_document_over_the_limit_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut file = ndjson_file(dir.path(), "x.json", &[b' '; 100], false);
+        file.format = InputFormat::Json;
+        assert_eq!(read_whole(&file, 100).unwrap().len(), 100);
+        let error = read_whole(&file, 99).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::FileTooLarge);
+        assert!(error.to_string().contains("is more than 99 bytes"), "{error}");
+        // Gzipped: the size on disk says nothing; the decompressed bytes count.
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut encoder, &[b' '; 5000]).unwrap();
+        let mut file = ndjson_file(dir.path(), "x.json.gz", &encoder.finish().unwrap(), true);
+        file.format = InputFormat::Json;
+        assert_eq!(read_whole(&file, 5000).unwrap().len(), 5000);
+        let error = read_whole(&file, 4 << 10).unwrap_err();
+        assert!(
+            error.to_string().contains("decompresses to more than 4 KiB"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn parts_cut_at_line_boundaries_and_know_their_first_line() {
@@ -135,14 +275,14 @@ mod tests {
         let mut seen = Vec::new();
         for part in &parts {
             assert!(part.start == 0 || text.as_bytes()[part.start as usize - 1] == b'\n');
-            for_each_line(&file, Some(part), |number, line| {
-                seen.push((number, String::from_utf8(line.to_vec()).unwrap()));
+            for_each_line(&file, Some(part), 100, |number, line| {
+                seen.push((number, text_of(line)));
             })
             .unwrap();
         }
         let mut whole = Vec::new();
-        for_each_line(&file, None, |number, line| {
-            whole.push((number, String::from_utf8(line.to_vec()).unwrap()))
+        for_each_line(&file, None, 100, |number, line| {
+            whole.push((number, text_of(line)))
         })
         .unwrap();
         assert!(parts.len() > 2, "{parts:?}");

@@ -16,6 +16,10 @@ pub trait Column {
     fn data_type() -> DataType;
     fn builder(capacity: usize) -> Self::Builder;
     fn append(builder: &mut Self::Builder, value: Option<Self::Value<'_>>);
+    /// Bytes of variable-length data buffered (string bytes), for cutting batches by size.
+    fn buffered_bytes(_builder: &Self::Builder) -> usize {
+        0
+    }
 }
 
 /// `Utf8`.
@@ -43,6 +47,9 @@ impl Column for Utf8 {
     }
     fn append(builder: &mut StringBuilder, value: Option<Cow<'_, str>>) {
         builder.append_option(value);
+    }
+    fn buffered_bytes(builder: &StringBuilder) -> usize {
+        builder.values_slice().len()
     }
 }
 
@@ -153,6 +160,23 @@ macro_rules! define_columns {
 
             pub fn is_empty(&self) -> bool {
                 self.rows == 0
+            }
+
+            /// String bytes buffered in this batch.
+            pub fn buffered_bytes(&self) -> usize {
+                0 $( + <$crate::table::columns::$kind as $crate::table::columns::Column>::buffered_bytes(&self.$name) )*
+            }
+
+            /// The first `rows` rows appended so far (a half-appended row after them is dropped);
+            /// the builders start over empty.
+            pub fn finish_rows(&mut self, rows: usize) -> arrow_array::RecordBatch {
+                self.rows = 0;
+                let columns: Vec<arrow_array::ArrayRef> = vec![ $( {
+                    let array = arrow_array::builder::ArrayBuilder::finish(&mut self.$name);
+                    array.slice(0, rows.min(array.len()))
+                }, )* ];
+                arrow_array::RecordBatch::try_new(self.schema.clone(), columns)
+                    .expect("every column holds the rows appended whole")
             }
 
             /// The rows appended so far as one batch; the builders start over empty.

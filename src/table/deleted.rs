@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use arrow_array::builder::StringBuilder;
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use super::Table;
@@ -81,12 +81,21 @@ impl Table for DeletedTable {
         self.rows
     }
 
+    fn buffered_bytes(&self) -> usize {
+        self.resource_types.values_slice().len() + self.ids.values_slice().len()
+    }
+
     fn finish(&mut self) -> RecordBatch {
+        let rows = self.rows;
+        self.finish_rows(rows)
+    }
+
+    fn finish_rows(&mut self, rows: usize) -> RecordBatch {
         self.rows = 0;
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(self.resource_types.finish()),
-            Arc::new(self.ids.finish()),
-        ];
+        let columns: Vec<ArrayRef> = [self.resource_types.finish(), self.ids.finish()]
+            .into_iter()
+            .map(|array| Arc::new(array.slice(0, rows.min(array.len()))) as ArrayRef)
+            .collect();
         RecordBatch::try_new(Self::table_schema(), columns).expect("tombstones match their schema")
     }
 }

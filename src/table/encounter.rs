@@ -126,6 +126,14 @@ impl Table for EncounterTable {
         self.columns.len()
     }
 
+    fn buffered_bytes(&self) -> usize {
+        self.columns.buffered_bytes()
+    }
+
+    fn finish_rows(&mut self, rows: usize) -> arrow_array::RecordBatch {
+        self.columns.finish_rows(rows)
+    }
+
     fn finish(&mut self) -> arrow_array::RecordBatch {
         self.columns.finish()
     }

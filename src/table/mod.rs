@@ -9,10 +9,12 @@ pub mod encounter;
 pub mod patient;
 mod text;
 
+pub(crate) use cells::Cells;
 pub use cells::MAX_CELL_BYTES;
 pub use text::cell_text;
 
 use std::collections::BTreeSet;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -36,11 +38,16 @@ pub trait Table: Send + Sync {
     fn append(&mut self, resource: &Resource<'_>, diagnostics: &mut Diagnostics) -> Result<bool, Rejection>;
     /// Rows appended since the last [`Table::finish`].
     fn len(&self) -> usize;
+    /// Bytes of string data appended since the last [`Table::finish`] (see [`MAX_BATCH_BYTES`]).
+    fn buffered_bytes(&self) -> usize;
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
     /// The buffered rows as a batch; the table starts a new one.
     fn finish(&mut self) -> RecordBatch;
+    /// The first `rows` buffered rows as a batch, dropping the rest (a half-appended row too);
+    /// the table starts a new one. Rolls back a document whose conversion panicked.
+    fn finish_rows(&mut self, rows: usize) -> RecordBatch;
     /// Records a DELETE of `resource_type/id`; `true` if this table keeps such tombstones.
     fn record_deletion(&mut self, _resource_type: &str, _id: &str) -> bool {
         false
@@ -51,6 +58,12 @@ pub trait Table: Send + Sync {
         self.resource_type()
     }
 }
+
+/// A batch is cut when its string data reaches this many bytes, whatever its row count. No cell
+/// holds more than [`MAX_CELL_BYTES`], a built-in row a few dozen cells, and a view refuses a
+/// resource whose rows hold more than this; so a string column of a batch stays far below the
+/// 2 GiB that Arrow's 32-bit offsets can address (beyond which building the batch panics).
+pub const MAX_BATCH_BYTES: usize = 256 << 20;
 
 /// Names of the built-in tables (views may not take them).
 pub const BUILTIN_TABLE_NAMES: &[&str] = &["patient", "encounter"];
@@ -67,12 +80,40 @@ pub fn builtin_tables(batch_size: usize) -> Vec<Box<dyn Table>> {
 pub struct TableSet {
     tables: Vec<Box<dyn Table>>,
     batch_size: usize,
+    /// String bytes at which a batch is cut ([`MAX_BATCH_BYTES`]).
+    batch_bytes: usize,
     /// Finished batches waiting to be sent, tagged with the table's position.
     ready: Vec<(usize, RecordBatch)>,
     /// Tables that hold staged conditional references.
     pending: BTreeSet<String>,
     /// Per table, shared by all workers: set when the table stopped on a data error.
     stopped: Arc<[AtomicBool]>,
+    /// Where the current document started: its first line, and each table's buffered rows.
+    document_line: u64,
+    marks: Vec<usize>,
+}
+
+/// The environment variable of the test-only fault injection: converting the resource whose `id`
+/// it names panics right after the first table of its type took it (a half-converted document),
+/// so tests can show that a panic loses only its own document. Never set it otherwise.
+pub const TEST_PANIC_VARIABLE: &str = "FHIR2TABLE_TEST_PANIC_ON";
+
+fn injected_panic(resource: &Resource<'_>) {
+    static TARGET: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let target = TARGET.get_or_init(|| std::env::var(TEST_PANIC_VARIABLE).ok());
+    if let Some(id) = target {
+        if resource.raw.contains(&format!(r#""id":"{id}""#)) {
+            panic!(
+                "{TEST_PANIC_VARIABLE}: injected panic at {}/{id}",
+                resource.resource_type
+            );
+        }
+    }
+}
+
+/// Whether a table's batch is full: `rows` rows or `bytes` bytes of strings.
+fn is_full(table: &dyn Table, rows: usize, bytes: usize) -> bool {
+    table.len() >= rows || table.buffered_bytes() >= bytes
 }
 
 /// One flag per table, shared by every worker's [`TableSet`]: which tables stopped.
@@ -85,10 +126,60 @@ impl TableSet {
         TableSet {
             tables,
             batch_size: batch_size.max(1),
+            batch_bytes: MAX_BATCH_BYTES,
             ready: Vec::new(),
             pending: BTreeSet::new(),
             stopped,
+            document_line: 0,
+            marks: Vec::new(),
         }
+    }
+
+    /// Marks the start of a document (at `line` of its file), the point
+    /// [`TableSet::roll_back_document`] returns to. Call it when no batch is waiting.
+    pub fn begin_document(&mut self, line: u64) {
+        debug_assert!(self.ready.is_empty(), "batches are taken between documents");
+        self.document_line = line;
+        self.marks.clear();
+        self.marks.extend(self.tables.iter().map(|table| table.len()));
+    }
+
+    /// The first line of the current document, for messages.
+    pub fn document_line(&self) -> u64 {
+        self.document_line
+    }
+
+    /// After a panic while converting the current document: drops every row it added, even a
+    /// half-appended one, and keeps the rows of earlier documents as ready batches. A table that
+    /// cannot be restored is stopped (not written); returns the names of such tables.
+    pub fn roll_back_document(&mut self) -> Vec<String> {
+        let cut_during_document = std::mem::take(&mut self.ready);
+        let mut broken = Vec::new();
+        for (position, table) in self.tables.iter_mut().enumerate() {
+            let mark = self.marks.get(position).copied().unwrap_or(0);
+            // A batch cut during the document starts with the `mark` rows from before it.
+            let first_cut = cut_during_document.iter().find(|(p, _)| *p == position);
+            let kept = catch_unwind(AssertUnwindSafe(|| match first_cut {
+                Some((_, batch)) => {
+                    table.finish_rows(0);
+                    batch.slice(0, mark.min(batch.num_rows()))
+                }
+                None => table.finish_rows(mark),
+            }));
+            match kept {
+                Ok(batch) if batch.num_rows() == mark => {
+                    if mark > 0 {
+                        self.ready.push((position, batch));
+                    }
+                }
+                _ => {
+                    self.stopped[position].store(true, Ordering::Relaxed);
+                    *table = table.fresh(self.batch_size);
+                    broken.push(table.name().to_owned());
+                }
+            }
+        }
+        broken
     }
 
     /// Batches completed since the last call.
@@ -96,14 +187,22 @@ impl TableSet {
         std::mem::take(&mut self.ready)
     }
 
-    /// Finishes every partly filled batch (end of the worker's input).
-    pub fn flush(&mut self) -> Vec<(usize, RecordBatch)> {
+    /// Finishes every partly filled batch (end of the worker's input). A table whose batch
+    /// cannot be finished (a panic) is stopped; the names of such tables come second.
+    pub fn flush(&mut self) -> (Vec<(usize, RecordBatch)>, Vec<String>) {
+        let mut broken = Vec::new();
         for (position, table) in self.tables.iter_mut().enumerate() {
             if !table.is_empty() {
-                self.ready.push((position, table.finish()));
+                match catch_unwind(AssertUnwindSafe(|| table.finish())) {
+                    Ok(batch) => self.ready.push((position, batch)),
+                    Err(_) => {
+                        self.stopped[position].store(true, Ordering::Relaxed);
+                        broken.push(table.name().to_owned());
+                    }
+                }
             }
         }
-        self.take_ready()
+        (self.take_ready(), broken)
     }
 
     /// Names of tables that need the conditional-reference pass.
@@ -127,7 +226,9 @@ impl ResourceSink for TableSet {
             {
                 continue;
             }
-            match table.append(resource, diagnostics) {
+            let appended = table.append(resource, diagnostics);
+            injected_panic(resource);
+            match appended {
                 Ok(true) => {
                     self.pending.insert(table.name().to_owned());
                 }
@@ -139,7 +240,7 @@ impl ResourceSink for TableSet {
                     first_rejection.get_or_insert(rejection);
                 }
             }
-            if table.len() >= self.batch_size {
+            if is_full(table.as_ref(), self.batch_size, self.batch_bytes) {
                 self.ready.push((position, table.finish()));
             }
         }
@@ -148,7 +249,9 @@ impl ResourceSink for TableSet {
 
     fn deleted(&mut self, resource_type: &str, id: &str) {
         for (position, table) in self.tables.iter_mut().enumerate() {
-            if table.record_deletion(resource_type, id) && table.len() >= self.batch_size {
+            if table.record_deletion(resource_type, id)
+                && is_full(table.as_ref(), self.batch_size, self.batch_bytes)
+            {
                 self.ready.push((position, table.finish()));
             }
         }
@@ -182,7 +285,7 @@ pub(crate) mod testing {
             .document("test.json", document, 1)
             .expect("the document is readable");
         let mut rows = Vec::new();
-        for (_, batch) in tables.flush() {
+        for (_, batch) in tables.flush().0 {
             for row in 0..batch.num_rows() {
                 let cells = batch
                     .schema()
@@ -201,5 +304,34 @@ pub(crate) mod testing {
     pub fn cell(rows: &[Row], column: &str) -> Option<String> {
         assert_eq!(rows.len(), 1, "expected one row");
         rows[0][column].clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fhir::IdentifierIndex;
+    use crate::resource::Walker;
+
+    #[test]
+    fn batches_are_cut_by_string_bytes_as_well_as_rows() {
+        let mut tables = TableSet::new(builtin_tables(1000), 1000, stop_flags(2));
+        tables.batch_bytes = 2000;
+        let (mut index, mut diagnostics) = (IdentifierIndex::default(), Diagnostics::default());
+        let mut walker = Walker {
+            sink: &mut tables,
+            index: &mut index,
+            diagnostics: &mut diagnostics,
+        };
+        let name = "n".repeat(600);
+        for i in 0..10 {
+            let patient =
+                format!(r#"{{"resourceType":"Patient","id":"p{i}","name":[{{"family":"{name}"}}]}}"#);
+            walker.document("test.ndjson", &patient, i + 1).unwrap();
+        }
+        let (batches, _) = tables.flush();
+        let rows: Vec<usize> = batches.iter().map(|(_, batch)| batch.num_rows()).collect();
+        // About 613 string bytes a row (name, id, source file): the fourth row passes 2000 bytes.
+        assert_eq!(rows, [4, 4, 2]);
     }
 }

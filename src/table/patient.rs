@@ -135,6 +135,14 @@ impl Table for PatientTable {
         self.columns.len()
     }
 
+    fn buffered_bytes(&self) -> usize {
+        self.columns.buffered_bytes()
+    }
+
+    fn finish_rows(&mut self, rows: usize) -> arrow_array::RecordBatch {
+        self.columns.finish_rows(rows)
+    }
+
     fn finish(&mut self) -> arrow_array::RecordBatch {
         self.columns.finish()
     }

@@ -118,9 +118,21 @@ pub fn compile(definition: &Value, fallback_name: &str) -> Result<View, String> 
         .as_object()
         .ok_or_else(|| format!("view {fallback_name}: a ViewDefinition must be a JSON object"))?;
     let name = match object.get("name") {
-        Some(Value::String(name)) => name.clone(),
+        Some(Value::String(name)) => {
+            check_table_name(name)
+                .map_err(|problem| format!("view {name:?}: name {problem}; give the view another `name`"))?;
+            name.clone()
+        }
         Some(_) => return Err(format!("view {fallback_name}: `name` must be a string")),
-        None => fallback_name.to_owned(),
+        None => {
+            check_table_name(fallback_name).map_err(|problem| {
+                format!(
+                    "view file name {fallback_name:?} {problem}; a view without `name` is named \
+                     after its file: give the view a `name` or rename the file"
+                )
+            })?;
+            fallback_name.to_owned()
+        }
     };
     let fail = |path: &str, problem: String| format!("view {name}: {path}: {problem}");
     if let Some(kind) = object.get("resourceType").and_then(Value::as_str) {
@@ -187,6 +199,12 @@ pub fn compile(definition: &Value, fallback_name: &str) -> Result<View, String> 
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(fail("where", "must be an array".into())),
     };
+    if next_column == 0 {
+        return Err(fail(
+            "select",
+            "no columns: a view needs at least one column".into(),
+        ));
+    }
     let covered = (0..next_column).collect();
     let columns = compiler.columns;
     Ok(View {
@@ -204,6 +222,42 @@ pub fn compile(definition: &Value, fallback_name: &str) -> Result<View, String> 
         filters,
         constants,
     })
+}
+
+/// Longest view name: a table folder name must fit the 255-byte file name limit of common file
+/// systems.
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// A view's name is its table's folder under `--out`, so it must be a plain SQL on FHIR name
+/// (`^[A-Za-z][A-Za-z0-9_]*$`: no path separators, dots, NUL, nor a leading `_` or `.` as in
+/// `_state` and `_deleted`) and not a built-in table's name (ignoring case, as case-insensitive
+/// file systems do). The error says what is wrong with it.
+pub fn check_table_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("is empty".to_owned());
+    }
+    let valid = name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(
+            "is not a valid view name: it must start with a letter and hold only \
+             letters, digits and _ (the SQL on FHIR name rule), as it names the view's folder under --out"
+                .to_owned(),
+        );
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Err(format!(
+            "is {} characters long: a view name has at most {MAX_NAME_BYTES}",
+            name.len()
+        ));
+    }
+    let builtin = crate::table::BUILTIN_TABLE_NAMES
+        .iter()
+        .find(|table| table.eq_ignore_ascii_case(name));
+    if let Some(table) = builtin {
+        return Err(format!("is the name of a built-in table ({table})"));
+    }
+    Ok(())
 }
 
 fn constants(value: Option<&Value>) -> Result<Constants, (String, String)> {
@@ -381,7 +435,8 @@ impl Compiler<'_> {
         if let Some(list) = object.get("column") {
             let list = list
                 .as_array()
-                .ok_or_else(|| self.fail(&format!("{path}.column"), "must be an array"))?;
+                .filter(|list| !list.is_empty())
+                .ok_or_else(|| self.fail(&format!("{path}.column"), "must be a non-empty array"))?;
             for (i, column) in list.iter().enumerate() {
                 let column_path = format!("{path}.column[{i}]");
                 let (definition, expr) = self.column(column, &column_path)?;
@@ -402,7 +457,8 @@ impl Compiler<'_> {
         if let Some(list) = object.get("select") {
             let list = list
                 .as_array()
-                .ok_or_else(|| self.fail(&format!("{path}.select"), "must be an array"))?;
+                .filter(|list| !list.is_empty())
+                .ok_or_else(|| self.fail(&format!("{path}.select"), "must be a non-empty array"))?;
             for (i, nested) in list.iter().enumerate() {
                 selects.push(self.select(nested, &format!("{path}.select[{i}]"), next_column, define)?);
             }
@@ -411,7 +467,8 @@ impl Compiler<'_> {
         if let Some(list) = object.get("unionAll") {
             let list = list
                 .as_array()
-                .ok_or_else(|| self.fail(&format!("{path}.unionAll"), "must be an array"))?;
+                .filter(|list| !list.is_empty())
+                .ok_or_else(|| self.fail(&format!("{path}.unionAll"), "must be a non-empty array"))?;
             let start = *next_column;
             let mut end = None;
             for (i, branch) in list.iter().enumerate() {

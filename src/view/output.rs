@@ -1,6 +1,7 @@
 //! A view as an output table: rows evaluated per resource, converted to the column types fixed by
 //! the view, appended to Arrow builders.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use arrow_array::builder::{
@@ -15,7 +16,8 @@ use super::fhirpath::{lexical, Item, Primitive};
 use crate::diagnostics::{Diagnostics, WarningKind};
 use crate::fhir::reference::{FullUrlLookup, PENDING_MARKER};
 use crate::resource::{Rejection, Resource};
-use crate::table::Table;
+use crate::source::describe_bytes;
+use crate::table::{Cells, Table, MAX_BATCH_BYTES};
 
 /// The Arrow type a FHIR type maps to in a view column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +56,8 @@ impl Kind {
 enum Cell {
     Null,
     Boolean(bool),
+    /// A value of an Int32 column, range-checked when converted.
+    Int32(i32),
     Integer(i64),
     Float(f64),
     Text(String),
@@ -84,6 +88,8 @@ pub struct ViewTable {
     schema: SchemaRef,
     builders: Vec<Box<dyn ArrayBuilder>>,
     rows: usize,
+    /// String bytes appended since the last batch.
+    text_bytes: usize,
 }
 
 impl ViewTable {
@@ -98,6 +104,7 @@ impl ViewTable {
             view,
             builders,
             rows: 0,
+            text_bytes: 0,
         }
     }
 }
@@ -133,7 +140,7 @@ fn append_scalar(builder: &mut dyn ArrayBuilder, kind: Kind, cell: &Cell) {
         Kind::Int32 => {
             let b = any.downcast_mut::<Int32Builder>().expect("builder matches kind");
             b.append_option(match cell {
-                Cell::Integer(v) => Some(*v as i32),
+                Cell::Int32(v) => Some(*v),
                 _ => None,
             });
         }
@@ -193,6 +200,29 @@ fn append_cell(builder: &mut Box<dyn ArrayBuilder>, kind: Kind, collection: bool
     }
 }
 
+impl Cell {
+    /// Bytes of string data the cell adds to a batch.
+    fn text_bytes(&self) -> usize {
+        match self {
+            Cell::Text(text) => text.len(),
+            Cell::List(cells) => cells.iter().map(Cell::text_bytes).sum(),
+            _ => 0,
+        }
+    }
+}
+
+/// A text cell over [`crate::table::MAX_CELL_BYTES`] becomes null with an `oversized_value`
+/// warning, by the built-in tables' own rule.
+fn capped(cell: Cell, column: &str, cells: &mut Cells<'_, '_>) -> Cell {
+    match cell {
+        Cell::Text(text) => match cells.text(column, Some(Cow::Owned(text))) {
+            Some(text) => Cell::Text(text.into_owned()),
+            None => Cell::Null,
+        },
+        other => other,
+    }
+}
+
 /// Whether a cell holds a conditional reference staged for the run-wide resolution pass.
 fn is_staged(cell: &Cell) -> bool {
     matches!(cell, Cell::Text(text) if text.starts_with(PENDING_MARKER))
@@ -205,13 +235,27 @@ fn convert(item: &Item<'_>, kind: Kind) -> Result<Cell, String> {
         let shown = lexical(item).unwrap_or_default();
         Err(format!("value '{shown}' is not a {kind:?}"))
     };
+    let out_of_range = || {
+        let shown = lexical(item).unwrap_or_default();
+        Err(format!(
+            "value {shown} does not fit the column's 32-bit integer (for larger values give the \
+             column \"type\": \"integer64\")"
+        ))
+    };
     Ok(match (kind, primitive) {
         (Kind::Boolean, Some(Primitive::Boolean(b))) => Cell::Boolean(b),
-        (Kind::Int32, Some(Primitive::Integer(i))) if i32::try_from(i).is_ok() => Cell::Integer(i),
+        (Kind::Int32, Some(Primitive::Integer(i))) => match i32::try_from(i) {
+            Ok(i) => Cell::Int32(i),
+            Err(_) => return out_of_range(),
+        },
+        (Kind::Int32, Some(Primitive::Decimal(d, _))) if d.fract() == 0.0 => {
+            if d < f64::from(i32::MIN) || d > f64::from(i32::MAX) {
+                return out_of_range();
+            }
+            Cell::Int32(d as i32)
+        }
         (Kind::Int64, Some(Primitive::Integer(i))) => Cell::Integer(i),
-        (Kind::Int32 | Kind::Int64, Some(Primitive::Decimal(d, _)))
-            if d.fract() == 0.0 && d.abs() < 9.0e15 =>
-        {
+        (Kind::Int64, Some(Primitive::Decimal(d, _))) if d.fract() == 0.0 && d.abs() < 9.0e15 => {
             Cell::Integer(d as i64)
         }
         (Kind::Float64, Some(Primitive::Integer(i))) => Cell::Float(i as f64),
@@ -259,6 +303,7 @@ impl Table for ViewTable {
         let rows = self.view.rows(value, bundle).map_err(|e| failure(None, e.0))?;
         let mut converted = Vec::with_capacity(rows.len());
         let mut has_pending = false;
+        let mut text_bytes = 0;
         for row in rows {
             let mut cells = Vec::with_capacity(row.len());
             for (column, values) in self.view.columns.iter().zip(row) {
@@ -268,6 +313,13 @@ impl Table for ViewTable {
                     let list: Vec<Cell> = values
                         .iter()
                         .map(|item| convert(item, kind))
+                        .map(|cell| {
+                            Ok(capped(
+                                cell?,
+                                &column.name,
+                                &mut Cells::new(resource, id, diagnostics),
+                            ))
+                        })
                         .collect::<Result<_, _>>()
                         .map_err(|problem| failure(Some(&column.name), problem))?;
                     // Staged conditional references are resolved in single-valued columns only.
@@ -283,7 +335,9 @@ impl Table for ViewTable {
                     match values.as_slice() {
                         [] => Cell::Null,
                         [item] => {
-                            convert(item, kind).map_err(|problem| failure(Some(&column.name), problem))?
+                            let cell = convert(item, kind)
+                                .map_err(|problem| failure(Some(&column.name), problem))?;
+                            capped(cell, &column.name, &mut Cells::new(resource, id, diagnostics))
                         }
                         _ => {
                             let problem = format!(
@@ -295,10 +349,24 @@ impl Table for ViewTable {
                     }
                 };
                 has_pending |= is_staged(&cell);
+                text_bytes += cell.text_bytes();
                 cells.push(cell);
+            }
+            if text_bytes > MAX_BATCH_BYTES {
+                // Resource and view together would make a batch Arrow cannot address: this
+                // resource is lost (reported), the view goes on.
+                let problem = format!(
+                    "its rows hold more than {} of text: left out",
+                    describe_bytes(MAX_BATCH_BYTES as u64)
+                );
+                return Err(Rejection {
+                    stops_table: false,
+                    ..failure(None, problem)
+                });
             }
             converted.push(cells);
         }
+        self.text_bytes += text_bytes;
         for cells in converted {
             for ((builder, column), cell) in self.builders.iter_mut().zip(&self.view.columns).zip(&cells) {
                 append_cell(builder, Kind::of(&column.type_name), column.collection, cell);
@@ -312,9 +380,26 @@ impl Table for ViewTable {
         self.rows
     }
 
+    fn buffered_bytes(&self) -> usize {
+        self.text_bytes
+    }
+
     fn finish(&mut self) -> RecordBatch {
+        let rows = self.rows;
+        self.finish_rows(rows)
+    }
+
+    fn finish_rows(&mut self, rows: usize) -> RecordBatch {
         self.rows = 0;
-        let columns: Vec<ArrayRef> = self.builders.iter_mut().map(|b| b.finish()).collect();
+        self.text_bytes = 0;
+        let columns: Vec<ArrayRef> = self
+            .builders
+            .iter_mut()
+            .map(|builder| {
+                let array = builder.finish();
+                array.slice(0, rows.min(array.len()))
+            })
+            .collect();
         RecordBatch::try_new(self.schema.clone(), columns).expect("view columns match the view schema")
     }
 }

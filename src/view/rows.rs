@@ -59,7 +59,7 @@ fn node_rows<'v>(
         }
         Iteration::Repeat(paths) => {
             let mut found = Vec::new();
-            descend(input, paths, context, &mut found)?;
+            descend(input, paths, context, &mut found, 0)?;
             found.into_iter().zip(0..).collect()
         }
     };
@@ -95,19 +95,27 @@ fn node_rows<'v>(
         let mut product = vec![base];
         for select in &node.selects {
             let nested = node_rows(select, &focus, &context, width)?;
-            product = cross(product, &nested);
+            product = cross(product, &nested)?;
         }
         if !node.union.is_empty() {
             let mut branches = Vec::new();
             for branch in &node.union {
                 branches.extend(node_rows(branch, &focus, &context, width)?);
             }
-            product = cross(product, &branches);
+            product = cross(product, &branches)?;
         }
         rows.extend(product);
+        if rows.len() > MAX_ROWS_PER_RESOURCE {
+            return Err(too_many_rows());
+        }
     }
     Ok(rows)
 }
+
+/// How many levels `repeat` may descend. A resource's JSON nests at most 128 levels (serde_json's
+/// limit), so only a path that does not lead to children (`$this`, `%resource`) goes deeper,
+/// and it would never stop.
+const MAX_REPEAT_DEPTH: usize = 128;
 
 /// Depth-first, in document order: every node reachable through the repeat paths.
 fn descend<'v>(
@@ -115,17 +123,36 @@ fn descend<'v>(
     paths: &[super::fhirpath::Expr],
     context: &Context<'v>,
     found: &mut Vec<Item<'v>>,
+    depth: usize,
 ) -> Result<(), EvalError> {
+    if depth >= MAX_REPEAT_DEPTH {
+        return Err(EvalError(format!(
+            "repeat went more than {MAX_REPEAT_DEPTH} levels deep: its paths must lead to child elements"
+        )));
+    }
     for path in paths {
         for child in evaluate(path, std::slice::from_ref(item), context)? {
             found.push(child.clone());
-            descend(&child, paths, context, found)?;
+            descend(&child, paths, context, found, depth + 1)?;
         }
     }
     Ok(())
 }
 
-fn cross<'v>(left: Vec<Row<'v>>, right: &[Row<'v>]) -> Vec<Row<'v>> {
+/// Most rows one resource may give a view: sibling `forEach`es multiply their rows, so a view and
+/// a resource with long arrays could otherwise exhaust memory before any limit on bytes applies.
+const MAX_ROWS_PER_RESOURCE: usize = 1_000_000;
+
+fn too_many_rows() -> EvalError {
+    EvalError(format!(
+        "the resource gives more than {MAX_ROWS_PER_RESOURCE} rows (sibling forEach multiply their rows)"
+    ))
+}
+
+fn cross<'v>(left: Vec<Row<'v>>, right: &[Row<'v>]) -> Result<Vec<Row<'v>>, EvalError> {
+    if left.len().saturating_mul(right.len()) > MAX_ROWS_PER_RESOURCE {
+        return Err(too_many_rows());
+    }
     let mut combined = Vec::with_capacity(left.len() * right.len());
     for row in &left {
         for other in right {
@@ -137,5 +164,5 @@ fn cross<'v>(left: Vec<Row<'v>>, right: &[Row<'v>]) -> Vec<Row<'v>> {
             combined.push(merged);
         }
     }
-    combined
+    Ok(combined)
 }

@@ -786,6 +786,28 @@ mod tests {
     }
 
     #[test]
+    fn the_deepest_expressions_allowed_evaluate_on_a_worker_stack() {
+        let deepest = super::super::parse::MAX_DEPTH;
+        let union = vec!["name"; deepest].join(" | ");
+        let conditions = format!(
+            "{}name{}",
+            "iif(true, ".repeat(deepest - 1),
+            ")".repeat(deepest - 1)
+        );
+        let filters = format!(
+            "name{}",
+            ".where($this".repeat(deepest / 2 - 1) + &")".repeat(deepest / 2 - 1)
+        );
+        for path in [union, conditions, filters] {
+            // A spawned thread gets Rust's default 2 MiB stack; the workers get 8 times that.
+            let outcome = std::thread::spawn(move || run(&path).map(|values| values.len()))
+                .join()
+                .expect("no stack overflow");
+            assert!(outcome.unwrap() > 0);
+        }
+    }
+
+    #[test]
     fn data_errors_say_what_went_wrong() {
         assert_eq!(
             run("name.given > 'A'").unwrap_err().0,

@@ -219,25 +219,66 @@ fn quoted(chars: &[char], start: usize, quote: char) -> Option<(String, usize)> 
     None
 }
 
+/// Most tokens in one expression. Real paths have tens; the bound keeps parsing, checking and
+/// dropping a hostile view's syntax tree cheap.
+pub const MAX_TOKENS: usize = 10_000;
+
+/// Deepest syntax tree (operands, arguments, chained calls): evaluation recurses once per level,
+/// so this bounds its stack use per resource. A chain of 1,000 `or`s or `|`s still fits.
+pub const MAX_DEPTH: usize = 1_000;
+
 /// Parses a whole FHIRPath expression.
 pub fn parse(text: &str) -> Result<Expr, ParseError> {
+    let tokens = tokenize(text)?;
+    if tokens.len() > MAX_TOKENS {
+        return Err(ParseError {
+            position: tokens[MAX_TOKENS].0,
+            message: format!("more than {MAX_TOKENS} tokens"),
+        });
+    }
     let mut parser = Parser {
-        tokens: tokenize(text)?,
+        tokens,
         position: 0,
+        depth: 0,
     };
     if parser.peek() == &Token::End {
         return Err(parser.error("empty expression"));
     }
     let expr = parser.expression(0)?;
-    match parser.peek() {
-        Token::End => Ok(expr),
-        other => Err(parser.error(&format!("unexpected {}", describe(other)))),
+    if let Token::End = parser.peek() {
+        if depth(&expr) > MAX_DEPTH {
+            let message = format!("nested more than {MAX_DEPTH} levels deep");
+            return Err(ParseError { position: 0, message });
+        }
+        return Ok(expr);
     }
+    Err(parser.error(&format!("unexpected {}", describe(parser.peek()))))
+}
+
+/// The depth of a syntax tree, found without recursion (the tree may be deeper than allowed).
+fn depth(expr: &Expr) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(expr, 1)];
+    while let Some((expr, level)) = stack.pop() {
+        deepest = deepest.max(level);
+        match expr {
+            Expr::Invoke(a, b) | Expr::Index(a, b) | Expr::Binary(_, a, b) => {
+                stack.push((a, level + 1));
+                stack.push((b, level + 1));
+            }
+            Expr::Negate(a) | Expr::TypeTest(_, a, _) => stack.push((a, level + 1)),
+            Expr::Function(_, arguments) => stack.extend(arguments.iter().map(|a| (a, level + 1))),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 struct Parser {
     tokens: Vec<(usize, Token)>,
     position: usize,
+    /// How many `expression` calls are open: bounds the parser's own recursion.
+    depth: usize,
 }
 
 fn describe(token: &Token) -> String {
@@ -328,6 +369,17 @@ impl Parser {
     }
 
     fn expression(&mut self, min_power: u8) -> Result<Expr, ParseError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(self.error(&format!("nested more than {MAX_DEPTH} levels deep")));
+        }
+        self.depth += 1;
+        let parsed = self.operations(min_power);
+        self.depth -= 1;
+        parsed
+    }
+
+    /// An operand followed by the operators that bind tighter than `min_power`.
+    fn operations(&mut self, min_power: u8) -> Result<Expr, ParseError> {
         let mut left = self.prefix()?;
         while let Some((power, operator)) = infix(self.peek()) {
             if power <= min_power {
@@ -510,5 +562,23 @@ mod tests {
         );
         assert!(parse("'open").unwrap_err().message.contains("unterminated"));
         assert_eq!(parse("").unwrap_err().message, "empty expression");
+    }
+
+    #[test]
+    fn hostile_expressions_are_refused_without_deep_recursion() {
+        let parens = format!("{}1{}", "(".repeat(100_000), ")".repeat(100_000));
+        assert_eq!(parse(&parens).unwrap_err().message, "more than 10000 tokens");
+        let parens = format!("{}1{}", "(".repeat(2_000), ")".repeat(2_000));
+        assert_eq!(
+            parse(&parens).unwrap_err().message,
+            "nested more than 1000 levels deep"
+        );
+        let chain = vec!["a"; 1_500].join(".");
+        assert_eq!(
+            parse(&chain).unwrap_err().message,
+            "nested more than 1000 levels deep"
+        );
+        let within = vec!["'x'"; MAX_DEPTH].join(" | ");
+        assert!(parse(&within).is_ok());
     }
 }
