@@ -30,6 +30,9 @@ pub struct RunReport {
     pub warnings: BTreeMap<WarningKind, WarningTally>,
     pub error_count: u64,
     pub errors: Vec<InputError>,
+    /// Why the run failed (exit code 3); the previous tables were left in place.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
 }
 
 /// Input files by outcome.
@@ -114,7 +117,24 @@ impl RunReport {
             warnings: diagnostics.warnings,
             error_count: diagnostics.error_count,
             errors: diagnostics.errors,
+            failure: None,
         }
+    }
+
+    /// The report of a run that failed while writing (exit code 3): no tables changed.
+    pub fn failed(started: SystemTime, input: String, output: String, failure: String) -> RunReport {
+        let mut report = RunReport::new(
+            started,
+            input,
+            output,
+            0,
+            Vec::new(),
+            Diagnostics::default(),
+            BTreeMap::new(),
+        );
+        report.exit_code = 3;
+        report.failure = Some(failure);
+        report
     }
 
     /// Total resources seen, Bundles excluded.

@@ -65,6 +65,44 @@ pub fn convert(settings: &Settings, progress: &dyn Progress) -> Result<RunReport
         info!("finished the commit of an interrupted run");
     }
     check_existing_tables(settings, &templates)?;
+    // From here on the run owns the folder: whatever ends it (an error, a panic on this thread)
+    // leaves the previous tables in place and a report saying why.
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        convert_in(settings, progress, &output, &templates, started)
+    }));
+    let error = match run {
+        Ok(Ok(report)) => return Ok(report),
+        Ok(Err(error)) if error.downcast_ref::<UsageError>().is_some() => return Err(error),
+        Ok(Err(error)) => error,
+        Err(panic) => anyhow::anyhow!(
+            "internal error (a bug; please report it): {}",
+            worker::panic_message(panic.as_ref())
+        ),
+    };
+    let report = RunReport::failed(
+        started,
+        settings.input.display().to_string(),
+        settings.output.display().to_string(),
+        format!("{error:#}"),
+    );
+    let report_path = settings.output.join(REPORT_FILE);
+    let written = serde_json::to_vec_pretty(&report)
+        .map_err(std::io::Error::from)
+        .and_then(|json| fsops::write_atomically(&report_path, &json));
+    if let Err(report_error) = written {
+        tracing::error!("cannot write {}: {report_error}", report_path.display());
+    }
+    Err(error)
+}
+
+/// The run proper, once the output folder is locked and checked.
+fn convert_in(
+    settings: &Settings,
+    progress: &dyn Progress,
+    output: &Output,
+    templates: &[Box<dyn Table>],
+    started: SystemTime,
+) -> Result<RunReport> {
     let staging = output.stage().map_err(|e| UsageError(format!("{e:#}")))?;
     let mut discovery = discover(&settings.input, Some(&settings.output));
     // Incremental: only new or changed inputs are converted.
@@ -108,7 +146,7 @@ pub fn convert(settings: &Settings, progress: &dyn Progress) -> Result<RunReport
     progress.start(units.len() as u64, total_bytes);
     let quarantine = settings.errors_to.as_deref().map(Quarantine::new);
     let work = Work {
-        templates: &templates,
+        templates,
         stopped: &stopped,
         files: &discovery.files,
         units: &units,
