@@ -122,7 +122,7 @@ fn source_files(batch: &RecordBatch) -> Option<&arrow_array::StringArray> {
 fn batches(path: &Path) -> Result<impl Iterator<Item = Result<RecordBatch>>> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)?
-        .with_batch_size(8192)
+        .with_batch_size(super::parquet::READ_BATCH_ROWS)
         .build()?;
     Ok(reader.map(|batch| batch.map_err(Into::into)))
 }

@@ -20,6 +20,11 @@ use crate::fsops;
 const ROW_GROUP_ROWS: usize = 128 * 1024;
 const ROW_GROUP_BYTES: usize = 16 << 20;
 
+/// Rows per batch when a finished file is read back (reference pass, compact). A string cell is at
+/// most 1 MiB (larger ones become null), so 1,024 rows keep a string column of a batch under the
+/// 2 GiB that Arrow's 32-bit offsets address (8,192 rows could reach 8 GiB).
+pub(crate) const READ_BATCH_ROWS: usize = 1024;
+
 /// The Parquet page compression codec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -130,7 +135,7 @@ pub fn rewrite_marked_strings(
     let builder = ParquetRecordBatchReaderBuilder::try_new(input)?;
     // The builder's schema carries the stored metadata; the reader's batches do not.
     let schema = builder.schema().clone();
-    let reader = builder.with_batch_size(8192).build()?;
+    let reader = builder.with_batch_size(READ_BATCH_ROWS).build()?;
     let temporary = path.with_extension("parquet.tmp");
     let output =
         fsops::create_file(&temporary).with_context(|| format!("cannot create {}", temporary.display()))?;
