@@ -5,6 +5,12 @@
 /// Microseconds in one day; the unit of `Timestamp(Microsecond, "UTC")`.
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
+/// `YYYY-MM-DD`: the only date a time of day may follow.
+const FULL_DATE_LENGTH: usize = 10;
+
+/// The largest zone offset FHIR allows (`+14:00`), in seconds.
+const MAX_OFFSET_SECONDS: i64 = 14 * 3600;
+
 /// Days since 1970-01-01 of a FHIR `date` (`YYYY`, `YYYY-MM` or `YYYY-MM-DD`), or `None` when the
 /// text is not a valid FHIR date. A partial date is its first day, as the contract requires.
 pub fn parse_date(text: &str) -> Option<i32> {
@@ -22,6 +28,10 @@ pub fn parse_datetime(text: &str) -> Option<i64> {
     let day_micros = date.days_since_epoch() * MICROS_PER_DAY;
     if cursor.at_end() {
         return Some(day_micros);
+    }
+    // A time of day follows only a full date (`2019T10:00:00` is not a FHIR dateTime).
+    if cursor.position != FULL_DATE_LENGTH {
+        return None;
     }
     cursor.expect(b'T')?;
     let hour = cursor.number(2, 0, 23)?;
@@ -53,6 +63,10 @@ pub fn parse_datetime(text: &str) -> Option<i64> {
             cursor.expect(b':')?;
             let minutes = cursor.number(2, 0, 59)?;
             let magnitude = hours * 3600 + minutes * 60;
+            // Offsets run from -14:00 to +14:00.
+            if magnitude > MAX_OFFSET_SECONDS {
+                return None;
+            }
             if sign == b'-' {
                 -magnitude
             } else {
@@ -332,6 +346,11 @@ mod tests {
             "2019-02-16T10:00:00ZZ",
             "2019-02-16 10:00:00",
             "not a date",
+            // A time needs a full date; offsets stop at 14:00 (found by tests/properties.rs).
+            "2019T00:00:00",
+            "2019-05T10:00:00Z",
+            "2019-02-16T10:00:00+14:01",
+            "2019-02-16T10:00:00-14:30",
         ] {
             assert_eq!(parse_datetime(text), None, "{text:?} should be invalid");
         }
