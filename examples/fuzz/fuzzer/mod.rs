@@ -21,6 +21,7 @@ use rng::Rng;
 use runner::{Expectation, Limits, Symptom};
 
 pub use mutate::CLASSES;
+pub use views::VIEW_CLASSES;
 
 /// What to fuzz and how hard.
 #[derive(Debug, Clone)]
@@ -56,7 +57,7 @@ impl Config {
             iterations: 10_000,
             seed: 1,
             binary,
-            work: std::env::temp_dir().join(format!("fhir2table-fuzz-{}", std::process::id())),
+            work: scratch_root().join(format!("fhir2table-fuzz-{}", std::process::id())),
             findings: project.join("target/fuzz-findings"),
             project,
             batch_size: 1000,
@@ -70,6 +71,16 @@ impl Config {
             },
             verbose: false,
         }
+    }
+}
+
+/// A memory-backed folder when there is one: writing a batch to disk costs more than running it.
+fn scratch_root() -> PathBuf {
+    let shared_memory = PathBuf::from("/dev/shm");
+    if shared_memory.is_dir() {
+        shared_memory
+    } else {
+        std::env::temp_dir()
     }
 }
 
@@ -138,79 +149,126 @@ pub fn run(config: &Config) -> Result<Summary, String> {
         ..config.clone()
     };
     let corpus = Corpus::load(&config.project)?;
+    let plan = plan(config);
     let mut summary = Summary::default();
     let started = Instant::now();
-    let mut batch = 0u64;
-    let mut view_credit = 0u64;
-    while summary.inputs < config.iterations {
-        let mut rng = Rng::derive(config.seed, batch);
-        let remaining = config.iterations - summary.inputs;
-        let size = (config.batch_size as u64).min(remaining) as usize;
-        let generating = Instant::now();
-        let inputs: Vec<Input> = (0..size)
-            .map(|index| mutate::generate(&mut rng, &corpus, index))
-            .collect();
-        summary.generating += generating.elapsed();
-        summary.bytes += inputs.iter().map(|i| i.bytes.len() as u64).sum::<u64>();
-        for input in &inputs {
-            for class in input.story.iter().filter(|s| CLASSES.contains(&s.as_str())) {
-                *summary.by_class.entry(class.clone()).or_default() += 1;
-            }
-        }
-        let views = if config.default_views_every > 0
-            && batch % config.default_views_every == config.default_views_every - 1
-        {
-            Views::Default
-        } else {
-            Views::None
-        };
-        let refs: Vec<&Input> = inputs.iter().collect();
-        let label = format!("seed {} batch {batch}", config.seed);
-        examine(config, &refs, views, &label, &mut summary)?;
-        summary.inputs += size as u64;
-        summary.data_inputs += size as u64;
-        summary.batches += 1;
-        view_credit += size as u64;
-        while config.inputs_per_view > 0
-            && view_credit >= config.inputs_per_view
-            && summary.inputs < config.iterations
-        {
-            view_credit -= config.inputs_per_view;
-            let case = views::generate(&mut rng, &corpus);
-            for class in &case.story {
-                *summary.by_class.entry(class.clone()).or_default() += 1;
-            }
-            let view_input: Vec<Input> = corpus
-                .view_input
+    // The next batch is generated on another thread while fhir2table runs the current one.
+    std::thread::scope(|scope| -> Result<(), String> {
+        let corpus = &corpus;
+        let mut next = plan
+            .first()
+            .map(|&(size, views)| scope.spawn(move || generate(config, corpus, 0, size, views)));
+        for (batch, _) in plan.iter().enumerate() {
+            let generated = next
+                .take()
+                .expect("a batch is being generated")
+                .join()
+                .expect("generating does not panic");
+            next = plan.get(batch + 1).map(|&(size, views)| {
+                scope.spawn(move || generate(config, corpus, batch as u64 + 1, size, views))
+            });
+            summary.generating += generated.took;
+            let GeneratedBatch { inputs, views, .. } = generated;
+            summary.bytes += inputs.iter().map(|i| i.bytes.len() as u64).sum::<u64>();
+            for story in inputs
                 .iter()
-                .map(|(name, bytes)| Input {
-                    name: name.clone(),
-                    bytes: bytes.clone(),
-                    story: vec![format!("mutated view: {}", case.story.join(", "))],
-                    skipped: false,
-                })
-                .collect();
-            let refs: Vec<&Input> = view_input.iter().collect();
-            examine(config, &refs, Views::Mutated(&case.text), &label, &mut summary)?;
-            summary.inputs += 1;
-            summary.view_inputs += 1;
+                .map(|i| &i.story)
+                .chain(views.iter().map(|v| &v.story))
+            {
+                for class in story
+                    .iter()
+                    .filter(|s| CLASSES.contains(&s.as_str()) || VIEW_CLASSES.contains(&s.as_str()))
+                {
+                    *summary.by_class.entry(class.clone()).or_default() += 1;
+                }
+            }
+            let every = config.default_views_every;
+            let with_views = if every > 0 && batch as u64 % every == every - 1 {
+                Views::Default
+            } else {
+                Views::None
+            };
+            let refs: Vec<&Input> = inputs.iter().collect();
+            let label = format!("seed {} batch {batch}", config.seed);
+            examine(config, &refs, with_views, &label, &mut summary)?;
+            summary.inputs += inputs.len() as u64;
+            summary.data_inputs += inputs.len() as u64;
+            summary.batches += 1;
+            for case in &views {
+                let view_input: Vec<Input> = corpus
+                    .view_input
+                    .iter()
+                    .map(|(name, bytes)| Input {
+                        name: name.clone(),
+                        bytes: bytes.clone(),
+                        story: vec![format!("mutated view: {}", case.story.join(", "))],
+                        skipped: false,
+                    })
+                    .collect();
+                let refs: Vec<&Input> = view_input.iter().collect();
+                examine(config, &refs, Views::Mutated(&case.text), &label, &mut summary)?;
+                summary.inputs += 1;
+                summary.view_inputs += 1;
+            }
+            if config.verbose {
+                eprintln!(
+                    "batch {batch}: {} inputs, {} MB, {:.0}/s ({:.1} s generating, {:.1} s in fhir2table), {} findings",
+                    summary.inputs,
+                    summary.bytes >> 20,
+                    summary.inputs as f64 / started.elapsed().as_secs_f64(),
+                    summary.generating.as_secs_f64(),
+                    summary.running.as_secs_f64(),
+                    summary.by_signature.values().sum::<u64>()
+                );
+            }
         }
-        if config.verbose {
-            eprintln!(
-                "batch {batch}: {} inputs, {} MB, {:.0}/s ({:.1} s generating, {:.1} s in fhir2table), {} findings",
-                summary.inputs,
-                summary.bytes >> 20,
-                summary.inputs as f64 / started.elapsed().as_secs_f64(),
-                summary.generating.as_secs_f64(),
-                summary.running.as_secs_f64(),
-                summary.by_signature.values().sum::<u64>()
-            );
-        }
-        batch += 1;
-    }
+        Ok(())
+    })?;
     summary.elapsed = started.elapsed();
     let _ = fs::remove_dir_all(&config.work);
     Ok(summary)
+}
+
+/// Data inputs and mutated views of each batch: `batch_size` data inputs, and a view for every
+/// `inputs_per_view` of them, until `iterations` inputs in all.
+fn plan(config: &Config) -> Vec<(usize, usize)> {
+    let (mut plan, mut total, mut credit) = (Vec::new(), 0u64, 0u64);
+    while total < config.iterations {
+        let size = (config.batch_size as u64).min(config.iterations - total);
+        total += size;
+        credit += size;
+        let mut views = 0;
+        while config.inputs_per_view > 0 && credit >= config.inputs_per_view && total < config.iterations {
+            credit -= config.inputs_per_view;
+            views += 1;
+            total += 1;
+        }
+        plan.push((size as usize, views));
+    }
+    plan
+}
+
+/// One batch's inputs, made from its own random stream (seed, batch number).
+struct GeneratedBatch {
+    inputs: Vec<Input>,
+    views: Vec<views::ViewCase>,
+    took: Duration,
+}
+
+fn generate(config: &Config, corpus: &Corpus, batch: u64, size: usize, view_count: usize) -> GeneratedBatch {
+    let started = Instant::now();
+    let mut rng = Rng::derive(config.seed, batch);
+    let inputs = (0..size)
+        .map(|index| mutate::generate(&mut rng, corpus, index))
+        .collect();
+    let views = (0..view_count)
+        .map(|_| views::generate(&mut rng, corpus))
+        .collect();
+    GeneratedBatch {
+        inputs,
+        views,
+        took: started.elapsed(),
+    }
 }
 
 /// Runs one batch; when it breaks an oracle, finds and saves the inputs that break it.

@@ -281,14 +281,16 @@ fn odd_unicode(rng: &mut Rng, bytes: &[u8]) -> Vec<u8> {
 
 /// Bundles nested in Bundles, or arrays and objects nested thousands deep.
 fn deep_nesting(rng: &mut Rng, corpus: &Corpus, bytes: &[u8], layout: Layout) -> Vec<u8> {
-    let depth = rng.magnitude(2, 20_000);
+    // Most nests are a few hundred deep (past every parser's limit); a quarter go to the extremes.
+    let extreme = rng.chance(1, 4);
+    let depth = rng.magnitude(2, if extreme { 20_000 } else { 2_000 });
     if rng.chance(1, 2) {
         let inner = rng.pick(&corpus.resources);
         let open = r#"{"resourceType":"Bundle","type":"collection","entry":[{"resource":"#;
         let nested = format!("{}{inner}{}", open.repeat(depth), "}]}".repeat(depth));
         return place_document(rng, bytes, layout, &nested);
     }
-    let depth = rng.magnitude(2, 200_000);
+    let depth = rng.magnitude(2, if extreme { 200_000 } else { 5_000 });
     let (open, close) = *rng.pick(&[
         ("[", "]"),
         ("{\"a\":", "}"),
@@ -338,7 +340,7 @@ fn place_document(rng: &mut Rng, bytes: &[u8], layout: Layout, document: &str) -
 /// Long strings and keys, numbers beyond any machine type, Bundles with many entries, files with
 /// many lines, objects with many keys.
 fn huge_value(rng: &mut Rng, corpus: &Corpus, bytes: &[u8], layout: Layout) -> Vec<u8> {
-    let size = if rng.chance(1, 8) {
+    let size = if rng.chance(1, 16) {
         rng.magnitude(64 << 10, MAX_INPUT_BYTES)
     } else {
         rng.magnitude(1 << 10, 64 << 10)
