@@ -166,6 +166,38 @@ fn a_50_megabyte_string_is_nulled_and_reported() {
         .ends_with("(52428800 bytes)"));
 }
 
+/// Found by the fuzzer: an id over the cell limit became a null in the non-nullable `id`
+/// column, and building the batch panicked (exit 101, or exit 3 with nothing written when the
+/// row shared a batch with others).
+#[test]
+fn an_id_too_big_for_a_cell_loses_that_resource_only() {
+    let input = tempfile::tempdir().unwrap();
+    let huge_id = "1".repeat((1 << 20) + 1);
+    let lines = [
+        format!(r#"{{"resourceType":"Patient","id":"{huge_id}"}}"#),
+        r#"{"resourceType":"Patient","id":"small"}"#.to_owned(),
+        format!(r#"{{"resourceType":"Encounter","id":"{huge_id}","status":"finished"}}"#),
+        r#"{"resourceType":"Encounter","id":"e1","status":"finished"}"#.to_owned(),
+    ];
+    std::fs::write(input.path().join("ids.ndjson"), lines.join("\n") + "\n").unwrap();
+    let run = convert(input.path(), &["--view", "default"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    let report = run.report();
+    assert!(
+        has_error(&report, "ids.ndjson", Some(1), "id is 1048577 bytes"),
+        "{:?}",
+        errors(&report)
+    );
+    assert!(
+        has_error(&report, "ids.ndjson", Some(3), "id is 1048577 bytes"),
+        "{:?}",
+        errors(&report)
+    );
+    assert_eq!(run.table("patient").column("id"), vec![Some("small".to_owned())]);
+    assert_eq!(run.table("encounter").column("id"), vec![Some("e1".to_owned())]);
+}
+
 #[test]
 fn a_missing_input_exits_2_before_any_work() {
     let out = tempfile::tempdir().unwrap();

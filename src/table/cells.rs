@@ -15,6 +15,18 @@ use crate::resource::Resource;
 /// multi-megabyte "name" is a broken export, and analytics engines choke on such cells.
 pub const MAX_CELL_BYTES: usize = 1 << 20;
 
+/// The id a row is keyed by. `id` is a required column, so an id too big for a cell cannot
+/// become null like other oversized values: the resource is rejected (and reported) instead.
+pub fn row_id<'i>(resource_type: &str, id: &'i str) -> Result<&'i str, String> {
+    if id.len() > MAX_CELL_BYTES {
+        return Err(format!(
+            "{resource_type} id is {} bytes, over the {MAX_CELL_BYTES}-byte cell limit",
+            id.len()
+        ));
+    }
+    Ok(id)
+}
+
 /// Cell conversion for one resource: knows where the resource came from, for warnings.
 pub struct Cells<'c, 'a> {
     resource: &'c Resource<'a>,

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::cells::Cells;
+use super::cells::{row_id, Cells};
 use super::columns::define_columns;
 use super::Table;
 use crate::diagnostics::Diagnostics;
@@ -116,6 +116,7 @@ impl Table for EncounterTable {
         let id = resource
             .logical_id(encounter.id.as_deref())
             .ok_or_else(|| "Encounter without an id (and no fullUrl to take one from)".to_owned())?;
+        let id = row_id("Encounter", id)?;
         let mut cells = Cells::new(resource, id, diagnostics);
         let row = encounter_row(&encounter, id, &mut cells);
         self.columns.append(row);

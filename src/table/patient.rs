@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::cells::Cells;
+use super::cells::{row_id, Cells};
 use super::columns::define_columns;
 use super::Table;
 use crate::diagnostics::Diagnostics;
@@ -125,6 +125,7 @@ impl Table for PatientTable {
         let id = resource
             .logical_id(patient.id.as_deref())
             .ok_or_else(|| "Patient without an id (and no fullUrl to take one from)".to_owned())?;
+        let id = row_id("Patient", id)?;
         let mut cells = Cells::new(resource, id, diagnostics);
         let row = patient_row(&patient, id, &mut cells);
         self.columns.append(row);
