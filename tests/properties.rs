@@ -23,7 +23,7 @@ fn cases(count: u32) -> ProptestConfig {
 
 mod reader {
     use super::*;
-    use fhir2table::source::{for_each_line, read_whole, split_lines, InputFile, InputFormat};
+    use fhir2table::source::{for_each_line, read_whole, split_lines, InputFile, InputFormat, Line};
 
     fn input(path: &Path, gzip: bool) -> InputFile {
         InputFile {
@@ -52,32 +52,65 @@ mod reader {
         compressed
     }
 
+    /// What the reader gives for one line: its text, or the byte count of a line over the limit.
+    #[derive(Debug, PartialEq)]
+    enum Seen {
+        Text(Vec<u8>),
+        TooLong(u64),
+    }
+
     /// The model: lines are what lies between `\n`s; a line ended by `\n` loses one trailing `\r`;
-    /// an empty last piece (the text ends with `\n`) is not a line.
-    fn model_lines(content: &[u8]) -> Vec<(u64, Vec<u8>)> {
+    /// an empty last piece (the text ends with `\n`) is not a line. A line whose text is longer
+    /// than `max_line` is reported by its size, line break included.
+    fn model_lines_within(content: &[u8], max_line: u64) -> Vec<(u64, Seen)> {
         let mut lines = Vec::new();
         let pieces: Vec<&[u8]> = content.split(|&b| b == b'\n').collect();
         let last = pieces.len() - 1;
         for (index, piece) in pieces.into_iter().enumerate() {
-            if index == last {
-                if !piece.is_empty() {
-                    lines.push((index as u64 + 1, piece.to_vec()));
-                }
-            } else {
-                let piece = piece.strip_suffix(b"\r").unwrap_or(piece);
-                lines.push((index as u64 + 1, piece.to_vec()));
+            let terminated = index != last;
+            if !terminated && piece.is_empty() {
+                continue;
             }
+            let text = if terminated {
+                piece.strip_suffix(b"\r").unwrap_or(piece)
+            } else {
+                piece
+            };
+            let seen = if text.len() as u64 > max_line {
+                Seen::TooLong(piece.len() as u64 + u64::from(terminated))
+            } else {
+                Seen::Text(text.to_vec())
+            };
+            lines.push((index as u64 + 1, seen));
         }
         lines
+    }
+
+    fn model_lines(content: &[u8]) -> Vec<(u64, Seen)> {
+        model_lines_within(content, u64::MAX)
+    }
+
+    fn collect_within(
+        file: &InputFile,
+        part: Option<&fhir2table::source::Part>,
+        max_line: u64,
+    ) -> std::io::Result<Vec<(u64, Seen)>> {
+        let mut lines = Vec::new();
+        for_each_line(file, part, max_line, |number, line| {
+            let seen = match line {
+                Line::Text(text) => Seen::Text(text.to_vec()),
+                Line::TooLong(bytes) => Seen::TooLong(bytes),
+            };
+            lines.push((number, seen));
+        })?;
+        Ok(lines)
     }
 
     fn collect(
         file: &InputFile,
         part: Option<&fhir2table::source::Part>,
-    ) -> std::io::Result<Vec<(u64, Vec<u8>)>> {
-        let mut lines = Vec::new();
-        for_each_line(file, part, |number, line| lines.push((number, line.to_vec())))?;
-        Ok(lines)
+    ) -> std::io::Result<Vec<(u64, Seen)>> {
+        collect_within(file, part, u64::MAX)
     }
 
     /// NDJSON-ish text: short lines of bytes that favour `\n`, `\r`, `{`, quotes and non-ASCII.
@@ -103,7 +136,31 @@ mod reader {
             std::fs::write(&path, &content).unwrap();
             let file = input(&path, false);
             prop_assert_eq!(collect(&file, None).unwrap(), model_lines(&content));
-            prop_assert_eq!(read_whole(&file).unwrap(), content);
+            prop_assert_eq!(read_whole(&file, u64::MAX).unwrap(), content);
+        }
+
+        #[test]
+        fn lines_over_the_limit_are_reported_by_size(content in ndjson_text(), max_line in 0u64..40, gzipped in any::<bool>()) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(if gzipped { "x.ndjson.gz" } else { "x.ndjson" });
+            std::fs::write(&path, if gzipped { gzip(&content, 1) } else { content.clone() }).unwrap();
+            let file = input(&path, gzipped);
+            prop_assert_eq!(collect_within(&file, None, max_line).unwrap(), model_lines_within(&content, max_line));
+        }
+
+        #[test]
+        fn whole_documents_over_the_limit_are_errors(content in ndjson_text(), max_bytes in 0u64..500, gzipped in any::<bool>()) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(if gzipped { "x.json.gz" } else { "x.json" });
+            std::fs::write(&path, if gzipped { gzip(&content, 1) } else { content.clone() }).unwrap();
+            let file = input(&path, gzipped);
+            match read_whole(&file, max_bytes) {
+                Ok(read) => {
+                    prop_assert!(content.len() as u64 <= max_bytes);
+                    prop_assert_eq!(read, content);
+                }
+                Err(error) => prop_assert!(content.len() as u64 > max_bytes, "{}", error),
+            }
         }
 
         #[test]
@@ -135,7 +192,7 @@ mod reader {
             std::fs::write(&path, gzip(&content, members)).unwrap();
             let file = input(&path, true);
             prop_assert_eq!(collect(&file, None).unwrap(), model_lines(&content));
-            prop_assert_eq!(read_whole(&file).unwrap(), content);
+            prop_assert_eq!(read_whole(&file, u64::MAX).unwrap(), content);
         }
 
         #[test]
@@ -150,7 +207,7 @@ mod reader {
             prop_assume!(cut > 0 && cut < compressed.len());
             std::fs::write(&path, &compressed[..cut]).unwrap();
             let file = input(&path, true);
-            prop_assert!(read_whole(&file).is_err(), "a gzip file cut at {} of {} read without error", cut, compressed.len());
+            prop_assert!(read_whole(&file, u64::MAX).is_err(), "a gzip file cut at {} of {} read without error", cut, compressed.len());
             prop_assert!(collect(&file, None).is_err());
         }
     }
