@@ -19,6 +19,8 @@ const MAX_EXAMPLE_CHARS: usize = 200;
 pub enum WarningKind {
     InvalidDate,
     InvalidDatetime,
+    /// Text with a leading NUL: never valid in FHIR, and the mark of a staged reference here.
+    InvalidText,
     OversizedValue,
     UnresolvedReference,
     AmbiguousReference,
@@ -29,7 +31,10 @@ impl WarningKind {
     pub fn loses_input(self) -> bool {
         matches!(
             self,
-            WarningKind::InvalidDate | WarningKind::InvalidDatetime | WarningKind::OversizedValue
+            WarningKind::InvalidDate
+                | WarningKind::InvalidDatetime
+                | WarningKind::InvalidText
+                | WarningKind::OversizedValue
         )
     }
 }

@@ -199,6 +199,32 @@ fn an_id_too_big_for_a_cell_loses_that_resource_only() {
 }
 
 #[test]
+fn text_starting_with_nul_is_not_taken_for_a_staged_reference() {
+    // A leading NUL marks a conditional reference staged for the resolution pass; input text
+    // like it (never valid FHIR) once failed the whole run (exit 3) in a required id column and
+    // nulled other cells as "unresolved references".
+    let input = tempfile::tempdir().unwrap();
+    let lines = [
+        r#"{"resourceType":"Encounter","id":"\u0000x","status":"finished"}"#,
+        r#"{"resourceType":"Encounter","id":"e2","status":"finished","serviceProvider":{"reference":"Organization?identifier=https://github.com/synthetichealth/synthea|x"}}"#,
+        r#"{"resourceType":"Patient","id":"p","name":[{"family":"\u0000Smith"}]}"#,
+    ];
+    std::fs::write(input.path().join("nul.ndjson"), lines.join("\n") + "\n").unwrap();
+    let run = convert(input.path(), &["--view", "default"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let report = run.report();
+    assert!(
+        has_error(&report, "nul.ndjson", Some(1), "id contains NUL"),
+        "{:?}",
+        errors(&report)
+    );
+    assert_eq!(run.table("encounter").column("id"), vec![Some("e2".to_owned())]);
+    let patient = run.table("patient");
+    assert_cells(patient.row("p"), &[("family_name", None)]);
+    assert_eq!(report["warnings"]["invalid_text"]["count"], 1, "{report}");
+}
+
+#[test]
 fn a_missing_input_exits_2_before_any_work() {
     let out = tempfile::tempdir().unwrap();
     let target = out.path().join("never-created");

@@ -18,6 +18,9 @@ pub const MAX_CELL_BYTES: usize = 1 << 20;
 /// The id a row is keyed by. `id` is a required column, so an id too big for a cell cannot
 /// become null like other oversized values: the resource is rejected (and reported) instead.
 pub fn row_id<'i>(resource_type: &str, id: &'i str) -> Result<&'i str, String> {
+    if id.contains('\0') {
+        return Err(format!("{resource_type} id contains NUL, which no FHIR id may"));
+    }
     if id.len() > MAX_CELL_BYTES {
         return Err(format!(
             "{resource_type} id is {} bytes, over the {MAX_CELL_BYTES}-byte cell limit",
@@ -76,11 +79,16 @@ impl<'c, 'a> Cells<'c, 'a> {
             .warn(kind, column, value, || resource.origin(Some(id)));
     }
 
-    /// A string cell, unless it exceeds [`MAX_CELL_BYTES`].
+    /// A string cell, unless it exceeds [`MAX_CELL_BYTES`] or starts with NUL (never valid FHIR
+    /// text, and the mark of a staged conditional reference, which it must not pass for).
     pub fn text<'v>(&mut self, column: &str, value: Option<Cow<'v, str>>) -> Option<Cow<'v, str>> {
         let value = value?;
         if value.len() > MAX_CELL_BYTES {
             self.warn(WarningKind::OversizedValue, column, &value);
+            return None;
+        }
+        if value.starts_with(PENDING_MARKER) {
+            self.warn(WarningKind::InvalidText, column, &value);
             return None;
         }
         Some(value)

@@ -215,6 +215,9 @@ impl Cell {
 /// warning, by the built-in tables' own rule.
 fn capped(cell: Cell, column: &str, cells: &mut Cells<'_, '_>) -> Cell {
     match cell {
+        // A staged reference (input text with a leading NUL looks the same: the resolution pass
+        // then finds no such reference and nulls it, with a warning).
+        staged if is_staged(&staged) => staged,
         Cell::Text(text) => match cells.text(column, Some(Cow::Owned(text))) {
             Some(text) => Cell::Text(text.into_owned()),
             None => Cell::Null,
