@@ -5,71 +5,98 @@
 //!
 //! Crash points: with `FHIR2TABLE_CRASH_AFTER_FS_CALL=N` in the environment the process aborts
 //! right after its N-th call here, with no destructor, flush or clean-up, as a `kill -9` or a
-//! power cut at that moment would leave it. tests/crash_points.rs runs every commit path once per
-//! call number and checks that the next run ends in exactly the state before or after it. The
-//! variable is for tests only; it is read once and costs one atomic increment per call.
+//! power cut at that moment would leave it. With `FHIR2TABLE_FAIL_FS_CALL=N` the N-th call fails
+//! with an I/O error instead of being made (a failing disk). tests/crash_points.rs runs every
+//! commit path once per call number with each and checks that the next run ends in exactly the
+//! state before or after it. The variables are for tests only; they are read once and cost one
+//! atomic increment per call.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 /// The environment variable that names the call after which the process aborts (tests only).
 pub const CRASH_AFTER_VARIABLE: &str = "FHIR2TABLE_CRASH_AFTER_FS_CALL";
 
+/// The environment variable that names the call that fails with an I/O error (tests only).
+pub const FAIL_VARIABLE: &str = "FHIR2TABLE_FAIL_FS_CALL";
+
 static CALLS: AtomicU64 = AtomicU64::new(0);
 
-fn crash_after() -> Option<u64> {
-    static LIMIT: OnceLock<Option<u64>> = OnceLock::new();
-    *LIMIT.get_or_init(|| std::env::var(CRASH_AFTER_VARIABLE).ok()?.parse().ok())
+fn call_number(variable: &str) -> Option<u64> {
+    std::env::var(variable).ok()?.parse().ok()
 }
 
-/// Counts one call and, when it is the one named by the crash variable, stops the process dead.
-fn crash_point() {
-    let Some(limit) = crash_after() else {
-        return;
-    };
-    if CALLS.fetch_add(1, Ordering::SeqCst) + 1 == limit {
-        std::process::abort();
+/// The test hooks, when set: the call to abort after and the call to fail.
+fn hooks() -> (Option<u64>, Option<u64>) {
+    static HOOKS: OnceLock<(Option<u64>, Option<u64>)> = OnceLock::new();
+    *HOOKS.get_or_init(|| (call_number(CRASH_AFTER_VARIABLE), call_number(FAIL_VARIABLE)))
+}
+
+/// Makes one counted call: fails it if it is the one the fail hook names, and stops the process
+/// dead right after it if it is the one the crash hook names. A call that failed on its own
+/// changed nothing and is no crash point.
+fn counted<T>(call: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    let (crash_after, fail) = hooks();
+    if crash_after.is_none() && fail.is_none() {
+        return call();
     }
-}
-
-/// Runs one call and passes its crash point only if it succeeded (a failed call changed nothing).
-fn counted<T>(result: io::Result<T>) -> io::Result<T> {
-    if result.is_ok() {
-        crash_point();
+    let number = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
+    if fail == Some(number) {
+        return Err(io::Error::other(format!(
+            "{FAIL_VARIABLE}: injected failure of call {number}"
+        )));
+    }
+    let result = call();
+    if result.is_ok() && crash_after == Some(number) {
+        std::process::abort();
     }
     result
 }
 
-/// Creates a folder and its missing parents.
+/// Creates a folder and its missing parents, durably: each new folder's entry in its parent is
+/// synced, so a file later moved into it cannot outlive the folder across a power cut.
 pub fn create_dir_all(path: &Path) -> io::Result<()> {
-    if path.is_dir() {
-        return Ok(());
+    let mut missing = Vec::new();
+    let mut folder = path;
+    while !folder.as_os_str().is_empty() && !folder.is_dir() {
+        missing.push(folder);
+        match folder.parent() {
+            Some(parent) => folder = parent,
+            None => break,
+        }
     }
-    counted(fs::create_dir_all(path))
+    for &new in missing.iter().rev() {
+        match counted(|| fs::create_dir(new)) {
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists && new.is_dir() => {}
+            other => other?,
+        }
+        sync_parent(new)?;
+    }
+    Ok(())
 }
 
 /// Creates (or truncates) a file for writing.
 pub fn create_file(path: &Path) -> io::Result<File> {
-    counted(File::create(path))
+    counted(|| File::create(path))
 }
 
 /// Flushes a file's data and metadata to the disk.
 pub fn sync_file(file: &File) -> io::Result<()> {
-    counted(file.sync_all())
+    counted(|| file.sync_all())
 }
 
 /// Flushes a folder's entries (names created, renamed or removed in it) to the disk. A rename is
 /// only durable once both folders it touched are synced.
 pub fn sync_dir(path: &Path) -> io::Result<()> {
-    counted(File::open(path).and_then(|dir| dir.sync_all()))
+    counted(|| File::open(path).and_then(|dir| dir.sync_all()))
 }
 
 /// Renames, then makes the rename durable by syncing the folders on both sides.
 pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
-    counted(fs::rename(from, to))?;
+    counted(|| fs::rename(from, to))?;
     sync_parent(to)?;
     if from.parent() != to.parent() {
         sync_parent(from)?;
@@ -79,21 +106,21 @@ pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
 
 /// Removes a file, durably.
 pub fn remove_file(path: &Path) -> io::Result<()> {
-    counted(fs::remove_file(path))?;
+    counted(|| fs::remove_file(path))?;
     sync_parent(path)
 }
 
 /// Removes a folder and everything in it, durably. Used only for folders that are garbage once
 /// the commit journal is gone, so a crash half way through leaves garbage, never a half table.
 pub fn remove_dir_all(path: &Path) -> io::Result<()> {
-    counted(fs::remove_dir_all(path))?;
+    counted(|| fs::remove_dir_all(path))?;
     sync_parent(path)
 }
 
 /// Copies a file through a temporary sibling and a rename, so `to` is never seen half-copied.
 pub fn copy(from: &Path, to: &Path) -> io::Result<()> {
     let temporary = temporary_sibling(to);
-    counted(fs::copy(from, &temporary))?;
+    counted(|| fs::copy(from, &temporary))?;
     sync_file(&File::open(&temporary)?)?;
     rename(&temporary, to)
 }
@@ -113,10 +140,13 @@ pub fn write_atomically(path: &Path, content: &[u8]) -> io::Result<()> {
     rename(&temporary, path)
 }
 
-/// `name.tmp-<pid>` beside `path`: the form the next run recognises as debris of a dead run.
-fn temporary_sibling(path: &Path) -> std::path::PathBuf {
+/// `name.<n>.tmp-<pid>` beside `path`: unique among this process's threads, and the form the
+/// next run recognises as debris of a dead run.
+fn temporary_sibling(path: &Path) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
     let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp-{}", std::process::id()));
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    name.push(format!(".{n}.tmp-{}", std::process::id()));
     path.with_file_name(name)
 }
 

@@ -345,3 +345,39 @@ fn inspect_shows_tables_rows_schema_and_the_last_run() {
     let missing = fhir2table().args(["inspect", "/no/such/out"]).output().unwrap();
     assert_eq!(missing.status.code(), Some(2));
 }
+
+#[test]
+fn archive_and_quarantine_folders_may_not_overlap_the_input_or_output() {
+    let input = tempfile::tempdir().unwrap();
+    copy_dir_files(&fixtures().join("handmade"), input.path());
+    let out = tempfile::tempdir().unwrap();
+    let cases = [
+        ("--archive", out.path().join("patient")),
+        ("--errors-to", out.path().to_path_buf()),
+        ("--archive", input.path().join("done")),
+        ("--errors-to", input.path().join("failed")),
+    ];
+    for (flag, folder) in cases {
+        let output = fhir2table()
+            .args(["convert", "-q", "--in"])
+            .arg(input.path())
+            .arg("--out")
+            .arg(out.path())
+            .arg(flag)
+            .arg(&folder)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{flag} {}", folder.display());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(flag) && stderr.contains("own"), "{stderr}");
+        assert!(input.path().join("a-visit.json").exists(), "no input touched");
+        assert!(!out.path().join("patient").exists(), "nothing written");
+    }
+}
+
+fn copy_dir_files(from: &std::path::Path, to: &std::path::Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+    }
+}

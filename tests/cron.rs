@@ -118,6 +118,23 @@ fn converted_inputs_are_archived_after_the_commit_and_failed_ones_stay() {
     );
     assert!(input.path().join("sub/README.md").exists(), "skipped files stay");
 
+    // The same file name arriving again (next night's export) never overwrites the archived one:
+    // it stays in --in and the run says so.
+    std::fs::write(
+        input.path().join("sub/a-visit.json"),
+        r#"{"resourceType":"Patient","id":"new"}"#,
+    )
+    .unwrap();
+    let archived_before = std::fs::read(archive.path().join("sub/a-visit.json")).unwrap();
+    let run = convert(input.path(), &["--archive", archive.path().to_str().unwrap()]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("already archived"), "{}", run.stderr);
+    assert!(input.path().join("sub/a-visit.json").exists());
+    assert_eq!(
+        std::fs::read(archive.path().join("sub/a-visit.json")).unwrap(),
+        archived_before
+    );
+
     // --delete-processed deletes instead.
     let again = tempfile::tempdir().unwrap();
     copy_dir(&fixtures().join("handmade"), again.path());

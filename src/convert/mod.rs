@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use tracing::info;
 
 use crate::config::{Settings, WriteMode};
@@ -51,6 +51,7 @@ impl Progress for () {}
 pub fn convert(settings: &Settings, progress: &dyn Progress) -> Result<RunReport> {
     let started = SystemTime::now();
     let templates = output_tables(settings)?;
+    check_folders(settings)?;
     if !settings.input.exists() {
         return Err(UsageError(format!("input {} does not exist", settings.input.display())).into());
     }
@@ -67,8 +68,9 @@ pub fn convert(settings: &Settings, progress: &dyn Progress) -> Result<RunReport
     check_existing_tables(settings, &templates)?;
     // From here on the run owns the folder: whatever ends it (an error, a panic on this thread)
     // leaves the previous tables in place and a report saying why.
+    let committed = std::cell::Cell::new(false);
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        convert_in(settings, progress, &output, &templates, started)
+        convert_in(settings, progress, &output, &templates, started, &committed)
     }));
     let error = match run {
         Ok(Ok(report)) => return Ok(report),
@@ -79,6 +81,10 @@ pub fn convert(settings: &Settings, progress: &dyn Progress) -> Result<RunReport
             worker::panic_message(panic.as_ref())
         ),
     };
+    if committed.get() {
+        // The tables, state and report of this run are in place; only what came after failed.
+        return Err(error.context("the tables were committed, but the run failed after that"));
+    }
     let report = RunReport::failed(
         started,
         settings.input.display().to_string(),
@@ -102,6 +108,7 @@ fn convert_in(
     output: &Output,
     templates: &[Box<dyn Table>],
     started: SystemTime,
+    committed: &std::cell::Cell<bool>,
 ) -> Result<RunReport> {
     let staging = output.stage().map_err(|e| UsageError(format!("{e:#}")))?;
     let mut discovery = discover(&settings.input, Some(&settings.output));
@@ -279,6 +286,7 @@ fn convert_in(
         content: serde_json::to_string_pretty(&report)?,
     });
     staging.commit(steps)?;
+    committed.set(true);
     // Only now are the inputs' rows committed: archive or delete the cleanly read ones, then
     // report how that went.
     if settings.archive.is_none() && !settings.delete_processed {
@@ -297,8 +305,13 @@ fn convert_in(
     }
     let report = report_of(diagnostics);
     let report_path = settings.output.join(REPORT_FILE);
-    fsops::write_atomically(&report_path, serde_json::to_string_pretty(&report)?.as_bytes())
-        .with_context(|| format!("cannot write {}", report_path.display()))?;
+    // The committed report stays if this one cannot be written; the run itself succeeded.
+    let written = serde_json::to_vec_pretty(&report)
+        .map_err(std::io::Error::from)
+        .and_then(|json| fsops::write_atomically(&report_path, &json));
+    if let Err(error) = written {
+        tracing::error!("cannot write {}: {error}", report_path.display());
+    }
     Ok(report)
 }
 
@@ -310,6 +323,35 @@ fn with_resource_type(schema: arrow_schema::SchemaRef, resource_type: &str) -> a
     let metadata =
         std::collections::HashMap::from([(RESOURCE_TYPE_KEY.to_owned(), resource_type.to_owned())]);
     Arc::new(schema.as_ref().clone().with_metadata(metadata))
+}
+
+/// Refuses folders that overlap in ways that would lose or re-read data: an archive or
+/// quarantine inside `--out` (a table replacement would take it along) or `--out` inside one, and
+/// an archive or quarantine inside `--in` (the next run would read it again).
+fn check_folders(settings: &Settings) -> Result<(), UsageError> {
+    let absolute = |path: &Path| std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let (input, output) = (absolute(&settings.input), absolute(&settings.output));
+    let others = [
+        ("--archive", settings.archive.as_deref()),
+        ("--errors-to", settings.errors_to.as_deref()),
+    ];
+    for (flag, folder) in others {
+        let Some(folder) = folder.map(absolute) else {
+            continue;
+        };
+        let problem = if folder.starts_with(&output) || output.starts_with(&folder) {
+            "overlaps --out"
+        } else if folder.starts_with(&input) {
+            "is inside --in, so its files would be read again"
+        } else {
+            continue;
+        };
+        return Err(UsageError(format!(
+            "{flag} {} {problem}; give it a folder of its own",
+            folder.display()
+        )));
+    }
+    Ok(())
 }
 
 /// The tables this run writes: the built-in ones (unless turned off) and one per view. Views are

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::error::Category;
 
 use super::bundle::{BundleShape, Head};
-use super::{message_without_position, BundleScope, Position, Resource, ResourceSink};
+use super::{message_without_position, BundleScope, LineCounter, Position, Resource, ResourceSink};
 use crate::diagnostics::{Diagnostics, Origin};
 use crate::fhir::reference::INDEXED_TYPES;
 use crate::fhir::{IdentifierIndex, Str};
@@ -44,10 +44,12 @@ impl<S: ResourceSink> Walker<'_, S> {
     /// with single resources are recorded in the diagnostics and the walk goes on; returns whether
     /// every resource was accepted, or the error that made the whole document unreadable.
     pub fn document(&mut self, file: &str, text: &str, first_line: u64) -> Result<bool, DocumentError> {
+        let lines = LineCounter::default();
         let position = Position {
             file,
             document: text,
             first_line,
+            lines: &lines,
         };
         let (resource_type, validated) =
             resource_type_of(text).map_err(|(error_line, message)| DocumentError {

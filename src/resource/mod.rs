@@ -32,13 +32,32 @@ pub(crate) struct Position<'a> {
     /// The whole document the resource is part of, and the line that document starts on.
     pub document: &'a str,
     pub first_line: u64,
+    /// Newlines already counted in the document, shared by all its resources.
+    pub lines: &'a LineCounter,
+}
+
+/// The last offset a line was asked for in a document and the newlines before it. Resources are
+/// met in document order, so with it the lines of every resource of a Bundle cost one pass over
+/// the document in all, not one pass each (a Bundle of 100,000 broken entries took minutes).
+#[derive(Default)]
+pub(crate) struct LineCounter {
+    seen: std::cell::Cell<(usize, u64)>,
 }
 
 impl Position<'_> {
     /// The 1-based line of byte `offset` of the document.
     pub(crate) fn line_at(&self, offset: usize) -> u64 {
-        let before = &self.document.as_bytes()[..offset.min(self.document.len())];
-        self.first_line + before.iter().filter(|&&b| b == b'\n').count() as u64
+        let bytes = self.document.as_bytes();
+        let offset = offset.min(bytes.len());
+        let newlines = |part: &[u8]| part.iter().filter(|&&b| b == b'\n').count() as u64;
+        let (from, before_from) = self.lines.seen.get();
+        let before = if offset >= from {
+            before_from + newlines(&bytes[from..offset])
+        } else {
+            before_from - newlines(&bytes[offset..from])
+        };
+        self.lines.seen.set((offset, before));
+        self.first_line + before
     }
 
     /// The byte offset of `part` (a slice of the document) within the document.
@@ -153,4 +172,29 @@ pub trait ResourceSink {
 
     /// A Bundle asked to delete `resource_type/id` (Bulk Data `deleted/` files).
     fn deleted(&mut self, _resource_type: &str, _id: &str) {}
+}
+
+#[cfg(test)]
+mod line_tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_right_in_any_order_of_asking() {
+        let document = "a\nb\n\nc\nd";
+        let lines = LineCounter::default();
+        let position = Position {
+            file: "f",
+            document,
+            first_line: 10,
+            lines: &lines,
+        };
+        let expected = |offset: usize| 10 + document[..offset].matches('\n').count() as u64;
+        for offset in [0, 3, 7, 2, 8, 8, 1, 100, 5, 0] {
+            assert_eq!(
+                position.line_at(offset),
+                expected(offset.min(document.len())),
+                "offset {offset}"
+            );
+        }
+    }
 }

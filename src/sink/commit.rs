@@ -177,9 +177,12 @@ impl Staging {
         }
         fsops::sync_dir(&self.dir).with_context(|| format!("cannot sync {}", self.dir.display()))?;
         let text = serde_json::to_vec(&journal)?;
+        // From here the staging folder belongs to the journal: even if writing it fails half way
+        // (renamed, but its folder not synced), the journal may exist and need every staged file.
+        // If it does not, the next run removes the folder as debris.
+        self.consumed = true;
         fsops::write_atomically(&self.out.join(JOURNAL_FILE), &text)
             .context("cannot write the commit journal")?;
-        self.consumed = true;
         journal.carry_out(&self.out)
     }
 }
@@ -224,9 +227,12 @@ impl Journal {
             carry_out(step, out, &staging)?;
         }
         fsops::remove_file(&out.join(JOURNAL_FILE)).context("cannot remove the commit journal")?;
+        // Committed. What is left in the staging folder is garbage; if it cannot go now, the
+        // next run removes it.
         if staging.exists() {
-            fsops::remove_dir_all(&staging)
-                .with_context(|| format!("cannot remove {}", staging.display()))?;
+            if let Err(error) = fsops::remove_dir_all(&staging) {
+                tracing::warn!("cannot remove {} (the next run will): {error}", staging.display());
+            }
         }
         Ok(())
     }
@@ -405,6 +411,7 @@ mod tests {
     fn debris_is_only_what_the_tool_names_so() {
         assert!(is_debris(".fhir2table-staging-123"));
         assert!(is_debris("state.json.tmp-77"));
+        assert!(is_debris("state.json.3.tmp-77"));
         assert!(is_debris(".fhir2table-commit.json.tmp-9"));
         assert!(is_debris(".fhir2table.lock.42"));
         assert!(!is_debris("patient"));

@@ -85,14 +85,23 @@ pub fn retire_input(input: &InputFile, archive: Option<&Path>) -> io::Result<()>
         return fsops::remove_file(&input.path);
     };
     let target = inside(archive, &input.relative)?;
+    if target.symlink_metadata().is_ok() {
+        // An earlier export's file of the same name: keep both, never overwrite an archived input.
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} is already archived (left in place)", target.display()),
+        ));
+    }
     if let Some(parent) = target.parent() {
         fsops::create_dir_all(parent)?;
     }
-    if fsops::rename(&input.path, &target).is_err() {
-        fsops::copy(&input.path, &target)?;
-        fsops::remove_file(&input.path)?;
+    match fsops::rename(&input.path, &target) {
+        Err(error) if error.kind() == io::ErrorKind::CrossesDevices => {
+            fsops::copy(&input.path, &target)?;
+            fsops::remove_file(&input.path)
+        }
+        other => other,
     }
-    Ok(())
 }
 
 /// `root/relative`, refusing a relative path that would lead outside `root`.
