@@ -88,8 +88,15 @@ fn snapshot(out: &Path) -> Snapshot {
 /// Anything in the output folder that is neither a table's Parquet file nor one of the tool's
 /// own lasting files.
 fn debris(out: &Path) -> Vec<String> {
+    let hidden_folders = std::fs::read_dir(out)
+        .unwrap()
+        .map(|entry| entry.unwrap())
+        .filter(|entry| entry.file_type().unwrap().is_dir())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with('.'));
     files_under(out)
         .into_iter()
+        .chain(hidden_folders)
         .filter(|file| {
             let lasting = [".fhir2table.lock", "_run.json", "_state/state.json"].contains(&file.as_str());
             let table_file = !file.starts_with('.')
@@ -137,10 +144,19 @@ impl Case {
     }
 }
 
+/// A test hook for one run (see src/fsops.rs).
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    None,
+    /// Abort right after file-system call N.
+    CrashAfter(u64),
+    /// File-system call N fails with an I/O error.
+    Fail(u64),
+}
+
 /// Runs the binary with `args`, where `{in}`, `{out}` and `{archive}` stand for the case's
-/// folders, crashing after file-system call `crash_after` if given. Returns the exit code, or
-/// `None` if the process was killed.
-fn run(case: &Case, args: &[&str], crash_after: Option<u64>) -> Option<i32> {
+/// folders, with `fault`. Returns the exit code, or `None` if the process was killed.
+fn run(case: &Case, args: &[&str], fault: Fault) -> Option<i32> {
     let mut command = Command::new(env!("CARGO_BIN_EXE_fhir2table"));
     for arg in args {
         let arg = arg
@@ -150,8 +166,15 @@ fn run(case: &Case, args: &[&str], crash_after: Option<u64>) -> Option<i32> {
         command.arg(arg);
     }
     command.env_remove("FHIR2TABLE_CRASH_AFTER_FS_CALL");
-    if let Some(call) = crash_after {
-        command.env("FHIR2TABLE_CRASH_AFTER_FS_CALL", call.to_string());
+    command.env_remove("FHIR2TABLE_FAIL_FS_CALL");
+    match fault {
+        Fault::None => {}
+        Fault::CrashAfter(call) => {
+            command.env("FHIR2TABLE_CRASH_AFTER_FS_CALL", call.to_string());
+        }
+        Fault::Fail(call) => {
+            command.env("FHIR2TABLE_FAIL_FS_CALL", call.to_string());
+        }
     }
     let child = {
         let _no_lock_open = SPAWNING.lock().unwrap();
@@ -163,70 +186,146 @@ fn run(case: &Case, args: &[&str], crash_after: Option<u64>) -> Option<i32> {
     };
     let output = child.wait_with_output().unwrap();
     // Killed (no exit code): the crash point was reached.
-    output.status.code()?;
+    let code = output.status.code()?;
+    let expected: &[i32] = match fault {
+        Fault::Fail(_) => &[0, 1, 2, 3],
+        _ => &[0, 1],
+    };
     assert!(
-        matches!(output.status.code(), Some(0 | 1)),
-        "{args:?}: {}",
+        expected.contains(&code),
+        "{args:?} with {fault:?}: exit {code}: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    output.status.code()
+    Some(code)
 }
 
-/// Enumerates the crash points of `operation` on the prepared `case` and checks each one.
-/// Returns the number of crash points.
+/// Rows per table as `_run.json` reports them, or `None` for the report of a failed run.
+fn reported_rows(out: &Path) -> Option<BTreeMap<String, u64>> {
+    let text = std::fs::read_to_string(out.join("_run.json")).ok()?;
+    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    if report["exit_code"] == 3 {
+        return None;
+    }
+    let tables = report["tables"].as_object()?;
+    Some(
+        tables
+            .iter()
+            .map(|(name, table)| (name.clone(), table["rows"].as_u64().unwrap_or(0)))
+            .collect(),
+    )
+}
+
+/// The next run opens the folder (lock, finish or drop an interrupted commit, clear up); then
+/// it must hold exactly the before or the after state, agree with its report, and hold no
+/// debris, and no input may be retired unless its rows were committed.
+fn check_recovered(what: &str, attempt: &Case, expected: &Expected) {
+    {
+        let _no_spawning = SPAWNING.lock().unwrap();
+        drop(fhir2table::sink::Output::open(&attempt.out()).unwrap());
+    }
+    let state = snapshot(&attempt.out());
+    let is_after = state == expected.after;
+    assert!(
+        state == expected.before || is_after,
+        "{what}: the output is neither the before nor the after state"
+    );
+    let report = reported_rows(&attempt.out());
+    let wanted = if is_after {
+        &expected.after_report
+    } else {
+        &expected.before_report
+    };
+    assert!(
+        report.is_none() || &report == wanted,
+        "{what}: _run.json reports {report:?}, the tables are those of {wanted:?}"
+    );
+    assert_eq!(
+        debris(&attempt.out()),
+        Vec::<String>::new(),
+        "{what}: debris left"
+    );
+    let inputs = attempt.inputs();
+    if !is_after {
+        assert_eq!(
+            inputs, expected.before_inputs,
+            "{what}: inputs retired but their rows not committed"
+        );
+    }
+    if !expected.after_inputs.archived.is_empty() {
+        let mut all: Vec<String> = inputs.remaining.iter().chain(&inputs.archived).cloned().collect();
+        all.sort();
+        assert_eq!(
+            all, expected.before_inputs.remaining,
+            "{what}: every input is in --in or in the archive, once"
+        );
+    }
+}
+
+/// The states an interrupted operation may end in.
+struct Expected {
+    before: Snapshot,
+    after: Snapshot,
+    before_report: Option<BTreeMap<String, u64>>,
+    after_report: Option<BTreeMap<String, u64>>,
+    before_inputs: Inputs,
+    after_inputs: Inputs,
+}
+
+/// Enumerates the file-system calls of `operation` on the prepared `case`. For each call N:
+/// the operation killed right after N; then, from there, the next run killed again early (in
+/// its recovery or before its own commit); and the operation with call N failing. Each ends,
+/// once the folder is opened, in the before or the after state. Returns the number of calls.
 fn enumerate(name: &str, case: &Case, operation: &[&str]) -> u64 {
-    let before = snapshot(&case.out());
-    let before_inputs = case.inputs();
     let finished = case.copy();
-    run(&finished, operation, None).expect("the operation runs to the end");
-    let after = snapshot(&finished.out());
-    let after_inputs = finished.inputs();
-    assert_ne!(before, after, "{name}: the operation changes the tables");
+    run(&finished, operation, Fault::None).expect("the operation runs to the end");
+    let expected = Expected {
+        before: snapshot(&case.out()),
+        after: snapshot(&finished.out()),
+        before_report: reported_rows(&case.out()),
+        after_report: reported_rows(&finished.out()),
+        before_inputs: case.inputs(),
+        after_inputs: finished.inputs(),
+    };
+    assert_ne!(
+        expected.before, expected.after,
+        "{name}: the operation changes the tables"
+    );
     let mut call = 0;
     loop {
         call += 1;
         let attempt = case.copy();
-        if run(&attempt, operation, Some(call)).is_some() {
+        if run(&attempt, operation, Fault::CrashAfter(call)).is_some() {
             break; // Fewer calls than that: every point has been tried.
         }
-        // The next run opens the folder: lock, finish or drop the interrupted commit, clear up.
-        {
-            let _no_spawning = SPAWNING.lock().unwrap();
-            drop(fhir2table::sink::Output::open(&attempt.out()).unwrap());
-        }
-        let state = snapshot(&attempt.out());
-        let is_after = state == after;
+        let interrupted = attempt.copy();
+        check_recovered(&format!("{name}: killed after call {call}"), &attempt, &expected);
+
+        // A recovery can itself be killed: the next run, killed after one of its first calls
+        // (replaying the journal, or building before its own commit point), leaves a folder
+        // the run after it still recovers.
+        let again = 1 + call % 4;
+        let second = run(&interrupted, operation, Fault::CrashAfter(again));
         assert!(
-            state == before || is_after,
-            "{name}: killed after call {call}, the output is neither the before nor the after state"
+            second.is_none(),
+            "{name}: the second run has more than {again} calls"
         );
-        assert_eq!(
-            debris(&attempt.out()),
-            Vec::<String>::new(),
-            "{name}: killed after call {call}, debris left"
+        check_recovered(
+            &format!("{name}: killed after call {call}, then its recovery after call {again}"),
+            &interrupted,
+            &expected,
         );
-        let inputs = attempt.inputs();
-        if !is_after {
-            assert_eq!(
-                inputs, before_inputs,
-                "{name}: killed after call {call}: inputs retired but their rows not committed"
-            );
-        }
-        if !after_inputs.archived.is_empty() {
-            let mut all: Vec<String> = inputs.remaining.iter().chain(&inputs.archived).cloned().collect();
-            all.sort();
-            assert_eq!(
-                all, before_inputs.remaining,
-                "{name}: killed after call {call}: every input is in --in or in the archive, once"
-            );
-        }
+
+        let failing = case.copy();
+        run(&failing, operation, Fault::Fail(call)).expect("a failing call ends the run, not the process");
+        check_recovered(&format!("{name}: call {call} failed"), &failing, &expected);
+
         // And the folder is fit for the next run: the operation, run again, ends in `after`.
         if call % 7 == 0 {
-            run(&attempt, operation, None).expect("the next run finishes");
+            run(&attempt, operation, Fault::None).expect("the next run finishes");
             let again = snapshot(&attempt.out());
             assert_eq!(
                 again.tables.keys().collect::<Vec<_>>(),
-                after.tables.keys().collect::<Vec<_>>()
+                expected.after.tables.keys().collect::<Vec<_>>()
             );
         }
     }
@@ -234,7 +333,10 @@ fn enumerate(name: &str, case: &Case, operation: &[&str]) -> u64 {
         call > 10,
         "{name}: only {call} crash points; is the hook working?"
     );
-    eprintln!("{name}: {} crash points, each recovered", call - 1);
+    eprintln!(
+        "{name}: {} crash points, each recovered (killed, killed twice, failed)",
+        call - 1
+    );
     call - 1
 }
 
@@ -254,7 +356,7 @@ fn prepared(inputs: &[(&Path, &str)], setup: &[&[&str]]) -> Case {
     }
     std::fs::create_dir_all(case.input()).unwrap();
     for args in setup {
-        run(&case, args, None).expect("setup runs");
+        run(&case, args, Fault::None).expect("setup runs");
     }
     case
 }
@@ -316,7 +418,7 @@ fn incremental_commits_rows_and_state_together() {
         &patient_line("a", "A", "2024-01-01T00:00:00Z"),
     );
     let incremental = with(CONVERT, &["--incremental"]);
-    run(&case, &incremental, None).unwrap();
+    run(&case, &incremental, Fault::None).unwrap();
     write(
         &case.input().join("b.ndjson"),
         &patient_line("b", "B", "2024-01-01T00:00:00Z"),
@@ -340,14 +442,14 @@ fn compact_swaps_tables_whole_or_not_at_all() {
         ]
         .join("\n"),
     );
-    run(&case, &incremental, None).unwrap();
+    run(&case, &incremental, Fault::None).unwrap();
     write(
         &case.input().join("b.ndjson"),
         &patient_line("a", "A2", "2024-02-01T00:00:00Z"),
     );
     let delete = r#"{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"DELETE","url":"Patient/d"}}]}"#;
     write(&case.input().join("deleted/Patient.ndjson"), delete);
-    run(&case, &incremental, None).unwrap();
+    run(&case, &incremental, Fault::None).unwrap();
     enumerate("compact", &case, &["compact", "-q", "{out}"]);
 }
 
