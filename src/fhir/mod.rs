@@ -4,6 +4,7 @@
 //! runs.
 
 pub mod datetime;
+pub mod elements;
 pub mod key_hash;
 pub mod reference;
 pub mod types;

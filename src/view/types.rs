@@ -1,26 +1,8 @@
 //! The FHIR type of a column whose ViewDefinition gives none, decided from its path and the FHIR R4
 //! element definitions alone, so the schema is fixed before any data is read.
 
-use std::collections::HashMap;
-use std::sync::OnceLock;
-
 use super::fhirpath::{type_argument, Expr, Op, PRIMITIVE_TYPES};
-
-/// `path → (type codes, repeats)` for every FHIR R4 element (compacted from elements.tsv).
-fn elements() -> &'static HashMap<&'static str, (&'static str, bool)> {
-    static ELEMENTS: OnceLock<HashMap<&'static str, (&'static str, bool)>> = OnceLock::new();
-    ELEMENTS.get_or_init(|| {
-        include_str!("fhir_r4_elements.tsv")
-            .lines()
-            .filter(|line| !line.starts_with('#'))
-            .filter_map(|line| {
-                let mut fields = line.split('\t');
-                let (path, types, max) = (fields.next()?, fields.next()?, fields.next()?);
-                Some((path, (types, max == "*")))
-            })
-            .collect()
-    })
-}
+use crate::fhir::elements::element;
 
 /// Where static typing stands while walking a path: the element definition path whose children
 /// come next (`Patient`, `CodeableConcept`, `Patient.contact`), or a known primitive.
@@ -66,12 +48,12 @@ fn member(context: &Static, name: &str) -> Static {
         return context.clone();
     }
     let path = format!("{base}.{name}");
-    if let Some((types, _)) = elements().get(path.as_str()) {
-        return from_type_code(types, &path);
+    if let Some(definition) = element(&path) {
+        return from_type_code(definition.types, &path);
     }
     let choice = format!("{path}[x]");
-    match elements().get(choice.as_str()) {
-        Some((types, _)) => Static::Choice(types.split(',').map(str::to_owned).collect()),
+    match element(&choice) {
+        Some(definition) => Static::Choice(definition.types.split(',').map(str::to_owned).collect()),
         None => Static::Unknown,
     }
 }
