@@ -1,9 +1,13 @@
 //! fhir2table turns FHIR R4 JSON (Bundles, Bulk Data NDJSON, gzip) into typed Parquet tables.
 //!
 //! The pipeline, one module per stage: [`source`] finds and reads inputs, [`resource`] finds the
-//! resources in them, [`table`] flattens resources into typed rows and Arrow batches, [`sink`]
-//! writes Parquet. [`fhir`] holds the FHIR rules (dates, references, codings) they all share.
-//! [`convert`] runs the stages; [`cmd`] is the command line on top.
+//! resources in them, [`table`] flattens resources into typed rows and Arrow batches (and
+//! [`view`] does the same for SQL on FHIR ViewDefinitions), [`sink`] writes Parquet and commits
+//! it crash-safely. [`fhir`] holds the FHIR rules (dates, references, codings, R4 element
+//! definitions) they all share, and [`fsops`] every file-system call that changes a folder.
+//! [`convert`] runs the stages; [`cmd`] is the command line on top. Layers import only downwards;
+//! docs/ARCHITECTURE.md is the map: what each part owns, what it may import, and where a new
+//! input format, table, view function or sink backend goes.
 
 pub mod cmd;
 pub mod config;
