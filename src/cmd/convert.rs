@@ -62,7 +62,7 @@ pub struct Args {
     #[arg(long, value_name = "ROWS")]
     pub batch_size: Option<usize>,
 
-    /// Parquet compression: zstd, snappy or none [config: compression] [default: zstd]
+    /// Parquet compression [config: compression] [default: zstd]
     #[arg(long, value_name = "CODEC")]
     pub compression: Option<Compression>,
 
@@ -74,7 +74,7 @@ pub struct Args {
     #[arg(long, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
 
-    /// Level of the log file: error, warn, info, debug, trace [config: log_level] [default: info]
+    /// Level of the log file [config: log_level] [default: info]
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<LogLevel>,
 
@@ -87,9 +87,7 @@ pub struct Args {
     #[arg(long)]
     pub no_builtin_tables: bool,
 
-    /// Existing tables: overwrite (replace when complete), append (new files beside the old ones,
-    /// same schema required) or error (refuse if a table folder is not empty) [config: mode]
-    /// [default: overwrite]
+    /// What to do with existing tables [config: mode] [default: overwrite]
     #[arg(long, value_name = "MODE")]
     pub mode: Option<WriteMode>,
 
