@@ -1,7 +1,6 @@
 //! Settings for a run: a TOML config file, overridden by command-line flags, over defaults.
 //! Relative paths in a config file are relative to that file's folder.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -14,8 +13,9 @@ use crate::UsageError;
 /// Default rows per Arrow RecordBatch (and per batch handed to the Parquet writer).
 pub const DEFAULT_BATCH_SIZE: usize = 5000;
 
-/// Levels for the log file (`log_level`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+/// Levels for the log file (`log_level`). The flag (clap) and the config key (serde) take the
+/// same lowercase names; a test checks that they agree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
     Error,
@@ -26,37 +26,8 @@ pub enum LogLevel {
     Trace,
 }
 
-impl FromStr for LogLevel {
-    type Err = String;
-    fn from_str(text: &str) -> Result<Self, String> {
-        match text {
-            "error" => Ok(LogLevel::Error),
-            "warn" => Ok(LogLevel::Warn),
-            "info" => Ok(LogLevel::Info),
-            "debug" => Ok(LogLevel::Debug),
-            "trace" => Ok(LogLevel::Trace),
-            other => Err(format!(
-                "unknown log level '{other}' (expected error, warn, info, debug or trace)"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for LogLevel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = match self {
-            LogLevel::Error => "error",
-            LogLevel::Warn => "warn",
-            LogLevel::Info => "info",
-            LogLevel::Debug => "debug",
-            LogLevel::Trace => "trace",
-        };
-        f.write_str(name)
-    }
-}
-
-/// What a run does with tables that already exist in the output folder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+/// What a run does with tables that already exist in the output folder (`--mode`, `mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum WriteMode {
     /// Replace each table as a whole, once the new one is complete.
@@ -66,20 +37,6 @@ pub enum WriteMode {
     Append,
     /// Refuse to run if a table folder exists and is not empty.
     Error,
-}
-
-impl FromStr for WriteMode {
-    type Err = String;
-    fn from_str(text: &str) -> Result<Self, String> {
-        match text {
-            "overwrite" => Ok(WriteMode::Overwrite),
-            "append" => Ok(WriteMode::Append),
-            "error" => Ok(WriteMode::Error),
-            other => Err(format!(
-                "unknown mode '{other}' (expected overwrite, append or error)"
-            )),
-        }
-    }
 }
 
 /// A size in bytes, given as a number of bytes or with a binary unit: `65536`, `512KiB`,
@@ -420,6 +377,31 @@ mod tests {
             error.contains("max_line_bytes") && error.contains("not a size"),
             "{error}"
         );
+    }
+
+    /// A value of `T` read from a config file by the name its flag takes.
+    fn from_config_name<T: serde::de::DeserializeOwned>(name: &str) -> Result<T, String> {
+        let text = serde::de::value::StrDeserializer::<serde::de::value::Error>::new(name);
+        T::deserialize(text).map_err(|error| error.to_string())
+    }
+
+    fn flag_names_are_config_names<T>()
+    where
+        T: clap::ValueEnum + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        for value in T::value_variants() {
+            let flag = value.to_possible_value().expect("no value is hidden");
+            assert_eq!(from_config_name::<T>(flag.get_name()).as_ref(), Ok(value));
+        }
+        let error = from_config_name::<T>("lz4").unwrap_err();
+        assert!(error.contains("`lz4`"), "{error}");
+    }
+
+    #[test]
+    fn enum_flags_and_config_keys_take_the_same_names() {
+        flag_names_are_config_names::<LogLevel>();
+        flag_names_are_config_names::<WriteMode>();
+        flag_names_are_config_names::<Compression>();
     }
 
     #[test]

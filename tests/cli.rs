@@ -33,6 +33,16 @@ fn help_teaches_usage_examples_and_exit_codes() {
 }
 
 #[test]
+fn both_helps_end_with_the_exit_codes_of_the_code() {
+    let table = fhir2table::Exit::help_table();
+    for args in [&["--help"][..], &["convert", "--help"]] {
+        let output = fhir2table().args(args).output().unwrap();
+        let help = String::from_utf8_lossy(&output.stdout);
+        assert!(help.trim_end().ends_with(&table), "{args:?}: {help}");
+    }
+}
+
+#[test]
 fn every_config_key_has_a_flag_in_help_and_a_row_in_the_readme() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let example = std::fs::read_to_string(root.join("config.example.toml")).unwrap();

@@ -42,7 +42,7 @@ pub struct Args {
     #[arg(value_name = "OUT")]
     pub out: PathBuf,
 
-    /// Parquet compression of the rewritten files: zstd, snappy or none [default: zstd]
+    /// Parquet compression of the rewritten files
     #[arg(long, value_name = "CODEC", default_value = "zstd")]
     pub compression: Compression,
 

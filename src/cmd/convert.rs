@@ -16,20 +16,13 @@ failed, resources per type, rows per table, warnings and errors with file and li
 
 Settings come from flags, then the --config file, then defaults.";
 
-const AFTER_HELP: &str = "\
+const EXAMPLES: &str = "\
 Examples:
   fhir2table convert --in fixtures/synthea --out /tmp/parquet
   fhir2table convert --in ./export --out ./warehouse --view default
   fhir2table convert --in /data/landing --out /data/warehouse --incremental --errors-to /data/quarantine
   fhir2table convert --config /etc/fhir2table.toml --log-file /var/log/fhir2table.log -q
-  duckdb -c \"SELECT gender, count(*) FROM '/tmp/parquet/patient/*.parquet' GROUP BY 1\"
-
-Exit codes:
-  0  every input was read cleanly and the tables were written
-  1  the tables were written, but some input was lost (see OUT/_run.json)
-  2  bad usage: flags, config file, missing --in, unwritable --out (nothing written)
-  3  the run failed while writing output (previous output left untouched)
-  4  another fhir2table run is writing to the same --out (see OUT/.fhir2table.lock)";
+  duckdb -c \"SELECT gender, count(*) FROM '/tmp/parquet/patient/*.parquet' GROUP BY 1\"";
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -44,7 +37,7 @@ use crate::{logging, Exit};
 
 /// Flags of `fhir2table convert`; each config key has one.
 #[derive(Debug, clap::Args)]
-#[command(about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
+#[command(about = ABOUT, long_about = LONG_ABOUT, after_help = super::examples_and_exit_codes(EXAMPLES))]
 pub struct Args {
     /// Input folder (walked recursively) or single file [config: in]
     #[arg(long = "in", value_name = "PATH")]
@@ -62,7 +55,7 @@ pub struct Args {
     #[arg(long, value_name = "ROWS")]
     pub batch_size: Option<usize>,
 
-    /// Parquet compression: zstd, snappy or none [config: compression] [default: zstd]
+    /// Parquet compression [config: compression] [default: zstd]
     #[arg(long, value_name = "CODEC")]
     pub compression: Option<Compression>,
 
@@ -74,7 +67,7 @@ pub struct Args {
     #[arg(long, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
 
-    /// Level of the log file: error, warn, info, debug, trace [config: log_level] [default: info]
+    /// Level of the log file [config: log_level] [default: info]
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<LogLevel>,
 
@@ -87,9 +80,7 @@ pub struct Args {
     #[arg(long)]
     pub no_builtin_tables: bool,
 
-    /// Existing tables: overwrite (replace when complete), append (new files beside the old ones,
-    /// same schema required) or error (refuse if a table folder is not empty) [config: mode]
-    /// [default: overwrite]
+    /// What to do with existing tables [config: mode] [default: overwrite]
     #[arg(long, value_name = "MODE")]
     pub mode: Option<WriteMode>,
 

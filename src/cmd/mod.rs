@@ -11,23 +11,21 @@ use crate::Exit;
 
 const ABOUT: &str = "Turn FHIR R4 JSON (Bundles, Bulk Data NDJSON, gzip) into typed Parquet tables.";
 
-const AFTER_HELP: &str = "\
+const EXAMPLES: &str = "\
 Examples:
   fhir2table convert --in ./fhir --out ./parquet
   fhir2table convert --config fhir2table.toml --threads 2 -q
   fhir2table inspect ./parquet
-  fhir2table compact ./parquet
+  fhir2table compact ./parquet";
 
-Exit codes:
-  0  every input was read cleanly and the tables were written
-  1  the tables were written, but some input was lost (see OUT/_run.json)
-  2  bad usage: flags, config file, missing --in, unwritable --out (nothing written)
-  3  the run failed while writing output (previous output left untouched)
-  4  another fhir2table run is writing to the same --out (see OUT/.fhir2table.lock)";
+/// The closing text of a `--help`: its examples, then the exit codes (written once, on [`Exit`]).
+pub(crate) fn examples_and_exit_codes(examples: &str) -> String {
+    format!("{examples}\n\n{}", Exit::help_table())
+}
 
 /// `fhir2table`'s arguments.
 #[derive(Debug, Parser)]
-#[command(name = "fhir2table", version, about = ABOUT, after_help = AFTER_HELP)]
+#[command(name = "fhir2table", version, about = ABOUT, after_help = examples_and_exit_codes(EXAMPLES))]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

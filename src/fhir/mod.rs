@@ -1,5 +1,6 @@
-//! The one place FHIR rules live: how dates, references, codings and identifiers are read. Both the
-//! typed tables and (later) the view engine stand on these helpers, so a rule changes in one spot.
+//! The one place FHIR rules live: how dates, references, codings and identifiers are read. The
+//! typed tables (src/table) and the SQL on FHIR views (src/view) stand on these helpers, so a rule
+//! changes in one spot.
 //! [`key_hash`] is how resource ids, identifiers and inputs are hashed into the keys kept between
 //! runs.
 

@@ -161,7 +161,8 @@ pub(crate) fn message_without_position(error: &serde_json::Error) -> String {
     }
 }
 
-/// Consumes resources: the built-in tables now, SQL-on-FHIR views later.
+/// Consumes resources: in a run, the set of tables that feeds the built-in tables and the SQL on
+/// FHIR views alike.
 pub trait ResourceSink {
     /// Whether resources of this type are parsed by the sink; others are only validated.
     fn wants(&self, resource_type: &str) -> bool;

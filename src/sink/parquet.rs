@@ -1,6 +1,5 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -25,29 +24,18 @@ const ROW_GROUP_BYTES: usize = 16 << 20;
 /// 2 GiB that Arrow's 32-bit offsets address (8,192 rows could reach 8 GiB).
 pub(crate) const READ_BATCH_ROWS: usize = 1024;
 
-/// The Parquet page compression codec.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+/// The Parquet page compression codec (`--compression`, `compression`: the flag and the config
+/// key take the same lowercase names; a test in src/config.rs checks that they agree).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     /// zstd level 1: as fast as snappy here and a third smaller (see notes in README).
     #[default]
     Zstd,
+    /// Snappy: fast, larger files than zstd.
     Snappy,
+    /// Uncompressed pages.
     None,
-}
-
-impl FromStr for Compression {
-    type Err = String;
-    fn from_str(text: &str) -> Result<Self, String> {
-        match text {
-            "zstd" => Ok(Compression::Zstd),
-            "snappy" => Ok(Compression::Snappy),
-            "none" => Ok(Compression::None),
-            other => Err(format!(
-                "unknown compression '{other}' (expected zstd, snappy or none)"
-            )),
-        }
-    }
 }
 
 /// How datasets are written.

@@ -33,6 +33,9 @@ pub struct Boolean;
 /// `Float64`.
 pub struct Float64;
 
+/// The time zone of every timestamp column.
+const UTC: &str = "UTC";
+
 /// Typical bytes per string cell, to size string builders.
 const STRING_BYTES_HINT: usize = 24;
 
@@ -53,61 +56,33 @@ impl Column for Utf8 {
     }
 }
 
-impl Column for Date32 {
-    type Value<'a> = i32;
-    type Builder = Date32Builder;
-    fn data_type() -> DataType {
-        DataType::Date32
-    }
-    fn builder(capacity: usize) -> Date32Builder {
-        Date32Builder::with_capacity(capacity)
-    }
-    fn append(builder: &mut Date32Builder, value: Option<i32>) {
-        builder.append_option(value);
-    }
+/// The fixed-width kinds differ only in their Rust value, builder and Arrow type:
+/// `Kind: value => Builder [with_timezone ZONE], data type`.
+macro_rules! fixed_width_column {
+    ($kind:ident: $value:ty => $builder:ident $(with_timezone $zone:expr)?, $data_type:expr) => {
+        impl Column for $kind {
+            type Value<'a> = $value;
+            type Builder = $builder;
+            fn data_type() -> DataType {
+                $data_type
+            }
+            fn builder(capacity: usize) -> $builder {
+                $builder::with_capacity(capacity)$(.with_timezone($zone))?
+            }
+            fn append(builder: &mut $builder, value: Option<$value>) {
+                builder.append_option(value);
+            }
+        }
+    };
 }
 
-impl Column for TimestampUtc {
-    type Value<'a> = i64;
-    type Builder = TimestampMicrosecondBuilder;
-    fn data_type() -> DataType {
-        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
-    }
-    fn builder(capacity: usize) -> TimestampMicrosecondBuilder {
-        TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone("UTC")
-    }
-    fn append(builder: &mut TimestampMicrosecondBuilder, value: Option<i64>) {
-        builder.append_option(value);
-    }
-}
-
-impl Column for Boolean {
-    type Value<'a> = bool;
-    type Builder = BooleanBuilder;
-    fn data_type() -> DataType {
-        DataType::Boolean
-    }
-    fn builder(capacity: usize) -> BooleanBuilder {
-        BooleanBuilder::with_capacity(capacity)
-    }
-    fn append(builder: &mut BooleanBuilder, value: Option<bool>) {
-        builder.append_option(value);
-    }
-}
-
-impl Column for Float64 {
-    type Value<'a> = f64;
-    type Builder = Float64Builder;
-    fn data_type() -> DataType {
-        DataType::Float64
-    }
-    fn builder(capacity: usize) -> Float64Builder {
-        Float64Builder::with_capacity(capacity)
-    }
-    fn append(builder: &mut Float64Builder, value: Option<f64>) {
-        builder.append_option(value);
-    }
-}
+fixed_width_column!(Date32: i32 => Date32Builder, DataType::Date32);
+fixed_width_column!(
+    TimestampUtc: i64 => TimestampMicrosecondBuilder with_timezone UTC,
+    DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into()))
+);
+fixed_width_column!(Boolean: bool => BooleanBuilder, DataType::Boolean);
+fixed_width_column!(Float64: f64 => Float64Builder, DataType::Float64);
 
 /// Declares a table's columns once: `name: Kind` (nullable) or `name: Kind = required`
 /// (not null; the table must always set it). Generates the row struct `$row` and `$columns`, which

@@ -11,7 +11,8 @@ use super::Table;
 use crate::diagnostics::Diagnostics;
 use crate::resource::{Rejection, Resource};
 
-/// The tombstone table's folder name (hidden from `inspect`; view names cannot start with `_`).
+/// The tombstone table's folder name (hidden from `inspect`). No view can take it: view names
+/// must start with a letter ([`crate::view::definition::check_table_name`]).
 pub const DELETED_TABLE: &str = "_deleted";
 
 /// Tombstones under construction.

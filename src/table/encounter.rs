@@ -2,12 +2,10 @@
 
 use serde::Deserialize;
 
-use super::cells::{row_id, Cells};
+use super::builtin::builtin_table;
+use super::cells::Cells;
 use super::columns::define_columns;
-use super::Table;
-use crate::diagnostics::Diagnostics;
 use crate::fhir::{CodeableConcept, Coding, Meta, Period, Reference, Str};
-use crate::resource::{Rejection, Resource};
 
 define_columns! {
     /// One `encounter` row, borrowing from the input where it can.
@@ -81,62 +79,14 @@ struct Hospitalization<'a> {
     discharge_disposition: Option<CodeableConcept<'a>>,
 }
 
-/// The `encounter` table's batch under construction.
-pub struct EncounterTable {
-    columns: EncounterColumns,
-}
-
-impl EncounterTable {
-    pub fn new(batch_size: usize) -> Self {
-        EncounterTable {
-            columns: EncounterColumns::with_capacity(batch_size),
-        }
-    }
-}
-
-impl Table for EncounterTable {
-    fn name(&self) -> &str {
-        "encounter"
-    }
-
-    fn resource_type(&self) -> &str {
-        "Encounter"
-    }
-
-    fn fresh(&self, batch_size: usize) -> Box<dyn Table> {
-        Box::new(EncounterTable::new(batch_size))
-    }
-
-    fn schema(&self) -> arrow_schema::SchemaRef {
-        EncounterColumns::schema()
-    }
-
-    fn append(&mut self, resource: &Resource<'_>, diagnostics: &mut Diagnostics) -> Result<bool, Rejection> {
-        let encounter: Encounter = serde_json::from_str(resource.raw).map_err(|e| resource.rejection(&e))?;
-        let id = resource
-            .logical_id(encounter.id.as_deref())
-            .ok_or_else(|| "Encounter without an id (and no fullUrl to take one from)".to_owned())?;
-        let id = row_id("Encounter", id)?;
-        let mut cells = Cells::new(resource, id, diagnostics);
-        let row = encounter_row(&encounter, id, &mut cells);
-        self.columns.append(row);
-        Ok(cells.has_pending)
-    }
-
-    fn len(&self) -> usize {
-        self.columns.len()
-    }
-
-    fn buffered_bytes(&self) -> usize {
-        self.columns.buffered_bytes()
-    }
-
-    fn finish_rows(&mut self, rows: usize) -> arrow_array::RecordBatch {
-        self.columns.finish_rows(rows)
-    }
-
-    fn finish(&mut self) -> arrow_array::RecordBatch {
-        self.columns.finish()
+builtin_table! {
+    /// The `encounter` table's batch under construction.
+    EncounterTable {
+        name: "encounter",
+        resource_type: "Encounter",
+        parsed: Encounter,
+        columns: EncounterColumns,
+        row: encounter_row,
     }
 }
 
@@ -222,7 +172,7 @@ fn encounter_row<'e, 'a: 'e>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diagnostics::WarningKind;
+    use crate::diagnostics::{Diagnostics, WarningKind};
     use crate::table::testing::{cell, rows, Row};
 
     fn encounter(fields: &str) -> (Vec<Row>, Diagnostics) {

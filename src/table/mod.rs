@@ -1,7 +1,9 @@
 //! Typed tables: each turns resources of one type into typed rows, appends them to Arrow builders
 //! and hands out a `RecordBatch` every `batch_size` rows. Adding a table means adding a module here
-//! and listing it in [`builtin_tables`].
+//! (its columns declared with `define_columns!`, its [`Table`] impl with `builtin_table!`, as in
+//! patient.rs) and listing it in [`builtin_tables`].
 
+mod builtin;
 mod cells;
 pub(crate) mod columns;
 pub mod deleted;

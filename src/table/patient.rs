@@ -2,15 +2,13 @@
 
 use serde::Deserialize;
 
-use super::cells::{row_id, Cells};
+use super::builtin::builtin_table;
+use super::cells::Cells;
 use super::columns::define_columns;
-use super::Table;
-use crate::diagnostics::Diagnostics;
 use crate::fhir::{
     find_extension, join_words, Address, CodeableConcept, ContactPoint, Extension, HumanName, Identifier,
     Meta, Str,
 };
-use crate::resource::{Rejection, Resource};
 
 const RACE_URL: &str = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race";
 const ETHNICITY_URL: &str = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity";
@@ -90,62 +88,14 @@ struct Communication<'a> {
     language: Option<CodeableConcept<'a>>,
 }
 
-/// The `patient` table's batch under construction.
-pub struct PatientTable {
-    columns: PatientColumns,
-}
-
-impl PatientTable {
-    pub fn new(batch_size: usize) -> Self {
-        PatientTable {
-            columns: PatientColumns::with_capacity(batch_size),
-        }
-    }
-}
-
-impl Table for PatientTable {
-    fn name(&self) -> &str {
-        "patient"
-    }
-
-    fn resource_type(&self) -> &str {
-        "Patient"
-    }
-
-    fn fresh(&self, batch_size: usize) -> Box<dyn Table> {
-        Box::new(PatientTable::new(batch_size))
-    }
-
-    fn schema(&self) -> arrow_schema::SchemaRef {
-        PatientColumns::schema()
-    }
-
-    fn append(&mut self, resource: &Resource<'_>, diagnostics: &mut Diagnostics) -> Result<bool, Rejection> {
-        let patient: Patient = serde_json::from_str(resource.raw).map_err(|e| resource.rejection(&e))?;
-        let id = resource
-            .logical_id(patient.id.as_deref())
-            .ok_or_else(|| "Patient without an id (and no fullUrl to take one from)".to_owned())?;
-        let id = row_id("Patient", id)?;
-        let mut cells = Cells::new(resource, id, diagnostics);
-        let row = patient_row(&patient, id, &mut cells);
-        self.columns.append(row);
-        Ok(cells.has_pending)
-    }
-
-    fn len(&self) -> usize {
-        self.columns.len()
-    }
-
-    fn buffered_bytes(&self) -> usize {
-        self.columns.buffered_bytes()
-    }
-
-    fn finish_rows(&mut self, rows: usize) -> arrow_array::RecordBatch {
-        self.columns.finish_rows(rows)
-    }
-
-    fn finish(&mut self) -> arrow_array::RecordBatch {
-        self.columns.finish()
+builtin_table! {
+    /// The `patient` table's batch under construction.
+    PatientTable {
+        name: "patient",
+        resource_type: "Patient",
+        parsed: Patient,
+        columns: PatientColumns,
+        row: patient_row,
     }
 }
 
@@ -256,6 +206,7 @@ fn category_extension<'e, 'a>(extensions: &'e [Extension<'a>], url: &str) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::diagnostics::Diagnostics;
     use crate::table::testing::{cell, rows};
 
     fn patient(fields: &str) -> Vec<crate::table::testing::Row> {

@@ -1,6 +1,6 @@
 //! SQL on FHIR v2 ViewDefinitions: every resource type as a table. A view is read and checked
 //! once ([`definition`]), its FHIRPath compiled ([`fhirpath`]); per resource it yields rows
-//! ([`rows`]) that [`output::ViewTable`] turns into Arrow batches like any built-in table.
+//! (`rows.rs`) that [`output::ViewTable`] turns into Arrow batches like any built-in table.
 
 pub mod definition;
 pub mod fhirpath;
