@@ -1,7 +1,9 @@
 //! Every file-system call that changes an output folder (or the archive and quarantine folders)
 //! goes through this module, for two reasons: each one is followed by the durability it needs
 //! (files and their directories are fsynced where a crash could otherwise undo a rename), and each
-//! one is a numbered crash point that tests can stop the process at.
+//! one is a numbered crash point that tests can stop the process at. Two calls do not, on
+//! purpose: creating `--out` itself before its lock can be taken, and the best-effort removal of
+//! a failed run's staging folder (garbage either way; the next run removes what is left).
 //!
 //! Crash points: with `FHIR2TABLE_CRASH_AFTER_FS_CALL=N` in the environment the process aborts
 //! right after its N-th call here, with no destructor, flush or clean-up, as a `kill -9` or a
