@@ -1,7 +1,9 @@
 //! The conversion run, end to end: discover inputs, parse them on worker threads into per-worker
 //! table batches, write the batches from one writer thread, resolve conditional references once
 //! every identifier is known, then move the finished tables into place and write the report.
+//! [`compact`] is the other run that changes an output folder, in the same steps.
 
+pub mod compact;
 mod worker;
 
 use std::cell::Cell;

@@ -1,0 +1,233 @@
+//! The compaction run (`fhir2table compact`), in the same steps as a conversion: plan (open the
+//! output folder, find its tables, the tombstones and the incremental state), rewrite each table
+//! that can be deduplicated into the staging folder, commit them in one [`Staging::commit`], and
+//! report what was done to each table.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Result;
+use arrow_schema::SchemaRef;
+
+use crate::sink::{
+    can_compact, compact_files, schema_of, tombstones, Compression, Output, Staging, Superseded,
+    WriteOptions, RESOURCE_TYPE_KEY,
+};
+use crate::state::State;
+use crate::table::deleted::DELETED_TABLE;
+use crate::table::{builtin_tables, BUILTIN_TABLE_NAMES};
+use crate::UsageError;
+
+/// What compaction did to one table, for the summary and `--report json`.
+#[derive(Debug, serde::Serialize)]
+pub struct TableOutcome {
+    /// The table's name (its folder under the output folder).
+    pub table: String,
+    /// How many Parquet files the table had before.
+    pub files_before: usize,
+    /// Whether duplicates were removed (the table has an `id` column).
+    pub deduplicated: bool,
+    /// Whether tombstones were applied (the rows' resource type is known).
+    pub deletions_applied: bool,
+    /// Rows before compaction (when the table was rewritten).
+    pub rows_before: Option<u64>,
+    /// Rows after compaction (when the table was rewritten).
+    pub rows_after: Option<u64>,
+    /// What was not done, and why.
+    pub note: Option<String>,
+}
+
+impl TableOutcome {
+    fn new(table: &str, files_before: usize) -> Self {
+        TableOutcome {
+            table: table.to_owned(),
+            files_before,
+            deduplicated: false,
+            deletions_applied: false,
+            rows_before: None,
+            rows_after: None,
+            note: None,
+        }
+    }
+
+    /// One line for stderr saying what was done to the table.
+    pub fn summary(&self) -> String {
+        let mut line = format!("{}: ", self.table);
+        if let (Some(before), Some(after)) = (self.rows_before, self.rows_after) {
+            line += &format!(
+                "{before} rows in {} file(s) -> {after} rows in 1 file",
+                self.files_before
+            );
+        } else {
+            line += &format!("{} file(s) left as they are", self.files_before);
+        }
+        if let Some(note) = &self.note {
+            line += &format!("; {note}");
+        }
+        line
+    }
+}
+
+/// Why a table without an `id` column is left as it is.
+const NO_ID_COLUMN: &str = "not deduplicated: no id column, so rows of a resource converted more \
+than once stay duplicated (give the view an id column, e.g. getResourceKey())";
+
+/// Why deletions were not applied to a table.
+const NO_RESOURCE_TYPE: &str = "deletions not applied: no file records the rows' resource type \
+(written by an older fhir2table; convert again with --mode overwrite)";
+
+/// Deduplicates the tables of the output folder `out` (see `fhir2table compact --help`) and
+/// returns what was done to each table, in folder order. Each rewritten table is swapped in
+/// atomically, under the same lock and journal as `convert`.
+pub fn compact(out: &Path, compression: Compression) -> Result<Vec<TableOutcome>> {
+    // Plan: the folder, what makes rows obsolete, and the tables.
+    if !out.is_dir() {
+        return Err(UsageError(format!("{} is not an output folder", out.display())).into());
+    }
+    let output = Output::open(out)?;
+    let staging = output.stage()?;
+    let options = WriteOptions { compression };
+    let obsolete = ObsoleteRows::load(out)?;
+    let mut compacted = Vec::new();
+    let mut outcomes = Vec::new();
+    for (name, folder) in table_folders(out)? {
+        let files = parquet_files(&folder)?;
+        let Some(newest) = files.last() else { continue };
+        // Rewrite: the table's rows, deduplicated, into one staged file.
+        let outcome = compact_table(&staging, &name, &files, schema_of(newest)?, &options, &obsolete)?;
+        if outcome.deduplicated {
+            compacted.push(name);
+        }
+        outcomes.push(outcome);
+    }
+    // Commit: every rewritten table replaces its folder at once.
+    let names: Vec<&str> = compacted.iter().map(String::as_str).collect();
+    let steps = staging.plan(&names, true)?;
+    staging.commit(steps)?;
+    Ok(outcomes)
+}
+
+/// What makes rows obsolete across the output folder: tombstones (DELETE requests) and the run
+/// that last converted each input.
+struct ObsoleteRows {
+    deleted_files: Vec<PathBuf>,
+    reconverted: HashMap<String, String>,
+}
+
+impl ObsoleteRows {
+    fn load(out: &Path) -> Result<Self> {
+        let deleted_files = parquet_files(&out.join(DELETED_TABLE))?;
+        let reconverted = State::load(out)?
+            .inputs
+            .into_iter()
+            .map(|(path, record)| (path, record.run))
+            .collect();
+        Ok(ObsoleteRows {
+            deleted_files,
+            reconverted,
+        })
+    }
+}
+
+/// The table folders of `out`, sorted, with their names; the tool's own (`_` or `.` names) are
+/// left out.
+fn table_folders(out: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let mut folders: Vec<PathBuf> = std::fs::read_dir(out)?.flatten().map(|e| e.path()).collect();
+    folders.sort();
+    Ok(folders
+        .into_iter()
+        .filter_map(|folder| {
+            let name = folder
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            let table = folder.is_dir() && !name.starts_with('.') && !name.starts_with('_');
+            table.then_some((name, folder))
+        })
+        .collect())
+}
+
+/// Rewrites one table's `files` (oldest first) as one deduplicated file in `staging`, unless it
+/// has no id column to deduplicate by; says what was done.
+fn compact_table(
+    staging: &Staging,
+    name: &str,
+    files: &[PathBuf],
+    schema: SchemaRef,
+    options: &WriteOptions,
+    obsolete: &ObsoleteRows,
+) -> Result<TableOutcome> {
+    let mut outcome = TableOutcome::new(name, files.len());
+    if !can_compact(&schema) {
+        outcome.note = Some(NO_ID_COLUMN.to_owned());
+        return Ok(outcome);
+    }
+    let target_dir = staging.table_dir(name)?;
+    crate::fsops::create_dir_all(&target_dir)?;
+    let stamp = crate::report::format_utc(std::time::SystemTime::now()).replace(['-', ':'], "");
+    let target = target_dir.join(format!("part-{stamp}-compacted.parquet"));
+    let one_row_per_id = BUILTIN_TABLE_NAMES.contains(&name);
+    let resource_type = resource_type_of(name, files)?;
+    let superseded = Superseded {
+        deleted: match &resource_type {
+            Some(resource_type) => tombstones(&obsolete.deleted_files, resource_type)?,
+            None => Default::default(),
+        },
+        reconverted: obsolete.reconverted.clone(),
+    };
+    if resource_type.is_none() {
+        outcome.note = Some(NO_RESOURCE_TYPE.to_owned());
+    }
+    let schema = with_resource_type(schema, resource_type.as_deref());
+    let result = compact_files(files, &target, schema, options, one_row_per_id, &superseded)?;
+    outcome.deduplicated = true;
+    outcome.deletions_applied = resource_type.is_some();
+    outcome.rows_before = Some(result.rows_before);
+    outcome.rows_after = Some(result.rows_after);
+    Ok(outcome)
+}
+
+/// The Parquet files of a table folder, oldest first (none if it does not exist).
+fn parquet_files(folder: &Path) -> Result<Vec<PathBuf>> {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return Ok(Vec::new());
+    };
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// The resource type of a table's rows, for applying tombstones: recorded in the metadata of its
+/// files (the newest first; files rewritten by older versions lost it), else known for the
+/// built-in tables.
+fn resource_type_of(table: &str, files: &[PathBuf]) -> Result<Option<String>> {
+    for file in files.iter().rev() {
+        if let Some(resource_type) = schema_of(file)?.metadata().get(RESOURCE_TYPE_KEY) {
+            return Ok(Some(resource_type.clone()));
+        }
+    }
+    Ok(builtin_tables(1)
+        .iter()
+        .find(|builtin| builtin.name() == table)
+        .map(|builtin| builtin.source_resource_type().to_owned()))
+}
+
+/// The schema with `resource_type` in its metadata, so the compacted file records it too.
+fn with_resource_type(schema: SchemaRef, resource_type: Option<&str>) -> SchemaRef {
+    match resource_type {
+        Some(resource_type)
+            if schema.metadata().get(RESOURCE_TYPE_KEY).map(String::as_str) != Some(resource_type) =>
+        {
+            let mut metadata = schema.metadata().clone();
+            metadata.insert(RESOURCE_TYPE_KEY.to_owned(), resource_type.to_owned());
+            Arc::new(schema.as_ref().clone().with_metadata(metadata))
+        }
+        _ => schema,
+    }
+}
