@@ -11,12 +11,13 @@ use anyhow::Result;
 use arrow_schema::SchemaRef;
 
 use crate::sink::{
-    can_compact, compact_files, schema_of, tombstones, Compression, Output, Staging, Superseded,
-    WriteOptions, RESOURCE_TYPE_KEY,
+    file_stamp, read_batches, rewrite_rows, schema_of, Compression, Output, Staging, WriteOptions,
+    RESOURCE_TYPE_KEY,
 };
 use crate::state::State;
+use crate::table::builtin_tables;
+use crate::table::dedup::{add_tombstones, Deduplication, NewestRows, Superseded};
 use crate::table::deleted::DELETED_TABLE;
-use crate::table::{builtin_tables, BUILTIN_TABLE_NAMES};
 use crate::UsageError;
 
 /// What compaction did to one table, for the summary and `--report json`.
@@ -160,15 +161,14 @@ fn compact_table(
     obsolete: &ObsoleteRows,
 ) -> Result<TableOutcome> {
     let mut outcome = TableOutcome::new(name, files.len());
-    if !can_compact(&schema) {
+    let Some(rule) = Deduplication::of(name, &schema) else {
         outcome.note = Some(NO_ID_COLUMN.to_owned());
         return Ok(outcome);
-    }
+    };
     let target_dir = staging.table_dir(name)?;
     crate::fsops::create_dir_all(&target_dir)?;
     let stamp = crate::report::format_utc(std::time::SystemTime::now()).replace(['-', ':'], "");
     let target = target_dir.join(format!("part-{stamp}-compacted.parquet"));
-    let one_row_per_id = BUILTIN_TABLE_NAMES.contains(&name);
     let resource_type = resource_type_of(name, files)?;
     let superseded = Superseded {
         deleted: match &resource_type {
@@ -181,12 +181,54 @@ fn compact_table(
         outcome.note = Some(NO_RESOURCE_TYPE.to_owned());
     }
     let schema = with_resource_type(schema, resource_type.as_deref());
-    let result = compact_files(files, &target, schema, options, one_row_per_id, &superseded)?;
+    let (rows_before, rows_after) = deduplicate(files, &target, schema, options, rule, &superseded)?;
     outcome.deduplicated = true;
     outcome.deletions_applied = resource_type.is_some();
-    outcome.rows_before = Some(result.rows_before);
-    outcome.rows_after = Some(result.rows_after);
+    outcome.rows_before = Some(rows_before);
+    outcome.rows_after = Some(rows_after);
     Ok(outcome)
+}
+
+/// Writes the rows of `files` (oldest first) that survive `rule` to `target`, in two passes over
+/// the files: the first finds each resource's newest row, the second writes the rows kept.
+/// Returns the rows before and after.
+fn deduplicate(
+    files: &[PathBuf],
+    target: &Path,
+    schema: SchemaRef,
+    options: &WriteOptions,
+    rule: Deduplication,
+    superseded: &Superseded,
+) -> Result<(u64, u64)> {
+    let mut newest = NewestRows::new(rule, superseded);
+    let mut rows_before = 0;
+    for (file_index, file) in files.iter().enumerate() {
+        let stamp = file_stamp(file);
+        let mut row = 0u32;
+        for batch in read_batches(file)? {
+            let batch = batch?;
+            newest.observe(file_index, &stamp, row, &batch);
+            row += batch.num_rows() as u32;
+            rows_before += batch.num_rows() as u64;
+        }
+    }
+    let rows_after = rewrite_rows(files, target, schema, options, |file_index, first_row, batch| {
+        newest.keep(file_index, first_row, batch)
+    })?;
+    Ok((rows_before, rows_after))
+}
+
+/// The ids of the resources of `resource_type` deleted in the tombstone files, with the latest
+/// run stamp of each deletion.
+fn tombstones(files: &[PathBuf], resource_type: &str) -> Result<HashMap<u64, String>> {
+    let mut deleted = HashMap::new();
+    for file in files {
+        let stamp = file_stamp(file);
+        for batch in read_batches(file)? {
+            add_tombstones(&mut deleted, &batch?, &stamp, resource_type);
+        }
+    }
+    Ok(deleted)
 }
 
 /// The Parquet files of a table folder, oldest first (none if it does not exist).

@@ -4,6 +4,7 @@
 
 mod cells;
 pub(crate) mod columns;
+pub mod dedup;
 pub mod deleted;
 pub mod encounter;
 pub mod patient;
