@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::Result;
 use arrow_schema::SchemaRef;
@@ -19,6 +18,8 @@ use crate::table::builtin_tables;
 use crate::table::dedup::{add_tombstones, Deduplication, NewestRows, Superseded};
 use crate::table::deleted::DELETED_TABLE;
 use crate::UsageError;
+
+use super::with_resource_type;
 
 /// What compaction did to one table, for the summary and `--report json`.
 #[derive(Debug, serde::Serialize)]
@@ -258,18 +259,4 @@ fn resource_type_of(table: &str, files: &[PathBuf]) -> Result<Option<String>> {
         .iter()
         .find(|builtin| builtin.name() == table)
         .map(|builtin| builtin.source_resource_type().to_owned()))
-}
-
-/// The schema with `resource_type` in its metadata, so the compacted file records it too.
-fn with_resource_type(schema: SchemaRef, resource_type: Option<&str>) -> SchemaRef {
-    match resource_type {
-        Some(resource_type)
-            if schema.metadata().get(RESOURCE_TYPE_KEY).map(String::as_str) != Some(resource_type) =>
-        {
-            let mut metadata = schema.metadata().clone();
-            metadata.insert(RESOURCE_TYPE_KEY.to_owned(), resource_type.to_owned());
-            Arc::new(schema.as_ref().clone().with_metadata(metadata))
-        }
-        _ => schema,
-    }
 }

@@ -11,6 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+use arrow_schema::SchemaRef;
 use std::time::SystemTime;
 
 use anyhow::Result;
@@ -206,7 +208,9 @@ fn convert_inputs(
     let mut writers = templates
         .iter()
         .map(|table| {
-            let schema = with_resource_type(table.schema(), table.source_resource_type());
+            // Tombstones (no resource type of their own) record none.
+            let resource_type = Some(table.source_resource_type()).filter(|t| !t.is_empty());
+            let schema = with_resource_type(table.schema(), resource_type);
             DatasetWriter::create(&staging.table_dir(table.name())?, &part_file, schema, &options)
         })
         .collect::<Result<Vec<_>>>()?;
@@ -467,14 +471,19 @@ fn write_options(settings: &Settings) -> WriteOptions {
     }
 }
 
-/// The schema with the rows' resource type in its metadata (so `compact` can apply deletions).
-fn with_resource_type(schema: arrow_schema::SchemaRef, resource_type: &str) -> arrow_schema::SchemaRef {
-    if resource_type.is_empty() {
-        return schema;
+/// The schema with `resource_type` in its metadata, so that `compact` can apply deletions to the
+/// file's rows (and a compacted file keeps recording it).
+fn with_resource_type(schema: SchemaRef, resource_type: Option<&str>) -> SchemaRef {
+    match resource_type {
+        Some(resource_type)
+            if schema.metadata().get(RESOURCE_TYPE_KEY).map(String::as_str) != Some(resource_type) =>
+        {
+            let mut metadata = schema.metadata().clone();
+            metadata.insert(RESOURCE_TYPE_KEY.to_owned(), resource_type.to_owned());
+            Arc::new(schema.as_ref().clone().with_metadata(metadata))
+        }
+        _ => schema,
     }
-    let metadata =
-        std::collections::HashMap::from([(RESOURCE_TYPE_KEY.to_owned(), resource_type.to_owned())]);
-    Arc::new(schema.as_ref().clone().with_metadata(metadata))
 }
 
 /// Refuses folders that overlap in ways that would lose or re-read data: an archive or
