@@ -1,13 +1,18 @@
 //! The conversion run, end to end: discover inputs, parse them on worker threads into per-worker
 //! table batches, write the batches from one writer thread, resolve conditional references once
 //! every identifier is known, then move the finished tables into place and write the report.
+//! [`compact`] is the other run that changes an output folder, in the same steps.
 
+pub mod compact;
 mod worker;
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+use arrow_schema::SchemaRef;
 use std::time::SystemTime;
 
 use anyhow::Result;
@@ -19,9 +24,11 @@ use crate::fhir::reference::{IndexedTarget, PENDING_MARKER};
 use crate::fhir::IdentifierIndex;
 use crate::fsops;
 use crate::report::{RunReport, TableReport};
-use crate::sink::{rewrite_marked_strings, DatasetWriter, Output, Step, WriteOptions, RESOURCE_TYPE_KEY};
-use crate::source::{discover, retire_input, Quarantine};
-use crate::state::{RunRecord, State, STATE_FILE};
+use crate::sink::{
+    rewrite_marked_strings, DatasetWriter, Output, Staging, Step, WriteOptions, RESOURCE_TYPE_KEY,
+};
+use crate::source::{discover, retire_input, Discovery, Quarantine};
+use crate::state::{InputRecord, RunRecord, State, STATE_FILE};
 use crate::table::deleted::{DeletedTable, DELETED_TABLE};
 use crate::table::{builtin_tables, stop_flags, Table};
 use crate::UsageError;
@@ -48,27 +55,17 @@ impl Progress for () {}
 /// Converts `settings.input` into tables under `settings.output` and returns the run report (also
 /// written to `OUT/_run.json`). Errors before any work are [`UsageError`]s; an `Err` of another
 /// kind means the output could not be written, and the previous output is left as it was.
+///
+/// The run goes through the steps of the pipeline in README, each a function below: plan
+/// (`output_tables`, `open_output`, `select_inputs`), convert (`convert_inputs`), resolve
+/// (`resolve`), commit (`commit`) and after the commit (`after_commit`).
 pub fn convert(settings: &Settings, progress: &dyn Progress) -> Result<RunReport> {
     let started = SystemTime::now();
     let templates = output_tables(settings)?;
-    check_folders(settings)?;
-    if !settings.input.exists() {
-        return Err(UsageError(format!("input {} does not exist", settings.input.display())).into());
-    }
-    std::fs::create_dir_all(&settings.output).map_err(|e| {
-        UsageError(format!(
-            "cannot create output folder {}: {e}",
-            settings.output.display()
-        ))
-    })?;
-    let output = Output::open(&settings.output)?;
-    if output.recovered() {
-        info!("finished the commit of an interrupted run");
-    }
-    check_existing_tables(settings, &templates)?;
+    let output = open_output(settings, &templates)?;
     // From here on the run owns the folder: whatever ends it (an error, a panic on this thread)
     // leaves the previous tables in place and a report saying why.
-    let committed = std::cell::Cell::new(false);
+    let committed = Cell::new(false);
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         convert_in(settings, progress, &output, &templates, started, &committed)
     }));
@@ -85,32 +82,68 @@ pub fn convert(settings: &Settings, progress: &dyn Progress) -> Result<RunReport
         // The tables, state and report of this run are in place; only what came after failed.
         return Err(error.context("the tables were committed, but the run failed after that"));
     }
-    let report = RunReport::failed(
-        started,
-        settings.input.display().to_string(),
-        settings.output.display().to_string(),
-        format!("{error:#}"),
-    );
-    let report_path = settings.output.join(REPORT_FILE);
-    let written = serde_json::to_vec_pretty(&report)
-        .map_err(std::io::Error::from)
-        .and_then(|json| fsops::write_atomically(&report_path, &json));
-    if let Err(report_error) = written {
-        tracing::error!("cannot write {}: {report_error}", report_path.display());
-    }
+    report_failure(settings, started, &error);
     Err(error)
 }
 
-/// The run proper, once the output folder is locked and checked.
+/// The run proper, once the output folder is locked and checked: the steps after planning the
+/// tables, in order. `committed` is set as soon as the commit is done, so that a failure after it
+/// does not report the run as failed.
 fn convert_in(
     settings: &Settings,
     progress: &dyn Progress,
     output: &Output,
     templates: &[Box<dyn Table>],
     started: SystemTime,
-    committed: &std::cell::Cell<bool>,
+    committed: &Cell<bool>,
 ) -> Result<RunReport> {
     let staging = output.stage().map_err(|e| UsageError(format!("{e:#}")))?;
+    let mut inputs = select_inputs(settings, started)?;
+    let mut converted = convert_inputs(settings, progress, templates, &staging, &inputs)?;
+    let tables = resolve(settings, templates, &mut converted)?;
+    let report = commit(settings, staging, &mut inputs, &mut converted, &tables)?;
+    committed.set(true);
+    after_commit(settings, &inputs, converted, &tables, report)
+}
+
+/// Plan: checks the folders and the existing tables against `--mode`, then opens (locks) the
+/// output folder. Every failure here is a usage error or a lock held by another run: nothing is
+/// written, not even a report.
+fn open_output(settings: &Settings, templates: &[Box<dyn Table>]) -> Result<Output> {
+    check_folders(settings)?;
+    if !settings.input.exists() {
+        return Err(UsageError(format!("input {} does not exist", settings.input.display())).into());
+    }
+    std::fs::create_dir_all(&settings.output).map_err(|e| {
+        UsageError(format!(
+            "cannot create output folder {}: {e}",
+            settings.output.display()
+        ))
+    })?;
+    let output = Output::open(&settings.output)?;
+    if output.recovered() {
+        info!("finished the commit of an interrupted run");
+    }
+    check_existing_tables(settings, templates)?;
+    Ok(output)
+}
+
+/// The inputs a run converts and what it knows about them before reading any.
+struct Inputs {
+    discovery: Discovery,
+    /// The incremental state (`--incremental` only), updated by the commit.
+    state: Option<State>,
+    /// The state's record of each file in `discovery.files` (`--incremental` only).
+    records: Vec<InputRecord>,
+    /// Inputs left alone because an earlier run converted them as they are.
+    unchanged: u64,
+    /// The run's start in compact form: names its part files and its state records.
+    stamp: String,
+    started: SystemTime,
+}
+
+/// Plan: finds the inputs under `--in` and, with `--incremental`, keeps only the new or changed.
+fn select_inputs(settings: &Settings, started: SystemTime) -> Result<Inputs> {
     let mut discovery = discover(&settings.input, Some(&settings.output));
     // Incremental: only new or changed inputs are converted.
     let mut state = None;
@@ -129,24 +162,60 @@ fn convert_in(
         "found input files under {}",
         settings.input.display()
     );
-
-    let options = WriteOptions {
-        compression: settings.compression,
-    };
     // Files are named by the run's start, so they sort oldest first in an appended dataset.
     let micros = started
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as i64);
     let stamp = crate::fhir::format_timestamp(micros).replace(['-', ':'], "");
-    let part_file = format!("part-{stamp}-{}.parquet", std::process::id());
+    Ok(Inputs {
+        discovery,
+        state,
+        records,
+        unchanged,
+        stamp,
+        started,
+    })
+}
+
+/// What converting the inputs left: each table's staged file (still open), and what the workers
+/// learned.
+struct Converted {
+    writers: Vec<DatasetWriter>,
+    /// Set for each table a data error stopped.
+    stopped: Arc<[AtomicBool]>,
+    diagnostics: Diagnostics,
+    /// Every identifier seen, this run's and (incremental) the earlier runs'.
+    index: IdentifierIndex,
+    /// Tables holding conditional references to resolve.
+    pending: BTreeSet<String>,
+    /// Whether each input (by position in the file list) was read cleanly, part by part.
+    file_clean: BTreeMap<usize, bool>,
+    /// The positions of the inputs read cleanly: the ones to archive or delete.
+    clean_files: Vec<usize>,
+}
+
+/// Convert: parses the inputs on worker threads into each table's staged Parquet file, then
+/// gathers what the workers found (and the inputs that could not even be listed).
+fn convert_inputs(
+    settings: &Settings,
+    progress: &dyn Progress,
+    templates: &[Box<dyn Table>],
+    staging: &Staging,
+    inputs: &Inputs,
+) -> Result<Converted> {
+    let options = write_options(settings);
+    let part_file = format!("part-{}-{}.parquet", inputs.stamp, std::process::id());
     let mut writers = templates
         .iter()
         .map(|table| {
-            let schema = with_resource_type(table.schema(), table.source_resource_type());
+            // Tombstones (no resource type of their own) record none.
+            let resource_type = Some(table.source_resource_type()).filter(|t| !t.is_empty());
+            let schema = with_resource_type(table.schema(), resource_type);
             DatasetWriter::create(&staging.table_dir(table.name())?, &part_file, schema, &options)
         })
         .collect::<Result<Vec<_>>>()?;
 
+    let discovery = &inputs.discovery;
     let stopped = stop_flags(templates.len());
     let total_bytes = discovery.files.iter().map(|f| f.size).sum();
     let units = units(&discovery.files, settings.threads);
@@ -166,7 +235,7 @@ fn convert_in(
         return Err(error);
     }
     let mut diagnostics = Diagnostics::default();
-    let mut index = match &state {
+    let mut index = match &inputs.state {
         Some(state) => IdentifierIndex::from_entries(&state.identifiers),
         None => IdentifierIndex::default(),
     };
@@ -200,10 +269,36 @@ fn convert_in(
             diagnostics.error(origin_of(path), format!("cannot write to --errors-to: {error}"));
         }
     }
+    Ok(Converted {
+        writers,
+        stopped,
+        diagnostics,
+        index,
+        pending,
+        file_clean,
+        clean_files,
+    })
+}
 
+/// The tables a run ends with: what the report says of each, and which the commit carries.
+struct ResolvedTables<'t> {
+    reports: BTreeMap<String, TableReport>,
+    /// The tables to move into the output folder (stopped and needlessly empty ones are not).
+    completed: Vec<&'t str>,
+}
+
+/// Resolve: closes each table's staged file and, now that every identifier of the run is known,
+/// replaces its conditional references by ids; decides which tables the commit carries.
+fn resolve<'t>(
+    settings: &Settings,
+    templates: &'t [Box<dyn Table>],
+    converted: &mut Converted,
+) -> Result<ResolvedTables<'t>> {
+    let options = write_options(settings);
     let mut tables = BTreeMap::new();
     let mut completed = Vec::new();
-    for ((table, writer), stop) in templates.iter().zip(writers).zip(stopped.iter()) {
+    let writers = std::mem::take(&mut converted.writers);
+    for ((table, writer), stop) in templates.iter().zip(writers).zip(converted.stopped.iter()) {
         let name = table.name();
         let (path, rows) = writer.close()?;
         let stopped = stop.load(Ordering::Relaxed);
@@ -215,8 +310,8 @@ fn convert_in(
             );
             continue;
         }
-        if pending.contains(name) {
-            resolve_conditional_references(&path, &options, &index, &mut diagnostics)?;
+        if converted.pending.contains(name) {
+            resolve_conditional_references(&path, &options, &converted.index, &mut converted.diagnostics)?;
         }
         tables.insert(
             name.to_string(),
@@ -234,67 +329,80 @@ fn convert_in(
         }
         completed.push(name);
     }
+    Ok(ResolvedTables {
+        reports: tables,
+        completed,
+    })
+}
+
+/// Commit: moves the completed tables into place and writes the incremental state and the run
+/// report, all in one [`Staging::commit`], so the three always agree. Returns the committed report.
+fn commit(
+    settings: &Settings,
+    staging: Staging,
+    inputs: &mut Inputs,
+    converted: &mut Converted,
+    tables: &ResolvedTables<'_>,
+) -> Result<RunReport> {
     let replace = settings.effective_mode() == WriteMode::Overwrite;
-    let mut steps = staging.plan(&completed, replace)?;
+    let mut steps = staging.plan(&tables.completed, replace)?;
     // A table stopped by a data error holds none of this run's rows, so no input is done with:
     // none is recorded as converted or retired, and a later run converts them all again
     // (compact then drops their earlier rows from the other tables).
-    let all_tables_written = !tables.values().any(|table| table.stopped);
+    let all_tables_written = !tables.reports.values().any(|table| table.stopped);
     if !all_tables_written {
-        clean_files.clear();
+        converted.clean_files.clear();
     }
-    if let Some(state) = state.as_mut() {
+    if let Some(state) = inputs.state.as_mut() {
         // Only inputs read cleanly are done; one that failed (even for a passing reason) is
         // converted again by the next run.
-        for (position, (file, mut record)) in discovery.files.iter().zip(records).enumerate() {
-            if all_tables_written && file_clean.get(&position) == Some(&true) {
-                record.run = stamp.clone();
+        let records = std::mem::take(&mut inputs.records);
+        for (position, (file, mut record)) in inputs.discovery.files.iter().zip(records).enumerate() {
+            if all_tables_written && converted.file_clean.get(&position) == Some(&true) {
+                record.run = inputs.stamp.clone();
                 state.inputs.insert(file.relative.clone(), record);
             }
         }
-        state.identifiers = index.entries();
+        state.identifiers = converted.index.entries();
         state.add_run(RunRecord {
-            run: stamp.clone(),
-            started_at: crate::report::format_utc(started),
-            converted: discovery.files.len() as u64,
-            unchanged,
-            exit_code: i32::from(diagnostics.lost_input()),
+            run: inputs.stamp.clone(),
+            started_at: crate::report::format_utc(inputs.started),
+            converted: inputs.discovery.files.len() as u64,
+            unchanged: inputs.unchanged,
+            exit_code: i32::from(converted.diagnostics.lost_input()),
         });
         steps.push(Step::Write {
             path: STATE_FILE.to_owned(),
             content: serde_json::to_string_pretty(state)?,
         });
     }
-    let found = discovery.files.len() as u64 + discovery.unreadable.len() as u64;
-    let report_of = |diagnostics: Diagnostics| {
-        let mut report = RunReport::new(
-            started,
-            settings.input.display().to_string(),
-            settings.output.display().to_string(),
-            found,
-            discovery.skipped.clone(),
-            diagnostics,
-            tables.clone(),
-        );
-        report.inputs.unchanged = unchanged;
-        report
-    };
     // The report is committed with the tables it describes, so the two always agree.
-    let report = report_of(diagnostics.clone());
+    let report = run_report(settings, inputs, &tables.reports, converted.diagnostics.clone());
     steps.push(Step::Write {
         path: REPORT_FILE.to_owned(),
         content: serde_json::to_string_pretty(&report)?,
     });
     staging.commit(steps)?;
-    committed.set(true);
-    // Only now are the inputs' rows committed: archive or delete the cleanly read ones, then
-    // report how that went.
+    Ok(report)
+}
+
+/// After the commit: only now are the inputs' rows committed, so the cleanly read ones are
+/// archived or deleted (`--archive`, `--delete-processed`), and the report is written again
+/// saying how that went. Returns the final report (the committed one when there is nothing to do).
+fn after_commit(
+    settings: &Settings,
+    inputs: &Inputs,
+    mut converted: Converted,
+    tables: &ResolvedTables<'_>,
+    committed_report: RunReport,
+) -> Result<RunReport> {
     if settings.archive.is_none() && !settings.delete_processed {
-        return Ok(report);
+        return Ok(committed_report);
     }
-    clean_files.sort_unstable();
-    for &position in &clean_files {
-        let file = &discovery.files[position];
+    let mut diagnostics = converted.diagnostics;
+    converted.clean_files.sort_unstable();
+    for &position in &converted.clean_files {
+        let file = &inputs.discovery.files[position];
         match retire_input(file, settings.archive.as_deref()) {
             Ok(()) => diagnostics.files_retired += 1,
             Err(error) => {
@@ -303,7 +411,7 @@ fn convert_in(
             }
         }
     }
-    let report = report_of(diagnostics);
+    let report = run_report(settings, inputs, &tables.reports, diagnostics);
     let report_path = settings.output.join(REPORT_FILE);
     // The committed report stays if this one cannot be written; the run itself succeeded.
     let written = serde_json::to_vec_pretty(&report)
@@ -315,14 +423,67 @@ fn convert_in(
     Ok(report)
 }
 
-/// The schema with the rows' resource type in its metadata (so `compact` can apply deletions).
-fn with_resource_type(schema: arrow_schema::SchemaRef, resource_type: &str) -> arrow_schema::SchemaRef {
-    if resource_type.is_empty() {
-        return schema;
+/// The report of a run that got as far as the commit.
+fn run_report(
+    settings: &Settings,
+    inputs: &Inputs,
+    tables: &BTreeMap<String, TableReport>,
+    diagnostics: Diagnostics,
+) -> RunReport {
+    let discovery = &inputs.discovery;
+    let found = discovery.files.len() as u64 + discovery.unreadable.len() as u64;
+    let mut report = RunReport::new(
+        inputs.started,
+        settings.input.display().to_string(),
+        settings.output.display().to_string(),
+        found,
+        discovery.skipped.clone(),
+        diagnostics,
+        tables.clone(),
+    );
+    report.inputs.unchanged = inputs.unchanged;
+    report
+}
+
+/// Writes the report of a run that failed before its commit, so `_run.json` says why (the
+/// previous tables are still in place). A report that cannot be written is only logged: the
+/// run's own error is the one to return.
+fn report_failure(settings: &Settings, started: SystemTime, error: &anyhow::Error) {
+    let report = RunReport::failed(
+        started,
+        settings.input.display().to_string(),
+        settings.output.display().to_string(),
+        format!("{error:#}"),
+    );
+    let report_path = settings.output.join(REPORT_FILE);
+    let written = serde_json::to_vec_pretty(&report)
+        .map_err(std::io::Error::from)
+        .and_then(|json| fsops::write_atomically(&report_path, &json));
+    if let Err(report_error) = written {
+        tracing::error!("cannot write {}: {report_error}", report_path.display());
     }
-    let metadata =
-        std::collections::HashMap::from([(RESOURCE_TYPE_KEY.to_owned(), resource_type.to_owned())]);
-    Arc::new(schema.as_ref().clone().with_metadata(metadata))
+}
+
+/// How this run writes Parquet.
+fn write_options(settings: &Settings) -> WriteOptions {
+    WriteOptions {
+        compression: settings.compression,
+    }
+}
+
+/// The schema with `resource_type` in its metadata, so that `compact` can apply deletions to the
+/// file's rows (and a compacted file keeps recording it).
+fn with_resource_type(schema: SchemaRef, resource_type: Option<&str>) -> SchemaRef {
+    match resource_type {
+        Some(resource_type)
+            if schema.metadata().get(RESOURCE_TYPE_KEY).map(String::as_str) != Some(resource_type) =>
+        {
+            let mut metadata = schema.metadata().clone();
+            metadata.insert(RESOURCE_TYPE_KEY.to_owned(), resource_type.to_owned());
+            Arc::new(schema.as_ref().clone().with_metadata(metadata))
+        }
+        _ => schema,
+    }
 }
 
 /// Refuses folders that overlap in ways that would lose or re-read data: an archive or

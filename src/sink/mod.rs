@@ -8,7 +8,5 @@ mod parquet;
 
 pub use self::parquet::{rewrite_marked_strings, schema_of, Compression, DatasetWriter, WriteOptions};
 pub use commit::{is_plain_name, Output, Staging, Step, JOURNAL_FILE};
-pub use compact::{
-    can_compact, compact_files, file_stamp, tombstones, Compaction, Superseded, RESOURCE_TYPE_KEY,
-};
+pub use compact::{file_stamp, read_batches, rewrite_rows, RESOURCE_TYPE_KEY};
 pub use lock::{Locked, OutputLock, LOCK_FILE};

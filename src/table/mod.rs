@@ -6,6 +6,7 @@
 mod builtin;
 mod cells;
 pub(crate) mod columns;
+pub mod dedup;
 pub mod deleted;
 pub mod encounter;
 pub mod patient;
