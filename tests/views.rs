@@ -339,6 +339,19 @@ fn a_view_has_the_same_schema_on_any_input() {
     }
 }
 
+/// Runs `convert` on the hand-made fixture into `out` with one view file.
+fn convert_handmade_with_view(out: &Path, view: &Path) -> std::process::Output {
+    fhir2table()
+        .args(["convert", "--in"])
+        .arg(fixtures().join("handmade"))
+        .arg("--out")
+        .arg(out)
+        .arg("--view")
+        .arg(view)
+        .output()
+        .unwrap()
+}
+
 fn write_view(dir: &Path, name: &str, json: &str) -> std::path::PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, json).unwrap();
@@ -406,15 +419,7 @@ fn bad_views_are_rejected_before_reading_with_the_view_path_and_problem() {
     let out = dir.path().join("out");
     for (json, expected) in cases {
         let view = write_view(dir.path(), "bad_view.json", json);
-        let output = fhir2table()
-            .args(["convert", "--in"])
-            .arg(fixtures().join("handmade"))
-            .arg("--out")
-            .arg(&out)
-            .arg("--view")
-            .arg(&view)
-            .output()
-            .unwrap();
+        let output = convert_handmade_with_view(&out, &view);
         assert_eq!(output.status.code(), Some(2), "{json}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(
@@ -474,15 +479,7 @@ fn view_names_that_are_not_plain_names_are_refused_before_any_input_is_read() {
             r#"{{"resource":"Patient","name":{name},"select":[{{"column":[{{"name":"id","path":"id"}}]}}]}}"#
         );
         let view = write_view(dir.path(), "named.json", &json);
-        let output = fhir2table()
-            .args(["convert", "--in"])
-            .arg(fixtures().join("handmade"))
-            .arg("--out")
-            .arg(&out)
-            .arg("--view")
-            .arg(&view)
-            .output()
-            .unwrap();
+        let output = convert_handmade_with_view(&out, &view);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{name}: {stderr}");
         assert!(
@@ -504,15 +501,7 @@ fn view_names_that_are_not_plain_names_are_refused_before_any_input_is_read() {
         "my-view.json",
         r#"{"resource":"Patient","select":[{"column":[{"name":"id","path":"id"}]}]}"#,
     );
-    let output = fhir2table()
-        .args(["convert", "--in"])
-        .arg(fixtures().join("handmade"))
-        .arg("--out")
-        .arg(&out)
-        .arg("--view")
-        .arg(&view)
-        .output()
-        .unwrap();
+    let output = convert_handmade_with_view(&out, &view);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
