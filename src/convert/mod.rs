@@ -20,7 +20,7 @@ use tracing::info;
 
 use crate::config::{Settings, WriteMode};
 use crate::diagnostics::{Diagnostics, Origin, WarningKind};
-use crate::fhir::reference::{IndexedTarget, PENDING_MARKER};
+use crate::fhir::reference::IndexedTarget;
 use crate::fhir::IdentifierIndex;
 use crate::fsops;
 use crate::report::{RunReport, TableReport};
@@ -30,6 +30,7 @@ use crate::sink::{
 use crate::source::{discover, retire_input, Discovery, Quarantine};
 use crate::state::{InputRecord, RunRecord, State, STATE_FILE};
 use crate::table::deleted::{DeletedTable, DELETED_TABLE};
+use crate::table::PENDING_MARKER;
 use crate::table::{builtin_tables, stop_flags, Table};
 use crate::UsageError;
 use worker::{run_workers, units, Work};

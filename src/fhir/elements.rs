@@ -37,6 +37,29 @@ pub fn element(path: &str) -> Option<Element> {
     elements.get(path).copied()
 }
 
+/// How the values of a FHIR primitive type are held in a table column: the FHIR side of the
+/// type mapping (the Arrow side is the table's). `integer`, `positiveInt` and `unsignedInt` are
+/// 32-bit in FHIR R4; every primitive not listed keeps its lexical form as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueClass {
+    Boolean,
+    Integer32,
+    Integer64,
+    Decimal,
+    Text,
+}
+
+/// The value class of a FHIR primitive type name (`boolean`, `integer`, `dateTime`, ...).
+pub fn value_class(type_name: &str) -> ValueClass {
+    match type_name {
+        "boolean" => ValueClass::Boolean,
+        "integer" | "positiveInt" | "unsignedInt" => ValueClass::Integer32,
+        "integer64" => ValueClass::Integer64,
+        "decimal" => ValueClass::Decimal,
+        _ => ValueClass::Text,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,10 +8,6 @@ use std::sync::Arc;
 
 use super::key_hash::KeyHasher;
 
-/// Marks a staged cell that still holds a conditional reference; ids never contain NUL, so the
-/// marker cannot collide with a real id.
-pub const PENDING_MARKER: char = '\0';
-
 /// The resource type and id of a Bundle entry, found through its `fullUrl`.
 pub struct EntryTarget<'a> {
     pub resource_type: Cow<'a, str>,
@@ -252,7 +248,8 @@ impl IdentifierIndex {
         self.targets.get(&key)
     }
 
-    /// Resolves a staged cell: text after [`PENDING_MARKER`] is the original conditional reference.
+    /// Resolves the text of a conditional reference that a table staged until every identifier
+    /// of the run was known.
     pub fn resolve_pending(&self, reference: &str) -> Option<&IndexedTarget> {
         match parse_conditional(reference)? {
             Some(conditional) => self.lookup(&conditional),

@@ -5,9 +5,7 @@
 use std::borrow::Cow;
 
 use crate::diagnostics::{Diagnostics, WarningKind};
-use crate::fhir::reference::{
-    refers_to_type, resolve, FullUrlLookup, Resolution, ResolvedReference, PENDING_MARKER,
-};
+use crate::fhir::reference::{refers_to_type, resolve, FullUrlLookup, Resolution, ResolvedReference};
 use crate::fhir::{parse_date, parse_datetime, Reference, Str};
 use crate::resource::Resource;
 
@@ -87,7 +85,7 @@ impl<'c, 'a> Cells<'c, 'a> {
             self.warn(WarningKind::OversizedValue, column, &value);
             return None;
         }
-        if value.starts_with(PENDING_MARKER) {
+        if value.starts_with(super::PENDING_MARKER) {
             self.warn(WarningKind::InvalidText, column, &value);
             return None;
         }
@@ -143,7 +141,7 @@ impl<'c, 'a> Cells<'c, 'a> {
             Resolution::Id(id) => self.text(column, Some(id)),
             Resolution::Conditional(_) => {
                 self.has_pending = true;
-                Some(Cow::Owned(format!("{PENDING_MARKER}{}", lookup.text)))
+                Some(Cow::Owned(super::staged(lookup.text)))
             }
             Resolution::Contained => None,
             Resolution::Unresolved => {

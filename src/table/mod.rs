@@ -10,10 +10,12 @@ pub mod dedup;
 pub mod deleted;
 pub mod encounter;
 pub mod patient;
+mod staged;
 mod text;
 
 pub(crate) use cells::Cells;
 pub use cells::MAX_CELL_BYTES;
+pub use staged::{staged, PENDING_MARKER};
 pub use text::cell_text;
 
 use std::collections::BTreeSet;

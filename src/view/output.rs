@@ -14,9 +14,11 @@ use serde_json::Value;
 use super::definition::View;
 use super::fhirpath::{lexical, Item, Primitive};
 use crate::diagnostics::{Diagnostics, WarningKind};
-use crate::fhir::reference::{FullUrlLookup, PENDING_MARKER};
+use crate::fhir::elements::{value_class, ValueClass};
+use crate::fhir::reference::FullUrlLookup;
 use crate::resource::{Rejection, Resource};
 use crate::source::describe_bytes;
+use crate::table::PENDING_MARKER;
 use crate::table::{Cells, Table, MAX_BATCH_BYTES};
 
 /// The Arrow type a FHIR type maps to in a view column.
@@ -30,13 +32,14 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The column kind of a FHIR type, by the FHIR rule in [`value_class`].
     pub fn of(type_name: &str) -> Kind {
-        match type_name {
-            "boolean" => Kind::Boolean,
-            "integer" | "positiveInt" | "unsignedInt" => Kind::Int32,
-            "integer64" => Kind::Int64,
-            "decimal" => Kind::Float64,
-            _ => Kind::Utf8,
+        match value_class(type_name) {
+            ValueClass::Boolean => Kind::Boolean,
+            ValueClass::Integer32 => Kind::Int32,
+            ValueClass::Integer64 => Kind::Int64,
+            ValueClass::Decimal => Kind::Float64,
+            ValueClass::Text => Kind::Utf8,
         }
     }
 

@@ -8,9 +8,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use super::parse::{Expr, Op};
-use crate::fhir::reference::{
-    literal_type_and_id, refers_to_type, resolve, FullUrlLookup, Resolution, PENDING_MARKER,
-};
+use crate::fhir::reference::{literal_type_and_id, refers_to_type, resolve, FullUrlLookup, Resolution};
 
 /// FHIR primitive type names: a choice suffix (`valueString`) names one of these in lower camel case.
 pub const PRIMITIVE_TYPES: &[&str] = &[
@@ -497,7 +495,7 @@ fn reference_key<'v>(item: &Item<'v>, wanted: Option<&str>, context: &Context<'v
         // Only the run-wide identifier index can resolve it: staged like the built-in tables'
         // cells, resolved when the table is finished (never equal to a real key meanwhile).
         Resolution::Conditional(_) => Some(Item::String(
-            Cow::Owned(format!("{PENDING_MARKER}{reference}")),
+            Cow::Owned(crate::table::staged(reference)),
             "string",
         )),
         _ => None,
