@@ -19,6 +19,31 @@ pub fn parse_date(text: &str) -> Option<i32> {
     cursor.at_end().then(|| date.days_since_epoch() as i32)
 }
 
+/// The first and last day (`YYYY-MM-DD`) a FHIR `date` can mean (`2024-02` runs from
+/// `2024-02-01` to `2024-02-29`), or `None` when the text is not a valid FHIR date. FHIRPath's
+/// `lowBoundary()` / `highBoundary()` stand on it, so views read dates by the tables' rule.
+pub fn date_range(text: &str) -> Option<(String, String)> {
+    let mut cursor = Cursor::new(text);
+    let first = cursor.date()?;
+    if !cursor.at_end() {
+        return None;
+    }
+    let last = match text.len() {
+        4 => CalendarDate {
+            month: 12,
+            day: 31,
+            ..first
+        },
+        7 => CalendarDate {
+            day: days_in_month(first.year, first.month),
+            ..first
+        },
+        _ => CalendarDate { ..first },
+    };
+    let show = |date: CalendarDate| format!("{:04}-{:02}-{:02}", date.year, date.month, date.day);
+    Some((show(first), show(last)))
+}
+
 /// Microseconds since the Unix epoch (UTC) of a FHIR `dateTime` or `instant`, or `None` when the
 /// text is not valid. Partial and zone-less values are read as the earliest instant they can mean,
 /// in UTC; fractional seconds beyond the microsecond are truncated.
@@ -246,6 +271,25 @@ mod tests {
     use super::*;
 
     const SECOND: i64 = 1_000_000;
+
+    #[test]
+    fn partial_dates_range_over_their_days() {
+        let range = |text: &str| date_range(text).map(|(a, b)| format!("{a}/{b}"));
+        assert_eq!(range("2024").as_deref(), Some("2024-01-01/2024-12-31"));
+        assert_eq!(range("2024-02").as_deref(), Some("2024-02-01/2024-02-29"));
+        assert_eq!(range("2023-02").as_deref(), Some("2023-02-01/2023-02-28"));
+        assert_eq!(range("2024-02-10").as_deref(), Some("2024-02-10/2024-02-10"));
+        for bad in [
+            "2024-13",
+            "2024-02-30",
+            "24",
+            "2024-1",
+            "2024-02-10T10:00:00Z",
+            "",
+        ] {
+            assert_eq!(date_range(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn full_dates_count_days_from_the_epoch() {

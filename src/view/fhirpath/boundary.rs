@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 
 use super::eval::{Item, Primitive};
-use crate::fhir::datetime::days_in_month;
+use crate::fhir::datetime::date_range;
 
 /// The boundary of one item, or `None` for types without boundaries.
 pub fn boundary<'v>(item: &Item<'v>, high: bool) -> Option<Item<'v>> {
@@ -45,18 +45,10 @@ fn looks_like_time(text: &str) -> bool {
     text.len() >= 5 && text.as_bytes()[2] == b':' && !text.contains('-')
 }
 
-/// `YYYY[-MM[-DD]]` → its first or last day.
+/// `YYYY[-MM[-DD]]` → its first or last day, by the FHIR date rule the tables use.
 fn date_boundary(text: &str, high: bool) -> Option<String> {
-    let mut parts = text.split('-');
-    let year: i64 = parts.next().filter(|y| y.len() == 4)?.parse().ok()?;
-    let month: Option<i64> = parts.next().map(str::parse).transpose().ok()?;
-    let day: Option<i64> = parts.next().map(str::parse).transpose().ok()?;
-    let month = month.unwrap_or(if high { 12 } else { 1 });
-    if !(1..=12).contains(&month) {
-        return None;
-    }
-    let day = day.unwrap_or(if high { days_in_month(year, month) } else { 1 });
-    Some(format!("{year:04}-{month:02}-{day:02}"))
+    let (first, last) = date_range(text)?;
+    Some(if high { last } else { first })
 }
 
 /// `hh:mm[:ss[.fff]]` → padded to milliseconds with the least or greatest value.
