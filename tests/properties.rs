@@ -217,7 +217,7 @@ mod walker {
     use super::*;
     use fhir2table::diagnostics::Diagnostics;
     use fhir2table::fhir::reference::FullUrlLookup;
-    use fhir2table::fhir::IdentifierIndex;
+    use fhir2table::resource::IdentifierIndex;
     use fhir2table::resource::{Rejection, Resource, ResourceSink, Walker};
     use serde_json::{json, Value};
 

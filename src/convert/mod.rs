@@ -20,10 +20,9 @@ use tracing::info;
 
 use crate::config::{Settings, WriteMode};
 use crate::diagnostics::{Diagnostics, Origin, WarningKind};
-use crate::fhir::reference::IndexedTarget;
-use crate::fhir::IdentifierIndex;
 use crate::fsops;
 use crate::report::{RunReport, TableReport};
+use crate::resource::{IdentifierIndex, IndexedTarget};
 use crate::sink::{
     rewrite_marked_strings, DatasetWriter, Output, Staging, Step, WriteOptions, RESOURCE_TYPE_KEY,
 };

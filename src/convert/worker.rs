@@ -14,7 +14,7 @@ use tracing::debug;
 use super::{origin_of, Progress};
 use crate::config::Settings;
 use crate::diagnostics::{Diagnostics, Origin};
-use crate::fhir::IdentifierIndex;
+use crate::resource::IdentifierIndex;
 use crate::resource::{DocumentError, Walker};
 use crate::sink::DatasetWriter;
 use crate::source::{

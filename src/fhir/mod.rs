@@ -11,7 +11,7 @@ pub mod reference;
 pub mod types;
 
 pub use datetime::{format_date, format_timestamp, parse_date, parse_datetime};
-pub use reference::{IdentifierIndex, Resolution};
+pub use reference::Resolution;
 pub use types::{
     find_extension, join_words, Address, CodeableConcept, Coding, ContactPoint, Extension, HumanName,
     Identifier, Meta, Period, Reference, Str,

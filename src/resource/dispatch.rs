@@ -5,10 +5,10 @@ use serde::Deserialize;
 use serde_json::error::Category;
 
 use super::bundle::{BundleShape, Head};
+use super::identifiers::{IdentifierIndex, INDEXED_TYPES};
 use super::{message_without_position, BundleScope, LineCounter, Position, Resource, ResourceSink};
 use crate::diagnostics::{Diagnostics, Origin};
-use crate::fhir::reference::INDEXED_TYPES;
-use crate::fhir::{IdentifierIndex, Str};
+use crate::fhir::Str;
 
 /// How deep Bundles may nest (a Bundle entry that is a Bundle is one level more). FHIR nests them
 /// a level or two (a searchset inside a batch-response); each level re-reads its text, so the

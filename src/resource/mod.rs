@@ -5,9 +5,11 @@
 
 mod bundle;
 mod dispatch;
+pub mod identifiers;
 
 pub use bundle::BundleScope;
 pub use dispatch::{DocumentError, Walker, MAX_BUNDLE_DEPTH};
+pub use identifiers::{IdentifierIndex, IndexedTarget};
 
 use crate::diagnostics::{Diagnostics, Origin};
 

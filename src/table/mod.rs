@@ -270,7 +270,7 @@ pub(crate) mod testing {
 
     use super::{Table, TableSet};
     use crate::diagnostics::Diagnostics;
-    use crate::fhir::IdentifierIndex;
+    use crate::resource::IdentifierIndex;
     use crate::resource::Walker;
 
     /// One converted row, cells rendered as text (dates `YYYY-MM-DD`, timestamps RFC 3339 UTC).
@@ -315,7 +315,7 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fhir::IdentifierIndex;
+    use crate::resource::IdentifierIndex;
     use crate::resource::Walker;
 
     #[test]
