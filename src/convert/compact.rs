@@ -169,7 +169,7 @@ fn compact_table(
     let target_dir = staging.table_dir(name)?;
     crate::fsops::create_dir_all(&target_dir)?;
     let stamp = crate::report::format_utc(std::time::SystemTime::now()).replace(['-', ':'], "");
-    let target = target_dir.join(format!("part-{stamp}-compacted.parquet"));
+    let target = target_dir.join(crate::sink::part_file_name(&stamp, "compacted"));
     let resource_type = resource_type_of(name, files)?;
     let superseded = Superseded {
         deleted: match &resource_type {

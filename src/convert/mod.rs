@@ -204,7 +204,7 @@ fn convert_inputs(
     inputs: &Inputs,
 ) -> Result<Converted> {
     let options = write_options(settings);
-    let part_file = format!("part-{}-{}.parquet", inputs.stamp, std::process::id());
+    let part_file = crate::sink::part_file_name(&inputs.stamp, &std::process::id().to_string());
     let mut writers = templates
         .iter()
         .map(|table| {

@@ -18,7 +18,14 @@ use crate::fsops;
 /// The metadata key under which each Parquet file records the resource type of its rows.
 pub const RESOURCE_TYPE_KEY: &str = "fhir2table.resource_type";
 
-/// The run stamp in a part file's name (`part-<stamp>-<pid>.parquet`).
+/// The name of a table's part file: `part-<stamp>-<tag>.parquet`, where the stamp is the run's
+/// start (`YYYYMMDDTHHMMSS[.ffffff]Z`, so names sort oldest first in a dataset) and the tag tells
+/// runs of the same moment apart (a pid, or `compacted`). [`file_stamp`] reads the stamp back.
+pub fn part_file_name(stamp: &str, tag: &str) -> String {
+    format!("part-{stamp}-{tag}.parquet")
+}
+
+/// The run stamp in a part file's name (see [`part_file_name`]).
 pub fn file_stamp(path: &Path) -> String {
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     name.strip_prefix("part-")
@@ -61,4 +68,18 @@ pub fn rewrite_rows(
     }
     fsops::sync_file(&writer.into_inner()?)?;
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_file_names_give_their_stamp_back() {
+        let name = part_file_name("20261130T052000.123456Z", "4242");
+        assert_eq!(name, "part-20261130T052000.123456Z-4242.parquet");
+        assert_eq!(file_stamp(Path::new(&name)), "20261130T052000.123456Z");
+        let compacted = part_file_name("20261130T052000Z", "compacted");
+        assert_eq!(file_stamp(Path::new(&compacted)), "20261130T052000Z");
+    }
 }
