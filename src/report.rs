@@ -2,12 +2,11 @@
 //! and schedulers read it instead of parsing log lines.
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde::Serialize;
 
 use crate::diagnostics::{Diagnostics, InputError, WarningKind, WarningTally};
-use crate::fhir::format_timestamp;
 
 /// How many skipped file names the report lists.
 const MAX_SKIPPED_LISTED: usize = 100;
@@ -176,23 +175,4 @@ impl RunReport {
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` for a system time (UTC).
-pub fn format_utc(time: SystemTime) -> String {
-    let seconds = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-    format_timestamp(seconds * 1_000_000)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn times_are_formatted_in_utc() {
-        assert_eq!(format_utc(UNIX_EPOCH), "1970-01-01T00:00:00Z");
-        let leap_day = UNIX_EPOCH + Duration::from_secs(951_782_400 + 3_661);
-        assert_eq!(format_utc(leap_day), "2000-02-29T01:01:01Z");
-        let later = UNIX_EPOCH + Duration::from_secs(1_795_478_400);
-        assert_eq!(format_utc(later), "2026-11-24T00:00:00Z");
-    }
-}
+pub use crate::fhir::datetime::format_utc;

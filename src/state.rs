@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::UNIX_EPOCH;
 
 use anyhow::{Context, Result};
@@ -94,7 +94,12 @@ impl State {
             Err(error) => return Err(error).with_context(|| format!("cannot read {}", path.display())),
         };
         let damaged = || format!("{} is damaged", path.display());
-        let FormatOnly { format } = serde_json::from_slice(&bytes).with_context(damaged)?;
+        // One parse; the format alone is read again only to explain a state that does not parse.
+        let parsed = serde_json::from_slice::<State>(&bytes);
+        let format = match &parsed {
+            Ok(state) => state.format,
+            Err(_) => serde_json::from_slice::<FormatOnly>(&bytes).map_or(0, |only| only.format),
+        };
         if format > STATE_FORMAT {
             anyhow::bail!(
                 "{} is of format {format}, written by a newer fhir2table; this one reads format \
@@ -102,13 +107,9 @@ impl State {
                 path.display()
             );
         }
-        let mut state: State = serde_json::from_slice(&bytes).with_context(damaged)?;
+        let mut state = parsed.with_context(damaged)?;
         state.format = STATE_FORMAT;
         Ok(state)
-    }
-
-    pub fn path(out: &Path) -> PathBuf {
-        out.join(STATE_FILE)
     }
 
     /// Splits the discovered inputs into those to convert (new or changed) and the number left

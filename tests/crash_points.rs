@@ -500,7 +500,7 @@ fn deleted_inputs_always_have_their_rows_committed() {
 fn a_damaged_journal_is_an_error_naming_it_not_a_missing_one() {
     let case = prepared(&[(&fixtures().join("handmade"), "")], &[CONVERT]);
     let before = snapshot(&case.out());
-    let journal = case.out().join(".fhir2table-commit.json");
+    let journal = case.out().join(fhir2table::sink::JOURNAL_FILE);
     std::fs::write(&journal, b"{\"format\":1,\"stag").unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_fhir2table"))
         .args(["convert", "-q", "--in"])

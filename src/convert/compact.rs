@@ -133,18 +133,15 @@ impl ObsoleteRows {
 }
 
 /// The table folders of `out`, sorted, with their names; the tool's own (`_` or `.` names) are
-/// left out.
+/// left out, and so are names that are not UTF-8 (no table of this tool has one, and a lossy
+/// copy of the name would commit the table beside the original).
 fn table_folders(out: &Path) -> Result<Vec<(String, PathBuf)>> {
     let mut folders: Vec<PathBuf> = std::fs::read_dir(out)?.flatten().map(|e| e.path()).collect();
     folders.sort();
     Ok(folders
         .into_iter()
         .filter_map(|folder| {
-            let name = folder
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
+            let name = folder.file_name()?.to_str()?.to_owned();
             let table = folder.is_dir() && !name.starts_with('.') && !name.starts_with('_');
             table.then_some((name, folder))
         })
@@ -168,7 +165,7 @@ fn compact_table(
     };
     let target_dir = staging.table_dir(name)?;
     crate::fsops::create_dir_all(&target_dir)?;
-    let stamp = crate::report::format_utc(std::time::SystemTime::now()).replace(['-', ':'], "");
+    let stamp = crate::sink::run_stamp(std::time::SystemTime::now());
     let target = target_dir.join(crate::sink::part_file_name(&stamp, "compacted"));
     let resource_type = resource_type_of(name, files)?;
     let superseded = Superseded {

@@ -163,10 +163,7 @@ fn select_inputs(settings: &Settings, started: SystemTime) -> Result<Inputs> {
         settings.input.display()
     );
     // Files are named by the run's start, so they sort oldest first in an appended dataset.
-    let micros = started
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64);
-    let stamp = crate::fhir::format_timestamp(micros).replace(['-', ':'], "");
+    let stamp = crate::sink::run_stamp(started);
     Ok(Inputs {
         discovery,
         state,
@@ -412,14 +409,8 @@ fn after_commit(
         }
     }
     let report = run_report(settings, inputs, &tables.reports, diagnostics);
-    let report_path = settings.output.join(REPORT_FILE);
     // The committed report stays if this one cannot be written; the run itself succeeded.
-    let written = serde_json::to_vec_pretty(&report)
-        .map_err(std::io::Error::from)
-        .and_then(|json| fsops::write_atomically(&report_path, &json));
-    if let Err(error) = written {
-        tracing::error!("cannot write {}: {error}", report_path.display());
-    }
+    write_report(settings, &report);
     Ok(report)
 }
 
@@ -455,12 +446,17 @@ fn report_failure(settings: &Settings, started: SystemTime, error: &anyhow::Erro
         settings.output.display().to_string(),
         format!("{error:#}"),
     );
+    write_report(settings, &report);
+}
+
+/// Writes `_run.json` outside a commit; a failure is only logged, as the run's outcome stands.
+fn write_report(settings: &Settings, report: &RunReport) {
     let report_path = settings.output.join(REPORT_FILE);
-    let written = serde_json::to_vec_pretty(&report)
+    let written = serde_json::to_vec_pretty(report)
         .map_err(std::io::Error::from)
         .and_then(|json| fsops::write_atomically(&report_path, &json));
-    if let Err(report_error) = written {
-        tracing::error!("cannot write {}: {report_error}", report_path.display());
+    if let Err(error) = written {
+        tracing::error!("cannot write {}: {error}", report_path.display());
     }
 }
 

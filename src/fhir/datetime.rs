@@ -19,6 +19,15 @@ pub fn parse_date(text: &str) -> Option<i32> {
     cursor.at_end().then(|| date.days_since_epoch() as i32)
 }
 
+/// `YYYY-MM-DDTHH:MM:SSZ` for a system time (UTC), to the second: run reports and the lock's
+/// note of when its holder started.
+pub fn format_utc(time: std::time::SystemTime) -> String {
+    let seconds = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    format_timestamp(seconds * 1_000_000)
+}
+
 /// The first and last day (`YYYY-MM-DD`) a FHIR `date` can mean (`2024-02` runs from
 /// `2024-02-01` to `2024-02-29`), or `None` when the text is not a valid FHIR date. FHIRPath's
 /// `lowBoundary()` / `highBoundary()` stand on it, so views read dates by the tables' rule.
@@ -271,6 +280,16 @@ mod tests {
     use super::*;
 
     const SECOND: i64 = 1_000_000;
+
+    #[test]
+    fn system_times_are_formatted_in_utc() {
+        use std::time::{Duration, UNIX_EPOCH};
+        assert_eq!(format_utc(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        let leap_day = UNIX_EPOCH + Duration::from_secs(951_782_400 + 3_661);
+        assert_eq!(format_utc(leap_day), "2000-02-29T01:01:01Z");
+        let later = UNIX_EPOCH + Duration::from_secs(1_795_478_400);
+        assert_eq!(format_utc(later), "2026-11-24T00:00:00Z");
+    }
 
     #[test]
     fn partial_dates_range_over_their_days() {

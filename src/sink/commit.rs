@@ -74,11 +74,6 @@ impl Output {
         self.recovered
     }
 
-    /// The output folder.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// Creates this run's staging folder.
     pub fn stage(&self) -> Result<Staging> {
         let name = format!("{STAGING_PREFIX}{}", std::process::id());

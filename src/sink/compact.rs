@@ -18,6 +18,16 @@ use crate::fsops;
 /// The metadata key under which each Parquet file records the resource type of its rows.
 pub const RESOURCE_TYPE_KEY: &str = "fhir2table.resource_type";
 
+/// A run's stamp for part file names: its start in UTC to the microsecond, always with six
+/// fraction digits and no separators (`20261130T052000.123456Z`). Every writer uses it, so
+/// stamps compare as text in time order.
+pub fn run_stamp(time: std::time::SystemTime) -> String {
+    let since_epoch = time.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let whole_seconds = crate::fhir::format_timestamp(since_epoch.as_secs() as i64 * 1_000_000);
+    let seconds = whole_seconds.trim_end_matches('Z').replace(['-', ':'], "");
+    format!("{seconds}.{:06}Z", since_epoch.subsec_micros())
+}
+
 /// The name of a table's part file: `part-<stamp>-<tag>.parquet`, where the stamp is the run's
 /// start (`YYYYMMDDTHHMMSS[.ffffff]Z`, so names sort oldest first in a dataset) and the tag tells
 /// runs of the same moment apart (a pid, or `compacted`). [`file_stamp`] reads the stamp back.
@@ -73,6 +83,16 @@ pub fn rewrite_rows(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_stamps_sort_as_text_in_time_order() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let at = |micros: u64| run_stamp(UNIX_EPOCH + Duration::from_micros(micros));
+        assert_eq!(at(1_795_478_400_000_000), "20261124T000000.000000Z");
+        assert_eq!(at(1_795_478_400_500_000), "20261124T000000.500000Z");
+        assert!(at(1_795_478_400_000_000) < at(1_795_478_400_000_001));
+        assert!(at(1_795_478_399_999_999) < at(1_795_478_400_000_000));
+    }
 
     #[test]
     fn part_file_names_give_their_stamp_back() {

@@ -77,10 +77,7 @@ impl OutputLock {
                 return Err(anyhow::Error::new(error).context(format!("cannot lock {}", path.display())))
             }
         }
-        let micros = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64 * 1_000_000);
-        let started = crate::fhir::format_timestamp(micros);
+        let started = crate::fhir::datetime::format_utc(std::time::SystemTime::now());
         let text = format!(
             "pid={}\nhost={}\nstarted={started}\n",
             std::process::id(),

@@ -7,6 +7,6 @@ mod lock;
 mod parquet;
 
 pub use self::parquet::{rewrite_marked_strings, schema_of, Compression, DatasetWriter, WriteOptions};
-pub use commit::{is_plain_name, Output, Staging, Step, JOURNAL_FILE};
-pub use compact::{file_stamp, part_file_name, read_batches, rewrite_rows, RESOURCE_TYPE_KEY};
+pub use commit::{Output, Staging, Step, JOURNAL_FILE};
+pub use compact::{file_stamp, part_file_name, read_batches, rewrite_rows, run_stamp, RESOURCE_TYPE_KEY};
 pub use lock::{Locked, OutputLock, LOCK_FILE};

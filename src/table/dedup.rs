@@ -54,12 +54,13 @@ pub struct Superseded {
 }
 
 impl Superseded {
-    /// Whether the row of `id` from `source_file`, written by the run `file_stamp`, is obsolete.
-    /// A DELETE in the same run as the row wins over it (the row may be from an earlier line).
-    fn drops(&self, id: &str, source_file: Option<&str>, file_stamp: &str) -> bool {
+    /// Whether the row of the id keyed `key` from `source_file`, written by the run `file_stamp`,
+    /// is obsolete. A DELETE in the same run as the row wins over it (the row may be from an
+    /// earlier line).
+    fn drops(&self, key: u64, source_file: Option<&str>, file_stamp: &str) -> bool {
         let deleted = self
             .deleted
-            .get(&id_key(id))
+            .get(&key)
             .is_some_and(|stamp| stamp.as_str() >= file_stamp);
         let reconverted = source_file
             .and_then(|file| self.reconverted.get(file))
@@ -118,15 +119,13 @@ impl<'s> NewestRows<'s> {
         let sources = source_files(batch);
         let updated = last_updated(batch);
         for i in 0..batch.num_rows() {
-            if self
-                .superseded
-                .drops(ids.value(i), sources.map(|s| s.value(i)), stamp)
-            {
+            let key = id_key(ids.value(i));
+            if self.superseded.drops(key, sources.map(|s| s.value(i)), stamp) {
                 continue;
             }
             let last_updated = updated.filter(|u| u.is_valid(i)).map_or(i64::MIN, |u| u.value(i));
             let candidate = (last_updated, file_index as u32, first_row + i as u32);
-            let slot = self.newest.entry(id_key(ids.value(i))).or_insert(candidate);
+            let slot = self.newest.entry(key).or_insert(candidate);
             if candidate > *slot {
                 *slot = candidate;
             }

@@ -224,6 +224,12 @@ pub fn compile(definition: &Value, fallback_name: &str) -> Result<View, String> 
     })
 }
 
+/// The SQL on FHIR name rule for views and columns: `^[A-Za-z][A-Za-z0-9_]*$`.
+fn is_sql_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// Longest view name: a table folder name must fit the 255-byte file name limit of common file
 /// systems.
 pub const MAX_NAME_BYTES: usize = 255;
@@ -236,9 +242,7 @@ pub fn check_table_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("is empty".to_owned());
     }
-    let valid = name.starts_with(|c: char| c.is_ascii_alphabetic())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !valid {
+    if !is_sql_name(name) {
         return Err(
             "is not a valid view name: it must start with a letter and hold only \
              letters, digits and _ (the SQL on FHIR name rule), as it names the view's folder under --out"
@@ -520,9 +524,7 @@ impl Compiler<'_> {
             .get("name")
             .and_then(Value::as_str)
             .ok_or_else(|| self.fail(&format!("{path}.name"), "missing: every column needs a name"))?;
-        let valid_name = name.starts_with(|c: char| c.is_ascii_alphabetic())
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid_name {
+        if !is_sql_name(name) {
             return Err(self.fail(
                 &format!("{path}.name"),
                 format!("'{name}' is not a valid column name (letters, digits, _)"),

@@ -90,6 +90,8 @@ pub struct ViewTable {
     view: Arc<View>,
     schema: SchemaRef,
     builders: Vec<Box<dyn ArrayBuilder>>,
+    /// Each column's kind, decided once from its FHIR type (not per cell).
+    kinds: Vec<Kind>,
     rows: usize,
     /// String bytes appended since the last batch.
     text_bytes: usize,
@@ -97,15 +99,18 @@ pub struct ViewTable {
 
 impl ViewTable {
     pub fn new(view: Arc<View>, capacity: usize) -> Self {
+        let kinds: Vec<Kind> = view.columns.iter().map(|c| Kind::of(&c.type_name)).collect();
         let builders = view
             .columns
             .iter()
-            .map(|column| new_builder(Kind::of(&column.type_name), column.collection, capacity))
+            .zip(&kinds)
+            .map(|(column, &kind)| new_builder(kind, column.collection, capacity))
             .collect();
         ViewTable {
             schema: schema(&view),
             view,
             builders,
+            kinds,
             rows: 0,
             text_bytes: 0,
         }
@@ -312,9 +317,8 @@ impl Table for ViewTable {
         let mut text_bytes = 0;
         for row in rows {
             let mut cells = Vec::with_capacity(row.len());
-            for (column, values) in self.view.columns.iter().zip(row) {
+            for ((column, values), &kind) in self.view.columns.iter().zip(row).zip(&self.kinds) {
                 let values = values.unwrap_or_default();
-                let kind = Kind::of(&column.type_name);
                 let cell = if column.collection {
                     let list: Vec<Cell> = values
                         .iter()
@@ -374,8 +378,9 @@ impl Table for ViewTable {
         }
         self.text_bytes += text_bytes;
         for cells in converted {
-            for ((builder, column), cell) in self.builders.iter_mut().zip(&self.view.columns).zip(&cells) {
-                append_cell(builder, Kind::of(&column.type_name), column.collection, cell);
+            let columns = self.view.columns.iter().zip(&self.kinds);
+            for ((builder, (column, &kind)), cell) in self.builders.iter_mut().zip(columns).zip(&cells) {
+                append_cell(builder, kind, column.collection, cell);
             }
             self.rows += 1;
         }
