@@ -15,7 +15,7 @@ use crate::sink::{
 };
 use crate::state::State;
 use crate::table::builtin_tables;
-use crate::table::dedup::{add_tombstones, Deduplication, NewestRows, Superseded};
+use crate::table::dedup::{add_tombstones, Deduplication, NewestRows, Superseded, Tombstones};
 use crate::table::deleted::DELETED_TABLE;
 use crate::UsageError;
 
@@ -113,22 +113,25 @@ pub fn compact(out: &Path, compression: Compression) -> Result<Vec<TableOutcome>
 /// What makes rows obsolete across the output folder: tombstones (DELETE requests) and the run
 /// that last converted each input.
 struct ObsoleteRows {
-    deleted_files: Vec<PathBuf>,
+    deleted: Tombstones,
     reconverted: HashMap<String, String>,
 }
 
 impl ObsoleteRows {
     fn load(out: &Path) -> Result<Self> {
-        let deleted_files = parquet_files(&out.join(DELETED_TABLE))?;
+        let mut deleted = Tombstones::new();
+        for file in parquet_files(&out.join(DELETED_TABLE))? {
+            let stamp = file_stamp(&file);
+            for batch in read_batches(&file)? {
+                add_tombstones(&mut deleted, &batch?, &stamp);
+            }
+        }
         let reconverted = State::load(out)?
             .inputs
             .into_iter()
             .map(|(path, record)| (path, record.run))
             .collect();
-        Ok(ObsoleteRows {
-            deleted_files,
-            reconverted,
-        })
+        Ok(ObsoleteRows { deleted, reconverted })
     }
 }
 
@@ -168,18 +171,19 @@ fn compact_table(
     let stamp = crate::sink::run_stamp(std::time::SystemTime::now());
     let target = target_dir.join(crate::sink::part_file_name(&stamp, "compacted"));
     let resource_type = resource_type_of(name, files)?;
+    let none = HashMap::new();
     let superseded = Superseded {
-        deleted: match &resource_type {
-            Some(resource_type) => tombstones(&obsolete.deleted_files, resource_type)?,
-            None => Default::default(),
-        },
-        reconverted: obsolete.reconverted.clone(),
+        deleted: resource_type
+            .as_ref()
+            .and_then(|resource_type| obsolete.deleted.get(resource_type))
+            .unwrap_or(&none),
+        reconverted: &obsolete.reconverted,
     };
     if resource_type.is_none() {
         outcome.note = Some(NO_RESOURCE_TYPE.to_owned());
     }
     let schema = with_resource_type(schema, resource_type.as_deref());
-    let (rows_before, rows_after) = deduplicate(files, &target, schema, options, rule, &superseded)?;
+    let (rows_before, rows_after) = deduplicate(files, &target, schema, options, rule, superseded)?;
     outcome.deduplicated = true;
     outcome.deletions_applied = resource_type.is_some();
     outcome.rows_before = Some(rows_before);
@@ -196,7 +200,7 @@ fn deduplicate(
     schema: SchemaRef,
     options: &WriteOptions,
     rule: Deduplication,
-    superseded: &Superseded,
+    superseded: Superseded<'_>,
 ) -> Result<(u64, u64)> {
     let mut newest = NewestRows::new(rule, superseded);
     let mut rows_before = 0;
@@ -214,19 +218,6 @@ fn deduplicate(
         newest.keep(file_index, first_row, batch)
     })?;
     Ok((rows_before, rows_after))
-}
-
-/// The ids of the resources of `resource_type` deleted in the tombstone files, with the latest
-/// run stamp of each deletion.
-fn tombstones(files: &[PathBuf], resource_type: &str) -> Result<HashMap<u64, String>> {
-    let mut deleted = HashMap::new();
-    for file in files {
-        let stamp = file_stamp(file);
-        for batch in read_batches(file)? {
-            add_tombstones(&mut deleted, &batch?, &stamp, resource_type);
-        }
-    }
-    Ok(deleted)
 }
 
 /// The Parquet files of a table folder, oldest first (none if it does not exist).

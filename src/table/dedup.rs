@@ -45,15 +45,19 @@ impl Deduplication {
 /// What makes an older row obsolete besides a newer row for the same id: a DELETE of the
 /// resource in a later run, or its input file converted again by a later run. Runs are compared
 /// by their stamps (which sort in time order).
-#[derive(Debug, Default)]
-pub struct Superseded {
-    /// Latest run stamp of a DELETE, by id hash.
-    pub deleted: HashMap<u64, String>,
+/// It borrows both maps: they are read once for the whole output folder and shared by its tables.
+#[derive(Debug, Clone, Copy)]
+pub struct Superseded<'m> {
+    /// Latest run stamp of a DELETE of the table's resource type, by id hash.
+    pub deleted: &'m HashMap<u64, String>,
     /// Latest run stamp that converted each input (`source_file`).
-    pub reconverted: HashMap<String, String>,
+    pub reconverted: &'m HashMap<String, String>,
 }
 
-impl Superseded {
+/// Latest run stamp of a DELETE, by resource type and id hash.
+pub type Tombstones = HashMap<String, HashMap<u64, String>>;
+
+impl Superseded<'_> {
     /// Whether the row of the id keyed `key` from `source_file`, written by the run `file_stamp`,
     /// is obsolete. A DELETE in the same run as the row wins over it (the row may be from an
     /// earlier line).
@@ -69,23 +73,16 @@ impl Superseded {
     }
 }
 
-/// Adds to `deleted` the ids of the resources of `resource_type` that a batch of the tombstone
-/// table (`_deleted`: resource type, id) written by the run `stamp` deletes, keeping the latest
-/// run stamp of each deletion.
-pub fn add_tombstones(
-    deleted: &mut HashMap<u64, String>,
-    batch: &RecordBatch,
-    stamp: &str,
-    resource_type: &str,
-) {
+/// Adds to `deleted` the resources that a batch of the tombstone table (`_deleted`: resource
+/// type, id) written by the run `stamp` deletes, keeping the latest run stamp of each deletion.
+pub fn add_tombstones(deleted: &mut Tombstones, batch: &RecordBatch, stamp: &str) {
     let types = batch.column(0).as_string::<i32>();
     let ids = batch.column(1).as_string::<i32>();
     for i in 0..batch.num_rows() {
-        if types.value(i) == resource_type {
-            let slot = deleted.entry(id_key(ids.value(i))).or_default();
-            if stamp > slot.as_str() {
-                *slot = stamp.to_owned();
-            }
+        let of_type = deleted.entry(types.value(i).to_owned()).or_default();
+        let slot = of_type.entry(id_key(ids.value(i))).or_default();
+        if stamp > slot.as_str() {
+            *slot = stamp.to_owned();
         }
     }
 }
@@ -98,13 +95,13 @@ type Newest = (i64, u32, u32);
 /// id (about 40 bytes).
 pub struct NewestRows<'s> {
     rule: Deduplication,
-    superseded: &'s Superseded,
+    superseded: Superseded<'s>,
     newest: HashMap<u64, Newest>,
 }
 
 impl<'s> NewestRows<'s> {
     /// An empty search under `rule`, dropping the rows `superseded` makes obsolete.
-    pub fn new(rule: Deduplication, superseded: &'s Superseded) -> Self {
+    pub fn new(rule: Deduplication, superseded: Superseded<'s>) -> Self {
         NewestRows {
             rule,
             superseded,
@@ -221,8 +218,12 @@ mod tests {
 
     #[test]
     fn the_greatest_last_updated_wins_then_the_latest_file_and_row() {
-        let superseded = Superseded::default();
-        let mut newest = NewestRows::new(Deduplication { one_row_per_id: true }, &superseded);
+        let nothing = (HashMap::new(), HashMap::new());
+        let superseded = Superseded {
+            deleted: &nothing.0,
+            reconverted: &nothing.1,
+        };
+        let mut newest = NewestRows::new(Deduplication { one_row_per_id: true }, superseded);
         let old = batch(&["a", "b", "b"], &[Some(20), Some(5), Some(5)]);
         let new = batch(&["a", "b"], &[Some(10), Some(5)]);
         newest.observe(0, "1", 0, &old);
@@ -233,9 +234,9 @@ mod tests {
 
     #[test]
     fn a_view_keeps_every_row_of_the_newest_file_and_deletions_drop_rows() {
-        let mut superseded = Superseded::default();
+        let mut tombstones = Tombstones::new();
         add_tombstones(
-            &mut superseded.deleted,
+            &mut tombstones,
             &RecordBatch::try_new(
                 crate::table::deleted::DeletedTable::table_schema(),
                 vec![
@@ -245,13 +246,17 @@ mod tests {
             )
             .unwrap(),
             "2",
-            "Condition",
         );
+        let reconverted = HashMap::new();
+        let superseded = Superseded {
+            deleted: &tombstones["Condition"],
+            reconverted: &reconverted,
+        };
         let mut newest = NewestRows::new(
             Deduplication {
                 one_row_per_id: false,
             },
-            &superseded,
+            superseded,
         );
         let rows = batch(&["a", "a", "gone"], &[None, None, None]);
         newest.observe(0, "2", 0, &rows);
