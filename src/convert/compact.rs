@@ -19,7 +19,7 @@ use crate::table::dedup::{add_tombstones, Deduplication, NewestRows, Superseded,
 use crate::table::deleted::DELETED_TABLE;
 use crate::UsageError;
 
-use super::with_resource_type;
+use super::with_table_metadata;
 
 /// What compaction did to one table, for the summary and `--report json`.
 #[derive(Debug, serde::Serialize)]
@@ -182,7 +182,7 @@ fn compact_table(
     if resource_type.is_none() {
         outcome.note = Some(NO_RESOURCE_TYPE.to_owned());
     }
-    let schema = with_resource_type(schema, resource_type.as_deref());
+    let schema = with_table_metadata(schema, name, resource_type.as_deref(), None);
     let (rows_before, rows_after) = deduplicate(files, &target, schema, options, rule, superseded)?;
     outcome.deduplicated = true;
     outcome.deletions_applied = resource_type.is_some();

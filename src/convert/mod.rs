@@ -24,7 +24,8 @@ use crate::fsops;
 use crate::report::{RunReport, TableReport};
 use crate::resource::{IdentifierIndex, IndexedTarget};
 use crate::sink::{
-    rewrite_marked_strings, DatasetWriter, Output, Staging, Step, WriteOptions, RESOURCE_TYPE_KEY,
+    rewrite_marked_strings, DatasetWriter, Output, Staging, Step, WriteOptions, CONTRACT_KEY,
+    RESOURCE_TYPE_KEY, TABLE_KEY,
 };
 use crate::source::{discover, retire_input, Discovery, Quarantine};
 use crate::state::{InputRecord, RunRecord, State, STATE_FILE};
@@ -207,7 +208,12 @@ fn convert_inputs(
         .map(|table| {
             // Tombstones (no resource type of their own) record none.
             let resource_type = Some(table.source_resource_type()).filter(|t| !t.is_empty());
-            let schema = with_resource_type(table.schema(), resource_type);
+            let schema = with_table_metadata(
+                table.schema(),
+                table.name(),
+                resource_type,
+                table.contract_version(),
+            );
             DatasetWriter::create(&staging.table_dir(table.name())?, &part_file, schema, &options)
         })
         .collect::<Result<Vec<_>>>()?;
@@ -467,19 +473,27 @@ fn write_options(settings: &Settings) -> WriteOptions {
     }
 }
 
-/// The schema with `resource_type` in its metadata, so that `compact` can apply deletions to the
-/// file's rows (and a compacted file keeps recording it).
-fn with_resource_type(schema: SchemaRef, resource_type: Option<&str>) -> SchemaRef {
-    match resource_type {
-        Some(resource_type)
-            if schema.metadata().get(RESOURCE_TYPE_KEY).map(String::as_str) != Some(resource_type) =>
-        {
-            let mut metadata = schema.metadata().clone();
-            metadata.insert(RESOURCE_TYPE_KEY.to_owned(), resource_type.to_owned());
-            Arc::new(schema.as_ref().clone().with_metadata(metadata))
-        }
-        _ => schema,
+/// The schema with the table's name, the resource type of its rows and its contract version in
+/// its metadata: `compact` applies deletions by the resource type (and a compacted file keeps
+/// recording all three), and the sink writes them as Parquet key-value metadata for readers.
+fn with_table_metadata(
+    schema: SchemaRef,
+    table: &str,
+    resource_type: Option<&str>,
+    contract: Option<&str>,
+) -> SchemaRef {
+    let mut metadata = schema.metadata().clone();
+    metadata.insert(TABLE_KEY.to_owned(), table.to_owned());
+    if let Some(resource_type) = resource_type {
+        metadata.insert(RESOURCE_TYPE_KEY.to_owned(), resource_type.to_owned());
     }
+    if let Some(contract) = contract {
+        metadata.insert(CONTRACT_KEY.to_owned(), contract.to_owned());
+    }
+    if &metadata == schema.metadata() {
+        return schema;
+    }
+    Arc::new(schema.as_ref().clone().with_metadata(metadata))
 }
 
 /// Refuses folders that overlap in ways that would lose or re-read data: an archive or
@@ -566,7 +580,7 @@ fn check_existing_tables(settings: &Settings, tables: &[Box<dyn Table>]) -> Resu
                 };
                 let found = crate::sink::schema_of(existing).map_err(|e| UsageError(format!("{e:#}")))?;
                 let wanted = table.schema();
-                if found.fields() != wanted.fields() {
+                if !crate::sink::same_columns(found.fields(), wanted.fields()) {
                     let difference = describe_difference(found.fields(), wanted.fields());
                     let message = format!(
                         "cannot append to {}: its schema differs from the new rows' ({difference}); \

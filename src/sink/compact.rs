@@ -17,6 +17,10 @@ use crate::fsops;
 
 /// The metadata key under which each Parquet file records the resource type of its rows.
 pub const RESOURCE_TYPE_KEY: &str = "fhir2table.resource_type";
+/// The metadata key under which each Parquet file records the name of its table.
+pub const TABLE_KEY: &str = "fhir2table.table";
+/// The metadata key under which a built-in table's files record its contract version.
+pub const CONTRACT_KEY: &str = "fhir2table.contract";
 
 /// A run's stamp for part file names: its start in UTC to the microsecond, always with six
 /// fraction digits and no separators (`20261130T052000.123456Z`). Every writer uses it, so
@@ -64,19 +68,21 @@ pub fn rewrite_rows(
     mut keep: impl FnMut(usize, u32, &RecordBatch) -> BooleanArray,
 ) -> Result<u64> {
     let output = fsops::create_file(target).with_context(|| format!("cannot create {}", target.display()))?;
-    let mut writer = ArrowWriter::try_new(output, schema, Some(options.properties()))?;
+    let properties = options.properties(&schema);
+    let mut writer = ArrowWriter::try_new(output, schema.clone(), Some(properties))?;
     let mut written = 0;
     for (file_index, file) in files.iter().enumerate() {
         let mut row = 0u32;
         for batch in read_batches(file)? {
             let batch = batch?;
             let kept = filter_record_batch(&batch, &keep(file_index, row, &batch))?;
+            let kept = super::parquet::conform(kept, &schema)?;
             row += batch.num_rows() as u32;
             written += kept.num_rows() as u64;
             writer.write(&kept)?;
         }
     }
-    fsops::sync_file(&writer.into_inner()?)?;
+    super::parquet::finish_file(writer, target)?;
     Ok(written)
 }
 

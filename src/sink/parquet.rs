@@ -3,11 +3,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
-use arrow_schema::{DataType, SchemaRef};
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, ArrayRef, ListArray, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression as ParquetCodec, ZstdLevel};
+use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use serde::Deserialize;
 
@@ -44,8 +46,25 @@ pub struct WriteOptions {
     pub compression: Compression,
 }
 
+/// Parquet key-value metadata key: the tool version that wrote the file.
+pub const TOOL_VERSION_KEY: &str = "fhir2table.version";
+
+/// Spark decides from this key whether a file's dates and timestamps before 1582-10-15 were
+/// written in the old hybrid calendar: a file without it is read by the session's
+/// `spark.sql.parquet.datetimeRebaseModeInRead`, which in Spark 3.x fails the whole scan, while a
+/// version of 3.0.0 or later (and no `org.apache.spark.legacyDateTime` key) tells Spark the values
+/// are proleptic Gregorian, as Arrow and this tool write them. Read as a string comparison.
+const SPARK_CALENDAR_KEY: &str = "org.apache.spark.version";
+const SPARK_PROLEPTIC_GREGORIAN: &str = "3.0.0";
+
 impl WriteOptions {
-    pub(crate) fn properties(&self) -> WriterProperties {
+    /// Writer settings for a file of `schema`. Every `fhir2table.*` entry of the schema's
+    /// metadata (table, resource type, contract) is also written as Parquet key-value metadata,
+    /// which Spark, DuckDB and Trino read while none of them reads the `ARROW:schema` blob; the
+    /// tool version is this binary's. List columns are written as the Parquet spec's
+    /// `list.element` (pyiceberg and other spec-strict readers need it; Arrow readers get the
+    /// original schema back from `ARROW:schema`).
+    pub(crate) fn properties(&self, schema: &Schema) -> WriterProperties {
         let codec = match self.compression {
             Compression::Zstd => ParquetCodec::ZSTD(ZstdLevel::try_new(1).expect("zstd level 1 is valid")),
             Compression::Snappy => ParquetCodec::SNAPPY,
@@ -56,8 +75,41 @@ impl WriteOptions {
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
             .set_created_by(format!("fhir2table {}", env!("CARGO_PKG_VERSION")))
+            .set_coerce_types(true)
+            .set_key_value_metadata(Some(key_value_metadata(schema)))
             .build()
     }
+}
+
+fn key_value_metadata(schema: &Schema) -> Vec<KeyValue> {
+    let mut entries: Vec<KeyValue> = schema
+        .metadata()
+        .iter()
+        .filter(|(key, _)| key.starts_with("fhir2table.") && key.as_str() != TOOL_VERSION_KEY)
+        .map(|(key, value)| KeyValue::new(key.clone(), value.clone()))
+        .collect();
+    entries.sort_by(|a, b| a.key.cmp(&b.key));
+    entries.push(KeyValue::new(
+        TOOL_VERSION_KEY.to_owned(),
+        env!("CARGO_PKG_VERSION").to_owned(),
+    ));
+    entries.push(KeyValue::new(
+        SPARK_CALENDAR_KEY.to_owned(),
+        SPARK_PROLEPTIC_GREGORIAN.to_owned(),
+    ));
+    entries
+}
+
+/// Writes the footer of a Parquet file, makes its floating-point statistics readable by every
+/// engine (see `footer.rs`) and syncs it to disk. Every Parquet file the tool writes ends here.
+pub(crate) fn finish_file(mut writer: ArrowWriter<File>, path: &Path) -> Result<()> {
+    let metadata = writer
+        .finish()
+        .with_context(|| format!("cannot finish {}", path.display()))?;
+    let file = writer.inner_mut();
+    super::footer::declare_float_orders_for_all_readers(path, file, &metadata)
+        .with_context(|| format!("cannot finish {}", path.display()))?;
+    fsops::sync_file(file).with_context(|| format!("cannot sync {}", path.display()))
 }
 
 /// One table's Parquet file inside a dataset folder.
@@ -73,7 +125,8 @@ impl DatasetWriter {
         fsops::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let path = dir.join(file_name);
         let file = fsops::create_file(&path).with_context(|| format!("cannot create {}", path.display()))?;
-        let writer = ArrowWriter::try_new(file, schema, Some(options.properties()))
+        let properties = options.properties(&schema);
+        let writer = ArrowWriter::try_new(file, schema, Some(properties))
             .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(DatasetWriter {
             path,
@@ -92,11 +145,7 @@ impl DatasetWriter {
 
     /// Completes the file (footer written, data synced to disk); returns its path and row count.
     pub fn close(self) -> Result<(PathBuf, u64)> {
-        let file = self
-            .writer
-            .into_inner()
-            .with_context(|| format!("cannot finish {}", self.path.display()))?;
-        fsops::sync_file(&file).with_context(|| format!("cannot sync {}", self.path.display()))?;
+        finish_file(self.writer, &self.path)?;
         Ok((self.path, self.rows))
     }
 }
@@ -127,7 +176,7 @@ pub fn rewrite_marked_strings(
     let temporary = path.with_extension("parquet.tmp");
     let output =
         fsops::create_file(&temporary).with_context(|| format!("cannot create {}", temporary.display()))?;
-    let mut writer = ArrowWriter::try_new(output, schema.clone(), Some(options.properties()))
+    let mut writer = ArrowWriter::try_new(output, schema.clone(), Some(options.properties(&schema)))
         .with_context(|| format!("cannot write {}", temporary.display()))?;
     for batch in reader {
         let batch = batch?;
@@ -144,10 +193,7 @@ pub fn rewrite_marked_strings(
             .write(&RecordBatch::try_new(schema.clone(), columns)?)
             .with_context(|| format!("cannot write {}", temporary.display()))?;
     }
-    let finished = writer
-        .into_inner()
-        .with_context(|| format!("cannot finish {}", temporary.display()))?;
-    fsops::sync_file(&finished).with_context(|| format!("cannot sync {}", temporary.display()))?;
+    finish_file(writer, &temporary)?;
     fsops::rename(&temporary, path).with_context(|| format!("cannot replace {}", path.display()))?;
     Ok(())
 }
@@ -173,4 +219,59 @@ fn replace_marked(
         })
         .collect();
     Arc::new(replaced)
+}
+
+/// Whether a dataset's existing columns take new rows of `wanted`'s columns: the same names,
+/// types and nullability, where a list's element field may be named `item` (files written before
+/// list columns followed the Parquet spec) or `element`; readers see no difference between the two.
+pub fn same_columns(found: &Fields, wanted: &Fields) -> bool {
+    found.len() == wanted.len()
+        && found.iter().zip(wanted.iter()).all(|(a, b)| {
+            a.name() == b.name()
+                && a.is_nullable() == b.is_nullable()
+                && spec_list_names(a.data_type()) == spec_list_names(b.data_type())
+        })
+}
+
+fn spec_list_names(data_type: &DataType) -> DataType {
+    match data_type {
+        DataType::List(element) => DataType::List(Arc::new(Field::new(
+            "element",
+            spec_list_names(element.data_type()),
+            element.is_nullable(),
+        ))),
+        other => other.clone(),
+    }
+}
+
+/// `batch` under `schema` when their columns differ only in list element names (see
+/// [`same_columns`]), so rows of older and newer files can be written to one file.
+pub(crate) fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    if batch.schema().fields() == schema.fields() {
+        return Ok(batch);
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| relabel_lists(column, field.data_type()))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+fn relabel_lists(array: &ArrayRef, target: &DataType) -> Result<ArrayRef> {
+    match (array.data_type(), target) {
+        (DataType::List(_), DataType::List(element)) => {
+            let list = array.as_list::<i32>();
+            let values = relabel_lists(list.values(), element.data_type())?;
+            let relabelled = ListArray::try_new(
+                element.clone(),
+                list.offsets().clone(),
+                values,
+                list.nulls().cloned(),
+            )?;
+            Ok(Arc::new(relabelled))
+        }
+        _ => Ok(array.clone()),
+    }
 }

@@ -33,6 +33,10 @@ macro_rules! builtin_table {
                 $resource_type
             }
 
+            fn contract_version(&self) -> Option<&'static str> {
+                Some($crate::table::CONTRACT_VERSION)
+            }
+
             fn fresh(&self, batch_size: usize) -> Box<dyn $crate::table::Table> {
                 Box::new($table::new(batch_size))
             }

@@ -62,7 +62,16 @@ pub trait Table: Send + Sync {
     fn source_resource_type(&self) -> &str {
         self.resource_type()
     }
+    /// The version of the column contract (docs/tables.md) the table follows, recorded in each
+    /// Parquet file; views follow their ViewDefinition instead and have none.
+    fn contract_version(&self) -> Option<&'static str> {
+        None
+    }
 }
+
+/// The version of the built-in tables' column contract in docs/tables.md, raised on every
+/// change a query written against the old one could notice.
+pub const CONTRACT_VERSION: &str = "1";
 
 /// A batch is cut when its string data reaches this many bytes, whatever its row count. No cell
 /// holds more than [`MAX_CELL_BYTES`], a built-in row a few dozen cells, and a view refuses a

@@ -8,7 +8,7 @@ use arrow_array::builder::{
     ArrayBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, ListBuilder, StringBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use arrow_schema::{DataType, Field, FieldRef, Schema, SchemaRef};
 use serde_json::Value;
 
 use super::definition::View;
@@ -75,7 +75,7 @@ pub fn schema(view: &View) -> SchemaRef {
         .map(|column| {
             let scalar = Kind::of(&column.type_name).data_type();
             let data_type = if column.collection {
-                DataType::List(Arc::new(Field::new("item", scalar, true)))
+                DataType::List(list_element(scalar))
             } else {
                 scalar
             };
@@ -83,6 +83,13 @@ pub fn schema(view: &View) -> SchemaRef {
         })
         .collect();
     Arc::new(Schema::new(fields))
+}
+
+/// The element field of a list column, named `element` as the Parquet spec's list layout
+/// names it (so the Arrow schema and the Parquet file agree, and spec-strict readers such as
+/// pyiceberg accept the file).
+fn list_element(scalar: DataType) -> FieldRef {
+    Arc::new(Field::new("element", scalar, true))
 }
 
 /// A view's batch under construction.
@@ -124,12 +131,16 @@ fn new_builder(kind: Kind, collection: bool, capacity: usize) -> Box<dyn ArrayBu
         (Kind::Int64, false) => Box::new(Int64Builder::with_capacity(capacity)),
         (Kind::Float64, false) => Box::new(Float64Builder::with_capacity(capacity)),
         (Kind::Utf8, false) => Box::new(StringBuilder::with_capacity(capacity, capacity * 16)),
-        (Kind::Boolean, true) => Box::new(ListBuilder::new(BooleanBuilder::new())),
-        (Kind::Int32, true) => Box::new(ListBuilder::new(Int32Builder::new())),
-        (Kind::Int64, true) => Box::new(ListBuilder::new(Int64Builder::new())),
-        (Kind::Float64, true) => Box::new(ListBuilder::new(Float64Builder::new())),
-        (Kind::Utf8, true) => Box::new(ListBuilder::new(StringBuilder::new())),
+        (Kind::Boolean, true) => Box::new(list_builder(BooleanBuilder::new(), kind)),
+        (Kind::Int32, true) => Box::new(list_builder(Int32Builder::new(), kind)),
+        (Kind::Int64, true) => Box::new(list_builder(Int64Builder::new(), kind)),
+        (Kind::Float64, true) => Box::new(list_builder(Float64Builder::new(), kind)),
+        (Kind::Utf8, true) => Box::new(list_builder(StringBuilder::new(), kind)),
     }
+}
+
+fn list_builder<T: ArrayBuilder>(values: T, kind: Kind) -> ListBuilder<T> {
+    ListBuilder::new(values).with_field(list_element(kind.data_type()))
 }
 
 /// Appends one scalar to a (non-list) builder of the given kind.

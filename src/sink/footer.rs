@@ -1,0 +1,354 @@
+//! Making the min/max statistics of floating-point columns usable by today's readers.
+//!
+//! parquet-rs 60 declares the column order of every FLOAT and DOUBLE column as
+//! `IEEE_754_TOTAL_ORDER`, a column order added to the Parquet format in 2025 (PARQUET-2249).
+//! The format tells readers to ignore min/max statistics whose column order they do not know,
+//! and pyarrow 26, parquet-java and DuckDB 2.0 do not know this one yet (arrow C++ adds it in
+//! apache/arrow#50807), so no engine could prune row groups on latitude, totals or quantity
+//! values. For values that hold no NaN the two orders agree on min and max (JSON cannot express
+//! NaN or infinity), so after the footer is written each such column's order is rewritten in
+//! place to `TYPE_DEFINED_ORDER`, which every reader knows. A column whose statistics saw a NaN
+//! keeps the new order. The rewrite swaps one byte per column inside the Thrift footer (the
+//! union's field id 2 becomes 1; both are empty structs, so nothing moves) and the footer is
+//! parsed again before the file counts as written.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use anyhow::{bail, ensure, Context, Result};
+use parquet::basic::{ColumnOrder, Type as PhysicalType};
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use parquet::file::statistics::Statistics;
+
+/// Field id of `column_orders` in Thrift `FileMetaData`.
+const COLUMN_ORDERS_FIELD: i16 = 7;
+/// Field ids inside the Thrift `ColumnOrder` union.
+const TYPE_ORDER_FIELD: i16 = 1;
+const IEEE_754_TOTAL_ORDER_FIELD: i16 = 2;
+
+/// Rewrites the footer of the finished Parquet file at `path` (written through `file`, whose
+/// metadata the writer returned) so that NaN-free floating-point columns declare
+/// `TYPE_DEFINED_ORDER`. Does nothing when no column qualifies.
+pub(crate) fn declare_float_orders_for_all_readers(
+    path: &Path,
+    file: &mut File,
+    metadata: &ParquetMetaData,
+) -> Result<()> {
+    let columns = metadata.file_metadata().schema_descr().columns();
+    let to_rewrite: Vec<bool> = (0..columns.len())
+        .map(|i| {
+            matches!(
+                columns[i].physical_type(),
+                PhysicalType::FLOAT | PhysicalType::DOUBLE
+            ) && metadata.file_metadata().column_order(i) == ColumnOrder::IEEE_754_TOTAL_ORDER
+                && metadata
+                    .row_groups()
+                    .iter()
+                    .all(|group| statistics_free_of_nan(group.column(i).statistics()))
+        })
+        .collect();
+    if !to_rewrite.contains(&true) {
+        return Ok(());
+    }
+    let (footer_start, mut footer) = read_footer(&mut File::open(path)?)?;
+    rewrite_column_orders(&mut footer, &to_rewrite).context("unexpected Parquet footer layout")?;
+    file.seek(SeekFrom::Start(footer_start))?;
+    file.write_all(&footer)?;
+    file.flush()?;
+    check_orders(&File::open(path)?, &to_rewrite)
+}
+
+fn statistics_free_of_nan(statistics: Option<&Statistics>) -> bool {
+    let free = |min: Option<f64>, max: Option<f64>, nans: Option<u64>| {
+        nans.unwrap_or(0) == 0 && !min.is_some_and(f64::is_nan) && !max.is_some_and(f64::is_nan)
+    };
+    match statistics {
+        None => true,
+        Some(Statistics::Double(s)) => free(s.min_opt().copied(), s.max_opt().copied(), s.nan_count_opt()),
+        Some(Statistics::Float(s)) => free(
+            s.min_opt().map(|&v| v as f64),
+            s.max_opt().map(|&v| v as f64),
+            s.nan_count_opt(),
+        ),
+        Some(_) => false,
+    }
+}
+
+/// The Thrift footer's offset in the file and its bytes (without length and magic).
+fn read_footer(file: &mut File) -> Result<(u64, Vec<u8>)> {
+    let end = file.seek(SeekFrom::End(0))?;
+    ensure!(end >= 12, "file too short for a Parquet footer");
+    let mut tail = [0u8; 8];
+    file.seek(SeekFrom::Start(end - 8))?;
+    file.read_exact(&mut tail)?;
+    ensure!(&tail[4..] == b"PAR1", "no Parquet magic at the end of the file");
+    let length = u64::from(u32::from_le_bytes(tail[..4].try_into().expect("four bytes")));
+    ensure!(length + 12 <= end, "footer length beyond the file");
+    let start = end - 8 - length;
+    let mut footer = vec![0u8; length as usize];
+    file.seek(SeekFrom::Start(start))?;
+    file.read_exact(&mut footer)?;
+    Ok((start, footer))
+}
+
+/// Reads the footer back as readers will and checks that the chosen columns now declare the
+/// type-defined order.
+fn check_orders(file: &File, rewritten: &[bool]) -> Result<()> {
+    let metadata = ParquetMetaDataReader::new()
+        .parse_and_finish(file)
+        .context("the rewritten Parquet footer does not parse")?;
+    for (i, &was_rewritten) in rewritten.iter().enumerate() {
+        let order = metadata.file_metadata().column_order(i);
+        if was_rewritten && !matches!(order, ColumnOrder::TYPE_DEFINED_ORDER(_)) {
+            bail!("column {i} still declares {order:?} after the footer rewrite");
+        }
+    }
+    Ok(())
+}
+
+/// Walks the Thrift compact encoding of `FileMetaData` to its `column_orders` list and turns
+/// each chosen `IEEE754TotalOrder` element into `TypeDefinedOrder`.
+fn rewrite_column_orders(footer: &mut [u8], chosen: &[bool]) -> Result<()> {
+    let mut cursor = Cursor { bytes: footer, at: 0 };
+    let mut last_field = 0i16;
+    loop {
+        let Some((field, kind)) = cursor.field_header(&mut last_field)? else {
+            bail!("FileMetaData has no column_orders");
+        };
+        if field != COLUMN_ORDERS_FIELD {
+            cursor.skip(kind)?;
+            continue;
+        }
+        ensure!(kind == LIST, "column_orders is not a list");
+        let (count, element) = cursor.list_header()?;
+        ensure!(
+            element == STRUCT && count == chosen.len(),
+            "column_orders does not match the schema"
+        );
+        for &rewrite in chosen {
+            let header_at = cursor.at;
+            let mut union_field = 0i16;
+            let (id, kind) = cursor
+                .field_header(&mut union_field)?
+                .context("empty ColumnOrder")?;
+            ensure!(kind == STRUCT, "ColumnOrder member is not a struct");
+            cursor.skip(STRUCT)?;
+            ensure!(
+                cursor.field_header(&mut union_field)?.is_none(),
+                "ColumnOrder has two members"
+            );
+            if rewrite {
+                ensure!(
+                    id == IEEE_754_TOTAL_ORDER_FIELD,
+                    "column order is not IEEE 754 total order"
+                );
+                ensure!(cursor.bytes[header_at] >> 4 == 2, "long-form field header");
+                cursor.bytes[header_at] = ((TYPE_ORDER_FIELD as u8) << 4) | STRUCT;
+            }
+        }
+        return Ok(());
+    }
+}
+
+// Thrift compact protocol type codes.
+const BOOL_TRUE: u8 = 1;
+const BOOL_FALSE: u8 = 2;
+const BYTE: u8 = 3;
+const I16: u8 = 4;
+const I32: u8 = 5;
+const I64: u8 = 6;
+const DOUBLE: u8 = 7;
+const BINARY: u8 = 8;
+const LIST: u8 = 9;
+const SET: u8 = 10;
+const MAP: u8 = 11;
+const STRUCT: u8 = 12;
+
+/// Nesting deeper than this is not a footer parquet-rs wrote.
+const MAX_DEPTH: usize = 64;
+
+struct Cursor<'a> {
+    bytes: &'a mut [u8],
+    at: usize,
+}
+
+impl Cursor<'_> {
+    fn byte(&mut self) -> Result<u8> {
+        let byte = *self.bytes.get(self.at).context("footer ends early")?;
+        self.at += 1;
+        Ok(byte)
+    }
+
+    fn varint(&mut self) -> Result<u64> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = self.byte()?;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        bail!("varint too long")
+    }
+
+    fn advance(&mut self, count: u64) -> Result<()> {
+        let end = (self.at as u64).checked_add(count).context("length overflow")?;
+        ensure!(end <= self.bytes.len() as u64, "footer ends early");
+        self.at = end as usize;
+        Ok(())
+    }
+
+    /// The next field's id and type, or `None` at the struct's end.
+    fn field_header(&mut self, last: &mut i16) -> Result<Option<(i16, u8)>> {
+        let byte = self.byte()?;
+        if byte == 0 {
+            return Ok(None);
+        }
+        let delta = (byte >> 4) as i16;
+        let id = if delta == 0 {
+            let zigzag = self.varint()? as i64;
+            ((zigzag >> 1) ^ -(zigzag & 1)) as i16
+        } else {
+            *last + delta
+        };
+        *last = id;
+        Ok(Some((id, byte & 0x0f)))
+    }
+
+    fn list_header(&mut self) -> Result<(usize, u8)> {
+        let byte = self.byte()?;
+        let short = (byte >> 4) as u64;
+        let count = if short == 15 { self.varint()? } else { short };
+        Ok((usize::try_from(count)?, byte & 0x0f))
+    }
+
+    fn skip(&mut self, kind: u8) -> Result<()> {
+        self.skip_at(kind, 0)
+    }
+
+    /// Skips a list, set or map element: there a boolean takes a byte of its own.
+    fn skip_element(&mut self, kind: u8, depth: usize) -> Result<()> {
+        match kind {
+            BOOL_TRUE | BOOL_FALSE => self.advance(1),
+            _ => self.skip_at(kind, depth),
+        }
+    }
+
+    fn skip_at(&mut self, kind: u8, depth: usize) -> Result<()> {
+        ensure!(depth < MAX_DEPTH, "footer nests too deep");
+        match kind {
+            BOOL_TRUE | BOOL_FALSE => Ok(()),
+            BYTE => self.advance(1),
+            I16 | I32 | I64 => self.varint().map(drop),
+            DOUBLE => self.advance(8),
+            BINARY => {
+                let length = self.varint()?;
+                self.advance(length)
+            }
+            LIST | SET => {
+                let (count, element) = self.list_header()?;
+                for _ in 0..count {
+                    self.skip_element(element, depth + 1)?;
+                }
+                Ok(())
+            }
+            MAP => {
+                let count = self.varint()?;
+                if count == 0 {
+                    return Ok(());
+                }
+                let types = self.byte()?;
+                for _ in 0..count {
+                    self.skip_element(types >> 4, depth + 1)?;
+                    self.skip_element(types & 0x0f, depth + 1)?;
+                }
+                Ok(())
+            }
+            STRUCT => {
+                let mut last = 0i16;
+                while let Some((_, kind)) = self.field_header(&mut last)? {
+                    self.skip_at(kind, depth + 1)?;
+                }
+                Ok(())
+            }
+            other => bail!("unknown Thrift type {other}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{Float64Array, RecordBatch};
+    use arrow_schema::{DataType, Field, Schema};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    use super::*;
+    use crate::sink::{Compression, DatasetWriter, WriteOptions};
+
+    #[test]
+    fn only_columns_without_nan_change_order_and_every_value_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("clean", DataType::Float64, true),
+            Field::new("with_nan", DataType::Float64, true),
+            Field::new("all_null", DataType::Float64, true),
+        ]));
+        let clean = Float64Array::from(vec![Some(-0.0), Some(2.5), None]);
+        let with_nan = Float64Array::from(vec![Some(1.0), Some(f64::NAN), Some(-3.0)]);
+        let all_null = Float64Array::from(vec![None, None, None]);
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(clean), Arc::new(with_nan), Arc::new(all_null)],
+        )
+        .unwrap();
+        let options = WriteOptions {
+            compression: Compression::Zstd,
+        };
+        let mut writer = DatasetWriter::create(dir.path(), "part.parquet", schema, &options).unwrap();
+        writer.write(&batch).unwrap();
+        let (path, rows) = writer.close().unwrap();
+        assert_eq!(rows, 3);
+
+        let file = File::open(&path).unwrap();
+        let metadata = ParquetMetaDataReader::new().parse_and_finish(&file).unwrap();
+        let orders: Vec<ColumnOrder> = (0..3).map(|i| metadata.file_metadata().column_order(i)).collect();
+        assert!(
+            matches!(orders[0], ColumnOrder::TYPE_DEFINED_ORDER(_)),
+            "{orders:?}"
+        );
+        assert_eq!(
+            orders[1],
+            ColumnOrder::IEEE_754_TOTAL_ORDER,
+            "a NaN keeps the total order"
+        );
+        assert!(
+            matches!(orders[2], ColumnOrder::TYPE_DEFINED_ORDER(_)),
+            "{orders:?}"
+        );
+        let read: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(read.len(), 1);
+        for i in 0..3 {
+            let (written, back) = (batch.column(i), read[0].column(i));
+            assert_eq!(format!("{written:?}"), format!("{back:?}"), "column {i}");
+        }
+    }
+
+    #[test]
+    fn a_footer_that_does_not_match_the_schema_is_refused_untouched() {
+        // FileMetaData { 7: column_orders = [IEEE754TotalOrder] } against a two-column schema.
+        let mut footer = vec![0x79, 0x1c, 0x2c, 0x00, 0x00, 0x00];
+        let original = footer.clone();
+        assert!(rewrite_column_orders(&mut footer, &[true, true]).is_err());
+        assert_eq!(footer, original);
+        assert!(rewrite_column_orders(&mut footer, &[true]).is_ok());
+        assert_eq!(footer, vec![0x79, 0x1c, 0x1c, 0x00, 0x00, 0x00]);
+    }
+}
