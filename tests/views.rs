@@ -5,6 +5,8 @@ mod common;
 
 use std::path::Path;
 
+use arrow_schema::{DataType, TimeUnit};
+
 use common::{assert_cells, convert, fhir2table, fixtures, read_table};
 
 fn default_views_run() -> common::Run {
@@ -123,7 +125,7 @@ fn default_views_hold_the_right_values() {
             ("clinical_status", Some("active")),
             ("code_code", Some("53741008")),
             ("code_display", Some("Coronary Heart Disease")),
-            ("onset", Some("1966-06-09T08:27:40+00:00")),
+            ("onset", Some("1966-06-09T08:27:40Z")),
             ("abatement", None),
         ],
     );
@@ -133,7 +135,7 @@ fn default_views_hold_the_right_values() {
             ("patient_id", Some("3fc4d5b0-9e46-4307-8c05-e4cef7602e7f")),
             ("category", Some("survey")),
             ("code_code", Some("72166-2")),
-            ("issued", Some("2021-03-24T00:25:00.329+10:00")),
+            ("issued", Some("2021-03-23T14:25:00.329000Z")),
             ("value_quantity", None),
             ("value_code", Some("266919005")),
             ("value_display", Some("Never smoker")),
@@ -192,7 +194,7 @@ fn default_views_hold_the_right_values() {
             ("status", Some("stopped")),
             ("medication_code", Some("562251")),
             ("requester_id", Some("ec06fc71-7541-44d0-80cf-6b0eec00ab3b")),
-            ("authored_on", Some("2015-07-10T22:48:50+00:00")),
+            ("authored_on", Some("2015-07-10T22:48:50Z")),
         ],
     );
     assert_cells(
@@ -202,8 +204,8 @@ fn default_views_hold_the_right_values() {
     assert_cells(
         &row("procedure", "id", "0e4d11de-6aa8-75c0-cfd3-cf67ef69445e")[0],
         &[
-            ("performed_start", Some("2015-02-19T11:46:25+10:00")),
-            ("performed_end", Some("2015-02-19T12:12:50+10:00")),
+            ("performed_start", Some("2015-02-19T01:46:25Z")),
+            ("performed_end", Some("2015-02-19T02:12:50Z")),
         ],
     );
     assert_cells(
@@ -664,4 +666,133 @@ fn an_integer_column_refuses_values_beyond_32_bits_instead_of_wrapping() {
     let run = convert(input.path(), &["--view", view.to_str().unwrap()]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_cells(run.table("counts").row("fits"), &[("n", Some("2147483647"))]);
+}
+
+#[test]
+fn an_ansi_type_tag_gives_typed_time_columns_by_the_built_in_tables_rules() {
+    let input = tempfile::tempdir().unwrap();
+    let lines = [
+        r#"{"resourceType":"Encounter","id":"e1","period":{"start":"2019-02-16T23:30:00-05:00","end":"2019"},"meta":{"lastUpdated":"2019-02-17T04:30:00.123456789Z"}}"#,
+        r#"{"resourceType":"Encounter","id":"e2","period":{"start":"2019-13-01T00:00:00Z"}}"#,
+        r#"{"resourceType":"Encounter","id":"e3"}"#,
+    ];
+    std::fs::write(input.path().join("e.ndjson"), lines.join("\n") + "\n").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let timestamp = r#"[{"name":"ansi/type","value":"TIMESTAMP WITH TIME ZONE"}]"#;
+    let date = r#"[{"name":"note","value":"kept"},{"name":"ansi/type","value":"date"}]"#;
+    let view = write_view(
+        dir.path(),
+        "times.json",
+        &format!(
+            r#"{{"resource":"Encounter","select":[{{"column":[
+                {{"name":"id","path":"id"}},
+                {{"name":"start","path":"period.start","type":"dateTime","tag":{timestamp}}},
+                {{"name":"start_day","path":"period.start","type":"dateTime","tag":{date}}},
+                {{"name":"start_text","path":"period.start","type":"dateTime"}},
+                {{"name":"end","path":"period.end","type":"dateTime","tag":{timestamp}}},
+                {{"name":"updated","path":"meta.lastUpdated","type":"instant","tag":{timestamp}}},
+                {{"name":"both","path":"period.start | period.end","type":"dateTime","collection":true,"tag":{timestamp}}}
+            ]}}]}}"#
+        ),
+    );
+    let run = convert(
+        input.path(),
+        &["--view", view.to_str().unwrap(), "--no-builtin-tables"],
+    );
+    assert_eq!(
+        run.code, 1,
+        "an invalid dateTime is lost input, as in the built-in tables: {}",
+        run.stderr
+    );
+    let table = run.table("times");
+    let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    for (column, expected) in [
+        ("start", &utc),
+        ("start_day", &DataType::Date32),
+        ("start_text", &DataType::Utf8),
+        ("end", &utc),
+        ("updated", &utc),
+    ] {
+        assert_eq!(
+            table.schema.field_with_name(column).unwrap().data_type(),
+            expected,
+            "{column}"
+        );
+    }
+    assert_cells(
+        table.row("e1"),
+        &[
+            ("start", Some("2019-02-17T04:30:00Z")),
+            ("start_day", Some("2019-02-16")),
+            ("start_text", Some("2019-02-16T23:30:00-05:00")),
+            ("end", Some("2019-01-01T00:00:00Z")),
+            ("updated", Some("2019-02-17T04:30:00.123456Z")),
+            ("both", Some("[2019-02-17T04:30:00Z, 2019-01-01T00:00:00Z]")),
+        ],
+    );
+    assert_cells(
+        table.row("e2"),
+        &[
+            ("start", None),
+            ("start_day", None),
+            ("start_text", Some("2019-13-01T00:00:00Z")),
+        ],
+    );
+    assert_cells(table.row("e3"), &[("start", None), ("both", Some("[]"))]);
+    let invalid = &run.report()["warnings"]["invalid_datetime"];
+    assert_eq!(invalid["count"], 3, "start, start_day and both on e2: {invalid}");
+    assert_eq!(invalid["examples"][0]["resource"], "Encounter/e2");
+}
+
+#[test]
+fn a_time_tag_on_a_column_that_holds_no_dates_is_refused_before_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let view = write_view(
+        dir.path(),
+        "bad.json",
+        r#"{"name":"bad","resource":"Patient","select":[{"column":[{"name":"gender","path":"gender","type":"code","tag":[{"name":"ansi/type","value":"TIMESTAMP"}]}]}]}"#,
+    );
+    let out = tempfile::tempdir().unwrap();
+    let output = convert_handmade_with_view(out.path(), &view);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("view bad: select[0].column[0].tag[0]: ansi/type TIMESTAMP applies to date, dateTime and instant columns; this one is code"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn every_date_and_time_column_of_the_default_views_is_typed() {
+    let run = default_views_run();
+    let mut typed = 0;
+    for entry in std::fs::read_dir(common::fixtures().parent().unwrap().join("views")).unwrap() {
+        let path = entry.unwrap().path();
+        let definition: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let name = definition["name"].as_str().unwrap();
+        let schema = run.table(name).schema;
+        let mut columns = Vec::new();
+        collect_columns(&definition, &mut columns);
+        for column in columns {
+            let field = schema.field_with_name(column["name"].as_str().unwrap()).unwrap();
+            if matches!(column["type"].as_str(), Some("dateTime" | "instant")) {
+                let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+                assert_eq!(field.data_type(), &utc, "{name}.{}", field.name());
+                typed += 1;
+            }
+        }
+    }
+    assert!(typed >= 30, "{typed} typed columns");
+}
+
+fn collect_columns<'v>(node: &'v serde_json::Value, into: &mut Vec<&'v serde_json::Value>) {
+    for column in node["column"].as_array().into_iter().flatten() {
+        into.push(column);
+    }
+    for key in ["select", "unionAll"] {
+        for child in node[key].as_array().into_iter().flatten() {
+            collect_columns(child, into);
+        }
+    }
 }

@@ -19,6 +19,16 @@ pub fn parse_date(text: &str) -> Option<i32> {
     cursor.at_end().then(|| date.days_since_epoch() as i32)
 }
 
+/// Days since 1970-01-01 of the calendar date a FHIR `date`, `dateTime` or `instant` is written
+/// on (`2019-02-16T23:30:00-05:00` → 2019-02-16: the date as written, not moved to UTC; a partial
+/// date is its first day), or `None` when the text is not a valid FHIR value of those types.
+pub fn calendar_date(text: &str) -> Option<i32> {
+    match text.split_once('T') {
+        None => parse_date(text),
+        Some((date, _)) => parse_datetime(text).and_then(|_| parse_date(date)),
+    }
+}
+
 /// `YYYY-MM-DDTHH:MM:SSZ` for a system time (UTC), to the second: run reports and the lock's
 /// note of when its holder started.
 pub fn format_utc(time: std::time::SystemTime) -> String {

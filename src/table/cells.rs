@@ -107,6 +107,21 @@ impl<'c, 'a> Cells<'c, 'a> {
         parsed
     }
 
+    /// A `Date32` cell from the calendar date a FHIR `date`, `dateTime` or `instant` is written
+    /// on (see [`crate::fhir::datetime::calendar_date`]).
+    pub fn calendar_date(&mut self, column: &str, text: &str) -> Option<i32> {
+        let parsed = crate::fhir::datetime::calendar_date(text);
+        if parsed.is_none() {
+            let kind = if text.contains('T') {
+                WarningKind::InvalidDatetime
+            } else {
+                WarningKind::InvalidDate
+            };
+            self.warn(kind, column, text);
+        }
+        parsed
+    }
+
     /// A `Timestamp(µs, UTC)` cell from a FHIR `dateTime` or `instant`.
     pub fn datetime(&mut self, column: &str, value: Option<&Str<'_>>) -> Option<i64> {
         let text = value?;

@@ -34,7 +34,7 @@ pub struct Boolean;
 pub struct Float64;
 
 /// The time zone of every timestamp column.
-const UTC: &str = "UTC";
+pub const UTC: &str = "UTC";
 
 /// Typical bytes per string cell, to size string builders.
 const STRING_BYTES_HINT: usize = 24;

@@ -15,6 +15,7 @@ mod text;
 
 pub(crate) use cells::Cells;
 pub use cells::MAX_CELL_BYTES;
+pub use columns::UTC;
 pub use staged::{staged, PENDING_MARKER};
 pub use text::cell_text;
 

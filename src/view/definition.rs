@@ -14,6 +14,24 @@ pub struct ColumnDef {
     /// The FHIR type name (`string`, `boolean`, `integer`, `dateTime`, ...).
     pub type_name: String,
     pub collection: bool,
+    /// Set when the column asks for a typed date or time (`ansi/type` tag); `None` keeps the
+    /// SQL on FHIR default, the FHIR value as text.
+    pub typed_time: Option<TypedTime>,
+}
+
+/// The tag name SQL on FHIR reserves for a column's ANSI SQL type.
+pub const ANSI_TYPE_TAG: &str = "ansi/type";
+
+/// How a `date`, `dateTime` or `instant` column is stored when its `ansi/type` tag asks for a
+/// typed column, by the built-in tables' rules (docs/tables.md): analysts then filter and join on
+/// times without casting text in every query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TypedTime {
+    /// `TIMESTAMP` or `TIMESTAMP WITH TIME ZONE`: `Timestamp(µs, "UTC")`, the earliest instant
+    /// the value can mean.
+    Timestamp,
+    /// `DATE`: `Date32`, the calendar date as written (a partial date is its first day).
+    Date,
 }
 
 /// How a select iterates over its input.
@@ -541,13 +559,59 @@ impl Compiler<'_> {
             Some(_) => return Err(self.fail(&format!("{path}.type"), "must be a type name")),
             None => super::types::infer(&expr, self.resource),
         };
+        let typed_time = self.typed_time(object.get("tag"), &type_name, path)?;
         Ok((
             ColumnDef {
                 name: name.to_owned(),
                 type_name,
                 collection,
+                typed_time,
             },
             expr,
         ))
+    }
+
+    /// The typed storage a column's `ansi/type` tag asks for. Other tags, and ANSI types other
+    /// than the time ones, leave the column as it is.
+    fn typed_time(
+        &self,
+        tags: Option<&Value>,
+        type_name: &str,
+        path: &str,
+    ) -> Result<Option<TypedTime>, String> {
+        let Some(tags) = tags else {
+            return Ok(None);
+        };
+        let tags = tags.as_array().ok_or_else(|| {
+            self.fail(
+                &format!("{path}.tag"),
+                "must be an array of {name, value} objects",
+            )
+        })?;
+        let mut typed = None;
+        for (i, tag) in tags.iter().enumerate() {
+            let here = format!("{path}.tag[{i}]");
+            let text = |key: &str| tag.get(key).and_then(Value::as_str);
+            let name =
+                text("name").ok_or_else(|| self.fail(&format!("{here}.name"), "missing or not a string"))?;
+            let value = text("value")
+                .ok_or_else(|| self.fail(&format!("{here}.value"), "missing or not a string"))?;
+            if name != ANSI_TYPE_TAG {
+                continue;
+            }
+            let wanted = match value.trim().to_ascii_uppercase().as_str() {
+                "TIMESTAMP" | "TIMESTAMP WITH TIME ZONE" => TypedTime::Timestamp,
+                "DATE" => TypedTime::Date,
+                _ => continue,
+            };
+            if !matches!(type_name, "date" | "dateTime" | "instant") {
+                let problem = format!(
+                    "ansi/type {value} applies to date, dateTime and instant columns; this one is {type_name}"
+                );
+                return Err(self.fail(&here, problem));
+            }
+            typed = Some(wanted);
+        }
+        Ok(typed)
     }
 }

@@ -5,21 +5,23 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    ArrayBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, ListBuilder, StringBuilder,
+    ArrayBuilder, BooleanBuilder, Date32Builder, Float64Builder, Int32Builder, Int64Builder, ListBuilder,
+    StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
-use arrow_schema::{DataType, Field, FieldRef, Schema, SchemaRef};
+use arrow_schema::{DataType, Field, FieldRef, Schema, SchemaRef, TimeUnit};
 use serde_json::Value;
 
-use super::definition::View;
+use super::definition::{ColumnDef, TypedTime, View};
 use super::fhirpath::{lexical, Item, Primitive};
 use crate::diagnostics::{Diagnostics, WarningKind};
 use crate::fhir::elements::{value_class, ValueClass};
 use crate::fhir::reference::FullUrlLookup;
+use crate::fhir::types::Str;
 use crate::resource::{Rejection, Resource};
 use crate::source::describe_bytes;
 use crate::table::PENDING_MARKER;
-use crate::table::{Cells, Table, MAX_BATCH_BYTES};
+use crate::table::{Cells, Table, MAX_BATCH_BYTES, UTC};
 
 /// The Arrow type a FHIR type maps to in a view column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,9 +31,20 @@ pub enum Kind {
     Int64,
     Float64,
     Utf8,
+    Timestamp,
+    Date,
 }
 
 impl Kind {
+    /// The kind of a column: typed time when its tag asks for it, else by its FHIR type.
+    pub fn of_column(column: &ColumnDef) -> Kind {
+        match column.typed_time {
+            Some(TypedTime::Timestamp) => Kind::Timestamp,
+            Some(TypedTime::Date) => Kind::Date,
+            None => Kind::of(&column.type_name),
+        }
+    }
+
     /// The column kind of a FHIR type, by the FHIR rule in [`value_class`].
     pub fn of(type_name: &str) -> Kind {
         match value_class(type_name) {
@@ -50,6 +63,8 @@ impl Kind {
             Kind::Int64 => DataType::Int64,
             Kind::Float64 => DataType::Float64,
             Kind::Utf8 => DataType::Utf8,
+            Kind::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into())),
+            Kind::Date => DataType::Date32,
         }
     }
 }
@@ -64,6 +79,10 @@ enum Cell {
     Integer(i64),
     Float(f64),
     Text(String),
+    /// Microseconds since the epoch, UTC.
+    Timestamp(i64),
+    /// Days since 1970-01-01.
+    Date(i32),
     List(Vec<Cell>),
 }
 
@@ -73,7 +92,7 @@ pub fn schema(view: &View) -> SchemaRef {
         .columns
         .iter()
         .map(|column| {
-            let scalar = Kind::of(&column.type_name).data_type();
+            let scalar = Kind::of_column(column).data_type();
             let data_type = if column.collection {
                 DataType::List(list_element(scalar))
             } else {
@@ -106,7 +125,7 @@ pub struct ViewTable {
 
 impl ViewTable {
     pub fn new(view: Arc<View>, capacity: usize) -> Self {
-        let kinds: Vec<Kind> = view.columns.iter().map(|c| Kind::of(&c.type_name)).collect();
+        let kinds: Vec<Kind> = view.columns.iter().map(Kind::of_column).collect();
         let builders = view
             .columns
             .iter()
@@ -131,12 +150,20 @@ fn new_builder(kind: Kind, collection: bool, capacity: usize) -> Box<dyn ArrayBu
         (Kind::Int64, false) => Box::new(Int64Builder::with_capacity(capacity)),
         (Kind::Float64, false) => Box::new(Float64Builder::with_capacity(capacity)),
         (Kind::Utf8, false) => Box::new(StringBuilder::with_capacity(capacity, capacity * 16)),
+        (Kind::Timestamp, false) => Box::new(timestamp_builder(capacity)),
+        (Kind::Date, false) => Box::new(Date32Builder::with_capacity(capacity)),
         (Kind::Boolean, true) => Box::new(list_builder(BooleanBuilder::new(), kind)),
         (Kind::Int32, true) => Box::new(list_builder(Int32Builder::new(), kind)),
         (Kind::Int64, true) => Box::new(list_builder(Int64Builder::new(), kind)),
         (Kind::Float64, true) => Box::new(list_builder(Float64Builder::new(), kind)),
         (Kind::Utf8, true) => Box::new(list_builder(StringBuilder::new(), kind)),
+        (Kind::Timestamp, true) => Box::new(list_builder(timestamp_builder(0), kind)),
+        (Kind::Date, true) => Box::new(list_builder(Date32Builder::new(), kind)),
     }
+}
+
+fn timestamp_builder(capacity: usize) -> TimestampMicrosecondBuilder {
+    TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone(UTC)
 }
 
 fn list_builder<T: ArrayBuilder>(values: T, kind: Kind) -> ListBuilder<T> {
@@ -186,6 +213,22 @@ fn append_scalar(builder: &mut dyn ArrayBuilder, kind: Kind, cell: &Cell) {
                 _ => None,
             });
         }
+        Kind::Timestamp => {
+            let b = any
+                .downcast_mut::<TimestampMicrosecondBuilder>()
+                .expect("builder matches kind");
+            b.append_option(match cell {
+                Cell::Timestamp(v) => Some(*v),
+                _ => None,
+            });
+        }
+        Kind::Date => {
+            let b = any.downcast_mut::<Date32Builder>().expect("builder matches kind");
+            b.append_option(match cell {
+                Cell::Date(v) => Some(*v),
+                _ => None,
+            });
+        }
     }
 }
 
@@ -216,6 +259,8 @@ fn append_cell(builder: &mut Box<dyn ArrayBuilder>, kind: Kind, collection: bool
         Kind::Int64 => list!(Int64Builder),
         Kind::Float64 => list!(Float64Builder),
         Kind::Utf8 => list!(StringBuilder),
+        Kind::Timestamp => list!(TimestampMicrosecondBuilder),
+        Kind::Date => list!(Date32Builder),
     }
 }
 
@@ -230,8 +275,19 @@ impl Cell {
     }
 }
 
-/// A text cell over [`crate::table::MAX_CELL_BYTES`] becomes null with an `oversized_value`
-/// warning, by the built-in tables' own rule.
+/// The cell as its column stores it, by the built-in tables' rules: a text cell over
+/// [`crate::table::MAX_CELL_BYTES`] becomes null with an `oversized_value` warning, and a typed
+/// time column parses its value (null plus a warning when it is not a valid FHIR date or time).
+fn finished(cell: Cell, kind: Kind, column: &str, cells: &mut Cells<'_, '_>) -> Cell {
+    match (kind, cell) {
+        (Kind::Timestamp, Cell::Text(text)) => cells
+            .datetime(column, Some(&Str(Cow::Borrowed(&text))))
+            .map_or(Cell::Null, Cell::Timestamp),
+        (Kind::Date, Cell::Text(text)) => cells.calendar_date(column, &text).map_or(Cell::Null, Cell::Date),
+        (_, cell) => capped(cell, column, cells),
+    }
+}
+
 fn capped(cell: Cell, column: &str, cells: &mut Cells<'_, '_>) -> Cell {
     match cell {
         // A staged reference (input text with a leading NUL looks the same: the resolution pass
@@ -282,7 +338,7 @@ fn convert(item: &Item<'_>, kind: Kind) -> Result<Cell, String> {
         }
         (Kind::Float64, Some(Primitive::Integer(i))) => Cell::Float(i as f64),
         (Kind::Float64, Some(Primitive::Decimal(d, _))) => Cell::Float(d),
-        (Kind::Utf8, _) => match lexical(item) {
+        (Kind::Utf8 | Kind::Timestamp | Kind::Date, _) => match lexical(item) {
             Some(text) => Cell::Text(text),
             None => return mismatch(),
         },
@@ -335,8 +391,9 @@ impl Table for ViewTable {
                         .iter()
                         .map(|item| convert(item, kind))
                         .map(|cell| {
-                            Ok(capped(
+                            Ok(finished(
                                 cell?,
+                                kind,
                                 &column.name,
                                 &mut Cells::new(resource, id, diagnostics),
                             ))
@@ -358,7 +415,12 @@ impl Table for ViewTable {
                         [item] => {
                             let cell = convert(item, kind)
                                 .map_err(|problem| failure(Some(&column.name), problem))?;
-                            capped(cell, &column.name, &mut Cells::new(resource, id, diagnostics))
+                            finished(
+                                cell,
+                                kind,
+                                &column.name,
+                                &mut Cells::new(resource, id, diagnostics),
+                            )
                         }
                         _ => {
                             let problem = format!(
