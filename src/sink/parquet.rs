@@ -1,3 +1,5 @@
+//! Parquet files: how they are written (codec, row groups), read back, and rewritten.
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,7 +13,11 @@ use parquet::basic::{Compression as ParquetCodec, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde::Deserialize;
 
+use super::store::{Batches, TableWriter};
 use crate::fsops;
+
+/// The metadata key under which each Parquet file records the resource type of its rows.
+pub const RESOURCE_TYPE_KEY: &str = "fhir2table.resource_type";
 
 /// Row groups are cut at this many rows or this encoded size, whichever comes first. The writer
 /// holds one row group per table in memory, so these bound its memory whatever the input size;
@@ -22,7 +28,7 @@ const ROW_GROUP_BYTES: usize = 16 << 20;
 /// Rows per batch when a finished file is read back (reference pass, compact). A string cell is at
 /// most 1 MiB (larger ones become null), so 1,024 rows keep a string column of a batch under the
 /// 2 GiB that Arrow's 32-bit offsets address (8,192 rows could reach 8 GiB).
-pub(crate) const READ_BATCH_ROWS: usize = 1024;
+const READ_BATCH_ROWS: usize = 1024;
 
 /// The Parquet page compression codec (`--compression`, `compression`: the flag and the config
 /// key take the same lowercase names; a test in src/config.rs checks that they agree).
@@ -45,7 +51,7 @@ pub struct WriteOptions {
 }
 
 impl WriteOptions {
-    pub(crate) fn properties(&self) -> WriterProperties {
+    fn properties(&self) -> WriterProperties {
         let codec = match self.compression {
             Compression::Zstd => ParquetCodec::ZSTD(ZstdLevel::try_new(1).expect("zstd level 1 is valid")),
             Compression::Snappy => ParquetCodec::SNAPPY,
@@ -60,8 +66,8 @@ impl WriteOptions {
     }
 }
 
-/// One table's Parquet file inside a dataset folder.
-pub struct DatasetWriter {
+/// One table's Parquet file inside a dataset folder: the local backend's [`TableWriter`].
+pub(super) struct DatasetWriter {
     path: PathBuf,
     writer: ArrowWriter<File>,
     rows: u64,
@@ -69,7 +75,12 @@ pub struct DatasetWriter {
 
 impl DatasetWriter {
     /// Creates `dir` and the Parquet file `file_name` in it.
-    pub fn create(dir: &Path, file_name: &str, schema: SchemaRef, options: &WriteOptions) -> Result<Self> {
+    pub(super) fn create(
+        dir: &Path,
+        file_name: &str,
+        schema: SchemaRef,
+        options: &WriteOptions,
+    ) -> Result<Self> {
         fsops::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let path = dir.join(file_name);
         let file = fsops::create_file(&path).with_context(|| format!("cannot create {}", path.display()))?;
@@ -81,8 +92,10 @@ impl DatasetWriter {
             rows: 0,
         })
     }
+}
 
-    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+impl TableWriter for DatasetWriter {
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         self.writer
             .write(batch)
             .with_context(|| format!("cannot write {}", self.path.display()))?;
@@ -90,18 +103,18 @@ impl DatasetWriter {
         Ok(())
     }
 
-    /// Completes the file (footer written, data synced to disk); returns its path and row count.
-    pub fn close(self) -> Result<(PathBuf, u64)> {
+    /// Completes the file: footer written, data synced to disk.
+    fn finish(self: Box<Self>) -> Result<u64> {
         let file = self
             .writer
             .into_inner()
             .with_context(|| format!("cannot finish {}", self.path.display()))?;
         fsops::sync_file(&file).with_context(|| format!("cannot sync {}", self.path.display()))?;
-        Ok((self.path, self.rows))
+        Ok(self.rows)
     }
 }
 
-/// The Arrow schema stored in an existing Parquet file (for `--mode append` checks).
+/// The Arrow schema stored in an existing Parquet file, its metadata included.
 pub fn schema_of(path: &Path) -> Result<SchemaRef> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
@@ -109,11 +122,20 @@ pub fn schema_of(path: &Path) -> Result<SchemaRef> {
     Ok(builder.schema().clone())
 }
 
+/// The record batches of a Parquet file, in order.
+pub(super) fn read_batches(path: &Path) -> Result<Batches> {
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)?
+        .with_batch_size(READ_BATCH_ROWS)
+        .build()?;
+    Ok(Box::new(reader.map(|batch| batch.map_err(Into::into))))
+}
+
 /// Rewrites a finished Parquet file, replacing every string cell that starts with `marker` by
 /// what `replace` returns for the rest of it (`None` makes the cell null). Streams batch by batch,
 /// so memory stays bounded whatever the file's size. The file's schema metadata (the resource
 /// type `compact` applies deletions by) is kept.
-pub fn rewrite_marked_strings(
+pub(super) fn rewrite_marked_strings(
     path: &Path,
     options: &WriteOptions,
     marker: char,
