@@ -63,18 +63,20 @@ pub struct TableReport {
 }
 
 impl TableReport {
-    pub fn written(path: &std::path::Path, rows: u64) -> Self {
+    /// A table written with `rows` rows; `path` is where the output keeps it, as the sink shows it.
+    pub fn written(path: String, rows: u64) -> Self {
         TableReport {
             rows,
-            path: path.display().to_string(),
+            path,
             stopped: false,
         }
     }
 
-    pub fn stopped(path: &std::path::Path) -> Self {
+    /// A table a data error stopped; `path` as for [`TableReport::written`].
+    pub fn stopped(path: String) -> Self {
         TableReport {
             rows: 0,
-            path: path.display().to_string(),
+            path,
             stopped: true,
         }
     }

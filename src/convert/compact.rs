@@ -1,16 +1,17 @@
 //! The compaction run (`fhir2table compact`), in the same steps as a conversion: plan (open the
 //! output folder, find its tables, the tombstones and the incremental state), rewrite each table
-//! that can be deduplicated into the staging folder, commit them in one [`Staging::commit`], and
+//! that can be deduplicated into the staging folder, commit them in one [`StagedRun::commit`], and
 //! report what was done to each table.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Result;
 use arrow_schema::SchemaRef;
+use arrow_select::filter::filter_record_batch;
 
 use crate::sink::{
-    file_stamp, read_batches, rewrite_rows, schema_of, Compression, Output, Staging, WriteOptions,
+    part_file_name, run_stamp, Compression, Part, StagedRun, Store, TableWriter, WriteOptions,
     RESOURCE_TYPE_KEY,
 };
 use crate::state::State;
@@ -87,17 +88,17 @@ pub fn compact(out: &Path, compression: Compression) -> Result<Vec<TableOutcome>
     if !out.is_dir() {
         return Err(UsageError(format!("{} is not an output folder", out.display())).into());
     }
-    let output = Output::open(out)?;
-    let staging = output.stage()?;
-    let options = WriteOptions { compression };
-    let obsolete = ObsoleteRows::load(out)?;
+    let output = crate::sink::open(out)?;
+    let staging = output.stage(WriteOptions { compression })?;
+    let obsolete = ObsoleteRows::load(&*output, out)?;
     let mut compacted = Vec::new();
     let mut outcomes = Vec::new();
-    for (name, folder) in table_folders(out)? {
-        let files = parquet_files(&folder)?;
-        let Some(newest) = files.last() else { continue };
+    for name in output.tables()? {
+        let parts = output.parts(&name)?;
+        let Some(newest) = parts.last() else { continue };
         // Rewrite: the table's rows, deduplicated, into one staged file.
-        let outcome = compact_table(&staging, &name, &files, schema_of(newest)?, &options, &obsolete)?;
+        let schema = output.schema(newest)?;
+        let outcome = compact_table(&*output, &*staging, &name, &parts, schema, &obsolete)?;
         if outcome.deduplicated {
             compacted.push(name);
         }
@@ -105,8 +106,7 @@ pub fn compact(out: &Path, compression: Compression) -> Result<Vec<TableOutcome>
     }
     // Commit: every rewritten table replaces its folder at once.
     let names: Vec<&str> = compacted.iter().map(String::as_str).collect();
-    let steps = staging.plan(&names, true)?;
-    staging.commit(steps)?;
+    staging.commit(&names, true, Vec::new())?;
     Ok(outcomes)
 }
 
@@ -118,11 +118,11 @@ struct ObsoleteRows {
 }
 
 impl ObsoleteRows {
-    fn load(out: &Path) -> Result<Self> {
+    fn load(output: &dyn Store, out: &Path) -> Result<Self> {
         let mut deleted = Tombstones::new();
-        for file in parquet_files(&out.join(DELETED_TABLE))? {
-            let stamp = file_stamp(&file);
-            for batch in read_batches(&file)? {
+        for part in output.parts(DELETED_TABLE)? {
+            let stamp = part.stamp();
+            for batch in output.read(&part)? {
                 add_tombstones(&mut deleted, &batch?, &stamp);
             }
         }
@@ -135,42 +135,24 @@ impl ObsoleteRows {
     }
 }
 
-/// The table folders of `out`, sorted, with their names; the tool's own (`_` or `.` names) are
-/// left out, and so are names that are not UTF-8 (no table of this tool has one, and a lossy
-/// copy of the name would commit the table beside the original).
-fn table_folders(out: &Path) -> Result<Vec<(String, PathBuf)>> {
-    let mut folders: Vec<PathBuf> = std::fs::read_dir(out)?.flatten().map(|e| e.path()).collect();
-    folders.sort();
-    Ok(folders
-        .into_iter()
-        .filter_map(|folder| {
-            let name = folder.file_name()?.to_str()?.to_owned();
-            let table = folder.is_dir() && !name.starts_with('.') && !name.starts_with('_');
-            table.then_some((name, folder))
-        })
-        .collect())
-}
-
-/// Rewrites one table's `files` (oldest first) as one deduplicated file in `staging`, unless it
+/// Rewrites one table's `parts` (oldest first) as one deduplicated part in `staging`, unless it
 /// has no id column to deduplicate by; says what was done.
 fn compact_table(
-    staging: &Staging,
+    output: &dyn Store,
+    staging: &dyn StagedRun,
     name: &str,
-    files: &[PathBuf],
+    parts: &[Part],
     schema: SchemaRef,
-    options: &WriteOptions,
     obsolete: &ObsoleteRows,
 ) -> Result<TableOutcome> {
-    let mut outcome = TableOutcome::new(name, files.len());
+    let mut outcome = TableOutcome::new(name, parts.len());
     let Some(rule) = Deduplication::of(name, &schema) else {
         outcome.note = Some(NO_ID_COLUMN.to_owned());
         return Ok(outcome);
     };
-    let target_dir = staging.table_dir(name)?;
-    crate::fsops::create_dir_all(&target_dir)?;
-    let stamp = crate::sink::run_stamp(std::time::SystemTime::now());
-    let target = target_dir.join(crate::sink::part_file_name(&stamp, "compacted"));
-    let resource_type = resource_type_of(name, files)?;
+    let stamp = run_stamp(std::time::SystemTime::now());
+    let file = part_file_name(&stamp, "compacted");
+    let resource_type = resource_type_of(output, name, parts)?;
     let none = HashMap::new();
     let superseded = Superseded {
         deleted: resource_type
@@ -183,7 +165,12 @@ fn compact_table(
         outcome.note = Some(NO_RESOURCE_TYPE.to_owned());
     }
     let schema = with_table_metadata(schema, name, resource_type.as_deref(), None);
-    let (rows_before, rows_after) = deduplicate(files, &target, schema, options, rule, superseded)?;
+    // Two passes over the parts: the first finds each resource's newest row, the second writes
+    // the rows kept.
+    let mut newest = NewestRows::new(rule, superseded);
+    let rows_before = observe_rows(output, parts, &mut newest)?;
+    let writer = staging.create(name, &file, schema)?;
+    let rows_after = write_kept_rows(output, parts, &newest, writer)?;
     outcome.deduplicated = true;
     outcome.deletions_applied = resource_type.is_some();
     outcome.rows_before = Some(rows_before);
@@ -191,55 +178,49 @@ fn compact_table(
     Ok(outcome)
 }
 
-/// Writes the rows of `files` (oldest first) that survive `rule` to `target`, in two passes over
-/// the files: the first finds each resource's newest row, the second writes the rows kept.
-/// Returns the rows before and after.
-fn deduplicate(
-    files: &[PathBuf],
-    target: &Path,
-    schema: SchemaRef,
-    options: &WriteOptions,
-    rule: Deduplication,
-    superseded: Superseded<'_>,
-) -> Result<(u64, u64)> {
-    let mut newest = NewestRows::new(rule, superseded);
-    let mut rows_before = 0;
-    for (file_index, file) in files.iter().enumerate() {
-        let stamp = file_stamp(file);
+/// The first pass of a deduplication: shows `newest` every row of `parts` (oldest first);
+/// returns how many there are.
+fn observe_rows(output: &dyn Store, parts: &[Part], newest: &mut NewestRows<'_>) -> Result<u64> {
+    let mut rows = 0;
+    for (part_index, part) in parts.iter().enumerate() {
+        let stamp = part.stamp();
         let mut row = 0u32;
-        for batch in read_batches(file)? {
+        for batch in output.read(part)? {
             let batch = batch?;
-            newest.observe(file_index, &stamp, row, &batch);
+            newest.observe(part_index, &stamp, row, &batch);
             row += batch.num_rows() as u32;
-            rows_before += batch.num_rows() as u64;
+            rows += batch.num_rows() as u64;
         }
     }
-    let rows_after = rewrite_rows(files, target, schema, options, |file_index, first_row, batch| {
-        newest.keep(file_index, first_row, batch)
-    })?;
-    Ok((rows_before, rows_after))
+    Ok(rows)
 }
 
-/// The Parquet files of a table folder, oldest first (none if it does not exist).
-fn parquet_files(folder: &Path) -> Result<Vec<PathBuf>> {
-    let Ok(entries) = std::fs::read_dir(folder) else {
-        return Ok(Vec::new());
-    };
-    let mut files: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-        .collect();
-    files.sort();
-    Ok(files)
+/// The second pass: writes the rows of `parts` that `newest` keeps with `writer`, and finishes
+/// it; returns how many were written.
+fn write_kept_rows(
+    output: &dyn Store,
+    parts: &[Part],
+    newest: &NewestRows<'_>,
+    mut writer: Box<dyn TableWriter>,
+) -> Result<u64> {
+    for (part_index, part) in parts.iter().enumerate() {
+        let mut row = 0u32;
+        for batch in output.read(part)? {
+            let batch = batch?;
+            let kept = filter_record_batch(&batch, &newest.keep(part_index, row, &batch))?;
+            row += batch.num_rows() as u32;
+            writer.write(&kept)?;
+        }
+    }
+    writer.finish()
 }
 
 /// The resource type of a table's rows, for applying tombstones: recorded in the metadata of its
-/// files (the newest first; files rewritten by older versions lost it), else known for the
+/// parts (the newest first; parts rewritten by older versions lost it), else known for the
 /// built-in tables.
-fn resource_type_of(table: &str, files: &[PathBuf]) -> Result<Option<String>> {
-    for file in files.iter().rev() {
-        if let Some(resource_type) = schema_of(file)?.metadata().get(RESOURCE_TYPE_KEY) {
+fn resource_type_of(output: &dyn Store, table: &str, parts: &[Part]) -> Result<Option<String>> {
+    for part in parts.iter().rev() {
+        if let Some(resource_type) = output.schema(part)?.metadata().get(RESOURCE_TYPE_KEY) {
             return Ok(Some(resource_type.clone()));
         }
     }

@@ -20,13 +20,9 @@ use tracing::info;
 
 use crate::config::{Settings, WriteMode};
 use crate::diagnostics::{Diagnostics, Origin, WarningKind};
-use crate::fsops;
 use crate::report::{RunReport, TableReport};
 use crate::resource::{IdentifierIndex, IndexedTarget};
-use crate::sink::{
-    rewrite_marked_strings, DatasetWriter, Output, Staging, Step, WriteOptions, CONTRACT_KEY,
-    RESOURCE_TYPE_KEY, TABLE_KEY,
-};
+use crate::sink::{StagedRun, Store, TableWriter, WriteOptions, CONTRACT_KEY, RESOURCE_TYPE_KEY, TABLE_KEY};
 use crate::source::{discover, retire_input, Discovery, Quarantine};
 use crate::state::{InputRecord, RunRecord, State, STATE_FILE};
 use crate::table::deleted::{DeletedTable, DELETED_TABLE};
@@ -68,7 +64,7 @@ pub fn convert(settings: &Settings, progress: &dyn Progress) -> Result<RunReport
     // leaves the previous tables in place and a report saying why.
     let committed = Cell::new(false);
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        convert_in(settings, progress, &output, &templates, started, &committed)
+        convert_in(settings, progress, &*output, &templates, started, &committed)
     }));
     let error = match run {
         Ok(Ok(report)) => return Ok(report),
@@ -83,7 +79,7 @@ pub fn convert(settings: &Settings, progress: &dyn Progress) -> Result<RunReport
         // The tables, state and report of this run are in place; only what came after failed.
         return Err(error.context("the tables were committed, but the run failed after that"));
     }
-    report_failure(settings, started, &error);
+    report_failure(settings, &*output, started, &error);
     Err(error)
 }
 
@@ -93,24 +89,27 @@ pub fn convert(settings: &Settings, progress: &dyn Progress) -> Result<RunReport
 fn convert_in(
     settings: &Settings,
     progress: &dyn Progress,
-    output: &Output,
+    output: &dyn Store,
     templates: &[Box<dyn Table>],
     started: SystemTime,
     committed: &Cell<bool>,
 ) -> Result<RunReport> {
-    let staging = output.stage().map_err(|e| UsageError(format!("{e:#}")))?;
+    let options = WriteOptions {
+        compression: settings.compression,
+    };
+    let staging = output.stage(options).map_err(|e| UsageError(format!("{e:#}")))?;
     let mut inputs = select_inputs(settings, started)?;
-    let mut converted = convert_inputs(settings, progress, templates, &staging, &inputs)?;
-    let tables = resolve(settings, templates, &mut converted)?;
+    let mut converted = convert_inputs(settings, progress, templates, &*staging, &inputs)?;
+    let tables = resolve(settings, output, &*staging, templates, &mut converted)?;
     let report = commit(settings, staging, &mut inputs, &mut converted, &tables)?;
     committed.set(true);
-    after_commit(settings, &inputs, converted, &tables, report)
+    after_commit(settings, output, &inputs, converted, &tables, report)
 }
 
 /// Plan: checks the folders and the existing tables against `--mode`, then opens (locks) the
 /// output folder. Every failure here is a usage error or a lock held by another run: nothing is
 /// written, not even a report.
-fn open_output(settings: &Settings, templates: &[Box<dyn Table>]) -> Result<Output> {
+fn open_output(settings: &Settings, templates: &[Box<dyn Table>]) -> Result<Box<dyn Store>> {
     check_folders(settings)?;
     if !settings.input.exists() {
         return Err(UsageError(format!("input {} does not exist", settings.input.display())).into());
@@ -121,11 +120,11 @@ fn open_output(settings: &Settings, templates: &[Box<dyn Table>]) -> Result<Outp
             settings.output.display()
         ))
     })?;
-    let output = Output::open(&settings.output)?;
+    let output = crate::sink::open(&settings.output)?;
     if output.recovered() {
         info!("finished the commit of an interrupted run");
     }
-    check_existing_tables(settings, templates)?;
+    check_existing_tables(settings, &*output, templates)?;
     Ok(output)
 }
 
@@ -178,7 +177,9 @@ fn select_inputs(settings: &Settings, started: SystemTime) -> Result<Inputs> {
 /// What converting the inputs left: each table's staged file (still open), and what the workers
 /// learned.
 struct Converted {
-    writers: Vec<DatasetWriter>,
+    /// The name of this run's part file in each table.
+    part_file: String,
+    writers: Vec<Box<dyn TableWriter>>,
     /// Set for each table a data error stopped.
     stopped: Arc<[AtomicBool]>,
     diagnostics: Diagnostics,
@@ -198,10 +199,9 @@ fn convert_inputs(
     settings: &Settings,
     progress: &dyn Progress,
     templates: &[Box<dyn Table>],
-    staging: &Staging,
+    staging: &dyn StagedRun,
     inputs: &Inputs,
 ) -> Result<Converted> {
-    let options = write_options(settings);
     let part_file = crate::sink::part_file_name(&inputs.stamp, &std::process::id().to_string());
     let mut writers = templates
         .iter()
@@ -214,7 +214,7 @@ fn convert_inputs(
                 resource_type,
                 table.contract_version(),
             );
-            DatasetWriter::create(&staging.table_dir(table.name())?, &part_file, schema, &options)
+            staging.create(table.name(), &part_file, schema)
         })
         .collect::<Result<Vec<_>>>()?;
 
@@ -273,6 +273,7 @@ fn convert_inputs(
         }
     }
     Ok(Converted {
+        part_file,
         writers,
         stopped,
         diagnostics,
@@ -294,36 +295,35 @@ struct ResolvedTables<'t> {
 /// replaces its conditional references by ids; decides which tables the commit carries.
 fn resolve<'t>(
     settings: &Settings,
+    output: &dyn Store,
+    staging: &dyn StagedRun,
     templates: &'t [Box<dyn Table>],
     converted: &mut Converted,
 ) -> Result<ResolvedTables<'t>> {
-    let options = write_options(settings);
     let mut tables = BTreeMap::new();
     let mut completed = Vec::new();
     let writers = std::mem::take(&mut converted.writers);
     for ((table, writer), stop) in templates.iter().zip(writers).zip(converted.stopped.iter()) {
         let name = table.name();
-        let (path, rows) = writer.close()?;
+        let rows = writer.finish()?;
         let stopped = stop.load(Ordering::Relaxed);
         if stopped {
             // A view that met a data error is not written at all (see the errors in the report).
-            tables.insert(
-                name.to_string(),
-                TableReport::stopped(&settings.output.join(name)),
-            );
+            tables.insert(name.to_string(), TableReport::stopped(output.location(name)));
             continue;
         }
         if converted.pending.contains(name) {
-            resolve_conditional_references(&path, &options, &converted.index, &mut converted.diagnostics)?;
+            let (index, diagnostics) = (&converted.index, &mut converted.diagnostics);
+            resolve_conditional_references(staging, name, &converted.part_file, index, diagnostics)?;
         }
         tables.insert(
             name.to_string(),
-            TableReport::written(&settings.output.join(name), rows),
+            TableReport::written(output.location(name), rows),
         );
         // Appending nothing to an existing table would only add an empty file; tombstones are
         // only written when there are some (or to replace old ones).
         let appending = settings.effective_mode() == WriteMode::Append;
-        let exists = settings.output.join(name).exists();
+        let exists = output.exists(name);
         if rows == 0 && ((appending && exists) || (name == DELETED_TABLE && !exists)) {
             if name == DELETED_TABLE {
                 tables.remove(name);
@@ -339,16 +339,18 @@ fn resolve<'t>(
 }
 
 /// Commit: moves the completed tables into place and writes the incremental state and the run
-/// report, all in one [`Staging::commit`], so the three always agree. Returns the committed report.
+/// report, all in one [`StagedRun::commit`], so the three always agree. Returns the committed
+/// report.
 fn commit(
     settings: &Settings,
-    staging: Staging,
+    staging: Box<dyn StagedRun>,
     inputs: &mut Inputs,
     converted: &mut Converted,
     tables: &ResolvedTables<'_>,
 ) -> Result<RunReport> {
     let replace = settings.effective_mode() == WriteMode::Overwrite;
-    let mut steps = staging.plan(&tables.completed, replace)?;
+    // The files committed with the tables.
+    let mut files = Vec::new();
     // A table stopped by a data error holds none of this run's rows, so no input is done with:
     // none is recorded as converted or retired, and a later run converts them all again
     // (compact then drops their earlier rows from the other tables).
@@ -374,18 +376,12 @@ fn commit(
             unchanged: inputs.unchanged,
             exit_code: i32::from(converted.diagnostics.lost_input()),
         });
-        steps.push(Step::Write {
-            path: STATE_FILE.to_owned(),
-            content: serde_json::to_string_pretty(state)?,
-        });
+        files.push((STATE_FILE, serde_json::to_string_pretty(state)?));
     }
     // The report is committed with the tables it describes, so the two always agree.
     let report = run_report(settings, inputs, &tables.reports, converted.diagnostics.clone());
-    steps.push(Step::Write {
-        path: REPORT_FILE.to_owned(),
-        content: serde_json::to_string_pretty(&report)?,
-    });
-    staging.commit(steps)?;
+    files.push((REPORT_FILE, serde_json::to_string_pretty(&report)?));
+    staging.commit(&tables.completed, replace, files)?;
     Ok(report)
 }
 
@@ -394,6 +390,7 @@ fn commit(
 /// saying how that went. Returns the final report (the committed one when there is nothing to do).
 fn after_commit(
     settings: &Settings,
+    output: &dyn Store,
     inputs: &Inputs,
     mut converted: Converted,
     tables: &ResolvedTables<'_>,
@@ -416,7 +413,7 @@ fn after_commit(
     }
     let report = run_report(settings, inputs, &tables.reports, diagnostics);
     // The committed report stays if this one cannot be written; the run itself succeeded.
-    write_report(settings, &report);
+    write_report(output, &report);
     Ok(report)
 }
 
@@ -445,31 +442,23 @@ fn run_report(
 /// Writes the report of a run that failed before its commit, so `_run.json` says why (the
 /// previous tables are still in place). A report that cannot be written is only logged: the
 /// run's own error is the one to return.
-fn report_failure(settings: &Settings, started: SystemTime, error: &anyhow::Error) {
+fn report_failure(settings: &Settings, output: &dyn Store, started: SystemTime, error: &anyhow::Error) {
     let report = RunReport::failed(
         started,
         settings.input.display().to_string(),
         settings.output.display().to_string(),
         format!("{error:#}"),
     );
-    write_report(settings, &report);
+    write_report(output, &report);
 }
 
 /// Writes `_run.json` outside a commit; a failure is only logged, as the run's outcome stands.
-fn write_report(settings: &Settings, report: &RunReport) {
-    let report_path = settings.output.join(REPORT_FILE);
+fn write_report(output: &dyn Store, report: &RunReport) {
     let written = serde_json::to_vec_pretty(report)
-        .map_err(std::io::Error::from)
-        .and_then(|json| fsops::write_atomically(&report_path, &json));
+        .map_err(anyhow::Error::from)
+        .and_then(|json| output.write_file(REPORT_FILE, &json));
     if let Err(error) = written {
-        tracing::error!("cannot write {}: {error}", report_path.display());
-    }
-}
-
-/// How this run writes Parquet.
-fn write_options(settings: &Settings) -> WriteOptions {
-    WriteOptions {
-        compression: settings.compression,
+        tracing::error!("cannot write {}: {error:#}", output.location(REPORT_FILE));
     }
 }
 
@@ -556,36 +545,33 @@ fn output_tables(settings: &Settings) -> Result<Vec<Box<dyn Table>>, UsageError>
 /// What `--mode` requires of the tables already in the output folder, checked before any input is
 /// read: `error` wants no table there, `append` wants each existing table's schema to be exactly
 /// the new one's.
-fn check_existing_tables(settings: &Settings, tables: &[Box<dyn Table>]) -> Result<(), UsageError> {
+fn check_existing_tables(
+    settings: &Settings,
+    output: &dyn Store,
+    tables: &[Box<dyn Table>],
+) -> Result<(), UsageError> {
+    let usage = |error: anyhow::Error| UsageError(format!("{error:#}"));
     for table in tables {
-        let folder = settings.output.join(table.name());
-        let mut files: Vec<std::path::PathBuf> = match std::fs::read_dir(&folder) {
-            Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
-            Err(_) => continue,
-        };
-        files.sort();
+        let name = table.name();
         match settings.effective_mode() {
             WriteMode::Overwrite => {}
-            WriteMode::Error if !files.is_empty() => {
-                let message = format!("{} exists and is not empty (--mode error)", folder.display());
+            WriteMode::Error if !output.is_empty(name) => {
+                let message = format!("{} exists and is not empty (--mode error)", output.location(name));
                 return Err(UsageError(message));
             }
             WriteMode::Error => {}
             WriteMode::Append => {
-                let Some(existing) = files
-                    .iter()
-                    .find(|f| f.extension().is_some_and(|e| e == "parquet"))
-                else {
+                let Some(oldest) = output.parts(name).map_err(usage)?.into_iter().next() else {
                     continue;
                 };
-                let found = crate::sink::schema_of(existing).map_err(|e| UsageError(format!("{e:#}")))?;
+                let found = output.schema(&oldest).map_err(usage)?;
                 let wanted = table.schema();
                 if !crate::sink::same_columns(found.fields(), wanted.fields()) {
                     let difference = describe_difference(found.fields(), wanted.fields());
                     let message = format!(
                         "cannot append to {}: its schema differs from the new rows' ({difference}); \
                          use --mode overwrite or another --out",
-                        folder.display()
+                        output.location(name)
                     );
                     return Err(UsageError(message));
                 }
@@ -625,34 +611,34 @@ fn describe_difference(found: &arrow_schema::Fields, wanted: &arrow_schema::Fiel
 /// Second pass over a staged table: replaces staged conditional references by the ids the
 /// run-wide identifier index knows, counting those it cannot resolve.
 fn resolve_conditional_references(
-    path: &Path,
-    options: &WriteOptions,
+    staging: &dyn StagedRun,
+    table: &str,
+    file: &str,
     index: &IdentifierIndex,
     diagnostics: &mut Diagnostics,
 ) -> Result<()> {
-    rewrite_marked_strings(path, options, PENDING_MARKER, |column, reference| {
-        match index.resolve_pending(reference) {
-            Some(IndexedTarget::Unique(id)) => Some(id.to_string()),
-            Some(IndexedTarget::Ambiguous) => {
-                diagnostics.warn(
-                    WarningKind::AmbiguousReference,
-                    column,
-                    reference,
-                    Origin::default,
-                );
-                None
-            }
-            None => {
-                diagnostics.warn(
-                    WarningKind::UnresolvedReference,
-                    column,
-                    reference,
-                    Origin::default,
-                );
-                None
-            }
+    let mut replace = |column: &str, reference: &str| match index.resolve_pending(reference) {
+        Some(IndexedTarget::Unique(id)) => Some(id.to_string()),
+        Some(IndexedTarget::Ambiguous) => {
+            diagnostics.warn(
+                WarningKind::AmbiguousReference,
+                column,
+                reference,
+                Origin::default,
+            );
+            None
         }
-    })
+        None => {
+            diagnostics.warn(
+                WarningKind::UnresolvedReference,
+                column,
+                reference,
+                Origin::default,
+            );
+            None
+        }
+    };
+    staging.rewrite_marked_strings(table, file, PENDING_MARKER, &mut replace)
 }
 
 pub(crate) fn origin_of(file: &str) -> Origin {

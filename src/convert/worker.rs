@@ -16,7 +16,7 @@ use crate::config::Settings;
 use crate::diagnostics::{Diagnostics, Origin};
 use crate::resource::IdentifierIndex;
 use crate::resource::{DocumentError, Walker};
-use crate::sink::DatasetWriter;
+use crate::sink::TableWriter;
 use crate::source::{
     describe_bytes, for_each_line, read_whole, split_lines, InputFile, InputFormat, Limits, Line, Part,
     Quarantine,
@@ -89,7 +89,7 @@ pub(super) struct Work<'w> {
 pub(super) fn run_workers(
     settings: &Settings,
     work: &Work<'_>,
-    writers: &mut [DatasetWriter],
+    writers: &mut [Box<dyn TableWriter>],
 ) -> (Vec<WorkerResult>, Option<anyhow::Error>) {
     let next_file = AtomicUsize::new(0);
     let abort = AtomicBool::new(false);
@@ -130,7 +130,7 @@ pub(super) fn run_workers(
 /// Writes batches as they arrive; after an error, drains the channel so workers can finish.
 fn write_batches(
     receiver: Receiver<(usize, RecordBatch)>,
-    writers: &mut [DatasetWriter],
+    writers: &mut [Box<dyn TableWriter>],
 ) -> Option<anyhow::Error> {
     let mut first_error = None;
     for (table, batch) in receiver {

@@ -1,8 +1,11 @@
 //! Changing an output folder so that a crash at any moment leaves it exactly as it was before the
 //! change or exactly as it is after it. Every writing command (`convert` in every mode, `compact`)
 //! goes through here: it opens the folder ([`Output::open`]: lock, finish an interrupted commit,
-//! clear debris), builds its new files in a private staging folder ([`Output::stage`]) and
-//! [`Staging::commit`]s them.
+//! clear debris), builds its new files in a private staging folder ([`Store::stage`]) and
+//! [`StagedRun::commit`]s them.
+//!
+//! [`Store::stage`]: super::Store::stage
+//! [`StagedRun::commit`]: super::StagedRun::commit
 //!
 //! # The commit state machine
 //!
@@ -37,6 +40,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::lock::OutputLock;
+use super::WriteOptions;
 use crate::fsops;
 
 /// Prefix of the hidden folder a run builds its tables in.
@@ -49,11 +53,12 @@ pub const JOURNAL_FILE: &str = ".fhir2table-commit.json";
 const JOURNAL_FORMAT: u32 = 1;
 
 /// An output folder opened for changing: locked against other runs, any commit a killed run left
-/// half done finished, and the debris of dead runs removed.
+/// half done finished, and the debris of dead runs removed. The local backend's
+/// [`Store`](super::Store).
 pub struct Output {
-    root: PathBuf,
+    pub(super) root: PathBuf,
     _lock: OutputLock,
-    recovered: bool,
+    pub(super) recovered: bool,
 }
 
 impl Output {
@@ -69,13 +74,8 @@ impl Output {
         })
     }
 
-    /// Whether opening finished a commit that a killed run had started.
-    pub fn recovered(&self) -> bool {
-        self.recovered
-    }
-
-    /// Creates this run's staging folder.
-    pub fn stage(&self) -> Result<Staging> {
+    /// Creates this run's staging folder, where files are written with `options`.
+    pub(super) fn create_staging(&self, options: WriteOptions) -> Result<Staging> {
         let name = format!("{STAGING_PREFIX}{}", std::process::id());
         let dir = self.root.join(&name);
         fsops::create_dir_all(&dir)
@@ -84,24 +84,27 @@ impl Output {
             out: self.root.clone(),
             name,
             dir,
+            options,
             consumed: false,
         })
     }
 }
 
-/// A run's private folder under `OUT`. Tables are written here and moved into place by
-/// [`Staging::commit`]; if the run fails before, the folder is removed and `OUT` is unchanged.
+/// A run's private folder under `OUT`. Tables are written here and moved into place by the
+/// commit; if the run fails before, the folder is removed and `OUT` is unchanged. The local
+/// backend's [`StagedRun`](super::StagedRun).
 pub struct Staging {
     out: PathBuf,
     name: String,
     dir: PathBuf,
+    pub(super) options: WriteOptions,
     consumed: bool,
 }
 
 /// One idempotent step of a commit (see the module documentation).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "step", rename_all = "snake_case")]
-pub enum Step {
+pub(super) enum Step {
     /// Replace the table folder `OUT/<table>` by the staged one.
     Replace { table: String },
     /// Move the staged file `<file>` into the table folder `OUT/<table>/`.
@@ -122,7 +125,7 @@ struct Journal {
 impl Staging {
     /// Where a table is built during the run. A table name that is not a plain folder name
     /// (`..`, a separator, NUL) is refused here, before anything is written.
-    pub fn table_dir(&self, table: &str) -> Result<PathBuf> {
+    pub(super) fn table_dir(&self, table: &str) -> Result<PathBuf> {
         if !is_plain_name(table) {
             bail!("{table:?} cannot be a table name: it is not a plain folder name");
         }
@@ -131,7 +134,7 @@ impl Staging {
 
     /// The steps that put the staged tables in place: `replace` swaps each whole table folder
     /// (overwrite, compact), otherwise each staged file joins the existing ones (append).
-    pub fn plan(&self, tables: &[&str], replace: bool) -> Result<Vec<Step>> {
+    pub(super) fn plan(&self, tables: &[&str], replace: bool) -> Result<Vec<Step>> {
         let mut steps = Vec::new();
         for &table in tables {
             if replace {
@@ -155,7 +158,7 @@ impl Staging {
     /// Commits: makes the staged files durable, writes the journal (the commit point), carries
     /// out its steps and clears up. After an error before the journal, `OUT` is unchanged; after
     /// one past it, the next [`Output::open`] finishes the commit.
-    pub fn commit(mut self, steps: Vec<Step>) -> Result<()> {
+    pub(super) fn commit_steps(mut self, steps: Vec<Step>) -> Result<()> {
         let journal = Journal {
             format: JOURNAL_FORMAT,
             staging: self.name.clone(),

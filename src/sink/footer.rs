@@ -286,7 +286,8 @@ mod tests {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     use super::*;
-    use crate::sink::{Compression, DatasetWriter, WriteOptions};
+    use crate::sink::parquet::DatasetWriter;
+    use crate::sink::{Compression, TableWriter, WriteOptions};
 
     #[test]
     fn only_columns_without_nan_change_order_and_every_value_reads_back() {
@@ -307,10 +308,11 @@ mod tests {
         let options = WriteOptions {
             compression: Compression::Zstd,
         };
-        let mut writer = DatasetWriter::create(dir.path(), "part.parquet", schema, &options).unwrap();
+        let mut writer =
+            Box::new(DatasetWriter::create(dir.path(), "part.parquet", schema, &options).unwrap());
         writer.write(&batch).unwrap();
-        let (path, rows) = writer.close().unwrap();
-        assert_eq!(rows, 3);
+        assert_eq!(writer.finish().unwrap(), 3);
+        let path = dir.path().join("part.parquet");
 
         let file = File::open(&path).unwrap();
         let metadata = ParquetMetaDataReader::new().parse_and_finish(&file).unwrap();

@@ -1,19 +1,32 @@
-//! Writing tables: Parquet datasets built in a staging folder under `--out` and moved into place
-//! only when complete, so readers never see a half-written table.
+//! Writing tables: a run stages its tables where no reader sees them and commits them all at once,
+//! so readers never see a half-written table. Runs use an output only through the interface in
+//! `store.rs` ([`Store`], [`StagedRun`], [`TableWriter`]); the local Parquet folder is its one
+//! implementation (`local.rs`).
 
 mod commit;
-mod compact;
 mod footer;
+mod local;
 mod lock;
 mod parquet;
+mod part;
+mod store;
+
+use std::path::Path;
+
+use anyhow::Result;
 
 pub use self::parquet::{
-    rewrite_marked_strings, same_columns, schema_of, Compression, DatasetWriter, WriteOptions,
+    same_columns, schema_of, Compression, WriteOptions, CONTRACT_KEY, RESOURCE_TYPE_KEY, TABLE_KEY,
     TOOL_VERSION_KEY,
 };
-pub use commit::{Output, Staging, Step, JOURNAL_FILE};
-pub use compact::{
-    file_stamp, part_file_name, read_batches, rewrite_rows, run_stamp, CONTRACT_KEY, RESOURCE_TYPE_KEY,
-    TABLE_KEY,
-};
+pub use commit::{Output, JOURNAL_FILE};
 pub use lock::{Locked, OutputLock, LOCK_FILE};
+pub use part::{part_file_name, run_stamp};
+pub use store::{Batches, Part, StagedRun, Store, TableWriter};
+
+/// Opens the output at `folder` for changing (see [`Store`]): locks it (failing with [`Locked`]
+/// while another run holds it) and finishes a commit a killed run left half done. The one place
+/// where a run's backend is chosen; today it is always a local folder, which must exist.
+pub fn open(folder: &Path) -> Result<Box<dyn Store>> {
+    Ok(Box::new(Output::open(folder)?))
+}

@@ -1,3 +1,6 @@
+//! Parquet files: how they are written (codec, row groups), read back, and rewritten.
+
+use std::borrow::Cow;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,7 +16,15 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use serde::Deserialize;
 
+use super::store::{Batches, TableWriter};
 use crate::fsops;
+
+/// The metadata key under which each Parquet file records the resource type of its rows.
+pub const RESOURCE_TYPE_KEY: &str = "fhir2table.resource_type";
+/// The metadata key under which each Parquet file records the name of its table.
+pub const TABLE_KEY: &str = "fhir2table.table";
+/// The metadata key under which a built-in table's files record its contract version.
+pub const CONTRACT_KEY: &str = "fhir2table.contract";
 
 /// Row groups are cut at this many rows or this encoded size, whichever comes first. The writer
 /// holds one row group per table in memory, so these bound its memory whatever the input size;
@@ -24,7 +35,7 @@ const ROW_GROUP_BYTES: usize = 16 << 20;
 /// Rows per batch when a finished file is read back (reference pass, compact). A string cell is at
 /// most 1 MiB (larger ones become null), so 1,024 rows keep a string column of a batch under the
 /// 2 GiB that Arrow's 32-bit offsets address (8,192 rows could reach 8 GiB).
-pub(crate) const READ_BATCH_ROWS: usize = 1024;
+const READ_BATCH_ROWS: usize = 1024;
 
 /// The Parquet page compression codec (`--compression`, `compression`: the flag and the config
 /// key take the same lowercase names; a test in src/config.rs checks that they agree).
@@ -62,9 +73,8 @@ impl WriteOptions {
     /// metadata (table, resource type, contract) is also written as Parquet key-value metadata,
     /// which Spark, DuckDB and Trino read while none of them reads the `ARROW:schema` blob; the
     /// tool version is this binary's. List columns are written as the Parquet spec's
-    /// `list.element` (pyiceberg and other spec-strict readers need it; Arrow readers get the
-    /// original schema back from `ARROW:schema`).
-    pub(crate) fn properties(&self, schema: &Schema) -> WriterProperties {
+    /// `list.element` (pyiceberg and other spec-strict readers need it).
+    fn properties(&self, schema: &Schema) -> WriterProperties {
         let codec = match self.compression {
             Compression::Zstd => ParquetCodec::ZSTD(ZstdLevel::try_new(1).expect("zstd level 1 is valid")),
             Compression::Snappy => ParquetCodec::SNAPPY,
@@ -112,45 +122,56 @@ pub(crate) fn finish_file(mut writer: ArrowWriter<File>, path: &Path) -> Result<
     fsops::sync_file(file).with_context(|| format!("cannot sync {}", path.display()))
 }
 
-/// One table's Parquet file inside a dataset folder.
-pub struct DatasetWriter {
+/// One table's Parquet file inside a dataset folder: the local backend's [`TableWriter`].
+pub(super) struct DatasetWriter {
     path: PathBuf,
     writer: ArrowWriter<File>,
+    schema: SchemaRef,
     rows: u64,
 }
 
 impl DatasetWriter {
     /// Creates `dir` and the Parquet file `file_name` in it.
-    pub fn create(dir: &Path, file_name: &str, schema: SchemaRef, options: &WriteOptions) -> Result<Self> {
+    pub(super) fn create(
+        dir: &Path,
+        file_name: &str,
+        schema: SchemaRef,
+        options: &WriteOptions,
+    ) -> Result<Self> {
         fsops::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let path = dir.join(file_name);
         let file = fsops::create_file(&path).with_context(|| format!("cannot create {}", path.display()))?;
         let properties = options.properties(&schema);
-        let writer = ArrowWriter::try_new(file, schema, Some(properties))
+        let writer = ArrowWriter::try_new(file, schema.clone(), Some(properties))
             .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(DatasetWriter {
             path,
             writer,
+            schema,
             rows: 0,
         })
     }
+}
 
-    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+impl TableWriter for DatasetWriter {
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        // Rows read back from older parts (compact) may name list elements `item`.
+        let batch = conform(batch, &self.schema)?;
         self.writer
-            .write(batch)
+            .write(&batch)
             .with_context(|| format!("cannot write {}", self.path.display()))?;
         self.rows += batch.num_rows() as u64;
         Ok(())
     }
 
-    /// Completes the file (footer written, data synced to disk); returns its path and row count.
-    pub fn close(self) -> Result<(PathBuf, u64)> {
+    /// Completes the file: footer written, data synced to disk.
+    fn finish(self: Box<Self>) -> Result<u64> {
         finish_file(self.writer, &self.path)?;
-        Ok((self.path, self.rows))
+        Ok(self.rows)
     }
 }
 
-/// The Arrow schema stored in an existing Parquet file (for `--mode append` checks).
+/// The Arrow schema stored in an existing Parquet file, its metadata included.
 pub fn schema_of(path: &Path) -> Result<SchemaRef> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
@@ -158,11 +179,20 @@ pub fn schema_of(path: &Path) -> Result<SchemaRef> {
     Ok(builder.schema().clone())
 }
 
+/// The record batches of a Parquet file, in order.
+pub(super) fn read_batches(path: &Path) -> Result<Batches> {
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)?
+        .with_batch_size(READ_BATCH_ROWS)
+        .build()?;
+    Ok(Box::new(reader.map(|batch| batch.map_err(Into::into))))
+}
+
 /// Rewrites a finished Parquet file, replacing every string cell that starts with `marker` by
 /// what `replace` returns for the rest of it (`None` makes the cell null). Streams batch by batch,
 /// so memory stays bounded whatever the file's size. The file's schema metadata (the resource
 /// type `compact` applies deletions by) is kept.
-pub fn rewrite_marked_strings(
+pub(super) fn rewrite_marked_strings(
     path: &Path,
     options: &WriteOptions,
     marker: char,
@@ -246,9 +276,9 @@ fn spec_list_names(data_type: &DataType) -> DataType {
 
 /// `batch` under `schema` when their columns differ only in list element names (see
 /// [`same_columns`]), so rows of older and newer files can be written to one file.
-pub(crate) fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+fn conform<'b>(batch: &'b RecordBatch, schema: &SchemaRef) -> Result<Cow<'b, RecordBatch>> {
     if batch.schema().fields() == schema.fields() {
-        return Ok(batch);
+        return Ok(Cow::Borrowed(batch));
     }
     let columns = batch
         .columns()
@@ -256,7 +286,7 @@ pub(crate) fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBa
         .zip(schema.fields())
         .map(|(column, field)| relabel_lists(column, field.data_type()))
         .collect::<Result<Vec<_>>>()?;
-    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+    Ok(Cow::Owned(RecordBatch::try_new(schema.clone(), columns)?))
 }
 
 fn relabel_lists(array: &ArrayRef, target: &DataType) -> Result<ArrayRef> {

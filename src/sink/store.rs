@@ -1,0 +1,115 @@
+//! The interface between a run and where its tables are kept. `convert` and `compact` see an
+//! output only through [`Store`], [`StagedRun`] and [`TableWriter`], so a second backend (object
+//! storage, Delta Lake) is a new implementation of these, not a change to the runs. The local
+//! Parquet folder (`local.rs`) is the one implementation today.
+//!
+//! What every backend guarantees, and `tests/crash_points.rs` checks for the local one: only one
+//! run changes an output at a time; nothing staged is visible before [`StagedRun::commit`]; a
+//! commit makes all of its tables and files visible or none of them, whenever the process dies;
+//! and a commit a dead run started is finished (or dropped, if it had not reached its commit
+//! point) by the next run's opening, before it reads anything.
+
+use std::ffi::OsString;
+
+use anyhow::Result;
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+
+use super::part::file_stamp;
+use super::WriteOptions;
+
+/// An output opened for changing: held against other runs, and any commit a killed run left
+/// half done finished (see [`super::open`]).
+pub trait Store {
+    /// Whether opening finished a commit that a killed run had started (the run logs it).
+    fn recovered(&self) -> bool;
+
+    /// Where a table (or another file of the output, such as the run report) is kept, as
+    /// reports and messages show it.
+    fn location(&self, name: &str) -> String;
+
+    /// The tables in the output, sorted by name, for `compact`; the tool's own (names starting
+    /// with `_` or `.`) are left out.
+    fn tables(&self) -> Result<Vec<String>>;
+
+    /// Whether the output has a table of this name, an empty one included: appending no rows to
+    /// an existing table adds no empty part to it.
+    fn exists(&self, table: &str) -> bool;
+
+    /// Whether nothing at all is kept under the table's name (no table, or an empty one), which
+    /// is what `--mode error` asks before writing.
+    fn is_empty(&self, table: &str) -> bool;
+
+    /// The table's part files, oldest first (none when there is no such table).
+    fn parts(&self, table: &str) -> Result<Vec<Part>>;
+
+    /// The Arrow schema a part was written with, its metadata included (`compact` reads the
+    /// rows' resource type from it, `--mode append` compares it with the new rows').
+    fn schema(&self, part: &Part) -> Result<SchemaRef>;
+
+    /// The record batches of a part, in order, a bounded number of rows at a time.
+    fn read(&self, part: &Part) -> Result<Batches>;
+
+    /// Begins a run's changes, written with `options` where no reader sees them until
+    /// [`StagedRun::commit`].
+    fn stage(&self, options: WriteOptions) -> Result<Box<dyn StagedRun>>;
+
+    /// Writes one file of the output (`name` relative to it) on its own, replacing it whole: the
+    /// run report of a run that failed before its commit, or that retired inputs after it.
+    fn write_file(&self, name: &str, content: &[u8]) -> Result<()>;
+}
+
+/// The record batches [`Store::read`] returns.
+pub type Batches = Box<dyn Iterator<Item = Result<RecordBatch>>>;
+
+/// One part file of a stored table, as [`Store::parts`] lists it.
+#[derive(Debug)]
+pub struct Part {
+    pub(super) table: String,
+    /// The file's name (see [`super::part_file_name`]), as the OS gives it: a local file's name
+    /// need not be UTF-8.
+    pub(super) file: OsString,
+}
+
+impl Part {
+    /// The stamp of the run that wrote the part: `compact` tells older rows from newer by it.
+    pub fn stamp(&self) -> String {
+        file_stamp(std::path::Path::new(&self.file))
+    }
+}
+
+/// A run's changes, built where no reader sees them. [`StagedRun::commit`] makes them visible all
+/// at once; dropped without a commit, they leave the output as it was.
+pub trait StagedRun {
+    /// Starts the part file `file` (named by [`super::part_file_name`]) of `table`. A table name
+    /// that is not a plain name (`..`, a separator, NUL) is refused before anything is written.
+    fn create(&self, table: &str, file: &str, schema: SchemaRef) -> Result<Box<dyn TableWriter>>;
+
+    /// Rewrites the finished part `file` of `table`, replacing every string cell that starts with
+    /// `marker` by what `replace` returns for the column's name and the rest of the cell (`None`
+    /// makes it null): conditional references are resolved so once the run knows every
+    /// identifier. Streams batch by batch and keeps the schema's metadata.
+    fn rewrite_marked_strings(
+        &self,
+        table: &str,
+        file: &str,
+        marker: char,
+        replace: &mut dyn FnMut(&str, &str) -> Option<String>,
+    ) -> Result<()>;
+
+    /// Commits: makes the staged parts of `tables` and the `files` (each a path relative to the
+    /// output and its content: the incremental state, the run report) visible together. With
+    /// `replace` each table is replaced whole (overwrite, compact), otherwise its staged parts
+    /// join the existing ones (append). After an error the output is either unchanged or, once
+    /// the commit point was passed, finished by the next [`super::open`].
+    fn commit(self: Box<Self>, tables: &[&str], replace: bool, files: Vec<(&str, String)>) -> Result<()>;
+}
+
+/// Writes one staged part of a table, batch by batch.
+pub trait TableWriter {
+    /// Adds a batch of rows (of the schema the part was created with).
+    fn write(&mut self, batch: &RecordBatch) -> Result<()>;
+
+    /// Completes the part (durable when this returns) and returns how many rows it holds.
+    fn finish(self: Box<Self>) -> Result<u64>;
+}
