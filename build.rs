@@ -5,7 +5,10 @@ use std::fmt::Write;
 use std::path::Path;
 
 fn main() {
-    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("views");
+    // Read when the script runs, not when it was compiled: a target folder shared by several
+    // checkouts (git worktrees) may reuse a script compiled in another one.
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let folder = Path::new(&manifest_dir).join("views");
     println!("cargo:rerun-if-changed={}", folder.display());
     let mut files: Vec<_> = std::fs::read_dir(&folder)
         .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())

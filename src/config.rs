@@ -7,7 +7,7 @@ use std::str::FromStr;
 use serde::Deserialize;
 
 use crate::sink::Compression;
-use crate::source::Limits;
+use crate::source::{InputFilter, Limits};
 use crate::UsageError;
 
 /// Default rows per Arrow RecordBatch (and per batch handed to the Parquet writer).
@@ -115,6 +115,10 @@ pub struct Options {
     pub max_json_bytes: Option<ByteSize>,
     /// Longest NDJSON line.
     pub max_line_bytes: Option<ByteSize>,
+    /// Globs of the paths under `in` to read; none means all (see `source::InputFilter`).
+    pub include: Option<Vec<String>>,
+    /// Globs of the paths under `in` to leave out; excluded folders are not entered.
+    pub exclude: Option<Vec<String>>,
 }
 
 impl Options {
@@ -169,6 +173,8 @@ impl Options {
             incremental: overrides.incremental.or(self.incremental),
             max_json_bytes: overrides.max_json_bytes.or(self.max_json_bytes),
             max_line_bytes: overrides.max_line_bytes.or(self.max_line_bytes),
+            include: overrides.include.or(self.include),
+            exclude: overrides.exclude.or(self.exclude),
         }
     }
 }
@@ -192,6 +198,8 @@ pub struct Settings {
     pub incremental: bool,
     pub max_json_bytes: u64,
     pub max_line_bytes: u64,
+    /// The `include` / `exclude` globs, compiled.
+    pub input_filter: InputFilter,
 }
 
 impl Settings {
@@ -229,6 +237,11 @@ impl Settings {
                 return Err(UsageError(format!("`{key}` in {source} must be at least 1 byte")));
             }
         }
+        let input_filter = InputFilter::new(
+            options.include.as_deref().unwrap_or_default(),
+            options.exclude.as_deref().unwrap_or_default(),
+        )
+        .map_err(|problem| UsageError(format!("{problem} (--include/--exclude or {source})")))?;
         Ok(Settings {
             input: options.input.ok_or_else(|| missing("in", "--in"))?,
             output: options.out.ok_or_else(|| missing("out", "--out"))?,
@@ -246,6 +259,7 @@ impl Settings {
             incremental: options.incremental.unwrap_or(false),
             max_json_bytes,
             max_line_bytes,
+            input_filter,
         })
     }
 }
@@ -330,6 +344,44 @@ mod tests {
     }
 
     #[test]
+    fn include_and_exclude_lists_come_from_the_file_and_a_flag_list_replaces_them() {
+        let text =
+            "in = \"/a\"\nout = \"/b\"\ninclude = [\"*.ndjson\"]\nexclude = [\"log.ndjson\", \"old/\"]\n";
+        let (_dir, path) = write_config(text);
+        let from_file = Options::from_file(&path).unwrap();
+        assert_eq!(from_file.include.as_deref(), Some(&["*.ndjson".to_string()][..]));
+        let settings = Settings::from_options(from_file, "cfg").unwrap();
+        assert!(settings.input_filter.reads_file("Patient.ndjson"));
+        assert!(!settings.input_filter.reads_file("sub/log.ndjson"));
+        assert!(!settings.input_filter.enters_folder("old"));
+        assert!(!settings.input_filter.reads_file("Bundle.json"));
+        // A flag's list replaces the file's list of the same key, like --view and `views`.
+        let flags = Options {
+            exclude: Some(vec!["Patient.ndjson".to_string()]),
+            ..Options::default()
+        };
+        let options = Options::from_file(&path).unwrap().overridden_by(flags);
+        let settings = Settings::from_options(options, "cfg").unwrap();
+        assert!(
+            settings.input_filter.reads_file("log.ndjson"),
+            "the file's exclude is replaced"
+        );
+        assert!(!settings.input_filter.reads_file("Patient.ndjson"));
+        assert!(
+            !settings.input_filter.reads_file("Bundle.json"),
+            "the file's include stays"
+        );
+        let (_dir, path) = write_config("in = \"/a\"\nout = \"/b\"\nexclude = [\"[x\"]\n");
+        let error = Settings::from_options(Options::from_file(&path).unwrap(), "config file f.toml")
+            .unwrap_err()
+            .0;
+        assert!(
+            error.contains("exclude glob '[x'") && error.contains("f.toml"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn unknown_keys_and_wrong_types_name_the_key_and_file() {
         let (_dir, path) = write_config("in = \"/a\"\nbatchsize = 10\n");
         let error = Options::from_file(&path).unwrap_err().0;
@@ -355,6 +407,7 @@ mod tests {
         assert_eq!(settings.log_level, LogLevel::Info);
         assert!(settings.builtin_tables);
         assert!(settings.views.is_empty());
+        assert!(!settings.input_filter.is_active());
         assert_eq!(settings.input_limits(), Limits::default());
     }
 

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::diagnostics::{Diagnostics, InputError, WarningKind, WarningTally};
 
-/// How many skipped file names the report lists.
+/// How many skipped (and how many excluded) paths the report lists.
 const MAX_SKIPPED_LISTED: usize = 100;
 
 /// The whole report, as serialised to `_run.json`.
@@ -24,6 +24,9 @@ pub struct RunReport {
     pub exit_code: i32,
     pub inputs: InputCounts,
     pub skipped_files: Vec<String>,
+    /// Paths left out by `--include` / `--exclude`, relative to `--in`; a folder (ending in `/`)
+    /// stands for everything in it.
+    pub excluded_paths: Vec<String>,
     pub resources: BTreeMap<String, u64>,
     pub tables: BTreeMap<String, TableReport>,
     pub warnings: BTreeMap<WarningKind, WarningTally>,
@@ -45,6 +48,8 @@ pub struct InputCounts {
     pub failed: u64,
     /// Files that are not FHIR input by their name, passed over.
     pub skipped: u64,
+    /// Paths left out by `--include` / `--exclude`: files, and folders not entered (one each).
+    pub excluded: u64,
     pub bytes: u64,
     /// Files moved to `--archive` or deleted (`--delete-processed`) after the commit.
     pub archived_or_deleted: u64,
@@ -108,11 +113,13 @@ impl RunReport {
                 read: diagnostics.files_read,
                 failed: diagnostics.files_failed,
                 skipped: skipped.len() as u64,
+                excluded: 0,
                 bytes: diagnostics.bytes_read,
                 archived_or_deleted: diagnostics.files_retired,
                 unchanged: 0,
             },
             skipped_files: skipped.into_iter().take(MAX_SKIPPED_LISTED).collect(),
+            excluded_paths: Vec::new(),
             resources: diagnostics.resources,
             tables,
             warnings: diagnostics.warnings,
@@ -120,6 +127,12 @@ impl RunReport {
             errors: diagnostics.errors,
             failure: None,
         }
+    }
+
+    /// Records the paths `--include` / `--exclude` left out: all counted, the first ones listed.
+    pub fn set_excluded(&mut self, excluded: &[String]) {
+        self.inputs.excluded = excluded.len() as u64;
+        self.excluded_paths = excluded.iter().take(MAX_SKIPPED_LISTED).cloned().collect();
     }
 
     /// The report of a run that failed while writing (exit code 3): no tables changed.
@@ -159,10 +172,14 @@ impl RunReport {
             .collect();
         let warnings: u64 = self.warnings.values().map(|t| t.count).sum();
         format!(
-            "fhir2table: {} files read, {} failed, {} skipped{}; {} resources; {}; {} errors, {} warnings; {:.1} s (report: {}/_run.json)",
+            "fhir2table: {} files read, {} failed, {} skipped{}{}; {} resources; {}; {} errors, {} warnings; {:.1} s (report: {}/_run.json)",
             self.inputs.read,
             self.inputs.failed,
             self.inputs.skipped,
+            match self.inputs.excluded {
+                0 => String::new(),
+                n => format!(", {n} excluded"),
+            },
             match self.inputs.unchanged {
                 0 => String::new(),
                 n => format!(", {n} unchanged"),

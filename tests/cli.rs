@@ -20,11 +20,24 @@ fn help_teaches_usage_examples_and_exit_codes() {
         "--log-level",
         "--quiet",
         "--verbose",
+        "--include",
+        "--exclude log.ndjson",
         "Examples:",
         "Exit codes:",
     ] {
         assert!(help.contains(part), "convert --help lacks {part}");
     }
+    // The command's own description, not a code comment, heads its help and the command list.
+    assert!(
+        help.starts_with("Convert a folder (or file) of FHIR R4 JSON into Parquet tables."),
+        "{help}"
+    );
+    let output = fhir2table().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        help.contains("convert  Convert a folder (or file) of FHIR R4 JSON into Parquet tables"),
+        "{help}"
+    );
     let output = fhir2table().arg("--version").output().unwrap();
     assert_eq!(
         String::from_utf8_lossy(&output.stdout).trim(),

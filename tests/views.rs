@@ -35,6 +35,7 @@ fn default_views_cover_every_resource_type_with_rows() {
         "imaging_study",
         "immunization",
         "location",
+        "media",
         "medication",
         "medication_administration",
         "medication_request",
@@ -42,6 +43,7 @@ fn default_views_cover_every_resource_type_with_rows() {
         "observation_component",
         "organization",
         "practitioner",
+        "practitioner_role",
         "procedure",
         "provenance",
         "supply_delivery",
@@ -71,12 +73,14 @@ fn default_views_cover_every_resource_type_with_rows() {
         "ImagingStudy",
         "Immunization",
         "Location",
+        "Media",
         "Medication",
         "MedicationAdministration",
         "MedicationRequest",
         "Observation",
         "Organization",
         "Practitioner",
+        "PractitionerRole",
         "Procedure",
         "Provenance",
         "SupplyDelivery",
@@ -97,6 +101,137 @@ fn default_views_cover_every_resource_type_with_rows() {
             "no default view for {resource_type}"
         );
     }
+}
+
+/// Every resource type Synthea's FHIR R4 exporter writes as a resource of its own: the patient
+/// Bundle (`FhirR4.convertToFHIR`: Media where an Observation's value is an attachment,
+/// DocumentReference and Provenance with the US Core option), the hospital Bundle
+/// (`HospitalExporterR4`) and the practitioner Bundle (`FhirPractitionerExporterR4`, a
+/// PractitionerRole beside each Practitioner). Coverage and ServiceRequest are only contained in
+/// ExplanationOfBenefit, so no view can read them.
+const SYNTHEA_R4_RESOURCE_TYPES: [&str; 27] = [
+    "AllergyIntolerance",
+    "CarePlan",
+    "CareTeam",
+    "Claim",
+    "Condition",
+    "Device",
+    "DiagnosticReport",
+    "DocumentReference",
+    "Encounter",
+    "ExplanationOfBenefit",
+    "Goal",
+    "ImagingStudy",
+    "Immunization",
+    "Location",
+    "Media",
+    "Medication",
+    "MedicationAdministration",
+    "MedicationRequest",
+    "Observation",
+    "Organization",
+    "Patient",
+    "Practitioner",
+    "PractitionerRole",
+    "Procedure",
+    "Provenance",
+    "SupplyDelivery",
+    "Bundle",
+];
+
+#[test]
+fn every_resource_type_synthea_writes_has_a_default_view_or_a_built_in_table() {
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("views");
+    let mut covered: Vec<String> = std::fs::read_dir(folder)
+        .unwrap()
+        .map(|entry| {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            let view: serde_json::Value = serde_json::from_str(&text).unwrap();
+            view["resource"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    // The built-in tables, and the Bundles that carry everything (walked, never a table).
+    covered.extend(["Patient", "Encounter", "Bundle"].map(String::from));
+    for resource_type in SYNTHEA_R4_RESOURCE_TYPES {
+        assert!(
+            covered.iter().any(|c| c == resource_type),
+            "Synthea writes {resource_type}, but no default view reads it"
+        );
+    }
+}
+
+#[test]
+fn practitioner_roles_and_media_have_default_views_with_the_right_values() {
+    let run = default_views_run();
+    let roles = run.table("practitioner_role");
+    assert_eq!(roles.rows.len(), 2);
+    // Synthea's shape: the practitioner by its Bundle entry, organization and location by
+    // conditional references resolved against other files of the run.
+    assert_cells(
+        roles.row("pr-role-doc"),
+        &[
+            ("active", None),
+            ("practitioner_id", Some("pr-doc")),
+            ("practitioner_npi", None),
+            ("practitioner_name", Some("Dr. Ardella43 Hartmann983")),
+            ("organization_id", Some("03347b4d-994e-302b-848b-58019a4e274d")),
+            ("organization_name", Some("EMERSON HOSPITAL -")),
+            ("location_id", Some("vx-location")),
+            ("location_name", Some("Main Clinic")),
+            ("code_code", Some("208D00000X")),
+            ("code_system", Some("http://nucc.org/provider-taxonomy")),
+            ("code_display", Some("General Practice")),
+            ("specialty_code", Some("208D00000X")),
+            ("specialty_display", Some("General Practice")),
+            ("phone", Some("9783697000")),
+            ("email", Some("Ardella43.Hartmann983@example.com")),
+            ("period_start", None),
+            ("period_end", None),
+        ],
+    );
+    // References by identifier alone have no id to resolve; the NPI still joins to practitioner.
+    assert_cells(
+        roles.row("pr-role-by-identifier"),
+        &[
+            ("practitioner_id", None),
+            ("practitioner_npi", Some("80")),
+            ("organization_id", None),
+            ("organization_name", Some("EMERSON HOSPITAL -")),
+            ("location_id", None),
+            ("specialty_code", None),
+            ("specialty_display", Some("General Practice")),
+            ("period_start", Some("2019-05-31")),
+        ],
+    );
+    let practitioners = run.table("practitioner");
+    assert_cells(
+        practitioners.row("pr-doc"),
+        &[("npi", Some("9999967695")), ("family_name", Some("Hartmann983"))],
+    );
+    assert!(practitioners.column("npi").contains(&Some("80".to_owned())));
+
+    assert_cells(
+        run.table("media").row("vx-media"),
+        &[
+            ("patient_id", Some("vx-patient")),
+            ("encounter_id", Some("vx-encounter")),
+            ("status", Some("completed")),
+            ("type_code", Some("image")),
+            ("modality_code", None),
+            ("reason_code", Some("29303009")),
+            ("reason_display", Some("Electrocardiographic procedure")),
+            ("created", Some("2020-01-01T10:15:00+01:00")),
+            ("issued", Some("2020-01-01T10:20:00.000+01:00")),
+            ("height", Some("400")),
+            ("width", Some("1200")),
+            ("frames", Some("1")),
+            ("duration", None),
+            ("content_type", Some("image/png")),
+            ("content_title", Some("ECG tracing")),
+            ("content_url", None),
+            ("content_size", Some("8")),
+        ],
+    );
 }
 
 #[test]

@@ -7,7 +7,8 @@ Convert a folder (or file) of FHIR R4 JSON into Parquet tables.
 
 Reads every *.json (a Bundle of any type, or one resource), *.ndjson / *.jsonl (one resource per
 line, FHIR Bulk Data) and their .gz forms under --in, recursively, in sorted order. Other files are
-skipped and counted. Every Patient and Encounter becomes a row of OUT/patient/ and OUT/encounter/
+skipped and counted; --include/--exclude globs leave out more (a Bulk Data client's log.ndjson,
+a folder of old exports), counted as excluded. Every Patient and Encounter becomes a row of OUT/patient/ and OUT/encounter/
 (Parquet dataset folders; columns in docs/tables.md); --view adds a table per SQL on FHIR
 ViewDefinition (--view default: one per Synthea resource type). Tables are built in a hidden
 folder and moved into place when complete, replacing the previous ones (--mode append and
@@ -20,6 +21,7 @@ const EXAMPLES: &str = "\
 Examples:
   fhir2table convert --in fixtures/synthea --out /tmp/parquet
   fhir2table convert --in ./export --out ./warehouse --view default
+  fhir2table convert --in ./export --out ./warehouse --exclude log.ndjson --exclude 'old-*/'
   fhir2table convert --in /data/landing --out /data/warehouse --incremental --errors-to /data/quarantine
   fhir2table convert --config /etc/fhir2table.toml --log-file /var/log/fhir2table.log -q
   duckdb -c \"SELECT gender, count(*) FROM '/tmp/parquet/patient/*.parquet' GROUP BY 1\"";
@@ -50,6 +52,20 @@ pub struct Args {
     /// TOML config file (see config.example.toml); flags override its keys
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+
+    /// Read only the files this glob matches, or that lie in a folder it matches. Globs match the
+    /// path relative to --in: without a `/` a name at any depth (`--include '*.ndjson'`), with a
+    /// `/` from --in (`--include '2024-06/**'`). Repeatable; replaces the config's list
+    /// [config: include]
+    #[arg(long = "include", value_name = "GLOB")]
+    pub include: Vec<String>,
+
+    /// Leave out the files and folders this glob matches (a folder is not entered):
+    /// `--exclude log.ndjson` (a Bulk Data client's log, at any depth), `--exclude 'tmp/'` (folders
+    /// named tmp), `--exclude '/old/*.json'` (from --in only). Repeatable; wins over --include;
+    /// replaces the config's list. Counted as excluded in the report [config: exclude]
+    #[arg(long = "exclude", value_name = "GLOB")]
+    pub exclude: Vec<String>,
 
     /// Rows per Arrow record batch [config: batch_size] [default: 5000]
     #[arg(long, value_name = "ROWS")]
@@ -205,6 +221,8 @@ pub fn run(args: Args) -> Result<Exit> {
         incremental: args.incremental.then_some(true),
         max_json_bytes: args.max_json_bytes,
         max_line_bytes: args.max_line_bytes,
+        include: (!args.include.is_empty()).then_some(args.include),
+        exclude: (!args.exclude.is_empty()).then_some(args.exclude),
     };
     let settings = Settings::from_options(options.overridden_by(flags), &source)?;
     let stderr_level = logging::stderr_level(args.quiet, args.verbose);

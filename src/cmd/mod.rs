@@ -34,7 +34,8 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Boxed: convert has many more flags than the other subcommands.
+    // Boxed: convert has many more flags than the other subcommands. (A plain comment: a doc
+    // comment here would replace the command's own about text in --help.)
     Convert(Box<convert::Args>),
     Inspect(inspect::Args),
     Compact(compact::Args),

@@ -144,7 +144,7 @@ struct Inputs {
 
 /// Plan: finds the inputs under `--in` and, with `--incremental`, keeps only the new or changed.
 fn select_inputs(settings: &Settings, started: SystemTime) -> Result<Inputs> {
-    let mut discovery = discover(&settings.input, Some(&settings.output));
+    let mut discovery = discover(&settings.input, Some(&settings.output), &settings.input_filter);
     // Incremental: only new or changed inputs are converted.
     let mut state = None;
     let mut unchanged = 0;
@@ -159,6 +159,7 @@ fn select_inputs(settings: &Settings, started: SystemTime) -> Result<Inputs> {
     info!(
         files = discovery.files.len(),
         skipped = discovery.skipped.len(),
+        excluded = discovery.excluded.len(),
         "found input files under {}",
         settings.input.display()
     );
@@ -436,6 +437,7 @@ fn run_report(
         tables.clone(),
     );
     report.inputs.unchanged = inputs.unchanged;
+    report.set_excluded(&discovery.excluded);
     report
 }
 

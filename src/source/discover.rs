@@ -2,6 +2,8 @@ use std::path::{Path, PathBuf};
 
 use walkdir::WalkDir;
 
+use super::InputFilter;
+
 /// How a file's content is laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InputFormat {
@@ -28,24 +30,40 @@ pub struct Discovery {
     pub files: Vec<InputFile>,
     /// Files that are not FHIR inputs (README, .DS_Store, ...), relative paths.
     pub skipped: Vec<String>,
+    /// Paths left out by `--include` / `--exclude`: files, and folders (ending in `/`) that were
+    /// not entered.
+    pub excluded: Vec<String>,
     /// Paths that could not be listed or examined, with the reason.
     pub unreadable: Vec<(String, String)>,
 }
 
 /// Walks `root` (a folder, recursively, or a single file) and classifies every file by its name.
-/// The folder `exclude` (the output, when it lies inside the input) is not entered.
-pub fn discover(root: &Path, exclude: Option<&Path>) -> Discovery {
+/// The folder `output` (when it lies inside the input) is not entered; `filter` leaves out the
+/// paths `--include` / `--exclude` select, and they are listed as excluded.
+pub fn discover(root: &Path, output: Option<&Path>, filter: &InputFilter) -> Discovery {
     let mut discovery = Discovery::default();
-    let exclude = exclude.and_then(|path| path.canonicalize().ok());
+    let output = output.and_then(|path| path.canonicalize().ok());
+    let mut excluded_folders = Vec::new();
     let walker = WalkDir::new(root)
         .follow_links(true)
         .sort_by_file_name()
         .into_iter()
         .filter_entry(|entry| {
-            let excluded = entry.file_type().is_dir()
-                && exclude.is_some()
-                && entry.path().canonicalize().ok() == exclude;
-            !excluded
+            if !entry.file_type().is_dir() {
+                return true;
+            }
+            if output.is_some() && entry.path().canonicalize().ok() == output {
+                return false;
+            }
+            if entry.depth() == 0 {
+                return true;
+            }
+            let relative = relative_path(root, entry.path());
+            let enter = filter.enters_folder(&relative);
+            if !enter {
+                excluded_folders.push(relative + "/");
+            }
+            enter
         });
     for entry in walker {
         let entry = match entry {
@@ -62,6 +80,10 @@ pub fn discover(root: &Path, exclude: Option<&Path>) -> Discovery {
             continue;
         }
         let relative = relative_path(root, entry.path());
+        if !filter.reads_file(&relative) {
+            discovery.excluded.push(relative);
+            continue;
+        }
         let Some((format, gzip)) = classify(entry.path()) else {
             discovery.skipped.push(relative);
             continue;
@@ -81,6 +103,9 @@ pub fn discover(root: &Path, exclude: Option<&Path>) -> Discovery {
             size,
         });
     }
+    // One sorted list: a folder (ending in `/`) stands where its files would.
+    discovery.excluded.extend(excluded_folders);
+    discovery.excluded.sort();
     discovery
 }
 

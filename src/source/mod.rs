@@ -2,10 +2,12 @@
 //! (decompressed when gzipped). Nothing here knows about resources or tables.
 
 mod discover;
+mod filter;
 mod quarantine;
 mod read;
 
 pub use discover::{discover, Discovery, InputFile, InputFormat};
+pub use filter::InputFilter;
 pub use quarantine::{retire_input, Quarantine};
 pub use read::{
     describe_bytes, for_each_line, read_whole, split_lines, Limits, Line, Part, DEFAULT_MAX_JSON_BYTES,
