@@ -200,7 +200,7 @@ fn practitioner_roles_and_media_have_default_views_with_the_right_values() {
             ("location_id", None),
             ("specialty_code", None),
             ("specialty_display", Some("General Practice")),
-            ("period_start", Some("2019-05-31")),
+            ("period_start", Some("2019-05-31T00:00:00Z")),
         ],
     );
     let practitioners = run.table("practitioner");
@@ -220,8 +220,8 @@ fn practitioner_roles_and_media_have_default_views_with_the_right_values() {
             ("modality_code", None),
             ("reason_code", Some("29303009")),
             ("reason_display", Some("Electrocardiographic procedure")),
-            ("created", Some("2020-01-01T10:15:00+01:00")),
-            ("issued", Some("2020-01-01T10:20:00.000+01:00")),
+            ("created", Some("2020-01-01T09:15:00Z")),
+            ("issued", Some("2020-01-01T09:20:00Z")),
             ("height", Some("400")),
             ("width", Some("1200")),
             ("frames", Some("1")),
