@@ -296,3 +296,56 @@ fn appending_to_a_dataset_with_item_lists_works_and_compact_brings_it_to_the_spe
         "{paths:?}"
     );
 }
+
+#[test]
+fn id_and_reference_key_columns_carry_a_bloom_filter_holding_every_value() {
+    use parquet::file::properties::ReaderProperties;
+    use parquet::file::serialized_reader::ReadOptionsBuilder;
+
+    let run = convert(&fixtures().join("synthea"), &["--view", "default", "-q"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let (mut indexed, mut plain) = (0, 0);
+    for (table, path) in part_files(run.out.path()) {
+        let options = ReadOptionsBuilder::new()
+            .with_reader_properties(ReaderProperties::builder().set_read_bloom_filter(true).build())
+            .build();
+        let reader = SerializedFileReader::new_with_options(File::open(&path).unwrap(), options).unwrap();
+        let batches: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap())
+            .unwrap()
+            .build()
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        for group in 0..reader.metadata().num_row_groups() {
+            let row_group = reader.get_row_group(group).unwrap();
+            let columns = reader.metadata().file_metadata().schema_descr().columns().to_vec();
+            for (i, column) in columns.iter().enumerate() {
+                let name = column.name();
+                let is_key = column.path().parts().len() == 1
+                    && column.physical_type() == PhysicalType::BYTE_ARRAY
+                    && (name == "id" || name.ends_with("_id"));
+                let filter = row_group.get_column_bloom_filter(i);
+                if !is_key {
+                    assert!(filter.is_none(), "{table}.{name} has no lookup index");
+                    plain += 1;
+                    continue;
+                }
+                let filter = filter.unwrap_or_else(|| panic!("{table}.{name} has a bloom filter"));
+                let values: Vec<String> = batches
+                    .iter()
+                    .flat_map(|batch| {
+                        let array = batch.column_by_name(name).unwrap().as_string::<i32>();
+                        array.iter().flatten().map(str::to_owned).collect::<Vec<_>>()
+                    })
+                    .collect();
+                for value in &values {
+                    assert!(filter.check(&value.as_str()), "{table}.{name}: {value} is in the filter");
+                }
+                let absent = (0..100).filter(|n| filter.check(&format!("no-such-id-{n}").as_str())).count();
+                assert!(absent <= 10, "{table}.{name}: {absent} of 100 absent ids pass the filter");
+                indexed += 1;
+            }
+        }
+    }
+    assert!(indexed >= 40 && plain >= 100, "{indexed} indexed, {plain} plain columns");
+}

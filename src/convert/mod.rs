@@ -22,7 +22,9 @@ use crate::config::{Settings, WriteMode};
 use crate::diagnostics::{Diagnostics, Origin, WarningKind};
 use crate::report::{RunReport, TableReport};
 use crate::resource::{IdentifierIndex, IndexedTarget};
-use crate::sink::{StagedRun, Store, TableWriter, WriteOptions, CONTRACT_KEY, RESOURCE_TYPE_KEY, TABLE_KEY};
+use crate::sink::{
+    StagedRun, Store, TableWriter, WriteOptions, CONTRACT_KEY, LOOKUP_INDEX_KEY, RESOURCE_TYPE_KEY, TABLE_KEY,
+};
 use crate::source::{discover, retire_input, Discovery, Quarantine};
 use crate::state::{InputRecord, RunRecord, State, STATE_FILE};
 use crate::table::deleted::{DeletedTable, DELETED_TABLE};
@@ -481,10 +483,19 @@ fn with_table_metadata(
     if let Some(contract) = contract {
         metadata.insert(CONTRACT_KEY.to_owned(), contract.to_owned());
     }
-    if &metadata == schema.metadata() {
-        return schema;
-    }
-    Arc::new(schema.as_ref().clone().with_metadata(metadata))
+    let fields: Vec<arrow_schema::FieldRef> = schema
+        .fields()
+        .iter()
+        .map(|field| match crate::table::is_lookup_column(field) {
+            true => {
+                let mut marked = field.metadata().clone();
+                marked.insert(LOOKUP_INDEX_KEY.to_owned(), "true".to_owned());
+                Arc::new(field.as_ref().clone().with_metadata(marked))
+            }
+            false => field.clone(),
+        })
+        .collect();
+    Arc::new(arrow_schema::Schema::new_with_metadata(fields, metadata))
 }
 
 /// Refuses folders that overlap in ways that would lose or re-read data: an archive or

@@ -16,8 +16,8 @@ use std::path::Path;
 use anyhow::Result;
 
 pub use self::parquet::{
-    same_columns, schema_of, Compression, WriteOptions, CONTRACT_KEY, RESOURCE_TYPE_KEY, TABLE_KEY,
-    TOOL_VERSION_KEY,
+    same_columns, schema_of, Compression, WriteOptions, CONTRACT_KEY, LOOKUP_INDEX_KEY, RESOURCE_TYPE_KEY,
+    TABLE_KEY, TOOL_VERSION_KEY,
 };
 pub use commit::{Output, JOURNAL_FILE};
 pub use lock::{Locked, OutputLock, LOCK_FILE};

@@ -14,6 +14,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression as ParquetCodec, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use serde::Deserialize;
 
 use super::store::{Batches, TableWriter};
@@ -57,6 +58,15 @@ pub struct WriteOptions {
     pub compression: Compression,
 }
 
+/// Field metadata that asks for a lookup index on a column: a Parquet bloom filter per row group,
+/// which DuckDB, Spark and Trino use to skip row groups for `column = value`.
+pub const LOOKUP_INDEX_KEY: &str = "fhir2table.lookup";
+
+/// False-positive rate of the lookup bloom filters: a row group without the value is read anyway
+/// once in a hundred times. parquet-rs sizes each filter for a full row group and then folds it
+/// down to the distinct values it saw, so few distinct values give a small filter.
+const LOOKUP_FALSE_POSITIVES: f64 = 0.01;
+
 /// Parquet key-value metadata key: the tool version that wrote the file.
 pub const TOOL_VERSION_KEY: &str = "fhir2table.version";
 
@@ -80,7 +90,17 @@ impl WriteOptions {
             Compression::Snappy => ParquetCodec::SNAPPY,
             Compression::None => ParquetCodec::UNCOMPRESSED,
         };
-        WriterProperties::builder()
+        let mut builder = WriterProperties::builder();
+        for field in schema.fields() {
+            if field.metadata().contains_key(LOOKUP_INDEX_KEY) {
+                let column = ColumnPath::from(field.name().as_str());
+                builder = builder
+                    .set_column_bloom_filter_enabled(column.clone(), true)
+                    .set_column_bloom_filter_fpp(column.clone(), LOOKUP_FALSE_POSITIVES)
+                    .set_column_bloom_filter_max_ndv(column, ROW_GROUP_ROWS as u64);
+            }
+        }
+        builder
             .set_compression(codec)
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))

@@ -70,6 +70,15 @@ pub trait Table: Send + Sync {
     }
 }
 
+/// Whether queries select rows of a table by this column's value (`WHERE patient_id = ?`, joins on
+/// `id`): the logical id and every reference key column (`*_id`), when they hold text. Such
+/// columns get a lookup index in the files, since rows are not sorted by them and min/max
+/// statistics of random ids span the whole range.
+pub fn is_lookup_column(field: &arrow_schema::Field) -> bool {
+    let name = field.name();
+    field.data_type() == &arrow_schema::DataType::Utf8 && (name == "id" || name.ends_with("_id"))
+}
+
 /// The version of the built-in tables' column contract in docs/tables.md, raised on every
 /// change a query written against the old one could notice.
 pub const CONTRACT_VERSION: &str = "1";
