@@ -58,6 +58,8 @@ fn snapshot(out: &Path) -> Snapshot {
     for entry in std::fs::read_dir(out).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        // `_state` and `_deleted` at the top are an older release's layout (see
+        // `to_legacy_layout`); its tombstones count as the same table as the tool folder's.
         if !path.is_dir() || name.starts_with('.') || name == "_state" {
             continue;
         }
@@ -68,7 +70,13 @@ fn snapshot(out: &Path) -> Snapshot {
         };
         tables.insert(name, rows);
     }
-    let state_inputs = match std::fs::read_to_string(out.join("_state/state.json")) {
+    let tombstones = out.join(".fhir2table/deleted");
+    if tombstones.is_dir() && !files_under(&tombstones).is_empty() {
+        tables.insert("_deleted".to_owned(), read_table(&tombstones).sorted_rows());
+    }
+    let state = std::fs::read_to_string(out.join(".fhir2table/state.json"))
+        .or_else(|_| std::fs::read_to_string(out.join("_state/state.json")));
+    let state_inputs = match state {
         Ok(text) => {
             let state: serde_json::Value = serde_json::from_str(&text).unwrap();
             let mut inputs: Vec<(String, String)> = state["inputs"]
@@ -88,21 +96,38 @@ fn snapshot(out: &Path) -> Snapshot {
 /// Anything in the output folder that is neither a table's Parquet file nor one of the tool's
 /// own lasting files.
 fn debris(out: &Path) -> Vec<String> {
-    let hidden_folders = std::fs::read_dir(out)
-        .unwrap()
-        .map(|entry| entry.unwrap())
-        .filter(|entry| entry.file_type().unwrap().is_dir())
-        .map(|entry| entry.file_name().to_string_lossy().into_owned())
-        .filter(|name| name.starts_with('.'));
+    let folders = |dir: &Path, prefix: &str| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .map(|entry| entry.unwrap())
+                    .filter(|entry| entry.file_type().unwrap().is_dir())
+                    .map(|entry| format!("{prefix}{}", entry.file_name().to_string_lossy()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // Hidden folders other than the tool's, and folders in the tool's other than its tombstones.
+    let stray_folders = folders(out, "")
+        .into_iter()
+        .filter(|name| name.starts_with('.') && name != ".fhir2table")
+        .chain(folders(&out.join(".fhir2table"), ".fhir2table/"))
+        .filter(|name| name != ".fhir2table/deleted");
     files_under(out)
         .into_iter()
-        .chain(hidden_folders)
+        .chain(stray_folders)
         .filter(|file| {
-            let lasting = [".fhir2table.lock", "_run.json", "_state/state.json"].contains(&file.as_str());
-            let table_file = !file.starts_with('.')
-                && file.ends_with(".parquet")
-                && Path::new(file).components().count() == 2;
-            !lasting && !table_file
+            let lasting = [
+                ".fhir2table/lock",
+                ".fhir2table/run.json",
+                ".fhir2table/state.json",
+            ]
+            .contains(&file.as_str());
+            let depth = Path::new(file).components().count();
+            let table_file = !file.starts_with('.') && file.ends_with(".parquet") && depth == 2;
+            let tombstones =
+                file.starts_with(".fhir2table/deleted/") && file.ends_with(".fhir2table-parquet");
+            !(lasting || table_file || (tombstones && depth == 3))
         })
         .collect()
 }
@@ -201,7 +226,10 @@ fn run(case: &Case, args: &[&str], fault: Fault) -> Option<i32> {
 
 /// Rows per table as `_run.json` reports them, or `None` for the report of a failed run.
 fn reported_rows(out: &Path) -> Option<BTreeMap<String, u64>> {
-    let text = std::fs::read_to_string(out.join("_run.json")).ok()?;
+    // Releases before the tool folder kept the report at the top.
+    let text = std::fs::read_to_string(out.join(".fhir2table/run.json"))
+        .or_else(|_| std::fs::read_to_string(out.join("_run.json")))
+        .ok()?;
     let report: serde_json::Value = serde_json::from_str(&text).unwrap();
     if report["exit_code"] == 3 {
         return None;
@@ -500,7 +528,7 @@ fn deleted_inputs_always_have_their_rows_committed() {
 fn a_damaged_journal_is_an_error_naming_it_not_a_missing_one() {
     let case = prepared(&[(&fixtures().join("handmade"), "")], &[CONVERT]);
     let before = snapshot(&case.out());
-    let journal = case.out().join(fhir2table::sink::JOURNAL_FILE);
+    let journal = fhir2table::sink::journal_path(&case.out());
     std::fs::write(&journal, b"{\"format\":1,\"stag").unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_fhir2table"))
         .args(["convert", "-q", "--in"])
@@ -517,4 +545,76 @@ fn a_damaged_journal_is_an_error_naming_it_not_a_missing_one() {
     );
     assert_eq!(snapshot(&case.out()), before, "nothing was changed");
     assert!(journal.exists(), "the journal is left for a person to look at");
+}
+
+/// Moves a current output into the layout of releases before the tool folder: report, state,
+/// tombstones and lock at the top, and debris those releases could leave.
+fn to_legacy_layout(out: &Path) {
+    let tools = out.join(".fhir2table");
+    std::fs::rename(tools.join("run.json"), out.join("_run.json")).unwrap();
+    std::fs::create_dir(out.join("_state")).unwrap();
+    std::fs::rename(tools.join("state.json"), out.join("_state/state.json")).unwrap();
+    std::fs::rename(tools.join("deleted"), out.join("_deleted")).unwrap();
+    for file in files_under(&out.join("_deleted")) {
+        let old_name = file.replace(".fhir2table-parquet", ".parquet");
+        std::fs::rename(
+            out.join("_deleted").join(&file),
+            out.join("_deleted").join(old_name),
+        )
+        .unwrap();
+    }
+    std::fs::rename(tools.join("lock"), out.join(".fhir2table.lock")).unwrap();
+    std::fs::remove_dir(&tools).unwrap();
+    write(
+        &out.join(".fhir2table-staging-99999/patient/part-x.parquet"),
+        "left by a killed run",
+    );
+    write(&out.join("_state/state.json.tmp-99999"), "{");
+}
+
+#[test]
+fn an_older_releases_layout_is_moved_into_the_tool_folder_whole() {
+    let case = prepared(&[], &[]);
+    write(
+        &case.input().join("a.ndjson"),
+        &[
+            patient_line("a", "A", "2024-01-01T00:00:00Z"),
+            patient_line("d", "D", "2024-01-01T00:00:00Z"),
+        ]
+        .join("\n"),
+    );
+    write(
+        &case.input().join("deleted/Patient.ndjson"),
+        r#"{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"DELETE","url":"Patient/d"}}]}"#,
+    );
+    let incremental = with(CONVERT, &["--incremental"]);
+    run(&case, &incremental, Fault::None).unwrap();
+    to_legacy_layout(&case.out());
+    write(
+        &case.input().join("b.ndjson"),
+        &patient_line("b", "B", "2024-01-01T00:00:00Z"),
+    );
+    let calls = enumerate("migration", &case, &incremental);
+    assert!(calls > 10, "{calls} calls");
+
+    // The migrated folder is the current layout, its state honoured (only b.ndjson was new).
+    let finished = case.copy();
+    assert_eq!(run(&finished, &incremental, Fault::None), Some(0));
+    let mut top: Vec<String> = std::fs::read_dir(finished.out())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    top.sort();
+    assert_eq!(top, [".fhir2table", "encounter", "patient"]);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(finished.out().join(".fhir2table/run.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        report["tables"]["patient"]["rows"], 1,
+        "only the new input: {report}"
+    );
+    assert_eq!(
+        read_table(&finished.out().join(".fhir2table/deleted")).rows.len(),
+        1
+    );
 }

@@ -94,7 +94,12 @@ fn duckdb_skips_row_groups_without_the_patient_asked_for() {
         .arg(run.out.path())
         .output()
         .unwrap();
-    assert_eq!(append.status.code(), Some(0), "{}", String::from_utf8_lossy(&append.stderr));
+    assert_eq!(
+        append.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&append.stderr)
+    );
     let script = r#"
 import duckdb, json, os, sys, tempfile
 out = sys.argv[1]
@@ -113,11 +118,19 @@ print(len(rows), query["total_row_groups_scanned"])
         .arg(run.out.path())
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     let encounters = run_encounters_of(run.out.path(), "d070e7dd-4d25-4c52-9fb2-78d232e1cf2c");
     assert!(encounters > 0);
-    assert_eq!(stdout.trim(), format!("{encounters} 1"), "rows found, row groups read");
+    assert_eq!(
+        stdout.trim(),
+        format!("{encounters} 1"),
+        "rows found, row groups read"
+    );
 }
 
 fn run_encounters_of(out: &std::path::Path, patient: &str) -> usize {

@@ -318,7 +318,12 @@ fn id_and_reference_key_columns_carry_a_bloom_filter_holding_every_value() {
             .collect();
         for group in 0..reader.metadata().num_row_groups() {
             let row_group = reader.get_row_group(group).unwrap();
-            let columns = reader.metadata().file_metadata().schema_descr().columns().to_vec();
+            let columns = reader
+                .metadata()
+                .file_metadata()
+                .schema_descr()
+                .columns()
+                .to_vec();
             for (i, column) in columns.iter().enumerate() {
                 let name = column.name();
                 let is_key = column.path().parts().len() == 1
@@ -339,13 +344,24 @@ fn id_and_reference_key_columns_carry_a_bloom_filter_holding_every_value() {
                     })
                     .collect();
                 for value in &values {
-                    assert!(filter.check(&value.as_str()), "{table}.{name}: {value} is in the filter");
+                    assert!(
+                        filter.check(&value.as_str()),
+                        "{table}.{name}: {value} is in the filter"
+                    );
                 }
-                let absent = (0..100).filter(|n| filter.check(&format!("no-such-id-{n}").as_str())).count();
-                assert!(absent <= 10, "{table}.{name}: {absent} of 100 absent ids pass the filter");
+                let absent = (0..100)
+                    .filter(|n| filter.check(&format!("no-such-id-{n}").as_str()))
+                    .count();
+                assert!(
+                    absent <= 10,
+                    "{table}.{name}: {absent} of 100 absent ids pass the filter"
+                );
                 indexed += 1;
             }
         }
     }
-    assert!(indexed >= 40 && plain >= 100, "{indexed} indexed, {plain} plain columns");
+    assert!(
+        indexed >= 40 && plain >= 100,
+        "{indexed} indexed, {plain} plain columns"
+    );
 }

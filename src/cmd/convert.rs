@@ -8,12 +8,14 @@ Convert a folder (or file) of FHIR R4 JSON into Parquet tables.
 Reads every *.json (a Bundle of any type, or one resource), *.ndjson / *.jsonl (one resource per
 line, FHIR Bulk Data) and their .gz forms under --in, recursively, in sorted order. Other files are
 skipped and counted; --include/--exclude globs leave out more (a Bulk Data client's log.ndjson,
-a folder of old exports), counted as excluded. Every Patient and Encounter becomes a row of OUT/patient/ and OUT/encounter/
-(Parquet dataset folders; columns in docs/tables.md); --view adds a table per SQL on FHIR
-ViewDefinition (--view default: one per Synthea resource type). Tables are built in a hidden
-folder and moved into place when complete, replacing the previous ones (--mode append and
---incremental add files beside them instead). OUT/_run.json reports files read, skipped and
-failed, resources per type, rows per table, warnings and errors with file and line.
+a folder of old exports), counted as excluded. Every Patient and Encounter becomes a row of
+OUT/patient/ and OUT/encounter/ (Parquet dataset folders; columns in docs/tables.md); --view adds
+a table per SQL on FHIR ViewDefinition (--view default: one per Synthea resource type). Tables
+are built in a hidden folder and moved into place when complete, replacing the previous ones
+(--mode append and --incremental add files beside them instead). OUT/.fhir2table/run.json
+reports files read, skipped and failed, resources per type, rows per table, warnings and errors
+with file and line; the tool keeps all its own files in OUT/.fhir2table/, so every other folder
+of OUT is a table.
 
 Settings come from flags, then the --config file, then defaults.";
 
@@ -45,7 +47,7 @@ pub struct Args {
     #[arg(long = "in", value_name = "PATH")]
     pub input: Option<PathBuf>,
 
-    /// Output folder; gets one dataset folder per table and _run.json [config: out]
+    /// Output folder; gets one dataset folder per table, and .fhir2table/ for the run report and state [config: out]
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 
@@ -115,7 +117,7 @@ pub struct Args {
     pub delete_processed: bool,
 
     /// Convert only inputs that are new, changed or failed since the last run
-    /// (OUT/_state/state.json) and append their rows [config: incremental]
+    /// (OUT/.fhir2table/state.json) and append their rows [config: incremental]
     #[arg(long)]
     pub incremental: bool,
 
@@ -129,7 +131,7 @@ pub struct Args {
     #[arg(long, value_name = "SIZE")]
     pub max_line_bytes: Option<ByteSize>,
 
-    /// Print the run report (as in OUT/_run.json) on stdout: `--report json`
+    /// Print the run report (as in OUT/.fhir2table/run.json) on stdout: `--report json`
     #[arg(long, value_name = "FORMAT", value_parser = ["json"])]
     pub report: Option<String>,
 

@@ -34,7 +34,7 @@ use crate::UsageError;
 use worker::{run_workers, units, Work};
 
 /// The report file's name inside `--out`.
-pub const REPORT_FILE: &str = "_run.json";
+pub const REPORT_FILE: &str = ".fhir2table/run.json";
 
 /// Hooks for showing progress. The command line draws a bar on a terminal; library users and
 /// tests pass `&()`, which shows nothing.
@@ -52,7 +52,7 @@ pub trait Progress: Sync {
 impl Progress for () {}
 
 /// Converts `settings.input` into tables under `settings.output` and returns the run report (also
-/// written to `OUT/_run.json`). Errors before any work are [`UsageError`]s; an `Err` of another
+/// written to `OUT/.fhir2table/run.json`). Errors before any work are [`UsageError`]s; an `Err` of another
 /// kind means the output could not be written, and the previous output is left as it was.
 ///
 /// The run goes through the steps of the pipeline in README, each a function below: plan
@@ -443,7 +443,7 @@ fn run_report(
     report
 }
 
-/// Writes the report of a run that failed before its commit, so `_run.json` says why (the
+/// Writes the report of a run that failed before its commit, so the run report says why (the
 /// previous tables are still in place). A report that cannot be written is only logged: the
 /// run's own error is the one to return.
 fn report_failure(settings: &Settings, output: &dyn Store, started: SystemTime, error: &anyhow::Error) {
@@ -456,7 +456,7 @@ fn report_failure(settings: &Settings, output: &dyn Store, started: SystemTime, 
     write_report(output, &report);
 }
 
-/// Writes `_run.json` outside a commit; a failure is only logged, as the run's outcome stands.
+/// Writes the run report outside a commit; a failure is only logged, as the run's outcome stands.
 fn write_report(output: &dyn Store, report: &RunReport) {
     let written = serde_json::to_vec_pretty(report)
         .map_err(anyhow::Error::from)
@@ -599,7 +599,7 @@ fn describe_difference(found: &arrow_schema::Fields, wanted: &arrow_schema::Fiel
     for (i, wanted_field) in wanted.iter().enumerate() {
         match found.get(i) {
             None => return format!("column {} is missing", wanted_field.name()),
-            Some(field) if field != wanted_field => {
+            Some(field) if !crate::sink::same_column(field, wanted_field) => {
                 return format!(
                     "column {}: found {} {}{}, expected {} {}{}",
                     i + 1,

@@ -9,8 +9,8 @@
 //!
 //! # The commit state machine
 //!
-//! `OUT` is the output folder, `S` = `OUT/.fhir2table-staging-<pid>` the staging folder and `J` =
-//! `OUT/.fhir2table-commit.json` the journal. Every file-system call below goes through
+//! `OUT` is the output folder, `S` = `OUT/.fhir2table/staging-<pid>` the staging folder and `J` =
+//! `OUT/.fhir2table/commit.json` the journal (see `layout.rs` for where each table's folder is). Every file-system call below goes through
 //! [`crate::fsops`], which fsyncs the file or folder it changed.
 //!
 //! | state | what is on disk | a crash here ends, after the next run's [`Output::open`], in |
@@ -39,15 +39,58 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::layout::{table_folder, tool_folder, JOURNAL_FILE, STAGING_PREFIX};
 use super::lock::OutputLock;
 use super::WriteOptions;
 use crate::fsops;
 
-/// Prefix of the hidden folder a run builds its tables in.
-const STAGING_PREFIX: &str = ".fhir2table-staging-";
+/// Where the commit journal of `out` is (the crash-point tests look for it).
+pub fn journal_path(out: &Path) -> PathBuf {
+    Layout::Current.journal(out)
+}
 
-/// The name of the commit journal inside `OUT`.
-pub const JOURNAL_FILE: &str = ".fhir2table-commit.json";
+/// Where a journal, its staging folder and its tables are: this release's layout, or the one of
+/// releases that kept everything at the top of `OUT` (a journal they left is finished in their
+/// layout before `migrate.rs` moves their files).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Layout {
+    Current,
+    Legacy,
+}
+
+impl Layout {
+    fn journal(self, out: &Path) -> PathBuf {
+        match self {
+            Layout::Current => tool_folder(out).join(JOURNAL_FILE),
+            Layout::Legacy => out.join(LEGACY_JOURNAL_FILE),
+        }
+    }
+
+    fn staging_prefix(self) -> &'static str {
+        match self {
+            Layout::Current => STAGING_PREFIX,
+            Layout::Legacy => LEGACY_STAGING_PREFIX,
+        }
+    }
+
+    fn staging(self, out: &Path, name: &str) -> PathBuf {
+        match self {
+            Layout::Current => tool_folder(out).join(name),
+            Layout::Legacy => out.join(name),
+        }
+    }
+
+    fn table(self, out: &Path, table: &str) -> PathBuf {
+        match self {
+            Layout::Current => table_folder(out, table),
+            Layout::Legacy => out.join(table),
+        }
+    }
+}
+
+/// The journal and staging folders of releases before the tool folder, at the top of `OUT`.
+pub(super) const LEGACY_JOURNAL_FILE: &str = ".fhir2table-commit.json";
+pub(super) const LEGACY_STAGING_PREFIX: &str = ".fhir2table-staging-";
 
 /// Version of the journal's layout; a journal of a newer one is refused, not guessed at.
 const JOURNAL_FORMAT: u32 = 1;
@@ -64,9 +107,13 @@ pub struct Output {
 impl Output {
     /// Opens `root` (which must exist). Fails with [`super::Locked`] while another run holds it.
     pub fn open(root: &Path) -> Result<Output> {
+        let tools = tool_folder(root);
+        fsops::create_dir_all(&tools)
+            .with_context(|| format!("output folder {} is not writable", root.display()))?;
         let lock = OutputLock::acquire(root)?;
-        let recovered = recover(root)?;
-        remove_debris(root)?;
+        let migrated = super::migrate::from_top_level_layout(root)?;
+        let recovered = recover(root, Layout::Current)? || migrated;
+        remove_debris(&[tools], is_debris)?;
         Ok(Output {
             root: root.to_path_buf(),
             _lock: lock,
@@ -77,7 +124,7 @@ impl Output {
     /// Creates this run's staging folder, where files are written with `options`.
     pub(super) fn create_staging(&self, options: WriteOptions) -> Result<Staging> {
         let name = format!("{STAGING_PREFIX}{}", std::process::id());
-        let dir = self.root.join(&name);
+        let dir = Layout::Current.staging(&self.root, &name);
         fsops::create_dir_all(&dir)
             .with_context(|| format!("output folder {} is not writable", self.root.display()))?;
         Ok(Staging {
@@ -164,7 +211,7 @@ impl Staging {
             staging: self.name.clone(),
             steps,
         };
-        journal.check()?;
+        journal.check(Layout::Current)?;
         for step in &journal.steps {
             if let Step::Replace { table } | Step::Add { table, .. } = step {
                 let folder = self.table_dir(table)?;
@@ -179,9 +226,9 @@ impl Staging {
         // (renamed, but its folder not synced), the journal may exist and need every staged file.
         // If it does not, the next run removes the folder as debris.
         self.consumed = true;
-        fsops::write_atomically(&self.out.join(JOURNAL_FILE), &text)
+        fsops::write_atomically(&journal_path(&self.out), &text)
             .context("cannot write the commit journal")?;
-        journal.carry_out(&self.out)
+        journal.carry_out(&self.out, Layout::Current)
     }
 }
 
@@ -195,8 +242,8 @@ impl Drop for Staging {
 
 impl Journal {
     /// Refuses any name that could reach outside `OUT` or the staging folder.
-    fn check(&self) -> Result<()> {
-        if !self.staging.starts_with(STAGING_PREFIX) || !is_plain_name(&self.staging) {
+    fn check(&self, layout: Layout) -> Result<()> {
+        if !self.staging.starts_with(layout.staging_prefix()) || !is_plain_name(&self.staging) {
             bail!("staging folder {:?} is not a staging folder name", self.staging);
         }
         for step in &self.steps {
@@ -219,12 +266,12 @@ impl Journal {
         Ok(())
     }
 
-    fn carry_out(&self, out: &Path) -> Result<()> {
-        let staging = out.join(&self.staging);
+    fn carry_out(&self, out: &Path, layout: Layout) -> Result<()> {
+        let staging = layout.staging(out, &self.staging);
         for step in &self.steps {
-            carry_out(step, out, &staging)?;
+            carry_out(step, out, &staging, layout)?;
         }
-        fsops::remove_file(&out.join(JOURNAL_FILE)).context("cannot remove the commit journal")?;
+        fsops::remove_file(&layout.journal(out)).context("cannot remove the commit journal")?;
         // Committed. What is left in the staging folder is garbage; if it cannot go now, the
         // next run removes it.
         if staging.exists() {
@@ -236,7 +283,7 @@ impl Journal {
     }
 }
 
-fn carry_out(step: &Step, out: &Path, staging: &Path) -> Result<()> {
+fn carry_out(step: &Step, out: &Path, staging: &Path, layout: Layout) -> Result<()> {
     let moved = |from: &Path, to: &Path| {
         fsops::rename(from, to).with_context(|| format!("cannot move {} to {}", from.display(), to.display()))
     };
@@ -246,7 +293,7 @@ fn carry_out(step: &Step, out: &Path, staging: &Path) -> Result<()> {
             if !exists(&staged)? {
                 return Ok(());
             }
-            let target = out.join(table);
+            let target = layout.table(out, table);
             if exists(&target)? {
                 let previous = staging.join(".previous");
                 fsops::create_dir_all(&previous)?;
@@ -259,7 +306,7 @@ fn carry_out(step: &Step, out: &Path, staging: &Path) -> Result<()> {
             if !exists(&staged)? {
                 return Ok(());
             }
-            let folder = out.join(table);
+            let folder = layout.table(out, table);
             fsops::create_dir_all(&folder).with_context(|| format!("cannot create {}", folder.display()))?;
             moved(&staged, &folder.join(file))
         }
@@ -293,9 +340,10 @@ pub fn is_plain_name(name: &str) -> bool {
         && Path::new(name).components().count() == 1
 }
 
-/// Finishes the commit that a killed run left half done, if any. Must hold the output's lock.
-fn recover(out: &Path) -> Result<bool> {
-    let path = out.join(JOURNAL_FILE);
+/// Finishes the commit that a killed run left half done, if any, in `layout`; `true` if there
+/// was one. Must hold the output's lock.
+pub(super) fn recover(out: &Path, layout: Layout) -> Result<bool> {
+    let path = layout.journal(out);
     let text = match fs::read(&path) {
         Ok(text) => text,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(false),
@@ -320,17 +368,17 @@ fn recover(out: &Path) -> Result<bool> {
         );
     }
     journal
-        .check()
+        .check(layout)
         .with_context(|| format!("the commit journal {} names a path outside it", path.display()))?;
-    journal.carry_out(out)?;
+    journal.carry_out(out, layout)?;
     Ok(true)
 }
 
-/// Removes what dead runs left: staging folders and temporary files in `OUT` and `OUT/_state`.
-/// Only the holder of the lock creates them, and the caller holds it, so every one is dead.
-fn remove_debris(out: &Path) -> Result<()> {
-    for folder in [out.to_path_buf(), out.join("_state")] {
-        let entries = match fs::read_dir(&folder) {
+/// Removes what dead runs left in `folders`: staging folders and temporary files. Only the holder
+/// of the lock creates them, and the caller holds it, so every one is dead.
+pub(super) fn remove_debris(folders: &[PathBuf], is_debris: impl Fn(&str) -> bool) -> Result<()> {
+    for folder in folders {
+        let entries = match fs::read_dir(folder) {
             Ok(entries) => entries,
             Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
             Err(error) => {
@@ -356,13 +404,19 @@ fn remove_debris(out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Names only this tool gives to temporary things: staging folders, `*.tmp-<pid>` files and the
-/// lock drafts of older versions (`.fhir2table.lock.<pid>`).
+/// Names only this tool gives to temporary things in its folder: staging folders and
+/// `*.tmp-<pid>` files.
 fn is_debris(name: &str) -> bool {
-    let digits = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
-    name.strip_prefix(STAGING_PREFIX).is_some_and(digits)
-        || name.rsplit_once(".tmp-").is_some_and(|(_, pid)| digits(pid))
-        || name.strip_prefix(".fhir2table.lock.").is_some_and(digits)
+    name.strip_prefix(STAGING_PREFIX).is_some_and(all_digits) || is_temporary_file(name)
+}
+
+/// `name.tmp-<pid>` or `name.<n>.tmp-<pid>`: a file `fsops::write_atomically` had not renamed yet.
+pub(super) fn is_temporary_file(name: &str) -> bool {
+    name.rsplit_once(".tmp-").is_some_and(|(_, pid)| all_digits(pid))
+}
+
+pub(super) fn all_digits(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())
 }
 
 #[cfg(test)]
@@ -395,26 +449,32 @@ mod tests {
             path: path.into(),
             content: String::new(),
         };
-        assert!(journal(vec![write("_state/state.json")]).check().is_ok());
-        assert!(journal(vec![write("../state.json")]).check().is_err());
-        assert!(journal(vec![write("/etc/passwd")]).check().is_err());
+        let current = Layout::Current;
+        assert!(journal(vec![write(".fhir2table/state.json")])
+            .check(current)
+            .is_ok());
+        assert!(journal(vec![write("../state.json")]).check(current).is_err());
+        assert!(journal(vec![write("/etc/passwd")]).check(current).is_err());
         let replace = Step::Replace { table: "../x".into() };
-        assert!(journal(vec![replace]).check().is_err());
+        assert!(journal(vec![replace]).check(current).is_err());
         let mut bad_staging = journal(Vec::new());
         bad_staging.staging = "..".into();
-        assert!(bad_staging.check().is_err());
+        assert!(bad_staging.check(current).is_err());
+        assert!(
+            journal(Vec::new()).check(Layout::Legacy).is_err(),
+            "legacy journals name legacy staging"
+        );
     }
 
     #[test]
     fn debris_is_only_what_the_tool_names_so() {
-        assert!(is_debris(".fhir2table-staging-123"));
+        assert!(is_debris("staging-123"));
         assert!(is_debris("state.json.tmp-77"));
         assert!(is_debris("state.json.3.tmp-77"));
-        assert!(is_debris(".fhir2table-commit.json.tmp-9"));
-        assert!(is_debris(".fhir2table.lock.42"));
-        assert!(!is_debris("patient"));
-        assert!(!is_debris(".fhir2table.lock"));
+        assert!(is_debris("commit.json.tmp-9"));
+        assert!(!is_debris("deleted"));
+        assert!(!is_debris("lock"));
         assert!(!is_debris("notes.tmp-draft"));
-        assert!(!is_debris(".fhir2table-staging-"));
+        assert!(!is_debris("staging-"));
     }
 }

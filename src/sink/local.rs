@@ -3,12 +3,13 @@
 //! of `lock.rs` and the Parquet files of `parquet.rs`.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Result;
 use arrow_schema::SchemaRef;
 
 use super::commit::{Output, Staging, Step};
+use super::layout::{is_part, stored_part_name, table_folder};
 use super::parquet::{read_batches, rewrite_marked_strings, schema_of, DatasetWriter};
 use super::store::{Batches, Part, StagedRun, Store, TableWriter};
 use super::WriteOptions;
@@ -17,7 +18,7 @@ use crate::fsops;
 impl Output {
     /// Where a part file of the folder is.
     fn path_of(&self, part: &Part) -> PathBuf {
-        self.root.join(&part.table).join(&part.file)
+        table_folder(&self.root, &part.table).join(&part.file)
     }
 }
 
@@ -27,7 +28,7 @@ impl Store for Output {
     }
 
     fn location(&self, name: &str) -> String {
-        self.root.join(name).display().to_string()
+        table_folder(&self.root, name).display().to_string()
     }
 
     /// The table folders; names that are not UTF-8 are left out too (no table of this tool has
@@ -46,27 +47,27 @@ impl Store for Output {
     }
 
     fn exists(&self, table: &str) -> bool {
-        self.root.join(table).exists()
+        table_folder(&self.root, table).exists()
     }
 
     /// A folder that cannot be listed counts as empty, as a missing one does.
     fn is_empty(&self, table: &str) -> bool {
-        match fs::read_dir(self.root.join(table)) {
+        match fs::read_dir(table_folder(&self.root, table)) {
             Ok(mut entries) => !entries.any(|entry| entry.is_ok()),
             Err(_) => true,
         }
     }
 
-    /// The `*.parquet` files of the table's folder, by name (names sort oldest first); a folder
-    /// that cannot be listed has none.
+    /// The part files of the table's folder, by name (names sort oldest first); a folder that
+    /// cannot be listed has none.
     fn parts(&self, table: &str) -> Result<Vec<Part>> {
-        let Ok(entries) = fs::read_dir(self.root.join(table)) else {
+        let Ok(entries) = fs::read_dir(table_folder(&self.root, table)) else {
             return Ok(Vec::new());
         };
         let mut files: Vec<_> = entries
             .flatten()
             .map(|entry| entry.file_name())
-            .filter(|name| Path::new(name).extension().is_some_and(|e| e == "parquet"))
+            .filter(|name| name.to_str().is_some_and(|name| is_part(table, name)))
             .collect();
         files.sort();
         Ok(files
@@ -98,9 +99,10 @@ impl Store for Output {
 impl StagedRun for Staging {
     fn create(&self, table: &str, file: &str, schema: SchemaRef) -> Result<Box<dyn TableWriter>> {
         let folder = self.table_dir(table)?;
+        let file = stored_part_name(table, file);
         Ok(Box::new(DatasetWriter::create(
             &folder,
-            file,
+            &file,
             schema,
             &self.options,
         )?))
@@ -113,7 +115,9 @@ impl StagedRun for Staging {
         marker: char,
         replace: &mut dyn FnMut(&str, &str) -> Option<String>,
     ) -> Result<()> {
-        let path = self.table_dir(table)?.join(file);
+        let path = self
+            .table_dir(table)?
+            .join(stored_part_name(table, file).as_ref());
         rewrite_marked_strings(&path, &self.options, marker, replace)
     }
 

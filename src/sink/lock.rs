@@ -1,4 +1,4 @@
-//! One run at a time per output folder. A run holds an exclusive `flock` on `OUT/.fhir2table.lock`
+//! One run at a time per output folder. A run holds an exclusive `flock` on `OUT/.fhir2table/lock`
 //! for as long as it changes the folder; the kernel releases it when the process ends in any way
 //! (exit, panic, `kill -9`), so a dead run's lock never needs taking over and two runs can never
 //! both hold it. The file stays in place between runs (removing it would let a run lock a new file
@@ -14,8 +14,7 @@ use std::path::Path;
 
 use anyhow::Context;
 
-/// The lock file's name inside `--out`.
-pub const LOCK_FILE: &str = ".fhir2table.lock";
+use super::layout::{tool_folder, LOCK_FILE};
 
 /// Another live run holds the output folder.
 #[derive(Debug)]
@@ -42,9 +41,16 @@ fn host_name() -> String {
 }
 
 impl OutputLock {
-    /// Takes the lock of `out` (which must exist), or fails with [`Locked`] naming the holder.
+    /// Takes the lock of `out` (whose tool folder must exist), or fails with [`Locked`] naming
+    /// the holder.
     pub fn acquire(out: &Path) -> Result<OutputLock, anyhow::Error> {
-        let path = out.join(LOCK_FILE);
+        Self::acquire_file(&tool_folder(out).join(LOCK_FILE), out)
+    }
+
+    /// Takes the lock file at `path` that guards `out` (releases before this layout kept it at
+    /// `OUT/.fhir2table.lock`).
+    pub(super) fn acquire_file(path: &Path, out: &Path) -> Result<OutputLock, anyhow::Error> {
+        let path = path.to_path_buf();
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)

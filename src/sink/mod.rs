@@ -5,8 +5,10 @@
 
 mod commit;
 mod footer;
+mod layout;
 mod local;
 mod lock;
+mod migrate;
 mod parquet;
 mod part;
 mod store;
@@ -16,11 +18,12 @@ use std::path::Path;
 use anyhow::Result;
 
 pub use self::parquet::{
-    same_columns, schema_of, Compression, WriteOptions, CONTRACT_KEY, LOOKUP_INDEX_KEY, RESOURCE_TYPE_KEY,
-    TABLE_KEY, TOOL_VERSION_KEY,
+    same_column, same_columns, schema_of, Compression, WriteOptions, CONTRACT_KEY, LOOKUP_INDEX_KEY,
+    RESOURCE_TYPE_KEY, TABLE_KEY, TOOL_VERSION_KEY,
 };
-pub use commit::{Output, JOURNAL_FILE};
-pub use lock::{Locked, OutputLock, LOCK_FILE};
+pub use commit::{journal_path, Output};
+pub use layout::{is_internal, TOOL_FOLDER};
+pub use lock::{Locked, OutputLock};
 pub use part::{part_file_name, run_stamp};
 pub use store::{Batches, Part, StagedRun, Store, TableWriter};
 

@@ -275,12 +275,14 @@ fn replace_marked(
 /// types and nullability, where a list's element field may be named `item` (files written before
 /// list columns followed the Parquet spec) or `element`; readers see no difference between the two.
 pub fn same_columns(found: &Fields, wanted: &Fields) -> bool {
-    found.len() == wanted.len()
-        && found.iter().zip(wanted.iter()).all(|(a, b)| {
-            a.name() == b.name()
-                && a.is_nullable() == b.is_nullable()
-                && spec_list_names(a.data_type()) == spec_list_names(b.data_type())
-        })
+    found.len() == wanted.len() && found.iter().zip(wanted.iter()).all(|(a, b)| same_column(a, b))
+}
+
+/// One column of [`same_columns`]: field metadata (such as the lookup-index mark) does not count.
+pub fn same_column(found: &Field, wanted: &Field) -> bool {
+    found.name() == wanted.name()
+        && found.is_nullable() == wanted.is_nullable()
+        && spec_list_names(found.data_type()) == spec_list_names(wanted.data_type())
 }
 
 fn spec_list_names(data_type: &DataType) -> DataType {

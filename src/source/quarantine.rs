@@ -16,7 +16,9 @@ pub struct Quarantine {
 fn reasons_text(reasons: &[String], more: u64) -> String {
     let mut text = reasons.join("\n");
     if more > 0 {
-        text.push_str(&format!("\n... and {more} more errors (see _run.json)"));
+        text.push_str(&format!(
+            "\n... and {more} more errors (see .fhir2table/run.json)"
+        ));
     }
     text.push('\n');
     text

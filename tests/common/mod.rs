@@ -34,8 +34,9 @@ impl Run {
     }
 
     pub fn report(&self) -> serde_json::Value {
-        let text = std::fs::read_to_string(self.out.path().join("_run.json")).expect("_run.json exists");
-        serde_json::from_str(&text).expect("_run.json is JSON")
+        let text = std::fs::read_to_string(self.out.path().join(".fhir2table/run.json"))
+            .expect("the run report exists");
+        serde_json::from_str(&text).expect("the run report is JSON")
     }
 }
 
@@ -102,10 +103,10 @@ pub fn read_table(dir: &Path) -> Table {
         .collect();
     paths.sort();
     assert!(
-        paths
-            .iter()
-            .all(|p| p.extension().is_some_and(|e| e == "parquet")),
-        "only Parquet files in {}: {paths:?}",
+        paths.iter().all(|p| p
+            .extension()
+            .is_some_and(|e| e == "parquet" || e == "fhir2table-parquet")),
+        "only Parquet files in {} (the tool's own tables end in .fhir2table-parquet): {paths:?}",
         dir.display()
     );
     let mut schema = None;
