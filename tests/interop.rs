@@ -21,7 +21,7 @@ use fhir2table::table::cell_text;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{json, Value};
 
-use common::{convert, fixtures};
+use common::{convert, fixtures, table_folders};
 
 const PYTHON_MODULES: &str =
     "import duckdb, pyarrow.dataset, polars, pyspark, pyiceberg.catalog.sql, sqlalchemy";
@@ -136,19 +136,6 @@ fn expected_table_names() -> Vec<String> {
             )
         })
         .chain(["patient".to_owned(), "encounter".to_owned()])
-        .collect();
-    names.sort();
-    names
-}
-
-/// The table folders of an output: every folder whose name is not the tool's own (`_`, `.`).
-fn table_folders(out: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(out)
-        .unwrap()
-        .map(|entry| entry.unwrap())
-        .filter(|entry| entry.file_type().unwrap().is_dir())
-        .map(|entry| entry.file_name().to_string_lossy().into_owned())
-        .filter(|name| !name.starts_with('_') && !name.starts_with('.'))
         .collect();
     names.sort();
     names

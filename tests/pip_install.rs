@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{convert, fixtures, read_table};
+use common::{convert, fixtures, read_table, table_folders};
 
 /// A fresh virtual environment in `dir`, or `None` (skip) when Python cannot make one.
 fn fresh_venv(dir: &Path) -> Option<std::path::PathBuf> {
@@ -80,21 +80,20 @@ fn pip_install_gives_a_working_fhir2table() {
     // The same run by the binary cargo built: the installed one must give the same tables.
     let reference = convert(&input, &["--view", "default", "-q"]);
     assert_eq!(reference.code, 0, "{}", reference.stderr);
-    let mut compared = 0;
-    for entry in std::fs::read_dir(reference.out.path()).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !entry.file_type().unwrap().is_dir() || name.starts_with(['_', '.']) {
-            continue;
-        }
-        let expected = read_table(&entry.path());
-        let actual = read_table(&out.join(&name));
+    let tables = table_folders(reference.out.path());
+    assert!(
+        tables.len() > 2,
+        "the built-in tables and the default views: {tables:?}"
+    );
+    assert_eq!(
+        table_folders(&out),
+        tables,
+        "the installed binary writes the same tables"
+    );
+    for name in &tables {
+        let expected = read_table(&reference.out.path().join(name));
+        let actual = read_table(&out.join(name));
         assert_eq!(actual.schema, expected.schema, "schema of {name}");
         assert_eq!(actual.sorted_rows(), expected.sorted_rows(), "rows of {name}");
-        compared += 1;
     }
-    assert!(
-        compared > 2,
-        "the built-in tables and the default views were compared"
-    );
 }
