@@ -139,6 +139,20 @@ fn render_rows(batch: &RecordBatch) -> Vec<BTreeMap<String, Option<String>>> {
         .collect()
 }
 
+/// The table folders of an output, sorted: every folder whose name is not the tool's own (`_`,
+/// `.`).
+pub fn table_folders(out: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(out)
+        .unwrap()
+        .map(|entry| entry.unwrap())
+        .filter(|entry| entry.file_type().unwrap().is_dir())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.starts_with(['_', '.']))
+        .collect();
+    names.sort();
+    names
+}
+
 /// Shorthand for expected cells.
 pub fn some(text: &str) -> Option<String> {
     Some(text.to_owned())

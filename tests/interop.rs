@@ -1,0 +1,211 @@
+//! The readers users point at the output: DuckDB, pyarrow (dataset), Polars and Spark read every
+//! table folder of a run over the Synthea fixtures (built-in tables and every default view) and
+//! must see the cells the parquet crate reads here; pyiceberg registers each table's files with
+//! `add_files` in a SQLite-catalog table and scans them back. The readers run in one Python
+//! process (`tests/interop/read_all.py`, one Spark session for all tables). CI installs them
+//! (.ci/run); elsewhere the test is skipped with a note when one of them is missing, and fails
+//! when `CI` is set.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int32Type, Int64Type};
+use arrow_array::Array;
+use arrow_schema::DataType;
+use fhir2table::table::cell_text;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::{json, Value};
+
+use common::{convert, fixtures, table_folders};
+
+const PYTHON_MODULES: &str =
+    "import duckdb, pyarrow.dataset, polars, pyspark, pyiceberg.catalog.sql, sqlalchemy";
+const READERS: [&str; 5] = ["duckdb", "pyarrow", "polars", "spark", "iceberg"];
+
+/// Whether the Python readers and Java (for Spark) are here; under CI their absence is a failure.
+fn readers_available() -> bool {
+    let python = Command::new("python3")
+        .args(["-c", PYTHON_MODULES])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let java = Command::new("java")
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !(python && java) && std::env::var_os("CI").is_some() {
+        panic!("CI must install Java 17 and the Python readers (see .ci/run): python3 -c '{PYTHON_MODULES}' ok: {python}, java ok: {java}");
+    }
+    if !python {
+        eprintln!("skipped: python3 -c '{PYTHON_MODULES}' failed");
+    } else if !java {
+        eprintln!("skipped: `java -version` failed (Spark needs Java 17)");
+    }
+    python && java
+}
+
+/// A cell in the normal form `read_all.py` compares: JSON null, string, boolean or number;
+/// dates and timestamps as `cell_text` writes them; lists as arrays.
+fn normal_cell(column: &dyn Array, row: usize) -> Value {
+    if column.is_null(row) {
+        return Value::Null;
+    }
+    match column.data_type() {
+        DataType::Utf8 => json!(column.as_string::<i32>().value(row)),
+        DataType::Boolean => json!(column.as_boolean().value(row)),
+        DataType::Int32 => json!(column.as_primitive::<Int32Type>().value(row)),
+        DataType::Int64 => json!(column.as_primitive::<Int64Type>().value(row)),
+        DataType::Float64 => {
+            let value = column.as_primitive::<Float64Type>().value(row);
+            serde_json::Number::from_f64(value).map_or_else(
+                // Python's repr of the same value: nan, inf, -inf.
+                || json!(format!("{value}").to_lowercase()),
+                Value::Number,
+            )
+        }
+        DataType::Date32 | DataType::Timestamp(_, _) => json!(cell_text(column, row)),
+        DataType::List(_) => {
+            let items = column.as_list::<i32>().value(row);
+            Value::Array((0..items.len()).map(|i| normal_cell(&items, i)).collect())
+        }
+        other => panic!("no normal form for Arrow type {other}: extend the test and read_all.py"),
+    }
+}
+
+/// A table folder read with the parquet crate: `{"columns": [...], "rows": [[cell, ...], ...]}`.
+fn expected_table(dir: &Path) -> Value {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(
+        !files.is_empty()
+            && files
+                .iter()
+                .all(|p| p.extension().is_some_and(|e| e == "parquet")),
+        "only Parquet files, at least one, in {}: {files:?}",
+        dir.display()
+    );
+    let mut columns = None;
+    let mut rows = Vec::new();
+    for path in &files {
+        let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap();
+        let names: Vec<String> = builder
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        assert!(
+            columns.get_or_insert_with(|| names.clone()) == &names,
+            "the files of {} have different columns",
+            dir.display()
+        );
+        for batch in builder.build().unwrap() {
+            let batch = batch.unwrap();
+            for row in 0..batch.num_rows() {
+                let cells = batch
+                    .columns()
+                    .iter()
+                    .map(|column| normal_cell(column.as_ref(), row))
+                    .collect();
+                rows.push(Value::Array(cells));
+            }
+        }
+    }
+    json!({ "columns": columns, "rows": rows })
+}
+
+/// The tables `--view default` must write: the built-in ones and one per shipped view.
+fn expected_table_names() -> Vec<String> {
+    let views = Path::new(env!("CARGO_MANIFEST_DIR")).join("views");
+    let mut names: Vec<String> = std::fs::read_dir(views)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "json"))
+        .map(|path| {
+            let view: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            view["name"].as_str().map_or_else(
+                || path.file_stem().unwrap().to_string_lossy().into_owned(),
+                str::to_owned,
+            )
+        })
+        .chain(["patient".to_owned(), "encounter".to_owned()])
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn every_reader_sees_the_same_cells_in_every_table() {
+    if !readers_available() {
+        return;
+    }
+    let run = convert(&fixtures().join("synthea"), &["--view", "default"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let tables = table_folders(run.out.path());
+    assert_eq!(tables, expected_table_names());
+
+    let expected: BTreeMap<&str, Value> = tables
+        .iter()
+        .map(|name| (name.as_str(), expected_table(&run.out.path().join(name))))
+        .collect();
+    let rows: usize = expected
+        .values()
+        .map(|t| t["rows"].as_array().unwrap().len())
+        .sum();
+    assert!(rows > 1000, "the fixtures give rows to compare: {rows}");
+    let work = tempfile::tempdir().unwrap();
+    let expected_path = work.path().join("expected.json");
+    serde_json::to_writer(File::create(&expected_path).unwrap(), &expected).unwrap();
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/read_all.py");
+    let output = Command::new("python3")
+        .arg(script)
+        .arg(run.out.path())
+        .arg(&expected_path)
+        .arg(work.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "read_all.py failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let results: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "read_all.py printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    });
+
+    let mut problems = Vec::new();
+    for reader in READERS {
+        for table in &tables {
+            let result = &results[reader][table];
+            let want = expected[table.as_str()]["rows"].as_array().unwrap().len();
+            if result.is_null() {
+                problems.push(format!("{reader} {table}: not read"));
+            } else if !result["problem"].is_null() {
+                problems.push(format!(
+                    "{reader} {table}: {}",
+                    result["problem"].as_str().unwrap()
+                ));
+            } else {
+                assert_eq!(result["rows"], json!(want), "{reader} {table}");
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} of {} table reads differ from the parquet crate:\n{}",
+        problems.len(),
+        READERS.len() * tables.len(),
+        problems.join("\n")
+    );
+}
