@@ -85,9 +85,15 @@ fn spark_3_reads_dates_before_1582_as_written_without_settings() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     // What the parquet crate reads: the values as the input wrote them.
     let patient = read_table(&run.out.path().join("patient"));
-    assert_eq!(patient.row("ancient")["birth_date"].as_deref(), Some("0001-01-01"));
+    assert_eq!(
+        patient.row("ancient")["birth_date"].as_deref(),
+        Some("0001-01-01")
+    );
     let encounter = read_table(&run.out.path().join("encounter"));
-    assert_eq!(encounter.row("e-1500")["start"].as_deref(), Some("1500-06-01T12:00:00Z"));
+    assert_eq!(
+        encounter.row("e-1500")["start"].as_deref(),
+        Some("1500-06-01T12:00:00Z")
+    );
 
     let output = Command::new(&python)
         .args(["-c", READ])
@@ -95,7 +101,10 @@ fn spark_3_reads_dates_before_1582_as_written_without_settings() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "Spark 3 could not read the tables:\n{stderr}");
+    assert!(
+        output.status.success(),
+        "Spark 3 could not read the tables:\n{stderr}"
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(
