@@ -98,7 +98,25 @@ def read_pyarrow(out, table):
     import pyarrow.dataset as ds
 
     data = ds.dataset(os.path.join(out, table), format="parquet").to_table()
+    check_double_statistics(out, table)
     return data.column_names, rows_of_arrow(data)
+
+
+def check_double_statistics(out, table):
+    """Every double column chunk that holds a value has min/max pyarrow can prune on."""
+    import pyarrow.parquet as pq
+
+    for path in parquet_files(out, table):
+        metadata = pq.ParquetFile(path).metadata
+        for group in range(metadata.num_row_groups):
+            row_group = metadata.row_group(group)
+            for i in range(row_group.num_columns):
+                chunk = row_group.column(i)
+                if chunk.physical_type != "DOUBLE" or chunk.statistics is None:
+                    continue
+                stats = chunk.statistics
+                if stats.num_values > 0 and not stats.has_min_max:
+                    raise Exception(f"no min/max pyarrow can use on {chunk.path_in_schema} in {path}")
 
 
 def rows_of_arrow(data):
