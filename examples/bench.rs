@@ -137,7 +137,8 @@ fn main() {
                 .args(&extra);
             let run = measure(&mut command);
             let report: Value =
-                serde_json::from_str(&fs::read_to_string(out.join(".fhir2table/run.json")).unwrap()).unwrap();
+                serde_json::from_str(&fs::read_to_string(out.join(".fhir2table/_run.json")).unwrap())
+                    .unwrap();
             resources = report["resources"]
                 .as_object()
                 .unwrap()

@@ -72,7 +72,7 @@ impl Exit {
             Exit::Success => ("every input was read cleanly and the tables were written", ""),
             Exit::InputLost => (
                 "the tables were written, but some input was lost",
-                " (see OUT/.fhir2table/run.json)",
+                " (see OUT/.fhir2table/_run.json)",
             ),
             Exit::Usage => (
                 "bad usage",

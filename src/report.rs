@@ -1,4 +1,4 @@
-//! The run report (`OUT/.fhir2table/run.json`): what was read, skipped and lost, what was written. Cron jobs
+//! The run report (`OUT/.fhir2table/_run.json`): what was read, skipped and lost, what was written. Cron jobs
 //! and schedulers read it instead of parsing log lines.
 
 use std::collections::BTreeMap;
@@ -11,7 +11,7 @@ use crate::diagnostics::{Diagnostics, InputError, WarningKind, WarningTally};
 /// How many skipped (and how many excluded) paths the report lists.
 const MAX_SKIPPED_LISTED: usize = 100;
 
-/// The whole report, as serialised to `OUT/.fhir2table/run.json`.
+/// The whole report, as serialised to `OUT/.fhir2table/_run.json`.
 #[derive(Debug, Serialize)]
 pub struct RunReport {
     pub tool: &'static str,
@@ -172,7 +172,7 @@ impl RunReport {
             .collect();
         let warnings: u64 = self.warnings.values().map(|t| t.count).sum();
         format!(
-            "fhir2table: {} files read, {} failed, {} skipped{}{}; {} resources; {}; {} errors, {} warnings; {:.1} s (report: {}/.fhir2table/run.json)",
+            "fhir2table: {} files read, {} failed, {} skipped{}{}; {} resources; {}; {} errors, {} warnings; {:.1} s (report: {}/.fhir2table/_run.json)",
             self.inputs.read,
             self.inputs.failed,
             self.inputs.skipped,

@@ -1,4 +1,4 @@
-//! Incremental runs (`--incremental`): `OUT/.fhir2table/state.json` remembers every input already
+//! Incremental runs (`--incremental`): `OUT/.fhir2table/_state.json` remembers every input already
 //! converted (path, size, modification time, content hash), so a later run converts only new or
 //! changed inputs. The state is committed in the same journal as the data files it describes.
 
@@ -15,7 +15,7 @@ use crate::fhir::key_hash::KeyHasher;
 use crate::source::InputFile;
 
 /// Where the state lives inside `--out`.
-pub const STATE_FILE: &str = ".fhir2table/state.json";
+pub const STATE_FILE: &str = ".fhir2table/_state.json";
 
 /// The state file format this version writes and the newest it reads. Files without a `format`
 /// (the first versions) are format 1: the same fields and the same hashes.

@@ -570,7 +570,7 @@ fn a_panic_loses_only_its_document_and_the_rest_of_its_file() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(1), "{stderr}");
         let report: Value =
-            serde_json::from_str(&std::fs::read_to_string(out.path().join(".fhir2table/run.json")).unwrap())
+            serde_json::from_str(&std::fs::read_to_string(out.path().join(".fhir2table/_run.json")).unwrap())
                 .unwrap();
         assert!(
             has_error(&report, "b.ndjson", Some(2), "internal error (please report it)")

@@ -208,7 +208,7 @@ fn a_second_run_replaces_the_tables_and_leaves_no_staging_behind() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     own.sort();
-    assert_eq!(own, ["deleted", "lock", "run.json"]);
+    assert_eq!(own, ["_deleted", "_lock", "_run.json"]);
 }
 
 #[test]
@@ -225,7 +225,7 @@ fn report_json_goes_to_stdout_and_pipes_get_no_progress_bar() {
     let printed: serde_json::Value =
         serde_json::from_slice(&output.stdout).expect("stdout is the JSON report");
     let written: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.path().join(".fhir2table/run.json")).unwrap())
+        serde_json::from_str(&std::fs::read_to_string(out.path().join(".fhir2table/_run.json")).unwrap())
             .unwrap();
     assert_eq!(printed, written);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -240,7 +240,7 @@ fn report_json_goes_to_stdout_and_pipes_get_no_progress_bar() {
 fn a_second_run_on_the_same_output_is_refused_while_the_first_holds_the_lock() {
     let out = tempfile::tempdir().unwrap();
     std::fs::create_dir(out.path().join(".fhir2table")).unwrap();
-    let lock_path = out.path().join(".fhir2table/lock");
+    let lock_path = out.path().join(".fhir2table/_lock");
     // This test process holds the lock as a run would: an flock on the lock file, whose text
     // names the holder.
     let lock = std::fs::File::create(&lock_path).unwrap();

@@ -70,11 +70,11 @@ fn snapshot(out: &Path) -> Snapshot {
         };
         tables.insert(name, rows);
     }
-    let tombstones = out.join(".fhir2table/deleted");
+    let tombstones = out.join(".fhir2table/_deleted");
     if tombstones.is_dir() && !files_under(&tombstones).is_empty() {
         tables.insert("_deleted".to_owned(), read_table(&tombstones).sorted_rows());
     }
-    let state = std::fs::read_to_string(out.join(".fhir2table/state.json"))
+    let state = std::fs::read_to_string(out.join(".fhir2table/_state.json"))
         .or_else(|_| std::fs::read_to_string(out.join("_state/state.json")));
     let state_inputs = match state {
         Ok(text) => {
@@ -112,21 +112,21 @@ fn debris(out: &Path) -> Vec<String> {
         .into_iter()
         .filter(|name| name.starts_with('.') && name != ".fhir2table")
         .chain(folders(&out.join(".fhir2table"), ".fhir2table/"))
-        .filter(|name| name != ".fhir2table/deleted");
+        .filter(|name| name != ".fhir2table/_deleted");
     files_under(out)
         .into_iter()
         .chain(stray_folders)
         .filter(|file| {
             let lasting = [
-                ".fhir2table/lock",
-                ".fhir2table/run.json",
-                ".fhir2table/state.json",
+                ".fhir2table/_lock",
+                ".fhir2table/_run.json",
+                ".fhir2table/_state.json",
             ]
             .contains(&file.as_str());
             let depth = Path::new(file).components().count();
             let table_file = !file.starts_with('.') && file.ends_with(".parquet") && depth == 2;
             let tombstones =
-                file.starts_with(".fhir2table/deleted/") && file.ends_with(".fhir2table-parquet");
+                file.starts_with(".fhir2table/_deleted/") && file.ends_with(".fhir2table-parquet");
             !(lasting || table_file || (tombstones && depth == 3))
         })
         .collect()
@@ -227,7 +227,7 @@ fn run(case: &Case, args: &[&str], fault: Fault) -> Option<i32> {
 /// Rows per table as `_run.json` reports them, or `None` for the report of a failed run.
 fn reported_rows(out: &Path) -> Option<BTreeMap<String, u64>> {
     // Releases before the tool folder kept the report at the top.
-    let text = std::fs::read_to_string(out.join(".fhir2table/run.json"))
+    let text = std::fs::read_to_string(out.join(".fhir2table/_run.json"))
         .or_else(|_| std::fs::read_to_string(out.join("_run.json")))
         .ok()?;
     let report: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -551,10 +551,10 @@ fn a_damaged_journal_is_an_error_naming_it_not_a_missing_one() {
 /// tombstones and lock at the top, and debris those releases could leave.
 fn to_legacy_layout(out: &Path) {
     let tools = out.join(".fhir2table");
-    std::fs::rename(tools.join("run.json"), out.join("_run.json")).unwrap();
+    std::fs::rename(tools.join("_run.json"), out.join("_run.json")).unwrap();
     std::fs::create_dir(out.join("_state")).unwrap();
-    std::fs::rename(tools.join("state.json"), out.join("_state/state.json")).unwrap();
-    std::fs::rename(tools.join("deleted"), out.join("_deleted")).unwrap();
+    std::fs::rename(tools.join("_state.json"), out.join("_state/state.json")).unwrap();
+    std::fs::rename(tools.join("_deleted"), out.join("_deleted")).unwrap();
     for file in files_under(&out.join("_deleted")) {
         let old_name = file.replace(".fhir2table-parquet", ".parquet");
         std::fs::rename(
@@ -563,7 +563,7 @@ fn to_legacy_layout(out: &Path) {
         )
         .unwrap();
     }
-    std::fs::rename(tools.join("lock"), out.join(".fhir2table.lock")).unwrap();
+    std::fs::rename(tools.join("_lock"), out.join(".fhir2table.lock")).unwrap();
     std::fs::remove_dir(&tools).unwrap();
     write(
         &out.join(".fhir2table-staging-99999/patient/part-x.parquet"),
@@ -607,14 +607,16 @@ fn an_older_releases_layout_is_moved_into_the_tool_folder_whole() {
     top.sort();
     assert_eq!(top, [".fhir2table", "encounter", "patient"]);
     let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(finished.out().join(".fhir2table/run.json")).unwrap())
+        serde_json::from_str(&std::fs::read_to_string(finished.out().join(".fhir2table/_run.json")).unwrap())
             .unwrap();
     assert_eq!(
         report["tables"]["patient"]["rows"], 1,
         "only the new input: {report}"
     );
     assert_eq!(
-        read_table(&finished.out().join(".fhir2table/deleted")).rows.len(),
+        read_table(&finished.out().join(".fhir2table/_deleted"))
+            .rows
+            .len(),
         1
     );
 }

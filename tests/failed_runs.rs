@@ -40,7 +40,7 @@ fn a_panic_on_the_main_thread_is_a_failed_run_with_a_report() {
     );
     assert_eq!(read_table(&out.path().join("patient")).sorted_rows(), before);
     let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.path().join(".fhir2table/run.json")).unwrap())
+        serde_json::from_str(&std::fs::read_to_string(out.path().join(".fhir2table/_run.json")).unwrap())
             .unwrap();
     assert_eq!(report["exit_code"], 3);
     assert!(

@@ -73,7 +73,7 @@ fn a_full_disk_keeps_the_previous_tables_and_exits_3() {
         "no view table, staging folder or temporary file was left"
     );
     let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(after.join(".fhir2table/run.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(after.join(".fhir2table/_run.json")).unwrap()).unwrap();
     assert_eq!(report["exit_code"], 3, "the report says the run failed");
     assert!(
         report["failure"]

@@ -229,7 +229,7 @@ fn a_bad_glob_is_a_usage_error_and_nothing_is_written() {
 }
 
 fn state_inputs(out: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(out.join(".fhir2table/state.json")).unwrap();
+    let text = std::fs::read_to_string(out.join(".fhir2table/_state.json")).unwrap();
     let state: serde_json::Value = serde_json::from_str(&text).unwrap();
     state["inputs"].as_object().unwrap().keys().cloned().collect()
 }
@@ -243,7 +243,7 @@ fn convert_into(input: &Path, out: &Path, extra: &[&str]) -> (i32, serde_json::V
         .args(extra)
         .output()
         .unwrap();
-    let report = std::fs::read_to_string(out.join(".fhir2table/run.json")).unwrap();
+    let report = std::fs::read_to_string(out.join(".fhir2table/_run.json")).unwrap();
     (
         output.status.code().unwrap(),
         serde_json::from_str(&report).unwrap(),

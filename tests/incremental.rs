@@ -59,7 +59,7 @@ fn only_new_and_changed_inputs_are_converted() {
     );
     assert_eq!(convert(input.path(), out.path(), &["--incremental"]), 0);
     let report = |out: &Path| -> serde_json::Value {
-        serde_json::from_str(&std::fs::read_to_string(out.join(".fhir2table/run.json")).unwrap()).unwrap()
+        serde_json::from_str(&std::fs::read_to_string(out.join(".fhir2table/_run.json")).unwrap()).unwrap()
     };
     assert_eq!(report(out.path())["inputs"]["read"], 2);
 
@@ -228,7 +228,7 @@ fn runs_killed_at_random_moments_lose_and_duplicate_nothing() {
         let leftovers: Vec<String> = std::fs::read_dir(out.path().join(".fhir2table"))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|name| !["lock", "run.json", "state.json", "deleted"].contains(&name.as_str()))
+            .filter(|name| !["_lock", "_run.json", "_state.json", "_deleted"].contains(&name.as_str()))
             .collect();
         assert!(
             leftovers.is_empty(),
@@ -271,7 +271,7 @@ fn deletions_and_changed_inputs_supersede_earlier_rows() {
     let delete = r#"{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"DELETE","url":"Patient/p1"}}]}"#;
     write_ndjson(input.path(), "deleted/Patient.ndjson", &[delete.to_owned()]);
     assert_eq!(convert(input.path(), out.path(), &["--incremental"]), 0);
-    assert_eq!(read_table(&out.path().join(".fhir2table/deleted")).rows.len(), 1);
+    assert_eq!(read_table(&out.path().join(".fhir2table/_deleted")).rows.len(), 1);
 
     compact(out.path());
     let patients = read_table(&out.path().join("patient"));

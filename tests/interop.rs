@@ -209,3 +209,62 @@ fn every_reader_sees_the_same_cells_in_every_table() {
         problems.join("\n")
     );
 }
+
+const READ_ROOT: &str = r#"
+import sys, duckdb, polars as pl
+from pyspark.sql import SparkSession
+out = sys.argv[1]
+print("duckdb_star", duckdb.sql(f"SELECT count(*) FROM read_parquet('{out}/*/*.parquet', union_by_name=true)").fetchall()[0][0])
+print("duckdb_globstar", duckdb.sql(f"SELECT count(*) FROM read_parquet('{out}/**/*.parquet', union_by_name=true)").fetchall()[0][0])
+print("polars_star", pl.scan_parquet(f"{out}/*/*.parquet", missing_columns="insert", extra_columns="ignore").select(pl.len()).collect().item())
+spark = (SparkSession.builder.master("local[1]").config("spark.driver.host", "127.0.0.1")
+         .config("spark.driver.bindAddress", "127.0.0.1").config("spark.ui.enabled", "false").getOrCreate())
+spark.sparkContext.setLogLevel("ERROR")
+print("spark_star", spark.read.option("mergeSchema", "true").parquet(f"{out}/*/").count())
+"#;
+
+#[test]
+fn globs_over_the_output_root_meet_only_table_files() {
+    if !readers_available() {
+        return;
+    }
+    // Tables, plus every file of the tool's own: a report, tombstones (a DELETE), the lock and,
+    // with --incremental, the state.
+    let input = tempfile::tempdir().unwrap();
+    let bundle = fixtures().join("synthea/smart/Enda_Schaefer_dd760206-6c4e-4e25-a799-f5c563e489a1.json");
+    std::fs::copy(&bundle, input.path().join("enda.json")).unwrap();
+    let delete = r#"{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"DELETE","url":"Patient/gone"}}]}"#;
+    std::fs::write(input.path().join("deleted.ndjson"), format!("{delete}\n")).unwrap();
+    let run = convert(input.path(), &["-q", "--incremental"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let tools = run.out.path().join(".fhir2table");
+    for file in ["_run.json", "_state.json", "_lock", "_deleted"] {
+        assert!(tools.join(file).exists(), "{file} is in the tool folder");
+    }
+    let rows: usize = ["patient", "encounter"]
+        .iter()
+        .map(|table| common::read_table(&run.out.path().join(table)).rows.len())
+        .sum();
+    let output = Command::new("python3")
+        .args(["-c", READ_ROOT])
+        .arg(run.out.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "a reader failed on the output root:\n{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let counts: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        counts,
+        [
+            format!("duckdb_star {rows}"),
+            format!("duckdb_globstar {rows}"),
+            format!("polars_star {rows}"),
+            format!("spark_star {rows}"),
+        ],
+        "{stderr}"
+    );
+}

@@ -1,4 +1,4 @@
-//! The incremental state (`OUT/.fhir2table/state.json`): what it records and how it is read.
+//! The incremental state (`OUT/.fhir2table/_state.json`): what it records and how it is read.
 
 mod common;
 
@@ -78,7 +78,7 @@ fn a_state_that_cannot_be_read_is_an_error_naming_it() {
         Some(0)
     );
     std::fs::write(input.path().join("b.ndjson"), patient("b") + "\n").unwrap();
-    let state = out.path().join(".fhir2table/state.json");
+    let state = out.path().join(".fhir2table/_state.json");
     let patients_before = read_table(&out.path().join("patient")).sorted_rows();
 
     // Damaged JSON, and a state that exists but cannot be read (a folder in its place): never
@@ -125,7 +125,7 @@ fn the_state_has_a_format_and_a_newer_one_is_refused() {
         convert_incremental(input.path(), out.path()).status.code(),
         Some(0)
     );
-    let path = out.path().join(".fhir2table/state.json");
+    let path = out.path().join(".fhir2table/_state.json");
     let mut state: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     assert_eq!(state["format"], 1);
 
@@ -153,13 +153,13 @@ fn a_state_written_by_the_first_versions_is_still_understood() {
         r#"{{"inputs":{{"a.ndjson":{{"size":{},"modified":1,"hash":"adf6ad84f504abd4","run":"20240101T000000Z"}}}},"runs":[],"identifiers":[]}}"#,
         content.len()
     );
-    std::fs::write(out.path().join(".fhir2table/state.json"), legacy).unwrap();
+    std::fs::write(out.path().join(".fhir2table/_state.json"), legacy).unwrap();
     assert_eq!(
         convert_incremental(input.path(), out.path()).status.code(),
         Some(0)
     );
     let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.path().join(".fhir2table/run.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(out.path().join(".fhir2table/_run.json")).unwrap()).unwrap();
     assert_eq!(report["inputs"]["unchanged"], 1, "{report}");
 }
 
@@ -199,7 +199,7 @@ fn a_stopped_view_keeps_its_inputs_unrecorded_and_unarchived() {
     assert_eq!(run(&archive_flag).status.code(), Some(1));
     assert!(file.exists(), "not archived: the view has none of its rows");
     let state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.path().join(".fhir2table/state.json")).unwrap())
+        serde_json::from_str(&std::fs::read_to_string(out.path().join(".fhir2table/_state.json")).unwrap())
             .unwrap();
     assert_eq!(state["inputs"].as_object().unwrap().len(), 0, "{state}");
 

@@ -12,7 +12,7 @@ a folder of old exports), counted as excluded. Every Patient and Encounter becom
 OUT/patient/ and OUT/encounter/ (Parquet dataset folders; columns in docs/tables.md); --view adds
 a table per SQL on FHIR ViewDefinition (--view default: one per Synthea resource type). Tables
 are built in a hidden folder and moved into place when complete, replacing the previous ones
-(--mode append and --incremental add files beside them instead). OUT/.fhir2table/run.json
+(--mode append and --incremental add files beside them instead). OUT/.fhir2table/_run.json
 reports files read, skipped and failed, resources per type, rows per table, warnings and errors
 with file and line; the tool keeps all its own files in OUT/.fhir2table/, so every other folder
 of OUT is a table.
@@ -117,7 +117,7 @@ pub struct Args {
     pub delete_processed: bool,
 
     /// Convert only inputs that are new, changed or failed since the last run
-    /// (OUT/.fhir2table/state.json) and append their rows [config: incremental]
+    /// (OUT/.fhir2table/_state.json) and append their rows [config: incremental]
     #[arg(long)]
     pub incremental: bool,
 
@@ -131,7 +131,7 @@ pub struct Args {
     #[arg(long, value_name = "SIZE")]
     pub max_line_bytes: Option<ByteSize>,
 
-    /// Print the run report (as in OUT/.fhir2table/run.json) on stdout: `--report json`
+    /// Print the run report (as in OUT/.fhir2table/_run.json) on stdout: `--report json`
     #[arg(long, value_name = "FORMAT", value_parser = ["json"])]
     pub report: Option<String>,
 

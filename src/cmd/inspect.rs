@@ -45,7 +45,7 @@ pub struct TableSummary {
 #[derive(Debug, Serialize)]
 pub struct Inspection {
     pub tables: BTreeMap<String, TableSummary>,
-    /// The last run's report (`.fhir2table/run.json`), when there is one.
+    /// The last run's report (`.fhir2table/_run.json`), when there is one.
     pub last_run: Option<serde_json::Value>,
     /// Incremental runs from the state file, newest first (at most 10), and inputs tracked.
     pub incremental_runs: Vec<crate::state::RunRecord>,

@@ -34,7 +34,7 @@ use crate::UsageError;
 use worker::{run_workers, units, Work};
 
 /// The report file's name inside `--out`.
-pub const REPORT_FILE: &str = ".fhir2table/run.json";
+pub const REPORT_FILE: &str = ".fhir2table/_run.json";
 
 /// Hooks for showing progress. The command line draws a bar on a terminal; library users and
 /// tests pass `&()`, which shows nothing.
@@ -52,7 +52,7 @@ pub trait Progress: Sync {
 impl Progress for () {}
 
 /// Converts `settings.input` into tables under `settings.output` and returns the run report (also
-/// written to `OUT/.fhir2table/run.json`). Errors before any work are [`UsageError`]s; an `Err` of another
+/// written to `OUT/.fhir2table/_run.json`). Errors before any work are [`UsageError`]s; an `Err` of another
 /// kind means the output could not be written, and the previous output is left as it was.
 ///
 /// The run goes through the steps of the pipeline in README, each a function below: plan

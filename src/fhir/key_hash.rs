@@ -1,5 +1,5 @@
 //! The 64-bit hashes fhir2table keeps between runs (input content hashes and identifier keys in
-//! `OUT/.fhir2table/state.json`) and compares within one (resource ids in `compact`). They must not
+//! `OUT/.fhir2table/_state.json`) and compares within one (resource ids in `compact`). They must not
 //! change with the Rust release, so they are not `std`'s `DefaultHasher` (whose algorithm is not
 //! promised) but SipHash-1-3 with both keys zero, from the `siphasher` crate, fed a fixed byte
 //! encoding: a text is its UTF-8 bytes followed by `0xff` (a byte no UTF-8 text holds, so

@@ -9,8 +9,8 @@
 //!
 //! # The commit state machine
 //!
-//! `OUT` is the output folder, `S` = `OUT/.fhir2table/staging-<pid>` the staging folder and `J` =
-//! `OUT/.fhir2table/commit.json` the journal (see `layout.rs` for where each table's folder is). Every file-system call below goes through
+//! `OUT` is the output folder, `S` = `OUT/.fhir2table/_staging-<pid>` the staging folder and `J` =
+//! `OUT/.fhir2table/_commit.json` the journal (see `layout.rs` for where each table's folder is). Every file-system call below goes through
 //! [`crate::fsops`], which fsyncs the file or folder it changed.
 //!
 //! | state | what is on disk | a crash here ends, after the next run's [`Output::open`], in |
@@ -450,7 +450,7 @@ mod tests {
             content: String::new(),
         };
         let current = Layout::Current;
-        assert!(journal(vec![write(".fhir2table/state.json")])
+        assert!(journal(vec![write(".fhir2table/_state.json")])
             .check(current)
             .is_ok());
         assert!(journal(vec![write("../state.json")]).check(current).is_err());
@@ -468,13 +468,13 @@ mod tests {
 
     #[test]
     fn debris_is_only_what_the_tool_names_so() {
-        assert!(is_debris("staging-123"));
+        assert!(is_debris("_staging-123"));
         assert!(is_debris("state.json.tmp-77"));
         assert!(is_debris("state.json.3.tmp-77"));
-        assert!(is_debris("commit.json.tmp-9"));
-        assert!(!is_debris("deleted"));
-        assert!(!is_debris("lock"));
+        assert!(is_debris("_commit.json.tmp-9"));
+        assert!(!is_debris("_deleted"));
+        assert!(!is_debris("_lock"));
         assert!(!is_debris("notes.tmp-draft"));
-        assert!(!is_debris("staging-"));
+        assert!(!is_debris("_staging-"));
     }
 }

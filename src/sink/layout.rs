@@ -1,9 +1,11 @@
 //! Where things live in a local output folder. Each table is a folder at the top (`OUT/patient/`),
 //! holding nothing but its Parquet files. Everything of the tool's own is in one hidden folder,
 //! `OUT/.fhir2table/`: the run report, the incremental state, the tombstones of deleted resources,
-//! the lock, the commit journal and the staging folders. Readers that take the output root or a
-//! glob over it (`spark.read.parquet("OUT/*/")`, `OUT/*/*.parquet`) never meet them, and the
-//! tombstones' files do not end in `.parquet`, so `OUT/**/*.parquet` does not either. Releases
+//! the lock, the commit journal and the staging folders. Readers that take a glob over the output
+//! never meet them: every name in the tool's folder starts with `_`, which Spark and Hadoop treat
+//! as hidden (their `OUT/*/` matches `.fhir2table` too), `OUT/*/*.parquet` does not enter a
+//! hidden folder, and the tombstones' files do not end in `.parquet`, so `OUT/**/*.parquet` does
+//! not pick them up either. Releases
 //! before this layout kept those things at the top; `migrate.rs` moves them.
 
 use std::borrow::Cow;
@@ -13,13 +15,13 @@ use std::path::{Path, PathBuf};
 pub const TOOL_FOLDER: &str = ".fhir2table";
 
 /// The lock file, inside the tool's folder.
-pub(super) const LOCK_FILE: &str = "lock";
+pub(super) const LOCK_FILE: &str = "_lock";
 
 /// The commit journal, inside the tool's folder.
-pub(super) const JOURNAL_FILE: &str = "commit.json";
+pub(super) const JOURNAL_FILE: &str = "_commit.json";
 
-/// Prefix of a run's staging folder inside the tool's folder (`staging-<pid>`).
-pub(super) const STAGING_PREFIX: &str = "staging-";
+/// Prefix of a run's staging folder inside the tool's folder (`_staging-<pid>`).
+pub(super) const STAGING_PREFIX: &str = "_staging-";
 
 /// The extension of the Parquet files of the tool's own tables (in place of `.parquet`).
 const INTERNAL_PART_EXTENSION: &str = "fhir2table-parquet";
@@ -35,11 +37,11 @@ pub fn is_internal(table: &str) -> bool {
     table.starts_with('_')
 }
 
-/// The folder of a table: `OUT/<table>`, or `OUT/.fhir2table/<name without _>` for the tool's own.
+/// The folder of a table: `OUT/<table>`, or `OUT/.fhir2table/<table>` for the tool's own.
 pub(super) fn table_folder(out: &Path, table: &str) -> PathBuf {
-    match table.strip_prefix('_') {
-        Some(internal) => tool_folder(out).join(internal),
-        None => out.join(table),
+    match is_internal(table) {
+        true => tool_folder(out).join(table),
+        false => out.join(table),
     }
 }
 
@@ -69,7 +71,10 @@ mod tests {
     fn the_tools_own_tables_live_in_its_folder_under_names_no_parquet_glob_matches() {
         let out = Path::new("/o");
         assert_eq!(table_folder(out, "patient"), Path::new("/o/patient"));
-        assert_eq!(table_folder(out, "_deleted"), Path::new("/o/.fhir2table/deleted"));
+        assert_eq!(
+            table_folder(out, "_deleted"),
+            Path::new("/o/.fhir2table/_deleted")
+        );
         let stored = stored_part_name("_deleted", "part-1-2.parquet");
         assert_eq!(stored, "part-1-2.fhir2table-parquet");
         assert!(is_part("_deleted", &stored) && !is_part("_deleted", "part-1-2.parquet"));

@@ -1,4 +1,4 @@
-//! One run at a time per output folder. A run holds an exclusive `flock` on `OUT/.fhir2table/lock`
+//! One run at a time per output folder. A run holds an exclusive `flock` on `OUT/.fhir2table/_lock`
 //! for as long as it changes the folder; the kernel releases it when the process ends in any way
 //! (exit, panic, `kill -9`), so a dead run's lock never needs taking over and two runs can never
 //! both hold it. The file stays in place between runs (removing it would let a run lock a new file

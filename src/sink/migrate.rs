@@ -26,9 +26,9 @@ const LEGACY_LOCK_FILE: &str = ".fhir2table.lock";
 
 /// Old place (under `OUT`) → new place, for each file or folder that moves.
 const MOVES: &[(&str, &str)] = &[
-    ("_run.json", ".fhir2table/run.json"),
-    ("_state/state.json", ".fhir2table/state.json"),
-    ("_deleted", ".fhir2table/deleted"),
+    ("_run.json", ".fhir2table/_run.json"),
+    ("_state/state.json", ".fhir2table/_state.json"),
+    ("_deleted", ".fhir2table/_deleted"),
 ];
 
 /// The tool's own table that older releases kept at the top as a Parquet dataset.

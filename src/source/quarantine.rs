@@ -17,7 +17,7 @@ fn reasons_text(reasons: &[String], more: u64) -> String {
     let mut text = reasons.join("\n");
     if more > 0 {
         text.push_str(&format!(
-            "\n... and {more} more errors (see .fhir2table/run.json)"
+            "\n... and {more} more errors (see .fhir2table/_run.json)"
         ));
     }
     text.push('\n');

@@ -34,7 +34,7 @@ impl Run {
     }
 
     pub fn report(&self) -> serde_json::Value {
-        let text = std::fs::read_to_string(self.out.path().join(".fhir2table/run.json"))
+        let text = std::fs::read_to_string(self.out.path().join(".fhir2table/_run.json"))
             .expect("the run report exists");
         serde_json::from_str(&text).expect("the run report is JSON")
     }

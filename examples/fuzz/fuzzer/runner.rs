@@ -191,7 +191,7 @@ pub fn check(
             format!("sandbox before: {before:?}\nsandbox after: {after:?}"),
         ));
     }
-    let report_path = sandbox.join("out/.fhir2table/run.json");
+    let report_path = sandbox.join("out/.fhir2table/_run.json");
     if code == 2 {
         let written = fs::read_dir(sandbox.join("out"))
             .map(|dir| dir.count())
