@@ -6,6 +6,7 @@
 mod bundle;
 mod dispatch;
 pub mod identifiers;
+pub mod tree;
 
 pub use bundle::BundleScope;
 pub use dispatch::{DocumentError, Walker, MAX_BUNDLE_DEPTH};
@@ -23,7 +24,7 @@ pub struct Resource<'a> {
     pub full_url: Option<&'a str>,
     pub(crate) position: Position<'a>,
     /// The resource as a JSON tree, built on first use and shared by every view of its type.
-    pub(crate) tree: std::cell::OnceCell<Result<serde_json::Value, String>>,
+    pub(crate) tree: std::cell::OnceCell<Result<tree::Node<'a>, String>>,
 }
 
 /// Where a resource's text sits: enough to name its file and line in messages, computed only
@@ -87,12 +88,10 @@ impl<'a> Resource<'a> {
         }
     }
 
-    /// The resource as a `serde_json::Value` (views evaluate FHIRPath over it), parsed once however
-    /// many views read this resource type.
-    pub fn tree(&self) -> Result<&serde_json::Value, Rejection> {
-        let parsed = self
-            .tree
-            .get_or_init(|| serde_json::from_str(self.raw).map_err(|e| message_without_position(&e)));
+    /// The resource as a tree borrowing from its text (views evaluate FHIRPath over it), parsed
+    /// once however many views read this resource type.
+    pub fn tree(&self) -> Result<&tree::Node<'a>, Rejection> {
+        let parsed = self.tree.get_or_init(|| tree::parse(self.raw).map_err(|e| e.0));
         parsed.as_ref().map_err(
             |message| match serde_json::from_str::<serde::de::IgnoredAny>(self.raw) {
                 Err(error) => self.rejection(&error),

@@ -5,6 +5,8 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
+use crate::resource::tree::Node as JsonNode;
+
 use super::fhirpath::{self, Constants, Expr, FUNCTIONS};
 
 /// A column of the view's table, in schema order.
@@ -309,7 +311,7 @@ fn constants(value: Option<&Value>) -> Result<Constants, (String, String)> {
                 .and_then(|suffix| CONSTANT_TYPES.iter().find(|(s, _)| *s == suffix))
                 .map(|(_, kind)| *kind)
                 .ok_or_else(|| (format!("{path}.{key}"), "unknown key".to_owned()))?;
-            if found.replace((value.clone(), kind)).is_some() {
+            if found.replace((JsonNode::from_value(value), kind)).is_some() {
                 return Err((path, "has more than one value[x]".to_owned()));
             }
         }

@@ -4,13 +4,13 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use crate::resource::tree::Node;
 use arrow_array::builder::{
     ArrayBuilder, BooleanBuilder, Date32Builder, Float64Builder, Int32Builder, Int64Builder, ListBuilder,
     StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, FieldRef, Schema, SchemaRef, TimeUnit};
-use serde_json::Value;
 
 use super::definition::{ColumnDef, TypedTime, View};
 use super::fhirpath::{lexical, Item, Primitive};
@@ -365,7 +365,7 @@ impl Table for ViewTable {
 
     fn append(&mut self, resource: &Resource<'_>, diagnostics: &mut Diagnostics) -> Result<bool, Rejection> {
         let value = resource.tree()?;
-        let id = value.get("id").and_then(Value::as_str).unwrap_or("(no id)");
+        let id = value.get("id").and_then(Node::as_str).unwrap_or("(no id)");
         let failure = |column: Option<&str>, problem: String| {
             let column = column.map(|c| format!(" column {c}:")).unwrap_or_default();
             let message = format!(

@@ -12,7 +12,7 @@ impl View {
     /// The rows of `resource` (its JSON tree), or the data error that stops it.
     pub fn rows<'v>(
         &'v self,
-        resource: &'v serde_json::Value,
+        resource: &'v crate::resource::tree::Node<'v>,
         bundle: Option<&'v dyn FullUrlLookup>,
     ) -> Result<Vec<Row<'v>>, EvalError> {
         let context = Context {

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use serde_json::Value;
+use crate::resource::tree::Node as Value;
 
 use super::parse::{Expr, Op};
 use crate::fhir::reference::{literal_type_and_id, refers_to_type, resolve, FullUrlLookup, Resolution};
@@ -39,7 +39,7 @@ pub const PRIMITIVE_TYPES: &[&str] = &[
 #[derive(Debug, Clone)]
 pub enum Item<'v> {
     /// A node of the resource (or a constant), with its FHIR type when the element name says it.
-    Node(&'v Value, Option<Cow<'v, str>>),
+    Node(&'v Value<'v>, Option<Cow<'v, str>>),
     Boolean(bool),
     Integer(i64),
     /// A decimal and its number of digits after the point, when known.
@@ -67,7 +67,7 @@ impl<'v> Item<'v> {
             Item::Node(value, _) => match value {
                 Value::Bool(b) => Primitive::Boolean(*b),
                 Value::String(s) => Primitive::String(s),
-                Value::Number(number) => number_primitive(number)?,
+                Value::Number(text) => number_primitive(text)?,
                 _ => return None,
             },
         })
@@ -90,15 +90,19 @@ impl<'v> Item<'v> {
     }
 }
 
-fn number_primitive(number: &serde_json::Number) -> Option<Primitive<'static>> {
-    let text = number.as_str();
-    if let Some(integer) = number.as_i64().filter(|_| !text.contains(['.', 'e', 'E'])) {
+fn number_primitive(text: &str) -> Option<Primitive<'static>> {
+    if let Some(integer) = text
+        .parse::<i64>()
+        .ok()
+        .filter(|_| !text.contains(['.', 'e', 'E']))
+    {
         return Some(Primitive::Integer(integer));
     }
     let scale = text
         .split_once('.')
         .map(|(_, fraction)| fraction.chars().take_while(char::is_ascii_digit).count() as u32);
-    Some(Primitive::Decimal(number.as_f64()?, Some(scale.unwrap_or(0))))
+    let value = text.parse::<f64>().ok().filter(|value| value.is_finite())?;
+    Some(Primitive::Decimal(value, Some(scale.unwrap_or(0))))
 }
 
 /// The type name a choice-element suffix stands for: `String` → `string`, `Quantity` → `Quantity`.
@@ -119,11 +123,11 @@ pub struct EvalError(pub String);
 type Result<T> = std::result::Result<T, EvalError>;
 
 /// A view's constants by name: value and FHIR type.
-pub type Constants = HashMap<String, (Value, &'static str)>;
+pub type Constants = HashMap<String, (Value<'static>, &'static str)>;
 
 /// What an expression can see besides its input.
 pub struct Context<'v> {
-    pub resource: &'v Value,
+    pub resource: &'v Value<'v>,
     pub constants: &'v Constants,
     pub row_index: i64,
     pub bundle: Option<&'v dyn FullUrlLookup>,
@@ -218,17 +222,25 @@ pub fn children<'v>(item: &Item<'v>, name: &str) -> Vec<Item<'v>> {
     {
         return vec![item.clone()];
     }
-    for (key, value) in map {
-        if let Some(suffix) = key.strip_prefix(name) {
-            if suffix.starts_with(|c: char| c.is_ascii_uppercase()) {
-                return flatten(value, Some(choice_type(suffix)));
-            }
+    // The first choice key in key order (`serde_json::Value` iterated sorted).
+    let choice = map
+        .0
+        .iter()
+        .filter(|(key, _)| {
+            key.strip_prefix(name)
+                .is_some_and(|suffix| suffix.starts_with(|c: char| c.is_ascii_uppercase()))
+        })
+        .min_by(|a, b| a.0.cmp(&b.0));
+    match choice {
+        Some((key, _)) => {
+            let value = map.get(key).expect("the key is in the map");
+            flatten(value, Some(choice_type(&key[name.len()..])))
         }
+        None => Vec::new(),
     }
-    Vec::new()
 }
 
-fn flatten<'v>(value: &'v Value, kind: Option<Cow<'v, str>>) -> Vec<Item<'v>> {
+fn flatten<'v>(value: &'v Value<'v>, kind: Option<Cow<'v, str>>) -> Vec<Item<'v>> {
     match value {
         Value::Array(elements) => elements
             .iter()
@@ -505,7 +517,7 @@ fn reference_key<'v>(item: &Item<'v>, wanted: Option<&str>, context: &Context<'v
 /// The FHIR lexical form of a primitive item (JSON text for complex ones).
 pub fn lexical(item: &Item<'_>) -> Option<String> {
     Some(match item {
-        Item::Node(Value::Number(number), _) => number.as_str().to_owned(),
+        Item::Node(Value::Number(text), _) => text.to_string(),
         Item::Node(value @ (Value::Object(_) | Value::Array(_)), _) => value.to_string(),
         _ => match item.primitive()? {
             Primitive::Boolean(b) => b.to_string(),
@@ -704,9 +716,12 @@ mod tests {
     }"#;
 
     fn run(path: &str) -> std::result::Result<Vec<String>, EvalError> {
-        let resource: Value = serde_json::from_str(PATIENT).unwrap();
+        let resource = crate::resource::tree::parse(PATIENT).unwrap();
         let mut constants = Constants::new();
-        constants.insert("two".into(), (serde_json::json!(2), "integer"));
+        constants.insert(
+            "two".into(),
+            (Value::from_value(&serde_json::json!(2)), "integer"),
+        );
         let context = Context {
             resource: &resource,
             constants: &constants,

@@ -1,0 +1,541 @@
+//! A resource's JSON as a tree that borrows from the input: keys, numbers and strings without
+//! escapes are slices of the resource's text, and an object is one vector of its members in
+//! document order. Views evaluate FHIRPath over it; building and dropping it costs a fraction of a
+//! `serde_json::Value` (no allocation per key or string, no sorted map per object), and it is
+//! built once per resource however many views read it.
+//!
+//! It reads what `serde_json` reads and nothing else (the text has already passed `serde_json`
+//! when it gets here, but this parser checks everything itself and never panics): the same
+//! nesting limit, the same escapes (a lone surrogate is an error), and an object's duplicate key
+//! means its last value, as in `serde_json::Value`.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// A JSON value of a resource.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Node<'a> {
+    Null,
+    Bool(bool),
+    /// A number as written (`1.50`, `1e2`, `-0`): FHIR decimals keep their precision.
+    Number(Cow<'a, str>),
+    String(Cow<'a, str>),
+    Array(Vec<Node<'a>>),
+    Object(Object<'a>),
+}
+
+/// An object's members in document order.
+#[derive(Debug, Clone, Default)]
+pub struct Object<'a>(pub Vec<(Cow<'a, str>, Node<'a>)>);
+
+/// Equal when they have the same keys with equal (last) values, in any order, as
+/// `serde_json::Value` compares objects.
+impl PartialEq for Object<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.sorted() == other.sorted()
+    }
+}
+
+impl<'a> Object<'a> {
+    /// The value of `key` (the last one, if the key is repeated).
+    pub fn get(&self, key: &str) -> Option<&Node<'a>> {
+        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    /// The members in key order (each key once, with its last value), as `serde_json::Value`
+    /// iterates them: where the order shows in results, it is the order it always was.
+    pub fn sorted(&self) -> Vec<(&str, &Node<'a>)> {
+        let mut members: Vec<(&str, &Node<'a>)> = Vec::with_capacity(self.0.len());
+        for (key, value) in &self.0 {
+            match members.iter_mut().find(|(k, _)| *k == key) {
+                Some(member) => member.1 = value,
+                None => members.push((key, value)),
+            }
+        }
+        members.sort_by(|a, b| a.0.cmp(b.0));
+        members
+    }
+}
+
+impl<'a> Node<'a> {
+    /// The member `key` of an object.
+    pub fn get(&self, key: &str) -> Option<&Node<'a>> {
+        match self {
+            Node::Object(object) => object.get(key),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Node::String(text) => Some(text),
+            _ => None,
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self, Node::Null)
+    }
+
+    pub fn is_object(&self) -> bool {
+        matches!(self, Node::Object(_))
+    }
+
+    /// A tree that owns its text, from any `serde_json::Value` (view constants).
+    pub fn from_value(value: &serde_json::Value) -> Node<'static> {
+        match value {
+            serde_json::Value::Null => Node::Null,
+            serde_json::Value::Bool(b) => Node::Bool(*b),
+            serde_json::Value::Number(number) => Node::Number(Cow::Owned(number.to_string())),
+            serde_json::Value::String(text) => Node::String(Cow::Owned(text.clone())),
+            serde_json::Value::Array(items) => Node::Array(items.iter().map(Node::from_value).collect()),
+            serde_json::Value::Object(map) => Node::Object(Object(
+                map.iter()
+                    .map(|(k, v)| (Cow::Owned(k.clone()), Node::from_value(v)))
+                    .collect(),
+            )),
+        }
+    }
+}
+
+/// JSON text, with object keys in sorted order as `serde_json::Value` writes them.
+impl fmt::Display for Node<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Node::Null => f.write_str("null"),
+            Node::Bool(b) => write!(f, "{b}"),
+            Node::Number(text) => f.write_str(text),
+            Node::String(text) => write_string(f, text),
+            Node::Array(items) => {
+                f.write_str("[")?;
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(",")?;
+                    }
+                    write!(f, "{item}")?;
+                }
+                f.write_str("]")
+            }
+            Node::Object(object) => {
+                f.write_str("{")?;
+                for (i, (key, value)) in object.sorted().into_iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(",")?;
+                    }
+                    write_string(f, key)?;
+                    write!(f, ":{value}")?;
+                }
+                f.write_str("}")
+            }
+        }
+    }
+}
+
+fn write_string(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
+    // serde_json's escaping: the two-character escapes, \u00XX for other control characters.
+    f.write_str("\"")?;
+    for c in text.chars() {
+        match c {
+            '"' => f.write_str("\\\"")?,
+            '\\' => f.write_str("\\\\")?,
+            '\n' => f.write_str("\\n")?,
+            '\r' => f.write_str("\\r")?,
+            '\t' => f.write_str("\\t")?,
+            '\u{08}' => f.write_str("\\b")?,
+            '\u{0c}' => f.write_str("\\f")?,
+            c if (c as u32) < 0x20 => write!(f, "\\u{:04x}", c as u32)?,
+            c => write!(f, "{c}")?,
+        }
+    }
+    f.write_str("\"")
+}
+
+/// Arrays and objects nest to fewer levels than this: `serde_json`'s own limit.
+const MAX_DEPTH: usize = 128;
+
+/// Why a text is not a tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeError(pub String);
+
+/// Parses one JSON value (surrounding whitespace allowed, nothing after it).
+pub fn parse(text: &str) -> Result<Node<'_>, TreeError> {
+    let mut parser = Parser { text, at: 0 };
+    parser.whitespace();
+    let node = parser.value(0)?;
+    parser.whitespace();
+    if parser.at != text.len() {
+        return Err(parser.error("trailing characters"));
+    }
+    Ok(node)
+}
+
+struct Parser<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn error(&self, what: &str) -> TreeError {
+        TreeError(what.to_owned())
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.text.as_bytes().get(self.at).copied()
+    }
+
+    fn whitespace(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+            self.at += 1;
+        }
+    }
+
+    fn expect(&mut self, byte: u8) -> Result<(), TreeError> {
+        if self.peek() == Some(byte) {
+            self.at += 1;
+            Ok(())
+        } else {
+            Err(self.error(&format!("expected '{}'", byte as char)))
+        }
+    }
+
+    fn literal(&mut self, word: &str, node: Node<'a>) -> Result<Node<'a>, TreeError> {
+        if self.text[self.at..].starts_with(word) {
+            self.at += word.len();
+            Ok(node)
+        } else {
+            Err(self.error("expected a value"))
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Node<'a>, TreeError> {
+        match self.peek() {
+            Some(b'{') => self.object(depth + 1),
+            Some(b'[') => self.array(depth + 1),
+            Some(b'"') => Ok(Node::String(self.string()?)),
+            Some(b't') => self.literal("true", Node::Bool(true)),
+            Some(b'f') => self.literal("false", Node::Bool(false)),
+            Some(b'n') => self.literal("null", Node::Null),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            _ => Err(self.error("expected a value")),
+        }
+    }
+
+    fn object(&mut self, depth: usize) -> Result<Node<'a>, TreeError> {
+        if depth >= MAX_DEPTH {
+            return Err(self.error("recursion limit exceeded"));
+        }
+        self.at += 1;
+        let mut members = Vec::new();
+        self.whitespace();
+        if self.peek() == Some(b'}') {
+            self.at += 1;
+            return Ok(Node::Object(Object(members)));
+        }
+        loop {
+            self.whitespace();
+            if self.peek() != Some(b'"') {
+                return Err(self.error("expected a key"));
+            }
+            let key = self.string()?;
+            self.whitespace();
+            self.expect(b':')?;
+            self.whitespace();
+            let value = self.value(depth)?;
+            members.push((key, value));
+            self.whitespace();
+            match self.peek() {
+                Some(b',') => self.at += 1,
+                Some(b'}') => {
+                    self.at += 1;
+                    return Ok(Node::Object(Object(members)));
+                }
+                _ => return Err(self.error("expected ',' or '}'")),
+            }
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Result<Node<'a>, TreeError> {
+        if depth >= MAX_DEPTH {
+            return Err(self.error("recursion limit exceeded"));
+        }
+        self.at += 1;
+        let mut items = Vec::new();
+        self.whitespace();
+        if self.peek() == Some(b']') {
+            self.at += 1;
+            return Ok(Node::Array(items));
+        }
+        loop {
+            self.whitespace();
+            items.push(self.value(depth)?);
+            self.whitespace();
+            match self.peek() {
+                Some(b',') => self.at += 1,
+                Some(b']') => {
+                    self.at += 1;
+                    return Ok(Node::Array(items));
+                }
+                _ => return Err(self.error("expected ',' or ']'")),
+            }
+        }
+    }
+
+    fn number(&mut self) -> Result<Node<'a>, TreeError> {
+        let start = self.at;
+        let bytes = self.text.as_bytes();
+        let digits = |at: &mut usize| {
+            let from = *at;
+            while bytes.get(*at).is_some_and(u8::is_ascii_digit) {
+                *at += 1;
+            }
+            *at - from
+        };
+        let mut at = self.at;
+        if bytes.get(at) == Some(&b'-') {
+            at += 1;
+        }
+        match bytes.get(at) {
+            Some(b'0') => at += 1,
+            Some(b'1'..=b'9') => {
+                digits(&mut at);
+            }
+            _ => return Err(self.error("invalid number")),
+        }
+        if bytes.get(at) == Some(&b'.') {
+            at += 1;
+            if digits(&mut at) == 0 {
+                self.at = at;
+                return Err(self.error("invalid number"));
+            }
+        }
+        let mut exponent = None;
+        if matches!(bytes.get(at), Some(b'e' | b'E')) {
+            exponent = Some(at);
+            at += 1;
+            if matches!(bytes.get(at), Some(b'+' | b'-')) {
+                at += 1;
+            }
+            if digits(&mut at) == 0 {
+                self.at = at;
+                return Err(self.error("invalid number"));
+            }
+        }
+        self.at = at;
+        let text = &self.text[start..at];
+        // serde_json writes an exponent as `e+N` or `e-N`, whatever the input wrote; so do we.
+        match exponent {
+            Some(e) if bytes[e] == b'E' || !matches!(bytes[e + 1], b'+' | b'-') => {
+                let (mantissa, rest) = (&self.text[start..e], &self.text[e + 1..at]);
+                let sign = if rest.starts_with(['+', '-']) { "" } else { "+" };
+                Ok(Node::Number(Cow::Owned(format!("{mantissa}e{sign}{rest}"))))
+            }
+            _ => Ok(Node::Number(Cow::Borrowed(text))),
+        }
+    }
+
+    /// A string starting at the opening quote: borrowed when it holds no escape.
+    fn string(&mut self) -> Result<Cow<'a, str>, TreeError> {
+        self.at += 1;
+        let start = self.at;
+        let bytes = self.text.as_bytes();
+        loop {
+            match bytes.get(self.at) {
+                None => return Err(self.error("unterminated string")),
+                Some(b'"') => {
+                    let text = &self.text[start..self.at];
+                    self.at += 1;
+                    return Ok(Cow::Borrowed(text));
+                }
+                Some(b'\\') => break,
+                Some(byte) if *byte < 0x20 => return Err(self.error("control character in a string")),
+                Some(_) => self.at += 1,
+            }
+        }
+        let mut owned = String::from(&self.text[start..self.at]);
+        loop {
+            match bytes.get(self.at) {
+                None => return Err(self.error("unterminated string")),
+                Some(b'"') => {
+                    self.at += 1;
+                    return Ok(Cow::Owned(owned));
+                }
+                Some(b'\\') => {
+                    self.at += 1;
+                    let simple = match bytes.get(self.at) {
+                        Some(b'"') => Some('"'),
+                        Some(b'\\') => Some('\\'),
+                        Some(b'/') => Some('/'),
+                        Some(b'b') => Some('\u{08}'),
+                        Some(b'f') => Some('\u{0c}'),
+                        Some(b'n') => Some('\n'),
+                        Some(b'r') => Some('\r'),
+                        Some(b't') => Some('\t'),
+                        Some(b'u') => None,
+                        _ => return Err(self.error("invalid escape")),
+                    };
+                    self.at += 1;
+                    let escaped = match simple {
+                        Some(c) => c,
+                        None => self.unicode_escape()?,
+                    };
+                    owned.push(escaped);
+                }
+                Some(byte) if *byte < 0x20 => return Err(self.error("control character in a string")),
+                Some(_) => {
+                    // Copy the run up to the next quote or escape in one go.
+                    let from = self.at;
+                    while bytes
+                        .get(self.at)
+                        .is_some_and(|b| *b != b'"' && *b != b'\\' && *b >= 0x20)
+                    {
+                        self.at += 1;
+                    }
+                    owned.push_str(&self.text[from..self.at]);
+                }
+            }
+        }
+    }
+
+    /// The character of a `\uXXXX` escape (the `u` consumed), a surrogate pair included; leaves
+    /// `at` after the escape.
+    fn unicode_escape(&mut self) -> Result<char, TreeError> {
+        let first = self.hex4()?;
+        let code = match first {
+            0xD800..=0xDBFF => {
+                if !self.text[self.at..].starts_with("\\u") {
+                    return Err(self.error("lone leading surrogate in hex escape"));
+                }
+                self.at += 2;
+                let second = self.hex4()?;
+                if !(0xDC00..=0xDFFF).contains(&second) {
+                    return Err(self.error("lone leading surrogate in hex escape"));
+                }
+                0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00)
+            }
+            0xDC00..=0xDFFF => return Err(self.error("lone trailing surrogate in hex escape")),
+            code => code,
+        };
+        char::from_u32(code).ok_or_else(|| self.error("invalid unicode escape"))
+    }
+
+    fn hex4(&mut self) -> Result<u32, TreeError> {
+        let digits = self
+            .text
+            .get(self.at..self.at + 4)
+            .ok_or_else(|| self.error("invalid escape"))?;
+        let value = u32::from_str_radix(digits, 16).map_err(|_| self.error("invalid escape"))?;
+        if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(self.error("invalid escape"));
+        }
+        self.at += 4;
+        Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tree says what serde_json's `Value` says: accepted or not, and the same JSON back.
+    fn same_as_serde(text: &str) {
+        let ours = parse(text);
+        let theirs = serde_json::from_str::<serde_json::Value>(text);
+        match (&ours, &theirs) {
+            (Ok(node), Ok(value)) => assert_eq!(node.to_string(), value.to_string(), "{text:?}"),
+            (Err(_), Err(_)) => {}
+            _ => panic!("{text:?}: tree {ours:?}, serde_json {theirs:?}"),
+        }
+    }
+
+    #[test]
+    fn reads_what_serde_json_reads() {
+        for text in [
+            r#"{"a":1,"b":[true,false,null],"c":{"d":"e"}}"#,
+            r#" {"resourceType":"Observation","valueQuantity":{"value":1.50,"unit":"mg"}} "#,
+            r#"{"n":[0,-0,1e2,1E+2,2E-3,-1.5e-3,12345678901234567890123,1.50]}"#,
+            r#"{"s":"tab\there \"quoted\" \\ \/ \b\f\n\r \u00e9 \ud83d\ude00 \u0001"}"#,
+            r#"{"dup":1,"dup":2}"#,
+            r#"{"b":1,"a":2}"#,
+            "[]",
+            "{}",
+            r#""\ud800""#,
+            r#""\udc00x""#,
+            r#""\ud800\u0041""#,
+            r#"{"a":01}"#,
+            r#"{"a":1.}"#,
+            r#"{"a":.5}"#,
+            r#"{"a":1e}"#,
+            r#"{"a":-}"#,
+            r#"{"a":tru}"#,
+            r#"{"a":1,}"#,
+            r#"[1,]"#,
+            r#"{"a" 1}"#,
+            r#"{"a":"unterminated}"#,
+            "{\"a\":\"raw\u{1}control\"}",
+            r#"{"a":"\x"}"#,
+            r#"{"a":"\u12"}"#,
+            r#"{"a":"\u+123"}"#,
+            r#"{} x"#,
+            "",
+        ] {
+            same_as_serde(text);
+        }
+    }
+
+    #[test]
+    fn nests_exactly_as_deep_as_serde_json() {
+        for depth in [126, 127, 128, 129] {
+            same_as_serde(&format!("{}{}", "[".repeat(depth), "]".repeat(depth)));
+            let objects = format!("{}1{}", "{\"a\":".repeat(depth), "}".repeat(depth));
+            same_as_serde(&objects);
+        }
+    }
+
+    #[test]
+    fn keys_and_plain_strings_borrow_and_duplicates_mean_the_last() {
+        let text = r#"{"id":"x","id":"y","name":"a\nb"}"#;
+        let node = parse(text).unwrap();
+        let Node::Object(object) = &node else { panic!() };
+        assert!(matches!(object.0[0].0, Cow::Borrowed(_)));
+        assert!(matches!(object.get("name"), Some(Node::String(Cow::Owned(_)))));
+        assert_eq!(node.get("id").and_then(Node::as_str), Some("y"));
+        assert_eq!(object.sorted().len(), 2);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(3000))]
+
+        /// Any text over JSON's alphabet: the tree accepts exactly what serde_json accepts, and
+        /// gives the same JSON back.
+        #[test]
+        fn any_text_is_read_as_serde_json_reads_it(text in r#"[\[\]{}",:0-9eE.+\-tfrunals \\/bu\u{e9}\u{1}]{0,40}"#) {
+            same_as_serde(&text);
+        }
+
+        /// Valid JSON of any shape, written by serde_json, reads back equal.
+        #[test]
+        fn any_json_value_reads_back(value in json_value()) {
+            same_as_serde(&value.to_string());
+        }
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::Bool),
+            any::<i64>().prop_map(|n| serde_json::json!(n)),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(|f| serde_json::json!(f)),
+            "\\PC{0,12}".prop_map(serde_json::Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::Array),
+                proptest::collection::vec(("[a-z_]{0,6}", inner), 0..6)
+                    .prop_map(|members| serde_json::Value::Object(members.into_iter().collect())),
+            ]
+        })
+    }
+}
