@@ -225,7 +225,8 @@ impl<'a> Parser<'a> {
             return Err(self.error("recursion limit exceeded"));
         }
         self.at += 1;
-        let mut members = Vec::new();
+        // Most FHIR objects have a handful of members: one allocation for them.
+        let mut members = Vec::with_capacity(4);
         self.whitespace();
         if self.peek() == Some(b'}') {
             self.at += 1;
@@ -338,18 +339,18 @@ impl<'a> Parser<'a> {
         self.at += 1;
         let start = self.at;
         let bytes = self.text.as_bytes();
-        loop {
-            match bytes.get(self.at) {
-                None => return Err(self.error("unterminated string")),
-                Some(b'"') => {
-                    let text = &self.text[start..self.at];
-                    self.at += 1;
-                    return Ok(Cow::Borrowed(text));
-                }
-                Some(b'\\') => break,
-                Some(byte) if *byte < 0x20 => return Err(self.error("control character in a string")),
-                Some(_) => self.at += 1,
-            }
+        // The closing quote or the first escape, found a word at a time.
+        let Some(found) = memchr::memchr2(b'"', b'\\', &bytes[start..]) else {
+            return Err(self.error("unterminated string"));
+        };
+        if bytes[start..start + found].iter().any(|byte| *byte < 0x20) {
+            return Err(self.error("control character in a string"));
+        }
+        self.at = start + found;
+        if bytes[self.at] == b'"' {
+            let text = &self.text[start..self.at];
+            self.at += 1;
+            return Ok(Cow::Borrowed(text));
         }
         let mut owned = String::from(&self.text[start..self.at]);
         loop {

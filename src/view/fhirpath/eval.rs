@@ -144,7 +144,13 @@ pub fn evaluate<'v>(expr: &Expr, input: &[Item<'v>], context: &Context<'v>) -> R
         Expr::DateTime(text) => vec![date_literal(text)],
         Expr::This => input.to_vec(),
         Expr::Variable(name) => variable(name, context)?,
-        Expr::Member(name) => input.iter().flat_map(|item| children(item, name)).collect(),
+        Expr::Member(name) => {
+            let mut found = Vec::with_capacity(input.len());
+            for item in input {
+                push_children(item, name, &mut found);
+            }
+            found
+        }
         Expr::Function(name, arguments) => function(name, arguments, input, context)?,
         Expr::Invoke(base, next) => {
             let focus = evaluate(base, input, context)?;
@@ -211,16 +217,23 @@ fn variable<'v>(name: &str, context: &Context<'v>) -> Result<Vec<Item<'v>>> {
 /// The children named `name` of an item: arrays flattened, choice elements (`value` finding
 /// `valueQuantity`) typed by their suffix, and a type name (`Patient`) matching the resource itself.
 pub fn children<'v>(item: &Item<'v>, name: &str) -> Vec<Item<'v>> {
+    let mut found = Vec::new();
+    push_children(item, name, &mut found);
+    found
+}
+
+/// [`children`], appended to `found` (no vector per item on a path's hot loop).
+fn push_children<'v>(item: &Item<'v>, name: &str, found: &mut Vec<Item<'v>>) {
     let Item::Node(Value::Object(map), _) = item else {
-        return Vec::new();
+        return;
     };
     if let Some(value) = map.get(name) {
-        return flatten(value, None);
+        return push_flattened(value, None, found);
     }
     if name.starts_with(|c: char| c.is_ascii_uppercase())
         && map.get("resourceType").and_then(Value::as_str) == Some(name)
     {
-        return vec![item.clone()];
+        return found.push(item.clone());
     }
     // The first choice key in key order (`serde_json::Value` iterated sorted).
     let choice = map
@@ -231,24 +244,22 @@ pub fn children<'v>(item: &Item<'v>, name: &str) -> Vec<Item<'v>> {
                 .is_some_and(|suffix| suffix.starts_with(|c: char| c.is_ascii_uppercase()))
         })
         .min_by(|a, b| a.0.cmp(&b.0));
-    match choice {
-        Some((key, _)) => {
-            let value = map.get(key).expect("the key is in the map");
-            flatten(value, Some(choice_type(&key[name.len()..])))
-        }
-        None => Vec::new(),
+    if let Some((key, _)) = choice {
+        let value = map.get(key).expect("the key is in the map");
+        push_flattened(value, Some(choice_type(&key[name.len()..])), found);
     }
 }
 
-fn flatten<'v>(value: &'v Value<'v>, kind: Option<Cow<'v, str>>) -> Vec<Item<'v>> {
+fn push_flattened<'v>(value: &'v Value<'v>, kind: Option<Cow<'v, str>>, found: &mut Vec<Item<'v>>) {
     match value {
-        Value::Array(elements) => elements
-            .iter()
-            .filter(|element| !element.is_null())
-            .map(|element| Item::Node(element, kind.clone()))
-            .collect(),
-        Value::Null => Vec::new(),
-        _ => vec![Item::Node(value, kind)],
+        Value::Array(elements) => found.extend(
+            elements
+                .iter()
+                .filter(|element| !element.is_null())
+                .map(|element| Item::Node(element, kind.clone())),
+        ),
+        Value::Null => {}
+        _ => found.push(Item::Node(value, kind)),
     }
 }
 
