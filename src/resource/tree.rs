@@ -150,6 +150,9 @@ fn write_string(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
     f.write_str("\"")
 }
 
+/// Eight spaces, as one word.
+const SPACES: u64 = u64::from_ne_bytes([b' '; 8]);
+
 /// Arrays and objects nest to fewer levels than this: `serde_json`'s own limit.
 const MAX_DEPTH: usize = 128;
 
@@ -184,8 +187,20 @@ impl<'a> Parser<'a> {
     }
 
     fn whitespace(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\n' | b'\r' | b'\t')) {
-            self.at += 1;
+        let bytes = self.text.as_bytes();
+        loop {
+            // Pretty-printed input (Synthea's Bundles) indents with runs of spaces: skip eight at
+            // a time while there are eight.
+            while bytes
+                .get(self.at..self.at + 8)
+                .is_some_and(|run| u64::from_ne_bytes(run.try_into().expect("eight bytes")) == SPACES)
+            {
+                self.at += 8;
+            }
+            match bytes.get(self.at) {
+                Some(b' ' | b'\n' | b'\r' | b'\t') => self.at += 1,
+                _ => return,
+            }
         }
     }
 
