@@ -13,7 +13,7 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, FieldRef, Schema, SchemaRef, TimeUnit};
 
 use super::definition::{ColumnDef, TypedTime, View};
-use super::fhirpath::{lexical, Item, Primitive};
+use super::fhirpath::{lexical, lexical_text, Item, Primitive};
 use crate::diagnostics::{Diagnostics, WarningKind};
 use crate::fhir::elements::{value_class, ValueClass};
 use crate::fhir::reference::FullUrlLookup;
@@ -71,19 +71,20 @@ impl Kind {
 
 /// A converted cell value.
 #[derive(Debug, Clone, PartialEq)]
-enum Cell {
+enum Cell<'a> {
     Null,
     Boolean(bool),
     /// A value of an Int32 column, range-checked when converted.
     Int32(i32),
     Integer(i64),
     Float(f64),
-    Text(String),
+    /// Borrowed from the resource where the value is a string in it.
+    Text(Cow<'a, str>),
     /// Microseconds since the epoch, UTC.
     Timestamp(i64),
     /// Days since 1970-01-01.
     Date(i32),
-    List(Vec<Cell>),
+    List(Vec<Cell<'a>>),
 }
 
 /// The Arrow schema of a view: fixed by its definition alone.
@@ -209,7 +210,7 @@ fn append_scalar(builder: &mut dyn ArrayBuilder, kind: Kind, cell: &Cell) {
         Kind::Utf8 => {
             let b = any.downcast_mut::<StringBuilder>().expect("builder matches kind");
             b.append_option(match cell {
-                Cell::Text(v) => Some(v.as_str()),
+                Cell::Text(v) => Some(v.as_ref()),
                 _ => None,
             });
         }
@@ -264,7 +265,7 @@ fn append_cell(builder: &mut Box<dyn ArrayBuilder>, kind: Kind, collection: bool
     }
 }
 
-impl Cell {
+impl Cell<'_> {
     /// Bytes of string data the cell adds to a batch.
     fn text_bytes(&self) -> usize {
         match self {
@@ -278,7 +279,7 @@ impl Cell {
 /// The cell as its column stores it, by the built-in tables' rules: a text cell over
 /// [`crate::table::MAX_CELL_BYTES`] becomes null with an `oversized_value` warning, and a typed
 /// time column parses its value (null plus a warning when it is not a valid FHIR date or time).
-fn finished(cell: Cell, kind: Kind, column: &str, cells: &mut Cells<'_, '_>) -> Cell {
+fn finished<'a>(cell: Cell<'a>, kind: Kind, column: &str, cells: &mut Cells<'_, '_>) -> Cell<'a> {
     match (kind, cell) {
         (Kind::Timestamp, Cell::Text(text)) => cells
             .datetime(column, Some(&Str(Cow::Borrowed(&text))))
@@ -288,13 +289,13 @@ fn finished(cell: Cell, kind: Kind, column: &str, cells: &mut Cells<'_, '_>) -> 
     }
 }
 
-fn capped(cell: Cell, column: &str, cells: &mut Cells<'_, '_>) -> Cell {
+fn capped<'a>(cell: Cell<'a>, column: &str, cells: &mut Cells<'_, '_>) -> Cell<'a> {
     match cell {
         // A staged reference (input text with a leading NUL looks the same: the resolution pass
         // then finds no such reference and nulls it, with a warning).
         staged if is_staged(&staged) => staged,
-        Cell::Text(text) => match cells.text(column, Some(Cow::Owned(text))) {
-            Some(text) => Cell::Text(text.into_owned()),
+        Cell::Text(text) => match cells.text(column, Some(text)) {
+            Some(text) => Cell::Text(text),
             None => Cell::Null,
         },
         other => other,
@@ -307,7 +308,7 @@ fn is_staged(cell: &Cell) -> bool {
 }
 
 /// Converts one value to a column's kind; `Err` explains a value the column cannot hold.
-fn convert(item: &Item<'_>, kind: Kind) -> Result<Cell, String> {
+fn convert<'a>(item: &'a Item<'_>, kind: Kind) -> Result<Cell<'a>, String> {
     let primitive = item.primitive();
     let mismatch = || {
         let shown = lexical(item).unwrap_or_default();
@@ -338,7 +339,7 @@ fn convert(item: &Item<'_>, kind: Kind) -> Result<Cell, String> {
         }
         (Kind::Float64, Some(Primitive::Integer(i))) => Cell::Float(i as f64),
         (Kind::Float64, Some(Primitive::Decimal(d, _))) => Cell::Float(d),
-        (Kind::Utf8 | Kind::Timestamp | Kind::Date, _) => match lexical(item) {
+        (Kind::Utf8 | Kind::Timestamp | Kind::Date, _) => match lexical_text(item) {
             Some(text) => Cell::Text(text),
             None => return mismatch(),
         },
@@ -382,10 +383,11 @@ impl Table for ViewTable {
         let mut converted = Vec::with_capacity(rows.len());
         let mut has_pending = false;
         let mut text_bytes = 0;
-        for row in rows {
+        let no_values = Vec::new();
+        for row in &rows {
             let mut cells = Vec::with_capacity(row.len());
             for ((column, values), &kind) in self.view.columns.iter().zip(row).zip(&self.kinds) {
-                let values = values.unwrap_or_default();
+                let values = values.as_ref().unwrap_or(&no_values);
                 let cell = if column.collection {
                     let list: Vec<Cell> = values
                         .iter()

@@ -525,6 +525,15 @@ fn reference_key<'v>(item: &Item<'v>, wanted: Option<&str>, context: &Context<'v
     }
 }
 
+/// [`lexical`], borrowed from the item where it holds the text already (strings).
+pub fn lexical_text<'a>(item: &'a Item<'_>) -> Option<Cow<'a, str>> {
+    match item {
+        Item::Node(Value::String(text), _) => Some(Cow::Borrowed(text)),
+        Item::String(text, _) => Some(Cow::Borrowed(text)),
+        _ => lexical(item).map(Cow::Owned),
+    }
+}
+
 /// The FHIR lexical form of a primitive item (JSON text for complex ones).
 pub fn lexical(item: &Item<'_>) -> Option<String> {
     Some(match item {
