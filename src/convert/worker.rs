@@ -127,6 +127,12 @@ pub(super) fn run_workers(
     })
 }
 
+/// The most the writers may hold in memory together before the fullest writes out its row
+/// group. Each table's row groups are also cut at their own size (16 MiB encoded), but with
+/// thirty tables (`--view default`) that alone would let memory grow with the input up to several
+/// hundred MB before every table had filled one.
+const WRITE_BUFFER_BUDGET: usize = 32 << 20;
+
 /// Writes batches as they arrive; after an error, drains the channel so workers can finish.
 fn write_batches(
     receiver: Receiver<(usize, RecordBatch)>,
@@ -135,12 +141,32 @@ fn write_batches(
     let mut first_error = None;
     for (table, batch) in receiver {
         if first_error.is_none() {
-            if let Err(error) = writers[table].write(&batch) {
+            if let Err(error) = writers[table]
+                .write(&batch)
+                .and_then(|()| keep_within_budget(writers))
+            {
                 first_error = Some(error);
             }
         }
     }
     first_error
+}
+
+/// Writes out the fullest table's row group while the writers together hold more than
+/// [`WRITE_BUFFER_BUDGET`].
+fn keep_within_budget(writers: &mut [Box<dyn TableWriter>]) -> anyhow::Result<()> {
+    for _ in 0..writers.len() {
+        let total: usize = writers.iter().map(|writer| writer.buffered_bytes()).sum();
+        if total <= WRITE_BUFFER_BUDGET {
+            return Ok(());
+        }
+        let fullest = writers
+            .iter_mut()
+            .max_by_key(|writer| writer.buffered_bytes())
+            .expect("a run writes at least one table");
+        fullest.flush()?;
+    }
+    Ok(())
 }
 
 fn worker(
@@ -449,4 +475,58 @@ fn convert_file_content(
 
 fn line_of_offset(bytes: &[u8], offset: usize) -> u64 {
     1 + bytes[..offset].iter().filter(|&&b| b == b'\n').count() as u64
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+
+    /// A writer that holds what it is told and lets go of it when flushed.
+    struct Holding(std::rc::Rc<std::cell::RefCell<usize>>);
+
+    impl TableWriter for Holding {
+        fn write(&mut self, _batch: &RecordBatch) -> anyhow::Result<()> {
+            Ok(())
+        }
+        fn buffered_bytes(&self) -> usize {
+            *self.0.borrow()
+        }
+        fn flush(&mut self) -> anyhow::Result<()> {
+            *self.0.borrow_mut() = 0;
+            Ok(())
+        }
+        fn finish(self: Box<Self>) -> anyhow::Result<u64> {
+            Ok(0)
+        }
+    }
+
+    #[test]
+    fn the_fullest_writers_write_out_until_all_fit_the_budget() {
+        let held: Vec<_> = [
+            WRITE_BUFFER_BUDGET / 2,
+            WRITE_BUFFER_BUDGET / 3,
+            WRITE_BUFFER_BUDGET / 4,
+            10,
+        ]
+        .into_iter()
+        .map(|bytes| std::rc::Rc::new(std::cell::RefCell::new(bytes)))
+        .collect();
+        let mut writers: Vec<Box<dyn TableWriter>> = held
+            .iter()
+            .map(|h| Box::new(Holding(h.clone())) as Box<dyn TableWriter>)
+            .collect();
+        keep_within_budget(&mut writers).unwrap();
+        let left: Vec<usize> = held.iter().map(|h| *h.borrow()).collect();
+        assert_eq!(
+            left,
+            [0, WRITE_BUFFER_BUDGET / 3, WRITE_BUFFER_BUDGET / 4, 10],
+            "only the fullest"
+        );
+        keep_within_budget(&mut writers).unwrap();
+        assert_eq!(
+            *held[1].borrow(),
+            WRITE_BUFFER_BUDGET / 3,
+            "under the budget: nothing written out"
+        );
+    }
 }

@@ -184,6 +184,16 @@ impl TableWriter for DatasetWriter {
         Ok(())
     }
 
+    fn buffered_bytes(&self) -> usize {
+        self.writer.memory_size()
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.writer
+            .flush()
+            .with_context(|| format!("cannot write {}", self.path.display()))
+    }
+
     /// Completes the file: footer written, data synced to disk.
     fn finish(self: Box<Self>) -> Result<u64> {
         finish_file(self.writer, &self.path)?;

@@ -110,6 +110,13 @@ pub trait TableWriter {
     /// Adds a batch of rows (of the schema the part was created with).
     fn write(&mut self, batch: &RecordBatch) -> Result<()>;
 
+    /// Bytes the writer holds in memory for rows not yet written out (the row group in progress).
+    fn buffered_bytes(&self) -> usize;
+
+    /// Writes out the rows held in memory (ends the row group in progress), so that a run's
+    /// memory stays within a budget across all its tables.
+    fn flush(&mut self) -> Result<()>;
+
     /// Completes the part (durable when this returns) and returns how many rows it holds.
     fn finish(self: Box<Self>) -> Result<u64>;
 }

@@ -6,7 +6,7 @@ mod eval;
 mod parse;
 
 pub use eval::{
-    evaluate, lexical, lexical_text, type_argument, Constants, Context, EvalError, Item, Primitive, FUNCTIONS,
-    PRIMITIVE_TYPES,
+    evaluate, lexical, lexical_text, type_argument, Constants, Context, EvalError, Item, Primitive,
+    FUNCTIONS, PRIMITIVE_TYPES,
 };
 pub use parse::{parse, Expr, Op, ParseError};
