@@ -96,11 +96,16 @@ impl FullUrlLookup for BundleScope<'_> {
     fn entry(&self, full_url: &str) -> Option<EntryTarget<'_>> {
         let raw = self.by_full_url.get(full_url)?;
         let mut heads = self.heads.borrow_mut();
-        let head = heads.entry(full_url.to_owned()).or_insert_with(|| {
-            let head: Head = serde_json::from_str(raw.get()).ok()?;
-            let id = head.id.as_deref().or_else(|| id_from_full_url(full_url));
-            Some((head.resource_type?.0.into_owned(), id.map(str::to_owned)))
-        });
+        // Looked up first: most references point to an entry already read, and the key is only
+        // copied when it is new.
+        if !heads.contains_key(full_url) {
+            let head = serde_json::from_str::<Head>(raw.get()).ok().and_then(|head| {
+                let id = head.id.as_deref().or_else(|| id_from_full_url(full_url));
+                Some((head.resource_type?.0.into_owned(), id.map(str::to_owned)))
+            });
+            heads.insert(full_url.to_owned(), head);
+        }
+        let head = heads.get(full_url).expect("inserted above");
         let (resource_type, id) = head.as_ref()?;
         Some(EntryTarget {
             resource_type: Cow::Owned(resource_type.clone()),
