@@ -14,10 +14,11 @@
 //!
 //! `--views` adds, with the most threads asked for: `--view default` plus the built-in tables;
 //! five shipped views alone ([`FIVE_VIEWS`]) and 50 views alone (ten copies of each, same types);
-//! and the built-in tables plus one view of a type the input lacks. It ends each table with the
-//! figures issue 12's targets are stated in.
+//! the built-in tables plus one view of a type the input lacks; and DuckDB extracting the five
+//! views' columns, against which the view runs' "vs DuckDB" is computed. It ends each table with
+//! the figures issue 12's targets are stated in.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -149,6 +150,7 @@ fn main() {
         }];
         let mut notes = Vec::new();
         let mut resources = 0;
+        let mut five_view_rows = BTreeMap::new();
         let mut runs: Vec<(RunKind, String, Vec<String>)> = options
             .threads
             .iter()
@@ -185,10 +187,13 @@ fn main() {
                     .map(|(_, n)| n.as_u64().unwrap())
                     .sum();
             }
-            if kind == RunKind::AbsentTypeView && report["resources"].get(ABSENT_TYPE).is_some() {
-                notes.push(format!(
+            match kind {
+                RunKind::FiveViews => five_view_rows = table_rows(&report),
+                RunKind::AbsentTypeView if report["resources"].get(ABSENT_TYPE).is_some() => notes
+                    .push(format!(
                         "warning: the input holds {ABSENT_TYPE} resources, so the view of it is not of an absent type"
-                ));
+                    )),
+                _ => {}
             }
             rows.push(Row { kind, label, run });
         }
@@ -207,6 +212,24 @@ fn main() {
                 run,
             });
             let _ = fs::remove_dir_all(&out);
+            if options.views {
+                let run = measure(
+                    Command::new("python3")
+                        .args(["-c", DUCKDB_VIEWS_SCRIPT])
+                        .arg(&input)
+                        .arg(format)
+                        .arg(&out),
+                );
+                let duckdb_rows: BTreeMap<String, u64> =
+                    serde_json::from_str(&fs::read_to_string(out.join("counts.json")).unwrap()).unwrap();
+                notes.push(compare_rows(&five_view_rows, &duckdb_rows));
+                rows.push(Row {
+                    kind: RunKind::DuckdbViews,
+                    label: format!("DuckDB, {} views' columns", FIVE_VIEWS.len()),
+                    run,
+                });
+                let _ = fs::remove_dir_all(&out);
+            }
         }
         results.push(InputResult {
             format: format.clone(),
@@ -323,6 +346,39 @@ impl ViewSets {
                 with(&[], folder(&self.absent_type)),
             ),
         ]
+    }
+}
+
+/// Rows per table in a run report.
+fn table_rows(report: &Value) -> BTreeMap<String, u64> {
+    report["tables"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(table, entry)| (table.clone(), entry["rows"].as_u64().unwrap()))
+        .collect()
+}
+
+/// Whether DuckDB's views row wrote as many rows per table as fhir2table's five-views run: a
+/// check that the two did the same work.
+fn compare_rows(fhir2table: &BTreeMap<String, u64>, duckdb: &BTreeMap<String, u64>) -> String {
+    let listed = |rows: &BTreeMap<String, u64>| {
+        rows.iter()
+            .map(|(table, n)| format!("{table} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if fhir2table == duckdb {
+        format!(
+            "Rows per view, the same from fhir2table and DuckDB: {}.",
+            listed(duckdb)
+        )
+    } else {
+        format!(
+            "warning: rows per view differ: fhir2table {}; DuckDB {}.",
+            listed(fhir2table),
+            listed(duckdb)
+        )
     }
 }
 
@@ -447,6 +503,20 @@ enum RunKind {
     /// The built-in tables plus one view of a resource type the input does not hold.
     AbsentTypeView,
     DuckdbBuiltinTables,
+    DuckdbViews,
+}
+
+impl RunKind {
+    /// The DuckDB row doing comparable work: the views' extraction for view runs, else the
+    /// patient + encounter extraction.
+    fn duckdb_counterpart(self) -> RunKind {
+        match self {
+            RunKind::DefaultViews | RunKind::FiveViews | RunKind::FiftyViews | RunKind::DuckdbViews => {
+                RunKind::DuckdbViews
+            }
+            _ => RunKind::DuckdbBuiltinTables,
+        }
+    }
 }
 
 /// One measured run of the table.
@@ -476,8 +546,9 @@ impl InputResult {
 
 fn print_table(results: &[InputResult], view_threads: usize) {
     println!(
-        "\nvs DuckDB: speed relative to the DuckDB row (patient + encounter columns). \
-         time / built-in: wall time relative to `fhir2table, {view_threads} thread(s)`."
+        "\nvs DuckDB: speed relative to the DuckDB row doing comparable work (view runs: the \
+         views' columns; the others: patient + encounter columns). time / built-in: wall time \
+         relative to `fhir2table, {view_threads} thread(s)`."
     );
     for result in results {
         let InputResult {
@@ -495,9 +566,9 @@ fn print_table(results: &[InputResult], view_threads: usize) {
         println!("|---|---:|---:|---:|---:|---:|---:|---:|");
         let baseline = rows[0].run.seconds;
         let builtin = result.seconds(RunKind::BuiltinTables(view_threads));
-        for Row { label, run: m, .. } in rows {
+        for Row { kind, label, run: m } in rows {
             let vs_duckdb = result
-                .seconds(RunKind::DuckdbBuiltinTables)
+                .seconds(kind.duckdb_counterpart())
                 .map_or("n/a".to_owned(), |d| format!("{:.2}x", d / m.seconds));
             let vs_builtin = builtin.map_or("n/a".to_owned(), |b| format!("{:.2}", m.seconds / b));
             println!(
@@ -520,6 +591,13 @@ fn print_table(results: &[InputResult], view_threads: usize) {
 fn print_against_targets(result: &InputResult, builtin: Option<f64>) {
     let views = result.seconds(RunKind::DefaultViews);
     let mut lines = Vec::new();
+    if let (Some(views), Some(duckdb)) = (views, result.seconds(RunKind::DuckdbViews)) {
+        lines.push(format!(
+            "`--view default` MB/s / DuckDB {} views' MB/s: {:.2}x (target: at least 2x)",
+            FIVE_VIEWS.len(),
+            duckdb / views
+        ));
+    }
     if let (Some(views), Some(builtin)) = (views, builtin) {
         lines.push(format!(
             "`--view default` time / built-in tables alone: {:.2} (target: at most 2)",
@@ -548,7 +626,12 @@ fn print_against_targets(result: &InputResult, builtin: Option<f64>) {
     let fhir2table_peak = result
         .rows
         .iter()
-        .filter(|row| !matches!(row.kind, RunKind::Baseline | RunKind::DuckdbBuiltinTables))
+        .filter(|row| {
+            !matches!(
+                row.kind,
+                RunKind::Baseline | RunKind::DuckdbBuiltinTables | RunKind::DuckdbViews
+            )
+        })
         .map(|row| row.run.peak_rss_mb)
         .fold(0.0, f64::max);
     if views.is_some() {
@@ -633,6 +716,89 @@ con.execute(f"""COPY (SELECT r->>'id' AS id, r->>'gender' AS gender, TRY_CAST(r-
 con.execute(f"""COPY (SELECT r->>'id' AS id, r->>'status' AS status, r->'class'->>'code' AS class_code,
                             TRY_CAST(r->'period'->>'start' AS TIMESTAMPTZ) AS start
                      FROM resources WHERE r->>'resourceType' = 'Encounter') TO '{out}/encounter.parquet'""")
+"#;
+
+/// DuckDB's extraction of the columns of [`FIVE_VIEWS`] into Parquet, one file per view, and
+/// `counts.json` (rows per view). One pass keeps the five types' resources in a temporary table;
+/// each view then pulls all its JSON paths in one `json_extract_string` call (one parse per
+/// resource and view). It follows the views' FHIRPath where Synthea's data allows: `first()` is the
+/// first array element (`coding[0]`), `getReferenceKey(T)` the id after `T/` or `urn:uuid:`
+/// (conditional references are not resolved: null), `ofType(X)` the `valueX` key, dates
+/// `TRY_CAST` to `TIMESTAMPTZ` in UTC (a partial date is null, not its earliest instant), and no
+/// data errors (several values where one is expected) are checked.
+const DUCKDB_VIEWS_SCRIPT: &str = r#"
+import duckdb, sys, os, json
+folder, fmt, out = sys.argv[1], sys.argv[2], sys.argv[3]
+os.makedirs(out, exist_ok=True)
+con = duckdb.connect()
+con.execute("SET threads = 2")
+con.execute("SET TimeZone = 'UTC'")
+if fmt == "bundle":
+    source = f"""SELECT unnest(json_extract(json, '$.entry[*].resource')) AS r
+                 FROM read_json_objects('{folder}/*.json', maximum_object_size = 1073741824)"""
+else:
+    source = f"SELECT json AS r FROM read_json_objects('{folder}/*.ndjson', format = 'newline_delimited')"
+con.execute("""CREATE MACRO ref_key(reference, kind) AS CASE
+    WHEN starts_with(reference, kind || '/') THEN split_part(substr(reference, length(kind) + 2), '/', 1)
+    WHEN starts_with(reference, 'urn:uuid:') THEN substr(reference, 10) END""")
+def coded(prefix, column):
+    return [(f"{column}_code", f"$.{prefix}.coding[0].code", "{}"),
+            (f"{column}_system", f"$.{prefix}.coding[0].system", "{}"),
+            (f"{column}_display", f"$.{prefix}.coding[0].display", "coalesce({}, {text})"),
+            ("text", f"$.{prefix}.text", None)]
+def ref(column, path, kind):
+    return (column, path, f"ref_key({{}}, '{kind}')")
+def ts(column, path):
+    return (column, path, "TRY_CAST({} AS TIMESTAMPTZ)")
+def typed(column, path, kind):
+    return (column, path, f"TRY_CAST({{}} AS {kind})")
+def plain(column, path):
+    return (column, path, "{}")
+ID = plain("id", "$.id")
+ENCOUNTER = ref("encounter_id", "$.encounter.reference", "Encounter")
+VIEWS = {
+    "observation": ("Observation", [ID, ref("patient_id", "$.subject.reference", "Patient"), ENCOUNTER,
+        plain("status", "$.status"), plain("category", "$.category[0].coding[0].code"), *coded("code", "code"),
+        ts("effective", "$.effectiveDateTime"), ts("issued", "$.issued"),
+        typed("value_quantity", "$.valueQuantity.value", "DOUBLE"), plain("value_unit", "$.valueQuantity.unit"),
+        plain("value_code", "$.valueCodeableConcept.coding[0].code"),
+        plain("value_display", "$.valueCodeableConcept.coding[0].display"), plain("value_string", "$.valueString"),
+        typed("value_boolean", "$.valueBoolean", "BOOLEAN"),
+        ("component_count", "$.component", "coalesce(json_array_length({}), 0)::INTEGER")]),
+    "condition": ("Condition", [ID, ref("patient_id", "$.subject.reference", "Patient"), ENCOUNTER,
+        plain("clinical_status", "$.clinicalStatus.coding[0].code"),
+        plain("verification_status", "$.verificationStatus.coding[0].code"),
+        plain("category", "$.category[0].coding[0].code"), *coded("code", "code"),
+        ts("onset", "$.onsetDateTime"), ts("abatement", "$.abatementDateTime"), ts("recorded_date", "$.recordedDate")]),
+    "procedure": ("Procedure", [ID, ref("patient_id", "$.subject.reference", "Patient"), ENCOUNTER,
+        plain("status", "$.status"), *coded("code", "code"),
+        ("performed_start", "$.performedPeriod.start", "TRY_CAST(coalesce({}, {performed}) AS TIMESTAMPTZ)"),
+        ("performed", "$.performedDateTime", None), ts("performed_end", "$.performedPeriod.end"),
+        plain("reason_code", "$.reasonCode[0].coding[0].code"), plain("reason_display", "$.reasonCode[0].coding[0].display"),
+        ref("location_id", "$.location.reference", "Location")]),
+    "medication_request": ("MedicationRequest", [ID, ref("patient_id", "$.subject.reference", "Patient"), ENCOUNTER,
+        plain("status", "$.status"), plain("intent", "$.intent"), *coded("medicationCodeableConcept", "medication"),
+        ref("medication_id", "$.medicationReference.reference", "Medication"), ts("authored_on", "$.authoredOn"),
+        ref("requester_id", "$.requester.reference", "Practitioner"),
+        plain("reason_code", "$.reasonCode[0].coding[0].code"), plain("dosage_text", "$.dosageInstruction[0].text"),
+        typed("as_needed", "$.dosageInstruction[0].asNeededBoolean", "BOOLEAN")]),
+    "immunization": ("Immunization", [ID, ref("patient_id", "$.patient.reference", "Patient"), ENCOUNTER,
+        plain("status", "$.status"), *coded("vaccineCode", "vaccine"), ts("occurrence", "$.occurrenceDateTime"),
+        typed("primary_source", "$.primarySource", "BOOLEAN"), ref("location_id", "$.location.reference", "Location")]),
+}
+kinds = ", ".join(f"'{kind}'" for kind, _ in VIEWS.values())
+con.execute(f"""CREATE TEMP TABLE resources AS SELECT kind, r FROM
+                (SELECT r->>'resourceType' AS kind, r FROM ({source})) WHERE kind IN ({kinds})""")
+counts = {}
+for name, (kind, columns) in VIEWS.items():
+    slot = {column: f"v[{i + 1}]" for i, (column, _, _) in enumerate(columns)}
+    paths = ", ".join(f"'{path}'" for _, path, _ in columns)
+    select = ", ".join(f"{template.format(slot[column], **slot)} AS {column}"
+                       for column, _, template in columns if template)
+    counts[name] = con.execute(f"""COPY (SELECT {select} FROM
+        (SELECT json_extract_string(r, [{paths}]) AS v FROM resources WHERE kind = '{kind}'))
+        TO '{out}/{name}.parquet'""").fetchone()[0]
+json.dump(counts, open(f"{out}/counts.json", "w"))
 "#;
 
 /// The physical yardstick: every input byte through serde_json into `IgnoredAny`, files spread
