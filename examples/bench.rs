@@ -8,11 +8,17 @@
 //! ```
 //!
 //! Options: `--size-mb N` (default 500), `--formats bundle,ndjson`, `--threads 1,2` (fhir2table
-//! runs), `--views` (also run with `--view default`), `--no-duckdb`, `--data DIR` (where inputs are
+//! runs), `--views` (views runs, see below), `--no-duckdb`, `--data DIR` (where inputs are
 //! generated and cached, default `bench/data`), `--single-files` (also one 200 MB Bundle and one
 //! 1 GB NDJSON file, for memory: `--single-bundle-mb`, `--single-ndjson-mb` change the sizes).
+//!
+//! `--views` adds, with the most threads asked for: `--view default` plus the built-in tables;
+//! five shipped views alone ([`FIVE_VIEWS`]) and 50 views alone (ten copies of each, same types);
+//! the built-in tables plus one view of a type the input lacks; and DuckDB extracting the five
+//! views' columns, against which the view runs' "vs DuckDB" is computed. It ends each table with
+//! the figures issue 12's targets are stated in.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -32,6 +38,37 @@ const SOURCE_FOLDERS: &[&str] = &[
 
 /// NDJSON files are split at this size, like Bulk Data servers do (`Observation.003.ndjson`).
 const NDJSON_PART_BYTES: u64 = 64 << 20;
+
+/// The shipped views DuckDB's views row extracts the columns of (`views/<name>.json`): the
+/// common Synthea types with a view (there is no encounter view: encounters are a built-in table).
+const FIVE_VIEWS: &[&str] = &[
+    "observation",
+    "condition",
+    "procedure",
+    "medication_request",
+    "immunization",
+];
+
+/// Copies of each of [`FIVE_VIEWS`] in the many-views run: 50 views over the same five types, so
+/// it parses what the five-views run parses and differs only in the views evaluated and written.
+const VIEW_COPIES: usize = 10;
+
+/// A resource type the generated input does not hold (the bench warns if it does).
+const ABSENT_TYPE: &str = "Basic";
+
+/// A view of [`ABSENT_TYPE`], shaped like the shipped views.
+const ABSENT_TYPE_VIEW: &str = r#"{
+  "resourceType": "ViewDefinition",
+  "name": "basic",
+  "resource": "Basic",
+  "select": [{ "column": [
+    { "name": "id", "path": "getResourceKey()", "type": "id" },
+    { "name": "patient_id", "path": "subject.getReferenceKey(Patient)", "type": "string" },
+    { "name": "code_code", "path": "code.coding.code.first()", "type": "code" },
+    { "name": "created", "path": "created", "type": "date" }
+  ] }]
+}
+"#;
 
 struct Options {
     size_mb: u64,
@@ -94,6 +131,8 @@ fn main() {
         options.size_mb,
         machine()
     );
+    let view_threads = options.threads.iter().max().copied().unwrap_or(2);
+    let view_sets = options.views.then(ViewSets::write);
     let mut results = Vec::new();
     for format in &options.formats {
         let input = generate(&options.data, format, options.size_mb);
@@ -104,29 +143,29 @@ fn main() {
             input.to_str().unwrap(),
             format,
         ]));
-        let mut rows = vec![(
-            "parse-only baseline (IgnoredAny, 2 threads)".to_owned(),
-            baseline_run,
-        )];
+        let mut rows = vec![Row {
+            kind: RunKind::Baseline,
+            label: "parse-only baseline (IgnoredAny, 2 threads)".to_owned(),
+            run: baseline_run,
+        }];
+        let mut notes = Vec::new();
         let mut resources = 0;
-        let mut runs: Vec<(String, Vec<String>)> = options
+        let mut five_view_rows = BTreeMap::new();
+        let mut runs: Vec<(RunKind, String, Vec<String>)> = options
             .threads
             .iter()
-            .map(|t| {
+            .map(|&t| {
                 (
+                    RunKind::BuiltinTables(t),
                     format!("fhir2table, {t} thread(s)"),
                     vec!["--threads".into(), t.to_string()],
                 )
             })
             .collect();
-        if options.views {
-            let all = options.threads.iter().max().copied().unwrap_or(2).to_string();
-            runs.push((
-                format!("fhir2table --view default, {all} threads"),
-                vec!["--threads".into(), all, "--view".into(), "default".into()],
-            ));
+        if let Some(sets) = &view_sets {
+            runs.extend(sets.runs(view_threads));
         }
-        for (label, extra) in runs {
+        for (kind, label, extra) in runs {
             let _ = fs::remove_dir_all(&out);
             let mut command = Command::new(&binary);
             command
@@ -139,14 +178,24 @@ fn main() {
             let report: Value =
                 serde_json::from_str(&fs::read_to_string(out.join(".fhir2table/_run.json")).unwrap())
                     .unwrap();
-            resources = report["resources"]
-                .as_object()
-                .unwrap()
-                .iter()
-                .filter(|(kind, _)| *kind != "Bundle")
-                .map(|(_, n)| n.as_u64().unwrap())
-                .sum();
-            rows.push((label, run));
+            if resources == 0 {
+                resources = report["resources"]
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .filter(|(kind, _)| *kind != "Bundle")
+                    .map(|(_, n)| n.as_u64().unwrap())
+                    .sum();
+            }
+            match kind {
+                RunKind::FiveViews => five_view_rows = table_rows(&report),
+                RunKind::AbsentTypeView if report["resources"].get(ABSENT_TYPE).is_some() => notes
+                    .push(format!(
+                        "warning: the input holds {ABSENT_TYPE} resources, so the view of it is not of an absent type"
+                    )),
+                _ => {}
+            }
+            rows.push(Row { kind, label, run });
         }
         let _ = fs::remove_dir_all(&out);
         if options.duckdb && duckdb_available() {
@@ -157,22 +206,179 @@ fn main() {
                     .arg(format)
                     .arg(&out),
             );
-            rows.push((
-                "DuckDB read_json_objects (patient + encounter columns)".to_owned(),
+            rows.push(Row {
+                kind: RunKind::DuckdbBuiltinTables,
+                label: "DuckDB read_json_objects (patient + encounter columns)".to_owned(),
                 run,
-            ));
+            });
             let _ = fs::remove_dir_all(&out);
+            if options.views {
+                let run = measure(
+                    Command::new("python3")
+                        .args(["-c", DUCKDB_VIEWS_SCRIPT])
+                        .arg(&input)
+                        .arg(format)
+                        .arg(&out),
+                );
+                let duckdb_rows: BTreeMap<String, u64> =
+                    serde_json::from_str(&fs::read_to_string(out.join("counts.json")).unwrap()).unwrap();
+                notes.push(compare_rows(&five_view_rows, &duckdb_rows));
+                rows.push(Row {
+                    kind: RunKind::DuckdbViews,
+                    label: format!("DuckDB, {} views' columns", FIVE_VIEWS.len()),
+                    run,
+                });
+                let _ = fs::remove_dir_all(&out);
+            }
         }
         results.push(InputResult {
             format: format.clone(),
             bytes,
             resources,
             rows,
+            notes,
         });
     }
-    print_table(&results);
+    if let Some(sets) = view_sets {
+        let _ = fs::remove_dir_all(sets.root);
+    }
+    print_table(&results, view_threads);
     if options.single_files {
         single_files(&options, &binary);
+    }
+}
+
+/// The view folders of the `--views` runs, written once to a temporary folder.
+struct ViewSets {
+    root: PathBuf,
+    five: PathBuf,
+    fifty: PathBuf,
+    absent_type: PathBuf,
+    /// How many views `--view default` selects (the files in `views/`).
+    default_count: usize,
+}
+
+impl ViewSets {
+    /// [`FIVE_VIEWS`] copied from `views/`; [`VIEW_COPIES`] of each under other names
+    /// (`observation_copy1`, ...); the view of [`ABSENT_TYPE`].
+    fn write() -> ViewSets {
+        let root = std::env::temp_dir().join(format!("fhir2table-bench-views-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let sets = ViewSets {
+            five: root.join("five"),
+            fifty: root.join("fifty"),
+            absent_type: root.join("absent-type"),
+            default_count: fs::read_dir("views")
+                .expect("the bench runs from the repository's root (views/)")
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .path()
+                        .extension()
+                        .is_some_and(|x| x == "json")
+                })
+                .count(),
+            root,
+        };
+        for folder in [&sets.five, &sets.fifty, &sets.absent_type] {
+            fs::create_dir_all(folder).unwrap();
+        }
+        for name in FIVE_VIEWS {
+            let text = fs::read_to_string(Path::new("views").join(format!("{name}.json"))).unwrap();
+            fs::write(sets.five.join(format!("{name}.json")), &text).unwrap();
+            let mut view: Value = serde_json::from_str(&text).unwrap();
+            for copy in 0..VIEW_COPIES {
+                let copy_name = match copy {
+                    0 => name.to_string(),
+                    n => format!("{name}_copy{n}"),
+                };
+                view["name"] = Value::String(copy_name.clone());
+                fs::write(
+                    sets.fifty.join(format!("{copy_name}.json")),
+                    serde_json::to_string_pretty(&view).unwrap(),
+                )
+                .unwrap();
+            }
+        }
+        fs::write(sets.absent_type.join("basic.json"), ABSENT_TYPE_VIEW).unwrap();
+        sets
+    }
+
+    /// The fhir2table runs `--views` adds: label and arguments after `--out`.
+    fn runs(&self, threads: usize) -> Vec<(RunKind, String, Vec<String>)> {
+        let folder = |path: &Path| path.to_str().unwrap().to_owned();
+        let five = FIVE_VIEWS.len();
+        let with = |flags: &[&str], view: String| {
+            let mut args = vec![
+                "--threads".to_owned(),
+                threads.to_string(),
+                "--view".to_owned(),
+                view,
+            ];
+            args.extend(flags.iter().map(|flag| flag.to_string()));
+            args
+        };
+        vec![
+            (
+                RunKind::DefaultViews,
+                format!(
+                    "fhir2table --view default ({} views) + built-in tables, {threads} threads",
+                    self.default_count
+                ),
+                with(&[], "default".to_owned()),
+            ),
+            (
+                RunKind::FiveViews,
+                format!("fhir2table, the {five} views alone, {threads} threads"),
+                with(&["--no-builtin-tables"], folder(&self.five)),
+            ),
+            (
+                RunKind::FiftyViews,
+                format!(
+                    "fhir2table, {} views ({VIEW_COPIES} copies of the {five}) alone, {threads} threads",
+                    five * VIEW_COPIES
+                ),
+                with(&["--no-builtin-tables"], folder(&self.fifty)),
+            ),
+            (
+                RunKind::AbsentTypeView,
+                format!("fhir2table, built-in tables + a view of {ABSENT_TYPE} (absent), {threads} threads"),
+                with(&[], folder(&self.absent_type)),
+            ),
+        ]
+    }
+}
+
+/// Rows per table in a run report.
+fn table_rows(report: &Value) -> BTreeMap<String, u64> {
+    report["tables"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(table, entry)| (table.clone(), entry["rows"].as_u64().unwrap()))
+        .collect()
+}
+
+/// Whether DuckDB's views row wrote as many rows per table as fhir2table's five-views run: a
+/// check that the two did the same work.
+fn compare_rows(fhir2table: &BTreeMap<String, u64>, duckdb: &BTreeMap<String, u64>) -> String {
+    let listed = |rows: &BTreeMap<String, u64>| {
+        rows.iter()
+            .map(|(table, n)| format!("{table} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if fhir2table == duckdb {
+        format!(
+            "Rows per view, the same from fhir2table and DuckDB: {}.",
+            listed(duckdb)
+        )
+    } else {
+        format!(
+            "warning: rows per view differ: fhir2table {}; DuckDB {}.",
+            listed(fhir2table),
+            listed(duckdb)
+        )
     }
 }
 
@@ -282,41 +488,160 @@ fn measure(command: &mut Command) -> Measurement {
     }
 }
 
-/// The runs on one input.
+/// What a row measured, so that each run is read against the runs doing the same work.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RunKind {
+    Baseline,
+    /// The built-in tables alone, with this many threads.
+    BuiltinTables(usize),
+    /// `--view default` plus the built-in tables.
+    DefaultViews,
+    /// The views DuckDB's views row extracts, without the built-in tables.
+    FiveViews,
+    /// [`VIEW_COPIES`] copies of each of those views, without the built-in tables.
+    FiftyViews,
+    /// The built-in tables plus one view of a resource type the input does not hold.
+    AbsentTypeView,
+    DuckdbBuiltinTables,
+    DuckdbViews,
+}
+
+impl RunKind {
+    /// The DuckDB row doing comparable work: the views' extraction for view runs, else the
+    /// patient + encounter extraction.
+    fn duckdb_counterpart(self) -> RunKind {
+        match self {
+            RunKind::DefaultViews | RunKind::FiveViews | RunKind::FiftyViews | RunKind::DuckdbViews => {
+                RunKind::DuckdbViews
+            }
+            _ => RunKind::DuckdbBuiltinTables,
+        }
+    }
+}
+
+/// One measured run of the table.
+struct Row {
+    kind: RunKind,
+    label: String,
+    run: Measurement,
+}
+
+/// The runs on one input, and what the bench found worth saying about them.
 struct InputResult {
     format: String,
     bytes: u64,
     resources: u64,
-    rows: Vec<(String, Measurement)>,
+    rows: Vec<Row>,
+    notes: Vec<String>,
 }
 
-fn print_table(results: &[InputResult]) {
-    for InputResult {
-        format,
-        bytes,
-        resources,
-        rows,
-    } in results
-    {
+impl InputResult {
+    fn seconds(&self, kind: RunKind) -> Option<f64> {
+        self.rows
+            .iter()
+            .find(|row| row.kind == kind)
+            .map(|row| row.run.seconds)
+    }
+}
+
+fn print_table(results: &[InputResult], view_threads: usize) {
+    println!(
+        "\nvs DuckDB: speed relative to the DuckDB row doing comparable work (view runs: the \
+         views' columns; the others: patient + encounter columns). time / built-in: wall time \
+         relative to `fhir2table, {view_threads} thread(s)`."
+    );
+    for result in results {
+        let InputResult {
+            format,
+            bytes,
+            resources,
+            rows,
+            notes,
+        } = result;
         let mb = *bytes as f64 / 1e6;
         println!("\n### {format}: {mb:.0} MB, {resources} resources\n");
-        println!("| run | wall s | MB/s | resources/s | peak RSS MB | vs baseline | vs DuckDB |");
-        println!("|---|---:|---:|---:|---:|---:|---:|");
-        let baseline = rows[0].1.seconds;
-        let duckdb = rows
-            .iter()
-            .find(|(label, _)| label.starts_with("DuckDB"))
-            .map(|(_, m)| m.seconds);
-        for (label, m) in rows {
-            let vs_duckdb = duckdb.map_or("n/a".to_owned(), |d| format!("{:.2}x", d / m.seconds));
+        println!(
+            "| run | wall s | MB/s | resources/s | peak RSS MB | vs baseline | time / built-in | vs DuckDB |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+        let baseline = rows[0].run.seconds;
+        let builtin = result.seconds(RunKind::BuiltinTables(view_threads));
+        for Row { kind, label, run: m } in rows {
+            let vs_duckdb = result
+                .seconds(kind.duckdb_counterpart())
+                .map_or("n/a".to_owned(), |d| format!("{:.2}x", d / m.seconds));
+            let vs_builtin = builtin.map_or("n/a".to_owned(), |b| format!("{:.2}", m.seconds / b));
             println!(
-                "| {label} | {:.2} | {:.0} | {:.0} | {:.0} | {:.0}% | {vs_duckdb} |",
+                "| {label} | {:.2} | {:.0} | {:.0} | {:.0} | {:.0}% | {vs_builtin} | {vs_duckdb} |",
                 m.seconds,
                 mb / m.seconds,
                 *resources as f64 / m.seconds,
                 m.peak_rss_mb,
                 100.0 * baseline / m.seconds,
             );
+        }
+        print_against_targets(result, builtin);
+        for note in notes {
+            println!("\n{note}");
+        }
+    }
+}
+
+/// The issue 12 targets that can be read off one input's rows (printed only when measured).
+fn print_against_targets(result: &InputResult, builtin: Option<f64>) {
+    let views = result.seconds(RunKind::DefaultViews);
+    let mut lines = Vec::new();
+    if let (Some(views), Some(duckdb)) = (views, result.seconds(RunKind::DuckdbViews)) {
+        lines.push(format!(
+            "`--view default` MB/s / DuckDB {} views' MB/s: {:.2}x (target: at least 2x)",
+            FIVE_VIEWS.len(),
+            duckdb / views
+        ));
+    }
+    if let (Some(views), Some(builtin)) = (views, builtin) {
+        lines.push(format!(
+            "`--view default` time / built-in tables alone: {:.2} (target: at most 2)",
+            views / builtin
+        ));
+    }
+    if let (Some(fifty), Some(five)) = (
+        result.seconds(RunKind::FiftyViews),
+        result.seconds(RunKind::FiveViews),
+    ) {
+        lines.push(format!(
+            "{} views time / {} views time: {:.2} (target: under 2)",
+            FIVE_VIEWS.len() * VIEW_COPIES,
+            FIVE_VIEWS.len(),
+            fifty / five
+        ));
+    }
+    if let (Some(absent), Some(builtin)) = (result.seconds(RunKind::AbsentTypeView), builtin) {
+        lines.push(format!(
+            "a view of {ABSENT_TYPE} (absent) on top of the built-in tables: {:+.2} s ({:+.0}%) \
+             (target: nothing measurable; single runs vary by about ±15% here)",
+            absent - builtin,
+            100.0 * (absent - builtin) / builtin
+        ));
+    }
+    let fhir2table_rows = result.rows.iter().filter(|row| {
+        !matches!(
+            row.kind,
+            RunKind::Baseline | RunKind::DuckdbBuiltinTables | RunKind::DuckdbViews
+        )
+    });
+    let highest = fhir2table_rows.max_by(|a, b| a.run.peak_rss_mb.total_cmp(&b.run.peak_rss_mb));
+    let default_views = result.rows.iter().find(|row| row.kind == RunKind::DefaultViews);
+    if let (Some(default_views), Some(highest)) = (default_views, highest) {
+        lines.push(format!(
+            "peak RSS of `--view default` + built-in tables: {:.0} MB (target: under 200 MB); \
+             highest of the fhir2table runs: {:.0} MB ({})",
+            default_views.run.peak_rss_mb, highest.run.peak_rss_mb, highest.label
+        ));
+    }
+    if !lines.is_empty() {
+        println!("\nAgainst issue 12's targets:\n");
+        for line in lines {
+            println!("- {line}");
         }
     }
 }
@@ -390,6 +715,89 @@ con.execute(f"""COPY (SELECT r->>'id' AS id, r->>'gender' AS gender, TRY_CAST(r-
 con.execute(f"""COPY (SELECT r->>'id' AS id, r->>'status' AS status, r->'class'->>'code' AS class_code,
                             TRY_CAST(r->'period'->>'start' AS TIMESTAMPTZ) AS start
                      FROM resources WHERE r->>'resourceType' = 'Encounter') TO '{out}/encounter.parquet'""")
+"#;
+
+/// DuckDB's extraction of the columns of [`FIVE_VIEWS`] into Parquet, one file per view, and
+/// `counts.json` (rows per view). One pass keeps the five types' resources in a temporary table;
+/// each view then pulls all its JSON paths in one `json_extract_string` call (one parse per
+/// resource and view). It follows the views' FHIRPath where Synthea's data allows: `first()` is the
+/// first array element (`coding[0]`), `getReferenceKey(T)` the id after `T/` or `urn:uuid:`
+/// (conditional references are not resolved: null), `ofType(X)` the `valueX` key, dates
+/// `TRY_CAST` to `TIMESTAMPTZ` in UTC (a partial date is null, not its earliest instant), and no
+/// data errors (several values where one is expected) are checked.
+const DUCKDB_VIEWS_SCRIPT: &str = r#"
+import duckdb, sys, os, json
+folder, fmt, out = sys.argv[1], sys.argv[2], sys.argv[3]
+os.makedirs(out, exist_ok=True)
+con = duckdb.connect()
+con.execute("SET threads = 2")
+con.execute("SET TimeZone = 'UTC'")
+if fmt == "bundle":
+    source = f"""SELECT unnest(json_extract(json, '$.entry[*].resource')) AS r
+                 FROM read_json_objects('{folder}/*.json', maximum_object_size = 1073741824)"""
+else:
+    source = f"SELECT json AS r FROM read_json_objects('{folder}/*.ndjson', format = 'newline_delimited')"
+con.execute("""CREATE MACRO ref_key(reference, kind) AS CASE
+    WHEN starts_with(reference, kind || '/') THEN split_part(substr(reference, length(kind) + 2), '/', 1)
+    WHEN starts_with(reference, 'urn:uuid:') THEN substr(reference, 10) END""")
+def coded(prefix, column):
+    return [(f"{column}_code", f"$.{prefix}.coding[0].code", "{}"),
+            (f"{column}_system", f"$.{prefix}.coding[0].system", "{}"),
+            (f"{column}_display", f"$.{prefix}.coding[0].display", "coalesce({}, {text})"),
+            ("text", f"$.{prefix}.text", None)]
+def ref(column, path, kind):
+    return (column, path, f"ref_key({{}}, '{kind}')")
+def ts(column, path):
+    return (column, path, "TRY_CAST({} AS TIMESTAMPTZ)")
+def typed(column, path, kind):
+    return (column, path, f"TRY_CAST({{}} AS {kind})")
+def plain(column, path):
+    return (column, path, "{}")
+ID = plain("id", "$.id")
+ENCOUNTER = ref("encounter_id", "$.encounter.reference", "Encounter")
+VIEWS = {
+    "observation": ("Observation", [ID, ref("patient_id", "$.subject.reference", "Patient"), ENCOUNTER,
+        plain("status", "$.status"), plain("category", "$.category[0].coding[0].code"), *coded("code", "code"),
+        ts("effective", "$.effectiveDateTime"), ts("issued", "$.issued"),
+        typed("value_quantity", "$.valueQuantity.value", "DOUBLE"), plain("value_unit", "$.valueQuantity.unit"),
+        plain("value_code", "$.valueCodeableConcept.coding[0].code"),
+        plain("value_display", "$.valueCodeableConcept.coding[0].display"), plain("value_string", "$.valueString"),
+        typed("value_boolean", "$.valueBoolean", "BOOLEAN"),
+        ("component_count", "$.component", "coalesce(json_array_length({}), 0)::INTEGER")]),
+    "condition": ("Condition", [ID, ref("patient_id", "$.subject.reference", "Patient"), ENCOUNTER,
+        plain("clinical_status", "$.clinicalStatus.coding[0].code"),
+        plain("verification_status", "$.verificationStatus.coding[0].code"),
+        plain("category", "$.category[0].coding[0].code"), *coded("code", "code"),
+        ts("onset", "$.onsetDateTime"), ts("abatement", "$.abatementDateTime"), ts("recorded_date", "$.recordedDate")]),
+    "procedure": ("Procedure", [ID, ref("patient_id", "$.subject.reference", "Patient"), ENCOUNTER,
+        plain("status", "$.status"), *coded("code", "code"),
+        ("performed_start", "$.performedPeriod.start", "TRY_CAST(coalesce({}, {performed}) AS TIMESTAMPTZ)"),
+        ("performed", "$.performedDateTime", None), ts("performed_end", "$.performedPeriod.end"),
+        plain("reason_code", "$.reasonCode[0].coding[0].code"), plain("reason_display", "$.reasonCode[0].coding[0].display"),
+        ref("location_id", "$.location.reference", "Location")]),
+    "medication_request": ("MedicationRequest", [ID, ref("patient_id", "$.subject.reference", "Patient"), ENCOUNTER,
+        plain("status", "$.status"), plain("intent", "$.intent"), *coded("medicationCodeableConcept", "medication"),
+        ref("medication_id", "$.medicationReference.reference", "Medication"), ts("authored_on", "$.authoredOn"),
+        ref("requester_id", "$.requester.reference", "Practitioner"),
+        plain("reason_code", "$.reasonCode[0].coding[0].code"), plain("dosage_text", "$.dosageInstruction[0].text"),
+        typed("as_needed", "$.dosageInstruction[0].asNeededBoolean", "BOOLEAN")]),
+    "immunization": ("Immunization", [ID, ref("patient_id", "$.patient.reference", "Patient"), ENCOUNTER,
+        plain("status", "$.status"), *coded("vaccineCode", "vaccine"), ts("occurrence", "$.occurrenceDateTime"),
+        typed("primary_source", "$.primarySource", "BOOLEAN"), ref("location_id", "$.location.reference", "Location")]),
+}
+kinds = ", ".join(f"'{kind}'" for kind, _ in VIEWS.values())
+con.execute(f"""CREATE TEMP TABLE resources AS SELECT kind, r FROM
+                (SELECT r->>'resourceType' AS kind, r FROM ({source})) WHERE kind IN ({kinds})""")
+counts = {}
+for name, (kind, columns) in VIEWS.items():
+    slot = {column: f"v[{i + 1}]" for i, (column, _, _) in enumerate(columns)}
+    paths = ", ".join(f"'{path}'" for _, path, _ in columns)
+    select = ", ".join(f"{template.format(slot[column], **slot)} AS {column}"
+                       for column, _, template in columns if template)
+    counts[name] = con.execute(f"""COPY (SELECT {select} FROM
+        (SELECT json_extract_string(r, [{paths}]) AS v FROM resources WHERE kind = '{kind}'))
+        TO '{out}/{name}.parquet'""").fetchone()[0]
+json.dump(counts, open(f"{out}/counts.json", "w"))
 "#;
 
 /// The physical yardstick: every input byte through serde_json into `IgnoredAny`, files spread
