@@ -119,6 +119,7 @@ fn debris(out: &Path) -> Vec<String> {
         .filter(|file| {
             let lasting = [
                 ".fhir2table/_lock",
+                ".fhir2table.lock", // an older release's lock file stays (see sink/migrate.rs)
                 ".fhir2table/_run.json",
                 ".fhir2table/_state.json",
             ]
@@ -605,7 +606,7 @@ fn an_older_releases_layout_is_moved_into_the_tool_folder_whole() {
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     top.sort();
-    assert_eq!(top, [".fhir2table", "encounter", "patient"]);
+    assert_eq!(top, [".fhir2table", ".fhir2table.lock", "encounter", "patient"]);
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(finished.out().join(".fhir2table/_run.json")).unwrap())
             .unwrap();

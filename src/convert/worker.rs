@@ -131,7 +131,12 @@ pub(super) fn run_workers(
 /// group. Each table's row groups are also cut at their own size (16 MiB encoded), but with
 /// thirty tables (`--view default`) that alone would let memory grow with the input up to several
 /// hundred MB before every table had filled one.
-const WRITE_BUFFER_BUDGET: usize = 32 << 20;
+const WRITE_BUFFER_BUDGET: usize = 48 << 20;
+
+/// A row group smaller than this is not written out early: most of what its writer holds is then
+/// allocated per row group anyway (bloom filters), so cutting it would free little and leave the
+/// table in small row groups.
+const SMALLEST_EARLY_ROW_GROUP: usize = 1 << 20;
 
 /// Writes batches as they arrive; after an error, drains the channel so workers can finish.
 fn write_batches(
@@ -152,8 +157,8 @@ fn write_batches(
     first_error
 }
 
-/// Writes out the fullest table's row group while the writers together hold more than
-/// [`WRITE_BUFFER_BUDGET`].
+/// Writes out the largest row group in progress while the writers together hold more than
+/// [`WRITE_BUFFER_BUDGET`], unless it is under [`SMALLEST_EARLY_ROW_GROUP`].
 fn keep_within_budget(writers: &mut [Box<dyn TableWriter>]) -> anyhow::Result<()> {
     for _ in 0..writers.len() {
         let total: usize = writers.iter().map(|writer| writer.buffered_bytes()).sum();
@@ -162,8 +167,11 @@ fn keep_within_budget(writers: &mut [Box<dyn TableWriter>]) -> anyhow::Result<()
         }
         let fullest = writers
             .iter_mut()
-            .max_by_key(|writer| writer.buffered_bytes())
+            .max_by_key(|writer| writer.row_group_bytes())
             .expect("a run writes at least one table");
+        if fullest.row_group_bytes() < SMALLEST_EARLY_ROW_GROUP {
+            return Ok(());
+        }
         fullest.flush()?;
     }
     Ok(())
@@ -481,7 +489,8 @@ fn line_of_offset(bytes: &[u8], offset: usize) -> u64 {
 mod budget_tests {
     use super::*;
 
-    /// A writer that holds what it is told and lets go of it when flushed.
+    /// A writer that holds what it is told (all of it in its row group) and lets go of it when
+    /// flushed.
     struct Holding(std::rc::Rc<std::cell::RefCell<usize>>);
 
     impl TableWriter for Holding {
@@ -489,6 +498,9 @@ mod budget_tests {
             Ok(())
         }
         fn buffered_bytes(&self) -> usize {
+            *self.0.borrow()
+        }
+        fn row_group_bytes(&self) -> usize {
             *self.0.borrow()
         }
         fn flush(&mut self) -> anyhow::Result<()> {

@@ -45,15 +45,17 @@ impl<'a> Object<'a> {
     /// The members in key order (each key once, with its last value), as `serde_json::Value`
     /// iterates them: where the order shows in results, it is the order it always was.
     pub fn sorted(&self) -> Vec<(&str, &Node<'a>)> {
-        let mut members: Vec<(&str, &Node<'a>)> = Vec::with_capacity(self.0.len());
-        for (key, value) in &self.0 {
-            match members.iter_mut().find(|(k, _)| *k == key) {
-                Some(member) => member.1 = value,
-                None => members.push((key, value)),
+        let mut members: Vec<(&str, &Node<'a>)> = self.0.iter().map(|(k, v)| (k.as_ref(), v)).collect();
+        // Stable: a repeated key's members stay in document order, and the last one is kept.
+        members.sort_by(|a, b| a.0.cmp(b.0));
+        let mut kept: Vec<(&str, &Node<'a>)> = Vec::with_capacity(members.len());
+        for member in members {
+            match kept.last_mut() {
+                Some(last) if last.0 == member.0 => *last = member,
+                _ => kept.push(member),
             }
         }
-        members.sort_by(|a, b| a.0.cmp(b.0));
-        members
+        kept
     }
 }
 

@@ -101,6 +101,8 @@ const JOURNAL_FORMAT: u32 = 1;
 pub struct Output {
     pub(super) root: PathBuf,
     _lock: OutputLock,
+    /// The lock file of older releases, held too while it exists (see `migrate::legacy_lock`).
+    _legacy_lock: Option<OutputLock>,
     pub(super) recovered: bool,
 }
 
@@ -111,12 +113,14 @@ impl Output {
         fsops::create_dir_all(&tools)
             .with_context(|| format!("output folder {} is not writable", root.display()))?;
         let lock = OutputLock::acquire(root)?;
-        let migrated = super::migrate::from_top_level_layout(root)?;
-        let recovered = recover(root, Layout::Current)? || migrated;
+        let legacy_lock = super::migrate::legacy_lock(root)?;
+        let recovered_legacy = super::migrate::from_top_level_layout(root)?;
+        let recovered = recover(root, Layout::Current)? || recovered_legacy;
         remove_debris(&[tools], is_debris)?;
         Ok(Output {
             root: root.to_path_buf(),
             _lock: lock,
+            _legacy_lock: legacy_lock,
             recovered,
         })
     }

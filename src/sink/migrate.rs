@@ -2,8 +2,9 @@
 //! Those releases kept the tool's files at the top of `OUT`: `_run.json`, `_state/state.json`,
 //! `_deleted/`, `.fhir2table.lock`, `.fhir2table-commit.json` and `.fhir2table-staging-<pid>/`.
 //!
-//! The migration runs when a run opens the folder, holding both the new lock and the old one (so
-//! an older release still running on the folder refuses this run, and the other way round). It
+//! The migration runs when a run opens the folder, holding both the new lock and the old one
+//! (`Output::open` holds the old one for the whole run whenever its file exists, so an older
+//! release still running on the folder refuses this run, and the other way round). It
 //! first finishes a commit the older release left half done, in that release's layout; then
 //! moves each file with one rename, decided by whether its old place still exists. A run killed at
 //! any point therefore leaves a folder that the next run finishes migrating, and the tables, which
@@ -34,9 +35,11 @@ const MOVES: &[(&str, &str)] = &[
 /// The tool's own table that older releases kept at the top as a Parquet dataset.
 const LEGACY_TOMBSTONES: &str = "_deleted";
 
-/// Migrates `out` if an older release left anything at its top; `true` if it did. The caller
-/// holds the current lock and has created the tool folder.
+/// Migrates `out` if an older release left anything at its top; `true` if that included
+/// finishing a commit the older release left half done. The caller holds the current lock (and
+/// the old one, when its file exists) and has created the tool folder.
 pub(super) fn from_top_level_layout(out: &Path) -> Result<bool> {
+    // The caller holds the older releases' lock (see `legacy_lock`).
     let top: Vec<String> = match fs::read_dir(out) {
         Ok(entries) => entries
             .flatten()
@@ -47,34 +50,34 @@ pub(super) fn from_top_level_layout(out: &Path) -> Result<bool> {
     if !top.iter().any(|name| is_legacy(name)) {
         return Ok(false);
     }
-    let legacy_lock_path = out.join(LEGACY_LOCK_FILE);
-    let legacy_lock = match legacy_lock_path.exists() {
-        true => Some(OutputLock::acquire_file(&legacy_lock_path, out)?),
-        false => None,
-    };
-    recover(out, Layout::Legacy)?;
+    let recovered = recover(out, Layout::Legacy)?;
     for (from, to) in MOVES {
         move_if_present(&out.join(from), &out.join(to))?;
     }
     give_tombstones_their_extension(out)?;
     remove_debris(&[out.to_path_buf(), out.join("_state")], is_legacy_debris)?;
     remove_if_empty(&out.join("_state"))?;
-    if legacy_lock.is_some() {
-        fsops::remove_file(&legacy_lock_path)
-            .with_context(|| format!("cannot remove {}", legacy_lock_path.display()))?;
-    }
-    drop(legacy_lock);
     tracing::info!(
         "moved the files of an older fhir2table release into {}",
         tool_folder(out).display()
     );
-    Ok(true)
+    Ok(recovered)
 }
 
-/// A name at the top of `OUT` that only an older release creates.
+/// The lock of older releases, taken too when its file exists, for as long as the caller holds
+/// it: an older release still running on the folder then refuses this run, and the other way
+/// round. The file is never removed (an older release may hold it open and lock it right after).
+pub(super) fn legacy_lock(out: &Path) -> Result<Option<OutputLock>> {
+    let path = out.join(LEGACY_LOCK_FILE);
+    match exists(&path)? {
+        true => Ok(Some(OutputLock::acquire_file(&path, out)?)),
+        false => Ok(None),
+    }
+}
+
+/// A name at the top of `OUT` that only an older release creates (its lock file aside: it stays).
 fn is_legacy(name: &str) -> bool {
-    name == LEGACY_LOCK_FILE
-        || name == LEGACY_JOURNAL_FILE
+    name == LEGACY_JOURNAL_FILE
         || name == "_state"
         || MOVES.iter().any(|(from, _)| *from == name)
         || is_legacy_debris(name)

@@ -188,6 +188,10 @@ impl TableWriter for DatasetWriter {
         self.writer.memory_size()
     }
 
+    fn row_group_bytes(&self) -> usize {
+        self.writer.in_progress_size()
+    }
+
     fn flush(&mut self) -> Result<()> {
         self.writer
             .flush()

@@ -110,8 +110,12 @@ pub trait TableWriter {
     /// Adds a batch of rows (of the schema the part was created with).
     fn write(&mut self, batch: &RecordBatch) -> Result<()>;
 
-    /// Bytes the writer holds in memory for rows not yet written out (the row group in progress).
+    /// Bytes the writer holds in memory: the row group in progress, and what each row group
+    /// allocates whole when it starts (a lookup column's bloom filter).
     fn buffered_bytes(&self) -> usize;
+
+    /// The rows of the row group in progress, encoded: what writing it out would free.
+    fn row_group_bytes(&self) -> usize;
 
     /// Writes out the rows held in memory (ends the row group in progress), so that a run's
     /// memory stays within a budget across all its tables.
