@@ -931,3 +931,56 @@ fn collect_columns<'v>(node: &'v serde_json::Value, into: &mut Vec<&'v serde_jso
         }
     }
 }
+
+#[test]
+fn appending_to_a_table_that_holds_times_as_text_keeps_them_text_until_an_overwrite() {
+    let input = tempfile::tempdir().unwrap();
+    let line = r#"{"resourceType":"Encounter","id":"e1","period":{"start":"2019-02-16T23:30:00-05:00"}}"#;
+    std::fs::write(input.path().join("e.ndjson"), format!("{line}\n")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let view = |tag: &str| {
+        format!(
+            r#"{{"name":"times","resource":"Encounter","select":[{{"column":[{{"name":"id","path":"id"}},{{"name":"start","path":"period.start","type":"dateTime"{tag}}}]}}]}}"#
+        )
+    };
+    // Written by a release whose view had no tag: text.
+    let untagged = write_view(dir.path(), "untagged.json", &view(""));
+    let tagged = write_view(
+        dir.path(),
+        "tagged.json",
+        &view(r#","tag":[{"name":"ansi/type","value":"TIMESTAMP"}]"#),
+    );
+    let out = tempfile::tempdir().unwrap();
+    let run = |view: &Path, mode: &str| {
+        fhir2table()
+            .args(["convert", "--no-builtin-tables", "--mode", mode, "--in"])
+            .arg(input.path())
+            .arg("--out")
+            .arg(out.path())
+            .arg("--view")
+            .arg(view)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(run(&untagged, "overwrite").status.code(), Some(0));
+    let appended = run(&tagged, "append");
+    let stderr = String::from_utf8_lossy(&appended.stderr);
+    assert_eq!(appended.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("stay text"), "the run says why: {stderr}");
+    let table = read_table(&out.path().join("times"));
+    assert_eq!(table.files, 2);
+    assert_eq!(
+        table.schema.field_with_name("start").unwrap().data_type(),
+        &DataType::Utf8
+    );
+    assert_eq!(
+        table.column("start"),
+        vec![common::some("2019-02-16T23:30:00-05:00"); 2]
+    );
+
+    assert_eq!(run(&tagged, "overwrite").status.code(), Some(0));
+    let table = read_table(&out.path().join("times"));
+    let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    assert_eq!(table.schema.field_with_name("start").unwrap().data_type(), &utc);
+    assert_eq!(table.column("start"), vec![common::some("2019-02-17T04:30:00Z")]);
+}

@@ -60,8 +60,8 @@ impl Progress for () {}
 /// (`resolve`), commit (`commit`) and after the commit (`after_commit`).
 pub fn convert(settings: &Settings, progress: &dyn Progress) -> Result<RunReport> {
     let started = SystemTime::now();
-    let templates = output_tables(settings)?;
-    let output = open_output(settings, &templates)?;
+    let mut templates = output_tables(settings)?;
+    let output = open_output(settings, &mut templates)?;
     // From here on the run owns the folder: whatever ends it (an error, a panic on this thread)
     // leaves the previous tables in place and a report saying why.
     let committed = Cell::new(false);
@@ -111,7 +111,7 @@ fn convert_in(
 /// Plan: checks the folders and the existing tables against `--mode`, then opens (locks) the
 /// output folder. Every failure here is a usage error or a lock held by another run: nothing is
 /// written, not even a report.
-fn open_output(settings: &Settings, templates: &[Box<dyn Table>]) -> Result<Box<dyn Store>> {
+fn open_output(settings: &Settings, templates: &mut [Box<dyn Table>]) -> Result<Box<dyn Store>> {
     check_folders(settings)?;
     if !settings.input.exists() {
         return Err(UsageError(format!("input {} does not exist", settings.input.display())).into());
@@ -561,11 +561,12 @@ fn output_tables(settings: &Settings) -> Result<Vec<Box<dyn Table>>, UsageError>
 fn check_existing_tables(
     settings: &Settings,
     output: &dyn Store,
-    tables: &[Box<dyn Table>],
+    tables: &mut [Box<dyn Table>],
 ) -> Result<(), UsageError> {
     let usage = |error: anyhow::Error| UsageError(format!("{error:#}"));
     for table in tables {
-        let name = table.name();
+        let name = table.name().to_owned();
+        let name = name.as_str();
         match settings.effective_mode() {
             WriteMode::Overwrite => {}
             WriteMode::Error if !output.is_empty(name) => {
@@ -578,6 +579,16 @@ fn check_existing_tables(
                     continue;
                 };
                 let found = output.schema(&oldest).map_err(usage)?;
+                if let Some(adapted) = table.keeping_stored_text(&found) {
+                    if crate::sink::same_columns(found.fields(), adapted.schema().fields()) {
+                        tracing::warn!(
+                            "{}: time columns the view now types stay text, as the table holds them; \
+                             rewrite it with --mode overwrite to type them",
+                            output.location(name)
+                        );
+                        *table = adapted;
+                    }
+                }
                 let wanted = table.schema();
                 if !crate::sink::same_columns(found.fields(), wanted.fields()) {
                     let difference = describe_difference(found.fields(), wanted.fields());

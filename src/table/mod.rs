@@ -68,6 +68,12 @@ pub trait Table: Send + Sync {
     fn contract_version(&self) -> Option<&'static str> {
         None
     }
+    /// This table with the columns that `stored` (an existing table's schema) holds as text kept
+    /// as text where the table now types them (a view's `ansi/type` tag added after the stored
+    /// table was written), so that appending to it still works; `None` when there are none.
+    fn keeping_stored_text(&self, _stored: &arrow_schema::Schema) -> Option<Box<dyn Table>> {
+        None
+    }
 }
 
 /// Whether queries select rows of a table by this column's value (`WHERE patient_id = ?`, joins on

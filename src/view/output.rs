@@ -364,6 +364,25 @@ impl Table for ViewTable {
         Box::new(ViewTable::new(self.view.clone(), batch_size))
     }
 
+    fn keeping_stored_text(&self, stored: &arrow_schema::Schema) -> Option<Box<dyn Table>> {
+        let is_text = |data_type: &DataType| match data_type {
+            DataType::List(element) => element.data_type() == &DataType::Utf8,
+            other => other == &DataType::Utf8,
+        };
+        let mut view = self.view.as_ref().clone();
+        let mut changed = false;
+        for column in &mut view.columns {
+            let stored_as_text = stored
+                .field_with_name(&column.name)
+                .is_ok_and(|f| is_text(f.data_type()));
+            if column.typed_time.is_some() && stored_as_text {
+                column.typed_time = None;
+                changed = true;
+            }
+        }
+        changed.then(|| Box::new(ViewTable::new(Arc::new(view), 0)) as Box<dyn Table>)
+    }
+
     fn append(&mut self, resource: &Resource<'_>, diagnostics: &mut Diagnostics) -> Result<bool, Rejection> {
         let value = resource.tree()?;
         let id = value.get("id").and_then(Node::as_str).unwrap_or("(no id)");
