@@ -53,6 +53,7 @@ pub(crate) fn declare_float_orders_for_all_readers(
     }
     let (footer_start, mut footer) = read_footer(&mut File::open(path)?)?;
     rewrite_column_orders(&mut footer, &to_rewrite).context("unexpected Parquet footer layout")?;
+    sign_zero_extremes(&mut footer, &to_rewrite).context("unexpected Parquet footer layout")?;
     file.seek(SeekFrom::Start(footer_start))?;
     file.write_all(&footer)?;
     file.flush()?;
@@ -149,6 +150,94 @@ fn rewrite_column_orders(footer: &mut [u8], chosen: &[bool]) -> Result<()> {
         }
         return Ok(());
     }
+}
+
+/// Field ids on the way from `FileMetaData` to a column chunk's statistics.
+const ROW_GROUPS_FIELD: i16 = 4;
+const COLUMNS_FIELD: i16 = 1;
+const META_DATA_FIELD: i16 = 3;
+const STATISTICS_FIELD: i16 = 12;
+const MAX_VALUE_FIELD: i16 = 5;
+const MIN_VALUE_FIELD: i16 = 6;
+
+/// Under the type-defined order the format asks writers for a zero minimum as `-0.0` and a zero
+/// maximum as `+0.0` (readers may then skip a chunk for `x = 0` safely); the total order lets
+/// parquet-rs write whichever zero it met. Sets the sign bit of each chosen column's `min_value`
+/// and clears that of its `max_value` when they are zero, in every row group, in place.
+fn sign_zero_extremes(footer: &mut [u8], chosen: &[bool]) -> Result<()> {
+    let mut cursor = Cursor { bytes: footer, at: 0 };
+    let mut last_field = 0i16;
+    while let Some((field, kind)) = cursor.field_header(&mut last_field)? {
+        if field != ROW_GROUPS_FIELD {
+            cursor.skip(kind)?;
+            continue;
+        }
+        ensure!(kind == LIST, "row_groups is not a list");
+        let (groups, element) = cursor.list_header()?;
+        ensure!(element == STRUCT, "a row group is not a struct");
+        for _ in 0..groups {
+            let mut group_field = 0i16;
+            while let Some((field, kind)) = cursor.field_header(&mut group_field)? {
+                if field != COLUMNS_FIELD {
+                    cursor.skip(kind)?;
+                    continue;
+                }
+                ensure!(kind == LIST, "columns is not a list");
+                let (count, element) = cursor.list_header()?;
+                ensure!(
+                    element == STRUCT && count == chosen.len(),
+                    "columns do not match the schema"
+                );
+                for &fix in chosen {
+                    column_chunk(&mut cursor, fix)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Walks one `ColumnChunk`, fixing the zero extremes of its statistics when `fix`.
+fn column_chunk(cursor: &mut Cursor<'_>, fix: bool) -> Result<()> {
+    let mut chunk_field = 0i16;
+    while let Some((field, kind)) = cursor.field_header(&mut chunk_field)? {
+        if field != META_DATA_FIELD || kind != STRUCT {
+            cursor.skip(kind)?;
+            continue;
+        }
+        let mut meta_field = 0i16;
+        while let Some((field, kind)) = cursor.field_header(&mut meta_field)? {
+            if field != STATISTICS_FIELD || kind != STRUCT {
+                cursor.skip(kind)?;
+                continue;
+            }
+            let mut stats_field = 0i16;
+            while let Some((field, kind)) = cursor.field_header(&mut stats_field)? {
+                let extreme = match field {
+                    MIN_VALUE_FIELD => Some(true),
+                    MAX_VALUE_FIELD => Some(false),
+                    _ => None,
+                };
+                match (extreme, kind) {
+                    (Some(is_min), BINARY) if fix => {
+                        let length = cursor.varint()?;
+                        let start = cursor.at;
+                        cursor.advance(length)?;
+                        if length == 8 {
+                            let value = &mut cursor.bytes[start..start + 8];
+                            let magnitude_is_zero =
+                                value[..7].iter().all(|b| *b == 0) && value[7] & 0x7f == 0;
+                            if magnitude_is_zero {
+                                value[7] = if is_min { 0x80 } else { 0x00 };
+                            }
+                        }
+                    }
+                    _ => cursor.skip(kind)?,
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 // Thrift compact protocol type codes.
@@ -341,6 +430,49 @@ mod tests {
             let (written, back) = (batch.column(i), read[0].column(i));
             assert_eq!(format!("{written:?}"), format!("{back:?}"), "column {i}");
         }
+    }
+
+    #[test]
+    fn a_zero_minimum_is_written_negative_and_a_zero_maximum_positive() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("from_zero", DataType::Float64, true),
+            Field::new("to_zero", DataType::Float64, true),
+        ]));
+        let from_zero = Float64Array::from(vec![0.0, 2.5]);
+        let to_zero = Float64Array::from(vec![-3.0, -0.0]);
+        let batch =
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(from_zero), Arc::new(to_zero)]).unwrap();
+        let options = WriteOptions {
+            compression: Compression::Zstd,
+        };
+        let mut writer =
+            Box::new(DatasetWriter::create(dir.path(), "part.parquet", schema, &options).unwrap());
+        writer.write(&batch).unwrap();
+        writer.finish().unwrap();
+        let file = File::open(dir.path().join("part.parquet")).unwrap();
+        let metadata = ParquetMetaDataReader::new().parse_and_finish(&file).unwrap();
+        let statistics = |i: usize| match metadata.row_group(0).column(i).statistics() {
+            Some(Statistics::Double(s)) => (*s.min_opt().unwrap(), *s.max_opt().unwrap()),
+            other => panic!("{other:?}"),
+        };
+        let (min, max) = statistics(0);
+        assert_eq!((min, max), (0.0, 2.5));
+        assert!(min.is_sign_negative(), "a zero minimum is -0.0");
+        let (min, max) = statistics(1);
+        assert_eq!((min, max), (-3.0, 0.0));
+        assert!(max.is_sign_positive(), "a zero maximum is +0.0");
+        let read: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            format!("{:?}", read[0].column(1)),
+            format!("{:?}", batch.column(1)),
+            "values untouched"
+        );
     }
 
     #[test]
