@@ -87,7 +87,13 @@ impl State {
     /// cannot be read or parsed, or is of a newer format, is an error naming it: taking it for a
     /// first run would convert every input again.
     pub fn load(out: &Path) -> Result<State> {
-        let path = out.join(STATE_FILE);
+        Self::load_file(&out.join(STATE_FILE))
+    }
+
+    /// The state in the file at `path` (see [`State::load`]); `inspect` also reads an older
+    /// release's `_state/state.json` with it, without migrating the folder.
+    pub fn load_file(path: &Path) -> Result<State> {
+        let path = path.to_path_buf();
         let bytes = match fs::read(&path) {
             Ok(bytes) => bytes,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),

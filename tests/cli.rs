@@ -446,3 +446,28 @@ fn a_run_of_an_older_release_holding_its_lock_file_refuses_this_run() {
         "the old lock file stays"
     );
 }
+
+#[test]
+fn inspect_reads_an_older_releases_report_and_state_without_moving_them() {
+    let run = convert(&fixtures().join("handmade"), &["-q", "--incremental"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let out = run.out.path();
+    // As releases before the tool folder left it.
+    std::fs::rename(out.join(".fhir2table/_run.json"), out.join("_run.json")).unwrap();
+    std::fs::create_dir(out.join("_state")).unwrap();
+    std::fs::rename(out.join(".fhir2table/_state.json"), out.join("_state/state.json")).unwrap();
+    let output = fhir2table()
+        .arg("inspect")
+        .arg(out)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let inspection: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(inspection["last_run"]["exit_code"], 0);
+    assert_eq!(inspection["inputs_tracked"], 3);
+    assert!(
+        out.join("_run.json").exists() && out.join("_state/state.json").exists(),
+        "nothing moved"
+    );
+}

@@ -516,6 +516,10 @@ fn bad_views_are_rejected_before_reading_with_the_view_path_and_problem() {
             "unionAll branches must have the same columns",
         ),
         (
+            r#"{"resource":"Patient","select":[{"unionAll":[{"column":[{"name":"d","path":"birthDate","type":"date","tag":[{"name":"ansi/type","value":"DATE"}]}]},{"column":[{"name":"d","path":"birthDate","type":"date"}]}]}]}"#,
+            "select[0].unionAll[1].column[0]: unionAll branches must give a column the same ansi/type tag",
+        ),
+        (
             r#"{"resource":"Patient","select":[{"column":[{"name":"id","path":"name.where(use = %missing)"}]}]}"#,
             "unknown constant %missing",
         ),

@@ -106,10 +106,16 @@ pub fn inspect(out: &Path) -> Result<Inspection> {
             .collect();
         tables.insert(name, summary);
     }
-    let last_run = std::fs::read_to_string(out.join(REPORT_FILE))
+    // An older release's output keeps these at the top until a writing run migrates it;
+    // inspecting it changes nothing, so it reads them where they are.
+    let newest_of = |current: &str, legacy: &str| match out.join(current).exists() {
+        true => out.join(current),
+        false => out.join(legacy),
+    };
+    let last_run = std::fs::read_to_string(newest_of(REPORT_FILE, "_run.json"))
         .ok()
         .and_then(|text| serde_json::from_str(&text).ok());
-    let state = crate::state::State::load(out)?;
+    let state = crate::state::State::load_file(&newest_of(crate::state::STATE_FILE, "_state/state.json"))?;
     let incremental_runs = state.runs.iter().rev().take(10).cloned().collect();
     Ok(Inspection {
         tables,

@@ -473,6 +473,11 @@ impl Compiler<'_> {
                         &column_path,
                         "unionAll branches must have the same columns in the same order",
                     ));
+                } else if self.columns[index].typed_time != definition.typed_time {
+                    return Err(self.fail(
+                        &column_path,
+                        "unionAll branches must give a column the same ansi/type tag",
+                    ));
                 }
                 columns.push((index, expr));
             }
