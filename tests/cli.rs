@@ -414,33 +414,12 @@ fn a_run_of_an_older_release_holding_its_lock_file_refuses_this_run() {
     // Older releases locked OUT/.fhir2table.lock; one of them is running now.
     let old_lock = std::fs::File::create(out.path().join(".fhir2table.lock")).unwrap();
     old_lock.lock().unwrap();
-    let run = fhir2table()
-        .args(["convert", "-q", "--in"])
-        .arg(fixtures().join("handmade"))
-        .arg("--out")
-        .arg(out.path())
-        .output()
-        .unwrap();
-    assert_eq!(
-        run.status.code(),
-        Some(4),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let input = fixtures().join("handmade");
+    let (code, stderr) = common::convert_into(&input, out.path(), &["-q"]);
+    assert_eq!(code, 4, "{stderr}");
     drop(old_lock);
-    let run = fhir2table()
-        .args(["convert", "-q", "--in"])
-        .arg(fixtures().join("handmade"))
-        .arg("--out")
-        .arg(out.path())
-        .output()
-        .unwrap();
-    assert_eq!(
-        run.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let (code, stderr) = common::convert_into(&input, out.path(), &["-q"]);
+    assert_eq!(code, 0, "{stderr}");
     assert!(
         out.path().join(".fhir2table.lock").exists(),
         "the old lock file stays"

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 
 use common::{convert, fixtures};
@@ -87,19 +88,8 @@ fn duckdb_skips_row_groups_without_the_patient_asked_for() {
     let second = bundles(&["Enda_Schaefer_dd760206-6c4e-4e25-a799-f5c563e489a1.json"]);
     let run = convert(first.path(), &["-q"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let append = common::fhir2table()
-        .args(["convert", "-q", "--mode", "append", "--in"])
-        .arg(second.path())
-        .arg("--out")
-        .arg(run.out.path())
-        .output()
-        .unwrap();
-    assert_eq!(
-        append.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&append.stderr)
-    );
+    let (code, stderr) = common::convert_into(second.path(), run.out.path(), &["-q", "--mode", "append"]);
+    assert_eq!(code, 0, "{stderr}");
     let script = r#"
 import duckdb, json, os, sys, tempfile
 out = sys.argv[1]
@@ -113,17 +103,7 @@ con.execute("PRAGMA disable_profiling")
 query = json.load(open(profile))["query"]
 print(len(rows), query["total_row_groups_scanned"])
 "#;
-    let output = Command::new("python3")
-        .args(["-c", script])
-        .arg(run.out.path())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = common::python(Path::new("python3"), script, &[run.out.path()]);
     let encounters = run_encounters_of(run.out.path(), "d070e7dd-4d25-4c52-9fb2-78d232e1cf2c");
     assert!(encounters > 0);
     assert_eq!(
@@ -133,7 +113,7 @@ print(len(rows), query["total_row_groups_scanned"])
     );
 }
 
-fn run_encounters_of(out: &std::path::Path, patient: &str) -> usize {
+fn run_encounters_of(out: &Path, patient: &str) -> usize {
     let table = common::read_table(&out.join("encounter"));
     assert_eq!(table.files, 2);
     table

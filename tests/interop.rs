@@ -245,17 +245,7 @@ fn globs_over_the_output_root_meet_only_table_files() {
         .iter()
         .map(|table| common::read_table(&run.out.path().join(table)).rows.len())
         .sum();
-    let output = Command::new("python3")
-        .args(["-c", READ_ROOT])
-        .arg(run.out.path())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "a reader failed on the output root:\n{stderr}"
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = common::python(Path::new("python3"), READ_ROOT, &[run.out.path()]);
     let counts: Vec<&str> = stdout.lines().collect();
     assert_eq!(
         counts,
@@ -264,7 +254,6 @@ fn globs_over_the_output_root_meet_only_table_files() {
             format!("duckdb_globstar {rows}"),
             format!("polars_star {rows}"),
             format!("spark_star {rows}"),
-        ],
-        "{stderr}"
+        ]
     );
 }

@@ -248,19 +248,12 @@ fn appending_to_a_dataset_with_item_lists_works_and_compact_brings_it_to_the_spe
     };
     assert_eq!(element.name(), "item", "the test built an old-layout file");
 
-    let append = fhir2table()
-        .args(["convert", "--view", "default", "-q", "--mode", "append", "--in"])
-        .arg(&input)
-        .arg("--out")
-        .arg(run.out.path())
-        .output()
-        .unwrap();
-    assert_eq!(
-        append.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&append.stderr)
+    let (code, stderr) = common::convert_into(
+        &input,
+        run.out.path(),
+        &["--view", "default", "-q", "--mode", "append"],
     );
+    assert_eq!(code, 0, "{stderr}");
     assert_eq!(read_table(&table).rows.len(), 2 * before.rows.len());
 
     let compact = fhir2table()

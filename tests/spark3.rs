@@ -95,24 +95,13 @@ fn spark_3_reads_dates_before_1582_as_written_without_settings() {
         Some("1500-06-01T12:00:00Z")
     );
 
-    let output = Command::new(&python)
-        .args(["-c", READ])
-        .arg(run.out.path())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "Spark 3 could not read the tables:\n{stderr}"
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = common::python(&python, READ, &[run.out.path()]);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(
         lines,
         [
             "patient ancient 0001-01-01",
             "encounter e-1500 1500-06-01T12:00:00 1582-10-04T23:59:59",
-        ],
-        "{stderr}"
+        ]
     );
 }

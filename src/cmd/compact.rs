@@ -8,8 +8,8 @@ a resource converted again (a re-export, an updated record) appears more than on
 per resource id, the newest: the greatest last_updated (compared as instants), then the latest
 input (later runs, later rows). Built-in tables keep one row per id; a view keeps all the rows
 its newest file has for that id. Rows are dropped when a later run deleted the resource (Bulk
-Data deleted/ files, kept in OUT/_deleted/) or converted their input file again (incremental
-state). Each table is rewritten as one file and swapped in atomically, under the same lock and
+Data deleted/ files, kept in OUT/.fhir2table/_deleted/) or converted their input file again
+(incremental state). Each table is rewritten as one file and swapped in atomically, under the same lock and
 journal as convert. A table without an id column (a view that has none) cannot be deduplicated:
 it is left as it is, and the summary and --report json say so.";
 

@@ -111,23 +111,13 @@ fn check_orders(file: &File, rewritten: &[bool]) -> Result<()> {
 /// Walks the Thrift compact encoding of `FileMetaData` to its `column_orders` list and turns
 /// each chosen `IEEE754TotalOrder` element into `TypeDefinedOrder`.
 fn rewrite_column_orders(footer: &mut [u8], chosen: &[bool]) -> Result<()> {
-    let mut cursor = Cursor { bytes: footer, at: 0 };
-    let mut last_field = 0i16;
-    loop {
-        let Some((field, kind)) = cursor.field_header(&mut last_field)? else {
-            bail!("FileMetaData has no column_orders");
-        };
+    let mut found = false;
+    Cursor { bytes: footer, at: 0 }.fields(&mut |cursor, field, kind| {
         if field != COLUMN_ORDERS_FIELD {
-            cursor.skip(kind)?;
-            continue;
+            return cursor.skip(kind);
         }
-        ensure!(kind == LIST, "column_orders is not a list");
-        let (count, element) = cursor.list_header()?;
-        ensure!(
-            element == STRUCT && count == chosen.len(),
-            "column_orders does not match the schema"
-        );
-        for &rewrite in chosen {
+        found = true;
+        for &rewrite in cursor.list_of_structs(kind, chosen)? {
             let header_at = cursor.at;
             let mut union_field = 0i16;
             let (id, kind) = cursor
@@ -148,8 +138,10 @@ fn rewrite_column_orders(footer: &mut [u8], chosen: &[bool]) -> Result<()> {
                 cursor.bytes[header_at] = ((TYPE_ORDER_FIELD as u8) << 4) | STRUCT;
             }
         }
-        return Ok(());
-    }
+        Ok(())
+    })?;
+    ensure!(found, "FileMetaData has no column_orders");
+    Ok(())
 }
 
 /// Field ids on the way from `FileMetaData` to a column chunk's statistics.
@@ -165,80 +157,44 @@ const MIN_VALUE_FIELD: i16 = 6;
 /// parquet-rs write whichever zero it met. Sets the sign bit of each chosen column's `min_value`
 /// and clears that of its `max_value` when they are zero, in every row group, in place.
 fn sign_zero_extremes(footer: &mut [u8], chosen: &[bool]) -> Result<()> {
-    let mut cursor = Cursor { bytes: footer, at: 0 };
-    let mut last_field = 0i16;
-    while let Some((field, kind)) = cursor.field_header(&mut last_field)? {
+    Cursor { bytes: footer, at: 0 }.fields(&mut |cursor, field, kind| {
         if field != ROW_GROUPS_FIELD {
-            cursor.skip(kind)?;
-            continue;
+            return cursor.skip(kind);
         }
         ensure!(kind == LIST, "row_groups is not a list");
         let (groups, element) = cursor.list_header()?;
         ensure!(element == STRUCT, "a row group is not a struct");
         for _ in 0..groups {
-            let mut group_field = 0i16;
-            while let Some((field, kind)) = cursor.field_header(&mut group_field)? {
+            cursor.fields(&mut |cursor, field, kind| {
                 if field != COLUMNS_FIELD {
-                    cursor.skip(kind)?;
-                    continue;
+                    return cursor.skip(kind);
                 }
-                ensure!(kind == LIST, "columns is not a list");
-                let (count, element) = cursor.list_header()?;
-                ensure!(
-                    element == STRUCT && count == chosen.len(),
-                    "columns do not match the schema"
-                );
-                for &fix in chosen {
-                    column_chunk(&mut cursor, fix)?;
+                for &fix in cursor.list_of_structs(kind, chosen)? {
+                    cursor.fields(&mut |cursor, field, kind| match (field, kind) {
+                        (META_DATA_FIELD, STRUCT) => {
+                            cursor.fields(&mut |cursor, field, kind| match (field, kind) {
+                                (STATISTICS_FIELD, STRUCT) => {
+                                    cursor.fields(&mut |cursor, field, kind| match (field, kind) {
+                                        (MIN_VALUE_FIELD, BINARY) if fix => cursor.sign_zero(true),
+                                        (MAX_VALUE_FIELD, BINARY) if fix => cursor.sign_zero(false),
+                                        _ => cursor.skip(kind),
+                                    })
+                                }
+                                _ => cursor.skip(kind),
+                            })
+                        }
+                        _ => cursor.skip(kind),
+                    })?;
                 }
-            }
+                Ok(())
+            })?;
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
-/// Walks one `ColumnChunk`, fixing the zero extremes of its statistics when `fix`.
-fn column_chunk(cursor: &mut Cursor<'_>, fix: bool) -> Result<()> {
-    let mut chunk_field = 0i16;
-    while let Some((field, kind)) = cursor.field_header(&mut chunk_field)? {
-        if field != META_DATA_FIELD || kind != STRUCT {
-            cursor.skip(kind)?;
-            continue;
-        }
-        let mut meta_field = 0i16;
-        while let Some((field, kind)) = cursor.field_header(&mut meta_field)? {
-            if field != STATISTICS_FIELD || kind != STRUCT {
-                cursor.skip(kind)?;
-                continue;
-            }
-            let mut stats_field = 0i16;
-            while let Some((field, kind)) = cursor.field_header(&mut stats_field)? {
-                let extreme = match field {
-                    MIN_VALUE_FIELD => Some(true),
-                    MAX_VALUE_FIELD => Some(false),
-                    _ => None,
-                };
-                match (extreme, kind) {
-                    (Some(is_min), BINARY) if fix => {
-                        let length = cursor.varint()?;
-                        let start = cursor.at;
-                        cursor.advance(length)?;
-                        if length == 8 {
-                            let value = &mut cursor.bytes[start..start + 8];
-                            let magnitude_is_zero =
-                                value[..7].iter().all(|b| *b == 0) && value[7] & 0x7f == 0;
-                            if magnitude_is_zero {
-                                value[7] = if is_min { 0x80 } else { 0x00 };
-                            }
-                        }
-                    }
-                    _ => cursor.skip(kind)?,
-                }
-            }
-        }
-    }
-    Ok(())
-}
+/// A field visitor: it must read or skip the field's value.
+type OnField<'v> = dyn FnMut(&mut Cursor<'_>, i16, u8) -> Result<()> + 'v;
 
 // Thrift compact protocol type codes.
 const BOOL_TRUE: u8 = 1;
@@ -285,6 +241,42 @@ impl Cursor<'_> {
         let end = (self.at as u64).checked_add(count).context("length overflow")?;
         ensure!(end <= self.bytes.len() as u64, "footer ends early");
         self.at = end as usize;
+        Ok(())
+    }
+
+    /// Hands each field of the struct at the cursor to `on`, up to the struct's end.
+    fn fields(&mut self, on: &mut OnField<'_>) -> Result<()> {
+        let mut last = 0i16;
+        while let Some((field, kind)) = self.field_header(&mut last)? {
+            on(self, field, kind)?;
+        }
+        Ok(())
+    }
+
+    /// Reads the header of a list of structs with one element per leaf column, as `per_column`
+    /// gives them; the elements follow.
+    fn list_of_structs<'c>(&mut self, kind: u8, per_column: &'c [bool]) -> Result<&'c [bool]> {
+        ensure!(kind == LIST, "not a list");
+        let (count, element) = self.list_header()?;
+        ensure!(
+            element == STRUCT && count == per_column.len(),
+            "a list that does not match the schema"
+        );
+        Ok(per_column)
+    }
+
+    /// Gives the 8-byte double of a binary field at the cursor, when it is zero, the sign a
+    /// minimum (`-0.0`) or maximum (`+0.0`) has under the type-defined order.
+    fn sign_zero(&mut self, minimum: bool) -> Result<()> {
+        let length = self.varint()?;
+        let start = self.at;
+        self.advance(length)?;
+        if length == 8 {
+            let value = &mut self.bytes[start..start + 8];
+            if value[..7].iter().all(|b| *b == 0) && value[7] & 0x7f == 0 {
+                value[7] = if minimum { 0x80 } else { 0x00 };
+            }
+        }
         Ok(())
     }
 

@@ -313,7 +313,15 @@ fn spec_list_names(data_type: &DataType) -> DataType {
 /// `batch` under `schema` when their columns differ only in list element names (see
 /// [`same_columns`]), so rows of older and newer files can be written to one file.
 fn conform<'b>(batch: &'b RecordBatch, schema: &SchemaRef) -> Result<Cow<'b, RecordBatch>> {
-    if batch.schema().fields() == schema.fields() {
+    // Types only: field metadata (the lookup marks the writer's schema carries and a table's
+    // batches do not) does not matter to the writer, and comparing it sent every batch through
+    // the rebuild below.
+    let same_types = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .all(|(column, field)| column.data_type() == field.data_type());
+    if same_types {
         return Ok(Cow::Borrowed(batch));
     }
     let columns = batch

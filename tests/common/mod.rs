@@ -43,20 +43,43 @@ impl Run {
 /// Runs `fhir2table convert --in input --out <temp> extra...`.
 pub fn convert(input: &Path, extra: &[&str]) -> Run {
     let out = tempfile::tempdir().unwrap();
+    let (code, stderr) = convert_into(input, out.path(), extra);
+    Run { out, code, stderr }
+}
+
+/// Runs `fhir2table convert --in input --out out extra...` on a folder the test keeps (a second
+/// run, an append); returns the exit code and stderr.
+pub fn convert_into(input: &Path, out: &Path, extra: &[&str]) -> (i32, String) {
     let output = fhir2table()
         .arg("convert")
         .arg("--in")
         .arg(input)
         .arg("--out")
-        .arg(out.path())
+        .arg(out)
         .args(extra)
         .output()
         .unwrap();
-    Run {
-        out,
-        code: output.status.code().expect("exited normally"),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    (
+        output.status.code().expect("exited normally"),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Runs a Python script (`python -c script args...`) and returns what it printed; a failing
+/// script fails the test with its stderr.
+pub fn python(interpreter: &Path, script: &str, args: &[&Path]) -> String {
+    let output = std::process::Command::new(interpreter)
+        .args(["-c", script])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{} failed:\n{}",
+        interpreter.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// A table read back from its dataset folder; cells rendered as text (`None` for null): strings as
