@@ -1,5 +1,5 @@
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -44,14 +44,19 @@ pub(crate) struct Head<'a> {
     pub id: Option<Str<'a>>,
 }
 
-/// An entry's resource type and (own or fullUrl-derived) id.
-type EntryHead = (String, Option<String>);
+/// An entry's resource type and (own or fullUrl-derived) id. Owned, so that the scope stays
+/// covariant in its lifetime (a cell of borrowed text would pin it).
+type EntryHead = (Box<str>, Option<Box<str>>);
 
 /// The entries of one Bundle by `fullUrl`, so references inside it (`urn:uuid:…`) can find their
-/// target. An entry's type and id are read only when some reference asks for it, then cached.
+/// target. An entry's type and id are read only when some reference asks for it, then kept.
 pub struct BundleScope<'a> {
-    by_full_url: HashMap<Cow<'a, str>, &'a RawValue, FastHash>,
-    heads: RefCell<HashMap<String, Option<EntryHead>, FastHash>>,
+    by_full_url: HashMap<Cow<'a, str>, Target<'a>, FastHash>,
+}
+
+struct Target<'a> {
+    raw: &'a RawValue,
+    head: OnceCell<Option<EntryHead>>,
 }
 
 /// A word-at-a-time multiplicative hash for fullUrls (SipHash showed up at 12% of a run on one
@@ -83,33 +88,121 @@ impl<'a> BundleScope<'a> {
     pub(crate) fn new(entries: &[EntryShape<'a>]) -> Self {
         let by_full_url = entries
             .iter()
-            .filter_map(|entry| Some((entry.full_url.clone()?.0, entry.resource?)))
+            .filter_map(|entry| {
+                let target = Target {
+                    raw: entry.resource?,
+                    head: OnceCell::new(),
+                };
+                Some((entry.full_url.clone()?.0, target))
+            })
             .collect();
-        BundleScope {
-            by_full_url,
-            heads: RefCell::default(),
-        }
+        BundleScope { by_full_url }
     }
 }
 
 impl FullUrlLookup for BundleScope<'_> {
     fn entry(&self, full_url: &str) -> Option<EntryTarget<'_>> {
-        let raw = self.by_full_url.get(full_url)?;
-        let mut heads = self.heads.borrow_mut();
-        // Looked up first: most references point to an entry already read, and the key is only
-        // copied when it is new.
-        if !heads.contains_key(full_url) {
-            let head = serde_json::from_str::<Head>(raw.get()).ok().and_then(|head| {
-                let id = head.id.as_deref().or_else(|| id_from_full_url(full_url));
-                Some((head.resource_type?.0.into_owned(), id.map(str::to_owned)))
-            });
-            heads.insert(full_url.to_owned(), head);
-        }
-        let head = heads.get(full_url).expect("inserted above");
-        let (resource_type, id) = head.as_ref()?;
+        let (key, target) = self.by_full_url.get_key_value(full_url)?;
+        let (resource_type, id) = target.head.get_or_init(|| read_head(key, target.raw)).as_ref()?;
         Some(EntryTarget {
-            resource_type: Cow::Owned(resource_type.clone()),
-            id: id.clone().map(Cow::Owned),
+            resource_type: Cow::Borrowed(resource_type),
+            id: id.as_deref().map(Cow::Borrowed),
         })
+    }
+}
+
+/// The type and id of the entry at `full_url`.
+fn read_head(full_url: &str, raw: &RawValue) -> Option<EntryHead> {
+    let (resource_type, id) = match leading_head(raw.get()) {
+        Some((resource_type, id)) => (Cow::Borrowed(resource_type), id.map(Cow::Borrowed)),
+        None => {
+            let head = serde_json::from_str::<Head>(raw.get()).ok()?;
+            (head.resource_type?.0, head.id.map(|id| id.0))
+        }
+    };
+    let id = id.as_deref().or_else(|| id_from_full_url(full_url));
+    Some((resource_type.into(), id.map(Box::from)))
+}
+
+/// `{"resourceType": "X", "id": "Y"` (or without the id member) at the start of a resource, as
+/// Synthea and most servers write it: read without scanning the rest, which may be large. `None`
+/// for anything else (other order, escapes), which the full read handles.
+fn leading_head(text: &str) -> Option<(&str, Option<&str>)> {
+    let rest = text.trim_start().strip_prefix('{')?;
+    let (resource_type, rest) = leading_member(rest, "resourceType")?;
+    if !resource_type.bytes().all(|b| b.is_ascii_alphanumeric()) || resource_type.is_empty() {
+        return None;
+    }
+    let rest = rest.trim_start();
+    if rest.starts_with('}') {
+        return Some((resource_type, None));
+    }
+    let rest = rest.strip_prefix(',')?;
+    // A second top-level `id` further on (invalid JSON for FHIR) is not looked for: references
+    // resolve to the first. Finding it would mean reading the whole resource for every target.
+    let (id, _) = leading_member(rest, "id")?;
+    Some((resource_type, Some(id)))
+}
+
+/// `"name": "value"` at the start of `text` (whitespace allowed), the value free of escapes.
+fn leading_member<'t>(text: &'t str, name: &str) -> Option<(&'t str, &'t str)> {
+    let rest = text
+        .trim_start()
+        .strip_prefix('"')?
+        .strip_prefix(name)?
+        .strip_prefix('"')?;
+    let rest = rest
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start()
+        .strip_prefix('"')?;
+    let end = rest.find(['"', '\\'])?;
+    (rest.as_bytes()[end] == b'"').then(|| (&rest[..end], &rest[end + 1..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(full_url: &str, text: &str) -> Option<(String, Option<String>)> {
+        let raw = RawValue::from_string(text.to_owned()).unwrap();
+        read_head(full_url, &raw).map(|(t, id)| (t.into(), id.map(Into::into)))
+    }
+
+    #[test]
+    fn an_entry_head_is_read_from_its_first_members_or_from_the_whole_resource() {
+        let pair = |t: &str, id: Option<&str>| Some((t.to_owned(), id.map(str::to_owned)));
+        assert_eq!(
+            leading_head(r#"{"resourceType": "Patient", "id": "p1", "x": [1]}"#),
+            Some(("Patient", Some("p1")))
+        );
+        assert_eq!(
+            leading_head(r#"{ "resourceType" : "Patient" }"#),
+            Some(("Patient", None))
+        );
+        // Other orders and escapes go to the full read, which gives the same answer.
+        assert_eq!(leading_head(r#"{"id": "p1", "resourceType": "Patient"}"#), None);
+        assert_eq!(
+            leading_head(r#"{"resourceType": "Patient", "id": "p\u0031"}"#),
+            None
+        );
+        assert_eq!(
+            head("urn:uuid:u", r#"{"id": "p1", "resourceType": "Patient"}"#),
+            pair("Patient", Some("p1"))
+        );
+        assert_eq!(
+            head("urn:uuid:u", r#"{"resourceType": "Patient", "id": "p\u0031"}"#),
+            pair("Patient", Some("p1"))
+        );
+        // No id of its own: the fullUrl's.
+        assert_eq!(
+            head("urn:uuid:u-1", r#"{"resourceType": "Patient"}"#),
+            pair("Patient", Some("u-1"))
+        );
+        assert_eq!(
+            head("urn:uuid:u-1", r#"{"resourceType": "Patient", "active": true}"#),
+            pair("Patient", Some("u-1"))
+        );
+        assert_eq!(head("urn:uuid:u-1", r#"{"active": true}"#), None);
     }
 }

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use crate::resource::tree::Node as JsonNode;
 
-use super::fhirpath::{self, Constants, Expr, FUNCTIONS};
+use super::fhirpath::{self, Constants, Expr, Path, FUNCTIONS};
 
 /// A column of the view's table, in schema order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,16 +40,16 @@ pub enum TypedTime {
 #[derive(Debug, Clone)]
 pub(crate) enum Iteration {
     Once,
-    ForEach(Expr),
-    ForEachOrNull(Expr),
-    Repeat(Vec<Expr>),
+    ForEach(Path),
+    ForEachOrNull(Path),
+    Repeat(Vec<Path>),
 }
 
 /// A compiled select: columns (by index into the view's columns), nested selects, union branches.
 #[derive(Debug, Clone)]
 pub(crate) struct Node {
     pub iteration: Iteration,
-    pub columns: Vec<(usize, Expr)>,
+    pub columns: Vec<(usize, Path)>,
     pub selects: Vec<Node>,
     pub union: Vec<Node>,
     /// Every column index this node and its children fill (for forEachOrNull's null row).
@@ -65,7 +65,7 @@ pub struct View {
     pub resource: String,
     pub columns: Vec<ColumnDef>,
     pub(crate) root: Node,
-    pub(crate) filters: Vec<(String, Expr)>,
+    pub(crate) filters: Vec<(String, Path)>,
     pub(crate) constants: Constants,
 }
 
@@ -380,7 +380,7 @@ impl Compiler<'_> {
         Ok(())
     }
 
-    fn filter(&self, filter: &Value, path: &str) -> Result<(String, Expr), String> {
+    fn filter(&self, filter: &Value, path: &str) -> Result<(String, Path), String> {
         let object = filter
             .as_object()
             .ok_or_else(|| self.fail(path, "must be an object"))?;
@@ -394,7 +394,10 @@ impl Compiler<'_> {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        Ok((text, self.path(object.get("path"), &format!("{path}.path"))?))
+        Ok((
+            text,
+            Path::new(self.path(object.get("path"), &format!("{path}.path"))?),
+        ))
     }
 
     /// Compiles one select. Columns get consecutive indices from `next_column` in schema order
@@ -438,16 +441,16 @@ impl Compiler<'_> {
                 return Err(self.fail(path, "repeat cannot be combined with forEach or forEachOrNull"));
             }
             (Some(each), None, None) => {
-                Iteration::ForEach(self.path(Some(each), &format!("{path}.forEach"))?)
+                Iteration::ForEach(Path::new(self.path(Some(each), &format!("{path}.forEach"))?))
             }
-            (None, Some(each), None) => {
-                Iteration::ForEachOrNull(self.path(Some(each), &format!("{path}.forEachOrNull"))?)
-            }
+            (None, Some(each), None) => Iteration::ForEachOrNull(Path::new(
+                self.path(Some(each), &format!("{path}.forEachOrNull"))?,
+            )),
             (None, None, Some(Value::Array(paths))) if !paths.is_empty() => Iteration::Repeat(
                 paths
                     .iter()
                     .enumerate()
-                    .map(|(i, p)| self.path(Some(p), &format!("{path}.repeat[{i}]")))
+                    .map(|(i, p)| self.path(Some(p), &format!("{path}.repeat[{i}]")).map(Path::new))
                     .collect::<Result<_, _>>()?,
             ),
             (None, None, Some(_)) => {
@@ -479,7 +482,7 @@ impl Compiler<'_> {
                         "unionAll branches must give a column the same ansi/type tag",
                     ));
                 }
-                columns.push((index, expr));
+                columns.push((index, Path::new(expr)));
             }
         }
         let mut selects = Vec::new();

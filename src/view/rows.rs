@@ -2,7 +2,7 @@
 //! repeat, nested selects (cross product) and unionAll (concatenation).
 
 use super::definition::{Iteration, Node, View};
-use super::fhirpath::{evaluate, Context, EvalError, Item, Primitive};
+use super::fhirpath::{Context, EvalError, Item, Primitive};
 use crate::fhir::reference::FullUrlLookup;
 
 /// One row: for each view column, the collection its path produced (`None`: not reached).
@@ -23,7 +23,7 @@ impl View {
         };
         let focus = Item::Node(resource, None);
         for (text, filter) in &self.filters {
-            let verdict = evaluate(filter, std::slice::from_ref(&focus), &context)?;
+            let verdict = filter.evaluate(std::slice::from_ref(&focus), &context)?;
             match verdict.as_slice() {
                 [] => return Ok(Vec::new()),
                 [item] => match item.primitive() {
@@ -51,12 +51,11 @@ fn node_rows<'v>(
 ) -> Result<Vec<Row<'v>>, EvalError> {
     let foci: Vec<(Item<'v>, i64)> = match &node.iteration {
         Iteration::Once => vec![(input.clone(), context.row_index)],
-        Iteration::ForEach(path) | Iteration::ForEachOrNull(path) => {
-            evaluate(path, std::slice::from_ref(input), context)?
-                .into_iter()
-                .zip(0..)
-                .collect()
-        }
+        Iteration::ForEach(path) | Iteration::ForEachOrNull(path) => path
+            .evaluate(std::slice::from_ref(input), context)?
+            .into_iter()
+            .zip(0..)
+            .collect(),
         Iteration::Repeat(paths) => {
             let mut found = Vec::new();
             descend(input, paths, context, &mut found, 0)?;
@@ -75,7 +74,7 @@ fn node_rows<'v>(
                 ..*context
             };
             for (index, path) in &node.columns {
-                row[*index] = Some(evaluate(path, &[], &context).unwrap_or_default());
+                row[*index] = Some(path.evaluate(&[], &context).unwrap_or_default());
             }
             return Ok(vec![row]);
         }
@@ -90,7 +89,7 @@ fn node_rows<'v>(
         let here = std::slice::from_ref(&focus);
         let mut base: Row = vec![None; width];
         for (index, path) in &node.columns {
-            base[*index] = Some(evaluate(path, here, &context)?);
+            base[*index] = Some(path.evaluate(here, &context)?);
         }
         let mut product = vec![base];
         for select in &node.selects {
@@ -120,7 +119,7 @@ const MAX_REPEAT_DEPTH: usize = 128;
 /// Depth-first, in document order: every node reachable through the repeat paths.
 fn descend<'v>(
     item: &Item<'v>,
-    paths: &[super::fhirpath::Expr],
+    paths: &[super::fhirpath::Path],
     context: &Context<'v>,
     found: &mut Vec<Item<'v>>,
     depth: usize,
@@ -131,7 +130,7 @@ fn descend<'v>(
         )));
     }
     for path in paths {
-        for child in evaluate(path, std::slice::from_ref(item), context)? {
+        for child in path.evaluate(std::slice::from_ref(item), context)? {
             found.push(child.clone());
             descend(&child, paths, context, found, depth + 1)?;
         }

@@ -147,7 +147,7 @@ pub fn evaluate<'v>(expr: &Expr, input: &[Item<'v>], context: &Context<'v>) -> R
         Expr::Member(name) => {
             let mut found = Vec::with_capacity(input.len());
             for item in input {
-                push_children(item, name, &mut found);
+                found.extend(child_items(item, name));
             }
             found
         }
@@ -217,23 +217,21 @@ fn variable<'v>(name: &str, context: &Context<'v>) -> Result<Vec<Item<'v>>> {
 /// The children named `name` of an item: arrays flattened, choice elements (`value` finding
 /// `valueQuantity`) typed by their suffix, and a type name (`Patient`) matching the resource itself.
 pub fn children<'v>(item: &Item<'v>, name: &str) -> Vec<Item<'v>> {
-    let mut found = Vec::new();
-    push_children(item, name, &mut found);
-    found
+    child_items(item, name).collect()
 }
 
-/// [`children`], appended to `found` (no vector per item on a path's hot loop).
-fn push_children<'v>(item: &Item<'v>, name: &str, found: &mut Vec<Item<'v>>) {
+/// [`children`], one at a time: member access walks them without a vector per item.
+pub(super) fn child_items<'v>(item: &Item<'v>, name: &str) -> Children<'v> {
     let Item::Node(Value::Object(map), _) = item else {
-        return;
+        return Children::One(None);
     };
     if let Some(value) = map.get(name) {
-        return push_flattened(value, None, found);
+        return Children::of(value, None);
     }
     if name.starts_with(|c: char| c.is_ascii_uppercase())
         && map.get("resourceType").and_then(Value::as_str) == Some(name)
     {
-        return found.push(item.clone());
+        return Children::One(Some(item.clone()));
     }
     // The first choice key in key order (`serde_json::Value` iterated sorted).
     let choice = map
@@ -244,26 +242,46 @@ fn push_children<'v>(item: &Item<'v>, name: &str, found: &mut Vec<Item<'v>>) {
                 .is_some_and(|suffix| suffix.starts_with(|c: char| c.is_ascii_uppercase()))
         })
         .min_by(|a, b| a.0.cmp(&b.0));
-    if let Some((key, _)) = choice {
-        let value = map.get(key).expect("the key is in the map");
-        push_flattened(value, Some(choice_type(&key[name.len()..])), found);
+    match choice {
+        Some((key, _)) => {
+            let value = map.get(key).expect("the key is in the map");
+            Children::of(value, Some(choice_type(&key[name.len()..])))
+        }
+        None => Children::One(None),
     }
 }
 
-fn push_flattened<'v>(value: &'v Value<'v>, kind: Option<Cow<'v, str>>, found: &mut Vec<Item<'v>>) {
-    match value {
-        Value::Array(elements) => found.extend(
-            elements
-                .iter()
-                .filter(|element| !element.is_null())
+/// The items one member access gives for one item.
+pub(super) enum Children<'v> {
+    One(Option<Item<'v>>),
+    /// An array's elements (nulls skipped), all of the same type.
+    Many(std::slice::Iter<'v, Value<'v>>, Option<Cow<'v, str>>),
+}
+
+impl<'v> Children<'v> {
+    fn of(value: &'v Value<'v>, kind: Option<Cow<'v, str>>) -> Self {
+        match value {
+            Value::Array(elements) => Children::Many(elements.iter(), kind),
+            Value::Null => Children::One(None),
+            _ => Children::One(Some(Item::Node(value, kind))),
+        }
+    }
+}
+
+impl<'v> Iterator for Children<'v> {
+    type Item = Item<'v>;
+
+    fn next(&mut self) -> Option<Item<'v>> {
+        match self {
+            Children::One(item) => item.take(),
+            Children::Many(elements, kind) => elements
+                .find(|element| !element.is_null())
                 .map(|element| Item::Node(element, kind.clone())),
-        ),
-        Value::Null => {}
-        _ => found.push(Item::Node(value, kind)),
+        }
     }
 }
 
-fn has_type(item: &Item<'_>, type_name: &str) -> bool {
+pub(super) fn has_type(item: &Item<'_>, type_name: &str) -> bool {
     let wanted = type_name
         .strip_prefix("FHIR.")
         .or_else(|| type_name.strip_prefix("System."))
@@ -290,7 +308,7 @@ fn single_primitive<'a>(items: &'a [Item<'_>]) -> Result<Option<Primitive<'a>>> 
 
 /// FHIRPath's boolean reading of a collection: empty is unknown, a single boolean is itself, any
 /// other single item is true.
-fn truth(items: &[Item<'_>]) -> Result<Option<bool>> {
+pub(super) fn truth(items: &[Item<'_>]) -> Result<Option<bool>> {
     match items {
         [] => Ok(None),
         [item] => Ok(Some(!matches!(item.primitive(), Some(Primitive::Boolean(false))))),
@@ -488,7 +506,7 @@ fn function<'v>(
 }
 
 /// `getResourceKey()`: the logical id of the resource in focus.
-fn resource_key<'v>(input: &[Item<'v>]) -> Option<Item<'v>> {
+pub(super) fn resource_key<'v>(input: &[Item<'v>]) -> Option<Item<'v>> {
     let Item::Node(Value::Object(map), _) = input.first()? else {
         return None;
     };
@@ -498,7 +516,11 @@ fn resource_key<'v>(input: &[Item<'v>]) -> Option<Item<'v>> {
 
 /// `getReferenceKey([type])`: the id a Reference points to, resolved like the built-in tables do
 /// (literal, Bundle `fullUrl`); empty when it names another type or cannot be resolved.
-fn reference_key<'v>(item: &Item<'v>, wanted: Option<&str>, context: &Context<'v>) -> Option<Item<'v>> {
+pub(super) fn reference_key<'v>(
+    item: &Item<'v>,
+    wanted: Option<&str>,
+    context: &Context<'v>,
+) -> Option<Item<'v>> {
     let Item::Node(Value::Object(map), _) = item else {
         return None;
     };
@@ -506,15 +528,14 @@ fn reference_key<'v>(item: &Item<'v>, wanted: Option<&str>, context: &Context<'v
     let declared = map.get("type").and_then(Value::as_str);
     let resolved = resolve(reference, context.bundle);
     if let Some(wanted) = wanted {
-        let literal_type = literal_type_and_id(reference).map(|(t, _)| t);
         let matches = refers_to_type(reference, declared, resolved.entry_type.as_deref(), wanted)
-            || literal_type == Some(wanted);
+            || literal_type_and_id(reference).is_some_and(|(literal_type, _)| literal_type == wanted);
         if !matches {
             return None;
         }
     }
     match resolved.resolution {
-        Resolution::Id(id) => Some(Item::String(Cow::Owned(id.into_owned()), "string")),
+        Resolution::Id(id) => Some(Item::String(id, "string")),
         // Only the run-wide identifier index can resolve it: staged like the built-in tables'
         // cells, resolved when the table is finished (never equal to a real key meanwhile).
         Resolution::Conditional(_) => Some(Item::String(

@@ -2,9 +2,11 @@
 //! per view into a syntax tree, evaluated per resource over its JSON.
 
 mod boundary;
+mod compiled;
 mod eval;
 mod parse;
 
+pub use compiled::Path;
 pub use eval::{
     evaluate, lexical, lexical_text, type_argument, Constants, Context, EvalError, Item, Primitive,
     FUNCTIONS, PRIMITIVE_TYPES,
