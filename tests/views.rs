@@ -988,3 +988,32 @@ fn appending_to_a_table_that_holds_times_as_text_keeps_them_text_until_an_overwr
     assert_eq!(table.schema.field_with_name("start").unwrap().data_type(), &utc);
     assert_eq!(table.column("start"), vec![common::some("2019-02-17T04:30:00Z")]);
 }
+
+/// Views build only the elements they read, but a resource broken where no view looks is still
+/// broken: reported with its line, the other lines converted.
+#[test]
+fn broken_json_where_no_view_reads_is_still_reported() {
+    let input = tempfile::tempdir().unwrap();
+    let lines = [
+        r#"{"resourceType":"ExplanationOfBenefit","id":"fine","status":"active","contained":[{"resourceType":"Coverage","id":"c"}]}"#,
+        r#"{"resourceType":"ExplanationOfBenefit","id":"broken","status":"active","contained":[{"resourceType":"Coverage","id":tru}]}"#,
+        r#"{"resourceType":"ExplanationOfBenefit","id":"after","status":"active","item":[{"sequence":1,"x":"\q"}]}"#,
+        r#"{"resourceType":"ExplanationOfBenefit","id":"last","status":"cancelled"}"#,
+    ];
+    std::fs::write(input.path().join("eob.ndjson"), lines.join("\n") + "\n").unwrap();
+    let run = convert(input.path(), &["--view", "default"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let report = run.report();
+    let errors = report["errors"].as_array().unwrap();
+    let lines: Vec<u64> = errors.iter().map(|e| e["line"].as_u64().unwrap()).collect();
+    assert_eq!(lines, [2, 3], "{errors:?}");
+    for error in errors {
+        assert_eq!(error["file"], "eob.ndjson");
+        assert!(error["message"].as_str().unwrap().contains("invalid"), "{error}");
+    }
+    let table = run.table("explanation_of_benefit");
+    assert_eq!(
+        table.column("id"),
+        [Some("fine".to_owned()), Some("last".to_owned())]
+    );
+}

@@ -535,7 +535,8 @@ fn output_tables(settings: &Settings) -> Result<Vec<Box<dyn Table>>, UsageError>
     } else {
         Vec::new()
     };
-    for view in crate::view::load(&settings.views)? {
+    let views = crate::view::load(&settings.views)?;
+    for (view, table) in views.iter().zip(crate::view::tables(&views, settings.batch_size)) {
         // Ignoring case: on a case-insensitive file system the two would share one folder.
         if tables.iter().any(|t| t.name().eq_ignore_ascii_case(&view.name)) {
             let message = format!(
@@ -544,7 +545,7 @@ fn output_tables(settings: &Settings) -> Result<Vec<Box<dyn Table>>, UsageError>
             );
             return Err(UsageError(message));
         }
-        tables.push(Box::new(crate::view::ViewTable::new(view, settings.batch_size)));
+        tables.push(Box::new(table));
     }
     if tables.is_empty() {
         return Err(UsageError(

@@ -89,9 +89,12 @@ impl<'a> Resource<'a> {
     }
 
     /// The resource as a tree borrowing from its text (views evaluate FHIRPath over it), parsed
-    /// once however many views read this resource type.
-    pub fn tree(&self) -> Result<&tree::Node<'a>, Rejection> {
-        let parsed = self.tree.get_or_init(|| tree::parse(self.raw).map_err(|e| e.0));
+    /// once however many views read this resource type; so every caller passes the same `keep`,
+    /// what all of them read.
+    pub fn tree(&self, keep: &tree::Keep) -> Result<&tree::Node<'a>, Rejection> {
+        let parsed = self
+            .tree
+            .get_or_init(|| tree::parse_keeping(self.raw, keep).map_err(|e| e.0));
         parsed.as_ref().map_err(
             |message| match serde_json::from_str::<serde::de::IgnoredAny>(self.raw) {
                 Err(error) => self.rejection(&error),

@@ -164,14 +164,53 @@ pub struct TreeError(pub String);
 
 /// Parses one JSON value (surrounding whitespace allowed, nothing after it).
 pub fn parse(text: &str) -> Result<Node<'_>, TreeError> {
+    parse_keeping(text, &Keep::All)
+}
+
+/// [`parse`], building only the members `keep` names: the others are read and checked as
+/// thoroughly (the same errors for the same text) but not built. Views keep what their paths
+/// can reach, so a large resource of which they read a few elements costs little more than a
+/// scan.
+pub fn parse_keeping<'a>(text: &'a str, keep: &Keep) -> Result<Node<'a>, TreeError> {
     let mut parser = Parser { text, at: 0 };
     parser.whitespace();
-    let node = parser.value(0)?;
+    let node = parser.value(0, Some(keep))?;
     parser.whitespace();
     if parser.at != text.len() {
         return Err(parser.error("trailing characters"));
     }
     Ok(node)
+}
+
+/// Which members of the objects at one place in a tree are built. A name also keeps the choice
+/// elements it stands for (`value` keeps `valueQuantity`), and `resourceType` is always kept.
+/// The members of an array's elements are chosen by the array's own entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Keep {
+    /// Everything below.
+    All,
+    /// These members, each with what to keep below it.
+    Members(Vec<(String, Keep)>),
+}
+
+impl Keep {
+    /// What to keep under the member `key`; `None`: skip it.
+    fn member(&self, key: &str) -> Option<&Keep> {
+        let members = match self {
+            Keep::All => return Some(self),
+            Keep::Members(members) => members,
+        };
+        if key == "resourceType" {
+            return Some(&Keep::All);
+        }
+        members
+            .iter()
+            .find(|(name, _)| {
+                key.strip_prefix(name.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with(|c: char| c.is_ascii_uppercase()))
+            })
+            .map(|(_, keep)| keep)
+    }
 }
 
 struct Parser<'a> {
@@ -224,10 +263,11 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn value(&mut self, depth: usize) -> Result<Node<'a>, TreeError> {
+    /// One value; with `keep` `None` it is checked and skipped (a `Null` stands for it).
+    fn value(&mut self, depth: usize, keep: Option<&Keep>) -> Result<Node<'a>, TreeError> {
         match self.peek() {
-            Some(b'{') => self.object(depth + 1),
-            Some(b'[') => self.array(depth + 1),
+            Some(b'{') => self.object(depth + 1, keep),
+            Some(b'[') => self.array(depth + 1, keep),
             Some(b'"') => Ok(Node::String(self.string()?)),
             Some(b't') => self.literal("true", Node::Bool(true)),
             Some(b'f') => self.literal("false", Node::Bool(false)),
@@ -237,17 +277,25 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn object(&mut self, depth: usize) -> Result<Node<'a>, TreeError> {
+    fn object(&mut self, depth: usize, keep: Option<&Keep>) -> Result<Node<'a>, TreeError> {
         if depth >= MAX_DEPTH {
             return Err(self.error("recursion limit exceeded"));
         }
         self.at += 1;
         // Most FHIR objects have a handful of members: one allocation for them.
-        let mut members = Vec::with_capacity(4);
+        let mut members = if keep.is_some() {
+            Vec::with_capacity(4)
+        } else {
+            Vec::new()
+        };
+        let built = |members| match keep {
+            Some(_) => Node::Object(Object(members)),
+            None => Node::Null,
+        };
         self.whitespace();
         if self.peek() == Some(b'}') {
             self.at += 1;
-            return Ok(Node::Object(Object(members)));
+            return Ok(built(members));
         }
         loop {
             self.whitespace();
@@ -258,40 +306,50 @@ impl<'a> Parser<'a> {
             self.whitespace();
             self.expect(b':')?;
             self.whitespace();
-            let value = self.value(depth)?;
-            members.push((key, value));
+            let kept = keep.and_then(|keep| keep.member(&key));
+            let value = self.value(depth, kept)?;
+            if kept.is_some() {
+                members.push((key, value));
+            }
             self.whitespace();
             match self.peek() {
                 Some(b',') => self.at += 1,
                 Some(b'}') => {
                     self.at += 1;
-                    return Ok(Node::Object(Object(members)));
+                    return Ok(built(members));
                 }
                 _ => return Err(self.error("expected ',' or '}'")),
             }
         }
     }
 
-    fn array(&mut self, depth: usize) -> Result<Node<'a>, TreeError> {
+    fn array(&mut self, depth: usize, keep: Option<&Keep>) -> Result<Node<'a>, TreeError> {
         if depth >= MAX_DEPTH {
             return Err(self.error("recursion limit exceeded"));
         }
         self.at += 1;
         let mut items = Vec::new();
+        let built = |items| match keep {
+            Some(_) => Node::Array(items),
+            None => Node::Null,
+        };
         self.whitespace();
         if self.peek() == Some(b']') {
             self.at += 1;
-            return Ok(Node::Array(items));
+            return Ok(built(items));
         }
         loop {
             self.whitespace();
-            items.push(self.value(depth)?);
+            let item = self.value(depth, keep)?;
+            if keep.is_some() {
+                items.push(item);
+            }
             self.whitespace();
             match self.peek() {
                 Some(b',') => self.at += 1,
                 Some(b']') => {
                     self.at += 1;
-                    return Ok(Node::Array(items));
+                    return Ok(built(items));
                 }
                 _ => return Err(self.error("expected ',' or ']'")),
             }
@@ -454,14 +512,59 @@ impl<'a> Parser<'a> {
 mod tests {
     use super::*;
 
-    /// The tree says what serde_json's `Value` says: accepted or not, and the same JSON back.
+    /// The tree says what serde_json's `Value` says: accepted or not, and the same JSON back;
+    /// and so does a pruned tree, with exactly the members its keep names.
     fn same_as_serde(text: &str) {
-        let ours = parse(text);
         let theirs = serde_json::from_str::<serde_json::Value>(text);
-        match (&ours, &theirs) {
-            (Ok(node), Ok(value)) => assert_eq!(node.to_string(), value.to_string(), "{text:?}"),
-            (Err(_), Err(_)) => {}
-            _ => panic!("{text:?}: tree {ours:?}, serde_json {theirs:?}"),
+        for keep in keeps() {
+            let ours = parse_keeping(text, &keep);
+            match (&ours, &theirs) {
+                (Ok(node), Ok(value)) => {
+                    assert_eq!(
+                        node.to_string(),
+                        pruned(value, &keep).to_string(),
+                        "{text:?} {keep:?}"
+                    )
+                }
+                (Err(_), Err(_)) => {}
+                _ => panic!("{text:?} {keep:?}: tree {ours:?}, serde_json {theirs:?}"),
+            }
+        }
+    }
+
+    fn keeps() -> Vec<Keep> {
+        let members = |list: Vec<(&str, Keep)>| {
+            Keep::Members(
+                list.into_iter()
+                    .map(|(name, keep)| (name.to_owned(), keep))
+                    .collect(),
+            )
+        };
+        vec![
+            Keep::All,
+            members(vec![]),
+            members(vec![("a", Keep::All)]),
+            members(vec![("a", members(vec![("b", Keep::All)])), ("s", Keep::All)]),
+            members(vec![
+                ("n", members(vec![])),
+                ("dup", Keep::All),
+                ("c", members(vec![("d", Keep::All)])),
+            ]),
+        ]
+    }
+
+    /// The model of a pruned parse: `value` without the members `keep` leaves out.
+    fn pruned(value: &serde_json::Value, keep: &Keep) -> serde_json::Value {
+        match value {
+            serde_json::Value::Object(map) => serde_json::Value::Object(
+                map.iter()
+                    .filter_map(|(key, value)| Some((key.clone(), pruned(value, keep.member(key)?))))
+                    .collect(),
+            ),
+            serde_json::Value::Array(items) => {
+                serde_json::Value::Array(items.iter().map(|item| pruned(item, keep)).collect())
+            }
+            other => other.clone(),
         }
     }
 
@@ -469,6 +572,9 @@ mod tests {
     fn reads_what_serde_json_reads() {
         for text in [
             r#"{"a":1,"b":[true,false,null],"c":{"d":"e"}}"#,
+            r#"{"resourceType":"X","a":[{"b":1,"c":[2]},{"bC":3}],"aB":{"x":1},"z":{"y":[tru]}}"#,
+            r#"{"a":{"b":1},"z":{"y":"\x"}}"#,
+            r#"{"a":{"b":1},"z":[1,]}"#,
             r#" {"resourceType":"Observation","valueQuantity":{"value":1.50,"unit":"mg"}} "#,
             r#"{"n":[0,-0,1e2,1E+2,2E-3,-1.5e-3,12345678901234567890123,1.50]}"#,
             r#"{"s":"tab\there \"quoted\" \\ \/ \b\f\n\r \u00e9 \ud83d\ude00 \u0001"}"#,

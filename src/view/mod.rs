@@ -5,6 +5,7 @@
 pub mod definition;
 pub mod fhirpath;
 pub mod output;
+mod prune;
 mod rows;
 mod types;
 
@@ -21,6 +22,31 @@ pub const DEFAULT_VIEWS: &str = "default";
 
 /// The shipped views: file stem and JSON text, embedded at build time.
 const EMBEDDED: &[(&str, &str)] = &include!(concat!(env!("OUT_DIR"), "/default_views.rs"));
+
+/// One output table per view. The views of one resource type share what they read of it, so
+/// each resource's tree is built once, with the elements any of them can reach.
+pub fn tables(views: &[Arc<View>], batch_size: usize) -> Vec<ViewTable> {
+    let mut keeps: Vec<(&str, Arc<crate::resource::tree::Keep>)> = Vec::new();
+    for view in views {
+        if !keeps.iter().any(|(resource, _)| *resource == view.resource) {
+            let same_type = views.iter().filter(|v| v.resource == view.resource);
+            keeps.push((
+                &view.resource,
+                Arc::new(prune::keep_for(same_type.map(Arc::as_ref))),
+            ));
+        }
+    }
+    views
+        .iter()
+        .map(|view| {
+            let (_, keep) = keeps
+                .iter()
+                .find(|(resource, _)| *resource == view.resource)
+                .expect("every view's type has its keep");
+            ViewTable::new(view.clone(), keep.clone(), batch_size)
+        })
+        .collect()
+}
 
 /// Reads and compiles the views named by `--view` arguments: ViewDefinition files, folders of
 /// them (every `*.json`, sorted), or `default`. Any problem is a usage error naming the view.

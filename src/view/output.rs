@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use crate::resource::tree::Node;
+use crate::resource::tree::{Keep, Node};
 use arrow_array::builder::{
     ArrayBuilder, BooleanBuilder, Date32Builder, Float64Builder, Int32Builder, Int64Builder, ListBuilder,
     StringBuilder, TimestampMicrosecondBuilder,
@@ -115,6 +115,9 @@ fn list_element(scalar: DataType) -> FieldRef {
 /// A view's batch under construction.
 pub struct ViewTable {
     view: Arc<View>,
+    /// What the views of this resource type read of a resource (the same for all of them: the
+    /// tree is built once per resource for all).
+    keep: Arc<Keep>,
     schema: SchemaRef,
     builders: Vec<Box<dyn ArrayBuilder>>,
     /// Each column's kind, decided once from its FHIR type (not per cell).
@@ -125,7 +128,8 @@ pub struct ViewTable {
 }
 
 impl ViewTable {
-    pub fn new(view: Arc<View>, capacity: usize) -> Self {
+    /// A table for `view`; `keep` covers every view of the run over the same resource type.
+    pub fn new(view: Arc<View>, keep: Arc<Keep>, capacity: usize) -> Self {
         let kinds: Vec<Kind> = view.columns.iter().map(Kind::of_column).collect();
         let builders = view
             .columns
@@ -136,6 +140,7 @@ impl ViewTable {
         ViewTable {
             schema: schema(&view),
             view,
+            keep,
             builders,
             kinds,
             rows: 0,
@@ -361,7 +366,7 @@ impl Table for ViewTable {
     }
 
     fn fresh(&self, batch_size: usize) -> Box<dyn Table> {
-        Box::new(ViewTable::new(self.view.clone(), batch_size))
+        Box::new(ViewTable::new(self.view.clone(), self.keep.clone(), batch_size))
     }
 
     fn keeping_stored_text(&self, stored: &arrow_schema::Schema) -> Option<Box<dyn Table>> {
@@ -380,11 +385,11 @@ impl Table for ViewTable {
                 changed = true;
             }
         }
-        changed.then(|| Box::new(ViewTable::new(Arc::new(view), 0)) as Box<dyn Table>)
+        changed.then(|| Box::new(ViewTable::new(Arc::new(view), self.keep.clone(), 0)) as Box<dyn Table>)
     }
 
     fn append(&mut self, resource: &Resource<'_>, diagnostics: &mut Diagnostics) -> Result<bool, Rejection> {
-        let value = resource.tree()?;
+        let value = resource.tree(&self.keep)?;
         let id = value.get("id").and_then(Node::as_str).unwrap_or("(no id)");
         let failure = |column: Option<&str>, problem: String| {
             let column = column.map(|c| format!(" column {c}:")).unwrap_or_default();

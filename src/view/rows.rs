@@ -94,14 +94,14 @@ fn node_rows<'v>(
         let mut product = vec![base];
         for select in &node.selects {
             let nested = node_rows(select, &focus, &context, width)?;
-            product = cross(product, &nested)?;
+            product = combine(product, nested)?;
         }
         if !node.union.is_empty() {
             let mut branches = Vec::new();
             for branch in &node.union {
                 branches.extend(node_rows(branch, &focus, &context, width)?);
             }
-            product = cross(product, &branches)?;
+            product = combine(product, branches)?;
         }
         rows.extend(product);
         if rows.len() > MAX_ROWS_PER_RESOURCE {
@@ -148,13 +148,21 @@ fn too_many_rows() -> EvalError {
     ))
 }
 
-fn cross<'v>(left: Vec<Row<'v>>, right: &[Row<'v>]) -> Result<Vec<Row<'v>>, EvalError> {
+/// Every left row joined with every right row (a row's cells come from one side or the other).
+fn combine<'v>(mut left: Vec<Row<'v>>, right: Vec<Row<'v>>) -> Result<Vec<Row<'v>>, EvalError> {
+    if left.len() == 1 {
+        return Ok(extend_each(left.pop().expect("one row"), right));
+    }
+    cross(left, right)
+}
+
+fn cross<'v>(left: Vec<Row<'v>>, right: Vec<Row<'v>>) -> Result<Vec<Row<'v>>, EvalError> {
     if left.len().saturating_mul(right.len()) > MAX_ROWS_PER_RESOURCE {
         return Err(too_many_rows());
     }
     let mut combined = Vec::with_capacity(left.len() * right.len());
     for row in &left {
-        for other in right {
+        for other in &right {
             let merged = row
                 .iter()
                 .zip(other)
@@ -164,4 +172,17 @@ fn cross<'v>(left: Vec<Row<'v>>, right: &[Row<'v>]) -> Result<Vec<Row<'v>>, Eval
         }
     }
     Ok(combined)
+}
+
+/// [`cross`] of one row with `right`, the usual case (a select without forEach around its nested
+/// selects): the right rows' cells are moved, not copied.
+fn extend_each<'v>(left: Row<'v>, mut right: Vec<Row<'v>>) -> Vec<Row<'v>> {
+    for other in &mut right {
+        for (cell, mine) in other.iter_mut().zip(&left) {
+            if mine.is_some() {
+                *cell = mine.clone();
+            }
+        }
+    }
+    right
 }
