@@ -404,14 +404,15 @@ impl Table for ViewTable {
         };
         let bundle = resource.bundle.map(|scope| scope as &dyn FullUrlLookup);
         let rows = self.view.rows(value, bundle).map_err(|e| failure(None, e.0))?;
-        let mut converted = Vec::with_capacity(rows.len());
+        let width = self.view.columns.len();
+        // Every row's cells, row after row: all are converted before any is appended, so a
+        // resource the view cannot take leaves the builders as they were.
+        let mut cells = Vec::with_capacity(rows.rows.len() * width);
         let mut has_pending = false;
         let mut text_bytes = 0;
-        let no_values = Vec::new();
-        for row in &rows {
-            let mut cells = Vec::with_capacity(row.len());
-            for ((column, values), &kind) in self.view.columns.iter().zip(row).zip(&self.kinds) {
-                let values = values.as_ref().unwrap_or(&no_values);
+        for row in &rows.rows {
+            for ((column, span), &kind) in self.view.columns.iter().zip(row).zip(&self.kinds) {
+                let values = rows.values(*span);
                 let cell = if column.collection {
                     let list: Vec<Cell> = values
                         .iter()
@@ -436,7 +437,7 @@ impl Table for ViewTable {
                     }
                     Cell::List(list)
                 } else {
-                    match values.as_slice() {
+                    match values {
                         [] => Cell::Null,
                         [item] => {
                             let cell = convert(item, kind)
@@ -473,12 +474,11 @@ impl Table for ViewTable {
                     ..failure(None, problem)
                 });
             }
-            converted.push(cells);
         }
         self.text_bytes += text_bytes;
-        for cells in converted {
+        for row in cells.chunks(width.max(1)) {
             let columns = self.view.columns.iter().zip(&self.kinds);
-            for ((builder, (column, &kind)), cell) in self.builders.iter_mut().zip(columns).zip(&cells) {
+            for ((builder, (column, &kind)), cell) in self.builders.iter_mut().zip(columns).zip(row) {
                 append_cell(builder, kind, column.collection, cell);
             }
             self.rows += 1;

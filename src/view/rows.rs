@@ -5,8 +5,25 @@ use super::definition::{Iteration, Node, View};
 use super::fhirpath::{Context, EvalError, Item, Primitive};
 use crate::fhir::reference::FullUrlLookup;
 
-/// One row: for each view column, the collection its path produced (`None`: not reached).
-pub type Row<'v> = Vec<Option<Vec<Item<'v>>>>;
+/// Where one column's values are in [`Rows::items`]: `start..end`.
+pub type Span = (usize, usize);
+
+/// One row: for each view column, where its path's collection is (`None`: not reached).
+pub type Row = Vec<Option<Span>>;
+
+/// A resource's rows. Every column's values go to one store, so a row costs one allocation
+/// however many columns it has, and joining rows copies spans, not values.
+pub struct Rows<'v> {
+    pub items: Vec<Item<'v>>,
+    pub rows: Vec<Row>,
+}
+
+impl Rows<'_> {
+    /// The values of one cell.
+    pub fn values(&self, span: Option<Span>) -> &[Item<'_>] {
+        span.map_or(&[], |(start, end)| &self.items[start..end])
+    }
+}
 
 impl View {
     /// The rows of `resource` (its JSON tree), or the data error that stops it.
@@ -14,7 +31,7 @@ impl View {
         &'v self,
         resource: &'v crate::resource::tree::Node<'v>,
         bundle: Option<&'v dyn FullUrlLookup>,
-    ) -> Result<Vec<Row<'v>>, EvalError> {
+    ) -> Result<Rows<'v>, EvalError> {
         let context = Context {
             resource,
             constants: &self.constants,
@@ -22,13 +39,24 @@ impl View {
             bundle,
         };
         let focus = Item::Node(resource, None);
+        let mut items = Vec::new();
         for (text, filter) in &self.filters {
             let verdict = filter.evaluate(std::slice::from_ref(&focus), &context)?;
             match verdict.as_slice() {
-                [] => return Ok(Vec::new()),
+                [] => {
+                    return Ok(Rows {
+                        items,
+                        rows: Vec::new(),
+                    })
+                }
                 [item] => match item.primitive() {
                     Some(Primitive::Boolean(true)) => {}
-                    Some(Primitive::Boolean(false)) => return Ok(Vec::new()),
+                    Some(Primitive::Boolean(false)) => {
+                        return Ok(Rows {
+                            items,
+                            rows: Vec::new(),
+                        })
+                    }
                     _ => return Err(EvalError(format!("where path '{text}' did not give a boolean"))),
                 },
                 _ => {
@@ -39,7 +67,8 @@ impl View {
                 }
             }
         }
-        node_rows(&self.root, &focus, &context, self.columns.len())
+        let rows = node_rows(&self.root, &focus, &context, self.columns.len(), &mut items)?;
+        Ok(Rows { items, rows })
     }
 }
 
@@ -48,7 +77,8 @@ fn node_rows<'v>(
     input: &Item<'v>,
     context: &Context<'v>,
     width: usize,
-) -> Result<Vec<Row<'v>>, EvalError> {
+    items: &mut Vec<Item<'v>>,
+) -> Result<Vec<Row>, EvalError> {
     let foci: Vec<(Item<'v>, i64)> = match &node.iteration {
         Iteration::Once => vec![(input.clone(), context.row_index)],
         Iteration::ForEach(path) | Iteration::ForEachOrNull(path) => path
@@ -67,14 +97,18 @@ fn node_rows<'v>(
             // One row of nulls; the node's own columns still see %rowIndex (0) and literals.
             let mut row: Row = vec![None; width];
             for &index in &node.covered {
-                row[index] = Some(Vec::new());
+                row[index] = Some((items.len(), items.len()));
             }
             let context = Context {
                 row_index: 0,
                 ..*context
             };
             for (index, path) in &node.columns {
-                row[*index] = Some(path.evaluate(&[], &context).unwrap_or_default());
+                let start = items.len();
+                if path.evaluate_into(&[], &context, items).is_err() {
+                    items.truncate(start);
+                }
+                row[*index] = Some((start, items.len()));
             }
             return Ok(vec![row]);
         }
@@ -89,17 +123,19 @@ fn node_rows<'v>(
         let here = std::slice::from_ref(&focus);
         let mut base: Row = vec![None; width];
         for (index, path) in &node.columns {
-            base[*index] = Some(path.evaluate(here, &context)?);
+            let start = items.len();
+            path.evaluate_into(here, &context, items)?;
+            base[*index] = Some((start, items.len()));
         }
         let mut product = vec![base];
         for select in &node.selects {
-            let nested = node_rows(select, &focus, &context, width)?;
+            let nested = node_rows(select, &focus, &context, width, items)?;
             product = combine(product, nested)?;
         }
         if !node.union.is_empty() {
             let mut branches = Vec::new();
             for branch in &node.union {
-                branches.extend(node_rows(branch, &focus, &context, width)?);
+                branches.extend(node_rows(branch, &focus, &context, width, items)?);
             }
             product = combine(product, branches)?;
         }
@@ -149,25 +185,21 @@ fn too_many_rows() -> EvalError {
 }
 
 /// Every left row joined with every right row (a row's cells come from one side or the other).
-fn combine<'v>(mut left: Vec<Row<'v>>, right: Vec<Row<'v>>) -> Result<Vec<Row<'v>>, EvalError> {
+fn combine(mut left: Vec<Row>, right: Vec<Row>) -> Result<Vec<Row>, EvalError> {
     if left.len() == 1 {
         return Ok(extend_each(left.pop().expect("one row"), right));
     }
     cross(left, right)
 }
 
-fn cross<'v>(left: Vec<Row<'v>>, right: Vec<Row<'v>>) -> Result<Vec<Row<'v>>, EvalError> {
+fn cross(left: Vec<Row>, right: Vec<Row>) -> Result<Vec<Row>, EvalError> {
     if left.len().saturating_mul(right.len()) > MAX_ROWS_PER_RESOURCE {
         return Err(too_many_rows());
     }
     let mut combined = Vec::with_capacity(left.len() * right.len());
     for row in &left {
         for other in &right {
-            let merged = row
-                .iter()
-                .zip(other)
-                .map(|(a, b)| a.clone().or_else(|| b.clone()))
-                .collect();
+            let merged = row.iter().zip(other).map(|(a, b)| a.or(*b)).collect();
             combined.push(merged);
         }
     }
@@ -176,11 +208,11 @@ fn cross<'v>(left: Vec<Row<'v>>, right: Vec<Row<'v>>) -> Result<Vec<Row<'v>>, Ev
 
 /// [`cross`] of one row with `right`, the usual case (a select without forEach around its nested
 /// selects): the right rows' cells are moved, not copied.
-fn extend_each<'v>(left: Row<'v>, mut right: Vec<Row<'v>>) -> Vec<Row<'v>> {
+fn extend_each(left: Row, mut right: Vec<Row>) -> Vec<Row> {
     for other in &mut right {
         for (cell, mine) in other.iter_mut().zip(&left) {
             if mine.is_some() {
-                *cell = mine.clone();
+                *cell = *mine;
             }
         }
     }

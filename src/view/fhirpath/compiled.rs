@@ -39,8 +39,28 @@ impl Path {
         context: &Context<'v>,
     ) -> Result<Vec<Item<'v>>, EvalError> {
         match &self.plan {
-            Some(plan) => plan.run(input, context),
+            Some(plan) => {
+                let mut found = Vec::new();
+                plan.run(input, context, &mut found)?;
+                Ok(found)
+            }
             None => evaluate(&self.expr, input, context),
+        }
+    }
+
+    /// [`Self::evaluate`], appended to `out` (on an error, `out` may hold part of the result).
+    pub fn evaluate_into<'v>(
+        &self,
+        input: &[Item<'v>],
+        context: &Context<'v>,
+        out: &mut Vec<Item<'v>>,
+    ) -> Result<(), EvalError> {
+        match &self.plan {
+            Some(plan) => plan.run(input, context, out),
+            None => {
+                out.extend(evaluate(&self.expr, input, context)?);
+                Ok(())
+            }
         }
     }
 }
@@ -141,14 +161,24 @@ impl Plan {
             .then_some(Plan::Chain(Chain { steps }))
     }
 
-    fn run<'v>(&self, input: &[Item<'v>], context: &Context<'v>) -> Result<Vec<Item<'v>>, EvalError> {
+    fn run<'v>(
+        &self,
+        input: &[Item<'v>],
+        context: &Context<'v>,
+        out: &mut Vec<Item<'v>>,
+    ) -> Result<(), EvalError> {
         match self {
-            Plan::Chain(chain) => chain.run(input, context),
+            Plan::Chain(chain) => chain.run(input, context, out),
             Plan::Iif(condition, then, otherwise) => {
-                match (truth(&condition.run(input, context)?)?, otherwise) {
-                    (Some(true), _) => then.run(input, context),
-                    (_, Some(otherwise)) => otherwise.run(input, context),
-                    _ => Ok(Vec::new()),
+                // The condition's items go after `out`'s and are taken off again.
+                let mark = out.len();
+                condition.run(input, context, out)?;
+                let verdict = truth(&out[mark..]);
+                out.truncate(mark);
+                match (verdict?, otherwise) {
+                    (Some(true), _) => then.run(input, context, out),
+                    (_, Some(otherwise)) => otherwise.run(input, context, out),
+                    _ => Ok(()),
                 }
             }
         }
@@ -172,16 +202,21 @@ struct Walk<'c, 'v> {
     context: &'c Context<'v>,
     /// A bit per step: whether a first()/getResourceKey()/exists() step has taken its item.
     taken: u64,
-    out: Vec<Item<'v>>,
+    out: &'c mut Vec<Item<'v>>,
 }
 
 impl Chain {
-    fn run<'v>(&self, input: &[Item<'v>], context: &Context<'v>) -> Result<Vec<Item<'v>>, EvalError> {
+    fn run<'v>(
+        &self,
+        input: &[Item<'v>],
+        context: &Context<'v>,
+        out: &mut Vec<Item<'v>>,
+    ) -> Result<(), EvalError> {
         let mut walk = Walk {
             steps: &self.steps,
             context,
             taken: 0,
-            out: Vec::new(),
+            out,
         };
         for item in input {
             if walk.feed(0, item.clone())? == Flow::Stop {
@@ -190,9 +225,9 @@ impl Chain {
         }
         if let Some(Step::Exists { .. }) = self.steps.last() {
             let found = walk.taken & (1 << (self.steps.len() - 1)) != 0;
-            return Ok(vec![Item::Boolean(found)]);
+            walk.out.push(Item::Boolean(found));
         }
-        Ok(walk.out)
+        Ok(())
     }
 }
 
