@@ -19,7 +19,7 @@ pub use columns::UTC;
 pub use staged::{staged, PENDING_MARKER};
 pub use text::cell_text;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -109,6 +109,8 @@ pub fn builtin_tables(batch_size: usize) -> Vec<Box<dyn Table>> {
 /// A worker's tables: routes resources to them and collects full batches for the writer.
 pub struct TableSet {
     tables: Vec<Box<dyn Table>>,
+    /// Each resource type's tables by position: a resource visits only the tables of its type.
+    by_type: HashMap<String, Vec<usize>>,
     batch_size: usize,
     /// String bytes at which a batch is cut ([`MAX_BATCH_BYTES`]).
     batch_bytes: usize,
@@ -153,8 +155,16 @@ pub fn stop_flags(count: usize) -> Arc<[AtomicBool]> {
 
 impl TableSet {
     pub fn new(tables: Vec<Box<dyn Table>>, batch_size: usize, stopped: Arc<[AtomicBool]>) -> Self {
+        let mut by_type: HashMap<String, Vec<usize>> = HashMap::new();
+        for (position, table) in tables.iter().enumerate() {
+            by_type
+                .entry(table.resource_type().to_owned())
+                .or_default()
+                .push(position);
+        }
         TableSet {
             tables,
+            by_type,
             batch_size: batch_size.max(1),
             batch_bytes: MAX_BATCH_BYTES,
             ready: Vec::new(),
@@ -243,17 +253,20 @@ impl TableSet {
 
 impl ResourceSink for TableSet {
     fn wants(&self, resource_type: &str) -> bool {
-        self.tables.iter().any(|t| t.resource_type() == resource_type)
+        self.by_type.contains_key(resource_type)
     }
 
     /// Gives the resource to every table of its type; one table's rejection does not keep the
     /// resource from the others. The first rejection is returned (one lost resource, one error).
     fn accept(&mut self, resource: &Resource<'_>, diagnostics: &mut Diagnostics) -> Result<(), Rejection> {
         let mut first_rejection = None;
-        for (position, table) in self.tables.iter_mut().enumerate() {
-            if table.resource_type() != resource.resource_type
-                || self.stopped[position].load(Ordering::Relaxed)
-            {
+        let positions = self
+            .by_type
+            .get(resource.resource_type)
+            .map_or(&[][..], Vec::as_slice);
+        for &position in positions {
+            let table = &mut self.tables[position];
+            if self.stopped[position].load(Ordering::Relaxed) {
                 continue;
             }
             let appended = table.append(resource, diagnostics);
