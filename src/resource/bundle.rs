@@ -138,7 +138,8 @@ fn leading_head(text: &str) -> Option<(&str, Option<&str>)> {
         return Some((resource_type, None));
     }
     let rest = rest.strip_prefix(',')?;
-    // A second top-level `id` further on (invalid JSON for FHIR) is not looked for: references
+    // A second top-level `id` or `resourceType` further on (invalid for FHIR; the full read
+    // refuses it and leaves references to the entry unresolved) is not looked for: references
     // resolve to the first. Finding it would mean reading the whole resource for every target.
     let (id, _) = leading_member(rest, "id")?;
     Some((resource_type, Some(id)))

@@ -226,22 +226,41 @@ pub enum Keep {
 }
 
 impl Keep {
-    /// What to keep under the member `key`; `None`: skip it.
-    fn member(&self, key: &str) -> Option<&Keep> {
+    /// What to keep under the member `key`; `None`: skip it. A key can stand for several names
+    /// (`classHistory` is itself and, by the choice rule, `class`): then what any of them keeps.
+    fn member(&self, key: &str) -> Option<Cow<'_, Keep>> {
         let members = match self {
-            Keep::All => return Some(self),
+            Keep::All => return Some(Cow::Borrowed(self)),
             Keep::Members(members) => members,
         };
         if key == "resourceType" {
-            return Some(&Keep::All);
+            return Some(Cow::Borrowed(&Keep::All));
         }
-        members
-            .iter()
-            .find(|(name, _)| {
-                key.strip_prefix(name.as_str())
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with(|c: char| c.is_ascii_uppercase()))
-            })
-            .map(|(_, keep)| keep)
+        let mut matching = members.iter().filter(|(name, _)| {
+            key.strip_prefix(name.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(|c: char| c.is_ascii_uppercase()))
+        });
+        let (_, first) = matching.next()?;
+        let mut kept = Cow::Borrowed(first);
+        for (_, other) in matching {
+            kept = Cow::Owned(kept.union(other));
+        }
+        Some(kept)
+    }
+
+    /// What either keeps.
+    fn union(&self, other: &Keep) -> Keep {
+        let (Keep::Members(mine), Keep::Members(theirs)) = (self, other) else {
+            return Keep::All;
+        };
+        let mut members = mine.clone();
+        for (name, keep) in theirs {
+            match members.iter_mut().find(|(n, _)| n == name) {
+                Some((_, existing)) => *existing = existing.union(keep),
+                None => members.push((name.clone(), keep.clone())),
+            }
+        }
+        Keep::Members(members)
     }
 }
 
@@ -339,7 +358,7 @@ impl<'a> Parser<'a> {
             self.expect(b':')?;
             self.whitespace();
             let kept = keep.and_then(|keep| keep.member(&key));
-            let value = self.value(depth, kept)?;
+            let value = self.value(depth, kept.as_deref())?;
             if kept.is_some() {
                 members.push((key, value));
             }
@@ -609,7 +628,7 @@ mod tests {
         match value {
             serde_json::Value::Object(map) => serde_json::Value::Object(
                 map.iter()
-                    .filter_map(|(key, value)| Some((key.clone(), pruned(value, keep.member(key)?))))
+                    .filter_map(|(key, value)| Some((key.clone(), pruned(value, keep.member(key)?.as_ref()))))
                     .collect(),
             ),
             serde_json::Value::Array(items) => {

@@ -77,9 +77,14 @@ impl Reach {
         let focus = match &select.iteration {
             Iteration::Once => focus.to_vec(),
             Iteration::ForEach(path) | Iteration::ForEachOrNull(path) => self.path(path, focus, root),
-            Iteration::Repeat(_) => {
-                // Any depth of the repeated paths: all of it.
+            Iteration::Repeat(paths) => {
+                // Any depth of the repeated paths: all of it, and whatever else the paths read
+                // (`%resource`, a where() looking elsewhere).
                 self.everything_below(focus);
+                for path in paths {
+                    let found = self.path(path, focus, root);
+                    self.everything_below(&found);
+                }
                 focus.to_vec()
             }
         };
@@ -132,8 +137,10 @@ impl Reach {
             Expr::TypeTest(false, operand, _) => self.expr(operand, focus, root),
             Expr::TypeTest(true, operand, _) => self.used_whole(operand, focus, root),
             Expr::Binary(Op::Union, left, right) => {
+                // A union drops duplicates, comparing items whole: all of each is read.
                 let mut found = self.expr(left, focus, root);
                 found.extend(self.expr(right, focus, root));
+                self.everything_below(&found);
                 found
             }
             Expr::Binary(_, left, right) => {
@@ -220,6 +227,7 @@ impl Reach {
 mod tests {
     use super::*;
     use crate::view::definition::compile;
+    use crate::view::View;
 
     fn keep_of(select: serde_json::Value) -> Keep {
         let definition = serde_json::json!({
@@ -236,6 +244,145 @@ mod tests {
 
     fn members(name: &str, below: Vec<(String, Keep)>) -> (String, Keep) {
         (name.to_owned(), Keep::Members(below))
+    }
+
+    /// A view's rows over the resource's whole tree and over the tree pruned for it, as text.
+    fn rows_both_ways(view: &View, resource: &str) -> (String, String) {
+        let show = |keep: &Keep| {
+            let tree = crate::resource::tree::parse_keeping(resource, keep).unwrap();
+            match view.rows(&tree, None) {
+                Ok(rows) => format!(
+                    "{:?}",
+                    rows.rows
+                        .iter()
+                        .map(|row| row
+                            .iter()
+                            .map(|span| format!("{:?}", rows.values(*span)))
+                            .collect::<Vec<_>>())
+                        .collect::<Vec<_>>()
+                ),
+                Err(error) => format!("error: {error:?}"),
+            }
+        };
+        (show(&Keep::All), show(&keep_for([view])))
+    }
+
+    fn view(resource: &str, select: serde_json::Value) -> View {
+        let definition = serde_json::json!({
+            "resourceType": "ViewDefinition", "name": "v", "resource": resource, "status": "active",
+            "select": select
+        });
+        compile(&definition, "test").unwrap()
+    }
+
+    /// Shapes where a pruned tree once gave other rows than the whole one (found in review).
+    #[test]
+    fn pruned_trees_give_the_rows_whole_trees_give() {
+        let cases = [
+            // A union drops duplicates comparing whole items.
+            (
+                view(
+                    "Patient",
+                    serde_json::json!([{"forEach": "name | contact.name", "column": [{"name": "f", "path": "family"}]}]),
+                ),
+                r#"{"resourceType":"Patient","id":"p","name":[{"family":"Smith","given":["Ann"]}],"contact":[{"name":{"family":"Smith","given":["Bob"]}}]}"#,
+            ),
+            // `classHistory` is itself and, by the choice rule, `class`: what both keep.
+            (
+                view(
+                    "Encounter",
+                    serde_json::json!([
+                        {"column": [{"name": "c", "path": "class.code"}]},
+                        {"forEach": "classHistory", "column": [{"name": "s", "path": "period.start"}]}
+                    ]),
+                ),
+                r#"{"resourceType":"Encounter","id":"e","class":{"code":"AMB"},"classHistory":[{"class":{"code":"IMP"},"period":{"start":"2020-01-01"}}]}"#,
+            ),
+            (
+                view(
+                    "Encounter",
+                    serde_json::json!([
+                        {"forEach": "classHistory", "column": [{"name": "s", "path": "period.start"}]},
+                        {"column": [{"name": "c", "path": "class.code"}]}
+                    ]),
+                ),
+                r#"{"resourceType":"Encounter","id":"e","classHistory":[{"class":{"code":"IMP"},"period":{"start":"2020-01-01"}}]}"#,
+            ),
+            // Repeat paths reading outside their focus.
+            (
+                view(
+                    "QuestionnaireResponse",
+                    serde_json::json!([{"forEach": "item", "select": [
+                        {"repeat": ["item.where(%resource.status = 'completed')"], "column": [{"name": "l", "path": "linkId"}]}
+                    ]}]),
+                ),
+                r#"{"resourceType":"QuestionnaireResponse","id":"q","status":"completed","item":[{"linkId":"1","item":[{"linkId":"1.1"}]}]}"#,
+            ),
+            (
+                view(
+                    "Patient",
+                    serde_json::json!([{"repeat": ["%resource.contained"], "column": [{"name": "i", "path": "id"}]}]),
+                ),
+                r#"{"resourceType":"Patient","id":"p","contained":[{"resourceType":"Patient","id":"c"}]}"#,
+            ),
+        ];
+        for (view, resource) in &cases {
+            let (whole, pruned) = rows_both_ways(view, resource);
+            assert_eq!(pruned, whole, "{resource}");
+        }
+    }
+
+    /// Every shipped view over every fixture resource: the same rows from a pruned tree.
+    #[test]
+    fn default_views_give_the_same_rows_from_pruned_trees_on_the_fixtures() {
+        let views = crate::view::load(&[std::path::PathBuf::from(crate::view::DEFAULT_VIEWS)]).unwrap();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut folders = vec![
+            root.join("fixtures/synthea"),
+            root.join("fixtures/ndjson"),
+            root.join("fixtures/fhir-examples"),
+        ];
+        let mut compared = 0;
+        while let Some(folder) = folders.pop() {
+            for entry in std::fs::read_dir(folder).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    folders.push(path);
+                    continue;
+                }
+                let Ok(text) = std::fs::read_to_string(&path) else {
+                    continue;
+                };
+                let documents: Vec<&str> = match path.extension().and_then(|e| e.to_str()) {
+                    Some("ndjson") => text.lines().collect(),
+                    _ => vec![text.as_str()],
+                };
+                for document in documents {
+                    let Ok(serde_json::Value::Object(map)) =
+                        serde_json::from_str::<serde_json::Value>(document)
+                    else {
+                        continue;
+                    };
+                    let entries: Vec<serde_json::Value> = match map.get("entry") {
+                        Some(serde_json::Value::Array(entries)) => entries
+                            .iter()
+                            .filter_map(|e| e.get("resource").cloned())
+                            .collect(),
+                        _ => vec![serde_json::Value::Object(map.clone())],
+                    };
+                    for resource in entries {
+                        let resource_type = resource["resourceType"].as_str().unwrap_or_default();
+                        let text = resource.to_string();
+                        for view in views.iter().filter(|v| v.resource == resource_type) {
+                            let (whole, pruned) = rows_both_ways(view, &text);
+                            assert_eq!(pruned, whole, "{} on {text}", view.name);
+                            compared += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(compared > 500, "{compared}");
     }
 
     #[test]
