@@ -92,3 +92,35 @@ fn compile_text(text: &str, stem: &str, source: &str) -> Result<Arc<View>, Usage
     view.source = source.to_owned();
     Ok(Arc::new(view))
 }
+
+/// The fixtures' JSON documents (whole files, NDJSON lines), for tests that run views over all
+/// of them.
+#[cfg(test)]
+pub(crate) fn fixture_documents() -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut documents = Vec::new();
+    let mut folders = vec![
+        root.join("fixtures/synthea"),
+        root.join("fixtures/ndjson"),
+        root.join("fixtures/fhir-examples"),
+    ];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path);
+                continue;
+            }
+            // Gzip files are not text: left out.
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            if path.extension().is_some_and(|e| e == "ndjson") {
+                documents.extend(text.lines().map(str::to_owned));
+            } else {
+                documents.push(text);
+            }
+        }
+    }
+    documents
+}

@@ -336,49 +336,26 @@ mod tests {
     #[test]
     fn default_views_give_the_same_rows_from_pruned_trees_on_the_fixtures() {
         let views = crate::view::load(&[std::path::PathBuf::from(crate::view::DEFAULT_VIEWS)]).unwrap();
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let mut folders = vec![
-            root.join("fixtures/synthea"),
-            root.join("fixtures/ndjson"),
-            root.join("fixtures/fhir-examples"),
-        ];
         let mut compared = 0;
-        while let Some(folder) = folders.pop() {
-            for entry in std::fs::read_dir(folder).unwrap() {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    folders.push(path);
-                    continue;
-                }
-                let Ok(text) = std::fs::read_to_string(&path) else {
-                    continue;
-                };
-                let documents: Vec<&str> = match path.extension().and_then(|e| e.to_str()) {
-                    Some("ndjson") => text.lines().collect(),
-                    _ => vec![text.as_str()],
-                };
-                for document in documents {
-                    let Ok(serde_json::Value::Object(map)) =
-                        serde_json::from_str::<serde_json::Value>(document)
-                    else {
-                        continue;
-                    };
-                    let entries: Vec<serde_json::Value> = match map.get("entry") {
-                        Some(serde_json::Value::Array(entries)) => entries
-                            .iter()
-                            .filter_map(|e| e.get("resource").cloned())
-                            .collect(),
-                        _ => vec![serde_json::Value::Object(map.clone())],
-                    };
-                    for resource in entries {
-                        let resource_type = resource["resourceType"].as_str().unwrap_or_default();
-                        let text = resource.to_string();
-                        for view in views.iter().filter(|v| v.resource == resource_type) {
-                            let (whole, pruned) = rows_both_ways(view, &text);
-                            assert_eq!(pruned, whole, "{} on {text}", view.name);
-                            compared += 1;
-                        }
-                    }
+        for document in crate::view::fixture_documents() {
+            let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(&document)
+            else {
+                continue;
+            };
+            let entries: Vec<serde_json::Value> = match map.get("entry") {
+                Some(serde_json::Value::Array(entries)) => entries
+                    .iter()
+                    .filter_map(|e| e.get("resource").cloned())
+                    .collect(),
+                _ => vec![serde_json::Value::Object(map.clone())],
+            };
+            for resource in entries {
+                let resource_type = resource["resourceType"].as_str().unwrap_or_default();
+                let text = resource.to_string();
+                for view in views.iter().filter(|v| v.resource == resource_type) {
+                    let (whole, pruned) = rows_both_ways(view, &text);
+                    assert_eq!(pruned, whole, "{} on {text}", view.name);
+                    compared += 1;
                 }
             }
         }

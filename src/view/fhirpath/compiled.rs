@@ -410,29 +410,7 @@ mod tests {
             collect_paths(&serde_json::from_str(&text).unwrap(), &mut paths);
         }
         assert!(paths.len() > 200, "{}", paths.len());
-        let mut documents = Vec::new();
-        let mut folders = vec![
-            root.join("fixtures/synthea"),
-            root.join("fixtures/ndjson"),
-            root.join("fixtures/fhir-examples"),
-        ];
-        while let Some(folder) = folders.pop() {
-            for entry in std::fs::read_dir(folder).unwrap() {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    folders.push(path);
-                    continue;
-                }
-                let Ok(text) = std::fs::read_to_string(&path) else {
-                    continue;
-                };
-                if path.extension().is_some_and(|e| e == "ndjson") {
-                    documents.extend(text.lines().map(str::to_owned));
-                } else {
-                    documents.push(text);
-                }
-            }
-        }
+        let documents = crate::view::fixture_documents();
         let mut resources = 0;
         for document in &documents {
             let Ok(tree) = tree::parse(document) else { continue };
