@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
-use crate::sink::Compression;
+use crate::sink::{Compression, Format};
 use crate::source::{InputFilter, Limits};
 use crate::UsageError;
 
@@ -95,6 +95,7 @@ pub struct Options {
     pub out: Option<PathBuf>,
     pub batch_size: Option<usize>,
     pub compression: Option<Compression>,
+    pub format: Option<Format>,
     pub threads: Option<usize>,
     pub log_file: Option<PathBuf>,
     pub log_level: Option<LogLevel>,
@@ -161,6 +162,7 @@ impl Options {
             out: overrides.out.or(self.out),
             batch_size: overrides.batch_size.or(self.batch_size),
             compression: overrides.compression.or(self.compression),
+            format: overrides.format.or(self.format),
             threads: overrides.threads.or(self.threads),
             log_file: overrides.log_file.or(self.log_file),
             log_level: overrides.log_level.or(self.log_level),
@@ -186,6 +188,7 @@ pub struct Settings {
     pub output: PathBuf,
     pub batch_size: usize,
     pub compression: Compression,
+    pub format: Format,
     pub threads: usize,
     pub log_file: Option<PathBuf>,
     pub log_level: LogLevel,
@@ -247,6 +250,7 @@ impl Settings {
             output: options.out.ok_or_else(|| missing("out", "--out"))?,
             batch_size,
             compression: options.compression.unwrap_or_default(),
+            format: options.format.unwrap_or_default(),
             threads,
             log_file: options.log_file,
             log_level: options.log_level.unwrap_or_default(),
@@ -404,6 +408,7 @@ mod tests {
         let settings = Settings::from_options(options, "config.example.toml").unwrap();
         assert_eq!(settings.batch_size, DEFAULT_BATCH_SIZE);
         assert_eq!(settings.compression, Compression::Zstd);
+        assert_eq!(settings.format, Format::Parquet);
         assert_eq!(settings.log_level, LogLevel::Info);
         assert!(settings.builtin_tables);
         assert!(settings.views.is_empty());
@@ -455,6 +460,7 @@ mod tests {
         flag_names_are_config_names::<LogLevel>();
         flag_names_are_config_names::<WriteMode>();
         flag_names_are_config_names::<Compression>();
+        flag_names_are_config_names::<Format>();
     }
 
     #[test]

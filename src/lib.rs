@@ -101,7 +101,8 @@ impl Exit {
 
     /// The exit code for an error returned by a command.
     pub fn for_error(error: &anyhow::Error) -> Exit {
-        if error.downcast_ref::<UsageError>().is_some() {
+        if error.downcast_ref::<UsageError>().is_some() || error.downcast_ref::<sink::WrongFormat>().is_some()
+        {
             Exit::Usage
         } else if error.downcast_ref::<sink::Locked>().is_some() {
             Exit::Locked

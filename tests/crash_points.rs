@@ -4,26 +4,102 @@
 //! and the output folder is then opened as the next run opens it. It must hold exactly the tables
 //! of before the operation or exactly those of after it, with no debris, and an input may be
 //! archived or deleted only once its rows are committed.
+//!
+//! The same holds for `--format delta`, judged as a Delta reader judges a table: the rows of the
+//! files its log's newest version lists, read from the log here with serde_json (no Delta code
+//! of the tool's), and its version number. A run's transaction may land at most once per table,
+//! and nothing may be in a table folder that no version of its log names.
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{fixtures, read_table};
+use common::{fixtures, read_files, read_table};
 
 /// Held while this process holds an output's lock and while it starts a child: a child forked at
 /// that moment would share the lock's open file until it execs, and the run it starts would find
 /// the folder locked.
 static SPAWNING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// What an operation is judged by: every table's rows, the incremental state's inputs, and where
-/// the input files are.
+/// What an operation is judged by: every table's rows, each Delta table's newest version, the
+/// incremental state's inputs, and where the input files are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Snapshot {
     tables: BTreeMap<String, Vec<Vec<Option<String>>>>,
+    delta_versions: BTreeMap<String, u64>,
     state_inputs: Vec<(String, String)>,
+}
+
+/// A Delta table's log (`_delta_log/`), replayed action by action as the Delta protocol says.
+struct DeltaLog {
+    /// The newest commit's version.
+    version: u64,
+    /// The files of the newest version: every add not removed by a later commit.
+    live: BTreeSet<String>,
+    /// Every file some version added (files removed since stay for time travel).
+    ever_added: BTreeSet<String>,
+    /// The fhir2table run (commitInfo `runId`) of each commit, oldest first.
+    run_ids: Vec<String>,
+    /// Files in the log folder that are not commits (a half-written commit, say).
+    stray: Vec<String>,
+}
+
+const DELTA_LOG: &str = "_delta_log";
+
+/// `00000000000000000007.json` gives 7.
+fn commit_version(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".json")?;
+    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit())).then(|| digits.parse().unwrap())
+}
+
+/// The log of the Delta table in `table`, or `None` when the folder has no log or a log without
+/// a commit (which no Delta reader takes for a table).
+fn delta_log(table: &Path) -> Option<DeltaLog> {
+    let mut commits = BTreeMap::new();
+    let mut stray = Vec::new();
+    for entry in std::fs::read_dir(table.join(DELTA_LOG)).ok()? {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        match commit_version(&name) {
+            Some(version) => {
+                commits.insert(version, name);
+            }
+            None => stray.push(name),
+        }
+    }
+    let version = *commits.keys().last()?;
+    assert_eq!(
+        commits.keys().copied().collect::<Vec<_>>(),
+        (0..=version).collect::<Vec<_>>(),
+        "{}: the log's versions have a gap",
+        table.display()
+    );
+    let mut log = DeltaLog {
+        version,
+        live: BTreeSet::new(),
+        ever_added: BTreeSet::new(),
+        run_ids: Vec::new(),
+        stray,
+    };
+    for name in commits.values() {
+        let text = std::fs::read_to_string(table.join(DELTA_LOG).join(name)).unwrap();
+        for line in text.lines().filter(|line| !line.trim().is_empty()) {
+            let action: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|error| panic!("{}: {name}: {error}: {line}", table.display()));
+            if let Some(path) = action["add"]["path"].as_str() {
+                log.live.insert(path.to_owned());
+                log.ever_added.insert(path.to_owned());
+            }
+            if let Some(path) = action["remove"]["path"].as_str() {
+                log.live.remove(path);
+            }
+            if let Some(run_id) = action["commitInfo"]["runId"].as_str() {
+                log.run_ids.push(run_id.to_owned());
+            }
+        }
+    }
+    Some(log)
 }
 
 /// Where each input file is: still in --in, or archived.
@@ -55,12 +131,27 @@ fn files_under(dir: &Path) -> Vec<String> {
 
 fn snapshot(out: &Path) -> Snapshot {
     let mut tables = BTreeMap::new();
+    let mut delta_versions = BTreeMap::new();
     for entry in std::fs::read_dir(out).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         // `_state` and `_deleted` at the top are an older release's layout (see
         // `to_legacy_layout`); its tombstones count as the same table as the tool folder's.
         if !path.is_dir() || name.starts_with('.') || name == "_state" {
+            continue;
+        }
+        if path.join(DELTA_LOG).exists() {
+            // A table for Delta readers once its log holds a commit; its rows are those of the
+            // files of the newest version.
+            if let Some(log) = delta_log(&path) {
+                let files: Vec<PathBuf> = log.live.iter().map(|file| path.join(file)).collect();
+                let rows = match files.is_empty() {
+                    true => Vec::new(),
+                    false => read_files(&files).sorted_rows(),
+                };
+                tables.insert(name.clone(), rows);
+                delta_versions.insert(name, log.version);
+            }
             continue;
         }
         let rows = if files_under(&path).is_empty() {
@@ -90,7 +181,11 @@ fn snapshot(out: &Path) -> Snapshot {
         }
         Err(_) => Vec::new(),
     };
-    Snapshot { tables, state_inputs }
+    Snapshot {
+        tables,
+        delta_versions,
+        state_inputs,
+    }
 }
 
 /// Anything in the output folder that is neither a table's Parquet file nor one of the tool's
@@ -126,11 +221,66 @@ fn debris(out: &Path) -> Vec<String> {
             .contains(&file.as_str());
             let depth = Path::new(file).components().count();
             let table_file = !file.starts_with('.') && file.ends_with(".parquet") && depth == 2;
+            let delta_commit = !file.starts_with('.')
+                && depth == 3
+                && Path::new(file).parent().unwrap().ends_with(DELTA_LOG)
+                && commit_version(Path::new(file).file_name().unwrap().to_str().unwrap()).is_some();
             let tombstones =
                 file.starts_with(".fhir2table/_deleted/") && file.ends_with(".fhir2table-parquet");
-            !(lasting || table_file || (tombstones && depth == 3))
+            !(lasting || table_file || delta_commit || (tombstones && depth == 3))
         })
+        .chain(delta_debris(out))
         .collect()
+}
+
+/// In each Delta table: files of its folder that no version of its log adds (no Delta reader
+/// sees them, and nothing would ever remove them), and a log folder without a commit.
+fn delta_debris(out: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(out).unwrap() {
+        let folder = entry.unwrap().path();
+        let name = folder.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with('.') || !folder.join(DELTA_LOG).is_dir() {
+            continue;
+        }
+        let Some(log) = delta_log(&folder) else {
+            found.push(format!("{name}/{DELTA_LOG}/ without a commit"));
+            continue;
+        };
+        for file in files_under(&folder) {
+            if !file.starts_with(DELTA_LOG) && !log.ever_added.contains(&file) {
+                found.push(format!("{name}/{file}, in no version of the log"));
+            }
+        }
+    }
+    found
+}
+
+/// Where a Delta log says a run's transaction landed twice in a table, or names a file that is
+/// not there.
+fn delta_faults(out: &Path) -> Vec<String> {
+    let mut faults = Vec::new();
+    for entry in std::fs::read_dir(out).unwrap() {
+        let folder = entry.unwrap().path();
+        let name = folder.file_name().unwrap().to_string_lossy().into_owned();
+        let Some(log) = delta_log(&folder) else {
+            continue;
+        };
+        let mut seen = BTreeSet::new();
+        for run_id in &log.run_ids {
+            if !seen.insert(run_id) {
+                faults.push(format!("{name}: run {run_id} committed twice"));
+            }
+        }
+        faults.extend(
+            log.live
+                .iter()
+                .filter(|file| !folder.join(file).is_file())
+                .map(|file| format!("{name}: {file} is live but missing")),
+        );
+        faults.extend(log.stray.iter().map(|file| format!("{name}: {DELTA_LOG}/{file}")));
+    }
+    faults
 }
 
 fn copy_tree(from: &Path, to: &Path) {
@@ -273,6 +423,11 @@ fn check_recovered(what: &str, attempt: &Case, expected: &Expected) {
         Vec::<String>::new(),
         "{what}: debris left"
     );
+    assert_eq!(
+        delta_faults(&attempt.out()),
+        Vec::<String>::new(),
+        "{what}: a Delta log is wrong"
+    );
     let inputs = attempt.inputs();
     if !is_after {
         assert_eq!(
@@ -318,6 +473,11 @@ fn enumerate(name: &str, case: &Case, operation: &[&str]) -> u64 {
     assert_ne!(
         expected.before, expected.after,
         "{name}: the operation changes the tables"
+    );
+    assert_eq!(
+        delta_faults(&finished.out()),
+        Vec::<String>::new(),
+        "{name}: finished"
     );
     let mut call = 0;
     loop {
@@ -620,4 +780,63 @@ fn an_older_releases_layout_is_moved_into_the_tool_folder_whole() {
             .len(),
         1
     );
+}
+
+/// `convert` writing Delta tables.
+fn delta_convert() -> Vec<&'static str> {
+    with(CONVERT, &["--format", "delta"])
+}
+
+#[test]
+fn delta_a_first_run_into_an_empty_folder_creates_every_table_or_none() {
+    let case = prepared(&[(&fixtures().join("handmade"), "")], &[]);
+    std::fs::create_dir_all(case.out()).unwrap();
+    enumerate("delta first run", &case, &delta_convert());
+}
+
+#[test]
+fn delta_overwrite_lands_once_per_table_or_not_at_all() {
+    // Version 0 of each table from the hand-made fixture; the overwrite removes its files and
+    // adds the Synthea bundle's (conditional references resolved in the staging folder).
+    let convert = delta_convert();
+    let case = prepared(&[(&fixtures().join("handmade"), "")], &[convert.as_slice()]);
+    std::fs::remove_dir_all(case.input()).unwrap();
+    copy_tree(&fixtures().join("synthea/pathling-conditional"), &case.input());
+    enumerate("delta overwrite", &case, &convert);
+}
+
+#[test]
+fn delta_append_lands_once_per_table_or_not_at_all() {
+    let convert = delta_convert();
+    let case = prepared(&[(&fixtures().join("handmade"), "")], &[convert.as_slice()]);
+    enumerate("delta append", &case, &with(&convert, &["--mode", "append"]));
+}
+
+#[test]
+fn delta_compact_swaps_each_tables_files_once_or_not_at_all() {
+    // Two incremental runs (the second updates a patient and deletes one), then `compact`,
+    // which finds the Delta tables itself.
+    let case = prepared(&[], &[]);
+    let incremental = with(&delta_convert(), &["--incremental"]);
+    write(
+        &case.input().join("a.ndjson"),
+        &[
+            patient_line("a", "A", "2024-01-01T00:00:00Z"),
+            patient_line("d", "D", "2024-01-01T00:00:00Z"),
+        ]
+        .join("\n"),
+    );
+    run(&case, &incremental, Fault::None).unwrap();
+    write(
+        &case.input().join("b.ndjson"),
+        &patient_line("a", "A2", "2024-02-01T00:00:00Z"),
+    );
+    let delete = r#"{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"DELETE","url":"Patient/d"}}]}"#;
+    write(&case.input().join("deleted/Patient.ndjson"), delete);
+    run(&case, &incremental, Fault::None).unwrap();
+    assert!(
+        delta_log(&case.out().join("patient")).is_some_and(|log| log.version == 1),
+        "two Delta versions before compact"
+    );
+    enumerate("delta compact", &case, &["compact", "-q", "{out}"]);
 }

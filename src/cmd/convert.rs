@@ -23,6 +23,7 @@ const EXAMPLES: &str = "\
 Examples:
   fhir2table convert --in fixtures/synthea --out /tmp/parquet
   fhir2table convert --in ./export --out ./warehouse --view default
+  fhir2table convert --in ./export --out ./lake --format delta --mode append
   fhir2table convert --in ./export --out ./warehouse --exclude log.ndjson --exclude 'old-*/'
   fhir2table convert --in /data/landing --out /data/warehouse --incremental --errors-to /data/quarantine
   fhir2table convert --config /etc/fhir2table.toml --log-file /var/log/fhir2table.log -q
@@ -36,7 +37,7 @@ use anyhow::Result;
 
 use crate::config::{ByteSize, LogLevel, Options, Settings, WriteMode};
 use crate::convert::{convert, Progress};
-use crate::sink::Compression;
+use crate::sink::{Compression, Format};
 use crate::{logging, Exit};
 
 /// Flags of `fhir2table convert`; each config key has one.
@@ -76,6 +77,12 @@ pub struct Args {
     /// Parquet compression [config: compression] [default: zstd]
     #[arg(long, value_name = "CODEC")]
     pub compression: Option<Compression>,
+
+    /// How each table is kept: `parquet` (a folder of Parquet files) or `delta` (a Delta Lake
+    /// table: the same files and a transaction log, one Delta commit per table and run)
+    /// [config: format] [default: parquet]
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<Format>,
 
     /// Worker threads parsing files in parallel [config: threads] [default: all cores]
     #[arg(long, value_name = "N")]
@@ -211,6 +218,7 @@ pub fn run(args: Args) -> Result<Exit> {
         out: args.out,
         batch_size: args.batch_size,
         compression: args.compression,
+        format: args.format,
         threads: args.threads,
         log_file: args.log_file,
         log_level: args.log_level,

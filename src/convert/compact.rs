@@ -11,7 +11,7 @@ use arrow_schema::SchemaRef;
 use arrow_select::filter::filter_record_batch;
 
 use crate::sink::{
-    part_file_name, run_stamp, Compression, Part, StagedRun, Store, TableWriter, WriteOptions,
+    part_file_name, run_stamp, Compression, Part, RunInfo, StagedRun, Store, TableWriter, WriteOptions,
     RESOURCE_TYPE_KEY,
 };
 use crate::state::State;
@@ -88,7 +88,8 @@ pub fn compact(out: &Path, compression: Compression) -> Result<Vec<TableOutcome>
     if !out.is_dir() {
         return Err(UsageError(format!("{} is not an output folder", out.display())).into());
     }
-    let output = crate::sink::open(out)?;
+    let started = std::time::SystemTime::now();
+    let output = crate::sink::open(out, crate::sink::format_of(out))?;
     let staging = output.stage(WriteOptions { compression })?;
     let obsolete = ObsoleteRows::load(&*output, out)?;
     let mut compacted = Vec::new();
@@ -106,7 +107,12 @@ pub fn compact(out: &Path, compression: Compression) -> Result<Vec<TableOutcome>
     }
     // Commit: every rewritten table replaces its folder at once.
     let names: Vec<&str> = compacted.iter().map(String::as_str).collect();
-    staging.commit(&names, true, Vec::new())?;
+    staging.commit(
+        &names,
+        true,
+        Vec::new(),
+        &RunInfo::new(started, "compact", Vec::new()),
+    )?;
     Ok(outcomes)
 }
 

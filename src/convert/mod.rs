@@ -23,7 +23,8 @@ use crate::diagnostics::{Diagnostics, Origin, WarningKind};
 use crate::report::{RunReport, TableReport};
 use crate::resource::{IdentifierIndex, IndexedTarget};
 use crate::sink::{
-    StagedRun, Store, TableWriter, WriteOptions, CONTRACT_KEY, LOOKUP_INDEX_KEY, RESOURCE_TYPE_KEY, TABLE_KEY,
+    RunInfo, StagedRun, Store, TableWriter, WriteOptions, CONTRACT_KEY, LOOKUP_INDEX_KEY, RESOURCE_TYPE_KEY,
+    TABLE_KEY,
 };
 use crate::source::{discover, retire_input, Discovery, Quarantine};
 use crate::state::{InputRecord, RunRecord, State, STATE_FILE};
@@ -122,7 +123,7 @@ fn open_output(settings: &Settings, templates: &mut [Box<dyn Table>]) -> Result<
             settings.output.display()
         ))
     })?;
-    let output = crate::sink::open(&settings.output)?;
+    let output = crate::sink::open(&settings.output, settings.format)?;
     if output.recovered() {
         info!("finished the commit of an interrupted run");
     }
@@ -384,7 +385,14 @@ fn commit(
     // The report is committed with the tables it describes, so the two always agree.
     let report = run_report(settings, inputs, &tables.reports, converted.diagnostics.clone());
     files.push((REPORT_FILE, serde_json::to_string_pretty(&report)?));
-    staging.commit(&tables.completed, replace, files)?;
+    let converted_inputs = inputs
+        .discovery
+        .files
+        .iter()
+        .map(|file| file.relative.clone())
+        .collect();
+    let run = RunInfo::new(inputs.started, "convert", converted_inputs);
+    staging.commit(&tables.completed, replace, files, &run)?;
     Ok(report)
 }
 

@@ -27,6 +27,11 @@
 //! - `Replace T`: if `S/T` exists: move `OUT/T` (if any) to `S/.previous/T`, then `S/T` to `OUT/T`.
 //! - `Add T f`: if `S/T/f` exists: create `OUT/T`, move `S/T/f` to `OUT/T/f`.
 //! - `Write p`: write the journal's copy of file `p` atomically (the incremental state, the report).
+//! - `DeltaCommit T`: (`--format delta`, after the `Add` steps that moved its files into `OUT/T`)
+//!   unless the Delta log of `OUT/T` already records this run's transaction id, commit one Delta
+//!   transaction that adds those files (removing every live file first when replacing); see
+//!   `delta.rs`. Each such step is atomic for Delta readers on its own: a reader may see one
+//!   table at the run's version and another still at the one before until the journal is done.
 //!
 //! Nothing outside `OUT` is named in a journal: tables and files are single names checked against
 //! path tricks (`..`, `/`, NUL) when the journal is written and again when it is replayed. A
@@ -41,6 +46,7 @@ use serde::{Deserialize, Serialize};
 
 use super::layout::{table_folder, tool_folder, JOURNAL_FILE, STAGING_PREFIX};
 use super::lock::OutputLock;
+use super::store::RunInfo;
 use super::WriteOptions;
 use crate::fsops;
 
@@ -162,6 +168,14 @@ pub(super) enum Step {
     Add { table: String, file: String },
     /// Write the file `OUT/<path>` (a relative path) with this content.
     Write { path: String, content: String },
+    /// Make the `files` already in the Delta table `OUT/<table>` visible in one Delta commit
+    /// recording `run` (replacing every live file when `replace`), unless it already landed.
+    DeltaCommit {
+        table: String,
+        files: Vec<String>,
+        replace: bool,
+        run: RunInfo,
+    },
 }
 
 /// What a commit does, written down before doing it.
@@ -254,6 +268,9 @@ impl Journal {
             let names: Vec<&str> = match step {
                 Step::Replace { table } => vec![table],
                 Step::Add { table, file } => vec![table, file],
+                Step::DeltaCommit { table, files, .. } => {
+                    std::iter::once(table).chain(files).map(String::as_str).collect()
+                }
                 Step::Write { path, .. } => {
                     let path = Path::new(path);
                     let plain = path.components().all(|c| matches!(c, Component::Normal(_)));
@@ -323,6 +340,19 @@ fn carry_out(step: &Step, out: &Path, staging: &Path, layout: Layout) -> Result<
             fsops::write_atomically(&path, content.as_bytes())
                 .with_context(|| format!("cannot write {}", path.display()))
         }
+        #[cfg(feature = "delta")]
+        Step::DeltaCommit {
+            table,
+            files,
+            replace,
+            run,
+        } => super::delta::commit_table(&layout.table(out, table), files, *replace, run),
+        #[cfg(not(feature = "delta"))]
+        Step::DeltaCommit { table, .. } => bail!(
+            "the interrupted commit of {} is a Delta Lake commit: finish it with a fhir2table \
+             built with the `delta` feature",
+            layout.table(out, table).display()
+        ),
     }
 }
 

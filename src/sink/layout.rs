@@ -54,6 +54,23 @@ pub(super) fn stored_part_name<'f>(table: &str, file: &'f str) -> Cow<'f, str> {
     }
 }
 
+/// A Delta table's transaction log, inside its folder.
+pub(super) const DELTA_LOG: &str = "_delta_log";
+
+/// Whether `folder` is a Delta table: its log holds at least one commit or checkpoint (a log
+/// folder without one is left by a table creation that never committed).
+pub(super) fn is_delta_table(folder: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(folder.join(DELTA_LOG)) else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        entry
+            .file_name()
+            .to_str()
+            .is_some_and(|name| name.starts_with(|c: char| c.is_ascii_digit()))
+    })
+}
+
 /// Whether a file in a table's folder is one of its part files.
 pub(super) fn is_part(table: &str, file_name: &str) -> bool {
     let extension = Path::new(file_name).extension().and_then(|e| e.to_str());

@@ -11,7 +11,7 @@ use arrow_schema::SchemaRef;
 use super::commit::{Output, Staging, Step};
 use super::layout::{is_part, stored_part_name, table_folder};
 use super::parquet::{read_batches, rewrite_marked_strings, schema_of, DatasetWriter};
-use super::store::{Batches, Part, StagedRun, Store, TableWriter};
+use super::store::{Batches, Part, RunInfo, StagedRun, Store, TableWriter};
 use super::WriteOptions;
 use crate::fsops;
 
@@ -121,7 +121,14 @@ impl StagedRun for Staging {
         rewrite_marked_strings(&path, &self.options, marker, replace)
     }
 
-    fn commit(self: Box<Self>, tables: &[&str], replace: bool, files: Vec<(&str, String)>) -> Result<()> {
+    /// The Parquet folder keeps no history, so `run` is not recorded.
+    fn commit(
+        self: Box<Self>,
+        tables: &[&str],
+        replace: bool,
+        files: Vec<(&str, String)>,
+        _run: &RunInfo,
+    ) -> Result<()> {
         let mut steps = self.plan(tables, replace)?;
         steps.extend(files.into_iter().map(|(path, content)| Step::Write {
             path: path.to_owned(),

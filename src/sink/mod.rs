@@ -1,9 +1,11 @@
 //! Writing tables: a run stages its tables where no reader sees them and commits them all at once,
 //! so readers never see a half-written table. Runs use an output only through the interface in
-//! `store.rs` ([`Store`], [`StagedRun`], [`TableWriter`]); the local Parquet folder is its one
-//! implementation (`local.rs`).
+//! `store.rs` ([`Store`], [`StagedRun`], [`TableWriter`]), implemented by the local Parquet folder
+//! (`local.rs`) and by Delta Lake tables in a local folder (`delta.rs`, cargo feature `delta`).
 
 mod commit;
+#[cfg(feature = "delta")]
+mod delta;
 mod footer;
 mod layout;
 mod local;
@@ -25,11 +27,84 @@ pub use commit::{journal_path, Output};
 pub use layout::{is_internal, TOOL_FOLDER};
 pub use lock::{Locked, OutputLock};
 pub use part::{part_file_name, run_stamp};
-pub use store::{Batches, Part, StagedRun, Store, TableWriter};
+pub use store::{Batches, Part, RunInfo, StagedRun, Store, TableWriter};
+
+/// How tables are kept (`--format`, `format`): the flag and the config key take the same
+/// lowercase names (a test in src/config.rs checks that they agree).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// A folder of Parquet files per table, read by any Parquet reader.
+    #[default]
+    Parquet,
+    /// A Delta Lake table per table: Parquet files and a transaction log (`_delta_log/`), read
+    /// with time travel by Delta readers (Spark, Databricks, Trino, DuckDB, delta-rs).
+    Delta,
+}
+
+/// The output's tables are kept in another format than the run asked for: a usage error, found
+/// before anything is written.
+#[derive(Debug)]
+pub struct WrongFormat(pub String);
+
+impl std::fmt::Display for WrongFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for WrongFormat {}
+
+/// The format of the tables already in `folder`: Delta when any table folder holds a Delta log,
+/// else Parquet (also for an empty or new folder). `compact` works on either.
+pub fn format_of(folder: &Path) -> Format {
+    let tables = std::fs::read_dir(folder).into_iter().flatten().flatten();
+    match tables
+        .into_iter()
+        .any(|entry| layout::is_delta_table(&entry.path()))
+    {
+        true => Format::Delta,
+        false => Format::Parquet,
+    }
+}
 
 /// Opens the output at `folder` for changing (see [`Store`]): locks it (failing with [`Locked`]
 /// while another run holds it) and finishes a commit a killed run left half done. The one place
-/// where a run's backend is chosen; today it is always a local folder, which must exist.
-pub fn open(folder: &Path) -> Result<Box<dyn Store>> {
-    Ok(Box::new(Output::open(folder)?))
+/// where a run's backend is chosen. The folder must exist; tables of the other format in it are
+/// refused with [`WrongFormat`] (a Parquet file added beside a Delta table is one no Delta reader
+/// sees, and a Delta log over a folder of Parquet files hides them).
+pub fn open(folder: &Path, format: Format) -> Result<Box<dyn Store>> {
+    let output = Output::open(folder)?;
+    check_format(&output, format)?;
+    match format {
+        Format::Parquet => Ok(Box::new(output)),
+        #[cfg(feature = "delta")]
+        Format::Delta => Ok(Box::new(delta::DeltaOutput::new(output))),
+        #[cfg(not(feature = "delta"))]
+        Format::Delta => Err(WrongFormat(
+            "--format delta: this fhir2table was built without Delta Lake support (cargo feature `delta`)"
+                .into(),
+        )
+        .into()),
+    }
+}
+
+/// Refuses an output whose tables are kept in the other format (see [`open`]).
+fn check_format(output: &Output, format: Format) -> Result<()> {
+    for table in output.tables()? {
+        let folder = layout::table_folder(&output.root, &table);
+        let delta = layout::is_delta_table(&folder);
+        let (found, wanted) = match (format, delta) {
+            (Format::Parquet, true) => ("a Delta table", "--format delta"),
+            (Format::Delta, false) if output.parts(&table)?.is_empty() => continue,
+            (Format::Delta, false) => ("a folder of Parquet files", "--format parquet"),
+            _ => continue,
+        };
+        return Err(WrongFormat(format!(
+            "{} is {found}: use {wanted} for this output, or another --out",
+            folder.display()
+        ))
+        .into());
+    }
+    Ok(())
 }

@@ -1,7 +1,7 @@
 //! The interface between a run and where its tables are kept. `convert` and `compact` see an
 //! output only through [`Store`], [`StagedRun`] and [`TableWriter`], so a second backend (object
-//! storage, Delta Lake) is a new implementation of these, not a change to the runs. The local
-//! Parquet folder (`local.rs`) is the one implementation today.
+//! storage) is a new implementation of these, not a change to the runs. The local Parquet folder
+//! (`local.rs`) and the Delta Lake tables (`delta.rs`) implement them.
 //!
 //! What every backend guarantees, and `tests/crash_points.rs` checks for the local one: only one
 //! run changes an output at a time; nothing staged is visible before [`StagedRun::commit`]; a
@@ -10,12 +10,14 @@
 //! point) by the next run's opening, before it reads anything.
 
 use std::ffi::OsString;
+use std::time::SystemTime;
 
 use anyhow::Result;
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
+use serde::{Deserialize, Serialize};
 
-use super::part::file_stamp;
+use super::part::{file_stamp, run_stamp};
 use super::WriteOptions;
 
 /// An output opened for changing: held against other runs, and any commit a killed run left
@@ -101,8 +103,45 @@ pub trait StagedRun {
     /// output and its content: the incremental state, the run report) visible together. With
     /// `replace` each table is replaced whole (overwrite, compact), otherwise its staged parts
     /// join the existing ones (append). After an error the output is either unchanged or, once
-    /// the commit point was passed, finished by the next [`super::open`].
-    fn commit(self: Box<Self>, tables: &[&str], replace: bool, files: Vec<(&str, String)>) -> Result<()>;
+    /// the commit point was passed, finished by the next [`super::open`]. `run` is what a backend
+    /// with a history (Delta's commit info) records of the run; the Parquet folder keeps none.
+    fn commit(
+        self: Box<Self>,
+        tables: &[&str],
+        replace: bool,
+        files: Vec<(&str, String)>,
+        run: &RunInfo,
+    ) -> Result<()>;
+}
+
+/// What a commit records about the run that made it where the backend keeps a history (each
+/// Delta commit's `commitInfo`), so a table's history says which run and inputs each version
+/// came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// The run's stamp ([`super::run_stamp`] of its start), which also names its part files.
+    pub run_id: String,
+    /// The run's start in microseconds since 1970. It grows from run to run, so a Delta commit
+    /// records it as its application transaction version, and a commit replayed after a crash
+    /// sees that it already landed.
+    pub sequence: i64,
+    /// The command that made the commit (`convert`, `compact`).
+    pub command: String,
+    /// The inputs the run converted, relative to `--in`.
+    pub inputs: Vec<String>,
+}
+
+impl RunInfo {
+    /// The record of a run of `command` that started at `started` and read `inputs`.
+    pub fn new(started: SystemTime, command: &str, inputs: Vec<String>) -> RunInfo {
+        let since_epoch = started.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        RunInfo {
+            run_id: run_stamp(started),
+            sequence: i64::try_from(since_epoch.as_micros()).unwrap_or(i64::MAX),
+            command: command.to_owned(),
+            inputs,
+        }
+    }
 }
 
 /// Writes one staged part of a table, batch by batch.

@@ -132,9 +132,15 @@ pub fn read_table(dir: &Path) -> Table {
         "only Parquet files in {} (the tool's own tables end in .fhir2table-parquet): {paths:?}",
         dir.display()
     );
+    read_files(&paths)
+}
+
+/// The rows of these Parquet files, in this order (a Delta table's files are those its log
+/// lists, not every file of its folder).
+pub fn read_files(paths: &[PathBuf]) -> Table {
     let mut schema = None;
     let mut rows = Vec::new();
-    for path in &paths {
+    for path in paths {
         let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap();
         schema = Some(builder.schema().clone());
         for batch in builder.build().unwrap() {

@@ -1,0 +1,300 @@
+//! `--format delta` read back by two Delta readers that share no code with fhir2table or with
+//! each other's Parquet reading: the `deltalake` Python package (delta-rs) and DuckDB 1.4.4's
+//! delta extension (delta-kernel, loaded from the `duckdb-ext-delta` wheel, as DuckDB cannot
+//! download extensions here). Every table of the bundled fixtures must hold, cell for cell, what
+//! `--format parquet` writes (read by pyarrow), at the newest version after an append and, by
+//! time travel, at the version before it. Both readers run in a venv of their own kept in this
+//! crate's target folder between runs. Without a venv or PyPI the test is skipped with a note,
+//! and fails when `CI` is set.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{convert_into, fixtures};
+
+/// The readers, pinned: the versions the Delta decision (docs/DELTA.md) was checked with.
+const READERS: [&str; 4] = [
+    "deltalake==1.6.6",
+    "pyarrow==26.0.1",
+    "duckdb==1.4.4",
+    "duckdb-ext-delta==1.4.4.20260205",
+];
+
+fn skip_or_fail(why: &str) {
+    if std::env::var_os("CI").is_some() {
+        panic!("CI must be able to install {READERS:?} into a venv: {why}");
+    }
+    eprintln!("skipped: {why}");
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+}
+
+/// The Python of a venv holding both Delta readers, made (once) under the target folder.
+fn readers_python() -> Result<PathBuf, String> {
+    let venv = target_dir().join("tmp/delta-readers-venv");
+    let python = venv.join("bin/python");
+    let ready = venv.join("ready");
+    if std::fs::read_to_string(&ready).is_ok_and(|text| text == READERS.join("\n")) {
+        return Ok(python);
+    }
+    let _ = std::fs::remove_dir_all(&venv);
+    let step = |command: &mut Command| -> Result<(), String> {
+        let output = command.output().map_err(|e| e.to_string())?;
+        match output.status.success() {
+            true => Ok(()),
+            false => Err(String::from_utf8_lossy(&output.stderr).into_owned()),
+        }
+    };
+    step(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    step(
+        Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+            .args(READERS),
+    )?;
+    std::fs::write(&ready, READERS.join("\n")).map_err(|e| e.to_string())?;
+    Ok(python)
+}
+
+/// Compares every table of a Parquet output (or only the one named by a fourth argument) with the
+/// Delta table of the same name, read by both readers at the newest version (`latest`) or the
+/// one before it (`previous`); prints one line
+/// per table and exits non-zero at the first difference, naming the reader and the first row
+/// that differs.
+const COMPARE: &str = r#"
+import datetime, decimal, glob, json, os, sys
+import duckdb, pyarrow.dataset
+from deltalake import DeltaTable
+
+parquet_out, delta_out, which = sys.argv[1], os.path.abspath(sys.argv[2]), sys.argv[3]
+only = sys.argv[4] if len(sys.argv) > 4 else None
+
+def canon(value):
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+        return "ts:" + value.isoformat()
+    if isinstance(value, datetime.date):
+        return "date:" + value.isoformat()
+    if isinstance(value, float):
+        return "float:" + repr(value)
+    if isinstance(value, decimal.Decimal):
+        return "decimal:" + str(value)
+    if isinstance(value, list):
+        return [canon(v) for v in value]
+    if isinstance(value, dict):
+        return {k: canon(v) for k, v in value.items()}
+    return value
+
+def rows(table):
+    names = table.column_names
+    return names, sorted(json.dumps([canon(r[n]) for n in names]) for r in table.to_pylist())
+
+site = glob.glob(os.path.join(sys.prefix, "lib/python*/site-packages"))[0]
+extension = glob.glob(os.path.join(site, "**/delta.duckdb_extension"), recursive=True)[0]
+con = duckdb.connect(config={"allow_unsigned_extensions": "true"})
+con.execute(f"LOAD '{extension}'")
+con.execute("SET TimeZone = 'UTC'")
+
+tables = sorted(t for t in os.listdir(parquet_out) if not t.startswith((".", "_")))
+found = sorted(t for t in os.listdir(delta_out) if not t.startswith((".", "_")))
+if which == "latest" and only is None and tables != found:
+    sys.exit(f"tables differ: parquet {tables}, delta {found}")
+for name in (t for t in tables if only in (None, t)):
+    expected = rows(pyarrow.dataset.dataset(os.path.join(parquet_out, name), format="parquet").to_table())
+    path = os.path.join(delta_out, name)
+    latest = DeltaTable(path).version()
+    version = latest if which == "latest" else max(latest - 1, 0)
+    url = "file://" + path
+    if version == latest:
+        scanned = con.execute(f"SELECT * FROM delta_scan('{url}')").fetch_arrow_table()
+    else:
+        con.execute(f"ATTACH '{url}' AS v{version}_{name} (TYPE delta, VERSION {version})")
+        scanned = con.execute(f"SELECT * FROM v{version}_{name}").fetch_arrow_table()
+    readers = {
+        "deltalake": rows(DeltaTable(path, version=version).to_pyarrow_table()),
+        "duckdb": rows(scanned),
+    }
+    for reader, (names, got) in readers.items():
+        if names != expected[0]:
+            sys.exit(f"{name} v{version} {reader}: columns {names}, parquet has {expected[0]}")
+        if got != expected[1]:
+            first = next((g, e) for g, e in zip(got + [None] * len(expected[1]), expected[1] + [None] * len(got)) if g != e)
+            sys.exit(f"{name} v{version} {reader}: {len(got)} rows, parquet {len(expected[1])}; first difference {first}")
+    print(name, version, len(expected[1]))
+# Closed before exit: the delta extension aborts the interpreter's exit otherwise (after ATTACH).
+con.close()
+"#;
+
+/// The commit history of a Delta table as delta-rs reads it: one line per version, oldest
+/// first, with the operation and fhir2table's commit-info fields.
+const HISTORY: &str = r#"
+import json, sys
+from deltalake import DeltaTable
+for entry in sorted(DeltaTable(sys.argv[1]).history(), key=lambda h: h["version"]):
+    print(json.dumps({k: entry.get(k) for k in ("version", "operation", "command", "runId", "inputs")}))
+"#;
+
+/// The table lines `COMPARE` printed: (table, version, rows).
+fn compared(stdout: &str) -> Vec<(String, u64, u64)> {
+    stdout
+        .lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            (
+                fields[0].to_owned(),
+                fields[1].parse().unwrap(),
+                fields[2].parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn delta_tables_read_back_by_delta_rs_and_duckdb_equal_the_parquet_output_and_travel_back() {
+    let python = match readers_python() {
+        Ok(python) => python,
+        Err(why) => return skip_or_fail(&why),
+    };
+    let first = fixtures().join("synthea");
+    let second = fixtures().join("ndjson");
+    let work = tempfile::tempdir().unwrap();
+    let (parquet_before, parquet_after, delta) = (
+        work.path().join("parquet-before"),
+        work.path().join("parquet-after"),
+        work.path().join("delta"),
+    );
+    let views = ["--view", "default", "-q"];
+    for (out, input, extra) in [
+        (&parquet_before, &first, &[][..]),
+        (&parquet_after, &first, &[]),
+        (&parquet_after, &second, &["--mode", "append"]),
+        (&delta, &first, &["--format", "delta"]),
+    ] {
+        let (code, stderr) = convert_into(input, out, &[&views[..], extra].concat());
+        assert!(code <= 1, "{stderr}");
+    }
+
+    // Version 0 of every table: the first run's rows.
+    let stdout = common::python(&python, COMPARE, &[&parquet_before, &delta, Path::new("latest")]);
+    let tables = compared(&stdout);
+    assert!(tables.len() > 10, "{stdout}");
+    assert!(tables.iter().all(|(_, version, _)| *version == 0), "{stdout}");
+    assert!(
+        tables
+            .iter()
+            .any(|(name, _, rows)| name == "patient" && *rows > 0),
+        "{stdout}"
+    );
+
+    // An append is a new version holding both runs' rows; the version before it, the first's.
+    let (code, stderr) = convert_into(
+        &second,
+        &delta,
+        &[&views[..], &["--format", "delta", "--mode", "append"]].concat(),
+    );
+    assert!(code <= 1, "{stderr}");
+    let stdout = common::python(&python, COMPARE, &[&parquet_after, &delta, Path::new("latest")]);
+    let appended: Vec<_> = compared(&stdout)
+        .into_iter()
+        .filter(|(_, version, _)| *version == 1)
+        .collect();
+    assert!(appended.iter().any(|(name, _, _)| name == "patient"), "{stdout}");
+    let stdout = common::python(
+        &python,
+        COMPARE,
+        &[&parquet_before, &delta, Path::new("previous")],
+    );
+    assert_eq!(compared(&stdout).len(), tables.len(), "{stdout}");
+
+    // Each version's commit info names its run and inputs.
+    let history = common::python(&python, HISTORY, &[&delta.join("patient")]);
+    let versions: Vec<serde_json::Value> = history
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(versions.len(), 2, "{history}");
+    assert_eq!(versions[0]["operation"], "CREATE TABLE", "{history}");
+    assert_eq!(versions[1]["operation"], "WRITE", "{history}");
+    for version in &versions {
+        assert_eq!(version["command"], "convert", "{history}");
+        assert!(
+            version["runId"].as_str().is_some_and(|id| id.ends_with('Z')),
+            "{history}"
+        );
+    }
+    let inputs = |version: &serde_json::Value| version["inputs"].as_array().cloned().unwrap_or_default();
+    assert!(
+        inputs(&versions[1]).contains(&"Patient.ndjson".into()),
+        "{history}"
+    );
+    assert!(
+        !inputs(&versions[0]).contains(&"Patient.ndjson".into()),
+        "{history}"
+    );
+
+    // compact: one transaction per table whose rows equal the compacted Parquet output; the
+    // version before it still holds the appended rows.
+    for out in [&parquet_after, &delta] {
+        let compacted = common::fhir2table()
+            .arg("compact")
+            .arg(out)
+            .arg("-q")
+            .output()
+            .unwrap();
+        assert!(
+            compacted.status.success(),
+            "{}",
+            String::from_utf8_lossy(&compacted.stderr)
+        );
+    }
+    let stdout = common::python(&python, COMPARE, &[&parquet_after, &delta, Path::new("latest")]);
+    assert_eq!(compared(&stdout).len(), tables.len(), "{stdout}");
+    let appended_out = work.path().join("parquet-appended");
+    for (input, mode) in [(&first, "overwrite"), (&second, "append")] {
+        let (code, stderr) = convert_into(input, &appended_out, &[&views[..], &["--mode", mode]].concat());
+        assert!(code <= 1, "{stderr}");
+    }
+    let previous = [&appended_out, &delta, Path::new("previous"), Path::new("patient")];
+    let stdout = common::python(&python, COMPARE, &previous);
+    assert_eq!(compared(&stdout), [("patient".to_owned(), 1, 16)], "{stdout}");
+    let history = common::python(&python, HISTORY, &[&delta.join("patient")]);
+    let last: serde_json::Value = serde_json::from_str(history.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (&last["version"], &last["operation"]),
+        (&2.into(), &"COMPACT".into()),
+        "{history}"
+    );
+    assert_eq!(last["command"], "compact", "{history}");
+}
+
+/// An output keeps one format: Parquet files added beside a Delta table would be invisible to
+/// Delta readers, and a Delta log over a Parquet folder would hide its files.
+#[test]
+fn an_output_of_one_format_refuses_the_other_before_writing() {
+    let input = fixtures().join("ndjson");
+    for (first, second, message) in [
+        ("delta", "parquet", "is a Delta table: use --format delta"),
+        (
+            "parquet",
+            "delta",
+            "is a folder of Parquet files: use --format parquet",
+        ),
+    ] {
+        let out = tempfile::tempdir().unwrap();
+        let (code, stderr) = convert_into(&input, out.path(), &["-q", "--format", first]);
+        assert_eq!(code, 0, "{stderr}");
+        let before = common::table_folders(out.path());
+        let (code, stderr) = convert_into(&input, out.path(), &["-q", "--format", second]);
+        assert_eq!(code, 2, "{stderr}");
+        assert!(stderr.contains(message), "{stderr}");
+        assert_eq!(common::table_folders(out.path()), before);
+        let delta_log = out.path().join("patient/_delta_log");
+        assert_eq!(delta_log.exists(), first == "delta");
+    }
+}
