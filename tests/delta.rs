@@ -298,3 +298,39 @@ fn an_output_of_one_format_refuses_the_other_before_writing() {
         assert_eq!(delta_log.exists(), first == "delta");
     }
 }
+
+/// `inspect` counts a Delta table's rows in its newest version: the files an overwrite removed
+/// stay in the folder for time travel but are not rows.
+#[test]
+fn inspect_counts_the_newest_version_of_a_delta_table() {
+    let input = fixtures().join("ndjson");
+    let out = tempfile::tempdir().unwrap();
+    for mode in ["overwrite", "overwrite"] {
+        let (code, stderr) = convert_into(&input, out.path(), &["-q", "--format", "delta", "--mode", mode]);
+        assert_eq!(code, 0, "{stderr}");
+    }
+    let parquet_files = std::fs::read_dir(out.path().join("patient"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "parquet"))
+        .count();
+    assert_eq!(parquet_files, 2, "both versions' files are kept");
+    let output = common::fhir2table()
+        .args(["inspect", "--json"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let inspection: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let patient = &inspection["tables"]["patient"];
+    let expected_rows = std::fs::read_to_string(input.join("Patient.ndjson"))
+        .unwrap()
+        .lines()
+        .count();
+    assert_eq!(patient["rows"], expected_rows as u64, "{patient}");
+    assert_eq!(patient["files"].as_array().unwrap().len(), 1, "{patient}");
+}

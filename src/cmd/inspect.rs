@@ -63,12 +63,7 @@ pub fn inspect(out: &Path) -> Result<Inspection> {
         if !folder.is_dir() || name.starts_with('.') || name.starts_with('_') {
             continue;
         }
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&folder)?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-            .collect();
-        files.sort();
+        let files = crate::sink::table_files(&folder)?;
         if files.is_empty() {
             continue;
         }

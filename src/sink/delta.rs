@@ -446,6 +446,15 @@ fn strip_metadata(schema: &Schema) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
+/// The names of the files of the newest version of the Delta table at `folder` (for `inspect`,
+/// which reads without opening the output for a run).
+pub(super) fn live_file_names(folder: &Path) -> Result<Vec<String>> {
+    let engine = engine();
+    let snapshot = snapshot(&engine, folder)?;
+    live_files(&engine, &snapshot)
+        .with_context(|| format!("cannot list the files of the Delta table {}", folder.display()))
+}
+
 /// The newest version of the Delta table at `folder`.
 fn snapshot(engine: &dyn Engine, folder: &Path) -> Result<Arc<Snapshot>> {
     Snapshot::builder_for(table_url(folder)?.as_str())

@@ -108,3 +108,29 @@ fn check_format(output: &Output, format: Format) -> Result<()> {
     }
     Ok(())
 }
+
+/// The Parquet files that hold a table's rows now: every one in a plain table folder, or those of
+/// a Delta table's newest version (files that earlier versions removed stay for time travel and
+/// are not rows any more). Sorted by name, which is oldest first.
+pub fn table_files(folder: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
+    if layout::is_delta_table(folder) {
+        #[cfg(feature = "delta")]
+        {
+            let mut names = delta::live_file_names(folder)?;
+            names.sort();
+            return Ok(names.into_iter().map(|name| folder.join(name)).collect());
+        }
+        #[cfg(not(feature = "delta"))]
+        anyhow::bail!(
+            "{} is a Delta table: this fhir2table was built without Delta Lake support (cargo feature `delta`)",
+            folder.display()
+        );
+    }
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(folder)?
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
