@@ -619,10 +619,11 @@ fn incremental_commits_rows_and_state_together() {
     enumerate("incremental", &case, &incremental);
 }
 
-#[test]
-fn compact_swaps_tables_whole_or_not_at_all() {
+/// An output that two incremental runs (`convert` plus `--incremental`) left with something to
+/// compact: a patient updated by the second run, and one deleted by it.
+fn before_compact(convert: &[&'static str]) -> Case {
     let case = prepared(&[], &[]);
-    let incremental = with(CONVERT, &["--incremental"]);
+    let incremental = with(convert, &["--incremental"]);
     write(
         &case.input().join("a.ndjson"),
         &[
@@ -639,6 +640,12 @@ fn compact_swaps_tables_whole_or_not_at_all() {
     let delete = r#"{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"DELETE","url":"Patient/d"}}]}"#;
     write(&case.input().join("deleted/Patient.ndjson"), delete);
     run(&case, &incremental, Fault::None).unwrap();
+    case
+}
+
+#[test]
+fn compact_swaps_tables_whole_or_not_at_all() {
+    let case = before_compact(CONVERT);
     enumerate("compact", &case, &["compact", "-q", "{out}"]);
 }
 
@@ -816,24 +823,7 @@ fn delta_append_lands_once_per_table_or_not_at_all() {
 fn delta_compact_swaps_each_tables_files_once_or_not_at_all() {
     // Two incremental runs (the second updates a patient and deletes one), then `compact`,
     // which finds the Delta tables itself.
-    let case = prepared(&[], &[]);
-    let incremental = with(&delta_convert(), &["--incremental"]);
-    write(
-        &case.input().join("a.ndjson"),
-        &[
-            patient_line("a", "A", "2024-01-01T00:00:00Z"),
-            patient_line("d", "D", "2024-01-01T00:00:00Z"),
-        ]
-        .join("\n"),
-    );
-    run(&case, &incremental, Fault::None).unwrap();
-    write(
-        &case.input().join("b.ndjson"),
-        &patient_line("a", "A2", "2024-02-01T00:00:00Z"),
-    );
-    let delete = r#"{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"DELETE","url":"Patient/d"}}]}"#;
-    write(&case.input().join("deleted/Patient.ndjson"), delete);
-    run(&case, &incremental, Fault::None).unwrap();
+    let case = before_compact(&delta_convert());
     assert!(
         delta_log(&case.out().join("patient")).is_some_and(|log| log.version == 1),
         "two Delta versions before compact"

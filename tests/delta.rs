@@ -9,8 +9,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use common::{convert_into, fixtures};
 
@@ -21,45 +20,6 @@ const READERS: [&str; 4] = [
     "duckdb==1.4.4",
     "duckdb-ext-delta==1.4.4.20260205",
 ];
-
-fn skip_or_fail(why: &str) {
-    if std::env::var_os("CI").is_some() {
-        panic!("CI must be able to install {READERS:?} into a venv: {why}");
-    }
-    eprintln!("skipped: {why}");
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
-}
-
-/// The Python of a venv holding both Delta readers, made (once) under the target folder.
-fn readers_python() -> Result<PathBuf, String> {
-    let venv = target_dir().join("tmp/delta-readers-venv");
-    let python = venv.join("bin/python");
-    let ready = venv.join("ready");
-    if std::fs::read_to_string(&ready).is_ok_and(|text| text == READERS.join("\n")) {
-        return Ok(python);
-    }
-    let _ = std::fs::remove_dir_all(&venv);
-    let step = |command: &mut Command| -> Result<(), String> {
-        let output = command.output().map_err(|e| e.to_string())?;
-        match output.status.success() {
-            true => Ok(()),
-            false => Err(String::from_utf8_lossy(&output.stderr).into_owned()),
-        }
-    };
-    step(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-    step(
-        Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
-            .args(READERS),
-    )?;
-    std::fs::write(&ready, READERS.join("\n")).map_err(|e| e.to_string())?;
-    Ok(python)
-}
 
 /// Compares every table of a Parquet output (or only the one named by a fourth argument) with the
 /// Delta table of the same name, read by both readers at the newest version (`latest`) or the
@@ -157,9 +117,9 @@ fn compared(stdout: &str) -> Vec<(String, u64, u64)> {
 
 #[test]
 fn delta_tables_read_back_by_delta_rs_and_duckdb_equal_the_parquet_output_and_travel_back() {
-    let python = match readers_python() {
+    let python = match common::venv_python("delta-readers-venv", &READERS) {
         Ok(python) => python,
-        Err(why) => return skip_or_fail(&why),
+        Err(why) => return common::skip_or_fail(&format!("{READERS:?}"), &why),
     };
     let first = fixtures().join("synthea");
     let second = fixtures().join("ndjson");

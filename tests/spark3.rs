@@ -8,54 +8,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use common::{convert, read_table};
 
 const PYSPARK_3: &str = "pyspark==3.5.9";
-
-fn skip_or_fail(why: &str) {
-    if std::env::var_os("CI").is_some() {
-        panic!("CI must be able to install {PYSPARK_3} into a venv (Java 17 is on the machine): {why}");
-    }
-    eprintln!("skipped: {why}");
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
-}
-
-/// The Python of a venv holding pyspark 3.5, made (once) under the target folder.
-fn spark3_python() -> Result<PathBuf, String> {
-    let venv = target_dir().join("tmp/pyspark-3.5.9-venv");
-    let python = venv.join("bin/python");
-    let ready = venv.join("ready");
-    if ready.exists() {
-        return Ok(python);
-    }
-    let _ = std::fs::remove_dir_all(&venv);
-    let step = |command: &mut Command| -> Result<(), String> {
-        let output = command.output().map_err(|e| e.to_string())?;
-        match output.status.success() {
-            true => Ok(()),
-            false => Err(String::from_utf8_lossy(&output.stderr).into_owned()),
-        }
-    };
-    step(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-    step(Command::new(&python).args([
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        PYSPARK_3,
-    ]))?;
-    std::fs::write(&ready, PYSPARK_3).map_err(|e| e.to_string())?;
-    Ok(python)
-}
 
 const READ: &str = r#"
 import sys
@@ -76,9 +33,9 @@ for row in spark.read.parquet(out + "/encounter").select("id", "start", "end").c
 
 #[test]
 fn spark_3_reads_dates_before_1582_as_written_without_settings() {
-    let python = match spark3_python() {
+    let python = match common::venv_python("pyspark-3.5.9-venv", &[PYSPARK_3]) {
         Ok(python) => python,
-        Err(why) => return skip_or_fail(&why),
+        Err(why) => return common::skip_or_fail(&format!("{PYSPARK_3} (Java 17 is on the machine)"), &why),
     };
     let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/old-dates.ndjson");
     let run = convert(&input, &["-q"]);

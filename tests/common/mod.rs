@@ -199,3 +199,47 @@ pub fn assert_cells(row: &BTreeMap<String, Option<String>>, expected: &[(&str, O
         );
     }
 }
+
+/// The Python of a virtual environment under the target folder holding exactly `packages`, made
+/// once and remade when the list changes. `Err` says why it could not be made (no `python3 -m
+/// venv`, no network to PyPI); see [`skip_or_fail`].
+pub fn venv_python(name: &str, packages: &[&str]) -> Result<PathBuf, String> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let venv = target.join("tmp").join(name);
+    let python = venv.join("bin/python");
+    let ready = venv.join("ready");
+    if std::fs::read_to_string(&ready).is_ok_and(|text| text == packages.join("\n")) {
+        return Ok(python);
+    }
+    let _ = std::fs::remove_dir_all(&venv);
+    let step = |command: &mut std::process::Command| -> Result<(), String> {
+        let output = command.output().map_err(|e| e.to_string())?;
+        match output.status.success() {
+            true => Ok(()),
+            false => Err(String::from_utf8_lossy(&output.stderr).into_owned()),
+        }
+    };
+    step(
+        std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv),
+    )?;
+    step(
+        std::process::Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+            .args(packages),
+    )?;
+    std::fs::write(&ready, packages.join("\n")).map_err(|e| e.to_string())?;
+    Ok(python)
+}
+
+/// A test whose readers could not be installed: skipped on a developer's machine, a failure in
+/// CI (which must be able to install them), with `what` and the reason.
+pub fn skip_or_fail(what: &str, why: &str) {
+    if std::env::var_os("CI").is_some() {
+        panic!("CI must be able to install {what} into a venv: {why}");
+    }
+    eprintln!("skipped: {why}");
+}
