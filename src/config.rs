@@ -7,7 +7,7 @@ use std::str::FromStr;
 use serde::Deserialize;
 
 use crate::sink::{Compression, Format};
-use crate::source::{InputFilter, Limits};
+use crate::source::{InputFilter, Limits, Shard};
 use crate::UsageError;
 
 /// Default rows per Arrow RecordBatch (and per batch handed to the Parquet writer).
@@ -27,7 +27,7 @@ pub enum LogLevel {
 }
 
 /// What a run does with tables that already exist in the output folder (`--mode`, `mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum WriteMode {
     /// Replace each table as a whole, once the new one is complete.
@@ -203,6 +203,9 @@ pub struct Settings {
     pub max_line_bytes: u64,
     /// The `include` / `exclude` globs, compiled.
     pub input_filter: InputFilter,
+    /// This process's share of a sharded run (`--shard`, or a Kubernetes Indexed Job's
+    /// variables); not a config key, as each process of the run has its own.
+    pub shard: Option<Shard>,
 }
 
 impl Settings {
@@ -264,6 +267,7 @@ impl Settings {
             max_json_bytes,
             max_line_bytes,
             input_filter,
+            shard: None,
         })
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// At most this many errors are kept with their details; the rest are only counted.
 pub const MAX_ERRORS_KEPT: usize = 1000;
@@ -14,7 +14,7 @@ const MAX_EXAMPLE_CHARS: usize = 200;
 
 /// Kinds of per-value warnings. `Invalid*` and `OversizedValue` mean an input value was dropped,
 /// so they make the run exit 1; reference warnings lose nothing from the input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WarningKind {
     InvalidDate,
@@ -40,9 +40,9 @@ impl WarningKind {
 }
 
 /// Where a value or resource came from.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Origin {
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub file: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<u64>,
@@ -51,7 +51,7 @@ pub struct Origin {
 }
 
 /// One lost piece of input: the file (and line) and why.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InputError {
     #[serde(flatten)]
     pub origin: Origin,
@@ -59,7 +59,7 @@ pub struct InputError {
 }
 
 /// One example of a warning.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WarningExample {
     #[serde(flatten)]
     pub origin: Origin,
@@ -68,14 +68,15 @@ pub struct WarningExample {
 }
 
 /// Count and first few examples of one warning kind.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct WarningTally {
     pub count: u64,
     pub examples: Vec<WarningExample>,
 }
 
-/// A worker's (or the whole run's) record of input problems and resource counts.
-#[derive(Debug, Clone, Default)]
+/// A worker's (or the whole run's, or a shard's) record of input problems and resource counts;
+/// a shard keeps it in its manifest for the commit that merges all shards' reports.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Diagnostics {
     pub errors: Vec<InputError>,
     pub error_count: u64,

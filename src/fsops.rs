@@ -127,6 +127,17 @@ pub fn copy(from: &Path, to: &Path) -> io::Result<()> {
     rename(&temporary, to)
 }
 
+/// Gives the finished file `from` a second name `to` (a hard link, so nothing is copied), or
+/// copies it where a link cannot be made (another file system). Either way `to` appears whole,
+/// and `from` is left as it was.
+pub fn link_or_copy(from: &Path, to: &Path) -> io::Result<()> {
+    match counted(|| fs::hard_link(from, to)) {
+        Ok(()) => sync_parent(to),
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => Err(error),
+        Err(_) => copy(from, to),
+    }
+}
+
 /// Writes `content` to `path` through a temporary file and a rename, so readers (and a crash) see
 /// the old file or the new one, never a part of one.
 pub fn write_atomically(path: &Path, content: &[u8]) -> io::Result<()> {

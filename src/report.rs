@@ -35,6 +35,10 @@ pub struct RunReport {
     /// Why the run failed (exit code 3); the previous tables were left in place.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,
+    /// A shard's run (`--shard`): whether it committed every shard's tables into the output, or
+    /// what the commit still waits for. The output's own report is the merged one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shards: Option<String>,
 }
 
 /// Input files by outcome.
@@ -126,6 +130,7 @@ impl RunReport {
             error_count: diagnostics.error_count,
             errors: diagnostics.errors,
             failure: None,
+            shards: None,
         }
     }
 

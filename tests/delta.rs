@@ -294,3 +294,55 @@ fn inspect_counts_the_newest_version_of_a_delta_table() {
     assert_eq!(patient["rows"], expected_rows as u64, "{patient}");
     assert_eq!(patient["files"].as_array().unwrap().len(), 1, "{patient}");
 }
+
+#[test]
+fn four_concurrent_shards_are_one_delta_commit_per_table_equal_to_a_single_run() {
+    let python = match common::venv_python("delta-readers-venv", &READERS) {
+        Ok(python) => python,
+        Err(why) => return common::skip_or_fail(&format!("{READERS:?}"), &why),
+    };
+    let input = fixtures();
+    let work = tempfile::tempdir().unwrap();
+    let (parquet, delta) = (work.path().join("parquet"), work.path().join("delta"));
+    let (code, stderr) = convert_into(&input, &parquet, &["--view", "default", "-q"]);
+    assert!(code <= 1, "{stderr}");
+    let shards: Vec<_> = (0..4)
+        .map(|index| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_fhir2table"))
+                .args(["convert", "--view", "default", "--format", "delta", "-q", "--in"])
+                .arg(&input)
+                .arg("--out")
+                .arg(&delta)
+                .args(["--shard", &format!("{index}/4")])
+                .env_remove("JOB_COMPLETION_INDEX")
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut shard in shards {
+        assert!(matches!(shard.wait().unwrap().code(), Some(0 | 1)));
+    }
+    // Both Delta readers see, at version 0, every row a single process writes.
+    let stdout = common::python(&python, COMPARE, &[&parquet, &delta, Path::new("latest")]);
+    let tables = compared(&stdout);
+    assert!(tables.len() > 10, "{stdout}");
+    assert!(tables.iter().all(|(_, version, _)| *version == 0), "{stdout}");
+    // One commit holds all four shards' files, and names every input once.
+    let history = common::python(&python, HISTORY, &[&delta.join("patient")]);
+    let versions: Vec<serde_json::Value> = history
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(versions.len(), 1, "{history}");
+    let inputs = versions[0]["inputs"].as_array().cloned().unwrap_or_default();
+    assert!(inputs.contains(&"ndjson/Patient.ndjson".into()), "{history}");
+    let mut unique = inputs.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), inputs.len(), "{history}");
+    let files: Vec<String> = std::fs::read_dir(delta.join("patient"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".parquet"))
+        .collect();
+    assert_eq!(files.len(), 4, "one part per shard: {files:?}");
+}

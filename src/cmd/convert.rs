@@ -27,6 +27,7 @@ Examples:
   fhir2table convert --in ./export --out ./warehouse --exclude log.ndjson --exclude 'old-*/'
   fhir2table convert --in /data/landing --out /data/warehouse --incremental --errors-to /data/quarantine
   fhir2table convert --config /etc/fhir2table.toml --log-file /var/log/fhir2table.log -q
+  fhir2table convert --in /mnt/export --out /mnt/lake --format delta --shard 2/4
   duckdb -c \"SELECT gender, count(*) FROM '/tmp/parquet/patient/*.parquet' GROUP BY 1\"";
 
 use std::io::IsTerminal;
@@ -38,6 +39,7 @@ use anyhow::Result;
 use crate::config::{ByteSize, LogLevel, Options, Settings, WriteMode};
 use crate::convert::{convert, Progress};
 use crate::sink::{Compression, Format};
+use crate::source::Shard;
 use crate::{logging, Exit};
 
 /// Flags of `fhir2table convert`; each config key has one.
@@ -138,6 +140,15 @@ pub struct Args {
     #[arg(long, value_name = "SIZE")]
     pub max_line_bytes: Option<ByteSize>,
 
+    /// Convert only shard I of N (I from 0) of the inputs, so N processes (on one machine or many)
+    /// convert one export together: inputs are shared out by path, big NDJSON files by byte
+    /// range. Each shard keeps its tables in OUT/.fhir2table/_shards/ until the last one to
+    /// finish commits them all into OUT at once (or `fhir2table commit OUT` does); a failed shard
+    /// is simply run again. Unset, a Kubernetes Indexed Job's JOB_COMPLETION_INDEX and
+    /// JOB_COMPLETIONS give it. Not with --incremental, --archive or --delete-processed
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<Shard>,
+
     /// Print the run report (as in OUT/.fhir2table/_run.json) on stdout: `--report json`
     #[arg(long, value_name = "FORMAT", value_parser = ["json"])]
     pub report: Option<String>,
@@ -234,7 +245,11 @@ pub fn run(args: Args) -> Result<Exit> {
         include: (!args.include.is_empty()).then_some(args.include),
         exclude: (!args.exclude.is_empty()).then_some(args.exclude),
     };
-    let settings = Settings::from_options(options.overridden_by(flags), &source)?;
+    let mut settings = Settings::from_options(options.overridden_by(flags), &source)?;
+    settings.shard = match args.shard {
+        Some(shard) => Some(shard),
+        None => Shard::from_environment().map_err(crate::UsageError)?,
+    };
     let stderr_level = logging::stderr_level(args.quiet, args.verbose);
     logging::init(stderr_level, settings.log_file.as_deref(), settings.log_level)
         .map_err(|e| crate::UsageError(format!("{e:#}")))?;
@@ -247,6 +262,9 @@ pub fn run(args: Args) -> Result<Exit> {
     tracing::info!("{}", report.summary());
     if !args.quiet {
         eprintln!("{}", report.summary());
+        if let Some(shards) = &report.shards {
+            eprintln!("{shards}");
+        }
         for error in report.errors.iter().take(ERRORS_SHOWN) {
             let line = error
                 .origin

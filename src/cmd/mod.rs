@@ -1,5 +1,6 @@
 //! The command line: one module per subcommand, each with its usage text at the top.
 
+pub mod commit;
 pub mod compact;
 pub mod convert;
 pub mod inspect;
@@ -16,7 +17,8 @@ Examples:
   fhir2table convert --in ./fhir --out ./parquet
   fhir2table convert --config fhir2table.toml --threads 2 -q
   fhir2table inspect ./parquet
-  fhir2table compact ./parquet";
+  fhir2table compact ./parquet
+  fhir2table convert --in ./fhir --out ./lake --shard 0/2 & fhir2table convert --in ./fhir --out ./lake --shard 1/2";
 
 /// The closing text of a `--help`: its examples, then the exit codes (written once, on [`Exit`]).
 pub(crate) fn examples_and_exit_codes(examples: &str) -> String {
@@ -39,6 +41,7 @@ pub enum Command {
     Convert(Box<convert::Args>),
     Inspect(inspect::Args),
     Compact(compact::Args),
+    Commit(commit::Args),
 }
 
 /// Writes to stdout; a closed pipe (`| head`) ends the output quietly instead of panicking.
@@ -57,5 +60,6 @@ pub fn run(cli: Cli) -> Result<Exit> {
         Command::Convert(args) => convert::run(*args),
         Command::Inspect(args) => inspect::run(args),
         Command::Compact(args) => compact::run(args),
+        Command::Commit(args) => commit::run(args),
     }
 }

@@ -4,6 +4,7 @@
 //! [`compact`] is the other run that changes an output folder, in the same steps.
 
 pub mod compact;
+pub mod shards;
 mod worker;
 
 use std::cell::Cell;
@@ -62,7 +63,10 @@ impl Progress for () {}
 pub fn convert(settings: &Settings, progress: &dyn Progress) -> Result<RunReport> {
     let started = SystemTime::now();
     let mut templates = output_tables(settings)?;
-    let output = open_output(settings, &mut templates)?;
+    let output = match settings.shard {
+        Some(shard) => shards::open_shard(settings, shard)?,
+        None => open_output(settings, &mut templates)?,
+    };
     // From here on the run owns the folder: whatever ends it (an error, a panic on this thread)
     // leaves the previous tables in place and a report saying why.
     let committed = Cell::new(false);
@@ -70,7 +74,7 @@ pub fn convert(settings: &Settings, progress: &dyn Progress) -> Result<RunReport
         convert_in(settings, progress, &*output, &templates, started, &committed)
     }));
     let error = match run {
-        Ok(Ok(report)) => return Ok(report),
+        Ok(Ok((report, plan))) => return finish(settings, output, report, plan),
         Ok(Err(error)) if error.downcast_ref::<UsageError>().is_some() => return Err(error),
         Ok(Err(error)) => error,
         Err(panic) => anyhow::anyhow!(
@@ -96,17 +100,67 @@ fn convert_in(
     templates: &[Box<dyn Table>],
     started: SystemTime,
     committed: &Cell<bool>,
-) -> Result<RunReport> {
+) -> Result<(RunReport, String)> {
     let options = WriteOptions {
         compression: settings.compression,
     };
     let staging = output.stage(options).map_err(|e| UsageError(format!("{e:#}")))?;
-    let mut inputs = select_inputs(settings, started)?;
+    let mut inputs = select_inputs(settings, templates, started)?;
     let mut converted = convert_inputs(settings, progress, templates, &*staging, &inputs)?;
     let tables = resolve(settings, output, &*staging, templates, &mut converted)?;
     let report = commit(settings, staging, &mut inputs, &mut converted, &tables)?;
     committed.set(true);
-    after_commit(settings, output, &inputs, converted, &tables, report)
+    let plan = inputs.plan.clone();
+    Ok((
+        after_commit(settings, output, &inputs, converted, &tables, report)?,
+        plan,
+    ))
+}
+
+/// After a run: a shard that finished tries to commit its run's shards (it may be the last one);
+/// the shard's own report is the run's outcome either way.
+fn finish(
+    settings: &Settings,
+    output: Box<dyn Store>,
+    mut report: RunReport,
+    plan: String,
+) -> Result<RunReport> {
+    let Some(shard) = settings.shard else {
+        return Ok(report);
+    };
+    // The shard's folder is done with; its lock must go before the commit takes it.
+    drop(output);
+    let trigger = shards::Trigger::Finished {
+        shards: shard.count,
+        plan: &plan,
+    };
+    let outcome = match shards::commit_shards(&settings.output, trigger) {
+        Ok(shards::ShardsCommit::Committed(merged)) => format!(
+            "shard {shard} finished last and committed all {} shards into {}: {}",
+            shard.count,
+            settings.output.display(),
+            merged.summary()
+        ),
+        Ok(shards::ShardsCommit::Recovered) => {
+            format!("shard {shard} finished the commit of all shards that an interrupted process had begun")
+        }
+        Ok(shards::ShardsCommit::Nothing) => {
+            format!("shard {shard} is converted; another process committed the shards")
+        }
+        Ok(shards::ShardsCommit::Waiting(why)) => {
+            format!("shard {shard} is converted; the shards are not committed yet: {why}")
+        }
+        Err(error) => {
+            return Err(error.context(format!(
+                "shard {shard} is converted and kept, but committing the shards failed; \
+                 run `fhir2table commit {}` to try again",
+                settings.output.display()
+            )))
+        }
+    };
+    info!("{outcome}");
+    report.shards = Some(outcome);
+    Ok(report)
 }
 
 /// Plan: checks the folders and the existing tables against `--mode`, then opens (locks) the
@@ -114,21 +168,29 @@ fn convert_in(
 /// written, not even a report.
 fn open_output(settings: &Settings, templates: &mut [Box<dyn Table>]) -> Result<Box<dyn Store>> {
     check_folders(settings)?;
-    if !settings.input.exists() {
-        return Err(UsageError(format!("input {} does not exist", settings.input.display())).into());
-    }
-    std::fs::create_dir_all(&settings.output).map_err(|e| {
-        UsageError(format!(
-            "cannot create output folder {}: {e}",
-            settings.output.display()
-        ))
-    })?;
+    check_input_and_create_output(settings)?;
     let output = crate::sink::open(&settings.output, settings.format)?;
     if output.recovered() {
         info!("finished the commit of an interrupted run");
     }
     check_existing_tables(settings, &*output, templates)?;
     Ok(output)
+}
+
+/// Plan: `--in` must exist; `--out` is created if it does not.
+fn check_input_and_create_output(settings: &Settings) -> Result<(), UsageError> {
+    if !settings.input.exists() {
+        return Err(UsageError(format!(
+            "input {} does not exist",
+            settings.input.display()
+        )));
+    }
+    std::fs::create_dir_all(&settings.output).map_err(|e| {
+        UsageError(format!(
+            "cannot create output folder {}: {e}",
+            settings.output.display()
+        ))
+    })
 }
 
 /// The inputs a run converts and what it knows about them before reading any.
@@ -143,11 +205,25 @@ struct Inputs {
     /// The run's start in compact form: names its part files and its state records.
     stamp: String,
     started: SystemTime,
+    /// Inputs found under `--in` before a shard took its share (`--shard`), and the
+    /// fingerprint all shards of the run share (see `shards::plan_fingerprint`); empty unsharded.
+    found_by_all: u64,
+    plan: String,
 }
 
 /// Plan: finds the inputs under `--in` and, with `--incremental`, keeps only the new or changed.
-fn select_inputs(settings: &Settings, started: SystemTime) -> Result<Inputs> {
+fn select_inputs(settings: &Settings, templates: &[Box<dyn Table>], started: SystemTime) -> Result<Inputs> {
     let mut discovery = discover(&settings.input, Some(&settings.output), &settings.input_filter);
+    let found_by_all = (discovery.files.len() + discovery.unreadable.len()) as u64;
+    let mut plan = String::new();
+    if let Some(shard) = settings.shard {
+        plan = shards::plan_fingerprint(settings, shard, templates, &discovery.files);
+        // Big NDJSON files are kept by every shard, which reads its own parts of them.
+        discovery
+            .files
+            .retain(|file| worker::is_splittable(file) || shard.owns_file(&file.relative));
+        discovery.unreadable.retain(|(path, _)| shard.owns_file(path));
+    }
     // Incremental: only new or changed inputs are converted.
     let mut state = None;
     let mut unchanged = 0;
@@ -175,6 +251,8 @@ fn select_inputs(settings: &Settings, started: SystemTime) -> Result<Inputs> {
         unchanged,
         stamp,
         started,
+        found_by_all,
+        plan,
     })
 }
 
@@ -206,7 +284,12 @@ fn convert_inputs(
     staging: &dyn StagedRun,
     inputs: &Inputs,
 ) -> Result<Converted> {
-    let part_file = crate::sink::part_file_name(&inputs.stamp, &std::process::id().to_string());
+    // Shards on other machines may share a pid (1, in containers): theirs are told apart by index.
+    let tag = match settings.shard {
+        Some(shard) => format!("s{}of{}", shard.index, shard.count),
+        None => std::process::id().to_string(),
+    };
+    let part_file = crate::sink::part_file_name(&inputs.stamp, &tag);
     let mut writers = templates
         .iter()
         .map(|table| {
@@ -225,7 +308,7 @@ fn convert_inputs(
     let discovery = &inputs.discovery;
     let stopped = stop_flags(templates.len());
     let total_bytes = discovery.files.iter().map(|f| f.size).sum();
-    let units = units(&discovery.files, settings.threads);
+    let units = units(&discovery.files, settings.threads, settings.shard);
     progress.start(units.len() as u64, total_bytes);
     let quarantine = settings.errors_to.as_deref().map(Quarantine::new);
     let work = Work {
@@ -316,7 +399,8 @@ fn resolve<'t>(
             tables.insert(name.to_string(), TableReport::stopped(output.location(name)));
             continue;
         }
-        if converted.pending.contains(name) {
+        // A shard leaves them to the commit, which knows every shard's identifiers.
+        if converted.pending.contains(name) && settings.shard.is_none() {
             let (index, diagnostics) = (&converted.index, &mut converted.diagnostics);
             resolve_conditional_references(staging, name, &converted.part_file, index, diagnostics)?;
         }
@@ -326,7 +410,7 @@ fn resolve<'t>(
         );
         // Appending nothing to an existing table would only add an empty file; tombstones are
         // only written when there are some (or to replace old ones).
-        let appending = settings.effective_mode() == WriteMode::Append;
+        let appending = mode_here(settings) == WriteMode::Append;
         let exists = output.exists(name);
         if rows == 0 && ((appending && exists) || (name == DELETED_TABLE && !exists)) {
             if name == DELETED_TABLE {
@@ -352,7 +436,7 @@ fn commit(
     converted: &mut Converted,
     tables: &ResolvedTables<'_>,
 ) -> Result<RunReport> {
-    let replace = settings.effective_mode() == WriteMode::Overwrite;
+    let replace = mode_here(settings) == WriteMode::Overwrite;
     // The files committed with the tables.
     let mut files = Vec::new();
     // A table stopped by a data error holds none of this run's rows, so no input is done with:
@@ -385,6 +469,10 @@ fn commit(
     // The report is committed with the tables it describes, so the two always agree.
     let report = run_report(settings, inputs, &tables.reports, converted.diagnostics.clone());
     files.push((REPORT_FILE, serde_json::to_string_pretty(&report)?));
+    if let Some(shard) = settings.shard {
+        let manifest = shard_manifest(settings, shard, inputs, converted, tables);
+        files.push((shards::MANIFEST_FILE, serde_json::to_string_pretty(&manifest)?));
+    }
     let converted_inputs = inputs
         .discovery
         .files
@@ -394,6 +482,67 @@ fn commit(
     let run = RunInfo::new(inputs.started, "convert", converted_inputs);
     staging.commit(&tables.completed, replace, files, &run)?;
     Ok(report)
+}
+
+/// The write mode of the output this process commits to: a shard replaces its own folder whole
+/// (the mode asked for applies when the shards are committed into `--out`).
+fn mode_here(settings: &Settings) -> WriteMode {
+    match settings.shard {
+        Some(_) => WriteMode::Overwrite,
+        None => settings.effective_mode(),
+    }
+}
+
+/// What a finished shard records for the commit of all shards (see `shards.rs`).
+fn shard_manifest(
+    settings: &Settings,
+    shard: crate::source::Shard,
+    inputs: &Inputs,
+    converted: &Converted,
+    tables: &ResolvedTables<'_>,
+) -> shards::ShardManifest {
+    let files = &inputs.discovery.files;
+    let outcomes = converted
+        .file_clean
+        .iter()
+        .map(|(&position, &clean)| (files[position].relative.clone(), clean))
+        .collect();
+    let tables = tables
+        .reports
+        .iter()
+        .filter(|(name, table)| table.stopped || tables.completed.contains(&name.as_str()))
+        .map(|(name, table)| {
+            let table = shards::ShardTable {
+                rows: table.rows,
+                stopped: table.stopped,
+                pending: converted.pending.contains(name),
+            };
+            (name.clone(), table)
+        })
+        .collect();
+    let since_epoch = inputs
+        .started
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    shards::ShardManifest {
+        format: shards::MANIFEST_FORMAT,
+        shard: shard.index,
+        shards: shard.count,
+        plan: inputs.plan.clone(),
+        mode: settings.effective_mode(),
+        output_format: settings.format,
+        compression: settings.compression,
+        started: i64::try_from(since_epoch.as_micros()).unwrap_or(i64::MAX),
+        input: settings.input.display().to_string(),
+        found: inputs.found_by_all,
+        skipped: inputs.discovery.skipped.clone(),
+        excluded: inputs.discovery.excluded.clone(),
+        outcomes,
+        unreadable: inputs.discovery.unreadable.len() as u64,
+        tables,
+        identifiers: converted.index.entries(),
+        diagnostics: converted.diagnostics.clone(),
+    }
 }
 
 /// After the commit: only now are the inputs' rows committed, so the cleanly read ones are

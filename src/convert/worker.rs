@@ -19,7 +19,7 @@ use crate::resource::{DocumentError, Walker};
 use crate::sink::TableWriter;
 use crate::source::{
     describe_bytes, for_each_line, read_whole, split_lines, InputFile, InputFormat, Limits, Line, Part,
-    Quarantine,
+    Quarantine, Shard,
 };
 use crate::table::{Table, TableSet};
 
@@ -51,27 +51,37 @@ pub(super) struct Unit {
 pub(super) const PART_BYTES: u64 = 32 << 20;
 
 /// The units for a list of files: big uncompressed NDJSON files in parts when there are several
-/// threads, everything else whole.
-pub(super) fn units(files: &[InputFile], threads: usize) -> Vec<Unit> {
+/// threads, everything else whole. A shard (`--shard`) keeps only its own units: whole files by
+/// path, and big NDJSON files in parts (whatever the threads) spread over the shards by byte range.
+pub(super) fn units(files: &[InputFile], threads: usize, shard: Option<Shard>) -> Vec<Unit> {
     let mut units = Vec::new();
     for (position, file) in files.iter().enumerate() {
-        let splittable =
-            threads > 1 && file.format == InputFormat::Ndjson && !file.gzip && file.size > 2 * PART_BYTES;
+        let splittable = (threads > 1 || shard.is_some()) && is_splittable(file);
         match splittable.then(|| split_lines(file, PART_BYTES)) {
             Some(Ok(parts)) if parts.len() > 1 => {
-                units.extend(parts.into_iter().map(|part| Unit {
+                let owned = parts
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(number, _)| shard.is_none_or(|s| s.owns_part(&file.relative, *number)));
+                units.extend(owned.map(|(_, part)| Unit {
                     file: position,
                     part: Some(part),
                 }));
             }
             // Unsplittable, or unreadable now: one unit, which reports the error if there is one.
-            _ => units.push(Unit {
+            _ if shard.is_none_or(|s| s.owns_file(&file.relative)) => units.push(Unit {
                 file: position,
                 part: None,
             }),
+            _ => {}
         }
     }
     units
+}
+
+/// Whether a file is big enough to cut into byte-range parts, and can be (uncompressed NDJSON).
+pub(super) fn is_splittable(file: &InputFile) -> bool {
+    file.format == InputFormat::Ndjson && !file.gzip && file.size > 2 * PART_BYTES
 }
 
 /// What every worker shares: the tables to fill, their stop flags, the files, progress.

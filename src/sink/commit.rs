@@ -44,7 +44,7 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::layout::{table_folder, tool_folder, JOURNAL_FILE, STAGING_PREFIX};
+use super::layout::{table_folder, tool_folder, JOURNAL_FILE, STAGING_PREFIX, TOOL_FOLDER};
 use super::lock::OutputLock;
 use super::store::RunInfo;
 use super::WriteOptions;
@@ -143,6 +143,7 @@ impl Output {
             dir,
             options,
             consumed: false,
+            removed: Vec::new(),
         })
     }
 }
@@ -156,6 +157,8 @@ pub struct Staging {
     dir: PathBuf,
     pub(super) options: WriteOptions,
     consumed: bool,
+    /// Folders (relative to `OUT`) the commit removes after its other steps.
+    removed: Vec<String>,
 }
 
 /// One idempotent step of a commit (see the module documentation).
@@ -176,6 +179,9 @@ pub(super) enum Step {
         replace: bool,
         run: RunInfo,
     },
+    /// Remove the folder `OUT/<path>` (a relative path inside the tool's folder) and all in it:
+    /// the shard folders whose files the commit took in, so no later commit takes them again.
+    Remove { path: String },
 }
 
 /// What a commit does, written down before doing it.
@@ -195,6 +201,29 @@ impl Staging {
             bail!("{table:?} cannot be a table name: it is not a plain folder name");
         }
         Ok(self.dir.join(table))
+    }
+
+    /// Has the commit remove the folder `path` (relative to `OUT`, inside the tool's folder) after
+    /// its other steps, in the same journal: a crash cannot leave it both committed and in place.
+    pub(super) fn remove_with_commit(&mut self, path: &str) -> Result<()> {
+        step_paths_are_inside(&Step::Remove {
+            path: path.to_owned(),
+        })?;
+        self.removed.push(path.to_owned());
+        Ok(())
+    }
+
+    /// Gives the staged table `table` the finished file `from` as its part `file`, linked or
+    /// copied (see [`fsops::link_or_copy`]); `from` stays as it was.
+    pub(super) fn adopt(&self, table: &str, file: &str, from: &Path) -> Result<()> {
+        if !is_plain_name(file) {
+            bail!("{file:?} is not a plain file name");
+        }
+        let folder = self.table_dir(table)?;
+        fsops::create_dir_all(&folder).with_context(|| format!("cannot create {}", folder.display()))?;
+        let to = folder.join(file);
+        fsops::link_or_copy(from, &to)
+            .with_context(|| format!("cannot take {} into {}", from.display(), to.display()))
     }
 
     /// The steps that put the staged tables in place: `replace` swaps each whole table folder
@@ -223,7 +252,8 @@ impl Staging {
     /// Commits: makes the staged files durable, writes the journal (the commit point), carries
     /// out its steps and clears up. After an error before the journal, `OUT` is unchanged; after
     /// one past it, the next [`Output::open`] finishes the commit.
-    pub(super) fn commit_steps(mut self, steps: Vec<Step>) -> Result<()> {
+    pub(super) fn commit_steps(mut self, mut steps: Vec<Step>) -> Result<()> {
+        steps.extend(self.removed.drain(..).map(|path| Step::Remove { path }));
         let journal = Journal {
             format: JOURNAL_FORMAT,
             staging: self.name.clone(),
@@ -271,12 +301,8 @@ impl Journal {
                 Step::DeltaCommit { table, files, .. } => {
                     std::iter::once(table).chain(files).map(String::as_str).collect()
                 }
-                Step::Write { path, .. } => {
-                    let path = Path::new(path);
-                    let plain = path.components().all(|c| matches!(c, Component::Normal(_)));
-                    if !plain || path.as_os_str().is_empty() {
-                        bail!("{} is not a path inside the output folder", path.display());
-                    }
+                Step::Write { .. } | Step::Remove { .. } => {
+                    step_paths_are_inside(step)?;
                     continue;
                 }
             };
@@ -302,6 +328,24 @@ impl Journal {
         }
         Ok(())
     }
+}
+
+/// Refuses a `Write` or `Remove` step whose path could reach outside `OUT` (or is `OUT` itself),
+/// and a `Remove` of anything but a folder inside the tool's own: no commit removes a table.
+fn step_paths_are_inside(step: &Step) -> Result<()> {
+    let (Step::Write { path, .. } | Step::Remove { path }) = step else {
+        return Ok(());
+    };
+    let path = Path::new(path);
+    let plain = path.components().all(|c| matches!(c, Component::Normal(_)));
+    if !plain || path.as_os_str().is_empty() {
+        bail!("{} is not a path inside the output folder", path.display());
+    }
+    let in_tool_folder = path.starts_with(TOOL_FOLDER) && path.components().count() > 1;
+    if matches!(step, Step::Remove { .. }) && !in_tool_folder {
+        bail!("{} is not a folder inside {TOOL_FOLDER}", path.display());
+    }
+    Ok(())
 }
 
 fn carry_out(step: &Step, out: &Path, staging: &Path, layout: Layout) -> Result<()> {
@@ -339,6 +383,13 @@ fn carry_out(step: &Step, out: &Path, staging: &Path, layout: Layout) -> Result<
             }
             fsops::write_atomically(&path, content.as_bytes())
                 .with_context(|| format!("cannot write {}", path.display()))
+        }
+        Step::Remove { path } => {
+            let path = out.join(path);
+            if !exists(&path)? {
+                return Ok(());
+            }
+            fsops::remove_dir_all(&path).with_context(|| format!("cannot remove {}", path.display()))
         }
         #[cfg(feature = "delta")]
         Step::DeltaCommit {
@@ -491,6 +542,12 @@ mod tests {
         assert!(journal(vec![write("/etc/passwd")]).check(current).is_err());
         let replace = Step::Replace { table: "../x".into() };
         assert!(journal(vec![replace]).check(current).is_err());
+        let remove = |path: &str| Step::Remove { path: path.into() };
+        let shard = remove(".fhir2table/_shards/0-of-2");
+        assert!(journal(vec![shard]).check(current).is_ok());
+        for bad in ["patient", ".fhir2table", ".fhir2table/../patient", "/tmp/x", ""] {
+            assert!(journal(vec![remove(bad)]).check(current).is_err(), "{bad}");
+        }
         let mut bad_staging = journal(Vec::new());
         bad_staging.staging = "..".into();
         assert!(bad_staging.check(current).is_err());

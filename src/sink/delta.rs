@@ -167,6 +167,14 @@ impl StagedRun for DeltaStaging {
         self.local.rewrite_marked_strings(table, file, marker, replace)
     }
 
+    fn adopt(&self, table: &str, file: &str, from: &std::path::Path) -> Result<()> {
+        self.local.adopt(table, file, from)
+    }
+
+    fn remove_with_commit(&mut self, path: &str) -> Result<()> {
+        self.local.remove_with_commit(path)
+    }
+
     /// Journals, for each Delta table, the moves of its staged files into its folder and then
     /// its transaction; the tool's own tables are committed as the local backend does. Refuses
     /// (before the commit point, so the output stays as it was) files whose schema is not the

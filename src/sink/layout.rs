@@ -23,6 +23,20 @@ pub(super) const JOURNAL_FILE: &str = "_commit.json";
 /// Prefix of a run's staging folder inside the tool's folder (`_staging-<pid>`).
 pub(super) const STAGING_PREFIX: &str = "_staging-";
 
+/// The folder inside the tool's folder where the shards of a sharded run (`--shard`) keep their
+/// converted tables until one commit takes them all into `OUT`.
+pub(super) const SHARDS_FOLDER: &str = "_shards";
+
+/// Where the shard folder `name` (`I-of-N`) of `out` is: `OUT/.fhir2table/_shards/<name>`.
+pub fn shard_folder(out: &Path, name: &str) -> PathBuf {
+    tool_folder(out).join(SHARDS_FOLDER).join(name)
+}
+
+/// The folder that holds every shard folder of `out`.
+pub fn shards_folder(out: &Path) -> PathBuf {
+    tool_folder(out).join(SHARDS_FOLDER)
+}
+
 /// The extension of the Parquet files of the tool's own tables (in place of `.parquet`).
 const INTERNAL_PART_EXTENSION: &str = "fhir2table-parquet";
 

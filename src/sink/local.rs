@@ -16,8 +16,9 @@ use super::WriteOptions;
 use crate::fsops;
 
 impl Output {
-    /// Where a part file of the folder is.
-    fn path_of(&self, part: &Part) -> PathBuf {
+    /// Where a part file of the folder is: a sharded run's commit takes the shards' part files
+    /// from there.
+    pub fn path_of(&self, part: &Part) -> PathBuf {
         table_folder(&self.root, &part.table).join(&part.file)
     }
 }
@@ -119,6 +120,14 @@ impl StagedRun for Staging {
             .table_dir(table)?
             .join(stored_part_name(table, file).as_ref());
         rewrite_marked_strings(&path, &self.options, marker, replace)
+    }
+
+    fn adopt(&self, table: &str, file: &str, from: &std::path::Path) -> Result<()> {
+        Staging::adopt(self, table, file, from)
+    }
+
+    fn remove_with_commit(&mut self, path: &str) -> Result<()> {
+        Staging::remove_with_commit(self, path)
     }
 
     /// The Parquet folder keeps no history, so `run` is not recorded.

@@ -24,14 +24,16 @@ pub use self::parquet::{
     RESOURCE_TYPE_KEY, TABLE_KEY, TOOL_VERSION_KEY,
 };
 pub use commit::{journal_path, Output};
-pub use layout::{is_internal, TOOL_FOLDER};
+pub use layout::{is_internal, shard_folder, shards_folder, TOOL_FOLDER};
 pub use lock::{Locked, OutputLock};
 pub use part::{part_file_name, run_stamp};
 pub use store::{Batches, Part, RunInfo, StagedRun, Store, TableWriter};
 
 /// How tables are kept (`--format`, `format`): the flag and the config key take the same
 /// lowercase names (a test in src/config.rs checks that they agree).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// A folder of Parquet files per table, read by any Parquet reader.

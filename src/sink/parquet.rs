@@ -40,7 +40,7 @@ const READ_BATCH_ROWS: usize = 1024;
 
 /// The Parquet page compression codec (`--compression`, `compression`: the flag and the config
 /// key take the same lowercase names; a test in src/config.rs checks that they agree).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     /// zstd level 1: as fast as snappy here and a third smaller (see notes in README).

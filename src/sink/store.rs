@@ -10,6 +10,7 @@
 //! point) by the next run's opening, before it reads anything.
 
 use std::ffi::OsString;
+use std::path::Path;
 use std::time::SystemTime;
 
 use anyhow::Result;
@@ -78,6 +79,12 @@ impl Part {
     pub fn stamp(&self) -> String {
         file_stamp(std::path::Path::new(&self.file))
     }
+
+    /// The part's file name (parts are only ever listed with UTF-8 names): a sharded run's
+    /// commit keeps each shard's part under its name.
+    pub fn file_name(&self) -> String {
+        self.file.to_string_lossy().into_owned()
+    }
 }
 
 /// A run's changes, built where no reader sees them. [`StagedRun::commit`] makes them visible all
@@ -98,6 +105,15 @@ pub trait StagedRun {
         marker: char,
         replace: &mut dyn FnMut(&str, &str) -> Option<String>,
     ) -> Result<()>;
+
+    /// Takes the finished part file at `from` (a shard's, see `convert::shards`) into the staged
+    /// table `table` as its part `file` (a stored part name), without copying where the file
+    /// system allows; `from` is left as it was, so a commit that fails can be tried again.
+    fn adopt(&self, table: &str, file: &str, from: &Path) -> Result<()>;
+
+    /// Has the commit also remove the folder `path` (relative to the output, inside its tool
+    /// folder) in the same journal: the shard folders whose parts it took in.
+    fn remove_with_commit(&mut self, path: &str) -> Result<()>;
 
     /// Commits: makes the staged parts of `tables` and the `files` (each a path relative to the
     /// output and its content: the incremental state, the run report) visible together. With

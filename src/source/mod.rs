@@ -5,6 +5,7 @@ mod discover;
 mod filter;
 mod quarantine;
 mod read;
+mod shard;
 
 pub use discover::{discover, Discovery, InputFile, InputFormat};
 pub use filter::InputFilter;
@@ -13,3 +14,4 @@ pub use read::{
     describe_bytes, for_each_line, read_whole, split_lines, Limits, Line, Part, DEFAULT_MAX_JSON_BYTES,
     DEFAULT_MAX_LINE_BYTES,
 };
+pub use shard::{Shard, MAX_SHARDS};

@@ -1,0 +1,520 @@
+//! Sharded runs (`convert --shard I/N`): N processes convert one export into one output, each its
+//! own share of the inputs (see `source::Shard`), and one commit makes all their rows visible at
+//! once, exactly as one process converting everything would have written them.
+//!
+//! Each shard converts into a private output of its own, `OUT/.fhir2table/_shards/I-of-N/`,
+//! through the same staging and journal as any run, so a killed shard leaves its folder as it
+//! was and a retried one replaces it whole: no row twice. Its commit adds a manifest
+//! (`.fhir2table/_shard.json` in that folder) holding what the final commit needs: the
+//! identifiers it saw, its tables' row counts, its report. Conditional references are left
+//! unresolved in the shards, since an identifier may be in another shard's inputs.
+//!
+//! The commit ([`commit_shards`], run by the last shard to finish or by `fhir2table commit OUT`)
+//! takes `OUT`'s lock and every shard's, merges the identifiers, links each shard's part files
+//! into one staging folder, resolves the conditional references there, and commits it with one
+//! journal that also removes the shard folders: for `--format delta` that is one Delta commit per
+//! table for all shards together.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::{check_folders, resolve_conditional_references, REPORT_FILE};
+use crate::config::{Settings, WriteMode};
+use crate::diagnostics::Diagnostics;
+use crate::fhir::key_hash::KeyHasher;
+use crate::report::{RunReport, TableReport};
+use crate::resource::IdentifierIndex;
+use crate::sink::{
+    same_columns, shard_folder, shards_folder, Compression, Format, Locked, Output, RunInfo, Store,
+    WriteOptions, TOOL_FOLDER,
+};
+use crate::source::{InputFile, Shard};
+use crate::table::deleted::DELETED_TABLE;
+use crate::table::Table;
+use crate::UsageError;
+
+/// The manifest of a finished shard, inside its folder.
+pub(super) const MANIFEST_FILE: &str = ".fhir2table/_shard.json";
+
+/// Version of the manifest's layout; a newer one is refused, not guessed at.
+pub(super) const MANIFEST_FORMAT: u32 = 1;
+
+/// What a finished shard tells the commit, committed with its tables.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct ShardManifest {
+    pub(super) format: u32,
+    pub(super) shard: u32,
+    pub(super) shards: u32,
+    /// Equal for all shards of one run: the whole input listing, the tables and their schemas,
+    /// the mode and the format (see [`plan_fingerprint`]). Shards of another run (another
+    /// export, other views) are never committed together with these.
+    pub(super) plan: String,
+    pub(super) mode: WriteMode,
+    pub(super) output_format: Format,
+    pub(super) compression: Compression,
+    /// The shard's start, in microseconds since 1970.
+    pub(super) started: i64,
+    pub(super) input: String,
+    /// Inputs found under `--in`, by every shard (not only this one's share).
+    pub(super) found: u64,
+    pub(super) skipped: Vec<String>,
+    pub(super) excluded: Vec<String>,
+    /// The inputs (relative paths) this shard read all or part of, and whether cleanly.
+    pub(super) outcomes: BTreeMap<String, bool>,
+    /// Paths of this shard's share that could not be listed or read at all.
+    pub(super) unreadable: u64,
+    pub(super) tables: BTreeMap<String, ShardTable>,
+    /// The identifier index of the shard's resources (see `IdentifierIndex::entries`).
+    pub(super) identifiers: Vec<(u64, Option<String>)>,
+    pub(super) diagnostics: Diagnostics,
+}
+
+/// One table of a finished shard.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct ShardTable {
+    pub(super) rows: u64,
+    /// A data error stopped the table: the commit writes none of it, as a single run would not.
+    pub(super) stopped: bool,
+    /// Its part holds conditional references the commit resolves.
+    pub(super) pending: bool,
+}
+
+/// Refuses what a shard cannot do: each shard sees only its share of the inputs, so the
+/// incremental state and moving inputs away need the whole run, after its commit.
+pub(super) fn check_shard_settings(settings: &Settings) -> Result<(), UsageError> {
+    let refused = [
+        ("--incremental", settings.incremental),
+        ("--archive", settings.archive.is_some()),
+        ("--delete-processed", settings.delete_processed),
+    ];
+    match refused.into_iter().find(|(_, set)| *set) {
+        Some((flag, _)) => Err(UsageError(format!(
+            "{flag} cannot be used with --shard: a shard converts only part of the input \
+             (run the sharded conversion with --mode overwrite or append instead)"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Plan of a shard: checks the settings and folders, then opens (locks) the shard's own folder,
+/// where it converts as if it were the output (`--mode overwrite`, Parquet). The output's own
+/// tables are checked against `--mode` by the commit, which holds their lock.
+pub(super) fn open_shard(settings: &Settings, shard: Shard) -> Result<Box<dyn Store>> {
+    check_shard_settings(settings)?;
+    check_folders(settings)?;
+    super::check_input_and_create_output(settings)?;
+    // Found before converting; the commit checks the rest (Parquet files where Delta tables are
+    // asked for) under the output's lock.
+    if settings.format == Format::Parquet && crate::sink::format_of(&settings.output) == Format::Delta {
+        return Err(crate::sink::WrongFormat(format!(
+            "{} holds Delta tables: use --format delta for this output, or another --out",
+            settings.output.display()
+        ))
+        .into());
+    }
+    let folder = shard_folder(&settings.output, &shard.folder_name());
+    crate::fsops::create_dir_all(&folder)
+        .map_err(|e| UsageError(format!("cannot create {}: {e}", folder.display())))?;
+    let output = crate::sink::open(&folder, Format::Parquet)?;
+    if output.recovered() {
+        tracing::info!("finished the commit of an interrupted run of shard {shard}");
+    }
+    Ok(output)
+}
+
+/// The fingerprint every shard of one run computes alike: the whole listing of `--in` (paths
+/// and sizes, before the shard's share is taken), the tables with their schemas, and the mode,
+/// format and number of shards.
+pub(super) fn plan_fingerprint(
+    settings: &Settings,
+    shard: Shard,
+    templates: &[Box<dyn Table>],
+    files: &[InputFile],
+) -> String {
+    let mut hasher = KeyHasher::new();
+    hasher.text(&shard.count.to_string());
+    hasher.text(&format!("{:?} {:?}", settings.effective_mode(), settings.format));
+    for table in templates {
+        hasher.text(table.name());
+        hasher.text(&format!("{:?}", table.schema().fields()));
+    }
+    for file in files {
+        hasher.text(&file.relative);
+        hasher.text(&file.size.to_string());
+    }
+    format!("{:016x}", hasher.finish())
+}
+
+/// What a commit of the shards came to.
+#[derive(Debug)]
+pub enum ShardsCommit {
+    /// Every shard's rows are committed into the output; the run's merged report.
+    Committed(Box<RunReport>),
+    /// Opening the output finished a commit of these shards that a killed process had begun.
+    Recovered,
+    /// The output holds no shards: nothing to do (they were committed already, say).
+    Nothing,
+    /// Nothing was committed, and why (shards missing or still running, another commit busy).
+    Waiting(String),
+}
+
+/// Which shards a commit takes.
+#[derive(Debug, Clone, Copy)]
+pub enum Trigger<'p> {
+    /// `fhir2table commit OUT`: the one complete set of shards in the output.
+    Asked,
+    /// The shard that just finished: its own run's set, if complete; a commit already under
+    /// way (the lock is held) is left to finish it.
+    Finished { shards: u32, plan: &'p str },
+}
+
+/// A shard's folder and its manifest.
+struct Finished {
+    folder: PathBuf,
+    name: String,
+    manifest: ShardManifest,
+}
+
+/// Commits a complete set of finished shards of `out` as one run (see the module doc).
+pub fn commit_shards(out: &Path, trigger: Trigger<'_>) -> Result<ShardsCommit> {
+    let started = SystemTime::now();
+    if !out.is_dir() {
+        return Err(UsageError(format!("{} is not a folder", out.display())).into());
+    }
+    // The output is opened (locked, and an interrupted commit finished) before the shards are
+    // judged: a commit killed half way through removing the shard folders has taken them in,
+    // and only its journal can finish it. The format is the shards' own when they are all done.
+    let mut format = match complete_set(out, trigger)? {
+        Ok(set) => set[0].manifest.output_format,
+        Err(_) => crate::sink::format_of(out),
+    };
+    let (output, set) = loop {
+        let Some(output) = open_output(out, format, trigger)? else {
+            return Ok(ShardsCommit::Waiting(format!(
+                "another process is committing {}",
+                out.display()
+            )));
+        };
+        match complete_set(out, trigger)? {
+            // Completed since the first look, by shards of the other format than the folder's.
+            Ok(set) if set[0].manifest.output_format != format => format = set[0].manifest.output_format,
+            Ok(set) => break (output, set),
+            Err(_) if output.recovered() => return Ok(ShardsCommit::Recovered),
+            Err(_) if no_shards(out)? => return Ok(ShardsCommit::Nothing),
+            Err(waiting) => return Ok(ShardsCommit::Waiting(waiting)),
+        }
+    };
+    // Each shard's lock, held to the end: a retried shard cannot change its folder under the
+    // commit. Opening also finishes a shard's own interrupted commit.
+    let mut shards = Vec::new();
+    for finished in &set {
+        match Output::open(&finished.folder) {
+            Ok(shard) => shards.push(shard),
+            Err(error) if error.is::<Locked>() => {
+                return Ok(ShardsCommit::Waiting(format!(
+                    "shard {} is running",
+                    finished.name
+                )))
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    // Read again under the shards' locks: one may have been retried in the meantime.
+    let set = match complete_set(out, trigger)? {
+        Ok(set) => set,
+        Err(waiting) => return Ok(ShardsCommit::Waiting(waiting)),
+    };
+    let report = commit_set(out, &*output, &set, &shards, started)?;
+    Ok(ShardsCommit::Committed(Box::new(report)))
+}
+
+/// Whether the output holds no shard folder at all.
+fn no_shards(out: &Path) -> Result<bool> {
+    let folder = shards_folder(out);
+    match std::fs::read_dir(&folder) {
+        Ok(mut entries) => Ok(entries.next().is_none()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(true),
+        Err(error) => Err(anyhow::Error::new(error).context(format!("cannot list {}", folder.display()))),
+    }
+}
+
+/// How long a finished shard waits for the output's lock: shards finishing together each hold it
+/// for a moment to look at the set, and one of them must get to commit it.
+const LOCK_WAIT: Duration = Duration::from_secs(60);
+
+/// Opens the output for the commit. Asked by `fhir2table commit`, a held lock is an error (exit
+/// 4); a finished shard waits for it a while and then leaves the commit to the holder (`None`).
+fn open_output(out: &Path, format: Format, trigger: Trigger<'_>) -> Result<Option<Box<dyn Store>>> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match crate::sink::open(out, format) {
+            Err(error) if error.is::<Locked>() && matches!(trigger, Trigger::Finished { .. }) => {
+                if std::time::Instant::now() >= deadline {
+                    return Ok(None);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            other => return other.map(Some),
+        }
+    }
+}
+
+/// The finished shards the trigger asks for, all of one run and none missing, sorted by index;
+/// or why there is no such set.
+fn complete_set(out: &Path, trigger: Trigger<'_>) -> Result<Result<Vec<Finished>, String>> {
+    let mut finished = Vec::new();
+    let mut unfinished = Vec::new();
+    let folder = shards_folder(out);
+    let entries = match std::fs::read_dir(&folder) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Err(format!("{} holds no shards to commit", out.display())))
+        }
+        Err(error) => {
+            return Err(anyhow::Error::new(error).context(format!("cannot list {}", folder.display())))
+        }
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str().map(str::to_owned))
+        .filter(|name| parse_folder_name(name).is_some())
+        .collect();
+    names.sort();
+    for name in names {
+        let shard_root = folder.join(&name);
+        match read_manifest(&shard_root)? {
+            Some(manifest) => finished.push(Finished {
+                folder: shard_root,
+                name,
+                manifest,
+            }),
+            None => unfinished.push(name),
+        }
+    }
+    let wanted: Option<(u32, String)> = match trigger {
+        Trigger::Finished { shards, plan } => Some((shards, plan.to_owned())),
+        Trigger::Asked => {
+            // The run of the most recently started shard.
+            let newest = finished.iter().max_by_key(|f| f.manifest.started);
+            newest.map(|f| (f.manifest.shards, f.manifest.plan.clone()))
+        }
+    };
+    let Some((count, plan)) = wanted else {
+        return Ok(Err(match unfinished.is_empty() {
+            true => format!("{} holds no shards to commit", out.display()),
+            false => format!(
+                "no shard of {} has finished yet{}",
+                out.display(),
+                describe_unfinished(&unfinished)
+            ),
+        }));
+    };
+    finished.retain(|f| f.manifest.shards == count && f.manifest.plan == plan);
+    finished.sort_by_key(|f| f.manifest.shard);
+    finished.dedup_by_key(|f| f.manifest.shard);
+    if finished.len() as u32 != count {
+        let done: BTreeSet<u32> = finished.iter().map(|f| f.manifest.shard).collect();
+        let missing: Vec<String> = (0..count)
+            .filter(|i| !done.contains(i))
+            .map(|i| format!("{i}/{count}"))
+            .collect();
+        return Ok(Err(format!(
+            "{} of {count} shards have finished; waiting for shard {}",
+            done.len(),
+            missing.join(", ")
+        )));
+    }
+    Ok(Ok(finished))
+}
+
+fn describe_unfinished(unfinished: &[String]) -> String {
+    match unfinished.is_empty() {
+        true => String::new(),
+        false => format!(" (unfinished: {})", unfinished.join(", ")),
+    }
+}
+
+/// `I-of-N` as a shard folder name.
+fn parse_folder_name(name: &str) -> Option<Shard> {
+    let (index, count) = name.split_once("-of-")?;
+    format!("{index}/{count}").parse().ok()
+}
+
+/// A shard folder's manifest, or `None` while the shard has not finished.
+fn read_manifest(shard_root: &Path) -> Result<Option<ShardManifest>> {
+    let path = shard_root.join(MANIFEST_FILE);
+    let text = match std::fs::read(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => {
+            return Err(anyhow::Error::new(error).context(format!("cannot read {}", path.display())))
+        }
+    };
+    let manifest: ShardManifest = serde_json::from_slice(&text)
+        .with_context(|| format!("the shard manifest {} is damaged", path.display()))?;
+    if manifest.format > MANIFEST_FORMAT {
+        anyhow::bail!(
+            "the shard manifest {} was written by a newer fhir2table (format {}); commit with that version",
+            path.display(),
+            manifest.format
+        );
+    }
+    Ok(Some(manifest))
+}
+
+/// Stages every shard's parts into the output and commits them with the merged report.
+fn commit_set(
+    out: &Path,
+    output: &dyn Store,
+    set: &[Finished],
+    shards: &[Output],
+    started: SystemTime,
+) -> Result<RunReport> {
+    let first = &set[0].manifest;
+    let mode = first.mode;
+    let mut table_names = BTreeSet::new();
+    for finished in set {
+        table_names.extend(finished.manifest.tables.keys().cloned());
+    }
+    check_existing(output, mode, &table_names, shards)?;
+    let mut staging = output.stage(WriteOptions {
+        compression: first.compression,
+    })?;
+    let mut index = IdentifierIndex::default();
+    for finished in set {
+        index.merge(IdentifierIndex::from_entries(&finished.manifest.identifiers));
+    }
+    let mut diagnostics = Diagnostics::default();
+    let mut reports = BTreeMap::new();
+    let mut completed = Vec::new();
+    for name in &table_names {
+        let entries: Vec<&ShardTable> = set.iter().filter_map(|f| f.manifest.tables.get(name)).collect();
+        if entries.iter().any(|table| table.stopped) {
+            reports.insert(name.clone(), TableReport::stopped(output.location(name)));
+            continue;
+        }
+        let rows: u64 = entries.iter().map(|table| table.rows).sum();
+        let exists = output.exists(name);
+        if rows == 0 && ((mode == WriteMode::Append && exists) || (name == DELETED_TABLE && !exists)) {
+            if name != DELETED_TABLE {
+                reports.insert(name.clone(), TableReport::written(output.location(name), 0));
+            }
+            continue;
+        }
+        let pending = entries.iter().any(|table| table.pending);
+        let mut taken = 0;
+        for shard in shards {
+            for part in shard.parts(name)? {
+                // An empty table needs one empty part, not one per shard.
+                if rows == 0 && taken == 1 {
+                    break;
+                }
+                let file = part.file_name();
+                staging.adopt(name, &file, &shard.path_of(&part))?;
+                if pending {
+                    resolve_conditional_references(&*staging, name, &file, &index, &mut diagnostics)?;
+                }
+                taken += 1;
+            }
+        }
+        reports.insert(name.clone(), TableReport::written(output.location(name), rows));
+        completed.push(name.as_str());
+    }
+    for finished in set {
+        staging.remove_with_commit(&format!("{TOOL_FOLDER}/_shards/{}", finished.name))?;
+    }
+    let report = merged_report(out, set, reports, diagnostics);
+    let files = vec![(REPORT_FILE, serde_json::to_string_pretty(&report)?)];
+    let mut inputs: Vec<String> = set
+        .iter()
+        .flat_map(|f| f.manifest.outcomes.keys().cloned())
+        .collect();
+    inputs.sort();
+    inputs.dedup();
+    let run = RunInfo::new(started, "convert", inputs);
+    staging.commit(&completed, mode == WriteMode::Overwrite, files, &run)?;
+    Ok(report)
+}
+
+/// What `--mode` requires of the output's tables, as a single run checks it in its plan: `error`
+/// wants them empty, `append` wants the stored schema to be the shards' exactly.
+fn check_existing(
+    output: &dyn Store,
+    mode: WriteMode,
+    tables: &BTreeSet<String>,
+    shards: &[Output],
+) -> Result<()> {
+    for name in tables {
+        match mode {
+            WriteMode::Overwrite => {}
+            WriteMode::Error if !output.is_empty(name) => {
+                let message = format!("{} exists and is not empty (--mode error)", output.location(name));
+                return Err(UsageError(message).into());
+            }
+            WriteMode::Error => {}
+            WriteMode::Append => {
+                let Some(oldest) = output.parts(name)?.into_iter().next() else {
+                    continue;
+                };
+                let found = output.schema(&oldest)?;
+                for shard in shards {
+                    for part in shard.parts(name)? {
+                        if !same_columns(found.fields(), shard.schema(&part)?.fields()) {
+                            let message = format!(
+                                "cannot append to {}: its schema differs from the shards' rows; \
+                                 use --mode overwrite or another --out",
+                                output.location(name)
+                            );
+                            return Err(UsageError(message).into());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The run report of the whole sharded run: every shard's report merged, with each input counted
+/// once (read cleanly only if every shard that read part of it did) and the warnings of the
+/// references resolved at the commit.
+fn merged_report(
+    out: &Path,
+    set: &[Finished],
+    tables: BTreeMap<String, TableReport>,
+    resolution: Diagnostics,
+) -> RunReport {
+    let first = &set[0].manifest;
+    let mut diagnostics = Diagnostics::default();
+    let mut outcomes: BTreeMap<&str, bool> = BTreeMap::new();
+    let mut unreadable = 0;
+    for finished in set {
+        let mut shard = finished.manifest.diagnostics.clone();
+        (shard.files_read, shard.files_failed) = (0, 0);
+        diagnostics.merge(shard);
+        for (input, clean) in &finished.manifest.outcomes {
+            *outcomes.entry(input).or_insert(true) &= clean;
+        }
+        unreadable += finished.manifest.unreadable;
+    }
+    diagnostics.files_read = outcomes.values().filter(|clean| **clean).count() as u64;
+    diagnostics.files_failed = outcomes.values().filter(|clean| !**clean).count() as u64 + unreadable;
+    diagnostics.merge(resolution);
+    let earliest = set.iter().map(|f| f.manifest.started).min().unwrap_or_default();
+    let started = UNIX_EPOCH + Duration::from_micros(u64::try_from(earliest).unwrap_or_default());
+    let mut report = RunReport::new(
+        started,
+        first.input.clone(),
+        out.display().to_string(),
+        first.found,
+        first.skipped.clone(),
+        diagnostics,
+        tables,
+    );
+    report.set_excluded(&first.excluded);
+    report
+}
