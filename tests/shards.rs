@@ -380,3 +380,88 @@ fn a_shard_killed_at_any_file_system_call_is_run_again_without_losing_or_doublin
         "the sweep reached the shard's own commit and the commit of all shards ({crashes} calls)"
     );
 }
+
+/// The fenced block of `language` in docs/SCALING.md.
+fn scaling_doc_block(language: &str) -> String {
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/SCALING.md")).unwrap();
+    let start = doc
+        .find(&format!("```{language}\n"))
+        .expect("the block is in the doc")
+        + language.len()
+        + 4;
+    doc[start..start + doc[start..].find("```").unwrap()].to_owned()
+}
+
+/// Runs the docs' shard workers with `/data` mapped to a local folder, one after another, then
+/// checks that they committed what one process writes.
+fn check_doc_workers(workers: Vec<Command>, data: &Path, input: &Path) {
+    for mut worker in workers {
+        let output = worker.output().unwrap();
+        assert_exit(&output, 0);
+    }
+    let single = single_run(input, &["--format", "delta", "--view", "default"]);
+    let (got, expected) = (data.join("lake"), single.path());
+    assert_eq!(
+        report_essentials(&report(&got)),
+        report_essentials(&report(expected))
+    );
+}
+
+#[test]
+fn the_kubernetes_and_aws_batch_examples_in_docs_run_a_sharded_conversion() {
+    let input = fixtures().join("synthea");
+    let binary = env!("CARGO_BIN_EXE_fhir2table");
+    // Kubernetes: the container's args, with the Job's variables.
+    let yaml = scaling_doc_block("yaml");
+    let args_line = yaml.find("args: [").unwrap() + "args: ".len();
+    let args_text = &yaml[args_line..args_line + yaml[args_line..].find(']').unwrap() + 1];
+    let args: Vec<String> = serde_json::from_str(&args_text.replace('\n', " ")).unwrap();
+    let completions: u32 = yaml
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("completions:"))
+        .and_then(|rest| rest.split('#').next())
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        yaml.contains(&format!("value: \"{completions}\"")),
+        "JOB_COMPLETIONS matches completions"
+    );
+    let data = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(data.path().join("export")).unwrap();
+    copy_tree(&input, &data.path().join("export"));
+    let local = |arg: &String, data: &Path| arg.replace("/data", &data.display().to_string());
+    let pods = (0..completions)
+        .map(|index| {
+            let mut pod = Command::new(binary);
+            pod.args(args.iter().map(|arg| local(arg, data.path())))
+                .env("JOB_COMPLETION_INDEX", index.to_string())
+                .env("JOB_COMPLETIONS", completions.to_string());
+            pod
+        })
+        .collect();
+    check_doc_workers(pods, data.path(), &input);
+
+    // AWS Batch: the job definition's command, through sh, with the array index.
+    let job: serde_json::Value = serde_json::from_str(&scaling_doc_block("json")).unwrap();
+    let container = &job["containerProperties"];
+    let command: Vec<String> = serde_json::from_value(container["command"].clone()).unwrap();
+    assert_eq!(command[..2], ["sh", "-c"]);
+    let shards = container["environment"][0]["value"].as_str().unwrap().to_owned();
+    let data = tempfile::tempdir().unwrap();
+    copy_tree(&input, &data.path().join("export"));
+    let script = local(&command[2], data.path()).replace("exec fhir2table", &format!("exec {binary}"));
+    let children = (0..shards.parse::<u32>().unwrap())
+        .map(|index| {
+            let mut child = Command::new("sh");
+            child
+                .args(["-c", &script])
+                .env("AWS_BATCH_JOB_ARRAY_INDEX", index.to_string())
+                .env("SHARDS", &shards)
+                .env_remove("JOB_COMPLETION_INDEX");
+            child
+        })
+        .collect();
+    check_doc_workers(children, data.path(), &input);
+}
