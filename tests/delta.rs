@@ -346,3 +346,98 @@ fn four_concurrent_shards_are_one_delta_commit_per_table_equal_to_a_single_run()
         .collect();
     assert_eq!(files.len(), 4, "one part per shard: {files:?}");
 }
+
+/// Copies the files of a folder tree.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        match entry.file_type().unwrap().is_dir() {
+            true => copy_tree(&entry.path(), &to.join(entry.file_name())),
+            false => drop(std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap()),
+        }
+    }
+}
+
+#[test]
+fn incremental_runs_deletions_and_compact_read_back_by_both_readers_at_every_version() {
+    let python = match common::venv_python("delta-readers-venv", &READERS) {
+        Ok(python) => python,
+        Err(why) => return common::skip_or_fail(&format!("{READERS:?}"), &why),
+    };
+    let work = tempfile::tempdir().unwrap();
+    let input = work.path().join("in");
+    copy_tree(&fixtures().join("ndjson"), &input);
+    let (parquet, delta) = (work.path().join("parquet"), work.path().join("delta"));
+    let run = |extra: &[&str]| {
+        for (out, format) in [(&parquet, "parquet"), (&delta, "delta")] {
+            let flags = [
+                &["--incremental", "--view", "default", "-q", "--format", format][..],
+                extra,
+            ]
+            .concat();
+            let (code, stderr) = convert_into(&input, out, &flags);
+            assert!(code <= 1, "{stderr}");
+        }
+    };
+    let compare = |parquet: &Path, which: &str| {
+        let stdout = common::python(&python, COMPARE, &[parquet, &delta, Path::new(which)]);
+        compared(&stdout)
+    };
+    run(&[]);
+    assert!(compare(&parquet, "latest")
+        .iter()
+        .all(|(_, version, _)| *version == 0));
+    // The next export deletes an encounter and brings a changed patient file: an incremental run
+    // appends the new rows and records the tombstone.
+    let encounter = std::fs::read_to_string(input.join("Encounter.ndjson")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(encounter.lines().next().unwrap()).unwrap();
+    let id = first["id"].as_str().unwrap().to_owned();
+    std::fs::create_dir(input.join("deleted")).unwrap();
+    let delete = format!(
+        r#"{{"resourceType":"Bundle","type":"transaction","entry":[{{"request":{{"method":"DELETE","url":"Encounter/{id}"}}}}]}}"#
+    );
+    std::fs::write(input.join("deleted/Encounter.ndjson"), delete + "\n").unwrap();
+    let patients = std::fs::read_to_string(input.join("Patient.ndjson")).unwrap();
+    // Re-exported: the same patients again, so compact keeps one row of each.
+    std::fs::write(input.join("Patient.ndjson"), patients + "\n").unwrap();
+    run(&[]);
+    let appended = compare(&parquet, "latest");
+    let patient_rows =
+        |tables: &[(String, u64, u64)]| tables.iter().find(|t| t.0 == "patient").cloned().unwrap();
+    assert_eq!(
+        patient_rows(&appended).1,
+        1,
+        "the incremental run is version 1: {appended:?}"
+    );
+    // compact drops the deleted encounter and the superseded patients in one new version; the
+    // version before it still holds what the incremental runs appended.
+    let before_compact = work.path().join("parquet-before-compact");
+    copy_tree(&parquet, &before_compact);
+    for out in [&parquet, &delta] {
+        let compacted = common::fhir2table()
+            .arg("compact")
+            .arg(out)
+            .arg("-q")
+            .output()
+            .unwrap();
+        assert!(
+            compacted.status.success(),
+            "{}",
+            String::from_utf8_lossy(&compacted.stderr)
+        );
+    }
+    let compacted = compare(&parquet, "latest");
+    assert_eq!(patient_rows(&compacted).1, 2, "{compacted:?}");
+    assert!(
+        patient_rows(&compacted).2 < patient_rows(&appended).2,
+        "{compacted:?}"
+    );
+    let encounters = common::read_table(&parquet.join("encounter"));
+    assert!(
+        !encounters.column("id").contains(&Some(id.clone())),
+        "the deleted encounter is gone"
+    );
+    let previous = compare(&before_compact, "previous");
+    assert_eq!(previous.len(), compacted.len(), "{previous:?}");
+}
