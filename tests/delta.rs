@@ -441,3 +441,55 @@ fn incremental_runs_deletions_and_compact_read_back_by_both_readers_at_every_ver
     let previous = compare(&before_compact, "previous");
     assert_eq!(previous.len(), compacted.len(), "{previous:?}");
 }
+
+#[test]
+fn an_overwrite_that_changes_a_delta_tables_columns_is_refused_before_reading_input() {
+    let input = fixtures().join("ndjson");
+    let work = tempfile::tempdir().unwrap();
+    let (view, out) = (work.path().join("view.json"), work.path().join("lake"));
+    let write_view = |columns: &str| {
+        let definition = format!(
+            r#"{{"resourceType":"ViewDefinition","name":"patient_names","resource":"Patient","status":"active",
+                "select":[{{"column":[{columns}]}}]}}"#
+        );
+        std::fs::write(&view, definition).unwrap();
+    };
+    let convert = || {
+        let view = view.display().to_string();
+        convert_into(&input, &out, &["-q", "--format", "delta", "--view", &view])
+    };
+    write_view(r#"{"name":"id","path":"id"}"#);
+    assert_eq!(convert().0, 0);
+    // The same columns overwrite as a new version; another column is refused with exit 2.
+    assert_eq!(convert().0, 0);
+    write_view(r#"{"name":"id","path":"id"},{"name":"gender","path":"gender"}"#);
+    let (code, stderr) = convert();
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("cannot overwrite the Delta table") && stderr.contains("gender"),
+        "{stderr}"
+    );
+    // Shards are refused alike by the commit of the last one, which keeps them for a retry.
+    let view_flag = view.display().to_string();
+    for shard in ["0/2", "1/2"] {
+        let flags = ["-q", "--format", "delta", "--view", &view_flag, "--shard", shard];
+        let (code, stderr) = convert_into(&input, &out, &flags);
+        match shard {
+            "0/2" => assert_eq!(code, 0, "{stderr}"),
+            _ => {
+                assert_eq!(code, 2, "{stderr}");
+                assert!(stderr.contains("cannot overwrite the Delta table"), "{stderr}");
+            }
+        }
+    }
+    assert_eq!(
+        std::fs::read_dir(out.join(".fhir2table/_shards"))
+            .unwrap()
+            .count(),
+        2
+    );
+    let log: Vec<_> = std::fs::read_dir(out.join("patient_names/_delta_log"))
+        .unwrap()
+        .collect();
+    assert_eq!(log.len(), 2, "versions 0 and 1 only");
+}

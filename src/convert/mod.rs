@@ -726,6 +726,25 @@ fn check_existing_tables(
         let name = table.name().to_owned();
         let name = name.as_str();
         match settings.effective_mode() {
+            // A Delta table keeps its schema from version to version (kernel 0.30 cannot
+            // replace it), so an overwrite must bring the same columns.
+            WriteMode::Overwrite if settings.format == crate::sink::Format::Delta => {
+                let Some(oldest) = output.parts(name).map_err(usage)?.into_iter().next() else {
+                    continue;
+                };
+                let found = output.schema(&oldest).map_err(usage)?;
+                let wanted = table.schema();
+                if !crate::sink::same_columns(found.fields(), wanted.fields()) {
+                    let difference = describe_difference(found.fields(), wanted.fields());
+                    let message = format!(
+                        "cannot overwrite the Delta table {}: its schema differs from the new rows' \
+                         ({difference}), and a Delta table keeps its schema across versions; move it \
+                         away or use another --out",
+                        output.location(name)
+                    );
+                    return Err(UsageError(message));
+                }
+            }
             WriteMode::Overwrite => {}
             WriteMode::Error if !output.is_empty(name) => {
                 let message = format!("{} exists and is not empty (--mode error)", output.location(name));

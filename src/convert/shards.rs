@@ -380,7 +380,7 @@ fn commit_set(
     for finished in set {
         table_names.extend(finished.manifest.tables.keys().cloned());
     }
-    check_existing(output, mode, &table_names, shards)?;
+    check_existing(output, (mode, first.output_format), &table_names, shards)?;
     let mut staging = output.stage(WriteOptions {
         compression: first.compression,
     })?;
@@ -441,37 +441,51 @@ fn commit_set(
 }
 
 /// What `--mode` requires of the output's tables, as a single run checks it in its plan: `error`
-/// wants them empty, `append` wants the stored schema to be the shards' exactly.
+/// wants them empty; `append`, and an overwrite of Delta tables (which keep their schema), want
+/// the stored schema to be the shards' exactly.
 fn check_existing(
     output: &dyn Store,
-    mode: WriteMode,
+    (mode, format): (WriteMode, Format),
     tables: &BTreeSet<String>,
     shards: &[Output],
 ) -> Result<()> {
     for name in tables {
-        match mode {
-            WriteMode::Overwrite => {}
+        let same_schema_needed = match mode {
             WriteMode::Error if !output.is_empty(name) => {
                 let message = format!("{} exists and is not empty (--mode error)", output.location(name));
                 return Err(UsageError(message).into());
             }
-            WriteMode::Error => {}
-            WriteMode::Append => {
-                let Some(oldest) = output.parts(name)?.into_iter().next() else {
-                    continue;
-                };
-                let found = output.schema(&oldest)?;
-                for shard in shards {
-                    for part in shard.parts(name)? {
-                        if !same_columns(found.fields(), shard.schema(&part)?.fields()) {
-                            let message = format!(
-                                "cannot append to {}: its schema differs from the shards' rows; \
-                                 use --mode overwrite or another --out",
-                                output.location(name)
-                            );
-                            return Err(UsageError(message).into());
-                        }
-                    }
+            WriteMode::Error => false,
+            WriteMode::Overwrite => format == Format::Delta,
+            WriteMode::Append => true,
+        };
+        let Some(oldest) = output
+            .parts(name)?
+            .into_iter()
+            .next()
+            .filter(|_| same_schema_needed)
+        else {
+            continue;
+        };
+        let found = output.schema(&oldest)?;
+        for shard in shards {
+            for part in shard.parts(name)? {
+                if !same_columns(found.fields(), shard.schema(&part)?.fields()) {
+                    let message = format!(
+                        "cannot {} {}: its schema differs from the shards' rows; use another --out{}",
+                        if mode == WriteMode::Append {
+                            "append to"
+                        } else {
+                            "overwrite the Delta table"
+                        },
+                        output.location(name),
+                        if mode == WriteMode::Append {
+                            " or --mode overwrite"
+                        } else {
+                            ""
+                        },
+                    );
+                    return Err(UsageError(message).into());
                 }
             }
         }
