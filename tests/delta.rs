@@ -493,3 +493,24 @@ fn an_overwrite_that_changes_a_delta_tables_columns_is_refused_before_reading_in
         .collect();
     assert_eq!(log.len(), 2, "versions 0 and 1 only");
 }
+
+#[test]
+fn a_log_write_a_killed_commit_left_is_removed_by_the_next_run() {
+    // object_store writes a commit as `N.json#<k>` and links it to `N.json`: a kill in between
+    // leaves the temporary file, which the next run (holding the lock) removes.
+    let input = fixtures().join("ndjson");
+    let out = tempfile::tempdir().unwrap();
+    let flags = ["-q", "--format", "delta", "--mode", "append"];
+    assert_eq!(convert_into(&input, out.path(), &flags).0, 0);
+    let log = out.path().join("patient/_delta_log");
+    let stray = log.join("00000000000000000001.json#4");
+    std::fs::write(&stray, "{}").unwrap();
+    assert_eq!(convert_into(&input, out.path(), &flags).0, 0);
+    assert!(!stray.exists());
+    let mut names: Vec<String> = std::fs::read_dir(&log)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["00000000000000000000.json", "00000000000000000001.json"]);
+}

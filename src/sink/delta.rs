@@ -63,14 +63,50 @@ pub(super) struct DeltaOutput {
 }
 
 impl DeltaOutput {
-    /// The Delta view of an opened (locked and recovered) output folder.
-    pub(super) fn new(local: Output) -> DeltaOutput {
-        DeltaOutput { local }
+    /// The Delta view of an opened (locked and recovered) output folder, with what killed
+    /// commits left in the tables' logs removed.
+    pub(super) fn new(local: Output) -> Result<DeltaOutput> {
+        remove_interrupted_log_writes(&local)?;
+        Ok(DeltaOutput { local })
     }
 
     fn folder(&self, table: &str) -> PathBuf {
         table_folder(&self.local.root, table)
     }
+}
+
+/// Removes the temporary files of log writes a killed process left. The kernel writes commit `N`
+/// through object_store's local store, which writes `N.json#<k>`, links it to `N.json` (failing
+/// if that exists: the atomic commit) and then removes `N.json#<k>`; a kill in between leaves
+/// the temporary file. Delta readers ignore it, so this is tidiness, and it is safe because the
+/// caller holds the output's lock and no other writer shares an output's tables.
+fn remove_interrupted_log_writes(output: &Output) -> Result<()> {
+    for table in output.tables()? {
+        let log = table_folder(&output.root, &table).join(DELTA_LOG);
+        let Ok(entries) = fs::read_dir(&log) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if name.to_str().is_some_and(is_interrupted_log_write) {
+                let path = entry.path();
+                fsops::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `00000000000000000003.json#17`: a log file's name, `#`, and object_store's attempt number.
+fn is_interrupted_log_write(name: &str) -> bool {
+    let Some((file, attempt)) = name.rsplit_once('#') else {
+        return false;
+    };
+    let version = file.split('.').next().unwrap_or_default();
+    !attempt.is_empty()
+        && attempt.bytes().all(|b| b.is_ascii_digit())
+        && version.len() == 20
+        && version.bytes().all(|b| b.is_ascii_digit())
 }
 
 impl Store for DeltaOutput {
@@ -483,4 +519,27 @@ fn engine_info() -> String {
 /// The kernel's default engine on the local file system (it runs its own I/O thread).
 fn engine() -> impl Engine {
     DefaultEngineBuilder::new(Arc::new(LocalFileSystem::new())).build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_object_stores_temporary_log_files_count_as_interrupted_writes() {
+        assert!(is_interrupted_log_write("00000000000000000003.json#17"));
+        assert!(is_interrupted_log_write(
+            "00000000000000000010.checkpoint.parquet#1"
+        ));
+        for name in [
+            "00000000000000000003.json",
+            "00000000000000000003.json#",
+            "00000000000000000003.json#x",
+            "3.json#1",
+            "_last_checkpoint",
+            "notes#1",
+        ] {
+            assert!(!is_interrupted_log_write(name), "{name}");
+        }
+    }
 }

@@ -81,7 +81,7 @@ pub fn open(folder: &Path, format: Format) -> Result<Box<dyn Store>> {
     match format {
         Format::Parquet => Ok(Box::new(output)),
         #[cfg(feature = "delta")]
-        Format::Delta => Ok(Box::new(delta::DeltaOutput::new(output))),
+        Format::Delta => Ok(Box::new(delta::DeltaOutput::new(output)?)),
         #[cfg(not(feature = "delta"))]
         Format::Delta => Err(WrongFormat(
             "--format delta: this fhir2table was built without Delta Lake support (cargo feature `delta`)"
