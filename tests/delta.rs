@@ -514,3 +514,41 @@ fn a_log_write_a_killed_commit_left_is_removed_by_the_next_run() {
     names.sort();
     assert_eq!(names, ["00000000000000000000.json", "00000000000000000001.json"]);
 }
+
+#[test]
+fn every_tenth_commit_writes_a_checkpoint_that_both_readers_use() {
+    let python = match common::venv_python("delta-readers-venv", &READERS) {
+        Ok(python) => python,
+        Err(why) => return common::skip_or_fail(&format!("{READERS:?}"), &why),
+    };
+    let input = fixtures().join("ndjson/Patient.ndjson");
+    let work = tempfile::tempdir().unwrap();
+    let (parquet, delta) = (work.path().join("parquet"), work.path().join("delta"));
+    let log = delta.join("patient/_delta_log");
+    // Versions 0 to 11 of a nightly append.
+    for run in 0..12 {
+        for (out, format) in [(&parquet, "parquet"), (&delta, "delta")] {
+            let flags = ["-q", "--mode", "append", "--format", format];
+            let (code, stderr) = convert_into(&input, out, &flags);
+            assert_eq!(code, 0, "{stderr}");
+        }
+        let checkpoint = log.join("00000000000000000010.checkpoint.parquet");
+        assert_eq!(checkpoint.exists(), run >= 10, "after version {run}");
+    }
+    assert!(log.join("_last_checkpoint").exists());
+    // Readers start from the checkpoint even with the commits before it gone, as after a
+    // log clean-up: the checkpoint alone holds versions 0 to 10.
+    for version in 0..10 {
+        std::fs::remove_file(log.join(format!("{version:020}.json"))).unwrap();
+    }
+    let stdout = common::python(
+        &python,
+        COMPARE,
+        &[&parquet, &delta, Path::new("latest"), Path::new("patient")],
+    );
+    assert_eq!(
+        compared(&stdout),
+        [("patient".to_owned(), 11, 12 * 9)],
+        "{stdout}"
+    );
+}

@@ -37,6 +37,7 @@ use delta_kernel::schema::{SchemaRef as DeltaSchemaRef, StructType};
 use delta_kernel::transaction::create_table::create_table;
 use delta_kernel::transaction::{CommitResult, Transaction, UpdateTableOperation};
 use delta_kernel::{Engine, EngineData, FileMeta, Snapshot};
+use delta_kernel_default_engine::executor::tokio::TokioMultiThreadExecutor;
 use delta_kernel_default_engine::parquet::DataFileMetadata;
 use delta_kernel_default_engine::stats::FileStatsAccumulator;
 use delta_kernel_default_engine::{build_add_file_metadata, DefaultEngineBuilder};
@@ -97,16 +98,16 @@ fn remove_interrupted_log_writes(output: &Output) -> Result<()> {
     Ok(())
 }
 
-/// `00000000000000000003.json#17`: a log file's name, `#`, and object_store's attempt number.
+/// `00000000000000000003.json#17`: a log file's name (a commit, a checkpoint, the checkpoint
+/// hint), `#`, and object_store's attempt number.
 fn is_interrupted_log_write(name: &str) -> bool {
     let Some((file, attempt)) = name.rsplit_once('#') else {
         return false;
     };
     let version = file.split('.').next().unwrap_or_default();
-    !attempt.is_empty()
-        && attempt.bytes().all(|b| b.is_ascii_digit())
-        && version.len() == 20
-        && version.bytes().all(|b| b.is_ascii_digit())
+    let log_file =
+        file == "_last_checkpoint" || (version.len() == 20 && version.bytes().all(|b| b.is_ascii_digit()));
+    !attempt.is_empty() && attempt.bytes().all(|b| b.is_ascii_digit()) && log_file
 }
 
 impl Store for DeltaOutput {
@@ -367,10 +368,38 @@ fn finish<S>(result: delta_kernel::KernelResult<CommitResult<S>>, folder: &Path)
     match result.with_context(|| format!("cannot commit to the Delta table {}", folder.display()))? {
         CommitResult::Committed(committed) => {
             sync_commit(folder, committed.commit_version())?;
+            if committed.post_commit_stats().commits_since_checkpoint >= CHECKPOINT_INTERVAL {
+                if let Err(error) = checkpoint(folder) {
+                    // The commit stands; the next one past the interval tries again.
+                    tracing::warn!("cannot write a checkpoint of {}: {error:#}", folder.display());
+                }
+            }
             Ok(true)
         }
         CommitResult::Conflicted(_) | CommitResult::Retryable(_) => Ok(false),
     }
+}
+
+/// How many commits a table's log may gather after its last checkpoint (version 0 counts as one)
+/// before the next commit writes a new one: readers then replay at most this many commit files
+/// after the checkpoint, however many nightly runs the table has seen. Delta/Spark's default.
+const CHECKPOINT_INTERVAL: u64 = 10;
+
+/// Writes a checkpoint of the table's newest version (the kernel's own, `N.checkpoint.parquet`
+/// and `_last_checkpoint`), then syncs the log folder. A checkpoint only repeats what the commits
+/// already say, so a crash here loses nothing: readers ignore a missing or unfinished one.
+fn checkpoint(folder: &Path) -> Result<()> {
+    // On its own engine with a multi-threaded runtime: the checkpoint writer reads the log while
+    // it writes, and on the single I/O thread of `engine()` the two wait for each other forever.
+    let executor = TokioMultiThreadExecutor::new_owned_runtime(Some(2), None)?;
+    let engine = DefaultEngineBuilder::new(Arc::new(LocalFileSystem::new()))
+        .with_task_executor(Arc::new(executor))
+        .build();
+    let snapshot = snapshot(&engine, folder)?;
+    snapshot.checkpoint(&engine, None)?;
+    let log = folder.join(DELTA_LOG);
+    fsops::sync_dir(&log).with_context(|| format!("cannot sync {}", log.display()))?;
+    Ok(())
 }
 
 /// Syncs a new Delta commit file and the folders naming it: the kernel's local store does not,
