@@ -114,15 +114,16 @@ fn convert_in(
 /// written, not even a report.
 fn open_output(settings: &Settings, templates: &mut [Box<dyn Table>]) -> Result<Box<dyn Store>> {
     check_folders(settings)?;
-    if !settings.input.exists() {
-        return Err(UsageError(format!("input {} does not exist", settings.input.display())).into());
+    check_object_storage(settings)?;
+    crate::source::check_input(&settings.input)?;
+    if !crate::remote::is_url(&settings.output) {
+        std::fs::create_dir_all(&settings.output).map_err(|e| {
+            UsageError(format!(
+                "cannot create output folder {}: {e}",
+                settings.output.display()
+            ))
+        })?;
     }
-    std::fs::create_dir_all(&settings.output).map_err(|e| {
-        UsageError(format!(
-            "cannot create output folder {}: {e}",
-            settings.output.display()
-        ))
-    })?;
     let output = crate::sink::open(&settings.output, settings.format)?;
     if output.recovered() {
         info!("finished the commit of an interrupted run");
@@ -531,6 +532,29 @@ fn check_folders(settings: &Settings) -> Result<(), UsageError> {
             "{flag} {} {problem}; give it a folder of its own",
             folder.display()
         )));
+    }
+    Ok(())
+}
+
+/// What object storage does not do yet (docs/OBJECT-STORAGE.md), refused before anything is
+/// written: moving or deleting inputs there (`--archive`, `--delete-processed` with an input or
+/// archive URL), and `--errors-to` on object storage (copies are written as errors are found, a
+/// local folder's way).
+fn check_object_storage(settings: &Settings) -> Result<(), UsageError> {
+    let url = |path: &Path| crate::remote::is_url(path);
+    let refuse = |what: &str| {
+        Err(UsageError(format!(
+            "{what} is not supported on object storage yet; see docs/OBJECT-STORAGE.md"
+        )))
+    };
+    if settings.archive.as_deref().is_some_and(url) {
+        return refuse("--archive to a URL");
+    }
+    if url(&settings.input) && (settings.archive.is_some() || settings.delete_processed) {
+        return refuse("--archive or --delete-processed with an --in URL");
+    }
+    if settings.errors_to.as_deref().is_some_and(url) {
+        return refuse("--errors-to a URL");
     }
     Ok(())
 }

@@ -41,7 +41,12 @@ impl Quarantine {
 
     /// Copies a failed input file, with the reasons.
     pub fn file(&self, input: &InputFile, reasons: &[String], more: u64) -> io::Result<()> {
-        fsops::copy(&input.path, &self.target(&input.relative, "")?)?;
+        let target = self.target(&input.relative, "")?;
+        match input.remote {
+            // An object is streamed down: it is read again, not held in memory.
+            Some(_) => fsops::write_atomically_from(&target, &mut super::open_raw(input, None)?)?,
+            None => fsops::copy(&input.path, &target)?,
+        }
         fsops::write_atomically(
             &self.target(&input.relative, ".error.txt")?,
             reasons_text(reasons, more).as_bytes(),
