@@ -22,7 +22,8 @@ const PACKAGES: [&str; 3] = ["moto[server]==5.2.5", "pyarrow==26.0.1", "deltalak
 const BUCKET: &str = "fhir";
 
 /// boto3 against the test's server: `bucket NAME`, `upload DIR PREFIX` (every file below DIR,
-/// keys PREFIX/relative path), `download PREFIX DIR`, `keys PREFIX` (prints one key a line).
+/// keys PREFIX/relative path), `download PREFIX DIR`, `keys PREFIX` (prints one key a line),
+/// `put KEY TEXT`, `delete KEY`.
 const S3_TOOL: &str = r#"
 import os, sys, boto3
 s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
@@ -36,6 +37,10 @@ elif command == "upload":
             path = os.path.join(folder, name)
             key = prefix + "/" + os.path.relpath(path, root).replace(os.sep, "/")
             s3.upload_file(path, os.environ["BUCKET"], key)
+elif command == "put":
+    s3.put_object(Bucket=os.environ["BUCKET"], Key=sys.argv[2], Body=sys.argv[3].encode())
+elif command == "delete":
+    s3.delete_object(Bucket=os.environ["BUCKET"], Key=sys.argv[2])
 elif command in ("download", "keys"):
     prefix = sys.argv[2]
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=os.environ["BUCKET"], Prefix=prefix + "/")
@@ -105,16 +110,22 @@ impl S3Server {
 
     /// Runs [`S3_TOOL`] with `args`; returns what it printed.
     fn tool(&self, args: &[&str]) -> String {
+        self.script(S3_TOOL, args)
+    }
+
+    /// Runs a Python script in the venv with the server's environment; returns what it printed
+    /// and fails the test if it fails.
+    fn script(&self, script: &str, args: &[&str]) -> String {
         let output = Command::new(&self.python)
             .arg("-c")
-            .arg(S3_TOOL)
+            .arg(script)
             .args(args)
             .envs(self.environment())
             .output()
             .unwrap();
         assert!(
             output.status.success(),
-            "s3 tool {args:?}: {}",
+            "python {args:?}: {}",
             String::from_utf8_lossy(&output.stderr)
         );
         String::from_utf8_lossy(&output.stdout).into_owned()
@@ -122,6 +133,10 @@ impl S3Server {
 
     fn upload(&self, folder: &Path, prefix: &str) {
         self.tool(&["upload", &folder.to_string_lossy(), prefix]);
+    }
+
+    fn download(&self, prefix: &str, folder: &Path) {
+        self.tool(&["download", prefix, &folder.to_string_lossy()]);
     }
 
     fn keys(&self, prefix: &str) -> Vec<String> {
@@ -250,6 +265,22 @@ fn converts_from_a_bucket_as_from_local_disk() {
     assert_eq!(found["excluded_paths"][0], "ndjson/log.ndjson", "{found}");
     assert_eq!(found["skipped_files"][0], "README.md", "{found}");
 
+    // --incremental knows an object again by its size and time: the second run converts only
+    // the files that failed.
+    let incremental = tempfile::tempdir().unwrap();
+    let incremental_out = incremental.path().to_string_lossy().into_owned();
+    for _ in 0..2 {
+        let (code, stderr) = server.convert(
+            &url,
+            &incremental_out,
+            &["--incremental", "--exclude", "log.ndjson"],
+        );
+        assert_eq!(code, 1, "{stderr}");
+    }
+    let second = report(incremental.path());
+    assert_eq!(second["inputs"]["unchanged"], found["inputs"]["read"], "{second}");
+    assert_eq!(second["inputs"]["found"], found["inputs"]["failed"], "{second}");
+
     // One object named by its URL is an input of its own, as a single local file is.
     let (code, stderr) = server.convert(
         &format!("{url}/ndjson/Patient.ndjson"),
@@ -277,4 +308,204 @@ fn converts_from_a_bucket_as_from_local_disk() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("OBJECT-STORAGE.md"), "{stderr}");
     assert!(!server.keys("landing/export").is_empty(), "nothing deleted");
+}
+
+/// Compares every table of a local Parquet output with the Delta table of the same name on the
+/// server, read by delta-rs (`deltalake`) at its newest version; exits non-zero at the first
+/// difference. Arguments: the Parquet output, the Delta output's URL.
+const COMPARE_DELTA: &str = r#"
+import datetime, decimal, json, os, sys
+import pyarrow.dataset
+from deltalake import DeltaTable
+
+parquet_out, delta_url = sys.argv[1], sys.argv[2]
+options = {key: os.environ[key] for key in
+           ["AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_ALLOW_HTTP"]}
+
+def canon(value):
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+        return "ts:" + value.isoformat()
+    if isinstance(value, (datetime.date, decimal.Decimal)):
+        return str(value)
+    if isinstance(value, float):
+        return "float:" + repr(value)
+    if isinstance(value, list):
+        return [canon(v) for v in value]
+    return value
+
+def rows(table):
+    names = sorted(table.column_names)
+    return names, sorted(json.dumps([canon(r[n]) for n in names]) for r in table.to_pylist())
+
+tables = sorted(t for t in os.listdir(parquet_out) if not t.startswith((".", "_")))
+for name in tables:
+    expected = rows(pyarrow.dataset.dataset(os.path.join(parquet_out, name), format="parquet").to_table())
+    found = rows(DeltaTable(f"{delta_url}/{name}", storage_options=options).to_pyarrow_table())
+    if found[0] != expected[0]:
+        sys.exit(f"{name}: columns {found[0]}, expected {expected[0]}")
+    if found[1] != expected[1]:
+        row = next(i for i, (a, b) in enumerate(zip(found[1] + [None], expected[1] + [None])) if a != b)
+        sys.exit(f"{name}: {len(found[1])} rows, expected {len(expected[1])}; first difference at {row}")
+    print(name, len(found[1]))
+"#;
+
+/// No staging objects, journal or lock left under an output prefix once a run is done.
+fn assert_no_debris(keys: &[String]) {
+    let debris: Vec<&String> = keys
+        .iter()
+        .filter(|key| {
+            key.contains("/.fhir2table/_staging-")
+                || key.ends_with("/_commit.json")
+                || key.ends_with("/_lock")
+        })
+        .collect();
+    assert!(debris.is_empty(), "left behind: {debris:?}");
+}
+
+#[test]
+fn converts_into_a_bucket_in_both_formats() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let input = input_tree();
+    let input_path = input.path().to_string_lossy().into_owned();
+    let local = tempfile::tempdir().unwrap();
+    let local_out = local.path().to_string_lossy().into_owned();
+    let parquet_url = format!("s3://{BUCKET}/lake/parquet");
+    let delta_url = format!("s3://{BUCKET}/lake/delta");
+    let flags = ["--view", "default", "--exclude", "log.ndjson"];
+    let with = |extra: &[&'static str]| [&flags[..], extra].concat();
+    let delta_flags = with(&["--format", "delta"]);
+
+    // A bad input is reported and the rest converted, in both formats.
+    let (code, stderr) = server.convert(&input_path, &local_out, &flags);
+    assert_eq!(code, 1, "{stderr}");
+    let (code, stderr) = server.convert(&input_path, &parquet_url, &flags);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("truncated.json"), "{stderr}");
+    let (code, stderr) = server.convert(&input_path, &delta_url, &delta_flags);
+    assert_eq!(code, 1, "{stderr}");
+
+    let check = |what: &str| {
+        let downloaded = tempfile::tempdir().unwrap();
+        server.download("lake/parquet", downloaded.path());
+        assert_same_tables(local.path(), downloaded.path());
+        assert_same_reports(&report(local.path()), &report(downloaded.path()));
+        let compared = server.script(COMPARE_DELTA, &[&local_out, &delta_url]);
+        assert!(compared.contains("patient "), "{what}: {compared}");
+        assert_no_debris(&server.keys("lake"));
+    };
+    check("first run");
+
+    // Appending adds files beside the first run's, read back whole.
+    let append = with(&["--mode", "append"]);
+    for (out, extra) in [(&local_out, &append), (&parquet_url, &append)] {
+        let (code, stderr) = server.convert(&input_path, out, extra);
+        assert_eq!(code, 1, "{stderr}");
+    }
+    let delta_append = [&delta_flags[..], &["--mode", "append"]].concat();
+    let (code, stderr) = server.convert(&input_path, &delta_url, &delta_append);
+    assert_eq!(code, 1, "{stderr}");
+    check("after the append");
+
+    // Overwriting removes the appended files again (Parquet) or commits a new version (Delta).
+    for (out, extra) in [
+        (&local_out, &flags[..]),
+        (&parquet_url, &flags[..]),
+        (&delta_url, &delta_flags[..]),
+    ] {
+        let (code, stderr) = server.convert(&input_path, out, extra);
+        assert_eq!(code, 1, "{stderr}");
+    }
+    check("after the overwrite");
+    let patient_parts = server
+        .keys("lake/parquet/patient")
+        .iter()
+        .filter(|key| key.ends_with(".parquet"))
+        .count();
+    assert_eq!(patient_parts, 1, "the overwrite removed the earlier parts");
+
+    // One run at a time: a lock object held by another run refuses this one (exit 4), and
+    // nothing changes.
+    server.tool(&[
+        "put",
+        "lake/parquet/.fhir2table/_lock",
+        "pid=1\nhost=elsewhere\nstarted=then\n",
+    ]);
+    let before = server.keys("lake/parquet");
+    let (code, stderr) = server.convert(&input_path, &parquet_url, &flags);
+    assert_eq!(code, 4, "{stderr}");
+    assert!(
+        stderr.contains("elsewhere") && stderr.contains("_lock"),
+        "{stderr}"
+    );
+    assert_eq!(server.keys("lake/parquet"), before, "nothing written");
+    server.tool(&["delete", "lake/parquet/.fhir2table/_lock"]);
+
+    // --incremental keeps its state in the bucket: a second run finds every clean input
+    // unchanged.
+    for _ in 0..2 {
+        let (code, stderr) = server.convert(&input_path, &parquet_url, &with(&["--incremental"]));
+        assert_eq!(code, 1, "{stderr}");
+    }
+    let downloaded = tempfile::tempdir().unwrap();
+    server.download("lake/parquet", downloaded.path());
+    let second = report(downloaded.path());
+    assert_eq!(
+        second["inputs"]["unchanged"],
+        report(local.path())["inputs"]["read"],
+        "{second}"
+    );
+    assert!(downloaded.path().join(".fhir2table/_state.json").is_file());
+
+    // A commit a killed run left half done (its journal and staged object are there) is
+    // finished by the next run before anything else, and a dead run's staging objects without a
+    // journal are removed.
+    let patient = read_table(&downloaded.path().join("patient"));
+    let staged = tempfile::tempdir().unwrap();
+    let part = "part-20000101T000000.000000Z-1.parquet";
+    let first_part = std::fs::read_dir(downloaded.path().join("patient"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.extension().is_some_and(|e| e == "parquet"))
+        .unwrap();
+    std::fs::copy(&first_part, staged.path().join(part)).unwrap();
+    for dead in ["_staging-killed", "_staging-earlier"] {
+        server.upload(staged.path(), &format!("lake/parquet/.fhir2table/{dead}/patient"));
+    }
+    let journal = serde_json::json!({
+        "format": 1,
+        "staging": "_staging-killed",
+        "steps": [{"step": "copy", "from": format!(".fhir2table/_staging-killed/patient/{part}"),
+                   "to": format!("patient/{part}")}],
+    });
+    server.tool(&[
+        "put",
+        "lake/parquet/.fhir2table/_commit.json",
+        &journal.to_string(),
+    ]);
+    let (code, stderr) = server.convert(&input_path, &parquet_url, &with(&["--mode", "append"]));
+    assert_eq!(code, 1, "{stderr}");
+    let keys = server.keys("lake/parquet");
+    assert!(keys.contains(&format!("lake/parquet/patient/{part}")), "{keys:?}");
+    assert_no_debris(&keys);
+    let recovered = tempfile::tempdir().unwrap();
+    server.download("lake/parquet/patient", recovered.path());
+    let rows = read_table(recovered.path()).sorted_rows().len();
+    let added = common::read_files(&[first_part]).sorted_rows().len();
+    let appended = report(local.path())["tables"]["patient"]["rows"]
+        .as_u64()
+        .unwrap() as usize;
+    assert_eq!(
+        rows,
+        patient.sorted_rows().len() + added + appended,
+        "the replayed part and the append"
+    );
+
+    // An output keeps its format.
+    let (code, stderr) = server.convert(&input_path, &delta_url, &flags);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--format delta"), "{stderr}");
 }
