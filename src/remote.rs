@@ -38,6 +38,7 @@ pub fn is_url(path: &Path) -> bool {
 pub struct ObjectInfo {
     /// The object's key relative to the location, with `/` separators.
     pub relative: String,
+    /// The object's size in bytes.
     pub size: u64,
     /// Last modification, nanoseconds since 1970 (what `--incremental` records as its time).
     pub modified: u128,
@@ -176,7 +177,7 @@ mod imp {
             Url::parse(&format!("{}/", self.url)).with_context(|| format!("{} is not a valid URL", self.url))
         }
 
-        /// The store and the key of a name, for the Delta kernel's engine.
+        /// The store itself, for the Delta kernel's engine (which takes URLs, not names).
         pub fn store(&self) -> Arc<dyn ObjectStore> {
             self.store.clone()
         }
@@ -272,8 +273,7 @@ mod imp {
             let result = block_on(self.store.get_opts(&self.key(relative), options)).map_err(io_error)?;
             Ok(Box::new(StreamReader {
                 stream: result.into_stream(),
-                chunk: Vec::new(),
-                position: 0,
+                chunk: bytes::Bytes::new(),
             }))
         }
 
@@ -386,25 +386,22 @@ mod imp {
     /// A blocking [`Read`] over a GET request's body stream.
     struct StreamReader {
         stream: BoxStream<'static, object_store::Result<bytes::Bytes>>,
-        chunk: Vec<u8>,
-        position: usize,
+        /// What is left of the chunk the stream gave last (shared with the stream's buffer, not
+        /// copied).
+        chunk: bytes::Bytes,
     }
 
     impl Read for StreamReader {
         fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
-            while self.position == self.chunk.len() {
+            while self.chunk.is_empty() {
                 match block_on(self.stream.next()) {
                     None => return Ok(0),
-                    Some(Ok(bytes)) => {
-                        self.chunk = bytes.to_vec();
-                        self.position = 0;
-                    }
+                    Some(Ok(bytes)) => self.chunk = bytes,
                     Some(Err(error)) => return Err(io_error(error)),
                 }
             }
-            let count = buffer.len().min(self.chunk.len() - self.position);
-            buffer[..count].copy_from_slice(&self.chunk[self.position..self.position + count]);
-            self.position += count;
+            let count = buffer.len().min(self.chunk.len());
+            buffer[..count].copy_from_slice(&self.chunk.split_to(count));
             Ok(count)
         }
     }
@@ -436,27 +433,35 @@ mod stub {
         pub fn parse(text: &str) -> Result<Location> {
             bail!("{text}: this fhir2table was built without object storage support (cargo feature `cloud`)")
         }
+        /// Unreachable: no location exists in this build.
         pub fn child(&self, _relative: &str) -> Location {
             match *self {}
         }
+        /// Unreachable: no location exists in this build.
         pub fn split_last(&self) -> Option<(Location, String)> {
             match *self {}
         }
+        /// Unreachable: no location exists in this build.
         pub fn display(&self, _relative: &str) -> String {
             match *self {}
         }
+        /// Unreachable: no location exists in this build.
         pub fn list(&self, _relative: &str) -> Result<Vec<ObjectInfo>> {
             match *self {}
         }
+        /// Unreachable: no location exists in this build.
         pub fn has_objects(&self) -> Result<bool> {
             match *self {}
         }
+        /// Unreachable: no location exists in this build.
         pub fn folders(&self, _relative: &str) -> Result<Vec<String>> {
             match *self {}
         }
+        /// Unreachable: no location exists in this build.
         pub fn head(&self, _relative: &str) -> Result<Option<ObjectInfo>> {
             match *self {}
         }
+        /// Unreachable: no location exists in this build.
         pub fn reader(
             &self,
             _relative: &str,
@@ -464,6 +469,7 @@ mod stub {
         ) -> io::Result<Box<dyn Read + Send>> {
             match *self {}
         }
+        /// Unreachable: no location exists in this build.
         pub fn get(&self, _relative: &str) -> Result<Option<Vec<u8>>> {
             match *self {}
         }

@@ -23,7 +23,7 @@ const BUCKET: &str = "fhir";
 
 /// boto3 against the test's server: `bucket NAME`, `upload DIR PREFIX` (every file below DIR,
 /// keys PREFIX/relative path), `download PREFIX DIR`, `keys PREFIX` (prints one key a line),
-/// `put KEY TEXT`, `delete KEY`.
+/// `put KEY TEXT`, `delete KEY`, `etag KEY`.
 const S3_TOOL: &str = r#"
 import os, sys, boto3
 s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
@@ -39,6 +39,8 @@ elif command == "upload":
             s3.upload_file(path, os.environ["BUCKET"], key)
 elif command == "put":
     s3.put_object(Bucket=os.environ["BUCKET"], Key=sys.argv[2], Body=sys.argv[3].encode())
+elif command == "etag":
+    print(s3.head_object(Bucket=os.environ["BUCKET"], Key=sys.argv[2])["ETag"])
 elif command == "delete":
     s3.delete_object(Bucket=os.environ["BUCKET"], Key=sys.argv[2])
 elif command in ("download", "keys"):
@@ -508,4 +510,45 @@ fn converts_into_a_bucket_in_both_formats() {
     let (code, stderr) = server.convert(&input_path, &delta_url, &flags);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("--format delta"), "{stderr}");
+}
+
+/// The library's own uploads and reads against the server: a file over the part size goes up
+/// as a multipart upload (S3 names such an object's ETag by its part count) and comes back
+/// byte for byte, also through a range request. In-process, so the environment is set here;
+/// `std::env::set_var` and the other tests' process spawns share std's environment lock.
+#[test]
+fn uploads_big_files_in_parts_and_reads_ranges_back() {
+    use std::io::Read;
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    for (key, value) in server.environment() {
+        std::env::set_var(key, value);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("big.bin");
+    // 20 MiB and a bit of bytes that do not repeat in step with the 8 MiB parts.
+    let content: Vec<u8> = (0..(20u64 << 20) + 123).map(|i| (i * 31 % 251) as u8).collect();
+    std::fs::write(&local, &content).unwrap();
+    let location = fhir2table::remote::Location::parse(&format!("s3://{BUCKET}/uploads")).unwrap();
+    location.upload("big.bin", &local).unwrap();
+    let etag = server.tool(&["etag", "uploads/big.bin"]);
+    assert!(
+        etag.trim().trim_matches('"').ends_with("-3"),
+        "three parts: {etag}"
+    );
+    let back = tempfile::tempdir().unwrap();
+    server.download("uploads", back.path());
+    assert!(
+        std::fs::read(back.path().join("big.bin")).unwrap() == content,
+        "the same bytes"
+    );
+    let mut range = Vec::new();
+    let window = (9u64 << 20) - 5..(9u64 << 20) + 70;
+    location
+        .reader("big.bin", Some(window.clone()))
+        .unwrap()
+        .read_to_end(&mut range)
+        .unwrap();
+    assert_eq!(range, &content[window.start as usize..window.end as usize]);
 }
