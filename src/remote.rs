@@ -142,6 +142,23 @@ mod imp {
             })
         }
 
+        /// Whether `other` is on the same store (scheme and bucket or container), so objects can be
+        /// copied between the two without passing through this machine.
+        pub fn same_store(&self, other: &Location) -> bool {
+            let root = |url: &str| {
+                let (scheme, rest) = url.split_once("://").unwrap_or((url, ""));
+                format!("{scheme}://{}", rest.split('/').next().unwrap_or_default())
+            };
+            root(&self.url) == root(&other.url)
+        }
+
+        /// Copies the object `relative` of this location to the name `to` of `target` (on the
+        /// same store: see [`Location::same_store`]).
+        pub fn copy_to(&self, relative: &str, target: &Location, to: &str) -> Result<()> {
+            block_on(self.store.copy(&self.key(relative), &target.key(to)))
+                .with_context(|| format!("cannot copy {} to {}", self.display(relative), target.display(to)))
+        }
+
         /// The location `relative` (a `/`-separated name) below this one.
         pub fn child(&self, relative: &str) -> Location {
             Location {
@@ -467,6 +484,18 @@ mod stub {
             _relative: &str,
             _range: Option<Range<u64>>,
         ) -> io::Result<Box<dyn Read + Send>> {
+            match *self {}
+        }
+        /// Unreachable: no location exists in this build.
+        pub fn same_store(&self, _other: &Location) -> bool {
+            match *self {}
+        }
+        /// Unreachable: no location exists in this build.
+        pub fn copy_to(&self, _relative: &str, _target: &Location, _to: &str) -> Result<()> {
+            match *self {}
+        }
+        /// Unreachable: no location exists in this build.
+        pub fn delete(&self, _relative: &str) -> Result<()> {
             match *self {}
         }
         /// Unreachable: no location exists in this build.

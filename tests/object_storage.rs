@@ -1,5 +1,5 @@
 //! `--in` and `--out` on object storage, against a real S3-protocol server: moto's server
-//! (`moto_server`, pinned) started by each test on 127.0.0.1 at a free port, with a bucket. The
+//! (`moto_server`, pinned) started by each test on 127.0.0.1 at a free port it picks itself, with a bucket. The
 //! fhir2table binary reaches it through the standard AWS variables (`AWS_ENDPOINT_URL`, keys,
 //! region, `AWS_ALLOW_HTTP`), as a user would. Objects are put and fetched with boto3, which
 //! shares no code with fhir2table's object_store, and every table is compared cell for cell with
@@ -8,10 +8,9 @@
 
 mod common;
 
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use common::{fhir2table, fixtures, read_table, skip_or_fail, table_folders};
 
@@ -57,7 +56,7 @@ elif command in ("download", "keys"):
             s3.download_file(os.environ["BUCKET"], key, target)
 "#;
 
-/// A moto S3 server on 127.0.0.1, killed when dropped.
+/// A moto S3 server on 127.0.0.1 at a port it chose, killed when dropped.
 struct S3Server {
     child: Child,
     endpoint: String,
@@ -74,26 +73,31 @@ impl S3Server {
                 return None;
             }
         };
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
-        let child = Command::new(python.with_file_name("moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        // Port 0: the server takes a free port itself and says which (no race with another
+        // test's server for a port picked here).
+        let mut child = Command::new(python.with_file_name("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", "0"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("moto_server starts");
+        let mut log = BufReader::new(child.stderr.take().expect("piped"));
+        let mut port = None;
+        let mut line = String::new();
+        while port.is_none() && log.read_line(&mut line).unwrap_or(0) > 0 {
+            port = line
+                .split("Running on http://127.0.0.1:")
+                .nth(1)
+                .and_then(|rest| rest.trim().parse::<u16>().ok());
+            line.clear();
+        }
+        // The rest of its log is drained, so the server never blocks on a full pipe.
+        std::thread::spawn(move || std::io::copy(&mut log, &mut std::io::sink()));
         let server = S3Server {
             child,
-            endpoint: format!("http://127.0.0.1:{port}"),
+            endpoint: format!("http://127.0.0.1:{}", port.expect("moto_server says its port")),
             python,
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not start listening");
-            std::thread::sleep(Duration::from_millis(100));
-        }
         server.tool(&["bucket", BUCKET]);
         Some(server)
     }
@@ -305,11 +309,57 @@ fn converts_from_a_bucket_as_from_local_disk() {
     );
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("does not exist"), "{stderr}");
-    // Moving or deleting objects is refused before anything is read.
-    let (code, stderr) = server.convert(&url, &remote.path().to_string_lossy(), &["--delete-processed"]);
+    // After the commit, the objects read cleanly are archived (copied within the store, then
+    // deleted); the failed, skipped and excluded ones stay where they are.
+    let archive = format!("s3://{BUCKET}/archived");
+    let out = remote.path().to_string_lossy().into_owned();
+    let (code, stderr) = server.convert(&url, &out, &["--exclude", "log.ndjson", "--archive", &archive]);
+    assert_eq!(code, 1, "{stderr}");
+    let archived = server.keys("archived");
+    let moved = report(remote.path())["inputs"]["archived_or_deleted"].clone();
+    assert_eq!(moved, found["inputs"]["read"]);
+    assert_eq!(serde_json::json!(archived.len()), moved, "{archived:?}");
+    assert!(
+        archived.contains(&"archived/ndjson/Patient.ndjson".to_owned()),
+        "{archived:?}"
+    );
+    let left: Vec<String> = [
+        "README.md",
+        "bad/cut.ndjson.gz",
+        "bad/lines.ndjson",
+        "bad/truncated.json",
+        "ndjson/log.ndjson",
+    ]
+    .iter()
+    .map(|name| format!("landing/export/{name}"))
+    .collect();
+    assert_eq!(server.keys("landing/export"), left);
+    // To a local archive folder, they are downloaded, then deleted (here the archived ones).
+    let local_archive = tempfile::tempdir().unwrap();
+    let (code, stderr) = server.convert(
+        &archive,
+        &out,
+        &["--archive", &local_archive.path().to_string_lossy()],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(server.keys("archived").is_empty());
+    let downloaded = std::fs::read(local_archive.path().join("ndjson/Patient.ndjson")).unwrap();
+    assert_eq!(
+        downloaded,
+        std::fs::read(input.path().join("ndjson/Patient.ndjson")).unwrap()
+    );
+    // --delete-processed deletes them.
+    server.upload(&fixtures().join("ndjson"), "landing/again");
+    let again = format!("s3://{BUCKET}/landing/again");
+    let (code, stderr) = server.convert(&again, &out, &["--delete-processed"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(server.keys("landing/again").is_empty());
+    // Objects are archived within their store: another bucket is refused before anything is
+    // read (exit 2).
+    let (code, stderr) = server.convert(&url, &out, &["--archive", "s3://elsewhere/archive"]);
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("OBJECT-STORAGE.md"), "{stderr}");
-    assert!(!server.keys("landing/export").is_empty(), "nothing deleted");
+    assert!(stderr.contains("another store or bucket"), "{stderr}");
+    assert_eq!(server.keys("landing/export"), left, "nothing moved");
 }
 
 /// Compares every table of a local Parquet output with the Delta table of the same name on the

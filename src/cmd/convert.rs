@@ -119,7 +119,7 @@ pub struct Args {
     pub errors_to: Option<PathBuf>,
 
     /// After the tables are committed, move the cleanly converted inputs here, keeping their
-    /// paths relative to --in (local --in and folder only) [config: archive]
+    /// paths relative to --in (a URL only with an --in URL on the same bucket) [config: archive]
     #[arg(long, value_name = "DIR", conflicts_with = "delete_processed")]
     pub archive: Option<PathBuf>,
 

@@ -537,24 +537,31 @@ fn check_folders(settings: &Settings) -> Result<(), UsageError> {
 }
 
 /// What object storage does not do yet (docs/OBJECT-STORAGE.md), refused before anything is
-/// written: moving or deleting inputs there (`--archive`, `--delete-processed` with an input or
-/// archive URL), and `--errors-to` on object storage (copies are written as errors are found, a
-/// local folder's way).
+/// written: `--errors-to` on object storage (copies are written as errors are found, a local
+/// folder's way), and an `--archive` URL for local inputs or on another store than `--in`
+/// (objects are archived by a server-side copy).
 fn check_object_storage(settings: &Settings) -> Result<(), UsageError> {
     let url = |path: &Path| crate::remote::is_url(path);
     let refuse = |what: &str| {
         Err(UsageError(format!(
-            "{what} is not supported on object storage yet; see docs/OBJECT-STORAGE.md"
+            "{what} is not supported yet; see docs/OBJECT-STORAGE.md"
         )))
     };
-    if settings.archive.as_deref().is_some_and(url) {
-        return refuse("--archive to a URL");
-    }
-    if url(&settings.input) && (settings.archive.is_some() || settings.delete_processed) {
-        return refuse("--archive or --delete-processed with an --in URL");
-    }
     if settings.errors_to.as_deref().is_some_and(url) {
         return refuse("--errors-to a URL");
+    }
+    let Some(archive) = settings.archive.as_deref().filter(|path| url(path)) else {
+        return Ok(());
+    };
+    if !url(&settings.input) {
+        return refuse("--archive to a URL with a local --in");
+    }
+    let location = |path: &Path| {
+        crate::remote::Location::parse(&path.to_string_lossy())
+            .map_err(|error| UsageError(format!("{error:#}")))
+    };
+    if !location(&settings.input)?.same_store(&location(archive)?) {
+        return refuse("--archive to a URL on another store or bucket than --in");
     }
     Ok(())
 }

@@ -88,6 +88,9 @@ impl Quarantine {
 /// original removed, across file systems), or deletes it when `archive` is `None`. A crash half
 /// way leaves the input in place (to be converted again), never lost.
 pub fn retire_input(input: &InputFile, archive: Option<&Path>) -> io::Result<()> {
+    if let Some(remote) = &input.remote {
+        return retire_object(input, &remote.location, archive);
+    }
     let Some(archive) = archive else {
         return fsops::remove_file(&input.path);
     };
@@ -109,6 +112,46 @@ pub fn retire_input(input: &InputFile, archive: Option<&Path>) -> io::Result<()>
         }
         other => other,
     }
+}
+
+/// [`retire_input`] for an object: deletes it, or first copies it to the archive (server-side to
+/// an archive URL on the same store, streamed down to a local archive folder) and then deletes
+/// it. As for a file, a failure half way leaves the object in place, never lost.
+fn retire_object(
+    input: &InputFile,
+    location: &crate::remote::Location,
+    archive: Option<&Path>,
+) -> io::Result<()> {
+    let failed = |error: anyhow::Error| io::Error::other(format!("{error:#}"));
+    if let Some(archive) = archive {
+        if crate::remote::is_url(archive) {
+            let target = crate::remote::Location::parse(&archive.to_string_lossy()).map_err(failed)?;
+            if target.head(&input.relative).map_err(failed)?.is_some() {
+                return Err(already_archived(&target.display(&input.relative)));
+            }
+            location
+                .copy_to(&input.relative, &target, &input.relative)
+                .map_err(failed)?;
+        } else {
+            let target = inside(archive, &input.relative)?;
+            if target.symlink_metadata().is_ok() {
+                return Err(already_archived(&target.display().to_string()));
+            }
+            if let Some(parent) = target.parent() {
+                fsops::create_dir_all(parent)?;
+            }
+            fsops::write_atomically_from(&target, &mut super::open_raw(input, None)?)?;
+        }
+    }
+    location.delete(&input.relative).map_err(failed)
+}
+
+/// An earlier export's input of the same name is in the archive: both are kept.
+fn already_archived(target: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!("{target} is already archived (left in place)"),
+    )
 }
 
 /// `root/relative`, refusing a relative path that would lead outside `root`.
