@@ -336,27 +336,40 @@ mod imp {
         /// for a large file), so the object appears whole when the upload completes, or not at
         /// all; memory stays at a few parts.
         pub fn upload(&self, relative: &str, local: &std::path::Path) -> Result<()> {
-            let key = self.key(relative);
-            let failed = || format!("cannot upload {} to {}", local.display(), self.display(relative));
-            let mut file = std::fs::File::open(local).with_context(failed)?;
-            let size = file.metadata().with_context(failed)?.len();
-            if size <= UPLOAD_PART_BYTES as u64 {
-                let mut content = Vec::with_capacity(size as usize);
-                file.read_to_end(&mut content).with_context(failed)?;
-                return self.put(relative, &content);
+            let mut file = std::fs::File::open(local).with_context(|| {
+                format!("cannot upload {} to {}", local.display(), self.display(relative))
+            })?;
+            self.upload_from(relative, &mut file)
+                .with_context(|| format!("cannot upload {}", local.display()))
+        }
+
+        /// [`Location::upload`] of what a reader gives: content up to one part goes up in one
+        /// PUT, more in a multipart upload.
+        pub fn upload_from(&self, relative: &str, content: &mut dyn Read) -> Result<()> {
+            let failed = || format!("cannot upload to {}", self.display(relative));
+            let mut first = Vec::with_capacity(UPLOAD_PART_BYTES);
+            content
+                .take(UPLOAD_PART_BYTES as u64 + 1)
+                .read_to_end(&mut first)
+                .with_context(failed)?;
+            if first.len() <= UPLOAD_PART_BYTES {
+                return self.put(relative, &first);
             }
+            let key = self.key(relative);
             block_on(async {
                 let upload = self.store.put_multipart(&key).await?;
                 let mut writer = WriteMultipart::new_with_chunk_size(upload, UPLOAD_PART_BYTES);
+                writer.write(&first);
                 let mut buffer = vec![0u8; UPLOAD_PART_BYTES];
                 let fed: object_store::Result<()> = async {
                     loop {
-                        let read = file
-                            .read(&mut buffer)
-                            .map_err(|error| object_store::Error::Generic {
-                                store: "local file",
-                                source: Box::new(error),
-                            })?;
+                        let read =
+                            content
+                                .read(&mut buffer)
+                                .map_err(|error| object_store::Error::Generic {
+                                    store: "upload source",
+                                    source: Box::new(error),
+                                })?;
                         if read == 0 {
                             return Ok(());
                         }
@@ -496,6 +509,14 @@ mod stub {
         }
         /// Unreachable: no location exists in this build.
         pub fn delete(&self, _relative: &str) -> Result<()> {
+            match *self {}
+        }
+        /// Unreachable: no location exists in this build.
+        pub fn put(&self, _relative: &str, _content: &[u8]) -> Result<()> {
+            match *self {}
+        }
+        /// Unreachable: no location exists in this build.
+        pub fn upload_from(&self, _relative: &str, _content: &mut dyn Read) -> Result<()> {
             match *self {}
         }
         /// Unreachable: no location exists in this build.

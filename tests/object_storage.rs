@@ -309,10 +309,51 @@ fn converts_from_a_bucket_as_from_local_disk() {
     );
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("does not exist"), "{stderr}");
+    // --errors-to a URL gets what a local --errors-to folder gets, byte for byte: copies of the
+    // failed inputs and of the bad NDJSON lines, each with its .error.txt.
+    let out = remote.path().to_string_lossy().into_owned();
+    let local_quarantine = tempfile::tempdir().unwrap();
+    let exclude = ["--exclude", "log.ndjson", "--errors-to"];
+    let local_folder = local_quarantine.path().to_string_lossy().into_owned();
+    let local_flags = [&exclude[..], &[local_folder.as_str()]].concat();
+    let (code, stderr) = server.convert(&input.path().to_string_lossy(), &out, &local_flags);
+    assert_eq!(code, 1, "{stderr}");
+    let quarantine_url = format!("s3://{BUCKET}/quarantine");
+    let remote_flags = [&exclude[..], &[quarantine_url.as_str()]].concat();
+    let (code, stderr) = server.convert(&url, &out, &remote_flags);
+    assert_eq!(code, 1, "{stderr}");
+    let quarantined = tempfile::tempdir().unwrap();
+    server.download("quarantine", quarantined.path());
+    let files = |root: &Path| -> Vec<(String, Vec<u8>)> {
+        let mut files: Vec<_> = walkdir::WalkDir::new(root)
+            .into_iter()
+            .map(|entry| entry.unwrap())
+            .filter(|entry| entry.file_type().is_file())
+            .map(|entry| {
+                let name = entry
+                    .path()
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                (name, std::fs::read(entry.path()).unwrap())
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    let expected = files(local_quarantine.path());
+    assert!(
+        expected
+            .iter()
+            .any(|(name, _)| name == "bad/truncated.json.error.txt"),
+        "{expected:?}"
+    );
+    assert_eq!(files(quarantined.path()), expected);
+
     // After the commit, the objects read cleanly are archived (copied within the store, then
     // deleted); the failed, skipped and excluded ones stay where they are.
     let archive = format!("s3://{BUCKET}/archived");
-    let out = remote.path().to_string_lossy().into_owned();
     let (code, stderr) = server.convert(&url, &out, &["--exclude", "log.ndjson", "--archive", &archive]);
     assert_eq!(code, 1, "{stderr}");
     let archived = server.keys("archived");

@@ -113,8 +113,8 @@ pub struct Args {
     #[arg(long, value_name = "MODE")]
     pub mode: Option<WriteMode>,
 
-    /// Copy each failed input, and each bad NDJSON line, here (a local folder) with a .error.txt
-    /// saying why [config: errors_to]
+    /// Copy each failed input, and each bad NDJSON line, here (a folder or a URL) with a
+    /// .error.txt saying why [config: errors_to]
     #[arg(long, value_name = "DIR")]
     pub errors_to: Option<PathBuf>,
 

@@ -228,7 +228,12 @@ fn convert_inputs(
     let total_bytes = discovery.files.iter().map(|f| f.size).sum();
     let units = units(&discovery.files, settings.threads);
     progress.start(units.len() as u64, total_bytes);
-    let quarantine = settings.errors_to.as_deref().map(Quarantine::new);
+    let quarantine = settings
+        .errors_to
+        .as_deref()
+        .map(Quarantine::new)
+        .transpose()
+        .map_err(|error| UsageError(format!("--errors-to: {error}")))?;
     let work = Work {
         templates,
         stopped: &stopped,
@@ -536,10 +541,9 @@ fn check_folders(settings: &Settings) -> Result<(), UsageError> {
     Ok(())
 }
 
-/// What object storage does not do yet (docs/OBJECT-STORAGE.md), refused before anything is
-/// written: `--errors-to` on object storage (copies are written as errors are found, a local
-/// folder's way), and an `--archive` URL for local inputs or on another store than `--in`
-/// (objects are archived by a server-side copy).
+/// Object storage URLs checked before anything is written: an `--errors-to` URL must name a
+/// store, and an `--archive` URL is only for an `--in` URL on the same store (objects are
+/// archived by a server-side copy; docs/OBJECT-STORAGE.md).
 fn check_object_storage(settings: &Settings) -> Result<(), UsageError> {
     let url = |path: &Path| crate::remote::is_url(path);
     let refuse = |what: &str| {
@@ -547,8 +551,9 @@ fn check_object_storage(settings: &Settings) -> Result<(), UsageError> {
             "{what} is not supported yet; see docs/OBJECT-STORAGE.md"
         )))
     };
-    if settings.errors_to.as_deref().is_some_and(url) {
-        return refuse("--errors-to a URL");
+    if let Some(errors_to) = settings.errors_to.as_deref().filter(|path| url(path)) {
+        crate::remote::Location::parse(&errors_to.to_string_lossy())
+            .map_err(|error| UsageError(format!("--errors-to: {error:#}")))?;
     }
     let Some(archive) = settings.archive.as_deref().filter(|path| url(path)) else {
         return Ok(());
