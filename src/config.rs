@@ -143,7 +143,11 @@ impl Options {
             &mut options.archive,
         ];
         for field in paths {
-            if let Some(relative) = field.as_mut().filter(|p| p.is_relative()) {
+            // A URL (`s3://bucket/prefix`) is not a path relative to anything.
+            if let Some(relative) = field
+                .as_mut()
+                .filter(|p| p.is_relative() && !crate::remote::is_url(p))
+            {
                 *relative = base.join(&*relative);
             }
         }
@@ -333,6 +337,19 @@ mod tests {
             .unwrap_err()
             .0;
         assert!(error.contains("exclude each other"), "{error}");
+    }
+
+    #[test]
+    fn urls_in_the_config_file_stay_urls() {
+        let (_dir, path) =
+            write_config("in = \"s3://landing/export\"\nout = \"gs://lake/fhir\"\nerrors_to = \"q\"\n");
+        let options = Options::from_file(&path).unwrap();
+        assert_eq!(options.input.unwrap(), PathBuf::from("s3://landing/export"));
+        assert_eq!(options.out.unwrap(), PathBuf::from("gs://lake/fhir"));
+        assert!(
+            options.errors_to.unwrap().is_absolute(),
+            "a path is still made absolute"
+        );
     }
 
     #[test]

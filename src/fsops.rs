@@ -153,6 +153,20 @@ pub fn write_atomically(path: &Path, content: &[u8]) -> io::Result<()> {
     rename(&temporary, path)
 }
 
+/// [`write_atomically`] for content that arrives as a stream (a copy of an input on object
+/// storage), so it need not fit in memory.
+pub fn write_atomically_from(path: &Path, content: &mut dyn std::io::Read) -> io::Result<()> {
+    let temporary = temporary_sibling(path);
+    let mut file = create_file(&temporary)?;
+    let written = io::copy(content, &mut file).and_then(|_| sync_file(&file));
+    drop(file);
+    if let Err(error) = written {
+        let _ = fs::remove_file(&temporary);
+        return Err(error);
+    }
+    rename(&temporary, path)
+}
+
 /// `name.<n>.tmp-<pid>` beside `path`: unique among this process's threads, and the form the
 /// next run recognises as debris of a dead run.
 fn temporary_sibling(path: &Path) -> PathBuf {

@@ -16,6 +16,7 @@ pub mod diagnostics;
 pub mod fhir;
 pub mod fsops;
 mod logging;
+pub mod remote;
 pub mod report;
 pub mod resource;
 pub mod sink;

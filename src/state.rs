@@ -87,6 +87,14 @@ impl State {
     /// cannot be read or parsed, or is of a newer format, is an error naming it: taking it for a
     /// first run would convert every input again.
     pub fn load(out: &Path) -> Result<State> {
+        if crate::remote::is_url(out) {
+            // An output on object storage keeps its state there too.
+            let root = crate::remote::Location::parse(&out.to_string_lossy())?;
+            return match root.get(STATE_FILE)? {
+                Some(bytes) => Self::parse(&bytes, &root.display(STATE_FILE)),
+                None => Ok(State::default()),
+            };
+        }
         Self::load_file(&out.join(STATE_FILE))
     }
 
@@ -99,18 +107,22 @@ impl State {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),
             Err(error) => return Err(error).with_context(|| format!("cannot read {}", path.display())),
         };
-        let damaged = || format!("{} is damaged", path.display());
+        Self::parse(&bytes, &path.display().to_string())
+    }
+
+    /// The state in `bytes`, read from `name` (for messages); see [`State::load`].
+    fn parse(bytes: &[u8], name: &str) -> Result<State> {
+        let damaged = || format!("{name} is damaged");
         // One parse; the format alone is read again only to explain a state that does not parse.
-        let parsed = serde_json::from_slice::<State>(&bytes);
+        let parsed = serde_json::from_slice::<State>(bytes);
         let format = match &parsed {
             Ok(state) => state.format,
-            Err(_) => serde_json::from_slice::<FormatOnly>(&bytes).map_or(0, |only| only.format),
+            Err(_) => serde_json::from_slice::<FormatOnly>(bytes).map_or(0, |only| only.format),
         };
         if format > STATE_FORMAT {
             anyhow::bail!(
-                "{} is of format {format}, written by a newer fhir2table; this one reads format \
-                 {STATE_FORMAT} and older",
-                path.display()
+                "{name} is of format {format}, written by a newer fhir2table; this one reads format \
+                 {STATE_FORMAT} and older"
             );
         }
         let mut state = parsed.with_context(damaged)?;
@@ -125,7 +137,7 @@ impl State {
         let mut selected = Vec::new();
         let mut unchanged = 0;
         for file in files {
-            let Ok((size, modified)) = size_and_time(&file.path) else {
+            let Ok((size, modified)) = size_and_time(&file) else {
                 // Unreadable now: convert it, so the run reports the error.
                 selected.push((file, InputRecord::unknown()));
                 continue;
@@ -136,7 +148,7 @@ impl State {
                     continue;
                 }
             }
-            let hash = content_hash(&file.path).unwrap_or_default();
+            let hash = content_hash(&file).unwrap_or_default();
             if let Some(known) = self.inputs.get_mut(&file.relative) {
                 if known.hash == hash && !hash.is_empty() {
                     known.size = size;
@@ -176,8 +188,12 @@ impl InputRecord {
     }
 }
 
-fn size_and_time(path: &Path) -> std::io::Result<(u64, u128)> {
-    let metadata = fs::metadata(path)?;
+/// An input's size and modification time: a local file's metadata, or an object's as listed.
+fn size_and_time(file: &InputFile) -> std::io::Result<(u64, u128)> {
+    if let Some(remote) = &file.remote {
+        return Ok((file.size, remote.modified));
+    }
+    let metadata = fs::metadata(&file.path)?;
     let modified = metadata
         .modified()?
         .duration_since(UNIX_EPOCH)
@@ -186,8 +202,8 @@ fn size_and_time(path: &Path) -> std::io::Result<(u64, u128)> {
 }
 
 /// A 64-bit hash of a file's bytes (see [`crate::fhir::key_hash`]), hex.
-fn content_hash(path: &Path) -> std::io::Result<String> {
-    let mut file = fs::File::open(path)?;
+fn content_hash(input: &InputFile) -> std::io::Result<String> {
+    let mut file = crate::source::open_raw(input, None)?;
     let mut hasher = KeyHasher::new();
     let mut buffer = vec![0u8; 1 << 20];
     loop {

@@ -32,6 +32,7 @@ mod reader {
             format: InputFormat::Ndjson,
             gzip,
             size: std::fs::metadata(path).unwrap().len(),
+            remote: None,
         }
     }
 

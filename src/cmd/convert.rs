@@ -24,6 +24,7 @@ Examples:
   fhir2table convert --in fixtures/synthea --out /tmp/parquet
   fhir2table convert --in ./export --out ./warehouse --view default
   fhir2table convert --in ./export --out ./lake --format delta --mode append
+  AWS_ENDPOINT_URL=http://127.0.0.1:9000 fhir2table convert --in s3://landing/export --out s3://lake/fhir
   fhir2table convert --in ./export --out ./warehouse --exclude log.ndjson --exclude 'old-*/'
   fhir2table convert --in /data/landing --out /data/warehouse --incremental --errors-to /data/quarantine
   fhir2table convert --config /etc/fhir2table.toml --log-file /var/log/fhir2table.log -q
@@ -46,11 +47,14 @@ use crate::{logging, Exit};
 #[derive(Debug, clap::Args)]
 #[command(about = ABOUT, long_about = LONG_ABOUT, after_help = super::examples_and_exit_codes(EXAMPLES))]
 pub struct Args {
-    /// Input folder (walked recursively) or single file [config: in]
+    /// Input folder (walked recursively) or single file, or an object storage URL
+    /// (s3://bucket/prefix, gs://, az://, file://; credentials from AWS_*, GOOGLE_*, AZURE_*)
+    /// [config: in]
     #[arg(long = "in", value_name = "PATH")]
     pub input: Option<PathBuf>,
 
-    /// Output folder; gets one dataset folder per table, and .fhir2table/ for the run report and state [config: out]
+    /// Output folder, or an object storage URL (s3://bucket/prefix, ...); gets one dataset folder
+    /// per table, and .fhir2table/ for the run report and state [config: out]
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 
@@ -111,13 +115,13 @@ pub struct Args {
     #[arg(long, value_name = "MODE")]
     pub mode: Option<WriteMode>,
 
-    /// Copy each failed input, and each bad NDJSON line, here with a .error.txt saying why
-    /// [config: errors_to]
+    /// Copy each failed input, and each bad NDJSON line, here (a folder or a URL) with a
+    /// .error.txt saying why [config: errors_to]
     #[arg(long, value_name = "DIR")]
     pub errors_to: Option<PathBuf>,
 
     /// After the tables are committed, move the cleanly converted inputs here, keeping their
-    /// paths relative to --in [config: archive]
+    /// paths relative to --in (a URL only with an --in URL on the same bucket) [config: archive]
     #[arg(long, value_name = "DIR", conflicts_with = "delete_processed")]
     pub archive: Option<PathBuf>,
 

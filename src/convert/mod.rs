@@ -168,6 +168,7 @@ fn finish(
 /// written, not even a report.
 fn open_output(settings: &Settings, templates: &mut [Box<dyn Table>]) -> Result<Box<dyn Store>> {
     check_folders(settings)?;
+    check_object_storage(settings)?;
     check_input_and_create_output(settings)?;
     let output = crate::sink::open(&settings.output, settings.format)?;
     if output.recovered() {
@@ -179,11 +180,9 @@ fn open_output(settings: &Settings, templates: &mut [Box<dyn Table>]) -> Result<
 
 /// Plan: `--in` must exist; `--out` is created if it does not.
 fn check_input_and_create_output(settings: &Settings) -> Result<(), UsageError> {
-    if !settings.input.exists() {
-        return Err(UsageError(format!(
-            "input {} does not exist",
-            settings.input.display()
-        )));
+    crate::source::check_input(&settings.input)?;
+    if crate::remote::is_url(&settings.output) {
+        return Ok(());
     }
     std::fs::create_dir_all(&settings.output).map_err(|e| {
         UsageError(format!(
@@ -310,7 +309,12 @@ fn convert_inputs(
     let total_bytes = discovery.files.iter().map(|f| f.size).sum();
     let units = units(&discovery.files, settings.threads, settings.shard);
     progress.start(units.len() as u64, total_bytes);
-    let quarantine = settings.errors_to.as_deref().map(Quarantine::new);
+    let quarantine = settings
+        .errors_to
+        .as_deref()
+        .map(Quarantine::new)
+        .transpose()
+        .map_err(|error| UsageError(format!("--errors-to: {error}")))?;
     let work = Work {
         templates,
         stopped: &stopped,
@@ -680,6 +684,36 @@ fn check_folders(settings: &Settings) -> Result<(), UsageError> {
             "{flag} {} {problem}; give it a folder of its own",
             folder.display()
         )));
+    }
+    Ok(())
+}
+
+/// Object storage URLs checked before anything is written: an `--errors-to` URL must name a
+/// store, and an `--archive` URL is only for an `--in` URL on the same store (objects are
+/// archived by a server-side copy; docs/OBJECT-STORAGE.md).
+fn check_object_storage(settings: &Settings) -> Result<(), UsageError> {
+    let url = |path: &Path| crate::remote::is_url(path);
+    let refuse = |what: &str| {
+        Err(UsageError(format!(
+            "{what} is not supported yet; see docs/OBJECT-STORAGE.md"
+        )))
+    };
+    if let Some(errors_to) = settings.errors_to.as_deref().filter(|path| url(path)) {
+        crate::remote::Location::parse(&errors_to.to_string_lossy())
+            .map_err(|error| UsageError(format!("--errors-to: {error:#}")))?;
+    }
+    let Some(archive) = settings.archive.as_deref().filter(|path| url(path)) else {
+        return Ok(());
+    };
+    if !url(&settings.input) {
+        return refuse("--archive to a URL with a local --in");
+    }
+    let location = |path: &Path| {
+        crate::remote::Location::parse(&path.to_string_lossy())
+            .map_err(|error| UsageError(format!("{error:#}")))
+    };
+    if !location(&settings.input)?.same_store(&location(archive)?) {
+        return refuse("--archive to a URL on another store or bucket than --in");
     }
     Ok(())
 }

@@ -105,6 +105,14 @@ pub(super) fn check_shard_settings(settings: &Settings) -> Result<(), UsageError
 /// tables are checked against `--mode` by the commit, which holds their lock.
 pub(super) fn open_shard(settings: &Settings, shard: Shard) -> Result<Box<dyn Store>> {
     check_shard_settings(settings)?;
+    if crate::remote::is_url(&settings.output) {
+        return Err(UsageError(
+            "--shard needs a local --out (a file system every shard mounts); object storage \
+             outputs are not supported for sharded runs yet"
+                .into(),
+        )
+        .into());
+    }
     check_folders(settings)?;
     super::check_input_and_create_output(settings)?;
     // Found before converting; the commit checks the rest (Parquet files where Delta tables are

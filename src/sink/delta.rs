@@ -286,46 +286,171 @@ impl DeltaStaging {
 pub(super) fn commit_table(folder: &Path, files: &[String], replace: bool, run: &RunInfo) -> Result<()> {
     // Absolute, as the files' URLs must lie under the table's.
     let folder = &std::path::absolute(folder)?;
-    let engine = engine();
+    commit_to(&Target::Local(folder), files, replace, run)
+}
+
+/// Where a Delta table is: a local folder, or a location on object storage (`object.rs`),
+/// whose files' statistics are read from a local copy of each (the staged file, or a download
+/// when a commit is replayed).
+pub(super) enum Target<'t> {
+    Local(&'t Path),
+    #[cfg(feature = "cloud")]
+    Remote {
+        table: &'t crate::remote::Location,
+        /// The local copy of a file of the table, when the run still has it.
+        local_copy: &'t dyn Fn(&str) -> Option<PathBuf>,
+        /// Where a file is downloaded to when there is no local copy.
+        scratch: &'t Path,
+    },
+}
+
+/// A file to add, as the kernel needs it: where to read its rows (for statistics) and where
+/// the table's log points at it.
+struct FileToAdd {
+    local: PathBuf,
+    location: Url,
+    modified_millis: i64,
+    size: u64,
+    /// A downloaded copy, removed once read.
+    downloaded: bool,
+}
+
+impl Target<'_> {
+    fn url(&self) -> Result<Url> {
+        match self {
+            Target::Local(folder) => table_url(folder),
+            #[cfg(feature = "cloud")]
+            Target::Remote { table, .. } => table.folder_url(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Target::Local(folder) => folder.display().to_string(),
+            #[cfg(feature = "cloud")]
+            Target::Remote { table, .. } => table.display(""),
+        }
+    }
+
+    fn is_table(&self) -> Result<bool> {
+        match self {
+            Target::Local(folder) => Ok(is_delta_table(folder)),
+            #[cfg(feature = "cloud")]
+            Target::Remote { table, .. } => is_remote_delta_table(table),
+        }
+    }
+
+    fn engine(&self) -> Box<dyn Engine> {
+        match self {
+            Target::Local(_) => Box::new(engine()),
+            #[cfg(feature = "cloud")]
+            Target::Remote { table, .. } => Box::new(remote_engine(table)),
+        }
+    }
+
+    fn file(&self, name: &str) -> Result<FileToAdd> {
+        match self {
+            Target::Local(folder) => {
+                let path = folder.join(name);
+                let metadata =
+                    fs::metadata(&path).with_context(|| format!("cannot look at {}", path.display()))?;
+                let modified = metadata.modified()?.duration_since(UNIX_EPOCH)?.as_millis();
+                let location = Url::from_file_path(&path)
+                    .map_err(|()| anyhow!("{} is not an absolute path", path.display()))?;
+                Ok(FileToAdd {
+                    local: path,
+                    location,
+                    modified_millis: i64::try_from(modified)?,
+                    size: metadata.len(),
+                    downloaded: false,
+                })
+            }
+            #[cfg(feature = "cloud")]
+            Target::Remote {
+                table,
+                local_copy,
+                scratch,
+            } => {
+                let info = table
+                    .head(name)?
+                    .ok_or_else(|| anyhow!("{} is missing", table.display(name)))?;
+                let (local, downloaded) = match local_copy(name) {
+                    Some(path) => (path, false),
+                    None => {
+                        let path = scratch.join(name);
+                        let mut reader = table.reader(name, None)?;
+                        fsops::write_atomically_from(&path, &mut reader)
+                            .with_context(|| format!("cannot download {}", table.display(name)))?;
+                        (path, true)
+                    }
+                };
+                Ok(FileToAdd {
+                    local,
+                    location: self.url()?.join(name)?,
+                    modified_millis: i64::try_from(info.modified / 1_000_000)?,
+                    size: info.size,
+                    downloaded,
+                })
+            }
+        }
+    }
+
+    /// Makes a landed commit durable where the store does not (the local folder).
+    fn landed(&self, version: u64) -> Result<()> {
+        match self {
+            Target::Local(folder) => sync_commit(folder, version),
+            #[cfg(feature = "cloud")]
+            Target::Remote { .. } => Ok(()),
+        }
+    }
+}
+
+/// [`commit_table`] on any [`Target`].
+pub(super) fn commit_to(target: &Target<'_>, files: &[String], replace: bool, run: &RunInfo) -> Result<()> {
+    let engine = target.engine();
+    let engine = engine.as_ref();
     for attempt in 1..=COMMIT_ATTEMPTS {
-        let committed = if is_delta_table(folder) {
-            let snapshot = snapshot(&engine, folder)?;
-            if snapshot.get_app_id_version(APP_ID, &engine)? == Some(run.sequence) {
+        let committed = if target.is_table()? {
+            let snapshot = snapshot_at(engine, target)?;
+            if snapshot.get_app_id_version(APP_ID, engine)? == Some(run.sequence) {
                 return Ok(());
             }
-            update(&engine, snapshot, folder, files, replace, run)?
+            update(engine, snapshot, target, files, replace, run)?
         } else if files.is_empty() {
             return Ok(());
         } else {
-            create(&engine, folder, files, run)?
+            create(engine, target, files, run)?
         };
         if committed {
             return Ok(());
         }
         tracing::warn!(
             "another writer committed to {} first (try {attempt} of {COMMIT_ATTEMPTS}); trying again",
-            folder.display()
+            target.describe()
         );
     }
     bail!(
         "cannot commit to the Delta table {}: other writers kept committing first; the next \
          fhir2table run on this output tries again",
-        folder.display()
+        target.describe()
     )
 }
 
-/// Creates the Delta table at `folder` with the schema of its first file, holding `files`.
+/// Creates the Delta table at `target` with the schema of its first file, holding `files`.
 /// `false` when another writer created it first.
-fn create(engine: &dyn Engine, folder: &Path, files: &[String], run: &RunInfo) -> Result<bool> {
-    let schema = Arc::new(delta_schema(schema_of(&folder.join(&files[0]))?.as_ref())?);
+fn create(engine: &dyn Engine, target: &Target<'_>, files: &[String], run: &RunInfo) -> Result<bool> {
+    let first = target.file(&files[0])?;
+    let schema = schema_of(&first.local);
+    first.done();
+    let schema = Arc::new(delta_schema(schema?.as_ref())?);
     let (info, info_schema) = commit_info(run)?;
-    let mut transaction = create_table(table_url(folder)?.as_str(), schema, engine_info(), true)
+    let mut transaction = create_table(target.url()?.as_str(), schema, engine_info(), true)
         .with_commit_info(info, info_schema)
         .with_transaction_id(APP_ID, run.sequence)
         .build(engine, Box::new(FileSystemCommitter::new()))
-        .with_context(|| format!("cannot create the Delta table {}", folder.display()))?;
-    add_files(&mut transaction, folder, files)?;
-    finish(transaction.commit(engine), folder)
+        .with_context(|| format!("cannot create the Delta table {}", target.describe()))?;
+    add_files(&mut transaction, target, files)?;
+    finish(transaction.commit(engine), target)
 }
 
 /// Adds `files` to the table `snapshot` is a version of, first removing all its files when
@@ -333,7 +458,7 @@ fn create(engine: &dyn Engine, folder: &Path, files: &[String], run: &RunInfo) -
 fn update(
     engine: &dyn Engine,
     snapshot: Arc<Snapshot>,
-    folder: &Path,
+    target: &Target<'_>,
     files: &[String],
     replace: bool,
     run: &RunInfo,
@@ -351,27 +476,27 @@ fn update(
         .with_transaction_id(APP_ID, run.sequence)
         .with_operation_parameters([("mode", Some(mode))])
         .build(engine, Box::new(FileSystemCommitter::new()))
-        .with_context(|| format!("cannot start a transaction on {}", folder.display()))?;
+        .with_context(|| format!("cannot start a transaction on {}", target.describe()))?;
     if replace {
         let scan = snapshot.scan_builder().build()?;
         for files in scan.scan_metadata(engine)? {
             transaction.remove_files(files?.scan_files);
         }
     }
-    add_files(&mut transaction, folder, files)?;
-    finish(transaction.commit(engine), folder)
+    add_files(&mut transaction, target, files)?;
+    finish(transaction.commit(engine), target)
 }
 
 /// `true` for a commit that landed (made durable: see [`sync_commit`]), `false` for one another
 /// writer beat; an error otherwise.
-fn finish<S>(result: delta_kernel::KernelResult<CommitResult<S>>, folder: &Path) -> Result<bool> {
-    match result.with_context(|| format!("cannot commit to the Delta table {}", folder.display()))? {
+fn finish<S>(result: delta_kernel::KernelResult<CommitResult<S>>, target: &Target<'_>) -> Result<bool> {
+    match result.with_context(|| format!("cannot commit to the Delta table {}", target.describe()))? {
         CommitResult::Committed(committed) => {
-            sync_commit(folder, committed.commit_version())?;
+            target.landed(committed.commit_version())?;
             if committed.post_commit_stats().commits_since_checkpoint >= CHECKPOINT_INTERVAL {
-                if let Err(error) = checkpoint(folder) {
+                if let Err(error) = checkpoint(target) {
                     // The commit stands; the next one past the interval tries again.
-                    tracing::warn!("cannot write a checkpoint of {}: {error:#}", folder.display());
+                    tracing::warn!("cannot write a checkpoint of {}: {error:#}", target.describe());
                 }
             }
             Ok(true)
@@ -388,17 +513,27 @@ const CHECKPOINT_INTERVAL: u64 = 10;
 /// Writes a checkpoint of the table's newest version (the kernel's own, `N.checkpoint.parquet`
 /// and `_last_checkpoint`), then syncs the log folder. A checkpoint only repeats what the commits
 /// already say, so a crash here loses nothing: readers ignore a missing or unfinished one.
-fn checkpoint(folder: &Path) -> Result<()> {
-    // On its own engine with a multi-threaded runtime: the checkpoint writer reads the log while
-    // it writes, and on the single I/O thread of `engine()` the two wait for each other forever.
-    let executor = TokioMultiThreadExecutor::new_owned_runtime(Some(2), None)?;
-    let engine = DefaultEngineBuilder::new(Arc::new(LocalFileSystem::new()))
-        .with_task_executor(Arc::new(executor))
-        .build();
-    let snapshot = snapshot(&engine, folder)?;
-    snapshot.checkpoint(&engine, None)?;
-    let log = folder.join(DELTA_LOG);
-    fsops::sync_dir(&log).with_context(|| format!("cannot sync {}", log.display()))?;
+fn checkpoint(target: &Target<'_>) -> Result<()> {
+    let engine: Box<dyn Engine> = match target {
+        // On an engine with a multi-threaded runtime: the checkpoint writer reads the log while
+        // it writes, and on the single I/O thread of `engine()` the two wait for each other
+        // forever. (The object-storage engine runs on the process's multi-threaded runtime.)
+        Target::Local(_) => {
+            let executor = TokioMultiThreadExecutor::new_owned_runtime(Some(2), None)?;
+            let engine = DefaultEngineBuilder::new(Arc::new(LocalFileSystem::new()))
+                .with_task_executor(Arc::new(executor))
+                .build();
+            Box::new(engine)
+        }
+        #[cfg(feature = "cloud")]
+        Target::Remote { .. } => target.engine(),
+    };
+    let snapshot = snapshot_at(engine.as_ref(), target)?;
+    snapshot.checkpoint(engine.as_ref(), None)?;
+    if let Target::Local(folder) = target {
+        let log = folder.join(DELTA_LOG);
+        fsops::sync_dir(&log).with_context(|| format!("cannot sync {}", log.display()))?;
+    }
     Ok(())
 }
 
@@ -416,32 +551,41 @@ fn sync_commit(folder: &Path, version: u64) -> Result<()> {
     Ok(())
 }
 
-/// Adds each file of `files` (in `folder`) to the transaction, with the statistics Delta readers
-/// skip files by, computed from the file's rows by the kernel's engine.
-fn add_files<S>(transaction: &mut Transaction<S>, folder: &Path, files: &[String]) -> Result<()> {
+impl FileToAdd {
+    /// Removes a downloaded copy (a staged one belongs to the run).
+    fn done(&self) {
+        if self.downloaded {
+            let _ = fs::remove_file(&self.local);
+        }
+    }
+}
+
+/// Adds each file of `files` (in the table at `target`) to the transaction, with the statistics
+/// Delta readers skip files by, computed from the file's rows by the kernel's engine.
+fn add_files<S>(transaction: &mut Transaction<S>, target: &Target<'_>, files: &[String]) -> Result<()> {
     let context = transaction.write_state()?.write_context_builder().build()?;
     for file in files {
-        let path = folder.join(file);
+        let source = target.file(file)?;
+        let path = &source.local;
         let mut stats = FileStatsAccumulator::new(context.stats_columns(), context.physical_data_schema());
         let mut merged = false;
-        for batch in read_batches(&path)? {
-            stats.merge(&batch?)?;
-            merged = true;
-        }
-        if !merged {
-            // A file without rows still gets statistics (numRecords 0), which readers expect.
-            stats.merge(&RecordBatch::new_empty(strip_metadata(
-                schema_of(&path)?.as_ref(),
-            )))?;
-        }
+        let read = read_batches(path).and_then(|batches| {
+            for batch in batches {
+                stats.merge(&batch?)?;
+                merged = true;
+            }
+            if !merged {
+                // A file without rows still gets statistics (numRecords 0), which readers expect.
+                stats.merge(&RecordBatch::new_empty(strip_metadata(schema_of(path)?.as_ref())))?;
+            }
+            Ok(())
+        });
+        source.done();
+        read?;
         let stats = stats
             .finish()?
-            .ok_or_else(|| anyhow!("no statistics for {}", path.display()))?;
-        let metadata = fs::metadata(&path).with_context(|| format!("cannot look at {}", path.display()))?;
-        let modified = metadata.modified()?.duration_since(UNIX_EPOCH)?.as_millis();
-        let location =
-            Url::from_file_path(&path).map_err(|()| anyhow!("{} is not an absolute path", path.display()))?;
-        let file_meta = FileMeta::new(location, i64::try_from(modified)?, metadata.len());
+            .ok_or_else(|| anyhow!("no statistics for {}", target.describe()))?;
+        let file_meta = FileMeta::new(source.location, source.modified_millis, source.size);
         let add = build_add_file_metadata(DataFileMetadata::new(file_meta, stats), &context)?;
         transaction.add_files(add);
     }
@@ -530,9 +674,14 @@ pub(super) fn live_file_names(folder: &Path) -> Result<Vec<String>> {
 
 /// The newest version of the Delta table at `folder`.
 fn snapshot(engine: &dyn Engine, folder: &Path) -> Result<Arc<Snapshot>> {
-    Snapshot::builder_for(table_url(folder)?.as_str())
+    snapshot_at(engine, &Target::Local(folder))
+}
+
+/// The newest version of the Delta table at `target`.
+fn snapshot_at(engine: &dyn Engine, target: &Target<'_>) -> Result<Arc<Snapshot>> {
+    Snapshot::builder_for(target.url()?.as_str())
         .build(engine)
-        .with_context(|| format!("cannot read the Delta log of {}", folder.display()))
+        .with_context(|| format!("cannot read the Delta log of {}", target.describe()))
 }
 
 fn table_url(folder: &Path) -> Result<Url> {
@@ -572,3 +721,82 @@ mod tests {
         }
     }
 }
+
+/// Delta tables on object storage (`object.rs`): the same kernel calls on the store's engine.
+#[cfg(feature = "cloud")]
+mod remote {
+    use std::sync::Arc;
+
+    use anyhow::{bail, Context, Result};
+    use delta_kernel::Engine;
+    use delta_kernel_default_engine::executor::tokio::TokioMultiThreadExecutor;
+    use delta_kernel_default_engine::DefaultEngineBuilder;
+
+    use super::{delta_schema, live_files, schema_of, snapshot_at, Target, DELTA_LOG};
+    use crate::remote::{runtime, Location};
+
+    /// The kernel's default engine on the table's store, running its tasks on the process's I/O
+    /// runtime.
+    pub(in crate::sink) fn remote_engine(table: &Location) -> impl Engine {
+        let executor = Arc::new(TokioMultiThreadExecutor::new(runtime().handle().clone()));
+        DefaultEngineBuilder::new(table.store())
+            .with_task_executor(executor)
+            .build()
+    }
+
+    /// Whether the location holds a Delta table: a commit or checkpoint in its log.
+    pub(in crate::sink) fn is_remote_delta_table(table: &Location) -> Result<bool> {
+        Ok(table.list(DELTA_LOG)?.iter().any(|object| {
+            let name = object.relative.rsplit('/').next().unwrap_or_default();
+            name.starts_with(|c: char| c.is_ascii_digit())
+        }))
+    }
+
+    /// The files of the newest version of the Delta table at `table`, by name.
+    pub(in crate::sink) fn remote_live_files(table: &Location) -> Result<Vec<String>> {
+        if !is_remote_delta_table(table)? {
+            return Ok(Vec::new());
+        }
+        let engine = remote_engine(table);
+        let snapshot = snapshot_at(&engine, &remote_target(table))?;
+        let mut files = live_files(&engine, &snapshot)
+            .with_context(|| format!("cannot list the files of the Delta table {}", table.display("")))?;
+        files.sort();
+        Ok(files)
+    }
+
+    /// Refuses staged files whose schema is not the existing table's (see `DeltaStaging`).
+    pub(in crate::sink) fn check_remote_schema(
+        table: &Location,
+        staged: &[std::path::PathBuf],
+    ) -> Result<()> {
+        if !is_remote_delta_table(table)? {
+            return Ok(());
+        }
+        let engine = remote_engine(table);
+        let existing = snapshot_at(&engine, &remote_target(table))?.schema();
+        for path in staged {
+            if delta_schema(schema_of(path)?.as_ref())? != *existing {
+                bail!(
+                    "cannot write {}: the Delta table's schema differs from the new rows' and \
+                     fhir2table cannot change a Delta table's schema yet; move the table away or \
+                     use another --out",
+                    table.display("")
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// A target for reading only (no local copies needed).
+    fn remote_target(table: &Location) -> Target<'_> {
+        Target::Remote {
+            table,
+            local_copy: &|_| None,
+            scratch: std::path::Path::new("."),
+        }
+    }
+}
+
+#[cfg(feature = "cloud")]
+pub(super) use remote::{check_remote_schema, is_remote_delta_table, remote_engine, remote_live_files};

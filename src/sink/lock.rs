@@ -33,7 +33,8 @@ pub struct OutputLock {
     _file: File,
 }
 
-fn host_name() -> String {
+/// This machine's name, for the lock's holder text (the object storage lock too).
+pub(super) fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .map(|name| name.trim().to_owned())

@@ -11,6 +11,8 @@ mod layout;
 mod local;
 mod lock;
 mod migrate;
+#[cfg(feature = "cloud")]
+mod object;
 mod parquet;
 mod part;
 mod store;
@@ -76,6 +78,14 @@ pub fn format_of(folder: &Path) -> Format {
 /// refused with [`WrongFormat`] (a Parquet file added beside a Delta table is one no Delta reader
 /// sees, and a Delta log over a folder of Parquet files hides them).
 pub fn open(folder: &Path, format: Format) -> Result<Box<dyn Store>> {
+    if crate::remote::is_url(folder) {
+        #[cfg(feature = "cloud")]
+        return object::open(&folder.to_string_lossy(), format);
+        #[cfg(not(feature = "cloud"))]
+        return Err(crate::remote::Location::parse(&folder.to_string_lossy())
+            .map(|_| ())
+            .unwrap_err());
+    }
     let output = Output::open(folder)?;
     check_format(&output, format)?;
     match format {

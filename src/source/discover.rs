@@ -1,4 +1,5 @@
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use walkdir::WalkDir;
 
@@ -22,6 +23,19 @@ pub struct InputFile {
     pub format: InputFormat,
     pub gzip: bool,
     pub size: u64,
+    /// Where an input on object storage is (`--in s3://...`): its folder-like location, under
+    /// which `relative` names the object, and the object's time. `None` for a local file, read
+    /// from `path`; for an object, `path` is only its URL, for messages.
+    pub remote: Option<RemoteInput>,
+}
+
+/// An input on object storage (see [`InputFile::remote`]).
+#[derive(Debug, Clone)]
+pub struct RemoteInput {
+    /// The `--in` location the object's relative name is below.
+    pub location: Arc<crate::remote::Location>,
+    /// The object's last modification, nanoseconds since 1970 (`--incremental` records it).
+    pub modified: u128,
 }
 
 /// The inputs found under `--in`, in sorted path order, plus what was passed over.
@@ -41,6 +55,9 @@ pub struct Discovery {
 /// The folder `output` (when it lies inside the input) is not entered; `filter` leaves out the
 /// paths `--include` / `--exclude` select, and they are listed as excluded.
 pub fn discover(root: &Path, output: Option<&Path>, filter: &InputFilter) -> Discovery {
+    if crate::remote::is_url(root) {
+        return super::listing::discover_objects(root, output, filter);
+    }
     let mut discovery = Discovery::default();
     let output = output.and_then(|path| path.canonicalize().ok());
     let mut excluded_folders = Vec::new();
@@ -101,6 +118,7 @@ pub fn discover(root: &Path, output: Option<&Path>, filter: &InputFilter) -> Dis
             format,
             gzip,
             size,
+            remote: None,
         });
     }
     // One sorted list: a folder (ending in `/`) stands where its files would.
@@ -110,7 +128,7 @@ pub fn discover(root: &Path, output: Option<&Path>, filter: &InputFilter) -> Dis
 }
 
 /// The format implied by a file name: `.json`, `.ndjson`, `.jsonl`, each optionally `.gz`.
-fn classify(path: &Path) -> Option<(InputFormat, bool)> {
+pub(super) fn classify(path: &Path) -> Option<(InputFormat, bool)> {
     let name = path.file_name()?.to_str()?.to_ascii_lowercase();
     let (stem, gzip) = match name.strip_suffix(".gz") {
         Some(stem) => (stem, true),

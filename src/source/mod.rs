@@ -3,15 +3,17 @@
 
 mod discover;
 mod filter;
+mod listing;
 mod quarantine;
 mod read;
 mod shard;
 
-pub use discover::{discover, Discovery, InputFile, InputFormat};
+pub use discover::{discover, Discovery, InputFile, InputFormat, RemoteInput};
 pub use filter::InputFilter;
+pub use listing::check_input;
 pub use quarantine::{retire_input, Quarantine};
 pub use read::{
-    describe_bytes, for_each_line, read_whole, split_lines, Limits, Line, Part, DEFAULT_MAX_JSON_BYTES,
-    DEFAULT_MAX_LINE_BYTES,
+    describe_bytes, for_each_line, open_raw, read_whole, split_lines, Limits, Line, Part,
+    DEFAULT_MAX_JSON_BYTES, DEFAULT_MAX_LINE_BYTES,
 };
 pub use shard::{Shard, MAX_SHARDS};

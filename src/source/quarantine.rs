@@ -8,9 +8,11 @@ use std::path::{Path, PathBuf};
 use super::InputFile;
 use crate::fsops;
 
-/// Where failed inputs are copied.
+/// Where failed inputs are copied: a local folder, or a location on object storage
+/// (`--errors-to s3://...`), where each copy is one object written whole.
 pub struct Quarantine {
     dir: PathBuf,
+    remote: Option<crate::remote::Location>,
 }
 
 fn reasons_text(reasons: &[String], more: u64) -> String {
@@ -25,10 +27,32 @@ fn reasons_text(reasons: &[String], more: u64) -> String {
 }
 
 impl Quarantine {
-    pub fn new(dir: &Path) -> Quarantine {
-        Quarantine {
+    /// The quarantine at `dir`, a folder or a URL. A URL that names no object store is an
+    /// error (the run checks it before starting, as a usage error).
+    pub fn new(dir: &Path) -> io::Result<Quarantine> {
+        let remote = match crate::remote::is_url(dir) {
+            true => Some(
+                crate::remote::Location::parse(&dir.to_string_lossy())
+                    .map_err(|error| io::Error::other(format!("{error:#}")))?,
+            ),
+            false => None,
+        };
+        Ok(Quarantine {
             dir: dir.to_path_buf(),
-        }
+            remote,
+        })
+    }
+
+    /// Writes `content` as the copy named `relative` + `suffix`, replacing any.
+    fn write(&self, relative: &str, suffix: &str, content: &mut dyn std::io::Read) -> io::Result<()> {
+        let Some(remote) = &self.remote else {
+            return fsops::write_atomically_from(&self.target(relative, suffix)?, content);
+        };
+        // The same check of the name as for a folder: nothing outside the location.
+        inside(Path::new("."), &format!("{relative}{suffix}"))?;
+        remote
+            .upload_from(&format!("{relative}{suffix}"), content)
+            .map_err(|error| io::Error::other(format!("{error:#}")))
     }
 
     fn target(&self, relative: &str, suffix: &str) -> io::Result<PathBuf> {
@@ -41,11 +65,13 @@ impl Quarantine {
 
     /// Copies a failed input file, with the reasons.
     pub fn file(&self, input: &InputFile, reasons: &[String], more: u64) -> io::Result<()> {
-        fsops::copy(&input.path, &self.target(&input.relative, "")?)?;
-        fsops::write_atomically(
-            &self.target(&input.relative, ".error.txt")?,
-            reasons_text(reasons, more).as_bytes(),
-        )
+        match (&input.remote, &self.remote) {
+            (None, None) => fsops::copy(&input.path, &self.target(&input.relative, "")?)?,
+            // An object, or a copy to object storage, is streamed: read again, not held in memory.
+            _ => self.write(&input.relative, "", &mut super::open_raw(input, None)?)?,
+        }
+        let reasons = reasons_text(reasons, more);
+        self.write(&input.relative, ".error.txt", &mut reasons.as_bytes())
     }
 
     /// Writes one bad NDJSON line as `<file>.line-<n>.ndjson`, with the reasons; only the reasons
@@ -61,21 +87,19 @@ impl Quarantine {
         if let Some(content) = content {
             let mut bytes = content.to_vec();
             bytes.push(b'\n');
-            fsops::write_atomically(&self.target(&input.relative, &stem)?, &bytes)?;
+            self.write(&input.relative, &stem, &mut bytes.as_slice())?;
         }
         let text = format!("{}: line {line}\n{}", input.relative, reasons_text(reasons, 0));
-        fsops::write_atomically(
-            &self.target(&input.relative, &format!("{stem}.error.txt"))?,
-            text.as_bytes(),
+        self.write(
+            &input.relative,
+            &format!("{stem}.error.txt"),
+            &mut text.as_bytes(),
         )
     }
 
     /// Records an input that could not even be read (nothing to copy).
     pub fn unreadable(&self, relative: &str, reason: &str) -> io::Result<()> {
-        fsops::write_atomically(
-            &self.target(relative, ".error.txt")?,
-            format!("{reason}\n").as_bytes(),
-        )
+        self.write(relative, ".error.txt", &mut format!("{reason}\n").as_bytes())
     }
 }
 
@@ -83,6 +107,9 @@ impl Quarantine {
 /// original removed, across file systems), or deletes it when `archive` is `None`. A crash half
 /// way leaves the input in place (to be converted again), never lost.
 pub fn retire_input(input: &InputFile, archive: Option<&Path>) -> io::Result<()> {
+    if let Some(remote) = &input.remote {
+        return retire_object(input, &remote.location, archive);
+    }
     let Some(archive) = archive else {
         return fsops::remove_file(&input.path);
     };
@@ -104,6 +131,46 @@ pub fn retire_input(input: &InputFile, archive: Option<&Path>) -> io::Result<()>
         }
         other => other,
     }
+}
+
+/// [`retire_input`] for an object: deletes it, or first copies it to the archive (server-side to
+/// an archive URL on the same store, streamed down to a local archive folder) and then deletes
+/// it. As for a file, a failure half way leaves the object in place, never lost.
+fn retire_object(
+    input: &InputFile,
+    location: &crate::remote::Location,
+    archive: Option<&Path>,
+) -> io::Result<()> {
+    let failed = |error: anyhow::Error| io::Error::other(format!("{error:#}"));
+    if let Some(archive) = archive {
+        if crate::remote::is_url(archive) {
+            let target = crate::remote::Location::parse(&archive.to_string_lossy()).map_err(failed)?;
+            if target.head(&input.relative).map_err(failed)?.is_some() {
+                return Err(already_archived(&target.display(&input.relative)));
+            }
+            location
+                .copy_to(&input.relative, &target, &input.relative)
+                .map_err(failed)?;
+        } else {
+            let target = inside(archive, &input.relative)?;
+            if target.symlink_metadata().is_ok() {
+                return Err(already_archived(&target.display().to_string()));
+            }
+            if let Some(parent) = target.parent() {
+                fsops::create_dir_all(parent)?;
+            }
+            fsops::write_atomically_from(&target, &mut super::open_raw(input, None)?)?;
+        }
+    }
+    location.delete(&input.relative).map_err(failed)
+}
+
+/// An earlier export's input of the same name is in the archive: both are kept.
+fn already_archived(target: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!("{target} is already archived (left in place)"),
+    )
 }
 
 /// `root/relative`, refusing a relative path that would lead outside `root`.

@@ -9,11 +9,27 @@ use super::InputFile;
 const READ_BUFFER: usize = 1 << 20;
 
 fn open(file: &InputFile) -> io::Result<Box<dyn Read>> {
-    let handle = File::open(&file.path)?;
+    let handle = open_raw(file, None)?;
     Ok(if file.gzip {
         Box::new(MultiGzDecoder::new(BufReader::with_capacity(READ_BUFFER, handle)))
     } else {
-        Box::new(handle)
+        handle
+    })
+}
+
+/// The file's bytes as stored (still gzipped if it is), or the byte `range` of them: a local
+/// file, or a streamed GET of an object (a range GET for a part of a big NDJSON object).
+pub fn open_raw(file: &InputFile, range: Option<std::ops::Range<u64>>) -> io::Result<Box<dyn Read>> {
+    if let Some(remote) = &file.remote {
+        return Ok(remote.location.reader(&file.relative, range)?);
+    }
+    let mut handle = File::open(&file.path)?;
+    Ok(match range {
+        Some(range) => {
+            handle.seek(SeekFrom::Start(range.start))?;
+            Box::new(handle.take(range.end - range.start))
+        }
+        None => Box::new(handle),
     })
 }
 
@@ -93,7 +109,7 @@ pub struct Part {
 /// Cuts an uncompressed file into parts of about `part_bytes` at line boundaries, counting lines
 /// on the way (one sequential read, no parsing) so every part knows its first line number.
 pub fn split_lines(file: &InputFile, part_bytes: u64) -> io::Result<Vec<Part>> {
-    let mut reader = File::open(&file.path)?;
+    let mut reader = open_raw(file, None)?;
     let mut buffer = vec![0u8; READ_BUFFER];
     let (mut position, mut lines) = (0u64, 0u64);
     let mut parts = Vec::new();
@@ -156,11 +172,7 @@ pub fn for_each_line(
     mut visit: impl FnMut(u64, Line<'_>),
 ) -> io::Result<()> {
     let source: Box<dyn Read> = match part {
-        Some(part) => {
-            let mut handle = File::open(&file.path)?;
-            handle.seek(SeekFrom::Start(part.start))?;
-            Box::new(handle.take(part.end - part.start))
-        }
+        Some(part) => open_raw(file, Some(part.start..part.end))?,
         None => open(file)?,
     };
     let mut reader = BufReader::with_capacity(READ_BUFFER, source);
@@ -214,6 +226,7 @@ mod tests {
             format: InputFormat::Ndjson,
             gzip,
             size: content.len() as u64,
+            remote: None,
         }
     }
 
@@ -270,6 +283,7 @@ mod tests {
             format: InputFormat::Ndjson,
             gzip: false,
             size: text.len() as u64,
+            remote: None,
         };
         let parts = split_lines(&file, 8).unwrap();
         let mut seen = Vec::new();
@@ -291,5 +305,45 @@ mod tests {
             "the parts together are the file, with the right line numbers"
         );
         assert_eq!(parts.last().unwrap().end, text.len() as u64);
+    }
+
+    /// An object's parts are read with range GETs (here through object_store's own file store,
+    /// `file://`): together they are the object, with the line numbers of the whole.
+    #[cfg(feature = "cloud")]
+    #[test]
+    fn the_parts_of_an_object_are_range_reads_that_make_up_the_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "aaaa\nbb\n\ncccccc\nd\neeeeeeeeee\nf";
+        std::fs::write(dir.path().join("x.ndjson"), text).unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let location = std::sync::Arc::new(crate::remote::Location::parse(&url).unwrap());
+        let file = InputFile {
+            path: location.display("x.ndjson").into(),
+            relative: "x.ndjson".into(),
+            format: InputFormat::Ndjson,
+            gzip: false,
+            size: text.len() as u64,
+            remote: Some(super::super::RemoteInput {
+                location,
+                modified: 0,
+            }),
+        };
+        let parts = split_lines(&file, 8).unwrap();
+        assert!(parts.len() > 2, "{parts:?}");
+        let mut seen = Vec::new();
+        for part in &parts {
+            for_each_line(&file, Some(part), 100, |number, line| {
+                seen.push((number, text_of(line)));
+            })
+            .unwrap();
+        }
+        let local = ndjson_file(dir.path(), "y.ndjson", text.as_bytes(), false);
+        let mut whole = Vec::new();
+        for_each_line(&local, None, 100, |number, line| {
+            whole.push((number, text_of(line)))
+        })
+        .unwrap();
+        assert_eq!(seen, whole);
+        assert_eq!(read_whole(&file, 1000).unwrap(), text.as_bytes());
     }
 }
