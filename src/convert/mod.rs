@@ -511,6 +511,7 @@ fn shard_manifest(
         .iter()
         .map(|(&position, &clean)| (files[position].relative.clone(), clean))
         .collect();
+    let tables_in_order = tables.completed.iter().map(|name| name.to_string()).collect();
     let tables = tables
         .reports
         .iter()
@@ -543,6 +544,7 @@ fn shard_manifest(
         excluded: inputs.discovery.excluded.clone(),
         outcomes,
         unreadable: inputs.discovery.unreadable.len() as u64,
+        table_order: tables_in_order,
         tables,
         identifiers: converted.index.entries(),
         diagnostics: converted.diagnostics.clone(),

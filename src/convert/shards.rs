@@ -29,8 +29,8 @@ use crate::fhir::key_hash::KeyHasher;
 use crate::report::{RunReport, TableReport};
 use crate::resource::IdentifierIndex;
 use crate::sink::{
-    same_columns, shard_folder, shards_folder, Compression, Format, Locked, Output, RunInfo, Store,
-    WriteOptions, TOOL_FOLDER,
+    same_columns, shard_folder, shards_folder, Compression, Format, Locked, RunInfo, Store, WriteOptions,
+    TOOL_FOLDER,
 };
 use crate::source::{InputFile, Shard};
 use crate::table::deleted::DELETED_TABLE;
@@ -68,6 +68,11 @@ pub(super) struct ShardManifest {
     /// Paths of this shard's share that could not be listed or read at all.
     pub(super) unreadable: u64,
     pub(super) tables: BTreeMap<String, ShardTable>,
+    /// The tables in the order the run lists them (built-in tables, then views): the commit
+    /// resolves references table by table in this order, as a single run does, so the merged
+    /// report gives the same first examples.
+    #[serde(default)]
+    pub(super) table_order: Vec<String>,
     /// The identifier index of the shard's resources (see `IdentifierIndex::entries`).
     pub(super) identifiers: Vec<(u64, Option<String>)>,
     pub(super) diagnostics: Diagnostics,
@@ -105,28 +110,22 @@ pub(super) fn check_shard_settings(settings: &Settings) -> Result<(), UsageError
 /// tables are checked against `--mode` by the commit, which holds their lock.
 pub(super) fn open_shard(settings: &Settings, shard: Shard) -> Result<Box<dyn Store>> {
     check_shard_settings(settings)?;
-    if crate::remote::is_url(&settings.output) {
-        return Err(UsageError(
-            "--shard needs a local --out (a file system every shard mounts); object storage \
-             outputs are not supported for sharded runs yet"
-                .into(),
-        )
-        .into());
-    }
     check_folders(settings)?;
     super::check_input_and_create_output(settings)?;
-    // Found before converting; the commit checks the rest (Parquet files where Delta tables are
-    // asked for) under the output's lock.
-    if settings.format == Format::Parquet && crate::sink::format_of(&settings.output) == Format::Delta {
-        return Err(crate::sink::WrongFormat(format!(
-            "{} holds Delta tables: use --format delta for this output, or another --out",
-            settings.output.display()
-        ))
-        .into());
-    }
     let folder = shard_folder(&settings.output, &shard.folder_name());
-    crate::fsops::create_dir_all(&folder)
-        .map_err(|e| UsageError(format!("cannot create {}: {e}", folder.display())))?;
+    if !crate::remote::is_url(&settings.output) {
+        // Found before converting; the commit checks the rest (Parquet files where Delta tables
+        // are asked for) under the output's lock.
+        if settings.format == Format::Parquet && crate::sink::format_of(&settings.output) == Format::Delta {
+            return Err(crate::sink::WrongFormat(format!(
+                "{} holds Delta tables: use --format delta for this output, or another --out",
+                settings.output.display()
+            ))
+            .into());
+        }
+        crate::fsops::create_dir_all(&folder)
+            .map_err(|e| UsageError(format!("cannot create {}: {e}", folder.display())))?;
+    }
     let output = crate::sink::open(&folder, Format::Parquet)?;
     if output.recovered() {
         tracing::info!("finished the commit of an interrupted run of shard {shard}");
@@ -190,15 +189,13 @@ struct Finished {
 /// Commits a complete set of finished shards of `out` as one run (see the module doc).
 pub fn commit_shards(out: &Path, trigger: Trigger<'_>) -> Result<ShardsCommit> {
     let started = SystemTime::now();
-    if !out.is_dir() {
-        return Err(UsageError(format!("{} is not a folder", out.display())).into());
-    }
+    let home = ShardsHome::of(out)?;
     // The output is opened (locked, and an interrupted commit finished) before the shards are
     // judged: a commit killed half way through removing the shard folders has taken them in,
     // and only its journal can finish it. The format is the shards' own when they are all done.
-    let mut format = match complete_set(out, trigger)? {
+    let mut format = match complete_set(&home, trigger)? {
         Ok(set) => set[0].manifest.output_format,
-        Err(_) => crate::sink::format_of(out),
+        Err(_) => home.format_found(),
     };
     let (output, set) = loop {
         let Some(output) = open_output(out, format, trigger)? else {
@@ -207,12 +204,12 @@ pub fn commit_shards(out: &Path, trigger: Trigger<'_>) -> Result<ShardsCommit> {
                 out.display()
             )));
         };
-        match complete_set(out, trigger)? {
+        match complete_set(&home, trigger)? {
             // Completed since the first look, by shards of the other format than the folder's.
             Ok(set) if set[0].manifest.output_format != format => format = set[0].manifest.output_format,
             Ok(set) => break (output, set),
             Err(_) if output.recovered() => return Ok(ShardsCommit::Recovered),
-            Err(_) if no_shards(out)? => return Ok(ShardsCommit::Nothing),
+            Err(_) if home.names()?.is_empty() => return Ok(ShardsCommit::Nothing),
             Err(waiting) => return Ok(ShardsCommit::Waiting(waiting)),
         }
     };
@@ -220,7 +217,7 @@ pub fn commit_shards(out: &Path, trigger: Trigger<'_>) -> Result<ShardsCommit> {
     // commit. Opening also finishes a shard's own interrupted commit.
     let mut shards = Vec::new();
     for finished in &set {
-        match Output::open(&finished.folder) {
+        match crate::sink::open(&finished.folder, Format::Parquet) {
             Ok(shard) => shards.push(shard),
             Err(error) if error.is::<Locked>() => {
                 return Ok(ShardsCommit::Waiting(format!(
@@ -232,7 +229,7 @@ pub fn commit_shards(out: &Path, trigger: Trigger<'_>) -> Result<ShardsCommit> {
         }
     }
     // Read again under the shards' locks: one may have been retried in the meantime.
-    let set = match complete_set(out, trigger)? {
+    let set = match complete_set(&home, trigger)? {
         Ok(set) => set,
         Err(waiting) => return Ok(ShardsCommit::Waiting(waiting)),
     };
@@ -240,15 +237,100 @@ pub fn commit_shards(out: &Path, trigger: Trigger<'_>) -> Result<ShardsCommit> {
     Ok(ShardsCommit::Committed(Box::new(report)))
 }
 
-/// Whether the output holds no shard folder at all.
-fn no_shards(out: &Path) -> Result<bool> {
-    let folder = shards_folder(out);
-    match std::fs::read_dir(&folder) {
-        Ok(mut entries) => Ok(entries.next().is_none()),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(true),
-        Err(error) => Err(anyhow::Error::new(error).context(format!("cannot list {}", folder.display()))),
+/// Where the shard folders of an output are: `OUT/.fhir2table/_shards/`, on local disk or on
+/// object storage.
+enum ShardsHome {
+    Local(PathBuf),
+    Remote(crate::remote::Location),
+}
+
+impl ShardsHome {
+    fn of(out: &Path) -> Result<ShardsHome> {
+        if crate::remote::is_url(out) {
+            let location = crate::remote::Location::parse(&out.to_string_lossy())?;
+            return Ok(ShardsHome::Remote(
+                location.child(&format!("{TOOL_FOLDER}/{SHARDS}")),
+            ));
+        }
+        if !out.is_dir() {
+            return Err(UsageError(format!("{} is not a folder", out.display())).into());
+        }
+        Ok(ShardsHome::Local(shards_folder(out)))
+    }
+
+    /// The shard folders' names (`I-of-N`), sorted; none when there is no shards folder.
+    fn names(&self) -> Result<Vec<String>> {
+        let mut names: Vec<String> = match self {
+            ShardsHome::Local(folder) => match std::fs::read_dir(folder) {
+                Ok(entries) => entries
+                    .flatten()
+                    .filter_map(|entry| entry.file_name().to_str().map(str::to_owned))
+                    .collect(),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                Err(error) => {
+                    return Err(anyhow::Error::new(error).context(format!("cannot list {}", folder.display())))
+                }
+            },
+            ShardsHome::Remote(location) => location.folders("")?,
+        };
+        names.retain(|name| parse_folder_name(name).is_some());
+        names.sort();
+        Ok(names)
+    }
+
+    /// Where the shard folder `name` is, as `sink::open` takes it.
+    fn folder(&self, name: &str) -> PathBuf {
+        match self {
+            ShardsHome::Local(folder) => folder.join(name),
+            ShardsHome::Remote(location) => PathBuf::from(location.display(name)),
+        }
+    }
+
+    /// The manifest of shard folder `name`, or `None` while that shard has not finished.
+    fn manifest(&self, name: &str) -> Result<Option<ShardManifest>> {
+        let relative = format!("{name}/{MANIFEST_FILE}");
+        let text = match self {
+            ShardsHome::Local(folder) => match std::fs::read(folder.join(&relative)) {
+                Ok(text) => text,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(error) => {
+                    let path = folder.join(&relative);
+                    return Err(anyhow::Error::new(error).context(format!("cannot read {}", path.display())));
+                }
+            },
+            ShardsHome::Remote(location) => match location.get(&relative)? {
+                Some(text) => text,
+                None => return Ok(None),
+            },
+        };
+        let where_ = self.folder(&relative);
+        let manifest: ShardManifest = serde_json::from_slice(&text)
+            .with_context(|| format!("the shard manifest {} is damaged", where_.display()))?;
+        if manifest.format > MANIFEST_FORMAT {
+            anyhow::bail!(
+                "the shard manifest {} was written by a newer fhir2table (format {}); commit with that version",
+                where_.display(),
+                manifest.format
+            );
+        }
+        Ok(Some(manifest))
+    }
+
+    /// The format of the output's tables when no complete set says which (object storage: the
+    /// open finds out and refuses the wrong one).
+    fn format_found(&self) -> Format {
+        match self {
+            ShardsHome::Local(folder) => {
+                let out = folder.parent().and_then(Path::parent).unwrap_or(folder);
+                crate::sink::format_of(out)
+            }
+            ShardsHome::Remote(_) => Format::Parquet,
+        }
     }
 }
+
+/// The shards folder's name inside the tool's folder.
+const SHARDS: &str = "_shards";
 
 /// How long a finished shard waits for the output's lock: shards finishing together each hold it
 /// for a moment to look at the set, and one of them must get to commit it.
@@ -273,30 +355,13 @@ fn open_output(out: &Path, format: Format, trigger: Trigger<'_>) -> Result<Optio
 
 /// The finished shards the trigger asks for, all of one run and none missing, sorted by index;
 /// or why there is no such set.
-fn complete_set(out: &Path, trigger: Trigger<'_>) -> Result<Result<Vec<Finished>, String>> {
+fn complete_set(home: &ShardsHome, trigger: Trigger<'_>) -> Result<Result<Vec<Finished>, String>> {
     let mut finished = Vec::new();
     let mut unfinished = Vec::new();
-    let folder = shards_folder(out);
-    let entries = match std::fs::read_dir(&folder) {
-        Ok(entries) => entries,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Err(format!("{} holds no shards to commit", out.display())))
-        }
-        Err(error) => {
-            return Err(anyhow::Error::new(error).context(format!("cannot list {}", folder.display())))
-        }
-    };
-    let mut names: Vec<String> = entries
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str().map(str::to_owned))
-        .filter(|name| parse_folder_name(name).is_some())
-        .collect();
-    names.sort();
-    for name in names {
-        let shard_root = folder.join(&name);
-        match read_manifest(&shard_root)? {
+    for name in home.names()? {
+        match home.manifest(&name)? {
             Some(manifest) => finished.push(Finished {
-                folder: shard_root,
+                folder: home.folder(&name),
                 name,
                 manifest,
             }),
@@ -313,12 +378,8 @@ fn complete_set(out: &Path, trigger: Trigger<'_>) -> Result<Result<Vec<Finished>
     };
     let Some((count, plan)) = wanted else {
         return Ok(Err(match unfinished.is_empty() {
-            true => format!("{} holds no shards to commit", out.display()),
-            false => format!(
-                "no shard of {} has finished yet{}",
-                out.display(),
-                describe_unfinished(&unfinished)
-            ),
+            true => "the output holds no shards to commit".to_owned(),
+            false => format!("no shard has finished yet{}", describe_unfinished(&unfinished)),
         }));
     };
     finished.retain(|f| f.manifest.shards == count && f.manifest.plan == plan);
@@ -352,41 +413,24 @@ fn parse_folder_name(name: &str) -> Option<Shard> {
     format!("{index}/{count}").parse().ok()
 }
 
-/// A shard folder's manifest, or `None` while the shard has not finished.
-fn read_manifest(shard_root: &Path) -> Result<Option<ShardManifest>> {
-    let path = shard_root.join(MANIFEST_FILE);
-    let text = match std::fs::read(&path) {
-        Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => {
-            return Err(anyhow::Error::new(error).context(format!("cannot read {}", path.display())))
-        }
-    };
-    let manifest: ShardManifest = serde_json::from_slice(&text)
-        .with_context(|| format!("the shard manifest {} is damaged", path.display()))?;
-    if manifest.format > MANIFEST_FORMAT {
-        anyhow::bail!(
-            "the shard manifest {} was written by a newer fhir2table (format {}); commit with that version",
-            path.display(),
-            manifest.format
-        );
-    }
-    Ok(Some(manifest))
-}
-
 /// Stages every shard's parts into the output and commits them with the merged report.
 fn commit_set(
     out: &Path,
     output: &dyn Store,
     set: &[Finished],
-    shards: &[Output],
+    shards: &[Box<dyn Store>],
     started: SystemTime,
 ) -> Result<RunReport> {
     let first = &set[0].manifest;
     let mode = first.mode;
-    let mut table_names = BTreeSet::new();
+    // The run's table order, then any table only another shard has (none, for one run).
+    let mut table_names: Vec<String> = first.table_order.clone();
     for finished in set {
-        table_names.extend(finished.manifest.tables.keys().cloned());
+        for name in finished.manifest.tables.keys() {
+            if !table_names.contains(name) {
+                table_names.push(name.clone());
+            }
+        }
     }
     check_existing(output, (mode, first.output_format), &table_names, shards)?;
     let mut staging = output.stage(WriteOptions {
@@ -422,7 +466,7 @@ fn commit_set(
                     break;
                 }
                 let file = part.file_name();
-                staging.adopt(name, &file, &shard.path_of(&part))?;
+                staging.adopt(name, &file, &shard.local_file(&part)?)?;
                 if pending {
                     resolve_conditional_references(&*staging, name, &file, &index, &mut diagnostics)?;
                 }
@@ -433,7 +477,7 @@ fn commit_set(
         completed.push(name.as_str());
     }
     for finished in set {
-        staging.remove_with_commit(&format!("{TOOL_FOLDER}/_shards/{}", finished.name))?;
+        staging.remove_with_commit(&format!("{TOOL_FOLDER}/{SHARDS}/{}", finished.name))?;
     }
     let report = merged_report(out, set, reports, diagnostics);
     let files = vec![(REPORT_FILE, serde_json::to_string_pretty(&report)?)];
@@ -454,8 +498,8 @@ fn commit_set(
 fn check_existing(
     output: &dyn Store,
     (mode, format): (WriteMode, Format),
-    tables: &BTreeSet<String>,
-    shards: &[Output],
+    tables: &[String],
+    shards: &[Box<dyn Store>],
 ) -> Result<()> {
     for name in tables {
         let same_schema_needed = match mode {

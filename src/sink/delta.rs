@@ -170,6 +170,10 @@ impl Store for DeltaOutput {
         read_batches(&self.folder(&part.table).join(&part.file))
     }
 
+    fn local_file(&self, part: &Part) -> Result<PathBuf> {
+        Ok(self.folder(&part.table).join(&part.file))
+    }
+
     fn stage(&self, options: WriteOptions) -> Result<Box<dyn StagedRun>> {
         Ok(Box::new(DeltaStaging {
             local: self.local.create_staging(options)?,

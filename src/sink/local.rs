@@ -88,6 +88,10 @@ impl Store for Output {
         read_batches(&self.path_of(part))
     }
 
+    fn local_file(&self, part: &Part) -> Result<PathBuf> {
+        Ok(self.path_of(part))
+    }
+
     fn stage(&self, options: WriteOptions) -> Result<Box<dyn StagedRun>> {
         Ok(Box::new(self.create_staging(options)?))
     }

@@ -420,6 +420,19 @@ impl Store for ObjectOutput {
         batches
     }
 
+    /// Downloaded into the scratch folder, which goes when the output is dropped.
+    fn local_file(&self, part: &Part) -> Result<PathBuf> {
+        let name = self.part_name(part);
+        let local =
+            self.scratch_folder
+                .0
+                .join(format!("copy-{}-{}", part.table, part.file.to_string_lossy()));
+        let mut reader = self.root.reader(&name, None)?;
+        crate::fsops::write_atomically_from(&local, &mut reader)
+            .with_context(|| format!("cannot download {}", self.root.display(&name)))?;
+        Ok(local)
+    }
+
     fn stage(&self, options: WriteOptions) -> Result<Box<dyn StagedRun>> {
         Ok(Box::new(ObjectStaging {
             local: self.scratch.create_staging(options)?,

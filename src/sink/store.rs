@@ -53,6 +53,11 @@ pub trait Store {
     /// The record batches of a part, in order, a bounded number of rows at a time.
     fn read(&self, part: &Part) -> Result<Batches>;
 
+    /// A local file holding the part's bytes: the part itself on local disk, a download (kept
+    /// while the output is open) on object storage. A sharded run's commit takes each shard's
+    /// parts through it.
+    fn local_file(&self, part: &Part) -> Result<std::path::PathBuf>;
+
     /// Begins a run's changes, written with `options` where no reader sees them until
     /// [`StagedRun::commit`].
     fn stage(&self, options: WriteOptions) -> Result<Box<dyn StagedRun>>;

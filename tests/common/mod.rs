@@ -204,6 +204,10 @@ pub fn assert_cells(row: &BTreeMap<String, Option<String>>, expected: &[(&str, O
 /// once and remade when the list changes. `Err` says why it could not be made (no `python3 -m
 /// venv`, no network to PyPI); see [`skip_or_fail`].
 pub fn venv_python(name: &str, packages: &[&str]) -> Result<PathBuf, String> {
+    // The tests of one binary run on parallel threads, and several may ask for the same venv:
+    // one makes it while the others wait (two making it at once break each other's pip).
+    static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _making = MAKING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
