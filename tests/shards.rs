@@ -465,3 +465,42 @@ fn the_kubernetes_and_aws_batch_examples_in_docs_run_a_sharded_conversion() {
         .collect();
     check_doc_workers(children, data.path(), &input);
 }
+
+#[test]
+fn a_killed_commit_replayed_later_leaves_the_next_runs_shards_alone() {
+    // Run A (the NDJSON export, 2 shards) is killed at each file-system call of its last shard,
+    // which converts and commits. Run B (the Synthea Bundles, the same shard folders) then runs
+    // both shards. B's shards open the output, which finishes A's commit if its journal was
+    // written; that commit's removal of A's shard folders must spare B's, whose rows must be
+    // what B's commit leaves: exactly a single run of B's input.
+    let (first, second) = (fixtures().join("ndjson"), fixtures().join("synthea"));
+    let extra = ["--threads", "1"];
+    let single = single_run(&second, &extra);
+    for call in 1.. {
+        let out = tempfile::tempdir().unwrap();
+        let done = shard_command(&first, out.path(), "0/2", &extra).output().unwrap();
+        assert_exit(&done, 0);
+        let killed = shard_command(&first, out.path(), "1/2", &extra)
+            .env("FHIR2TABLE_CRASH_AFTER_FS_CALL", call.to_string())
+            .output()
+            .unwrap();
+        let finished = killed.status.code().is_some();
+        for shard in ["0/2", "1/2"] {
+            let output = shard_command(&second, out.path(), shard, &extra)
+                .output()
+                .unwrap();
+            assert_exit(&output, 0);
+        }
+        assert!(
+            tables(out.path()) == tables(single.path()),
+            "call {call}: the second run's rows are not what it converted"
+        );
+        assert!(
+            dir_is_empty(&out.path().join(".fhir2table/_shards")),
+            "call {call}"
+        );
+        if finished {
+            break;
+        }
+    }
+}

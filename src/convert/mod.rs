@@ -133,6 +133,7 @@ fn finish(
     let trigger = shards::Trigger::Finished {
         shards: shard.count,
         plan: &plan,
+        format: settings.format,
     };
     let outcome = match shards::commit_shards(&settings.output, trigger) {
         Ok(shards::ShardsCommit::Committed(merged)) => format!(
@@ -307,7 +308,7 @@ fn convert_inputs(
     let discovery = &inputs.discovery;
     let stopped = stop_flags(templates.len());
     let total_bytes = discovery.files.iter().map(|f| f.size).sum();
-    let units = units(&discovery.files, settings.threads, settings.shard);
+    let units = units(&discovery.files, settings.threads, settings.shard)?;
     progress.start(units.len() as u64, total_bytes);
     let quarantine = settings
         .errors_to

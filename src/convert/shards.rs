@@ -30,7 +30,7 @@ use crate::report::{RunReport, TableReport};
 use crate::resource::IdentifierIndex;
 use crate::sink::{
     same_columns, shard_folder, shards_folder, Compression, Format, Locked, RunInfo, Store, WriteOptions,
-    TOOL_FOLDER,
+    WrongFormat, TOOL_FOLDER,
 };
 use crate::source::{InputFile, Shard};
 use crate::table::deleted::DELETED_TABLE;
@@ -144,6 +144,9 @@ pub(super) fn plan_fingerprint(
 ) -> String {
     let mut hasher = KeyHasher::new();
     hasher.text(&shard.count.to_string());
+    // Shards of another release may cut big files at other places or write other columns.
+    hasher.text(env!("CARGO_PKG_VERSION"));
+    hasher.text(&super::worker::PART_BYTES.to_string());
     hasher.text(&format!("{:?} {:?}", settings.effective_mode(), settings.format));
     for table in templates {
         hasher.text(table.name());
@@ -176,7 +179,12 @@ pub enum Trigger<'p> {
     Asked,
     /// The shard that just finished: its own run's set, if complete; a commit already under
     /// way (the lock is held) is left to finish it.
-    Finished { shards: u32, plan: &'p str },
+    Finished {
+        shards: u32,
+        plan: &'p str,
+        /// The format the shard was asked for: the output's, while the set is incomplete.
+        format: Format,
+    },
 }
 
 /// A shard's folder and its manifest.
@@ -193,23 +201,51 @@ pub fn commit_shards(out: &Path, trigger: Trigger<'_>) -> Result<ShardsCommit> {
     // The output is opened (locked, and an interrupted commit finished) before the shards are
     // judged: a commit killed half way through removing the shard folders has taken them in,
     // and only its journal can finish it. The format is the shards' own when they are all done.
-    let mut format = match complete_set(&home, trigger)? {
-        Ok(set) => set[0].manifest.output_format,
-        Err(_) => home.format_found(),
+    let first_look = complete_set(&home, trigger)?;
+    let mut format = match (&first_look, trigger) {
+        (Ok(set), _) => set[0].manifest.output_format,
+        (Err(_), Trigger::Finished { format, .. }) => format,
+        (Err(_), Trigger::Asked) => home.format_found(),
     };
     let (output, set) = loop {
-        let Some(output) = open_output(out, format, trigger)? else {
-            return Ok(ShardsCommit::Waiting(format!(
-                "another process is committing {}",
-                out.display()
-            )));
+        let output = match open_output(out, format, trigger) {
+            Ok(Some(output)) => output,
+            // A set complete at the first look, and the lock still held after the wait: a lock
+            // left behind (object storage) or a stuck process. Nothing is committed; say so.
+            Ok(None) if first_look.is_ok() => {
+                return Err(Locked(format!(
+                    "{} stayed locked for {} s while every shard had finished; nothing is \
+                     committed: run `fhir2table commit {}` once the lock is free",
+                    out.display(),
+                    LOCK_WAIT.as_secs(),
+                    out.display()
+                ))
+                .into())
+            }
+            Ok(None) => {
+                return Ok(ShardsCommit::Waiting(format!(
+                    "another process is committing {}",
+                    out.display()
+                )))
+            }
+            // `commit` on object storage with shards missing: the format was a guess.
+            Err(error)
+                if error.is::<WrongFormat>() && first_look.is_err() && matches!(trigger, Trigger::Asked) =>
+            {
+                format = match format {
+                    Format::Parquet => Format::Delta,
+                    Format::Delta => return Err(error),
+                };
+                continue;
+            }
+            Err(error) => return Err(error),
         };
         match complete_set(&home, trigger)? {
             // Completed since the first look, by shards of the other format than the folder's.
             Ok(set) if set[0].manifest.output_format != format => format = set[0].manifest.output_format,
             Ok(set) => break (output, set),
-            Err(_) if output.recovered() => return Ok(ShardsCommit::Recovered),
             Err(_) if home.names()?.is_empty() => return Ok(ShardsCommit::Nothing),
+            Err(_) if output.recovered() => return Ok(ShardsCommit::Recovered),
             Err(waiting) => return Ok(ShardsCommit::Waiting(waiting)),
         }
     };
@@ -228,9 +264,16 @@ pub fn commit_shards(out: &Path, trigger: Trigger<'_>) -> Result<ShardsCommit> {
             Err(error) => return Err(error),
         }
     }
-    // Read again under the shards' locks: one may have been retried in the meantime.
+    // Read again under the shards' locks: one may have been retried in the meantime; the set
+    // must still be the folders whose locks are held.
+    let names = |set: &[Finished]| set.iter().map(|f| f.name.clone()).collect::<Vec<_>>();
     let set = match complete_set(&home, trigger)? {
-        Ok(set) => set,
+        Ok(again) if names(&again) == names(&set) => again,
+        Ok(_) => {
+            return Ok(ShardsCommit::Waiting(
+                "the shards changed while the commit began; run it again".into(),
+            ))
+        }
         Err(waiting) => return Ok(ShardsCommit::Waiting(waiting)),
     };
     let report = commit_set(out, &*output, &set, &shards, started)?;
@@ -360,6 +403,15 @@ fn complete_set(home: &ShardsHome, trigger: Trigger<'_>) -> Result<Result<Vec<Fi
     let mut unfinished = Vec::new();
     for name in home.names()? {
         match home.manifest(&name)? {
+            Some(manifest) if name != format!("{}-of-{}", manifest.shard, manifest.shards) => {
+                anyhow::bail!(
+                    "the shard folder {name} holds the manifest of shard {}/{}: it was copied or \
+                     edited; remove {} and run that shard again",
+                    manifest.shard,
+                    manifest.shards,
+                    home.folder(&name).display()
+                )
+            }
             Some(manifest) => finished.push(Finished {
                 folder: home.folder(&name),
                 name,
@@ -369,7 +421,7 @@ fn complete_set(home: &ShardsHome, trigger: Trigger<'_>) -> Result<Result<Vec<Fi
         }
     }
     let wanted: Option<(u32, String)> = match trigger {
-        Trigger::Finished { shards, plan } => Some((shards, plan.to_owned())),
+        Trigger::Finished { shards, plan, .. } => Some((shards, plan.to_owned())),
         Trigger::Asked => {
             // The run of the most recently started shard.
             let newest = finished.iter().max_by_key(|f| f.manifest.started);
@@ -477,7 +529,10 @@ fn commit_set(
         completed.push(name.as_str());
     }
     for finished in set {
-        staging.remove_with_commit(&format!("{TOOL_FOLDER}/{SHARDS}/{}", finished.name))?;
+        staging.remove_with_commit(
+            &format!("{TOOL_FOLDER}/{SHARDS}/{}", finished.name),
+            MANIFEST_FILE,
+        )?;
     }
     let report = merged_report(out, set, reports, diagnostics);
     let files = vec![(REPORT_FILE, serde_json::to_string_pretty(&report)?)];

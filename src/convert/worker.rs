@@ -53,11 +53,19 @@ pub(super) const PART_BYTES: u64 = 32 << 20;
 /// The units for a list of files: big uncompressed NDJSON files in parts when there are several
 /// threads, everything else whole. A shard (`--shard`) keeps only its own units: whole files by
 /// path, and big NDJSON files in parts (whatever the threads) spread over the shards by byte range.
-pub(super) fn units(files: &[InputFile], threads: usize, shard: Option<Shard>) -> Vec<Unit> {
+///
+/// A shard that cannot cut a big file fails (the shard is run again): the other shards read
+/// their parts of it, so reading it whole or not at all would double or lose lines.
+pub(super) fn units(files: &[InputFile], threads: usize, shard: Option<Shard>) -> anyhow::Result<Vec<Unit>> {
     let mut units = Vec::new();
     for (position, file) in files.iter().enumerate() {
         let splittable = (threads > 1 || shard.is_some()) && is_splittable(file);
         match splittable.then(|| split_lines(file, PART_BYTES)) {
+            Some(Err(error)) if shard.is_some() => anyhow::bail!(
+                "cannot cut {} into parts for the shards ({error}); nothing of this shard is \
+                 committed: run it again",
+                file.relative
+            ),
             Some(Ok(parts)) if parts.len() > 1 => {
                 let owned = parts
                     .into_iter()
@@ -76,7 +84,7 @@ pub(super) fn units(files: &[InputFile], threads: usize, shard: Option<Shard>) -
             _ => {}
         }
     }
-    units
+    Ok(units)
 }
 
 /// Whether a file is big enough to cut into byte-range parts, and can be (uncompressed NDJSON).

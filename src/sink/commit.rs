@@ -157,8 +157,8 @@ pub struct Staging {
     dir: PathBuf,
     pub(super) options: WriteOptions,
     consumed: bool,
-    /// Folders (relative to `OUT`) the commit removes after its other steps.
-    removed: Vec<String>,
+    /// The `Remove` steps the commit ends with.
+    removed: Vec<Step>,
 }
 
 /// One idempotent step of a commit (see the module documentation).
@@ -181,7 +181,27 @@ pub(super) enum Step {
     },
     /// Remove the folder `OUT/<path>` (a relative path inside the tool's folder) and all in it:
     /// the shard folders whose files the commit took in, so no later commit takes them again.
-    Remove { path: String },
+    /// Only while `guard` holds: a journal replayed late must not remove what another run put
+    /// there since under the same name.
+    Remove { path: String, guard: RemoveGuard },
+}
+
+/// When a [`Step::Remove`] may remove its folder: while its file `file` still has the content
+/// the commit planned with (`digest`), or, once that file is gone (a removal cut short), while no
+/// live process holds the folder's lock (a new run converting there holds it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct RemoveGuard {
+    pub(super) file: String,
+    pub(super) digest: String,
+}
+
+/// A digest of a file's content for [`RemoveGuard`]: the same bytes give the same text in every
+/// release (SipHash-1-3 with zero keys).
+pub(super) fn content_digest(content: &[u8]) -> String {
+    use std::hash::Hasher;
+    let mut hasher = siphasher::sip::SipHasher13::new_with_keys(0, 0);
+    hasher.write(content);
+    format!("{:016x}-{}", hasher.finish(), content.len())
 }
 
 /// What a commit does, written down before doing it.
@@ -205,11 +225,19 @@ impl Staging {
 
     /// Has the commit remove the folder `path` (relative to `OUT`, inside the tool's folder) after
     /// its other steps, in the same journal: a crash cannot leave it both committed and in place.
-    pub(super) fn remove_with_commit(&mut self, path: &str) -> Result<()> {
-        step_paths_are_inside(&Step::Remove {
+    /// The folder's file `guard` (relative to it) must keep its present content until then.
+    pub(super) fn remove_with_commit(&mut self, path: &str, guard: &str) -> Result<()> {
+        let file = self.out.join(path).join(guard);
+        let content = fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+        let step = Step::Remove {
             path: path.to_owned(),
-        })?;
-        self.removed.push(path.to_owned());
+            guard: RemoveGuard {
+                file: guard.to_owned(),
+                digest: content_digest(&content),
+            },
+        };
+        step_paths_are_inside(&step)?;
+        self.removed.push(step);
         Ok(())
     }
 
@@ -253,7 +281,7 @@ impl Staging {
     /// out its steps and clears up. After an error before the journal, `OUT` is unchanged; after
     /// one past it, the next [`Output::open`] finishes the commit.
     pub(super) fn commit_steps(mut self, mut steps: Vec<Step>) -> Result<()> {
-        steps.extend(self.removed.drain(..).map(|path| Step::Remove { path }));
+        steps.append(&mut self.removed);
         let journal = Journal {
             format: JOURNAL_FORMAT,
             staging: self.name.clone(),
@@ -333,7 +361,7 @@ impl Journal {
 /// Refuses a `Write` or `Remove` step whose path could reach outside `OUT` (or is `OUT` itself),
 /// and a `Remove` of anything but a folder inside the tool's own: no commit removes a table.
 fn step_paths_are_inside(step: &Step) -> Result<()> {
-    let (Step::Write { path, .. } | Step::Remove { path }) = step else {
+    let (Step::Write { path, .. } | Step::Remove { path, .. }) = step else {
         return Ok(());
     };
     let path = Path::new(path);
@@ -342,8 +370,14 @@ fn step_paths_are_inside(step: &Step) -> Result<()> {
         bail!("{} is not a path inside the output folder", path.display());
     }
     let in_tool_folder = path.starts_with(TOOL_FOLDER) && path.components().count() > 1;
-    if matches!(step, Step::Remove { .. }) && !in_tool_folder {
-        bail!("{} is not a folder inside {TOOL_FOLDER}", path.display());
+    if let Step::Remove { guard, .. } = step {
+        if !in_tool_folder {
+            bail!("{} is not a folder inside {TOOL_FOLDER}", path.display());
+        }
+        let file = Path::new(&guard.file);
+        if !file.components().all(|c| matches!(c, Component::Normal(_))) || guard.file.is_empty() {
+            bail!("{} is not a file inside {}", guard.file, path.display());
+        }
     }
     Ok(())
 }
@@ -384,9 +418,9 @@ fn carry_out(step: &Step, out: &Path, staging: &Path, layout: Layout) -> Result<
             fsops::write_atomically(&path, content.as_bytes())
                 .with_context(|| format!("cannot write {}", path.display()))
         }
-        Step::Remove { path } => {
+        Step::Remove { path, guard } => {
             let path = out.join(path);
-            if !exists(&path)? {
+            if !exists(&path)? || !guard_holds(&path, guard)? {
                 return Ok(());
             }
             fsops::remove_dir_all(&path).with_context(|| format!("cannot remove {}", path.display()))
@@ -404,6 +438,32 @@ fn carry_out(step: &Step, out: &Path, staging: &Path, layout: Layout) -> Result<
              built with the `delta` feature",
             layout.table(out, table).display()
         ),
+    }
+}
+
+/// Whether a [`Step::Remove`] may remove `folder` now (see [`RemoveGuard`]).
+fn guard_holds(folder: &Path, guard: &RemoveGuard) -> Result<bool> {
+    match fs::read(folder.join(&guard.file)) {
+        Ok(content) if content_digest(&content) == guard.digest => Ok(true),
+        Ok(_) => {
+            tracing::info!(
+                "left {} in place: another run has written it since this commit was planned",
+                folder.display()
+            );
+            Ok(false)
+        }
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            // Taking the lock tells a live run's folder from one this step began to remove.
+            match OutputLock::acquire(folder) {
+                Ok(_free) => Ok(true),
+                Err(error) if error.is::<super::Locked>() => Ok(false),
+                Err(_) => Ok(true),
+            }
+        }
+        Err(error) => {
+            Err(anyhow::Error::new(error)
+                .context(format!("cannot read {}", folder.join(&guard.file).display())))
+        }
     }
 }
 
@@ -542,7 +602,13 @@ mod tests {
         assert!(journal(vec![write("/etc/passwd")]).check(current).is_err());
         let replace = Step::Replace { table: "../x".into() };
         assert!(journal(vec![replace]).check(current).is_err());
-        let remove = |path: &str| Step::Remove { path: path.into() };
+        let remove = |path: &str| Step::Remove {
+            path: path.into(),
+            guard: RemoveGuard {
+                file: ".fhir2table/_shard.json".into(),
+                digest: "0-0".into(),
+            },
+        };
         let shard = remove(".fhir2table/_shards/0-of-2");
         assert!(journal(vec![shard]).check(current).is_ok());
         for bad in ["patient", ".fhir2table", ".fhir2table/../patient", "/tmp/x", ""] {

@@ -212,8 +212,8 @@ impl StagedRun for DeltaStaging {
         self.local.adopt(table, file, from)
     }
 
-    fn remove_with_commit(&mut self, path: &str) -> Result<()> {
-        self.local.remove_with_commit(path)
+    fn remove_with_commit(&mut self, path: &str, guard: &str) -> Result<()> {
+        self.local.remove_with_commit(path, guard)
     }
 
     /// Journals, for each Delta table, the moves of its staged files into its folder and then

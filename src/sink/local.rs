@@ -130,8 +130,8 @@ impl StagedRun for Staging {
         Staging::adopt(self, table, file, from)
     }
 
-    fn remove_with_commit(&mut self, path: &str) -> Result<()> {
-        Staging::remove_with_commit(self, path)
+    fn remove_with_commit(&mut self, path: &str, guard: &str) -> Result<()> {
+        Staging::remove_with_commit(self, path, guard)
     }
 
     /// The Parquet folder keeps no history, so `run` is not recorded.

@@ -30,7 +30,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::reader::{ChunkReader, Length};
 use serde::{Deserialize, Serialize};
 
-use super::commit::{is_plain_name, Output, Staging};
+use super::commit::{content_digest, is_plain_name, Output, RemoveGuard, Staging};
 use super::delta::{check_remote_schema, commit_to, is_remote_delta_table, remote_live_files, Target};
 use super::layout::{is_internal, is_part, LOCK_FILE, STAGING_PREFIX, TOOL_FOLDER};
 use super::parquet::read_batches;
@@ -167,6 +167,10 @@ enum RemoteStep {
     },
     /// Write the object `path` with this content (the state, the report).
     Write { path: String, content: String },
+    /// Delete every object below `path` (a shard folder the commit took in) but its lock, while
+    /// `guard` holds (see `commit::RemoveGuard`; with the guard file gone, while no lock object
+    /// says a run is converting there). The lock goes when its holder lets it go.
+    Remove { path: String, guard: RemoveGuard },
 }
 
 /// What a commit does, written down (as the object [`JOURNAL`]) before doing it.
@@ -193,6 +197,12 @@ impl RemoteJournal {
             let names: Vec<&String> = match step {
                 RemoteStep::Copy { from, to } => vec![from, to],
                 RemoteStep::Delete { path } | RemoteStep::Write { path, .. } => vec![path],
+                RemoteStep::Remove { path, guard } => {
+                    if !path.starts_with(&format!("{TOOL_FOLDER}/")) || !is_inside(&guard.file) {
+                        bail!("{path:?} is not a folder inside {TOOL_FOLDER}");
+                    }
+                    vec![path]
+                }
                 RemoteStep::DeltaCommit { table, files, .. } => {
                     if let Some(bad) = std::iter::once(table).chain(files).find(|n| !is_plain_name(n)) {
                         bail!("{bad:?} is not a plain name");
@@ -222,6 +232,20 @@ impl RemoteJournal {
                     }
                 }
                 RemoteStep::Delete { path } => root.delete(path)?,
+                RemoteStep::Remove { path, guard } => {
+                    let lock = format!("{path}/{TOOL_FOLDER}/{LOCK_FILE}");
+                    let holds = match root.get(&format!("{path}/{}", guard.file))? {
+                        Some(content) => content_digest(&content) == guard.digest,
+                        None => root.head(&lock)?.is_none(),
+                    };
+                    if holds {
+                        for object in root.list(path)? {
+                            if object.relative != lock {
+                                root.delete(&object.relative)?;
+                            }
+                        }
+                    }
+                }
                 RemoteStep::DeltaCommit {
                     table,
                     files,
@@ -455,9 +479,8 @@ struct ObjectStaging {
     root: Location,
     format: Format,
     scratch: PathBuf,
-    /// Prefixes (inside the tool's folder) whose objects the commit deletes after its other
-    /// steps: the shard folders it took in.
-    removed: Vec<String>,
+    /// The `Remove` steps the commit ends with: the shard folders it took in.
+    removed: Vec<RemoteStep>,
 }
 
 impl StagedRun for ObjectStaging {
@@ -480,11 +503,22 @@ impl StagedRun for ObjectStaging {
         self.local.adopt(table, file, from)
     }
 
-    fn remove_with_commit(&mut self, path: &str) -> Result<()> {
-        if !is_inside(path) || !path.starts_with(&format!("{TOOL_FOLDER}/")) {
+    fn remove_with_commit(&mut self, path: &str, guard: &str) -> Result<()> {
+        if !is_inside(path) || !path.starts_with(&format!("{TOOL_FOLDER}/")) || !is_inside(guard) {
             bail!("{path:?} is not a folder inside {TOOL_FOLDER}");
         }
-        self.removed.push(path.to_owned());
+        let file = format!("{path}/{guard}");
+        let content = self
+            .root
+            .get(&file)?
+            .ok_or_else(|| anyhow!("{} is missing", self.root.display(&file)))?;
+        self.removed.push(RemoteStep::Remove {
+            path: path.to_owned(),
+            guard: RemoveGuard {
+                file: guard.to_owned(),
+                digest: content_digest(&content),
+            },
+        });
         Ok(())
     }
 
@@ -587,13 +621,7 @@ impl ObjectStaging {
             path: path.to_owned(),
             content,
         }));
-        for prefix in &self.removed {
-            for object in root.list(prefix)? {
-                steps.push(RemoteStep::Delete {
-                    path: object.relative,
-                });
-            }
-        }
+        steps.extend(self.removed.iter().cloned());
         let journal = RemoteJournal {
             format: JOURNAL_FORMAT,
             staging,

@@ -117,8 +117,10 @@ pub trait StagedRun {
     fn adopt(&self, table: &str, file: &str, from: &Path) -> Result<()>;
 
     /// Has the commit also remove the folder `path` (relative to the output, inside its tool
-    /// folder) in the same journal: the shard folders whose parts it took in.
-    fn remove_with_commit(&mut self, path: &str) -> Result<()>;
+    /// folder) in the same journal: the shard folders whose parts it took in. The folder's file
+    /// `guard` (its manifest) must keep its present content until then; a journal replayed after
+    /// another run wrote the folder anew leaves it alone.
+    fn remove_with_commit(&mut self, path: &str, guard: &str) -> Result<()>;
 
     /// Commits: makes the staged parts of `tables` and the `files` (each a path relative to the
     /// output and its content: the incremental state, the run report) visible together. With
