@@ -9,6 +9,10 @@
 #
 # INPUT defaults to bench/data/bundle-500mb (see README "Speed and memory" for making it). The
 # server keeps objects in memory: give the machine twice the input's size in free RAM.
+#
+# moto is written in Python and serves about 100 MB/s of GETs here whatever the client, which
+# bounds every S3 reading number. With S3S_FS=path/to/s3s-fs (`cargo install s3s-fs@0.14.1
+# --features binary`, an S3 server in Rust over a local folder) that server is used instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 input=${1:-bench/data/bundle-500mb}
@@ -23,12 +27,21 @@ if [ ! -x "$venv/bin/moto_server" ]; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.2.5'
 fi
 work=$(mktemp -d)
-port_log=$work/moto.log
-"$venv/bin/moto_server" -H 127.0.0.1 -p 0 2> "$port_log" &
-server=$!
+if [ -n "${S3S_FS:-}" ]; then
+  name=s3s-fs
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  mkdir "$work/s3data"
+  "$S3S_FS" --host 127.0.0.1 --port "$port" --access-key bench --secret-key bench "$work/s3data" 2> "$work/server.log" &
+  server=$!
+  sleep 1
+else
+  name=moto
+  "$venv/bin/moto_server" -H 127.0.0.1 -p 0 2> "$work/server.log" &
+  server=$!
+  for _ in $(seq 50); do grep -q "Running on" "$work/server.log" && break; sleep 0.2; done
+  port=$(sed -n 's/.*Running on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$work/server.log" | head -1)
+fi
 trap 'kill $server 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 50); do grep -q "Running on" "$port_log" && break; sleep 0.2; done
-port=$(sed -n 's/.*Running on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$port_log" | head -1)
 export AWS_ENDPOINT_URL=http://127.0.0.1:$port AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench
 export AWS_REGION=us-east-1 AWS_ALLOW_HTTP=true
 "$venv/bin/python" - "$input" <<'PY'
@@ -42,7 +55,7 @@ for folder, _, files in os.walk(root, followlinks=True):
         s3.upload_file(path, "bench", "in/" + os.path.relpath(path, root))
 PY
 bytes=$(du -sbL "$input" | cut -f1)
-echo "input: $input, $(( bytes / 1000000 )) MB; $(nproc) cores; server: moto $port"
+echo "input: $input, $(( bytes / 1000000 )) MB; $(nproc) cores; server: $name on port $port"
 
 run() { # label --in --out
   local label=$1 from=$2 to=$3 start end

@@ -309,6 +309,10 @@ fn convert_inputs(
     let stopped = stop_flags(templates.len());
     let total_bytes = discovery.files.iter().map(|f| f.size).sum();
     let units = units(&discovery.files, settings.threads, settings.shard)?;
+    // Objects on object storage are fetched a few ahead of the workers, in their order.
+    let whole = units.iter().filter(|unit| unit.part.is_none());
+    let _read_ahead =
+        crate::source::read_ahead(whole.map(|unit| discovery.files[unit.file].clone()).collect());
     progress.start(units.len() as u64, total_bytes);
     let quarantine = settings
         .errors_to

@@ -6,6 +6,7 @@ mod filter;
 mod listing;
 mod quarantine;
 mod read;
+mod read_ahead;
 mod shard;
 
 pub use discover::{discover, Discovery, InputFile, InputFormat, RemoteInput};
@@ -16,4 +17,5 @@ pub use read::{
     describe_bytes, for_each_line, open_raw, read_whole, split_lines, Limits, Line, Part,
     DEFAULT_MAX_JSON_BYTES, DEFAULT_MAX_LINE_BYTES,
 };
+pub use read_ahead::{read_ahead, ReadAheadGuard};
 pub use shard::{Shard, MAX_SHARDS};

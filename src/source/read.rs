@@ -21,6 +21,11 @@ fn open(file: &InputFile) -> io::Result<Box<dyn Read>> {
 /// file, or a streamed GET of an object (a range GET for a part of a big NDJSON object).
 pub fn open_raw(file: &InputFile, range: Option<std::ops::Range<u64>>) -> io::Result<Box<dyn Read>> {
     if let Some(remote) = &file.remote {
+        if range.is_none() {
+            if let Some(bytes) = super::read_ahead::take(file) {
+                return Ok(Box::new(io::Cursor::new(bytes)));
+            }
+        }
         return Ok(remote.location.reader(&file.relative, range)?);
     }
     let mut handle = File::open(&file.path)?;
