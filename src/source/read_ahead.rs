@@ -29,9 +29,12 @@ struct ReadAhead {
     position: HashMap<String, usize>,
     /// The next object (by position) no fetch has been started for.
     next: usize,
-    fetches: HashMap<usize, (u64, JoinHandle<io::Result<Vec<u8>>>)>,
+    fetches: HashMap<usize, Fetch>,
     held: u64,
 }
+
+/// A fetch under way: the object's size, and the thread that returns its bytes.
+type Fetch = (u64, JoinHandle<io::Result<Vec<u8>>>);
 
 /// Removes the run's read-ahead when dropped (fetches still under way finish unread).
 pub struct ReadAheadGuard(());
