@@ -103,6 +103,21 @@ for entry in sorted(DeltaTable(sys.argv[1]).history(), key=lambda h: h["version"
     print(json.dumps({k: entry.get(k) for k in ("version", "operation", "command", "runId", "inputs")}))
 "#;
 
+/// Runs `fhir2table compact OUT`, which must succeed.
+fn compact(out: &Path) {
+    let compacted = common::fhir2table()
+        .arg("compact")
+        .arg(out)
+        .arg("-q")
+        .output()
+        .unwrap();
+    assert!(
+        compacted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&compacted.stderr)
+    );
+}
+
 /// The table lines `COMPARE` printed: (table, version, rows).
 fn compared(stdout: &str) -> Vec<(String, u64, u64)> {
     stdout
@@ -204,17 +219,7 @@ fn delta_tables_read_back_by_delta_rs_and_duckdb_equal_the_parquet_output_and_tr
     // compact: one transaction per table whose rows equal the compacted Parquet output; the
     // version before it still holds the appended rows.
     for out in [&parquet_after, &delta] {
-        let compacted = common::fhir2table()
-            .arg("compact")
-            .arg(out)
-            .arg("-q")
-            .output()
-            .unwrap();
-        assert!(
-            compacted.status.success(),
-            "{}",
-            String::from_utf8_lossy(&compacted.stderr)
-        );
+        compact(out);
     }
     let stdout = common::python(&python, COMPARE, &[&parquet_after, &delta, Path::new("latest")]);
     assert_eq!(compared(&stdout).len(), tables.len(), "{stdout}");
@@ -418,17 +423,7 @@ fn incremental_runs_deletions_and_compact_read_back_by_both_readers_at_every_ver
     let before_compact = work.path().join("parquet-before-compact");
     copy_tree(&parquet, &before_compact);
     for out in [&parquet, &delta] {
-        let compacted = common::fhir2table()
-            .arg("compact")
-            .arg(out)
-            .arg("-q")
-            .output()
-            .unwrap();
-        assert!(
-            compacted.status.success(),
-            "{}",
-            String::from_utf8_lossy(&compacted.stderr)
-        );
+        compact(out);
     }
     let compacted = compare(&parquet, "latest");
     assert_eq!(patient_rows(&compacted).1, 2, "{compacted:?}");

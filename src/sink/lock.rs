@@ -28,6 +28,16 @@ impl std::fmt::Display for Locked {
 
 impl std::error::Error for Locked {}
 
+/// The value of `name=` in a lock's text (which names its holder), or `?`: the message of a
+/// refused run shows it, for the local lock file and the object-storage lock object alike.
+pub(super) fn holder_field(holder: &str, name: &str) -> String {
+    holder
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix('='))
+        .unwrap_or("?")
+        .to_owned()
+}
+
 /// Held while a run writes into an output folder; the lock goes with the open file when dropped.
 pub struct OutputLock {
     _file: File,
@@ -64,13 +74,7 @@ impl OutputLock {
             Err(TryLockError::WouldBlock) => {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
-                let field = |name: &str| {
-                    holder
-                        .lines()
-                        .find_map(|line| line.strip_prefix(name)?.strip_prefix('='))
-                        .unwrap_or("?")
-                        .to_owned()
-                };
+                let field = |name: &str| holder_field(&holder, name);
                 return Err(Locked(format!(
                     "{} is in use by another fhir2table run (pid {} on {}, since {})",
                     out.display(),

@@ -131,13 +131,7 @@ fn take_lock(root: &Location) -> Result<Lock> {
         .get(&lock_name())?
         .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
         .unwrap_or_default();
-    let field = |name: &str| {
-        holder
-            .lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix('='))
-            .unwrap_or("?")
-            .to_owned()
-    };
+    let field = |name: &str| super::lock::holder_field(&holder, name);
     Err(Locked(format!(
         "{} is in use by another fhir2table run (pid {} on {}, since {}); if that run is dead \
          (killed), remove {} and run again",
