@@ -330,7 +330,7 @@ impl Builder<'_> {
         });
     }
 
-    /// Adds `extension` (and `modifierExtension`) arrays: typed [`Extension`s] on the resource
+    /// Adds `extension` (and `modifierExtension`) arrays: typed `Extension`s on the resource
     /// itself and inside those (to the typed depth), JSON text everywhere else. Typed everywhere,
     /// each of the hundreds of elements of a resource would carry the 50 value types of an
     /// Extension: Patient alone would have 277 082 columns at depth 1.
