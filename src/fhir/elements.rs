@@ -13,12 +13,16 @@ pub struct Element {
     pub repeats: bool,
 }
 
+/// The compacted R4 element table (path, type codes, max cardinality; `#` lines are comments),
+/// embedded once and read both here and by [`super::definitions`].
+pub(crate) const R4_ELEMENTS: &str = include_str!("r4_elements.tsv");
+
 /// The definition of the element at `path` (`Patient.name`, `HumanName.given`), if FHIR R4 has
 /// one.
 pub fn element(path: &str) -> Option<Element> {
     static ELEMENTS: OnceLock<HashMap<&'static str, Element>> = OnceLock::new();
     let elements = ELEMENTS.get_or_init(|| {
-        include_str!("r4_elements.tsv")
+        R4_ELEMENTS
             .lines()
             .filter(|line| !line.starts_with('#'))
             .filter_map(|line| {

@@ -5,6 +5,7 @@
 //! runs.
 
 pub mod datetime;
+pub mod definitions;
 pub mod elements;
 pub mod key_hash;
 pub mod reference;

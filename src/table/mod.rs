@@ -9,6 +9,7 @@ pub(crate) mod columns;
 pub mod dedup;
 pub mod deleted;
 pub mod encounter;
+pub mod lossless;
 pub mod patient;
 mod staged;
 mod text;
