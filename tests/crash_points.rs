@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{fixtures, read_files, read_table};
+use common::{copy_tree, fixtures, read_files, read_table};
 
 /// Held while this process holds an output's lock and while it starts a child: a child forked at
 /// that moment would share the lock's open file until it execs, and the run it starts would find
@@ -281,15 +281,6 @@ fn delta_faults(out: &Path) -> Vec<String> {
         faults.extend(log.stray.iter().map(|file| format!("{name}: {DELTA_LOG}/{file}")));
     }
     faults
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for file in files_under(from) {
-        let target = to.join(&file);
-        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
-        std::fs::copy(from.join(&file), target).unwrap();
-    }
 }
 
 /// A prepared case: an input folder and an output folder as the operation finds them.

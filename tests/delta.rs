@@ -11,7 +11,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{convert_into, fixtures};
+use common::{convert_into, copy_tree, fixtures};
 
 /// The readers, pinned: the versions the Delta decision (docs/DELTA.md) was checked with.
 const READERS: [&str; 4] = [
@@ -103,6 +103,14 @@ for entry in sorted(DeltaTable(sys.argv[1]).history(), key=lambda h: h["version"
     print(json.dumps({k: entry.get(k) for k in ("version", "operation", "command", "runId", "inputs")}))
 "#;
 
+/// The Python of the readers' venv, or `None` when it cannot be made (the test is then skipped,
+/// and fails in CI: see `common::skip_or_fail`).
+fn readers() -> Option<std::path::PathBuf> {
+    common::venv_python("delta-readers-venv", &READERS)
+        .map_err(|why| common::skip_or_fail(&format!("{READERS:?}"), &why))
+        .ok()
+}
+
 /// Runs `fhir2table compact OUT`, which must succeed.
 fn compact(out: &Path) {
     let compacted = common::fhir2table()
@@ -135,9 +143,8 @@ fn compared(stdout: &str) -> Vec<(String, u64, u64)> {
 
 #[test]
 fn delta_tables_read_back_by_delta_rs_and_duckdb_equal_the_parquet_output_and_travel_back() {
-    let python = match common::venv_python("delta-readers-venv", &READERS) {
-        Ok(python) => python,
-        Err(why) => return common::skip_or_fail(&format!("{READERS:?}"), &why),
+    let Some(python) = readers() else {
+        return;
     };
     let first = fixtures().join("synthea");
     let second = fixtures().join("ndjson");
@@ -305,9 +312,8 @@ fn inspect_counts_the_newest_version_of_a_delta_table() {
 
 #[test]
 fn four_concurrent_shards_are_one_delta_commit_per_table_equal_to_a_single_run() {
-    let python = match common::venv_python("delta-readers-venv", &READERS) {
-        Ok(python) => python,
-        Err(why) => return common::skip_or_fail(&format!("{READERS:?}"), &why),
+    let Some(python) = readers() else {
+        return;
     };
     let input = fixtures();
     let work = tempfile::tempdir().unwrap();
@@ -355,23 +361,10 @@ fn four_concurrent_shards_are_one_delta_commit_per_table_equal_to_a_single_run()
     assert_eq!(files.len(), 4, "one part per shard: {files:?}");
 }
 
-/// Copies the files of a folder tree.
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        match entry.file_type().unwrap().is_dir() {
-            true => copy_tree(&entry.path(), &to.join(entry.file_name())),
-            false => drop(std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap()),
-        }
-    }
-}
-
 #[test]
 fn incremental_runs_deletions_and_compact_read_back_by_both_readers_at_every_version() {
-    let python = match common::venv_python("delta-readers-venv", &READERS) {
-        Ok(python) => python,
-        Err(why) => return common::skip_or_fail(&format!("{READERS:?}"), &why),
+    let Some(python) = readers() else {
+        return;
     };
     let work = tempfile::tempdir().unwrap();
     let input = work.path().join("in");
@@ -515,9 +508,8 @@ fn a_log_write_a_killed_commit_left_is_removed_by_the_next_run() {
 
 #[test]
 fn every_tenth_commit_writes_a_checkpoint_that_both_readers_use() {
-    let python = match common::venv_python("delta-readers-venv", &READERS) {
-        Ok(python) => python,
-        Err(why) => return common::skip_or_fail(&format!("{READERS:?}"), &why),
+    let Some(python) = readers() else {
+        return;
     };
     let input = fixtures().join("ndjson/Patient.ndjson");
     let work = tempfile::tempdir().unwrap();

@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{fhir2table, fixtures, read_table, table_folders};
+use common::{
+    copy_tree, fhir2table, fixtures, read_table, report_essentials, report_of as report, table_folders,
+};
 
 /// Every table of an output (the tool's `_deleted` included), rows sorted: runs whose files are
 /// cut differently compare equal when they hold the same rows.
@@ -23,44 +25,6 @@ fn tables(out: &Path) -> BTreeMap<String, Vec<Vec<Option<String>>>> {
         tables.insert("_deleted".into(), read_table(&deleted).sorted_rows());
     }
     tables
-}
-
-fn report(out: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(out.join(".fhir2table/_run.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
-/// What a sharded run's merged report must share with one process's report.
-fn report_essentials(report: &serde_json::Value) -> serde_json::Value {
-    let rows: BTreeMap<String, serde_json::Value> = report["tables"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(name, table)| (name.clone(), table["rows"].clone()))
-        .collect();
-    let warnings: BTreeMap<String, serde_json::Value> = report["warnings"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(kind, tally)| (kind.clone(), tally["count"].clone()))
-        .collect();
-    let mut errors: Vec<String> = report["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|error| error.to_string())
-        .collect();
-    errors.sort();
-    serde_json::json!({
-        "exit_code": report["exit_code"],
-        "inputs": report["inputs"],
-        "skipped_files": report["skipped_files"],
-        "resources": report["resources"],
-        "tables": rows,
-        "warnings": warnings,
-        "error_count": report["error_count"],
-        "errors": errors,
-    })
 }
 
 /// `fhir2table convert --in input --out out --shard shard extra...`, not waited for.
@@ -293,20 +257,6 @@ fn a_big_ndjson_file_is_shared_out_by_byte_range() {
     assert_eq!(read.iter().sum::<u64>(), size);
     assert_same_output(out.path(), single.path());
     assert_eq!(report(out.path())["inputs"]["read"], 1);
-}
-
-/// Copies a folder tree (a shard's staging may hold hard links; copies are as good here).
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 #[test]

@@ -148,8 +148,9 @@ pub struct Args {
     /// convert one export together: inputs are shared out by path, big NDJSON files by byte
     /// range. Each shard keeps its tables in OUT/.fhir2table/_shards/ until the last one to
     /// finish commits them all into OUT at once (or `fhir2table commit OUT` does); a failed shard
-    /// is simply run again. Unset, a Kubernetes Indexed Job's JOB_COMPLETION_INDEX and
-    /// JOB_COMPLETIONS give it. Not with --incremental, --archive or --delete-processed
+    /// is simply run again. Unset, JOB_COMPLETION_INDEX (a Kubernetes Indexed Job sets it) and
+    /// JOB_COMPLETIONS (set it to the Job's completions) give it. Not with --incremental,
+    /// --archive or --delete-processed
     #[arg(long, value_name = "I/N")]
     pub shard: Option<Shard>,
 

@@ -283,6 +283,7 @@ pub fn commit_shards(out: &Path, trigger: Trigger<'_>) -> Result<ShardsCommit> {
 /// Where the shard folders of an output are: `OUT/.fhir2table/_shards/`, on local disk or on
 /// object storage.
 enum ShardsHome {
+    /// The output folder, whose `.fhir2table/_shards/` holds the shard folders.
     Local(PathBuf),
     Remote(crate::remote::Location),
 }
@@ -298,20 +299,23 @@ impl ShardsHome {
         if !out.is_dir() {
             return Err(UsageError(format!("{} is not a folder", out.display())).into());
         }
-        Ok(ShardsHome::Local(shards_folder(out)))
+        Ok(ShardsHome::Local(out.to_path_buf()))
     }
 
     /// The shard folders' names (`I-of-N`), sorted; none when there is no shards folder.
     fn names(&self) -> Result<Vec<String>> {
         let mut names: Vec<String> = match self {
-            ShardsHome::Local(folder) => match std::fs::read_dir(folder) {
+            ShardsHome::Local(out) => match std::fs::read_dir(shards_folder(out)) {
                 Ok(entries) => entries
                     .flatten()
                     .filter_map(|entry| entry.file_name().to_str().map(str::to_owned))
                     .collect(),
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
                 Err(error) => {
-                    return Err(anyhow::Error::new(error).context(format!("cannot list {}", folder.display())))
+                    let folder = shards_folder(out);
+                    return Err(
+                        anyhow::Error::new(error).context(format!("cannot list {}", folder.display()))
+                    );
                 }
             },
             ShardsHome::Remote(location) => location.folders("")?,
@@ -324,7 +328,7 @@ impl ShardsHome {
     /// Where the shard folder `name` is, as `sink::open` takes it.
     fn folder(&self, name: &str) -> PathBuf {
         match self {
-            ShardsHome::Local(folder) => folder.join(name),
+            ShardsHome::Local(out) => shards_folder(out).join(name),
             ShardsHome::Remote(location) => PathBuf::from(location.display(name)),
         }
     }
@@ -333,11 +337,11 @@ impl ShardsHome {
     fn manifest(&self, name: &str) -> Result<Option<ShardManifest>> {
         let relative = format!("{name}/{MANIFEST_FILE}");
         let text = match self {
-            ShardsHome::Local(folder) => match std::fs::read(folder.join(&relative)) {
+            ShardsHome::Local(out) => match std::fs::read(shards_folder(out).join(&relative)) {
                 Ok(text) => text,
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
                 Err(error) => {
-                    let path = folder.join(&relative);
+                    let path = shards_folder(out).join(&relative);
                     return Err(anyhow::Error::new(error).context(format!("cannot read {}", path.display())));
                 }
             },
@@ -363,10 +367,7 @@ impl ShardsHome {
     /// open finds out and refuses the wrong one).
     fn format_found(&self) -> Format {
         match self {
-            ShardsHome::Local(folder) => {
-                let out = folder.parent().and_then(Path::parent).unwrap_or(folder);
-                crate::sink::format_of(out)
-            }
+            ShardsHome::Local(out) => crate::sink::format_of(out),
             ShardsHome::Remote(_) => Format::Parquet,
         }
     }
@@ -435,8 +436,8 @@ fn complete_set(home: &ShardsHome, trigger: Trigger<'_>) -> Result<Result<Vec<Fi
         }));
     };
     finished.retain(|f| f.manifest.shards == count && f.manifest.plan == plan);
+    // One folder per index: a manifest must match its folder's name (checked above).
     finished.sort_by_key(|f| f.manifest.shard);
-    finished.dedup_by_key(|f| f.manifest.shard);
     if finished.len() as u32 != count {
         let done: BTreeSet<u32> = finished.iter().map(|f| f.manifest.shard).collect();
         let missing: Vec<String> = (0..count)

@@ -20,8 +20,8 @@ pub struct Shard {
 pub const MAX_SHARDS: u32 = 10_000;
 
 impl Shard {
-    /// The shard a Kubernetes Indexed Job gives its pod (`JOB_COMPLETION_INDEX` of
-    /// `JOB_COMPLETIONS`), when both are set; `--shard` wins over it.
+    /// The shard of a Kubernetes Indexed Job's pod: `JOB_COMPLETION_INDEX` (Kubernetes sets it)
+    /// of `JOB_COMPLETIONS` (the Job's manifest sets it), when both are set; `--shard` wins.
     pub fn from_environment() -> Result<Option<Shard>, String> {
         let index = std::env::var("JOB_COMPLETION_INDEX").ok();
         let count = std::env::var("JOB_COMPLETIONS").ok();

@@ -34,9 +34,7 @@ impl Run {
     }
 
     pub fn report(&self) -> serde_json::Value {
-        let text = std::fs::read_to_string(self.out.path().join(".fhir2table/_run.json"))
-            .expect("the run report exists");
-        serde_json::from_str(&text).expect("the run report is JSON")
+        report_of(self.out.path())
     }
 }
 
@@ -246,4 +244,55 @@ pub fn skip_or_fail(what: &str, why: &str) {
         panic!("CI must be able to install {what} into a venv: {why}");
     }
     eprintln!("skipped: {why}");
+}
+
+/// Copies the folder tree `from` into `to` (created), empty folders included: a test's own
+/// copy of the fixtures to change, or of an output to try something on.
+pub fn copy_tree(from: &Path, to: &Path) {
+    for entry in walkdir::WalkDir::new(from) {
+        let entry = entry.unwrap();
+        let target = to.join(entry.path().strip_prefix(from).unwrap());
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// The run report an output holds (`OUT/.fhir2table/_run.json`).
+pub fn report_of(out: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(out.join(".fhir2table/_run.json")).expect("the run report exists");
+    serde_json::from_str(&text).expect("the run report is JSON")
+}
+
+/// What two runs of the same input must agree on in their reports however their work was cut
+/// (threads, shards, storage): counts, inputs, errors, rows; not the examples of warnings, which
+/// depend on the order rows were met in.
+pub fn report_essentials(report: &serde_json::Value) -> serde_json::Value {
+    let counts = |key: &str, field: &str| -> BTreeMap<String, serde_json::Value> {
+        let object = report[key].as_object().unwrap();
+        object
+            .iter()
+            .map(|(name, entry)| (name.clone(), entry[field].clone()))
+            .collect()
+    };
+    let mut errors: Vec<String> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    errors.sort();
+    serde_json::json!({
+        "exit_code": report["exit_code"],
+        "inputs": report["inputs"],
+        "skipped_files": report["skipped_files"],
+        "excluded_paths": report["excluded_paths"],
+        "resources": report["resources"],
+        "tables": counts("tables", "rows"),
+        "warnings": counts("warnings", "count"),
+        "error_count": report["error_count"],
+        "errors": errors,
+    })
 }
