@@ -74,6 +74,17 @@ pub struct WarningTally {
     pub examples: Vec<WarningExample>,
 }
 
+/// Count and first paths of the members kept in `__unmapped` for one resource type.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UnmappedTally {
+    pub count: u64,
+    /// The first [`MAX_UNMAPPED_PATHS`] distinct JSON Pointers (`/name/0/nickname`).
+    pub paths: Vec<String>,
+}
+
+/// How many distinct unmapped paths a report lists per resource type.
+pub const MAX_UNMAPPED_PATHS: usize = 100;
+
 /// A worker's (or the whole run's, or a shard's) record of input problems and resource counts;
 /// a shard keeps it in its manifest for the commit that merges all shards' reports.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -82,6 +93,10 @@ pub struct Diagnostics {
     pub error_count: u64,
     pub warnings: BTreeMap<WarningKind, WarningTally>,
     pub resources: BTreeMap<String, u64>,
+    /// Per resource type, the members a lossless resource table kept in `__unmapped` (not R4
+    /// elements, or of the wrong JSON kind): nothing is lost, but the report says so.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unmapped: BTreeMap<String, UnmappedTally>,
     /// Input files whose every byte was read and every resource accepted.
     pub files_read: u64,
     /// Input files with at least one error.
@@ -130,6 +145,18 @@ impl Diagnostics {
         }
     }
 
+    /// Records a member a resource table kept in `__unmapped`, at `path` (a JSON Pointer).
+    pub fn unmapped(&mut self, resource_type: &str, path: &str) {
+        if !self.unmapped.contains_key(resource_type) {
+            self.unmapped.insert(resource_type.to_owned(), UnmappedTally::default());
+        }
+        let tally = self.unmapped.get_mut(resource_type).expect("inserted above");
+        tally.count += 1;
+        if tally.paths.len() < MAX_UNMAPPED_PATHS && !tally.paths.iter().any(|p| p == path) {
+            tally.paths.push(path.to_owned());
+        }
+    }
+
     /// Whether anything from the input was lost (decides exit code 1).
     pub fn lost_input(&self) -> bool {
         self.error_count > 0 || self.warnings.keys().any(|kind| kind.loses_input())
@@ -149,6 +176,15 @@ impl Diagnostics {
         for (resource_type, count) in other.resources {
             *self.resources.entry(resource_type).or_default() += count;
         }
+        for (resource_type, tally) in other.unmapped {
+            let mine = self.unmapped.entry(resource_type).or_default();
+            mine.count += tally.count;
+            for path in tally.paths {
+                if mine.paths.len() < MAX_UNMAPPED_PATHS && !mine.paths.contains(&path) {
+                    mine.paths.push(path);
+                }
+            }
+        }
         self.files_read += other.files_read;
         self.files_failed += other.files_failed;
         self.bytes_read += other.bytes_read;
@@ -161,6 +197,9 @@ impl Diagnostics {
         self.errors.sort_by_key(|e| key(&e.origin));
         for tally in self.warnings.values_mut() {
             tally.examples.sort_by_key(|e| key(&e.origin));
+        }
+        for tally in self.unmapped.values_mut() {
+            tally.paths.sort();
         }
     }
 }

@@ -4,6 +4,14 @@
 //! companions of decimals and dates, the `__unmapped` column), so the row builder and `export`
 //! share one layout.
 
+mod export;
+mod numeric;
+mod rows;
+
+pub use export::Exporter;
+pub use rows::ResourceTable;
+
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Fields, Schema, TimeUnit};
@@ -19,6 +27,16 @@ pub const RESOURCE_TYPE: &str = "resourceType";
 /// (JSON Pointer, JSON text) pairs in document order, so nothing is dropped silently.
 pub const UNMAPPED: &str = "__unmapped";
 
+/// The prefix of every resource table's name: `resource_observation`.
+pub const TABLE_PREFIX: &str = "resource_";
+
+/// Schema metadata key holding the typed depth the table was written with; `export` builds
+/// the same shape from it.
+pub const DEPTH_METADATA: &str = "fhir2table.lossless.typed_depth";
+
+/// Schema metadata key holding the table's FHIR resource type.
+pub const TYPE_METADATA: &str = "fhir2table.lossless.resource_type";
+
 /// Precision and scale of the `__<key>_numeric` companion of a decimal (the draft's choice).
 pub const NUMERIC_PRECISION: u8 = 32;
 
@@ -33,7 +51,40 @@ pub fn resource_schema(resource_type: &str, options: TreeOptions) -> Option<Sche
     let mut fields = vec![Field::new(RESOURCE_TYPE, DataType::Utf8, false)];
     fields.extend(object_fields(&shape));
     fields.push(unmapped_field());
-    Some(Schema::new(fields))
+    let metadata = HashMap::from([
+        (DEPTH_METADATA.to_owned(), options.typed_depth.to_string()),
+        (TYPE_METADATA.to_owned(), resource_type.to_owned()),
+    ]);
+    Some(Schema::new_with_metadata(fields, metadata))
+}
+
+/// The table of a resource type: `resource_` and the type in snake case
+/// (`MedicationRequest` -> `resource_medication_request`).
+pub fn table_name(resource_type: &str) -> String {
+    let mut name = String::from(TABLE_PREFIX);
+    for (i, c) in resource_type.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                name.push('_');
+            }
+            name.push(c.to_ascii_lowercase());
+        } else {
+            name.push(c);
+        }
+    }
+    name
+}
+
+/// The tree options a resource table was written with, from its schema's metadata (depth 2
+/// when absent); `None` when the schema is not a resource table's.
+pub fn table_options(schema: &Schema) -> Option<(String, TreeOptions)> {
+    let resource_type = schema.metadata().get(TYPE_METADATA)?.clone();
+    let typed_depth = schema
+        .metadata()
+        .get(DEPTH_METADATA)
+        .and_then(|depth| depth.parse().ok())
+        .unwrap_or(TreeOptions::default().typed_depth);
+    Some((resource_type, TreeOptions { typed_depth }))
 }
 
 /// The fields of an object's members, each followed by its annotation companions.
