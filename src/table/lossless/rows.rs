@@ -149,8 +149,9 @@ pub(super) struct RowBuilder {
     unmapped: UnmappedBuilder,
     /// The members of the last appended row kept in `__unmapped` (pointer, JSON text).
     pub(super) row_unmapped: Vec<(String, String)>,
-    /// Per nesting level, which pair of the object fills each member (reused between rows).
-    scratch: Vec<Vec<u32>>,
+    /// Per nesting level, the (member, pair) positions of an object's present members (reused
+    /// between rows).
+    scratch: Vec<Vec<(u32, u32)>>,
 }
 
 impl RowBuilder {
@@ -181,6 +182,7 @@ impl RowBuilder {
             depth: 0,
         };
         self.members.append_members(resource, &Step::Root, &mut context);
+        self.members.len += 1;
         self.unmapped.append(&self.row_unmapped);
         self.row_unmapped.len()
     }
@@ -229,7 +231,7 @@ impl Step<'_> {
 /// State of one row's append shared down the tree.
 struct Context<'c> {
     unmapped: &'c mut Vec<(String, String)>,
-    scratch: &'c mut Vec<Vec<u32>>,
+    scratch: &'c mut Vec<Vec<(u32, u32)>>,
     depth: usize,
 }
 
@@ -240,7 +242,13 @@ impl Context<'_> {
 }
 
 /// The builders of a JSON object's members: the columns of a struct, or of the table.
+///
+/// Nulls are filled in lazily: a member's builders are brought up to the object's row only when
+/// the member has a value or the batch is finished, and a null object only counts itself. So a
+/// row costs its present elements, not the thousands of columns of its type.
 struct ObjectBuilder {
+    /// Rows of this object (its struct's length), nulls included.
+    len: usize,
     members: Vec<MemberBuilder>,
     /// Member position by JSON key.
     index: HashMap<String, u32>,
@@ -253,6 +261,8 @@ struct ObjectBuilder {
 /// The builders of one member: its value column and companions, behind list offsets when the
 /// member repeats.
 struct MemberBuilder {
+    /// Rows appended to the builders so far; the object's rows beyond it are nulls still to add.
+    filled: usize,
     list: Option<ListState>,
     values: Values,
     /// The member's columns as the schema has them (value first, then companions).
@@ -312,6 +322,7 @@ impl ObjectBuilder {
             };
             let list = (member.repeats && !matches!(member.shape, Shape::Json)).then(ListState::new);
             members.push(MemberBuilder {
+                filled: 0,
                 list,
                 values,
                 fields: fields[at..at + columns].to_vec(),
@@ -321,6 +332,7 @@ impl ObjectBuilder {
         }
         debug_assert_eq!(at, fields.len());
         ObjectBuilder {
+            len: 0,
             members,
             index,
             validity: BooleanBufferBuilder::new(0),
@@ -336,16 +348,15 @@ impl ObjectBuilder {
         if context.scratch.len() <= depth {
             context.scratch.push(Vec::new());
         }
-        let mut slots = std::mem::take(&mut context.scratch[depth]);
-        slots.clear();
-        slots.resize(self.members.len(), u32::MAX);
+        let mut present = std::mem::take(&mut context.scratch[depth]);
+        present.clear();
         let mut unknown: Vec<usize> = Vec::new();
         for (pair, (key, value)) in object.0.iter().enumerate() {
             if depth == 0 && key == "resourceType" && matches!(value, Node::String(_)) {
                 continue;
             }
             match self.index.get(key.as_ref()) {
-                Some(&position) => slots[position as usize] = pair as u32,
+                Some(&position) => present.push((position, pair as u32)),
                 None => {
                     // A repeated unknown key: its last value only.
                     unknown.retain(|&earlier| object.0[earlier].0 != *key);
@@ -353,39 +364,52 @@ impl ObjectBuilder {
                 }
             }
         }
+        if present.len() > 1 {
+            // By member, a repeated key's pairs in document order: its last one is kept.
+            present.sort_unstable();
+            let mut kept = 0;
+            for at in 0..present.len() {
+                if present.get(at + 1).is_some_and(|next| next.0 == present[at].0) {
+                    continue;
+                }
+                present[kept] = present[at];
+                kept += 1;
+            }
+            present.truncate(kept);
+        }
         context.depth += 1;
-        for (member, &slot) in self.members.iter_mut().zip(&slots) {
-            let Some((key, value)) = object.0.get(slot as usize) else {
-                member.append_null();
-                continue;
-            };
+        let row = self.len;
+        for &(position, pair) in &present {
+            let member = &mut self.members[position as usize];
+            let (key, value) = &object.0[pair as usize];
             let here = Step::Key(step, key);
+            member.fill_nulls_to(row);
             if !member.append(value, &here, context) {
-                member.append_null();
                 context.keep_unmapped(&here, value);
             }
         }
         context.depth -= 1;
-        context.scratch[depth] = slots;
+        context.scratch[depth] = present;
         for pair in unknown {
             let (key, value) = &object.0[pair];
             context.keep_unmapped(&Step::Key(step, key), value);
         }
     }
 
-    fn append_null(&mut self) {
-        for member in &mut self.members {
-            member.append_null();
-        }
-        self.validity.append(false);
+    /// Appends `count` null objects: only the struct's validity; the members catch up later.
+    fn append_nulls(&mut self, count: usize) {
+        self.validity.append_n(count, false);
+        self.len += count;
     }
 
     /// The columns of every member, in schema order; the builders start again.
     fn finish_columns(&mut self) -> Vec<ArrayRef> {
         let mut columns = Vec::with_capacity(self.fields.len());
         for member in &mut self.members {
+            member.fill_nulls_to(self.len);
             member.finish_into(&mut columns);
         }
+        self.len = 0;
         columns
     }
 
@@ -408,6 +432,7 @@ impl MemberBuilder {
                 return false;
             }
             self.values.append(value, step, context);
+            self.filled += 1;
             return true;
         };
         let Node::Array(items) = value else {
@@ -418,7 +443,7 @@ impl MemberBuilder {
         }
         for (index, item) in items.iter().enumerate() {
             if item.is_null() {
-                self.values.append_null();
+                self.values.append_nulls(1);
             } else {
                 self.values.append(item, &Step::Index(step, index), context);
             }
@@ -426,22 +451,30 @@ impl MemberBuilder {
         let end = list.offsets.last().copied().unwrap_or(0) + items.len() as i32;
         list.offsets.push(end);
         list.validity.append(true);
+        self.filled += 1;
         true
     }
 
-    fn append_null(&mut self) {
+    /// Appends the nulls that bring the member up to `row` rows.
+    fn fill_nulls_to(&mut self, row: usize) {
+        let count = row.saturating_sub(self.filled);
+        if count == 0 {
+            return;
+        }
         match &mut self.list {
             Some(list) => {
                 let end = list.offsets.last().copied().unwrap_or(0);
-                list.offsets.push(end);
-                list.validity.append(false);
+                list.offsets.extend(std::iter::repeat_n(end, count));
+                list.validity.append_n(count, false);
             }
-            None => self.values.append_null(),
+            None => self.values.append_nulls(count),
         }
+        self.filled = row;
     }
 
     /// Pushes the member's columns (value, then companions).
     fn finish_into(&mut self, columns: &mut Vec<ArrayRef>) {
+        self.filled = 0;
         let values = self.values.finish();
         let Some(list) = &mut self.list else {
             columns.extend(values);
@@ -562,27 +595,28 @@ impl Values {
             (Values::Object(object), Node::Object(members)) => {
                 object.append_members(members, step, context);
                 object.validity.append(true);
+                object.len += 1;
             }
             _ => unreachable!("append is called only with values that fit"),
         }
     }
 
-    fn append_null(&mut self) {
+    fn append_nulls(&mut self, count: usize) {
         match self {
-            Values::Json(builder) | Values::Text(builder) => builder.append_null(),
-            Values::Boolean(builder) => builder.append_null(),
-            Values::Int32(builder) => builder.append_null(),
-            Values::Int64(builder) => builder.append_null(),
+            Values::Json(builder) | Values::Text(builder) => builder.append_nulls(count),
+            Values::Boolean(builder) => builder.append_nulls(count),
+            Values::Int32(builder) => builder.append_nulls(count),
+            Values::Int64(builder) => builder.append_nulls(count),
             Values::Decimal(text, numeric) => {
-                text.append_null();
-                numeric.append_null();
+                text.append_nulls(count);
+                numeric.append_nulls(count);
             }
             Values::Instant { text, start, end, .. } => {
-                text.append_null();
-                start.append_null();
-                end.append_null();
+                text.append_nulls(count);
+                start.append_nulls(count);
+                end.append_nulls(count);
             }
-            Values::Object(object) => object.append_null(),
+            Values::Object(object) => object.append_nulls(count),
         }
     }
 
