@@ -38,7 +38,11 @@ impl Table for ResourceTable {
     fn fresh(&self, batch_size: usize) -> Box<dyn Table> {
         Box::new(ResourceTable::new(&self.resource_type, self.options, batch_size).expect("known type"))
     }
-    fn append(&mut self, _resource: &Resource<'_>, _diagnostics: &mut Diagnostics) -> Result<bool, Rejection> {
+    fn append(
+        &mut self,
+        _resource: &Resource<'_>,
+        _diagnostics: &mut Diagnostics,
+    ) -> Result<bool, Rejection> {
         todo!()
     }
     fn len(&self) -> usize {
