@@ -433,7 +433,14 @@ impl Target {
             // Not there when the target was checked: another export is writing into it.
             return Err(UsageError(format!("another export is writing into {}", self.dir.display())).into());
         }
-        fsops::create_dir_all(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
+        if let Err(error) = fsops::create_dir_all(&staging) {
+            // Made but not synced, say: leave the target as it was found.
+            let _ = std::fs::remove_dir(&staging);
+            if created_dir {
+                let _ = std::fs::remove_dir(&self.dir);
+            }
+            return Err(error).with_context(|| format!("cannot create {}", staging.display()));
+        }
         Ok(Staging {
             dir: self.dir,
             staging,
