@@ -242,7 +242,7 @@ fn write_table(
         // Every part of a table has the same options (an append with others is refused); read
         // them per part all the same, so a part is always rebuilt by the shape it was written by.
         let schema = output.schema(part)?;
-        let Some((resource_type, options)) = table_options(&*schema) else {
+        let Some((resource_type, options)) = table_options(&schema) else {
             anyhow::bail!(
                 "{}: part {} does not say which resource type it holds",
                 output.location(&table.table),
@@ -305,7 +305,8 @@ struct ExportFile {
 
 enum Encoder {
     Plain(BufWriter<File>),
-    Gzip(GzEncoder<BufWriter<File>>),
+    // Boxed: the encoder's state is large beside a plain writer.
+    Gzip(Box<GzEncoder<BufWriter<File>>>),
 }
 
 impl ExportFile {
@@ -314,7 +315,9 @@ impl ExportFile {
         let buffered = BufWriter::with_capacity(1 << 20, file);
         let writer = match format {
             ExportFormat::Ndjson => Encoder::Plain(buffered),
-            ExportFormat::NdjsonGz => Encoder::Gzip(GzEncoder::new(buffered, flate2::Compression::default())),
+            ExportFormat::NdjsonGz => {
+                Encoder::Gzip(Box::new(GzEncoder::new(buffered, flate2::Compression::default())))
+            }
         };
         Ok(ExportFile {
             path: path.to_owned(),
@@ -334,7 +337,7 @@ impl ExportFile {
     fn finish(self) -> Result<u64> {
         let buffered = match self.writer {
             Encoder::Plain(writer) => writer,
-            Encoder::Gzip(writer) => writer.finish()?,
+            Encoder::Gzip(writer) => (*writer).finish()?,
         };
         let file = buffered
             .into_inner()
