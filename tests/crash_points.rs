@@ -298,6 +298,9 @@ impl Case {
     fn archive(&self) -> PathBuf {
         self.root.path().join("archive")
     }
+    fn export(&self) -> PathBuf {
+        self.root.path().join("export")
+    }
     fn inputs(&self) -> Inputs {
         Inputs {
             remaining: files_under(&self.input()),
@@ -321,7 +324,7 @@ enum Fault {
     Fail(u64),
 }
 
-/// Runs the binary with `args`, where `{in}`, `{out}` and `{archive}` stand for the case's
+/// Runs the binary with `args`, where `{in}`, `{out}`, `{archive}` and `{export}` stand for the case's
 /// folders, with `fault`. Returns the exit code, or `None` if the process was killed.
 fn run(case: &Case, args: &[&str], fault: Fault) -> Option<i32> {
     let mut command = Command::new(env!("CARGO_BIN_EXE_fhir2table"));
@@ -329,7 +332,8 @@ fn run(case: &Case, args: &[&str], fault: Fault) -> Option<i32> {
         let arg = arg
             .replace("{in}", &case.input().display().to_string())
             .replace("{out}", &case.out().display().to_string())
-            .replace("{archive}", &case.archive().display().to_string());
+            .replace("{archive}", &case.archive().display().to_string())
+            .replace("{export}", &case.export().display().to_string());
         command.arg(arg);
     }
     command.env_remove("FHIR2TABLE_CRASH_AFTER_FS_CALL");
@@ -820,4 +824,81 @@ fn delta_compact_swaps_each_tables_files_once_or_not_at_all() {
         "two Delta versions before compact"
     );
     enumerate("delta compact", &case, &["compact", "-q", "{out}"]);
+}
+
+/// Every file under an export's target folder (its staging folder's included) and its bytes.
+fn export_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    files_under(dir)
+        .into_iter()
+        .map(|file| {
+            let bytes = std::fs::read(dir.join(&file)).unwrap();
+            (file, bytes)
+        })
+        .collect()
+}
+
+#[test]
+fn export_publishes_only_whole_files_and_the_next_export_clears_an_interrupted_one() {
+    // `export` changes a folder of its own (DIR), not the output, so it is judged by its own
+    // rule: killed after any call, DIR holds only whole files under their final names (and the
+    // staging folder), and the next export into it removes that and finishes; a failing call
+    // leaves DIR as it was (absent). The output folder is unchanged either way.
+    let convert = with(CONVERT, &["--resources", "all", "--no-builtin-tables"]);
+    let case = prepared(&[(&fixtures().join("lossless"), "")], &[&convert]);
+    let operation: &[&str] = &["export", "-q", "{out}", "--to", "{export}"];
+    let finished = case.copy();
+    assert_eq!(run(&finished, operation, Fault::None), Some(0));
+    let expected = export_files(&finished.export());
+    assert!(
+        expected.len() >= 5 && expected.keys().all(|name| name.ends_with(".ndjson")),
+        "{:?}",
+        expected.keys()
+    );
+    let tables = snapshot(&case.out());
+    let staging = fhir2table::convert::export::STAGING_FOLDER;
+    let mut call = 0;
+    loop {
+        call += 1;
+        let attempt = case.copy();
+        if run(&attempt, operation, Fault::CrashAfter(call)).is_some() {
+            break;
+        }
+        let what = format!("export killed after call {call}");
+        for (file, bytes) in export_files(&attempt.export()) {
+            if file.starts_with(staging) {
+                continue;
+            }
+            assert!(
+                expected.get(&file) == Some(&bytes),
+                "{what}: {file} is in the folder but not whole"
+            );
+        }
+        {
+            let _no_spawning = SPAWNING.lock().unwrap();
+            drop(fhir2table::sink::Output::open(&attempt.out()).unwrap());
+        }
+        assert_eq!(snapshot(&attempt.out()), tables, "{what}: the output changed");
+        assert_eq!(
+            run(&attempt, operation, Fault::None),
+            Some(0),
+            "{what}: the next export"
+        );
+        assert_eq!(
+            export_files(&attempt.export()),
+            expected,
+            "{what}, then exported again"
+        );
+
+        let failing = case.copy();
+        let code = run(&failing, operation, Fault::Fail(call)).expect("a failing call ends the run");
+        assert_eq!(code, 3, "export with call {call} failing");
+        assert_eq!(
+            export_files(&failing.export()),
+            BTreeMap::new(),
+            "export with call {call} failing leaves nothing"
+        );
+        assert!(!failing.export().exists(), "the folder it made is removed");
+    }
+    assert!(call > 10, "only {call} crash points; is the hook working?");
+    eprintln!("export: {} crash points, each whole or cleared", call - 1);
 }

@@ -3,6 +3,7 @@
 pub mod commit;
 pub mod compact;
 pub mod convert;
+pub mod export;
 pub mod inspect;
 
 use anyhow::Result;
@@ -18,6 +19,7 @@ Examples:
   fhir2table convert --config fhir2table.toml --threads 2 -q
   fhir2table inspect ./parquet
   fhir2table compact ./parquet
+  fhir2table export ./parquet --to ./ndjson
   fhir2table convert --in ./fhir --out ./lake --shard 0/2 & fhir2table convert --in ./fhir --out ./lake --shard 1/2";
 
 /// The closing text of a `--help`: its examples, then the exit codes (written once, on [`Exit`]).
@@ -42,6 +44,7 @@ pub enum Command {
     Inspect(inspect::Args),
     Compact(compact::Args),
     Commit(commit::Args),
+    Export(export::Args),
 }
 
 /// Writes to stdout; a closed pipe (`| head`) ends the output quietly instead of panicking.
@@ -61,5 +64,6 @@ pub fn run(cli: Cli) -> Result<Exit> {
         Command::Inspect(args) => inspect::run(args),
         Command::Compact(args) => compact::run(args),
         Command::Commit(args) => commit::run(args),
+        Command::Export(args) => export::run(args),
     }
 }

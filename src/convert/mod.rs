@@ -4,6 +4,7 @@
 //! [`compact`] is the other run that changes an output folder, in the same steps.
 
 pub mod compact;
+pub mod export;
 pub mod shards;
 mod worker;
 
