@@ -148,7 +148,8 @@ impl Diagnostics {
     /// Records a member a resource table kept in `__unmapped`, at `path` (a JSON Pointer).
     pub fn unmapped(&mut self, resource_type: &str, path: &str) {
         if !self.unmapped.contains_key(resource_type) {
-            self.unmapped.insert(resource_type.to_owned(), UnmappedTally::default());
+            self.unmapped
+                .insert(resource_type.to_owned(), UnmappedTally::default());
         }
         let tally = self.unmapped.get_mut(resource_type).expect("inserted above");
         tally.count += 1;

@@ -126,6 +126,26 @@ pub fn parse_datetime(text: &str) -> Option<i64> {
     Some(day_micros + (local_seconds - offset_seconds) * 1_000_000 + fraction_micros)
 }
 
+/// The first and last microsecond (UTC) a FHIR `date` (`allow_time` false) or `dateTime` /
+/// `instant` value can mean: `2019` runs to 2019-12-31T23:59:59.999999Z, `10:00:00` to
+/// 10:00:00.999999, `10:00:00.5` to 10:00:00.599999. `None` when the text is not valid. The
+/// lossless tables keep it beside the exact text so range queries need no parsing.
+pub fn instant_bounds(text: &str, allow_time: bool) -> Option<(i64, i64)> {
+    if !allow_time || !text.contains('T') {
+        let (_, last) = date_range(text)?;
+        let first = i64::from(parse_date(text)?) * MICROS_PER_DAY;
+        let end = (i64::from(parse_date(&last)?) + 1) * MICROS_PER_DAY - 1;
+        return Some((first, end));
+    }
+    let start = parse_datetime(text)?;
+    // The digits after the seconds' point say how precise the value is.
+    let fraction_digits = text
+        .split_once('.')
+        .map_or(0, |(_, rest)| rest.bytes().take_while(u8::is_ascii_digit).count());
+    let width = 10i64.pow(6u32.saturating_sub(fraction_digits as u32));
+    Some((start, start + width - 1))
+}
+
 /// `YYYY-MM-DD` for a count of days since 1970-01-01: the inverse of [`parse_date`], for reports
 /// and for showing `Date32` cells.
 pub fn format_date(days: i32) -> String {
@@ -299,6 +319,43 @@ mod tests {
         assert_eq!(format_utc(leap_day), "2000-02-29T01:01:01Z");
         let later = UNIX_EPOCH + Duration::from_secs(1_795_478_400);
         assert_eq!(format_utc(later), "2026-11-24T00:00:00Z");
+    }
+
+    #[test]
+    fn instant_bounds_span_the_precision_written() {
+        let bounds = |text: &str, time: bool| {
+            instant_bounds(text, time)
+                .map(|(a, b)| format!("{}/{}", format_timestamp(a), format_timestamp(b)))
+        };
+        let day = |text: &str| i64::from(parse_date(text).unwrap()) * 86_400 * SECOND;
+        assert_eq!(
+            instant_bounds("2019", false),
+            Some((day("2019-01-01"), day("2020-01-01") - 1))
+        );
+        assert_eq!(
+            instant_bounds("2024-02", true),
+            Some((day("2024-02-01"), day("2024-03-01") - 1))
+        );
+        assert_eq!(
+            instant_bounds("2024-02-29", true),
+            Some((day("2024-02-29"), day("2024-03-01") - 1))
+        );
+        let start = parse_datetime("2019-03-01T10:00:00+01:00").unwrap();
+        assert_eq!(
+            instant_bounds("2019-03-01T10:00:00+01:00", true),
+            Some((start, start + SECOND - 1))
+        );
+        let start = parse_datetime("2019-03-01T10:00:00.5Z").unwrap();
+        assert_eq!(
+            instant_bounds("2019-03-01T10:00:00.5Z", true),
+            Some((start, start + SECOND / 10 - 1))
+        );
+        let precise = "2019-03-01T10:00:00.123456789Z";
+        let start = parse_datetime(precise).unwrap();
+        assert_eq!(instant_bounds(precise, true), Some((start, start)));
+        assert_eq!(bounds("2019-03-01T10:00:00Z", false), None, "a date has no time");
+        assert_eq!(bounds("2019-13", true), None);
+        assert_eq!(bounds("", true), None);
     }
 
     #[test]

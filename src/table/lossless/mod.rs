@@ -6,6 +6,8 @@
 
 mod export;
 mod numeric;
+#[cfg(test)]
+mod round_trip;
 mod rows;
 
 pub use export::Exporter;

@@ -1,56 +1,656 @@
 //! The row builder of the lossless resource tables: a resource's JSON tree into Arrow arrays by
-//! the shape of its type (docs/LOSSLESS.md, "Mapping").
+//! the shape of its type (docs/LOSSLESS.md, "Mapping"). The builders form a tree that mirrors the
+//! shape, built once per table and worker; a member the resource lacks costs one null per column
+//! outside lists, and nothing below a missing list.
 
-use arrow_array::RecordBatch;
-use arrow_schema::SchemaRef;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
 
+use arrow_array::builder::{
+    BooleanBuilder, Decimal128Builder, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+};
+use arrow_array::{ArrayRef, ListArray, RecordBatch, StructArray};
+use arrow_buffer::{BooleanBufferBuilder, NullBuffer, OffsetBuffer, ScalarBuffer};
+use arrow_schema::{DataType, FieldRef, Fields, SchemaRef};
+
+use super::numeric::scaled_decimal;
+use super::{resource_schema, NUMERIC_PRECISION, NUMERIC_SCALE};
 use crate::diagnostics::Diagnostics;
-use crate::fhir::definitions::TreeOptions;
+use crate::fhir::datetime::instant_bounds;
+use crate::fhir::definitions::{definitions, ObjectShape, Shape, TreeOptions};
+use crate::fhir::elements::{value_class, ValueClass};
+use crate::resource::tree::{Keep, Node, Object};
 use crate::resource::{Rejection, Resource};
-use crate::table::Table;
+use crate::table::{Table, UTC};
+
+/// What the tables of one type share: the shape and the schema, derived once per run.
+struct Layout {
+    resource_type: String,
+    name: String,
+    options: TreeOptions,
+    shape: ObjectShape,
+    schema: SchemaRef,
+}
 
 /// The lossless table of one resource type.
 pub struct ResourceTable {
-    name: String,
-    resource_type: String,
-    options: TreeOptions,
-    schema: SchemaRef,
+    layout: Arc<Layout>,
+    /// Built on the first row: a run with `--resources all` has 146 tables per worker, most of
+    /// which never see a row.
+    builder: Option<RowBuilder>,
+    rows: usize,
+    raw_bytes: usize,
 }
 
 impl ResourceTable {
     /// The table of `resource_type`, or `None` when R4 has no such type.
-    pub fn new(resource_type: &str, options: TreeOptions, batch_size: usize) -> Option<Self> {
-        let _ = (resource_type, options, batch_size);
-        todo!()
+    pub fn new(resource_type: &str, options: TreeOptions, _batch_size: usize) -> Option<Self> {
+        let shape = definitions().resource_shape(resource_type, options)?;
+        let schema = Arc::new(resource_schema(resource_type, options)?);
+        let layout = Layout {
+            resource_type: resource_type.to_owned(),
+            name: super::table_name(resource_type),
+            options,
+            shape,
+            schema,
+        };
+        Some(ResourceTable::with_layout(Arc::new(layout)))
+    }
+
+    fn with_layout(layout: Arc<Layout>) -> Self {
+        ResourceTable {
+            layout,
+            builder: None,
+            rows: 0,
+            raw_bytes: 0,
+        }
+    }
+
+    /// The typed depth the table's schema was derived with.
+    pub fn options(&self) -> TreeOptions {
+        self.layout.options
+    }
+
+    fn builder(&mut self) -> &mut RowBuilder {
+        let layout = &self.layout;
+        self.builder
+            .get_or_insert_with(|| RowBuilder::new(&layout.shape, &layout.schema))
     }
 }
 
 impl Table for ResourceTable {
     fn name(&self) -> &str {
-        &self.name
+        &self.layout.name
     }
+
     fn resource_type(&self) -> &str {
-        &self.resource_type
+        &self.layout.resource_type
     }
+
     fn schema(&self) -> SchemaRef {
-        self.schema.clone()
+        self.layout.schema.clone()
     }
-    fn fresh(&self, batch_size: usize) -> Box<dyn Table> {
-        Box::new(ResourceTable::new(&self.resource_type, self.options, batch_size).expect("known type"))
+
+    fn fresh(&self, _batch_size: usize) -> Box<dyn Table> {
+        Box::new(ResourceTable::with_layout(self.layout.clone()))
     }
-    fn append(&mut self, _resource: &Resource<'_>, _diagnostics: &mut Diagnostics) -> Result<bool, Rejection> {
-        todo!()
+
+    fn append(&mut self, resource: &Resource<'_>, diagnostics: &mut Diagnostics) -> Result<bool, Rejection> {
+        let tree = resource.tree(&Keep::All)?;
+        let Node::Object(object) = tree else {
+            return Err(Rejection::from(format!(
+                "invalid {}: not a JSON object",
+                resource.resource_type
+            )));
+        };
+        let resource_type = self.layout.resource_type.clone();
+        let builder = self.builder();
+        let unmapped = builder.append(object);
+        for (path, _) in &builder.row_unmapped {
+            diagnostics.unmapped(&resource_type, path);
+        }
+        debug_assert_eq!(unmapped, builder.row_unmapped.len());
+        self.rows += 1;
+        self.raw_bytes += resource.raw.len();
+        Ok(false)
     }
+
     fn len(&self) -> usize {
-        todo!()
+        self.rows
     }
+
     fn buffered_bytes(&self) -> usize {
-        todo!()
+        self.raw_bytes
     }
+
     fn finish(&mut self) -> RecordBatch {
-        todo!()
+        let rows = self.rows;
+        self.finish_rows(rows)
     }
-    fn finish_rows(&mut self, _rows: usize) -> RecordBatch {
-        todo!()
+
+    fn finish_rows(&mut self, rows: usize) -> RecordBatch {
+        let schema = self.layout.schema.clone();
+        let batch = self.builder().finish(schema);
+        self.rows = 0;
+        self.raw_bytes = 0;
+        if batch.num_rows() > rows {
+            batch.slice(0, rows)
+        } else {
+            batch
+        }
+    }
+}
+
+/// Builds whole rows: `resourceType`, the resource's members, `__unmapped`.
+pub(super) struct RowBuilder {
+    resource_type: StringBuilder,
+    members: ObjectBuilder,
+    unmapped: UnmappedBuilder,
+    /// The members of the last appended row kept in `__unmapped` (pointer, JSON text).
+    pub(super) row_unmapped: Vec<(String, String)>,
+    /// Per nesting level, which pair of the object fills each member (reused between rows).
+    scratch: Vec<Vec<u32>>,
+}
+
+impl RowBuilder {
+    /// Builders for `shape`, whose columns `schema` (from [`resource_schema`]) describes.
+    pub(super) fn new(shape: &ObjectShape, schema: &SchemaRef) -> Self {
+        let fields = schema.fields();
+        let member_fields: Fields = fields[1..fields.len() - 1].iter().cloned().collect();
+        let unmapped_field = fields[fields.len() - 1].clone();
+        RowBuilder {
+            resource_type: StringBuilder::new(),
+            members: ObjectBuilder::new(shape, &member_fields),
+            unmapped: UnmappedBuilder::new(&unmapped_field),
+            row_unmapped: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Appends one resource; returns how many of its members went to `__unmapped`.
+    pub(super) fn append(&mut self, resource: &Object<'_>) -> usize {
+        self.row_unmapped.clear();
+        // `resourceType` has a column of its own; the walker only hands over resources whose
+        // `resourceType` is a string.
+        let resource_type = resource.get("resourceType").and_then(Node::as_str);
+        self.resource_type.append_value(resource_type.unwrap_or_default());
+        let mut context = Context {
+            unmapped: &mut self.row_unmapped,
+            scratch: &mut self.scratch,
+            depth: 0,
+        };
+        self.members.append_members(resource, &Step::Root, &mut context);
+        self.unmapped.append(&self.row_unmapped);
+        self.row_unmapped.len()
+    }
+
+    /// The rows so far as a batch of `schema`; the builders start again.
+    pub(super) fn finish(&mut self, schema: SchemaRef) -> RecordBatch {
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(self.resource_type.finish())];
+        columns.extend(self.members.finish_columns());
+        columns.push(self.unmapped.finish());
+        RecordBatch::try_new(schema, columns).expect("the builders follow the schema")
+    }
+}
+
+/// Where a value sits in the resource, as a chain built on the stack: the JSON Pointer is only
+/// written out for a member that goes to `__unmapped`.
+enum Step<'p> {
+    Root,
+    Key(&'p Step<'p>, &'p str),
+    Index(&'p Step<'p>, usize),
+}
+
+impl Step<'_> {
+    /// The RFC 6901 pointer (`/name/0/nickname`; `~` and `/` in keys escaped).
+    fn pointer(&self) -> String {
+        let mut text = String::new();
+        self.write_pointer(&mut text);
+        text
+    }
+
+    fn write_pointer(&self, text: &mut String) {
+        match self {
+            Step::Root => {}
+            Step::Key(parent, key) => {
+                parent.write_pointer(text);
+                text.push('/');
+                text.push_str(&key.replace('~', "~0").replace('/', "~1"));
+            }
+            Step::Index(parent, index) => {
+                parent.write_pointer(text);
+                let _ = write!(text, "/{index}");
+            }
+        }
+    }
+}
+
+/// State of one row's append shared down the tree.
+struct Context<'c> {
+    unmapped: &'c mut Vec<(String, String)>,
+    scratch: &'c mut Vec<Vec<u32>>,
+    depth: usize,
+}
+
+impl Context<'_> {
+    fn keep_unmapped(&mut self, step: &Step<'_>, value: &Node<'_>) {
+        self.unmapped.push((step.pointer(), value.to_string()));
+    }
+}
+
+/// The builders of a JSON object's members: the columns of a struct, or of the table.
+struct ObjectBuilder {
+    members: Vec<MemberBuilder>,
+    /// Member position by JSON key.
+    index: HashMap<String, u32>,
+    /// The struct's own validity (unused at the top level).
+    validity: BooleanBufferBuilder,
+    /// The struct's fields, for the finished `StructArray`.
+    fields: Fields,
+}
+
+/// The builders of one member: its value column and companions, behind list offsets when the
+/// member repeats.
+struct MemberBuilder {
+    list: Option<ListState>,
+    values: Values,
+    /// The member's columns as the schema has them (value first, then companions).
+    fields: Vec<FieldRef>,
+}
+
+/// Offsets and validity of a repeating member's lists (shared by its value and companion lists).
+struct ListState {
+    offsets: Vec<i32>,
+    validity: BooleanBufferBuilder,
+}
+
+/// How one member's values are checked and held.
+enum Values {
+    /// Any JSON value, as text.
+    Json(StringBuilder),
+    Boolean(BooleanBuilder),
+    Int32(Int32Builder),
+    Int64(Int64Builder),
+    /// A JSON string.
+    Text(StringBuilder),
+    /// A JSON number as written, and its numeric companion.
+    Decimal(StringBuilder, Decimal128Builder),
+    /// A date or time as written, and the first and last instant it can mean.
+    Instant {
+        text: StringBuilder,
+        start: TimestampMicrosecondBuilder,
+        end: TimestampMicrosecondBuilder,
+        allow_time: bool,
+    },
+    Object(Box<ObjectBuilder>),
+}
+
+impl ObjectBuilder {
+    /// Builders for the members of `shape`, whose columns are `fields` (each member's value
+    /// column followed by its companions, as `object_fields` lays them out).
+    fn new(shape: &ObjectShape, fields: &Fields) -> Self {
+        let mut members = Vec::with_capacity(shape.members.len());
+        let mut index = HashMap::with_capacity(shape.members.len());
+        let mut at = 0;
+        for (position, member) in shape.members.iter().enumerate() {
+            let first = &fields[at];
+            debug_assert_eq!(first.name(), &member.key);
+            let (values, columns) = match &member.shape {
+                Shape::Json => (Values::Json(StringBuilder::new()), 1),
+                Shape::Primitive(type_code) => primitive_values(type_code),
+                Shape::Object(inner) => {
+                    let item = item_type(first.data_type(), member.repeats);
+                    let DataType::Struct(inner_fields) = item else {
+                        unreachable!("an object member is a struct column");
+                    };
+                    (
+                        Values::Object(Box::new(ObjectBuilder::new(inner, inner_fields))),
+                        1,
+                    )
+                }
+            };
+            let list = (member.repeats && !matches!(member.shape, Shape::Json)).then(ListState::new);
+            members.push(MemberBuilder {
+                list,
+                values,
+                fields: fields[at..at + columns].to_vec(),
+            });
+            index.insert(member.key.clone(), position as u32);
+            at += columns;
+        }
+        debug_assert_eq!(at, fields.len());
+        ObjectBuilder {
+            members,
+            index,
+            validity: BooleanBufferBuilder::new(0),
+            fields: fields.clone(),
+        }
+    }
+
+    /// Appends an object's members: each member that fits its builder goes there, the rest (keys
+    /// not in the shape, values of the wrong kind) to `__unmapped`. A repeated key means its last
+    /// value, as in `serde_json`.
+    fn append_members(&mut self, object: &Object<'_>, step: &Step<'_>, context: &mut Context<'_>) {
+        let depth = context.depth;
+        if context.scratch.len() <= depth {
+            context.scratch.push(Vec::new());
+        }
+        let mut slots = std::mem::take(&mut context.scratch[depth]);
+        slots.clear();
+        slots.resize(self.members.len(), u32::MAX);
+        let mut unknown: Vec<usize> = Vec::new();
+        for (pair, (key, value)) in object.0.iter().enumerate() {
+            if depth == 0 && key == "resourceType" && matches!(value, Node::String(_)) {
+                continue;
+            }
+            match self.index.get(key.as_ref()) {
+                Some(&position) => slots[position as usize] = pair as u32,
+                None => {
+                    // A repeated unknown key: its last value only.
+                    unknown.retain(|&earlier| object.0[earlier].0 != *key);
+                    unknown.push(pair);
+                }
+            }
+        }
+        context.depth += 1;
+        for (member, &slot) in self.members.iter_mut().zip(&slots) {
+            let Some((key, value)) = object.0.get(slot as usize) else {
+                member.append_null();
+                continue;
+            };
+            let here = Step::Key(step, key);
+            if !member.append(value, &here, context) {
+                member.append_null();
+                context.keep_unmapped(&here, value);
+            }
+        }
+        context.depth -= 1;
+        context.scratch[depth] = slots;
+        for pair in unknown {
+            let (key, value) = &object.0[pair];
+            context.keep_unmapped(&Step::Key(step, key), value);
+        }
+    }
+
+    fn append_null(&mut self) {
+        for member in &mut self.members {
+            member.append_null();
+        }
+        self.validity.append(false);
+    }
+
+    /// The columns of every member, in schema order; the builders start again.
+    fn finish_columns(&mut self) -> Vec<ArrayRef> {
+        let mut columns = Vec::with_capacity(self.fields.len());
+        for member in &mut self.members {
+            member.finish_into(&mut columns);
+        }
+        columns
+    }
+
+    /// The members as one struct column.
+    fn finish_struct(&mut self) -> ArrayRef {
+        let columns = self.finish_columns();
+        let validity = NullBuffer::new(self.validity.finish());
+        let nulls = (validity.null_count() > 0).then_some(validity);
+        Arc::new(StructArray::new(self.fields.clone(), columns, nulls))
+    }
+}
+
+impl MemberBuilder {
+    /// Appends a present member; `false` (nothing appended) when the value does not fit: the
+    /// wrong JSON kind, or an array with an item of the wrong kind, or `null` where a value
+    /// belongs. The caller then keeps it whole in `__unmapped`.
+    fn append(&mut self, value: &Node<'_>, step: &Step<'_>, context: &mut Context<'_>) -> bool {
+        let Some(list) = &mut self.list else {
+            if !self.values.fits(value) {
+                return false;
+            }
+            self.values.append(value, step, context);
+            return true;
+        };
+        let Node::Array(items) = value else {
+            return false;
+        };
+        if !items.iter().all(|item| item.is_null() || self.values.fits(item)) {
+            return false;
+        }
+        for (index, item) in items.iter().enumerate() {
+            if item.is_null() {
+                self.values.append_null();
+            } else {
+                self.values.append(item, &Step::Index(step, index), context);
+            }
+        }
+        let end = list.offsets.last().copied().unwrap_or(0) + items.len() as i32;
+        list.offsets.push(end);
+        list.validity.append(true);
+        true
+    }
+
+    fn append_null(&mut self) {
+        match &mut self.list {
+            Some(list) => {
+                let end = list.offsets.last().copied().unwrap_or(0);
+                list.offsets.push(end);
+                list.validity.append(false);
+            }
+            None => self.values.append_null(),
+        }
+    }
+
+    /// Pushes the member's columns (value, then companions).
+    fn finish_into(&mut self, columns: &mut Vec<ArrayRef>) {
+        let values = self.values.finish();
+        let Some(list) = &mut self.list else {
+            columns.extend(values);
+            return;
+        };
+        let offsets = OffsetBuffer::new(ScalarBuffer::from(std::mem::replace(&mut list.offsets, vec![0])));
+        let validity = NullBuffer::new(list.validity.finish());
+        let nulls = (validity.null_count() > 0).then_some(validity);
+        for (array, field) in values.into_iter().zip(&self.fields) {
+            let DataType::List(item) = field.data_type() else {
+                unreachable!("a repeating member's columns are lists");
+            };
+            let list = ListArray::new(item.clone(), offsets.clone(), array, nulls.clone());
+            columns.push(Arc::new(list));
+        }
+    }
+}
+
+impl ListState {
+    fn new() -> Self {
+        ListState {
+            offsets: vec![0],
+            validity: BooleanBufferBuilder::new(0),
+        }
+    }
+}
+
+/// The builders of a primitive member and how many columns it has.
+fn primitive_values(type_code: &str) -> (Values, usize) {
+    let instant = || TimestampMicrosecondBuilder::new().with_timezone(UTC);
+    match (value_class(type_code), type_code) {
+        (ValueClass::Boolean, _) => (Values::Boolean(BooleanBuilder::new()), 1),
+        (ValueClass::Integer32, _) => (Values::Int32(Int32Builder::new()), 1),
+        (ValueClass::Integer64, _) => (Values::Int64(Int64Builder::new()), 1),
+        (ValueClass::Decimal, _) => {
+            let numeric = Decimal128Builder::new()
+                .with_precision_and_scale(NUMERIC_PRECISION, NUMERIC_SCALE)
+                .expect("a valid decimal type");
+            (Values::Decimal(StringBuilder::new(), numeric), 2)
+        }
+        (ValueClass::Text, "date" | "dateTime" | "instant") => (
+            Values::Instant {
+                text: StringBuilder::new(),
+                start: instant(),
+                end: instant(),
+                allow_time: type_code != "date",
+            },
+            3,
+        ),
+        (ValueClass::Text, _) => (Values::Text(StringBuilder::new()), 1),
+    }
+}
+
+/// The item type of a member's column: the list's items when it repeats.
+fn item_type(data_type: &DataType, repeats: bool) -> &DataType {
+    match (repeats, data_type) {
+        (true, DataType::List(item)) => item.data_type(),
+        _ => data_type,
+    }
+}
+
+/// Whether `text` is an integer written the way `i64`/`i32` print it, so that storing the number
+/// and writing it back gives the same text.
+fn canonical_integer<T: std::str::FromStr + ToString>(text: &str) -> Option<T> {
+    let value: T = text.parse().ok()?;
+    (value.to_string() == text).then_some(value)
+}
+
+impl Values {
+    /// Whether one (non-null, for all but JSON) value has the JSON kind this member holds.
+    fn fits(&self, value: &Node<'_>) -> bool {
+        match (self, value) {
+            (Values::Json(_), _) => true,
+            (Values::Boolean(_), Node::Bool(_)) => true,
+            (Values::Int32(_), Node::Number(text)) => canonical_integer::<i32>(text).is_some(),
+            (Values::Int64(_), Node::Number(text)) => canonical_integer::<i64>(text).is_some(),
+            (Values::Text(_) | Values::Instant { .. }, Node::String(_)) => true,
+            (Values::Decimal(..), Node::Number(_)) => true,
+            (Values::Object(_), Node::Object(_)) => true,
+            _ => false,
+        }
+    }
+
+    /// Appends a value that [`Values::fits`].
+    fn append(&mut self, value: &Node<'_>, step: &Step<'_>, context: &mut Context<'_>) {
+        match (self, value) {
+            (Values::Json(builder), value) => {
+                let mut text = String::new();
+                let _ = write!(text, "{value}");
+                builder.append_value(text);
+            }
+            (Values::Boolean(builder), Node::Bool(flag)) => builder.append_value(*flag),
+            (Values::Int32(builder), Node::Number(text)) => {
+                builder.append_option(canonical_integer::<i32>(text));
+            }
+            (Values::Int64(builder), Node::Number(text)) => {
+                builder.append_option(canonical_integer::<i64>(text));
+            }
+            (Values::Text(builder), Node::String(text)) => builder.append_value(text),
+            (Values::Decimal(text_builder, numeric), Node::Number(text)) => {
+                text_builder.append_value(text);
+                numeric.append_option(scaled_decimal(text));
+            }
+            (
+                Values::Instant {
+                    text: text_builder,
+                    start,
+                    end,
+                    allow_time,
+                },
+                Node::String(text),
+            ) => {
+                text_builder.append_value(text);
+                let bounds = instant_bounds(text, *allow_time);
+                start.append_option(bounds.map(|(first, _)| first));
+                end.append_option(bounds.map(|(_, last)| last));
+            }
+            (Values::Object(object), Node::Object(members)) => {
+                object.append_members(members, step, context);
+                object.validity.append(true);
+            }
+            _ => unreachable!("append is called only with values that fit"),
+        }
+    }
+
+    fn append_null(&mut self) {
+        match self {
+            Values::Json(builder) | Values::Text(builder) => builder.append_null(),
+            Values::Boolean(builder) => builder.append_null(),
+            Values::Int32(builder) => builder.append_null(),
+            Values::Int64(builder) => builder.append_null(),
+            Values::Decimal(text, numeric) => {
+                text.append_null();
+                numeric.append_null();
+            }
+            Values::Instant { text, start, end, .. } => {
+                text.append_null();
+                start.append_null();
+                end.append_null();
+            }
+            Values::Object(object) => object.append_null(),
+        }
+    }
+
+    /// The value column and its companions; the builders start again.
+    fn finish(&mut self) -> Vec<ArrayRef> {
+        match self {
+            Values::Json(builder) | Values::Text(builder) => vec![Arc::new(builder.finish())],
+            Values::Boolean(builder) => vec![Arc::new(builder.finish())],
+            Values::Int32(builder) => vec![Arc::new(builder.finish())],
+            Values::Int64(builder) => vec![Arc::new(builder.finish())],
+            Values::Decimal(text, numeric) => vec![Arc::new(text.finish()), Arc::new(numeric.finish())],
+            Values::Instant { text, start, end, .. } => vec![
+                Arc::new(text.finish()),
+                Arc::new(start.finish()),
+                Arc::new(end.finish()),
+            ],
+            Values::Object(object) => vec![object.finish_struct()],
+        }
+    }
+}
+
+/// `__unmapped`: per row a list of (pointer, JSON text).
+struct UnmappedBuilder {
+    list: ListState,
+    paths: StringBuilder,
+    texts: StringBuilder,
+    field: FieldRef,
+}
+
+impl UnmappedBuilder {
+    fn new(field: &FieldRef) -> Self {
+        UnmappedBuilder {
+            list: ListState::new(),
+            paths: StringBuilder::new(),
+            texts: StringBuilder::new(),
+            field: field.clone(),
+        }
+    }
+
+    /// Appends the row's list (null when it has none).
+    fn append(&mut self, members: &[(String, String)]) {
+        for (path, text) in members {
+            self.paths.append_value(path);
+            self.texts.append_value(text);
+        }
+        let end = self.list.offsets.last().copied().unwrap_or(0) + members.len() as i32;
+        self.list.offsets.push(end);
+        self.list.validity.append(!members.is_empty());
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        let DataType::List(item) = self.field.data_type() else {
+            unreachable!("__unmapped is a list");
+        };
+        let DataType::Struct(pair_fields) = item.data_type() else {
+            unreachable!("__unmapped items are structs");
+        };
+        let pairs = StructArray::new(
+            pair_fields.clone(),
+            vec![Arc::new(self.paths.finish()), Arc::new(self.texts.finish())],
+            None,
+        );
+        let offsets = OffsetBuffer::new(ScalarBuffer::from(std::mem::replace(
+            &mut self.list.offsets,
+            vec![0],
+        )));
+        let validity = NullBuffer::new(self.list.validity.finish());
+        let nulls = (validity.null_count() > 0).then_some(validity);
+        Arc::new(ListArray::new(item.clone(), offsets, Arc::new(pairs), nulls))
     }
 }

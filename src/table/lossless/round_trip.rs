@@ -1,0 +1,219 @@
+//! Unit round trips: JSON -> row builder -> Arrow -> export -> JSON, compared as
+//! `serde_json::Value` (numbers by their text: the crate builds serde_json with
+//! `arbitrary_precision`).
+
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Decimal128Type, Int32Type, TimestampMicrosecondType};
+use arrow_array::{Array, RecordBatch};
+
+use super::rows::RowBuilder;
+use super::{resource_schema, Exporter};
+use crate::fhir::definitions::{definitions, TreeOptions};
+use crate::resource::tree::{self, Node};
+
+/// Builds one batch of `resources` (all of one type) and returns it with the unmapped pointers
+/// of each row.
+fn build(resources: &[&str], options: TreeOptions) -> (RecordBatch, Vec<Vec<String>>) {
+    let first: serde_json::Value = serde_json::from_str(resources[0]).unwrap();
+    let resource_type = first["resourceType"].as_str().unwrap();
+    let shape = definitions().resource_shape(resource_type, options).unwrap();
+    let schema = Arc::new(resource_schema(resource_type, options).unwrap());
+    let mut builder = RowBuilder::new(&shape, &schema);
+    let mut unmapped = Vec::new();
+    for text in resources {
+        let Node::Object(object) = tree::parse(text).unwrap() else {
+            panic!("not an object");
+        };
+        builder.append(&object);
+        unmapped.push(
+            builder
+                .row_unmapped
+                .iter()
+                .map(|(path, _)| path.clone())
+                .collect(),
+        );
+    }
+    (builder.finish(schema), unmapped)
+}
+
+fn export(batch: &RecordBatch, options: TreeOptions) -> Vec<String> {
+    let resource_type = batch.column(0).as_string::<i32>().value(0).to_owned();
+    let exporter = Exporter::new(&resource_type, options).unwrap();
+    let mut out = Vec::new();
+    assert_eq!(exporter.write_batch(batch, &mut out).unwrap(), batch.num_rows());
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Asserts every resource comes back JSON-equal; returns the batch and the unmapped pointers.
+fn round_trip_with(resources: &[&str], options: TreeOptions) -> (RecordBatch, Vec<Vec<String>>) {
+    let (batch, unmapped) = build(resources, options);
+    let lines = export(&batch, options);
+    assert_eq!(lines.len(), resources.len());
+    for (input, output) in resources.iter().zip(&lines) {
+        let want: serde_json::Value = serde_json::from_str(input).unwrap();
+        let got: serde_json::Value = serde_json::from_str(output)
+            .unwrap_or_else(|error| panic!("export wrote invalid JSON ({error}): {output}"));
+        assert_eq!(got, want, "\n exported: {output}\n input:    {input}");
+    }
+    (batch, unmapped)
+}
+
+fn round_trip(resources: &[&str]) -> (RecordBatch, Vec<Vec<String>>) {
+    round_trip_with(resources, TreeOptions::default())
+}
+
+#[test]
+fn patients_with_primitive_extensions_nulls_and_empties_come_back() {
+    let (batch, unmapped) = round_trip(&[
+        r##"{"resourceType":"Patient","id":"p1","active":true,
+            "name":[{"family":"Chalmers","given":["Peter","James"],"_given":[null,{"extension":[{"url":"http://x","valueString":"Jim"}]}]},{}],
+            "birthDate":"1974-12","_birthDate":{"id":"b","extension":[{"url":"http://hl7.org/fhir/StructureDefinition/patient-birthTime","valueDateTime":"1974-12-25T14:35:45-05:00"}]},
+            "multipleBirthInteger":2147483647,
+            "extension":[{"url":"http://hl7.org/fhir/us/core/StructureDefinition/us-core-race","extension":[{"url":"ombCategory","valueCoding":{"system":"urn:oid:2.16.840.1.113883.6.238","code":"2106-3","display":"White"}},{"url":"text","valueString":"White"}]},
+                         {"url":"http://synthetichealth.github.io/synthea/disability-adjusted-life-years","valueDecimal":0.30},
+                         {"url":"deep","extension":[{"url":"l2","extension":[{"url":"l3","extension":[{"url":"l4","valueInteger":4}]}]}]}],
+            "telecom":[],
+            "contained":[{"resourceType":"Organization","id":"o","name":"Org é \\ \n 😀"}],
+            "managingOrganization":{"reference":"#o"}}"##,
+        r#"{"resourceType":"Patient"}"#,
+        r#"{"resourceType":"Patient","id":"p3","name":[null,{"given":["a",null],"_given":[null,{"id":"g2"}]}],"meta":{}}"#,
+    ]);
+    assert_eq!(unmapped, vec![Vec::<String>::new(); 3]);
+    // The birth date's companions span the month.
+    let start = batch
+        .column_by_name("__birthDate_start")
+        .unwrap()
+        .as_primitive::<TimestampMicrosecondType>();
+    let end = batch
+        .column_by_name("__birthDate_end")
+        .unwrap()
+        .as_primitive::<TimestampMicrosecondType>();
+    let bounds = crate::fhir::datetime::instant_bounds("1974-12", false).unwrap();
+    assert_eq!((start.value(0), end.value(0)), bounds);
+    assert!(start.is_null(1));
+    assert_eq!(
+        batch
+            .column_by_name("multipleBirthInteger")
+            .unwrap()
+            .as_primitive::<Int32Type>()
+            .value(0),
+        i32::MAX
+    );
+    // The typed extension's decimal and its numeric companion.
+    let extensions = batch
+        .column_by_name("extension")
+        .unwrap()
+        .as_list::<i32>()
+        .value(0);
+    let extensions = extensions.as_struct();
+    let decimal = extensions
+        .column_by_name("valueDecimal")
+        .unwrap()
+        .as_string::<i32>();
+    assert_eq!(decimal.value(1), "0.30");
+    let numeric = extensions
+        .column_by_name("__valueDecimal_numeric")
+        .unwrap()
+        .as_primitive::<Decimal128Type>();
+    assert_eq!(numeric.value(1), 300_000);
+}
+
+#[test]
+fn wrong_kinds_and_unknown_keys_are_kept_in_unmapped() {
+    let (batch, unmapped) = round_trip(&[
+        r#"{"resourceType":"Patient","id":"p","foo":1,"active":"yes","birthDate":null,
+            "name":[{"family":"X","nickname":"Bob","given":["a",5]}],
+            "multipleBirthInteger":1.0,"gender":"male","deceasedBoolean":false,
+            "address":[{"line":["1 Main"],"_line":[{"extension":[]}]}],
+            "a/b~c":{"x":[1,2]},"foo":2}"#,
+        r#"{"resourceType":"Patient","multipleBirthInteger":3000000000}"#,
+        r#"{"resourceType":"Patient","multipleBirthInteger":1e2,"photo":{"data":"AA=="},"id":7}"#,
+    ]);
+    assert_eq!(
+        unmapped[0],
+        [
+            "/active",
+            "/name/0/given",
+            "/name/0/nickname",
+            "/birthDate",
+            "/multipleBirthInteger",
+            "/a~1b~0c",
+            "/foo"
+        ]
+    );
+    assert_eq!(unmapped[1], ["/multipleBirthInteger"]);
+    assert_eq!(unmapped[2], ["/id", "/multipleBirthInteger", "/photo"]);
+    let gender = batch.column_by_name("gender").unwrap().as_string::<i32>();
+    assert_eq!(gender.value(0), "male");
+}
+
+#[test]
+fn observations_keep_decimals_as_written() {
+    let (batch, unmapped) = round_trip(&[
+        r#"{"resourceType":"Observation","id":"o1","status":"final","code":{"text":"x"},
+            "valueQuantity":{"value":1.50,"unit":"mg","system":"http://unitsofmeasure.org","code":"mg"},
+            "effectiveDateTime":"2019-03-01T10:00:00.5+01:00",
+            "component":[{"code":{"text":"a"},"valueQuantity":{"value":1e2}},{"code":{"text":"b"},"valueQuantity":{"value":-0.0}},
+                         {"code":{"text":"c"},"valueQuantity":{"value":0.000001234}},{"code":{"text":"d"},"valueString":"1.5"}],
+            "referenceRange":[{"low":{"value":"1.5"}}]}"#,
+    ]);
+    assert_eq!(unmapped[0], ["/referenceRange/0/low/value"]);
+    let quantity = batch.column_by_name("valueQuantity").unwrap().as_struct();
+    assert_eq!(
+        quantity
+            .column_by_name("value")
+            .unwrap()
+            .as_string::<i32>()
+            .value(0),
+        "1.50"
+    );
+    assert_eq!(
+        quantity
+            .column_by_name("__value_numeric")
+            .unwrap()
+            .as_primitive::<Decimal128Type>()
+            .value(0),
+        1_500_000
+    );
+}
+
+#[test]
+fn items_nest_past_the_typed_depth_as_json_text() {
+    let item = |inner: &str, depth: usize| {
+        format!(r#"{{"linkId":"{depth}","text":"level {depth}","type":"group","item":[{inner}]}}"#)
+    };
+    let mut items = r#"{"linkId":"6","type":"string","initialString":"deep"}"#.to_owned();
+    for depth in (1..=5).rev() {
+        items = item(&items, depth);
+    }
+    let questionnaire = format!(r#"{{"resourceType":"Questionnaire","status":"active","item":[{items}]}}"#);
+    for typed_depth in 1..=4 {
+        round_trip_with(&[&questionnaire], TreeOptions { typed_depth });
+    }
+}
+
+#[test]
+fn bundles_and_parameters_keep_nested_resources() {
+    round_trip(&[
+        r#"{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"urn:uuid:1","resource":{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Patient","id":"n"}}]}}]}"#,
+    ]);
+    round_trip(&[
+        r#"{"resourceType":"Parameters","parameter":[{"name":"a","valueDecimal":2.50},{"name":"b","resource":{"resourceType":"Patient","id":"x"}},{"name":"c","part":[{"name":"d","valueTiming":{"event":["2019"]}}]}]}"#,
+    ]);
+}
+
+#[test]
+fn every_type_round_trips_a_resource_with_only_an_id() {
+    let options = TreeOptions::default();
+    for resource_type in definitions().resource_types() {
+        let text = format!(r#"{{"resourceType":"{resource_type}","id":"x","zz":[1]}}"#);
+        let (_, unmapped) = round_trip_with(&[&text], options);
+        assert_eq!(unmapped[0], ["/zz"], "{resource_type}");
+    }
+}
