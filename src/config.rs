@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
+use crate::fhir::definitions::{definitions, TreeOptions};
 use crate::sink::{Compression, Format};
 use crate::source::{InputFilter, Limits, Shard};
 use crate::UsageError;
@@ -120,6 +121,10 @@ pub struct Options {
     pub include: Option<Vec<String>>,
     /// Globs of the paths under `in` to leave out; excluded folders are not entered.
     pub exclude: Option<Vec<String>>,
+    /// Resource types to write lossless `resource_<type>` tables of, or `all`.
+    pub resources: Option<Vec<String>>,
+    /// How deep the resource tables type recursive elements (see `TreeOptions`); default 2.
+    pub resources_typed_depth: Option<usize>,
 }
 
 impl Options {
@@ -181,6 +186,8 @@ impl Options {
             max_line_bytes: overrides.max_line_bytes.or(self.max_line_bytes),
             include: overrides.include.or(self.include),
             exclude: overrides.exclude.or(self.exclude),
+            resources: overrides.resources.or(self.resources),
+            resources_typed_depth: overrides.resources_typed_depth.or(self.resources_typed_depth),
         }
     }
 }
@@ -207,6 +214,10 @@ pub struct Settings {
     pub max_line_bytes: u64,
     /// The `include` / `exclude` globs, compiled.
     pub input_filter: InputFilter,
+    /// The resource types that get a lossless table (`resources`).
+    pub resources: ResourceSelection,
+    /// The typed depth of those tables (`resources_typed_depth`).
+    pub resource_options: TreeOptions,
     /// This process's share of a sharded run (`--shard`, or a Kubernetes Indexed Job's
     /// variables); not a config key, as each process of the run has its own.
     pub shard: Option<Shard>,
@@ -252,6 +263,16 @@ impl Settings {
             options.exclude.as_deref().unwrap_or_default(),
         )
         .map_err(|problem| UsageError(format!("{problem} (--include/--exclude or {source})")))?;
+        let resources = ResourceSelection::parse(options.resources.as_deref().unwrap_or_default())
+            .map_err(|problem| UsageError(format!("{problem} (--resources or `resources` in {source})")))?;
+        let typed_depth = options
+            .resources_typed_depth
+            .unwrap_or(TreeOptions::default().typed_depth);
+        if typed_depth == 0 {
+            return Err(UsageError(format!(
+                "`resources_typed_depth` in {source} must be at least 1"
+            )));
+        }
         Ok(Settings {
             input: options.input.ok_or_else(|| missing("in", "--in"))?,
             output: options.out.ok_or_else(|| missing("out", "--out"))?,
@@ -271,6 +292,8 @@ impl Settings {
             max_json_bytes,
             max_line_bytes,
             input_filter,
+            resources,
+            resource_options: TreeOptions { typed_depth },
             shard: None,
         })
     }
@@ -292,6 +315,71 @@ impl Settings {
         } else {
             self.mode
         }
+    }
+}
+
+/// The value of `resources` (and `--resources`) that selects every R4 resource type.
+pub const ALL_RESOURCES: &str = "all";
+
+/// Which resource types get a lossless resource table: every one (`all`), or the ones named.
+/// Named types always get their table, empty if no resource of the type was read; with `all`,
+/// only the types that had rows do (see `written_when_empty`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResourceSelection {
+    /// `all` was given: every R4 resource type.
+    pub all: bool,
+    /// The types named, in the order given, each once.
+    pub named: Vec<String>,
+}
+
+impl ResourceSelection {
+    /// Reads the list of `resources` / `--resources`: `all` or R4 resource type names. An unknown
+    /// name is refused, with the right spelling when only its case (or underscores) differ.
+    pub fn parse(items: &[String]) -> Result<ResourceSelection, String> {
+        let mut selection = ResourceSelection::default();
+        let known = definitions().resource_types();
+        for item in items.iter().map(|item| item.trim()) {
+            if item == ALL_RESOURCES {
+                selection.all = true;
+            } else if known.contains(&item) {
+                if !selection.named.iter().any(|named| named == item) {
+                    selection.named.push(item.to_owned());
+                }
+            } else if item.is_empty() {
+                return Err("an empty resource type in the list".to_owned());
+            } else {
+                let folded = |name: &str| name.replace('_', "").to_ascii_lowercase();
+                let hint = match known.iter().find(|name| folded(name) == folded(item)) {
+                    Some(spelling) => format!("; did you mean {spelling}?"),
+                    None if folded(item) == ALL_RESOURCES => format!("; did you mean {ALL_RESOURCES}?"),
+                    None => String::new(),
+                };
+                return Err(format!(
+                    "{item:?} is not an R4 resource type (give type names such as Observation, or `all`){hint}"
+                ));
+            }
+        }
+        Ok(selection)
+    }
+
+    /// Whether no resource table is asked for.
+    pub fn is_empty(&self) -> bool {
+        !self.all && self.named.is_empty()
+    }
+
+    /// The selected types: every R4 resource type with `all`, else the named ones.
+    pub fn types(&self) -> Vec<&str> {
+        match self.all {
+            true => definitions().resource_types().to_vec(),
+            false => self.named.iter().map(String::as_str).collect(),
+        }
+    }
+
+    /// Whether the type's table is written even when the run read no resource of the type: a
+    /// type named explicitly is (the user asked for that table); one only `all` selects is not,
+    /// so `all` does not leave 146 folders, most of them empty.
+    pub fn written_when_empty(&self, resource_type: &str) -> bool {
+        self.named.iter().any(|named| named == resource_type)
     }
 }
 
@@ -433,6 +521,8 @@ mod tests {
         assert_eq!(settings.log_level, LogLevel::Info);
         assert!(settings.builtin_tables);
         assert!(settings.views.is_empty());
+        assert!(settings.resources.is_empty());
+        assert_eq!(settings.resource_options, TreeOptions::default());
         assert!(!settings.input_filter.is_active());
         assert_eq!(settings.input_limits(), Limits::default());
     }
@@ -482,6 +572,72 @@ mod tests {
         flag_names_are_config_names::<WriteMode>();
         flag_names_are_config_names::<Compression>();
         flag_names_are_config_names::<Format>();
+    }
+
+    #[test]
+    fn resources_take_all_or_type_names_and_refuse_unknown_ones() {
+        let list = |items: &[&str]| items.iter().map(|item| item.to_string()).collect::<Vec<_>>();
+        let selection =
+            ResourceSelection::parse(&list(&["Observation", "Condition", "Observation"])).unwrap();
+        assert_eq!(selection.types(), ["Observation", "Condition"]);
+        assert!(selection.written_when_empty("Condition"));
+        let all = ResourceSelection::parse(&list(&["all"])).unwrap();
+        assert_eq!(all.types().len(), 146);
+        assert!(!all.written_when_empty("Observation"), "all alone names no type");
+        let both = ResourceSelection::parse(&list(&["all", "Condition"])).unwrap();
+        assert_eq!(both.types().len(), 146);
+        assert!(both.written_when_empty("Condition") && !both.written_when_empty("Patient"));
+        assert!(ResourceSelection::parse(&[]).unwrap().is_empty());
+        let error = ResourceSelection::parse(&list(&["Observation", "observation"])).unwrap_err();
+        assert!(
+            error.contains("\"observation\"") && error.contains("did you mean Observation?"),
+            "{error}"
+        );
+        let error = ResourceSelection::parse(&list(&["medication_request"])).unwrap_err();
+        assert!(error.contains("did you mean MedicationRequest?"), "{error}");
+        let error = ResourceSelection::parse(&list(&["Quantity"])).unwrap_err();
+        assert!(
+            error.contains("\"Quantity\" is not an R4 resource type"),
+            "{error}"
+        );
+        assert!(!error.contains("did you mean"), "{error}");
+        let error = ResourceSelection::parse(&list(&["ALL"])).unwrap_err();
+        assert!(error.contains("did you mean all?"), "{error}");
+        assert!(ResourceSelection::parse(&list(&["Patient", ""])).is_err());
+    }
+
+    #[test]
+    fn resources_and_their_depth_come_from_the_file_and_a_flag_list_replaces_them() {
+        let text = "in = \"/a\"\nout = \"/b\"\nresources = [\"Patient\"]\nresources_typed_depth = 3\n";
+        let (_dir, path) = write_config(text);
+        let settings = Settings::from_options(Options::from_file(&path).unwrap(), "cfg").unwrap();
+        assert_eq!(settings.resources.types(), ["Patient"]);
+        assert_eq!(settings.resource_options, TreeOptions { typed_depth: 3 });
+        let flags = Options {
+            resources: Some(vec!["Encounter".into()]),
+            ..Options::default()
+        };
+        let options = Options::from_file(&path).unwrap().overridden_by(flags);
+        let settings = Settings::from_options(options, "cfg").unwrap();
+        assert_eq!(settings.resources.types(), ["Encounter"]);
+        assert_eq!(settings.resource_options.typed_depth, 3, "the file's depth stays");
+
+        let (_dir, path) = write_config("in = \"/a\"\nout = \"/b\"\nresources_typed_depth = 0\n");
+        let error = Settings::from_options(Options::from_file(&path).unwrap(), "config file f.toml")
+            .unwrap_err()
+            .0;
+        assert!(
+            error.contains("resources_typed_depth") && error.contains("f.toml"),
+            "{error}"
+        );
+        let (_dir, path) = write_config("in = \"/a\"\nout = \"/b\"\nresources = [\"Patiens\"]\n");
+        let error = Settings::from_options(Options::from_file(&path).unwrap(), "config file f.toml")
+            .unwrap_err()
+            .0;
+        assert!(error.contains("Patiens") && error.contains("f.toml"), "{error}");
+        let (_dir, path) = write_config("resources = \"all\"\n");
+        let error = Options::from_file(&path).unwrap_err().0;
+        assert!(error.contains("resources"), "a list, not a string: {error}");
     }
 
     #[test]

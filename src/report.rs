@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::diagnostics::{Diagnostics, InputError, WarningKind, WarningTally};
+use crate::diagnostics::{Diagnostics, InputError, UnmappedTally, WarningKind, WarningTally};
 
 /// How many skipped (and how many excluded) paths the report lists.
 const MAX_SKIPPED_LISTED: usize = 100;
@@ -28,6 +28,11 @@ pub struct RunReport {
     /// stands for everything in it.
     pub excluded_paths: Vec<String>,
     pub resources: BTreeMap<String, u64>,
+    /// Per resource type, the members its resource table (`--resources`) kept in `__unmapped`
+    /// (not R4 elements, or of the wrong JSON kind): count and the first paths. Nothing is lost,
+    /// so it is not a warning and does not change the exit code. Absent when there are none.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub unmapped: BTreeMap<String, UnmappedTally>,
     pub tables: BTreeMap<String, TableReport>,
     pub warnings: BTreeMap<WarningKind, WarningTally>,
     pub error_count: u64,
@@ -125,6 +130,7 @@ impl RunReport {
             skipped_files: skipped.into_iter().take(MAX_SKIPPED_LISTED).collect(),
             excluded_paths: Vec::new(),
             resources: diagnostics.resources,
+            unmapped: diagnostics.unmapped,
             tables,
             warnings: diagnostics.warnings,
             error_count: diagnostics.error_count,
@@ -176,8 +182,17 @@ impl RunReport {
             })
             .collect();
         let warnings: u64 = self.warnings.values().map(|t| t.count).sum();
+        let unmapped: Vec<String> = self
+            .unmapped
+            .iter()
+            .map(|(resource_type, tally)| format!("{resource_type} {}", tally.count))
+            .collect();
+        let unmapped = match unmapped.is_empty() {
+            true => String::new(),
+            false => format!("; kept in __unmapped: {}", unmapped.join(", ")),
+        };
         format!(
-            "fhir2table: {} files read, {} failed, {} skipped{}{}; {} resources; {}; {} errors, {} warnings; {:.1} s (report: {}/.fhir2table/_run.json)",
+            "fhir2table: {} files read, {} failed, {} skipped{}{}; {} resources; {}; {} errors, {} warnings{unmapped}; {:.1} s (report: {}/.fhir2table/_run.json)",
             self.inputs.read,
             self.inputs.failed,
             self.inputs.skipped,

@@ -85,6 +85,34 @@ fn every_config_key_has_a_flag_in_help_and_a_row_in_the_readme() {
 }
 
 #[test]
+fn every_flag_of_the_readme_table_is_in_help() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let output = fhir2table().args(["convert", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&output.stdout);
+    let table = readme
+        .split("## Command line")
+        .nth(1)
+        .expect("README has a Command line section");
+    let flags: Vec<&str> = table
+        .lines()
+        .take_while(|line| !line.starts_with("##"))
+        .filter_map(|line| line.strip_prefix("| "))
+        .filter_map(|line| line.split(" |").next())
+        .flat_map(|cell| cell.split('`'))
+        .filter_map(|part| part.split_whitespace().next())
+        .filter(|flag| flag.starts_with("--"))
+        .collect();
+    assert!(flags.contains(&"--resources") && flags.len() >= 25, "{flags:?}");
+    for flag in flags {
+        assert!(
+            help.contains(flag),
+            "README's flag table has {flag}, --help does not"
+        );
+    }
+}
+
+#[test]
 fn config_file_keys_are_used_and_flags_override_them() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("in")).unwrap();

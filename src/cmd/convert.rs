@@ -10,7 +10,8 @@ line, FHIR Bulk Data) and their .gz forms under --in, recursively, in sorted ord
 skipped and counted; --include/--exclude globs leave out more (a Bulk Data client's log.ndjson,
 a folder of old exports), counted as excluded. Every Patient and Encounter becomes a row of
 OUT/patient/ and OUT/encounter/ (Parquet dataset folders; columns in docs/tables.md); --view adds
-a table per SQL on FHIR ViewDefinition (--view default: one per Synthea resource type). Tables
+a table per SQL on FHIR ViewDefinition (--view default: one per Synthea resource type);
+--resources adds a lossless table per resource type (OUT/resource_observation/, ...). Tables
 are built in a hidden folder and moved into place when complete, replacing the previous ones
 (--mode append and --incremental add files beside them instead). OUT/.fhir2table/_run.json
 reports files read, skipped and failed, resources per type, rows per table, warnings and errors
@@ -23,6 +24,7 @@ const EXAMPLES: &str = "\
 Examples:
   fhir2table convert --in fixtures/synthea --out /tmp/parquet
   fhir2table convert --in ./export --out ./warehouse --view default
+  fhir2table convert --in ./export --out ./warehouse --resources Observation,Condition
   fhir2table convert --in ./export --out ./lake --format delta --mode append
   AWS_ENDPOINT_URL=http://127.0.0.1:9000 fhir2table convert --in s3://landing/export --out s3://lake/fhir
   fhir2table convert --in ./export --out ./warehouse --exclude log.ndjson --exclude 'old-*/'
@@ -107,9 +109,23 @@ pub struct Args {
     #[arg(long = "view", value_name = "PATH")]
     pub views: Vec<PathBuf>,
 
-    /// Write only the views, not the built-in patient and encounter tables [config: builtin_tables = false]
+    /// Write only the views (and resource tables), not the built-in patient and encounter tables
+    /// [config: builtin_tables = false]
     #[arg(long)]
     pub no_builtin_tables: bool,
+
+    /// Write a lossless table of every resource of these types, every element kept:
+    /// OUT/resource_<type>/ (`--resources Observation,Condition`), or `all` for every R4
+    /// resource type (only the types the input has get a table). Comma-separated or repeated;
+    /// replaces the config's list [config: resources]
+    #[arg(long = "resources", value_name = "LIST", value_delimiter = ',')]
+    pub resources: Vec<String>,
+
+    /// How many times one complex type may nest in a resource table's typed columns before the
+    /// rest is kept as JSON text; changes the tables' schema [config: resources_typed_depth]
+    /// [default: 2]
+    #[arg(long, value_name = "N")]
+    pub resources_typed_depth: Option<usize>,
 
     /// What to do with existing tables [config: mode] [default: overwrite]
     #[arg(long, value_name = "MODE")]
@@ -249,6 +265,8 @@ pub fn run(args: Args) -> Result<Exit> {
         max_line_bytes: args.max_line_bytes,
         include: (!args.include.is_empty()).then_some(args.include),
         exclude: (!args.exclude.is_empty()).then_some(args.exclude),
+        resources: (!args.resources.is_empty()).then_some(args.resources),
+        resources_typed_depth: args.resources_typed_depth,
     };
     let mut settings = Settings::from_options(options.overridden_by(flags), &source)?;
     settings.shard = match args.shard {

@@ -7,6 +7,7 @@ pub mod compact;
 pub mod export;
 pub mod shards;
 mod worker;
+mod writers;
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,16 +26,17 @@ use crate::diagnostics::{Diagnostics, Origin, WarningKind};
 use crate::report::{RunReport, TableReport};
 use crate::resource::{IdentifierIndex, IndexedTarget};
 use crate::sink::{
-    RunInfo, StagedRun, Store, TableWriter, WriteOptions, CONTRACT_KEY, LOOKUP_INDEX_KEY, RESOURCE_TYPE_KEY,
-    TABLE_KEY,
+    RunInfo, StagedRun, Store, WriteOptions, CONTRACT_KEY, LOOKUP_INDEX_KEY, RESOURCE_TYPE_KEY, TABLE_KEY,
 };
 use crate::source::{discover, retire_input, Discovery, Quarantine};
 use crate::state::{InputRecord, RunRecord, State, STATE_FILE};
 use crate::table::deleted::{DeletedTable, DELETED_TABLE};
+use crate::table::lossless::{self, ResourceTable};
 use crate::table::PENDING_MARKER;
 use crate::table::{builtin_tables, stop_flags, Table};
 use crate::UsageError;
 use worker::{run_workers, units, Work};
+use writers::Writers;
 
 /// The report file's name inside `--out`.
 pub const REPORT_FILE: &str = ".fhir2table/_run.json";
@@ -260,9 +262,8 @@ fn select_inputs(settings: &Settings, templates: &[Box<dyn Table>], started: Sys
 /// What converting the inputs left: each table's staged file (still open), and what the workers
 /// learned.
 struct Converted {
-    /// The name of this run's part file in each table.
-    part_file: String,
-    writers: Vec<Box<dyn TableWriter>>,
+    /// Each table's part file (named alike in every table), opened at its first rows.
+    writers: Writers,
     /// Set for each table a data error stopped.
     stopped: Arc<[AtomicBool]>,
     diagnostics: Diagnostics,
@@ -291,7 +292,7 @@ fn convert_inputs(
         None => std::process::id().to_string(),
     };
     let part_file = crate::sink::part_file_name(&inputs.stamp, &tag);
-    let mut writers = templates
+    let parts = templates
         .iter()
         .map(|table| {
             // Tombstones (no resource type of their own) record none.
@@ -302,9 +303,10 @@ fn convert_inputs(
                 resource_type,
                 table.contract_version(),
             );
-            staging.create(table.name(), &part_file, schema)
+            (table.name().to_owned(), schema)
         })
-        .collect::<Result<Vec<_>>>()?;
+        .collect();
+    let mut writers = Writers::new(part_file, parts);
 
     let discovery = &inputs.discovery;
     let stopped = stop_flags(templates.len());
@@ -329,7 +331,7 @@ fn convert_inputs(
         progress,
         quarantine: quarantine.as_ref(),
     };
-    let (results, write_error) = run_workers(settings, &work, &mut writers);
+    let (results, write_error) = run_workers(settings, &work, staging, &mut writers);
     progress.finish();
     if let Some(error) = write_error {
         return Err(error);
@@ -370,7 +372,6 @@ fn convert_inputs(
         }
     }
     Ok(Converted {
-        part_file,
         writers,
         stopped,
         diagnostics,
@@ -386,6 +387,9 @@ struct ResolvedTables<'t> {
     reports: BTreeMap<String, TableReport>,
     /// The tables to move into the output folder (stopped and needlessly empty ones are not).
     completed: Vec<&'t str>,
+    /// The resource tables `--resources all` selects without a type list naming them: the
+    /// commit of a sharded run writes them only with rows or to replace an older table.
+    only_with_rows: Vec<&'t str>,
 }
 
 /// Resolve: closes each table's staged file and, now that every identifier of the run is known,
@@ -399,41 +403,82 @@ fn resolve<'t>(
 ) -> Result<ResolvedTables<'t>> {
     let mut tables = BTreeMap::new();
     let mut completed = Vec::new();
-    let writers = std::mem::take(&mut converted.writers);
-    for ((table, writer), stop) in templates.iter().zip(writers).zip(converted.stopped.iter()) {
+    let only_with_rows = templates
+        .iter()
+        .filter(|table| only_when_selected_by_all(settings, table.as_ref()))
+        .map(|table| table.name())
+        .collect();
+    let parts = converted.writers.finish()?;
+    let stopped = converted.stopped.iter();
+    for (position, ((table, part), stop)) in templates.iter().zip(parts).zip(stopped).enumerate() {
         let name = table.name();
-        let rows = writer.finish()?;
+        let rows = part.unwrap_or(0);
         let stopped = stop.load(Ordering::Relaxed);
         if stopped {
             // A view that met a data error is not written at all (see the errors in the report).
             tables.insert(name.to_string(), TableReport::stopped(output.location(name)));
             continue;
         }
-        // A shard leaves them to the commit, which knows every shard's identifiers.
-        if converted.pending.contains(name) && settings.shard.is_none() {
+        // A shard leaves them to the commit, which knows every shard's identifiers. (A table
+        // whose rows were all rolled back after a panic has no part.)
+        if converted.pending.contains(name) && settings.shard.is_none() && part.is_some() {
             let (index, diagnostics) = (&converted.index, &mut converted.diagnostics);
-            resolve_conditional_references(staging, name, &converted.part_file, index, diagnostics)?;
+            let file = converted.writers.part_file();
+            resolve_conditional_references(staging, name, file, index, diagnostics)?;
         }
         tables.insert(
             name.to_string(),
             TableReport::written(output.location(name), rows),
         );
-        // Appending nothing to an existing table would only add an empty file; tombstones are
-        // only written when there are some (or to replace old ones).
+        // Appending nothing to an existing table would only add an empty file; tombstones and
+        // the resource tables of `--resources all` are only written when there are some rows (or
+        // to replace an older table of their name, so no stale rows outlive an overwrite).
         let appending = mode_here(settings) == WriteMode::Append;
         let exists = output.exists(name);
-        if rows == 0 && ((appending && exists) || (name == DELETED_TABLE && !exists)) {
-            if name == DELETED_TABLE {
+        let only_with_rows = written_only_with_rows(settings, table.as_ref());
+        if rows == 0 && ((appending && exists) || (only_with_rows && !exists)) {
+            if only_with_rows {
                 tables.remove(name);
             }
             continue;
+        }
+        if part.is_none() {
+            converted.writers.write_empty(staging, position)?;
         }
         completed.push(name);
     }
     Ok(ResolvedTables {
         reports: tables,
         completed,
+        only_with_rows,
     })
+}
+
+/// Whether a table is written only when it got rows, or to replace an older table of its name:
+/// the tombstones, and the resource tables that only `--resources all` selects (so `all` makes
+/// folders for the types the input has, not 146 folders, most of them empty). In a sharded run
+/// the commit of all shards decides this, as it knows the output (see
+/// `ShardManifest::only_with_rows`).
+fn written_only_with_rows(settings: &Settings, table: &dyn Table) -> bool {
+    if table.name() == DELETED_TABLE {
+        return true;
+    }
+    match settings.shard {
+        None => only_when_selected_by_all(settings, table),
+        // Shard 0 keeps an empty part for that commit; the others need none.
+        Some(shard) => shard.index != 0 && only_when_selected_by_all(settings, table),
+    }
+}
+
+/// Whether the table is a resource table that `--resources all` selects and no type list names.
+fn only_when_selected_by_all(settings: &Settings, table: &dyn Table) -> bool {
+    let resource_type = table.resource_type();
+    settings.resources.all
+        && !settings.resources.written_when_empty(resource_type)
+        && table.name() == lossless::table_name(resource_type)
+        && crate::fhir::definitions::definitions()
+            .resource_types()
+            .contains(&resource_type)
 }
 
 /// Commit: moves the completed tables into place and writes the incremental state and the run
@@ -518,7 +563,7 @@ fn shard_manifest(
         .map(|(&position, &clean)| (files[position].relative.clone(), clean))
         .collect();
     let tables_in_order = tables.completed.iter().map(|name| name.to_string()).collect();
-    let tables = tables
+    let reports = tables
         .reports
         .iter()
         .filter(|(name, table)| table.stopped || tables.completed.contains(&name.as_str()))
@@ -551,7 +596,12 @@ fn shard_manifest(
         outcomes,
         unreadable: inputs.discovery.unreadable.len() as u64,
         table_order: tables_in_order,
-        tables,
+        only_with_rows: tables
+            .only_with_rows
+            .iter()
+            .map(|name| name.to_string())
+            .collect(),
+        tables: reports,
         identifiers: converted.index.entries(),
         diagnostics: converted.diagnostics.clone(),
     }
@@ -726,16 +776,20 @@ fn check_object_storage(settings: &Settings) -> Result<(), UsageError> {
     Ok(())
 }
 
-/// The tables this run writes: the built-in ones (unless turned off) and one per view. Views are
-/// read and checked here, before any input; bad views and clashing names are usage errors.
+/// The tables this run writes: the built-in ones (unless turned off), one per view and one per
+/// resource type `--resources` selects. Views are read and checked here, before any input; bad
+/// views and clashing names are usage errors.
 fn output_tables(settings: &Settings) -> Result<Vec<Box<dyn Table>>, UsageError> {
     let mut tables = if settings.builtin_tables {
         builtin_tables(settings.batch_size)
     } else {
         Vec::new()
     };
+    let resource_types = settings.resources.types();
+    let resource_tables: Vec<String> = resource_types.iter().map(|t| lossless::table_name(t)).collect();
     let views = crate::view::load(&settings.views)?;
-    for (view, table) in views.iter().zip(crate::view::tables(&views, settings.batch_size)) {
+    let view_tables = crate::view::tables(&views, settings.batch_size, &resource_types);
+    for (view, table) in views.iter().zip(view_tables) {
         // Ignoring case: on a case-insensitive file system the two would share one folder.
         if tables.iter().any(|t| t.name().eq_ignore_ascii_case(&view.name)) {
             let message = format!(
@@ -744,11 +798,27 @@ fn output_tables(settings: &Settings) -> Result<Vec<Box<dyn Table>>, UsageError>
             );
             return Err(UsageError(message));
         }
+        if resource_tables
+            .iter()
+            .any(|name| name.eq_ignore_ascii_case(&view.name))
+        {
+            let message = format!(
+                "the view {} (in {}) has the name of the resource table --resources writes; \
+                 rename the view or leave its type out of --resources",
+                view.name, view.source
+            );
+            return Err(UsageError(message));
+        }
+        tables.push(Box::new(table));
+    }
+    for resource_type in resource_types {
+        let table = ResourceTable::new(resource_type, settings.resource_options, settings.batch_size)
+            .expect("the settings hold only R4 resource types");
         tables.push(Box::new(table));
     }
     if tables.is_empty() {
         return Err(UsageError(
-            "nothing to write: --no-builtin-tables needs at least one --view".into(),
+            "nothing to write: --no-builtin-tables needs at least one --view or --resources".into(),
         ));
     }
     tables.push(Box::new(DeletedTable::new()));

@@ -73,6 +73,11 @@ pub(super) struct ShardManifest {
     /// report gives the same first examples.
     #[serde(default)]
     pub(super) table_order: Vec<String>,
+    /// The tables written into the output only with rows, or to replace an older table of
+    /// their name (the resource tables of `--resources all`): a shard keeps them all, with or
+    /// without rows, and the commit decides as a single run does.
+    #[serde(default)]
+    pub(super) only_with_rows: Vec<String>,
     /// The identifier index of the shard's resources (see `IdentifierIndex::entries`).
     pub(super) identifiers: Vec<(u64, Option<String>)>,
     pub(super) diagnostics: Diagnostics,
@@ -504,8 +509,9 @@ fn commit_set(
         }
         let rows: u64 = entries.iter().map(|table| table.rows).sum();
         let exists = output.exists(name);
-        if rows == 0 && ((mode == WriteMode::Append && exists) || (name == DELETED_TABLE && !exists)) {
-            if name != DELETED_TABLE {
+        let only_with_rows = name == DELETED_TABLE || first.only_with_rows.contains(name);
+        if rows == 0 && ((mode == WriteMode::Append && exists) || (only_with_rows && !exists)) {
+            if !only_with_rows {
                 reports.insert(name.clone(), TableReport::written(output.location(name), 0));
             }
             continue;

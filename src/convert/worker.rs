@@ -11,12 +11,13 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use tracing::debug;
 
+use super::writers::Writers;
 use super::{origin_of, Progress};
 use crate::config::Settings;
 use crate::diagnostics::{Diagnostics, Origin};
 use crate::resource::IdentifierIndex;
 use crate::resource::{DocumentError, Walker};
-use crate::sink::TableWriter;
+use crate::sink::{StagedRun, TableWriter};
 use crate::source::{
     describe_bytes, for_each_line, read_whole, split_lines, InputFile, InputFormat, Limits, Line, Part,
     Quarantine, Shard,
@@ -107,7 +108,8 @@ pub(super) struct Work<'w> {
 pub(super) fn run_workers(
     settings: &Settings,
     work: &Work<'_>,
-    writers: &mut [Box<dyn TableWriter>],
+    staging: &dyn StagedRun,
+    writers: &mut Writers,
 ) -> (Vec<WorkerResult>, Option<anyhow::Error>) {
     let next_file = AtomicUsize::new(0);
     let abort = AtomicBool::new(false);
@@ -124,7 +126,7 @@ pub(super) fn run_workers(
             })
             .collect();
         drop(sender);
-        let write_error = write_batches(receiver, writers);
+        let write_error = write_batches(receiver, staging, writers);
         if write_error.is_some() {
             abort.store(true, Ordering::Relaxed);
         }
@@ -156,18 +158,20 @@ const WRITE_BUFFER_BUDGET: usize = 48 << 20;
 /// table in small row groups.
 const SMALLEST_EARLY_ROW_GROUP: usize = 1 << 20;
 
-/// Writes batches as they arrive; after an error, drains the channel so workers can finish.
+/// Writes batches as they arrive, opening a table's part at its first batch; after an error,
+/// drains the channel so workers can finish.
 fn write_batches(
     receiver: Receiver<(usize, RecordBatch)>,
-    writers: &mut [Box<dyn TableWriter>],
+    staging: &dyn StagedRun,
+    writers: &mut Writers,
 ) -> Option<anyhow::Error> {
     let mut first_error = None;
     for (table, batch) in receiver {
         if first_error.is_none() {
-            if let Err(error) = writers[table]
-                .write(&batch)
-                .and_then(|()| keep_within_budget(writers))
-            {
+            let written = writers
+                .writer(staging, table)
+                .and_then(|writer| writer.write(&batch));
+            if let Err(error) = written.and_then(|()| keep_within_budget(writers.opened())) {
                 first_error = Some(error);
             }
         }

@@ -15,6 +15,7 @@ use std::sync::Arc;
 pub use definition::{ColumnDef, View};
 pub use output::ViewTable;
 
+use crate::resource::tree::Keep;
 use crate::UsageError;
 
 /// The argument of `--view` that selects the views shipped in `views/` (embedded in the binary).
@@ -24,16 +25,23 @@ pub const DEFAULT_VIEWS: &str = "default";
 const EMBEDDED: &[(&str, &str)] = &include!(concat!(env!("OUT_DIR"), "/default_views.rs"));
 
 /// One output table per view. The views of one resource type share what they read of it, so
-/// each resource's tree is built once, with the elements any of them can reach.
-pub fn tables(views: &[Arc<View>], batch_size: usize) -> Vec<ViewTable> {
-    let mut keeps: Vec<(&str, Arc<crate::resource::tree::Keep>)> = Vec::new();
+/// each resource's tree is built once, with the elements any of them can reach. The types in
+/// `whole_types` are read whole by another table of the run (a lossless resource table), which
+/// shares the same tree: their views keep every element, or that table would lose data.
+pub fn tables(views: &[Arc<View>], batch_size: usize, whole_types: &[&str]) -> Vec<ViewTable> {
+    let mut keeps: Vec<(&str, Arc<Keep>)> = Vec::new();
     for view in views {
         if !keeps.iter().any(|(resource, _)| *resource == view.resource) {
-            let same_type = views.iter().filter(|v| v.resource == view.resource);
-            keeps.push((
-                &view.resource,
-                Arc::new(prune::keep_for(same_type.map(Arc::as_ref))),
-            ));
+            let keep = match whole_types.contains(&view.resource.as_str()) {
+                true => Keep::All,
+                false => prune::keep_for(
+                    views
+                        .iter()
+                        .filter(|v| v.resource == view.resource)
+                        .map(Arc::as_ref),
+                ),
+            };
+            keeps.push((&view.resource, Arc::new(keep)));
         }
     }
     views
@@ -123,4 +131,88 @@ pub(crate) fn fixture_documents() -> Vec<String> {
         }
     }
     documents
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use arrow_array::RecordBatch;
+    use arrow_schema::{Schema, SchemaRef};
+
+    use super::*;
+    use crate::diagnostics::Diagnostics;
+    use crate::resource::{tree, IdentifierIndex, Rejection, Resource, Walker};
+    use crate::table::{stop_flags, Table, TableSet};
+
+    /// A table that reads each resource's shared tree whole, as a lossless resource table does,
+    /// and records whether the tree it got is the whole resource.
+    struct WholeReader {
+        whole: Arc<Mutex<Vec<bool>>>,
+    }
+
+    impl Table for WholeReader {
+        fn name(&self) -> &str {
+            "whole_reader"
+        }
+        fn resource_type(&self) -> &str {
+            "Observation"
+        }
+        fn schema(&self) -> SchemaRef {
+            Arc::new(Schema::empty())
+        }
+        fn fresh(&self, _batch_size: usize) -> Box<dyn Table> {
+            unreachable!("one worker")
+        }
+        fn append(&mut self, resource: &Resource<'_>, _: &mut Diagnostics) -> Result<bool, Rejection> {
+            let shared = resource.tree(&Keep::All)?;
+            let whole = tree::parse(resource.raw).unwrap();
+            self.whole.lock().unwrap().push(*shared == whole);
+            Ok(false)
+        }
+        fn len(&self) -> usize {
+            0
+        }
+        fn buffered_bytes(&self) -> usize {
+            0
+        }
+        fn finish(&mut self) -> RecordBatch {
+            RecordBatch::new_empty(self.schema())
+        }
+        fn finish_rows(&mut self, _rows: usize) -> RecordBatch {
+            self.finish()
+        }
+    }
+
+    /// Whether the whole reader, run after a view that reads only `id`, got whole trees.
+    fn whole_trees_after_a_view(whole_types: &[&str]) -> Vec<bool> {
+        let text = r#"{"resourceType": "ViewDefinition", "name": "obs_ids", "resource": "Observation",
+            "select": [{"column": [{"name": "id", "path": "id"}]}]}"#;
+        let views = vec![compile_text(text, "obs_ids", "test").unwrap()];
+        let whole = Arc::new(Mutex::new(Vec::new()));
+        let mut tables: Vec<Box<dyn Table>> = tables(&views, 10, whole_types)
+            .into_iter()
+            .map(|table| Box::new(table) as Box<dyn Table>)
+            .collect();
+        tables.push(Box::new(WholeReader { whole: whole.clone() }));
+        let mut set = TableSet::new(tables, 10, stop_flags(2));
+        let (mut index, mut diagnostics) = (IdentifierIndex::default(), Diagnostics::default());
+        let mut walker = Walker {
+            sink: &mut set,
+            index: &mut index,
+            diagnostics: &mut diagnostics,
+        };
+        let observation = r#"{"resourceType": "Observation", "id": "o1", "status": "final",
+            "code": {"text": "weight"}, "valueQuantity": {"value": 1.50, "unit": "kg"}}"#;
+        walker.document("test.json", observation, 1).unwrap();
+        let seen = whole.lock().unwrap().clone();
+        seen
+    }
+
+    #[test]
+    fn a_type_read_whole_by_another_table_is_not_pruned_by_its_views() {
+        assert_eq!(whole_trees_after_a_view(&["Observation"]), [true]);
+        // The test can fail: without the type, the view prunes the tree both tables share.
+        assert_eq!(whole_trees_after_a_view(&["Patient"]), [false]);
+    }
 }

@@ -290,6 +290,7 @@ pub fn report_essentials(report: &serde_json::Value) -> serde_json::Value {
         "skipped_files": report["skipped_files"],
         "excluded_paths": report["excluded_paths"],
         "resources": report["resources"],
+        "unmapped": report["unmapped"],
         "tables": counts("tables", "rows"),
         "warnings": counts("warnings", "count"),
         "error_count": report["error_count"],
