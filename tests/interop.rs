@@ -257,3 +257,119 @@ fn globs_over_the_output_root_meet_only_table_files() {
         ]
     );
 }
+
+const READ_RESOURCES: &str = r#"
+import sys, json, duckdb, pyarrow.dataset as ds, polars as pl
+from pyspark.sql import SparkSession
+out, patient = sys.argv[1], sys.argv[2]
+tables = json.loads(sys.argv[3])
+race = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
+result = {}
+def files(table):
+    return f"{out}/{table}/*.parquet"
+con = duckdb.connect()
+result["duckdb"] = {
+    "rows": {t: con.sql(f"SELECT count(*) FROM read_parquet('{files(t)}')").fetchall()[0][0] for t in tables},
+    "family": con.execute(f"SELECT name[1].family FROM read_parquet('{files('resource_patient')}') WHERE id = ?", [patient]).fetchall()[0][0],
+    "race": con.execute(f"SELECT count(*) FROM (SELECT unnest(extension) AS e FROM read_parquet('{files('resource_patient')}')) WHERE e.url = ?", [race]).fetchall()[0][0],
+    "quantities": con.sql(f"SELECT count(valueQuantity.value), count(valueQuantity.__value_numeric) FROM read_parquet('{files('resource_observation')}')").fetchall()[0],
+}
+patients = ds.dataset(f"{out}/resource_patient", format="parquet").to_table()
+rows = [r for r in patients.select(["id", "name"]).to_pylist() if r["id"] == patient]
+result["pyarrow"] = {
+    "rows": {t: ds.dataset(f"{out}/{t}", format="parquet").count_rows() for t in tables},
+    "family": rows[0]["name"][0]["family"],
+}
+result["polars"] = {
+    "rows": {t: pl.scan_parquet(files(t)).select(pl.len()).collect().item() for t in tables},
+    "family": pl.scan_parquet(files("resource_patient")).filter(pl.col("id") == patient)
+        .select(pl.col("name").list.get(0).struct.field("family")).collect().item(),
+}
+spark = (SparkSession.builder.master("local[1]").config("spark.driver.host", "127.0.0.1")
+         .config("spark.driver.bindAddress", "127.0.0.1").config("spark.ui.enabled", "false").getOrCreate())
+spark.sparkContext.setLogLevel("ERROR")
+spark_patients = spark.read.parquet(f"{out}/resource_patient")
+result["spark"] = {
+    "rows": {t: spark.read.parquet(f"{out}/{t}").count() for t in tables},
+    "family": spark_patients.filter(spark_patients.id == patient).selectExpr("name[0].family").first()[0],
+}
+print(json.dumps(result))
+"#;
+
+/// Rows of a table folder's Parquet files, from their footers.
+fn parquet_rows(dir: &Path) -> i64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "parquet"))
+        .map(|path| {
+            let file = File::open(&path).unwrap();
+            let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+            builder.metadata().file_metadata().num_rows()
+        })
+        .sum()
+}
+
+/// Every resource of the Synthea fixtures' Bundles (they nest no Bundles).
+fn synthea_resources() -> Vec<Value> {
+    let mut resources = Vec::new();
+    for folder in ["smart", "pathling-collection", "pathling-conditional"] {
+        for entry in std::fs::read_dir(fixtures().join("synthea").join(folder)).unwrap() {
+            let bundle: Value = serde_json::from_slice(&std::fs::read(entry.unwrap().path()).unwrap()).unwrap();
+            for entry in bundle["entry"].as_array().unwrap() {
+                resources.push(entry["resource"].clone());
+            }
+        }
+    }
+    resources
+}
+
+#[test]
+fn every_reader_reads_the_nested_resource_tables() {
+    if !readers_available() {
+        return;
+    }
+    let run = convert(
+        &fixtures().join("synthea"),
+        &["-q", "--resources", "all", "--no-builtin-tables"],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let resources = synthea_resources();
+    let of_type = |name: &str| resources.iter().filter(move |r| r["resourceType"] == name);
+    let patient = of_type("Patient").find(|p| p["name"][0]["family"].is_string()).unwrap();
+    let race = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race";
+    let races = of_type("Patient")
+        .flat_map(|p| p["extension"].as_array().cloned().unwrap_or_default())
+        .filter(|e| e["url"] == race)
+        .count();
+    assert!(races > 0, "the fixtures have US Core race extensions");
+    let quantities = of_type("Observation")
+        .filter(|o| o["valueQuantity"]["value"].is_number())
+        .count();
+    let tables: Vec<String> = table_folders(run.out.path())
+        .into_iter()
+        .filter(|name| name.starts_with("resource_"))
+        .collect();
+    let mut want_rows = serde_json::Map::new();
+    for table in &tables {
+        want_rows.insert(table.clone(), json!(parquet_rows(&run.out.path().join(table))));
+    }
+    assert!(want_rows.len() >= 10, "{want_rows:?}");
+    let stdout = common::python(
+        Path::new("python3"),
+        READ_RESOURCES,
+        &[
+            run.out.path(),
+            Path::new(patient["id"].as_str().unwrap()),
+            Path::new(&serde_json::to_string(&tables).unwrap()),
+        ],
+    );
+    let results: Value = serde_json::from_str(&stdout).unwrap();
+    let family = &patient["name"][0]["family"];
+    for reader in ["duckdb", "pyarrow", "polars", "spark"] {
+        assert_eq!(results[reader]["rows"], Value::Object(want_rows.clone()), "{reader}");
+        assert_eq!(&results[reader]["family"], family, "{reader}");
+    }
+    assert_eq!(results["duckdb"]["race"], json!(races));
+    assert_eq!(results["duckdb"]["quantities"], json!([quantities, quantities]));
+}

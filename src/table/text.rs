@@ -1,9 +1,9 @@
 //! Table cells as text, the way people read them: dates `YYYY-MM-DD`, timestamps RFC 3339 in UTC,
-//! lists `[a, b]`, `None` for null. One rendering for the unit tests, the integration tests and
+//! lists `[a, b]`, structs `{key: value}` (null members left out), `None` for null. One rendering for the unit tests, the integration tests and
 //! anyone comparing tables cell by cell.
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Date32Type, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
+use arrow_array::types::{Date32Type, Decimal128Type, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
 use arrow_array::Array;
 use arrow_schema::DataType;
 
@@ -31,6 +31,22 @@ pub fn cell_text(column: &dyn Array, row: usize) -> Option<String> {
                 .map(|i| cell_text(list.as_ref(), i).unwrap_or_else(|| "null".into()))
                 .collect();
             format!("[{}]", items.join(", "))
+        }
+        // The lossless tables' structs and decimal companions.
+        DataType::Struct(fields) => {
+            let structs = column.as_struct();
+            let members: Vec<String> = fields
+                .iter()
+                .zip(structs.columns())
+                .filter_map(|(field, child)| {
+                    cell_text(child.as_ref(), row).map(|text| format!("{}: {text}", field.name()))
+                })
+                .collect();
+            format!("{{{}}}", members.join(", "))
+        }
+        DataType::Decimal128(_, _) => {
+            let decimals = column.as_primitive::<Decimal128Type>();
+            decimals.value_as_string(row)
         }
         other => panic!("no text form for Arrow type {other}"),
     })
