@@ -335,7 +335,7 @@ fn every_reader_reads_the_nested_resource_tables() {
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
     let resources = synthea_resources();
-    let of_type = |name: &str| resources.iter().filter(move |r| r["resourceType"] == name);
+    let of_type = |name: &'static str| resources.iter().filter(move |r| r["resourceType"] == name);
     let patient = of_type("Patient").find(|p| p["name"][0]["family"].is_string()).unwrap();
     let race = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race";
     let races = of_type("Patient")

@@ -85,6 +85,17 @@ impl WriteOptions {
     /// tool version is this binary's. List columns are written as the Parquet spec's
     /// `list.element` (pyiceberg and other spec-strict readers need it).
     fn properties(&self, schema: &Schema) -> WriterProperties {
+        self.properties_for(schema, None)
+    }
+
+    /// [`WriteOptions::properties`] for a file whose first batch is `first`. A wide table
+    /// (more than [`WIDE_TABLE_LEAVES`] leaf columns: the lossless resource tables, thousands
+    /// each) compresses only the columns that hold values in its first batch and leaves the rest
+    /// uncompressed: the Parquet writer keeps a compressor and a decompressor context per
+    /// compressed column of a row group, which for 5 000-column tables cost gigabytes and a
+    /// fifth of the run, while most of those columns are all null. A column that is empty in the
+    /// first batch but not later is still written whole, only uncompressed.
+    fn properties_for(&self, schema: &Schema, first: Option<&RecordBatch>) -> WriterProperties {
         let codec = match self.compression {
             Compression::Zstd => ParquetCodec::ZSTD(ZstdLevel::try_new(1).expect("zstd level 1 is valid")),
             Compression::Snappy => ParquetCodec::SNAPPY,
@@ -100,14 +111,54 @@ impl WriteOptions {
                     .set_column_bloom_filter_max_ndv(column, ROW_GROUP_ROWS as u64);
             }
         }
+        let mut default_codec = codec;
+        if let Some(first) = first.filter(|_| codec != ParquetCodec::UNCOMPRESSED) {
+            let mut leaves = Vec::new();
+            for (field, column) in schema.fields().iter().zip(first.columns()) {
+                filled_leaves(field, column.as_ref(), vec![field.name().clone()], &mut leaves);
+            }
+            if leaves.len() > WIDE_TABLE_LEAVES {
+                default_codec = ParquetCodec::UNCOMPRESSED;
+                for (path, filled) in leaves {
+                    if filled {
+                        builder = builder.set_column_compression(ColumnPath::new(path), codec);
+                    }
+                }
+            }
+        }
         builder
-            .set_compression(codec)
+            .set_compression(default_codec)
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
             .set_created_by(format!("fhir2table {}", env!("CARGO_PKG_VERSION")))
             .set_coerce_types(true)
             .set_key_value_metadata(Some(key_value_metadata(schema)))
             .build()
+    }
+}
+
+/// Tables with more leaf columns than this compress only the columns their first batch fills
+/// (see [`WriteOptions::properties_for`]); the built-in tables and views have a few dozen.
+const WIDE_TABLE_LEAVES: usize = 512;
+
+/// Every leaf column under `field` as its Parquet path (a list's items are `list.element`, as
+/// the writer names them), and whether `column` holds a value in it.
+fn filled_leaves(field: &Field, column: &dyn Array, path: Vec<String>, leaves: &mut Vec<(Vec<String>, bool)>) {
+    match field.data_type() {
+        DataType::Struct(children) => {
+            let structs = column.as_struct();
+            for (child, child_column) in children.iter().zip(structs.columns()) {
+                let mut below = path.clone();
+                below.push(child.name().clone());
+                filled_leaves(child, child_column.as_ref(), below, leaves);
+            }
+        }
+        DataType::List(item) => {
+            let mut below = path;
+            below.extend(["list".to_owned(), item.name().clone()]);
+            filled_leaves(item, column.as_list::<i32>().values().as_ref(), below, leaves);
+        }
+        _ => leaves.push((path, column.null_count() < column.len())),
     }
 }
 
@@ -145,8 +196,11 @@ pub(crate) fn finish_file(mut writer: ArrowWriter<File>, path: &Path) -> Result<
 /// One table's Parquet file inside a dataset folder: the local backend's [`TableWriter`].
 pub(super) struct DatasetWriter {
     path: PathBuf,
-    writer: ArrowWriter<File>,
+    /// The file until its first batch comes: the writer's settings depend on it.
+    file: Option<File>,
+    writer: Option<ArrowWriter<File>>,
     schema: SchemaRef,
+    options: WriteOptions,
     rows: u64,
 }
 
@@ -161,15 +215,27 @@ impl DatasetWriter {
         fsops::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let path = dir.join(file_name);
         let file = fsops::create_file(&path).with_context(|| format!("cannot create {}", path.display()))?;
-        let properties = options.properties(&schema);
-        let writer = ArrowWriter::try_new(file, schema.clone(), Some(properties))
-            .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(DatasetWriter {
             path,
-            writer,
+            file: Some(file),
+            writer: None,
             schema,
+            options: *options,
             rows: 0,
         })
+    }
+
+    /// The Parquet writer, made on the first batch (`first`) or, for a file that gets none, at
+    /// the end.
+    fn writer(&mut self, first: Option<&RecordBatch>) -> Result<&mut ArrowWriter<File>> {
+        if self.writer.is_none() {
+            let file = self.file.take().expect("the file is kept until the writer is made");
+            let properties = self.options.properties_for(&self.schema, first);
+            let writer = ArrowWriter::try_new(file, self.schema.clone(), Some(properties))
+                .with_context(|| format!("cannot write {}", self.path.display()))?;
+            self.writer = Some(writer);
+        }
+        Ok(self.writer.as_mut().expect("made above"))
     }
 }
 
@@ -177,7 +243,7 @@ impl TableWriter for DatasetWriter {
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         // Rows read back from older parts (compact) may name list elements `item`.
         let batch = conform(batch, &self.schema)?;
-        self.writer
+        self.writer(Some(&batch))?
             .write(&batch)
             .with_context(|| format!("cannot write {}", self.path.display()))?;
         self.rows += batch.num_rows() as u64;
@@ -185,22 +251,27 @@ impl TableWriter for DatasetWriter {
     }
 
     fn buffered_bytes(&self) -> usize {
-        self.writer.memory_size()
+        self.writer.as_ref().map_or(0, ArrowWriter::memory_size)
     }
 
     fn row_group_bytes(&self) -> usize {
-        self.writer.in_progress_size()
+        self.writer.as_ref().map_or(0, ArrowWriter::in_progress_size)
     }
 
     fn flush(&mut self) -> Result<()> {
-        self.writer
+        let Some(writer) = self.writer.as_mut() else {
+            return Ok(());
+        };
+        writer
             .flush()
             .with_context(|| format!("cannot write {}", self.path.display()))
     }
 
     /// Completes the file: footer written, data synced to disk.
-    fn finish(self: Box<Self>) -> Result<u64> {
-        finish_file(self.writer, &self.path)?;
+    fn finish(mut self: Box<Self>) -> Result<u64> {
+        self.writer(None)?;
+        let writer = self.writer.take().expect("made above");
+        finish_file(writer, &self.path)?;
         Ok(self.rows)
     }
 }
