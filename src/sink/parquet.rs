@@ -90,11 +90,12 @@ impl WriteOptions {
 
     /// [`WriteOptions::properties`] for a file whose first batch is `first`. A wide table
     /// (more than [`WIDE_TABLE_LEAVES`] leaf columns: the lossless resource tables, thousands
-    /// each) compresses only the columns that hold values in its first batch and leaves the rest
-    /// uncompressed: the Parquet writer keeps a compressor and a decompressor context per
-    /// compressed column of a row group, which for 5 000-column tables cost gigabytes and a
-    /// fifth of the run, while most of those columns are all null. A column that is empty in the
-    /// first batch but not later is still written whole, only uncompressed.
+    /// each) compresses only the columns its first batch reaches (see [`filled_leaves`]) and
+    /// leaves the rest uncompressed: the Parquet writer keeps a compressor and a decompressor
+    /// context per compressed column of a row group, which for 5 000-column tables cost
+    /// gigabytes and a fifth of the run, while most of those columns are null under null
+    /// parents. A column the first batch does not reach but a later one does is still written
+    /// whole, only uncompressed.
     fn properties_for(&self, schema: &Schema, first: Option<&RecordBatch>) -> WriterProperties {
         let codec = match self.compression {
             Compression::Zstd => ParquetCodec::ZSTD(ZstdLevel::try_new(1).expect("zstd level 1 is valid")),
@@ -115,7 +116,8 @@ impl WriteOptions {
         if let Some(first) = first.filter(|_| codec != ParquetCodec::UNCOMPRESSED) {
             let mut leaves = Vec::new();
             for (field, column) in schema.fields().iter().zip(first.columns()) {
-                filled_leaves(field, column.as_ref(), vec![field.name().clone()], &mut leaves);
+                let path = vec![field.name().clone()];
+                filled_leaves(field, column.as_ref(), path, first.num_rows() > 0, &mut leaves);
             }
             if leaves.len() > WIDE_TABLE_LEAVES {
                 default_codec = ParquetCodec::UNCOMPRESSED;
@@ -137,28 +139,38 @@ impl WriteOptions {
     }
 }
 
-/// Tables with more leaf columns than this compress only the columns their first batch fills
+/// Tables with more leaf columns than this compress only the columns their first batch reaches
 /// (see [`WriteOptions::properties_for`]); the built-in tables and views have a few dozen.
 const WIDE_TABLE_LEAVES: usize = 512;
 
 /// Every leaf column under `field` as its Parquet path (a list's items are `list.element`, as
-/// the writer names them), and whether `column` holds a value in it.
-fn filled_leaves(field: &Field, column: &dyn Array, path: Vec<String>, leaves: &mut Vec<(Vec<String>, bool)>) {
+/// the writer names them), and whether `column` reaches it: every struct and list above it holds
+/// something. Those columns carry values or levels worth compressing; the others are runs of
+/// one null level that need no codec.
+fn filled_leaves(
+    field: &Field,
+    column: &dyn Array,
+    path: Vec<String>,
+    reached: bool,
+    leaves: &mut Vec<(Vec<String>, bool)>,
+) {
     match field.data_type() {
         DataType::Struct(children) => {
             let structs = column.as_struct();
+            let reached = reached && structs.null_count() < structs.len();
             for (child, child_column) in children.iter().zip(structs.columns()) {
                 let mut below = path.clone();
                 below.push(child.name().clone());
-                filled_leaves(child, child_column.as_ref(), below, leaves);
+                filled_leaves(child, child_column.as_ref(), below, reached, leaves);
             }
         }
         DataType::List(item) => {
+            let values = column.as_list::<i32>().values();
             let mut below = path;
             below.extend(["list".to_owned(), item.name().clone()]);
-            filled_leaves(item, column.as_list::<i32>().values().as_ref(), below, leaves);
+            filled_leaves(item, values.as_ref(), below, reached && !values.is_empty(), leaves);
         }
-        _ => leaves.push((path, column.null_count() < column.len())),
+        _ => leaves.push((path, reached && !column.is_empty())),
     }
 }
 
@@ -418,5 +430,80 @@ fn relabel_lists(array: &ArrayRef, target: &DataType) -> Result<ArrayRef> {
             Ok(Arc::new(relabelled))
         }
         _ => Ok(array.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::builder::StringBuilder;
+    use arrow_schema::Fields;
+
+    /// One row: a text column `c` (filled), a null struct `n` of `width` text members, a struct
+    /// `s` {a: filled, b: null} and a list `l` with one null text item.
+    fn first_batch(width: usize) -> RecordBatch {
+        let text = |value: Option<&str>| -> ArrayRef {
+            let mut builder = StringBuilder::new();
+            builder.append_option(value);
+            Arc::new(builder.finish())
+        };
+        let text_fields = |names: Vec<String>| {
+            Fields::from(
+                names
+                    .into_iter()
+                    .map(|name| Field::new(name, DataType::Utf8, true))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let wide = text_fields((0..width).map(|i| format!("m{i}")).collect());
+        let pair = text_fields(vec!["a".into(), "b".into()]);
+        let item = Arc::new(Field::new("element", DataType::Utf8, true));
+        let fields = vec![
+            Field::new("c", DataType::Utf8, true),
+            Field::new("n", DataType::Struct(wide.clone()), true),
+            Field::new("s", DataType::Struct(pair.clone()), true),
+            Field::new("l", DataType::List(item.clone()), true),
+        ];
+        let columns: Vec<ArrayRef> = vec![
+            text(Some("x")),
+            Arc::new(arrow_array::StructArray::new_null(wide, 1)),
+            Arc::new(arrow_array::StructArray::new(
+                pair,
+                vec![text(Some("y")), text(None)],
+                None,
+            )),
+            Arc::new(ListArray::new(
+                item,
+                arrow_buffer::OffsetBuffer::from_lengths([1]),
+                text(None),
+                None,
+            )),
+        ];
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
+    }
+
+    fn codec(properties: &WriterProperties, path: &[&str]) -> ParquetCodec {
+        properties.compression(&ColumnPath::new(path.iter().map(|p| p.to_string()).collect()))
+    }
+
+    #[test]
+    fn wide_tables_compress_only_the_columns_their_first_batch_reaches() {
+        let options = WriteOptions {
+            compression: Compression::Zstd,
+        };
+        let zstd = ParquetCodec::ZSTD(ZstdLevel::try_new(1).unwrap());
+        let wide = first_batch(WIDE_TABLE_LEAVES);
+        let properties = options.properties_for(&wide.schema(), Some(&wide));
+        assert_eq!(codec(&properties, &["c"]), zstd);
+        assert_eq!(codec(&properties, &["n", "m0"]), ParquetCodec::UNCOMPRESSED);
+        assert_eq!(codec(&properties, &["s", "a"]), zstd);
+        assert_eq!(codec(&properties, &["s", "b"]), zstd, "a null under a filled struct");
+        assert_eq!(codec(&properties, &["l", "list", "element"]), zstd, "the levels of an item");
+        // Narrow tables, and files written without a first batch, compress every column.
+        let narrow = first_batch(3);
+        let properties = options.properties_for(&narrow.schema(), Some(&narrow));
+        assert_eq!(codec(&properties, &["n", "m0"]), zstd);
+        let properties = options.properties(&wide.schema());
+        assert_eq!(codec(&properties, &["n", "m0"]), zstd);
     }
 }
