@@ -17,6 +17,10 @@
 //! the built-in tables plus one view of a type the input lacks; and DuckDB extracting the five
 //! views' columns, against which the view runs' "vs DuckDB" is computed. It ends each table with
 //! the figures issue 12's targets are stated in.
+//!
+//! `--resources` adds, with the most threads asked for: `--resources all` plus the built-in
+//! tables (every resource type as a lossless table, docs/LOSSLESS.md), and `export` of those
+//! tables back to NDJSON, with the figures issue 14's targets are stated in.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -75,6 +79,7 @@ struct Options {
     formats: Vec<String>,
     threads: Vec<usize>,
     views: bool,
+    resources: bool,
     duckdb: bool,
     data: PathBuf,
     single_files: bool,
@@ -88,6 +93,7 @@ fn parse_options() -> Options {
         formats: vec!["bundle".into(), "ndjson".into()],
         threads: vec![1, 2],
         views: false,
+        resources: false,
         duckdb: true,
         data: PathBuf::from("bench/data"),
         single_files: false,
@@ -107,6 +113,7 @@ fn parse_options() -> Options {
                     .collect()
             }
             "--views" => options.views = true,
+            "--resources" => options.resources = true,
             "--no-duckdb" => options.duckdb = false,
             "--data" => options.data = PathBuf::from(value()),
             "--single-files" => options.single_files = true,
@@ -165,6 +172,18 @@ fn main() {
         if let Some(sets) = &view_sets {
             runs.extend(sets.runs(view_threads));
         }
+        if options.resources {
+            runs.push((
+                RunKind::ResourceTables,
+                format!("fhir2table --resources all + built-in tables, {view_threads} threads"),
+                vec![
+                    "--threads".into(),
+                    view_threads.to_string(),
+                    "--resources".into(),
+                    "all".into(),
+                ],
+            ));
+        }
         for (kind, label, extra) in runs {
             let _ = fs::remove_dir_all(&out);
             let mut command = Command::new(&binary);
@@ -196,6 +215,32 @@ fn main() {
                 _ => {}
             }
             rows.push(Row { kind, label, run });
+            if kind == RunKind::ResourceTables {
+                let exported = out.with_extension("export");
+                let _ = fs::remove_dir_all(&exported);
+                let run = measure(
+                    Command::new(&binary)
+                        .args(["export", "-q"])
+                        .arg(&out)
+                        .arg("--to")
+                        .arg(&exported),
+                );
+                let written = folder_bytes(&exported);
+                let tables = tree_bytes(&out);
+                notes.push(format!(
+                    "resource tables: {:.0} MB of Parquet; export wrote {:.0} MB of NDJSON \
+                     ({:.0} MB/s of NDJSON written)",
+                    tables as f64 / 1e6,
+                    written as f64 / 1e6,
+                    written as f64 / 1e6 / run.seconds
+                ));
+                rows.push(Row {
+                    kind: RunKind::Export,
+                    label: "fhir2table export of the resource tables to NDJSON".to_owned(),
+                    run,
+                });
+                let _ = fs::remove_dir_all(&exported);
+            }
         }
         let _ = fs::remove_dir_all(&out);
         if options.duckdb && duckdb_available() {
@@ -504,6 +549,10 @@ enum RunKind {
     AbsentTypeView,
     DuckdbBuiltinTables,
     DuckdbViews,
+    /// `--resources all` plus the built-in tables.
+    ResourceTables,
+    /// `export` of that run's resource tables.
+    Export,
 }
 
 impl RunKind {
@@ -638,8 +687,20 @@ fn print_against_targets(result: &InputResult, builtin: Option<f64>) {
             default_views.run.peak_rss_mb, highest.run.peak_rss_mb, highest.label
         ));
     }
+    if let (Some(resources), Some(builtin)) = (result.seconds(RunKind::ResourceTables), builtin) {
+        let rss = result
+            .rows
+            .iter()
+            .find(|row| row.kind == RunKind::ResourceTables)
+            .map_or(0.0, |row| row.run.peak_rss_mb);
+        lines.push(format!(
+            "`--resources all` + built-in tables time / built-in tables alone: {:.2} (issue 14 \
+             target: at most 3); its peak RSS: {rss:.0} MB (target: under 300 MB)",
+            resources / builtin
+        ));
+    }
     if !lines.is_empty() {
-        println!("\nAgainst issue 12's targets:\n");
+        println!("\nAgainst issue 12's and issue 14's targets:\n");
         for line in lines {
             println!("- {line}");
         }
@@ -686,6 +747,16 @@ fn folder_bytes(folder: &Path) -> u64 {
     input_files(folder)
         .iter()
         .map(|f| fs::metadata(f).unwrap().len())
+        .sum()
+}
+
+/// Bytes of every file under `folder`, sub-folders included.
+fn tree_bytes(folder: &Path) -> u64 {
+    walkdir::WalkDir::new(folder)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_type().is_file())
+        .map(|entry| entry.metadata().map_or(0, |m| m.len()))
         .sum()
 }
 

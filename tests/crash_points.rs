@@ -888,7 +888,11 @@ fn export_publishes_only_whole_files_and_the_next_export_clears_an_interrupted_o
                 .arg(attempt.export())
                 .output()
                 .unwrap();
-            assert_eq!(again.status.code(), Some(2), "{what}: the next export refuses the full folder");
+            assert_eq!(
+                again.status.code(),
+                Some(2),
+                "{what}: the next export refuses the full folder"
+            );
         } else {
             assert_eq!(
                 run(&attempt, operation, Fault::None),

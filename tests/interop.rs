@@ -315,7 +315,8 @@ fn synthea_resources() -> Vec<Value> {
     let mut resources = Vec::new();
     for folder in ["smart", "pathling-collection", "pathling-conditional"] {
         for entry in std::fs::read_dir(fixtures().join("synthea").join(folder)).unwrap() {
-            let bundle: Value = serde_json::from_slice(&std::fs::read(entry.unwrap().path()).unwrap()).unwrap();
+            let bundle: Value =
+                serde_json::from_slice(&std::fs::read(entry.unwrap().path()).unwrap()).unwrap();
             for entry in bundle["entry"].as_array().unwrap() {
                 resources.push(entry["resource"].clone());
             }
@@ -336,7 +337,9 @@ fn every_reader_reads_the_nested_resource_tables() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     let resources = synthea_resources();
     let of_type = |name: &'static str| resources.iter().filter(move |r| r["resourceType"] == name);
-    let patient = of_type("Patient").find(|p| p["name"][0]["family"].is_string()).unwrap();
+    let patient = of_type("Patient")
+        .find(|p| p["name"][0]["family"].is_string())
+        .unwrap();
     let race = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race";
     let races = of_type("Patient")
         .flat_map(|p| p["extension"].as_array().cloned().unwrap_or_default())
@@ -367,7 +370,11 @@ fn every_reader_reads_the_nested_resource_tables() {
     let results: Value = serde_json::from_str(&stdout).unwrap();
     let family = &patient["name"][0]["family"];
     for reader in ["duckdb", "pyarrow", "polars", "spark"] {
-        assert_eq!(results[reader]["rows"], Value::Object(want_rows.clone()), "{reader}");
+        assert_eq!(
+            results[reader]["rows"],
+            Value::Object(want_rows.clone()),
+            "{reader}"
+        );
         assert_eq!(&results[reader]["family"], family, "{reader}");
     }
     assert_eq!(results["duckdb"]["race"], json!(races));

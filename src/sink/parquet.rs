@@ -168,7 +168,13 @@ fn filled_leaves(
             let values = column.as_list::<i32>().values();
             let mut below = path;
             below.extend(["list".to_owned(), item.name().clone()]);
-            filled_leaves(item, values.as_ref(), below, reached && !values.is_empty(), leaves);
+            filled_leaves(
+                item,
+                values.as_ref(),
+                below,
+                reached && !values.is_empty(),
+                leaves,
+            );
         }
         _ => leaves.push((path, reached && !column.is_empty())),
     }
@@ -241,7 +247,10 @@ impl DatasetWriter {
     /// the end.
     fn writer(&mut self, first: Option<&RecordBatch>) -> Result<&mut ArrowWriter<File>> {
         if self.writer.is_none() {
-            let file = self.file.take().expect("the file is kept until the writer is made");
+            let file = self
+                .file
+                .take()
+                .expect("the file is kept until the writer is made");
             let properties = self.options.properties_for(&self.schema, first);
             let writer = ArrowWriter::try_new(file, self.schema.clone(), Some(properties))
                 .with_context(|| format!("cannot write {}", self.path.display()))?;
@@ -497,8 +506,16 @@ mod tests {
         assert_eq!(codec(&properties, &["c"]), zstd);
         assert_eq!(codec(&properties, &["n", "m0"]), ParquetCodec::UNCOMPRESSED);
         assert_eq!(codec(&properties, &["s", "a"]), zstd);
-        assert_eq!(codec(&properties, &["s", "b"]), zstd, "a null under a filled struct");
-        assert_eq!(codec(&properties, &["l", "list", "element"]), zstd, "the levels of an item");
+        assert_eq!(
+            codec(&properties, &["s", "b"]),
+            zstd,
+            "a null under a filled struct"
+        );
+        assert_eq!(
+            codec(&properties, &["l", "list", "element"]),
+            zstd,
+            "the levels of an item"
+        );
         // Narrow tables, and files written without a first batch, compress every column.
         let narrow = first_batch(3);
         let properties = options.properties_for(&narrow.schema(), Some(&narrow));
