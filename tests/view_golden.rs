@@ -40,7 +40,11 @@ fn digests(out: &Path) -> String {
 
 #[test]
 fn default_views_give_exactly_the_pinned_tables_on_every_fixture() {
-    let run = convert(&fixtures(), &["--view", "default", "-q"]);
+    // fixtures/lossless (odd shapes for the resource tables round trip) came after the pin.
+    let run = convert(
+        &fixtures(),
+        &["--view", "default", "-q", "--exclude", "/lossless/"],
+    );
     assert_eq!(run.code, 1, "fixtures/bad makes the run exit 1: {}", run.stderr);
     let actual = digests(run.out.path());
     let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join(GOLDEN);

@@ -161,7 +161,7 @@ impl RowBuilder {
         let member_fields: Fields = fields[1..fields.len() - 1].iter().cloned().collect();
         let unmapped_field = fields[fields.len() - 1].clone();
         RowBuilder {
-            resource_type: StringBuilder::new(),
+            resource_type: text_builder(),
             members: ObjectBuilder::new(shape, &member_fields),
             unmapped: UnmappedBuilder::new(&unmapped_field),
             row_unmapped: Vec::new(),
@@ -307,7 +307,7 @@ impl ObjectBuilder {
             let first = &fields[at];
             debug_assert_eq!(first.name(), &member.key);
             let (values, columns) = match &member.shape {
-                Shape::Json => (Values::Json(StringBuilder::new()), 1),
+                Shape::Json => (Values::Json(text_builder()), 1),
                 Shape::Primitive(type_code) => primitive_values(type_code),
                 Shape::Object(inner) => {
                     let item = item_type(first.data_type(), member.repeats);
@@ -502,29 +502,36 @@ impl ListState {
     }
 }
 
+/// A text builder that allocates nothing until it gets a value. Arrow's default capacity (1 024
+/// values) over the thousands of columns of a resource table came to 30 MB per table and worker
+/// before any row, and as much again in every batch.
+fn text_builder() -> StringBuilder {
+    StringBuilder::with_capacity(0, 0)
+}
+
 /// The builders of a primitive member and how many columns it has.
 fn primitive_values(type_code: &str) -> (Values, usize) {
-    let instant = || TimestampMicrosecondBuilder::new().with_timezone(UTC);
+    let instant = || TimestampMicrosecondBuilder::with_capacity(0).with_timezone(UTC);
     match (value_class(type_code), type_code) {
-        (ValueClass::Boolean, _) => (Values::Boolean(BooleanBuilder::new()), 1),
-        (ValueClass::Integer32, _) => (Values::Int32(Int32Builder::new()), 1),
-        (ValueClass::Integer64, _) => (Values::Int64(Int64Builder::new()), 1),
+        (ValueClass::Boolean, _) => (Values::Boolean(BooleanBuilder::with_capacity(0)), 1),
+        (ValueClass::Integer32, _) => (Values::Int32(Int32Builder::with_capacity(0)), 1),
+        (ValueClass::Integer64, _) => (Values::Int64(Int64Builder::with_capacity(0)), 1),
         (ValueClass::Decimal, _) => {
-            let numeric = Decimal128Builder::new()
+            let numeric = Decimal128Builder::with_capacity(0)
                 .with_precision_and_scale(NUMERIC_PRECISION, NUMERIC_SCALE)
                 .expect("a valid decimal type");
-            (Values::Decimal(StringBuilder::new(), numeric), 2)
+            (Values::Decimal(text_builder(), numeric), 2)
         }
         (ValueClass::Text, "date" | "dateTime" | "instant") => (
             Values::Instant {
-                text: StringBuilder::new(),
+                text: text_builder(),
                 start: instant(),
                 end: instant(),
                 allow_time: type_code != "date",
             },
             3,
         ),
-        (ValueClass::Text, _) => (Values::Text(StringBuilder::new()), 1),
+        (ValueClass::Text, _) => (Values::Text(text_builder()), 1),
     }
 }
 
@@ -650,8 +657,8 @@ impl UnmappedBuilder {
     fn new(field: &FieldRef) -> Self {
         UnmappedBuilder {
             list: ListState::new(),
-            paths: StringBuilder::new(),
-            texts: StringBuilder::new(),
+            paths: text_builder(),
+            texts: text_builder(),
             field: field.clone(),
         }
     }
