@@ -192,6 +192,10 @@ impl Options {
     }
 }
 
+/// The deepest `resources_typed_depth` accepted: the columns grow about tenfold per level
+/// (Contract has 10,492 leaves at depth 2), and deeper members are kept as JSON text anyway.
+pub const MAX_TYPED_DEPTH: usize = 3;
+
 /// Complete settings for a run, after precedence and defaults.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -268,9 +272,10 @@ impl Settings {
         let typed_depth = options
             .resources_typed_depth
             .unwrap_or(TreeOptions::default().typed_depth);
-        if typed_depth == 0 {
+        if !(1..=MAX_TYPED_DEPTH).contains(&typed_depth) {
             return Err(UsageError(format!(
-                "`resources_typed_depth` in {source} must be at least 1"
+                "--resources-typed-depth (`resources_typed_depth` in {source}) must be 1 to \
+                 {MAX_TYPED_DEPTH}: {typed_depth}"
             )));
         }
         Ok(Settings {

@@ -78,8 +78,24 @@ pub struct WarningTally {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct UnmappedTally {
     pub count: u64,
-    /// The first [`MAX_UNMAPPED_PATHS`] distinct JSON Pointers (`/name/0/nickname`).
+    /// The [`MAX_UNMAPPED_PATHS`] smallest distinct JSON Pointers (`/name/0/nickname`), sorted.
     pub paths: Vec<String>,
+}
+
+impl UnmappedTally {
+    /// Keeps `path` if it is among the [`MAX_UNMAPPED_PATHS`] smallest distinct paths seen, so
+    /// the list does not depend on which worker met which resource first.
+    fn keep_path(&mut self, path: &str) {
+        if self.paths.len() >= MAX_UNMAPPED_PATHS
+            && self.paths.last().is_some_and(|last| path >= last.as_str())
+        {
+            return;
+        }
+        if let Err(at) = self.paths.binary_search_by(|kept| kept.as_str().cmp(path)) {
+            self.paths.insert(at, path.to_owned());
+            self.paths.truncate(MAX_UNMAPPED_PATHS);
+        }
+    }
 }
 
 /// How many distinct unmapped paths a report lists per resource type.
@@ -153,9 +169,7 @@ impl Diagnostics {
         }
         let tally = self.unmapped.get_mut(resource_type).expect("inserted above");
         tally.count += 1;
-        if tally.paths.len() < MAX_UNMAPPED_PATHS && !tally.paths.iter().any(|p| p == path) {
-            tally.paths.push(path.to_owned());
-        }
+        tally.keep_path(path);
     }
 
     /// Whether anything from the input was lost (decides exit code 1).
@@ -180,10 +194,8 @@ impl Diagnostics {
         for (resource_type, tally) in other.unmapped {
             let mine = self.unmapped.entry(resource_type).or_default();
             mine.count += tally.count;
-            for path in tally.paths {
-                if mine.paths.len() < MAX_UNMAPPED_PATHS && !mine.paths.contains(&path) {
-                    mine.paths.push(path);
-                }
+            for path in &tally.paths {
+                mine.keep_path(path);
             }
         }
         self.files_read += other.files_read;

@@ -80,6 +80,13 @@ pub fn create_dir_all(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Creates one folder in an existing parent, durably, failing with `AlreadyExists` when it is
+/// there: a folder that marks work in progress, which two processes must not both take.
+pub fn create_new_dir(path: &Path) -> io::Result<()> {
+    counted(|| fs::create_dir(path))?;
+    sync_parent(path)
+}
+
 /// Creates (or truncates) a file for writing.
 pub fn create_file(path: &Path) -> io::Result<File> {
     counted(|| File::create(path))

@@ -10,7 +10,9 @@ use arrow_schema::{DataType, TimeUnit};
 use common::{assert_cells, convert, fhir2table, fixtures, read_table};
 
 fn default_views_run() -> common::Run {
-    let run = convert(&fixtures(), &["--view", "default"]);
+    // fixtures/lossless holds values of the wrong JSON kind on purpose (for the resource tables'
+    // `__unmapped`), which views report as errors: it is left out here.
+    let run = convert(&fixtures(), &["--view", "default", "--exclude", "/lossless/"]);
     // fixtures/bad is part of the input: the run reports it (exit 1) and converts the rest.
     assert_eq!(run.code, 1, "{}", run.stderr);
     run

@@ -122,7 +122,7 @@ pub struct Args {
     pub resources: Vec<String>,
 
     /// How many times one complex type may nest in a resource table's typed columns before the
-    /// rest is kept as JSON text; changes the tables' schema [config: resources_typed_depth]
+    /// rest is kept as JSON text (1 to 3); changes the tables' schema [config: resources_typed_depth]
     /// [default: 2]
     #[arg(long, value_name = "N")]
     pub resources_typed_depth: Option<usize>,

@@ -399,6 +399,10 @@ impl Target {
             Ok(text) => text.lines().map(str::to_owned).collect(),
             Err(_) => Vec::new(),
         };
+        // Only names of this folder's own entries count: a list naming `../x` or `/x` (written
+        // by anything but an export) must never make the next export remove outside DIR.
+        let mut listed: Vec<String> = listed;
+        listed.retain(|name| name != STAGING_FOLDER && entries.contains(name));
         let foreign = entries
             .iter()
             .any(|entry| entry != STAGING_FOLDER && !listed.contains(entry));
@@ -432,11 +436,13 @@ impl Target {
     fn begin(self) -> Result<Staging> {
         let created_dir = !self.dir.exists();
         let staging = self.dir.join(STAGING_FOLDER);
-        if staging.exists() {
-            // Not there when the target was checked: another export is writing into it.
-            return Err(UsageError(format!("another export is writing into {}", self.dir.display())).into());
-        }
-        if let Err(error) = fsops::create_dir_all(&staging) {
+        let made = fsops::create_dir_all(&self.dir).and_then(|()| fsops::create_new_dir(&staging));
+        if let Err(error) = made {
+            if error.kind() == std::io::ErrorKind::AlreadyExists {
+                // Not there when the target was checked: another export is writing into it.
+                let message = format!("another export is writing into {}", self.dir.display());
+                return Err(UsageError(message).into());
+            }
             // Made but not synced, say: leave the target as it was found.
             let _ = std::fs::remove_dir(&staging);
             if created_dir {

@@ -247,10 +247,9 @@ impl DatasetWriter {
     /// the end.
     fn writer(&mut self, first: Option<&RecordBatch>) -> Result<&mut ArrowWriter<File>> {
         if self.writer.is_none() {
-            let file = self
-                .file
-                .take()
-                .expect("the file is kept until the writer is made");
+            let Some(file) = self.file.take() else {
+                anyhow::bail!("cannot write {}: its writer failed to start", self.path.display());
+            };
             let properties = self.options.properties_for(&self.schema, first);
             let writer = ArrowWriter::try_new(file, self.schema.clone(), Some(properties))
                 .with_context(|| format!("cannot write {}", self.path.display()))?;

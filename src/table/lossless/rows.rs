@@ -22,7 +22,8 @@ use crate::fhir::definitions::{definitions, ObjectShape, Shape, TreeOptions};
 use crate::fhir::elements::{value_class, ValueClass};
 use crate::resource::tree::{Keep, Node, Object};
 use crate::resource::{Rejection, Resource};
-use crate::table::{Table, UTC};
+use crate::source::describe_bytes;
+use crate::table::{Table, MAX_BATCH_BYTES, UTC};
 
 /// What the tables of one type share: the shape and the schema, derived once per run.
 struct Layout {
@@ -104,6 +105,26 @@ impl Table for ResourceTable {
                 resource.resource_type
             )));
         };
+        if resource.raw.len() > MAX_BATCH_BYTES {
+            // Its text columns could pass the 2 GiB Arrow's offsets address once the batch's
+            // other rows are added (JSON text can also come out longer than it went in).
+            let problem = format!(
+                "invalid {}: {} is over the {} a resource table row may hold",
+                resource.resource_type,
+                describe_bytes(resource.raw.len() as u64),
+                describe_bytes(MAX_BATCH_BYTES as u64)
+            );
+            return Err(Rejection::from(problem));
+        }
+        let last_type = object.get("resourceType").and_then(Node::as_str);
+        if last_type != Some(self.layout.resource_type.as_str()) {
+            // `{"resourceType":"Patient", ..., "resourceType":"Observation"}`: the last key is
+            // what the JSON means, and the walker read the first.
+            return Err(Rejection::from(format!(
+                "invalid {}: resourceType is repeated with another value",
+                resource.resource_type
+            )));
+        }
         let resource_type = self.layout.resource_type.clone();
         let builder = self.builder();
         let unmapped = builder.append(object);
