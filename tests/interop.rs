@@ -273,6 +273,16 @@ result["duckdb"] = {
     "family": con.execute(f"SELECT name[1].family FROM read_parquet('{files('resource_patient')}') WHERE id = ?", [patient]).fetchall()[0][0],
     "race": con.execute(f"SELECT count(*) FROM (SELECT unnest(extension) AS e FROM read_parquet('{files('resource_patient')}')) WHERE e.url = ?", [race]).fetchall()[0][0],
     "quantities": con.sql(f"SELECT count(valueQuantity.value), count(valueQuantity.__value_numeric) FROM read_parquet('{files('resource_observation')}')").fetchall()[0],
+    # README's queries ("Resource tables (lossless)"), on this output.
+    "readme": [len(con.sql(q.replace("parquet/", f"{out}/")).fetchall()) for q in [
+        """SELECT id, name[1].family, year(__birthDate_start) AS born,
+       list_filter(extension, lambda e: e.url LIKE '%us-core-race')[1]
+           .extension[1].valueCoding.display AS race
+FROM read_parquet('parquet/resource_patient/*.parquet')""",
+        """SELECT o.id, c.code.coding[1].code, c.valueQuantity.value, c.valueQuantity.__value_numeric,
+       o.__effectiveDateTime_start
+FROM read_parquet('parquet/resource_observation/*.parquet') o, unnest(o.component) AS u(c)
+WHERE o.code.coding[1].code = '85354-9'"""]],
 }
 patients = ds.dataset(f"{out}/resource_patient", format="parquet").to_table()
 rows = [r for r in patients.select(["id", "name"]).to_pylist() if r["id"] == patient]
@@ -379,4 +389,11 @@ fn every_reader_reads_the_nested_resource_tables() {
     }
     assert_eq!(results["duckdb"]["race"], json!(races));
     assert_eq!(results["duckdb"]["quantities"], json!([quantities, quantities]));
+    let patients = of_type("Patient").count();
+    let pressures = of_type("Observation")
+        .filter(|o| o["code"]["coding"][0]["code"] == "85354-9")
+        .map(|o| o["component"].as_array().map_or(0, Vec::len))
+        .sum::<usize>();
+    assert!(pressures > 0, "the fixtures have blood pressures");
+    assert_eq!(results["duckdb"]["readme"], json!([patients, pressures]));
 }
