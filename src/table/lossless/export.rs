@@ -154,8 +154,7 @@ impl Writer<'_> {
             return write(self);
         }
         let length = self.pointer.len();
-        self.pointer.push('/');
-        self.pointer.push_str(&step.replace('~', "~0").replace('/', "~1"));
+        super::push_pointer_token(&mut self.pointer, step);
         let result = write(self);
         self.pointer.truncate(length);
         result

@@ -81,12 +81,29 @@ pub fn table_name(resource_type: &str) -> String {
 /// when absent); `None` when the schema is not a resource table's.
 pub fn table_options(schema: &Schema) -> Option<(String, TreeOptions)> {
     let resource_type = schema.metadata().get(TYPE_METADATA)?.clone();
+    // The type names export's files (`<Type>.ndjson`): only an R4 resource type, never a path.
+    if !definitions().resource_types().contains(&resource_type.as_str()) {
+        return None;
+    }
     let typed_depth = schema
         .metadata()
         .get(DEPTH_METADATA)
         .and_then(|depth| depth.parse().ok())
         .unwrap_or(TreeOptions::default().typed_depth);
     Some((resource_type, TreeOptions { typed_depth }))
+}
+
+/// Writes one JSON Pointer reference token (RFC 6901): `~` as `~0`, `/` as `~1`. The row
+/// builder writes `__unmapped` paths with it and `export` finds their places with it.
+fn push_pointer_token(pointer: &mut String, token: &str) {
+    pointer.push('/');
+    for c in token.chars() {
+        match c {
+            '~' => pointer.push_str("~0"),
+            '/' => pointer.push_str("~1"),
+            c => pointer.push(c),
+        }
+    }
 }
 
 /// The fields of an object's members, each followed by its annotation companions.
@@ -338,6 +355,23 @@ mod tests {
             data_type = members.find("item").unwrap().1.data_type().clone();
         }
         assert_eq!(data_type, DataType::Utf8, "the fourth level is JSON text");
+    }
+
+    #[test]
+    fn table_options_name_only_r4_resource_types() {
+        let patient = schema("Patient");
+        assert_eq!(
+            table_options(&patient),
+            Some(("Patient".to_owned(), TreeOptions::default()))
+        );
+        for forged in ["../../etc/x", "Quantity", "/tmp/x", ""] {
+            let metadata = HashMap::from([(TYPE_METADATA.to_owned(), forged.to_owned())]);
+            let schema = patient.clone().with_metadata(metadata);
+            assert_eq!(table_options(&schema), None, "{forged:?}");
+        }
+        let mut pointer = String::new();
+        push_pointer_token(&mut pointer, "a/b~c");
+        assert_eq!(pointer, "/a~1b~0c");
     }
 
     #[test]

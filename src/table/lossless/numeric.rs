@@ -81,15 +81,13 @@ fn parse_exponent(text: &str) -> Option<i64> {
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let magnitude = digits
-        .trim_start_matches('0')
-        .parse::<i64>()
-        .unwrap_or(if digits.trim_start_matches('0').is_empty() {
-            0
-        } else {
-            1 << 40
-        })
-        .min(1 << 40);
+    // Beyond 12 digits (after leading zeros) it is far past any value a Decimal128 holds.
+    let significant = digits.trim_start_matches('0');
+    let magnitude = if significant.len() > 12 {
+        1 << 40
+    } else {
+        significant.parse::<i64>().unwrap_or(0)
+    };
     Some(if negative { -magnitude } else { magnitude })
 }
 

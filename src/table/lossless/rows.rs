@@ -238,8 +238,7 @@ impl Step<'_> {
             Step::Root => {}
             Step::Key(parent, key) => {
                 parent.write_pointer(text);
-                text.push('/');
-                text.push_str(&key.replace('~', "~0").replace('/', "~1"));
+                super::push_pointer_token(text, key);
             }
             Step::Index(parent, index) => {
                 parent.write_pointer(text);
@@ -590,9 +589,9 @@ impl Values {
     fn append(&mut self, value: &Node<'_>, step: &Step<'_>, context: &mut Context<'_>) {
         match (self, value) {
             (Values::Json(builder), value) => {
-                let mut text = String::new();
-                let _ = write!(text, "{value}");
-                builder.append_value(text);
+                // Written straight into the builder's value buffer, then closed as one value.
+                let _ = write!(builder, "{value}");
+                builder.append_value("");
             }
             (Values::Boolean(builder), Node::Bool(flag)) => builder.append_value(*flag),
             (Values::Int32(builder), Node::Number(text)) => {
