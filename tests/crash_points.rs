@@ -839,18 +839,33 @@ fn export_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 
 #[test]
 fn export_publishes_only_whole_files_and_the_next_export_clears_an_interrupted_one() {
+    sweep_export(&[]);
+}
+
+#[test]
+fn export_of_rebuilt_bundles_publishes_only_whole_files_too() {
+    sweep_export(&["--bundles"]);
+}
+
+/// Kills `export extra...` after each of its file-system calls in turn, and fails each call.
+fn sweep_export(extra: &[&str]) {
     // `export` changes a folder of its own (DIR), not the output, so it is judged by its own
     // rule: killed after any call, DIR holds only whole files under their final names (and the
     // staging folder), and the next export into it removes that and finishes; a failing call
     // leaves DIR as it was (absent). The output folder is unchanged either way.
     let convert = with(CONVERT, &["--resources", "all", "--no-builtin-tables"]);
     let case = prepared(&[(&fixtures().join("lossless"), "")], &[&convert]);
-    let operation: &[&str] = &["export", "-q", "{out}", "--to", "{export}"];
+    let mut operation = vec!["export", "-q", "{out}", "--to", "{export}"];
+    operation.extend_from_slice(extra);
+    let operation = operation.as_slice();
     let finished = case.copy();
     assert_eq!(run(&finished, operation, Fault::None), Some(0));
     let expected = export_files(&finished.export());
+    let bundles = extra.contains(&"--bundles");
+    assert_eq!(expected.contains_key("Bundle.ndjson"), bundles);
     assert!(
-        expected.len() >= 5 && expected.keys().all(|name| name.ends_with(".ndjson")),
+        expected.len() >= if bundles { 3 } else { 5 }
+            && expected.keys().all(|name| name.ends_with(".ndjson")),
         "{:?}",
         expected.keys()
     );
@@ -886,6 +901,7 @@ fn export_publishes_only_whole_files_and_the_next_export_clears_an_interrupted_o
                 .arg(attempt.out())
                 .arg("--to")
                 .arg(attempt.export())
+                .args(extra)
                 .output()
                 .unwrap();
             assert_eq!(
@@ -917,5 +933,8 @@ fn export_publishes_only_whole_files_and_the_next_export_clears_an_interrupted_o
         assert!(!failing.export().exists(), "the folder it made is removed");
     }
     assert!(call > 10, "only {call} crash points; is the hook working?");
-    eprintln!("export: {} crash points, each whole or cleared", call - 1);
+    eprintln!(
+        "export {extra:?}: {} crash points, each whole or cleared",
+        call - 1
+    );
 }

@@ -52,13 +52,21 @@ fn resources_in(table: &Path) -> Vec<Value> {
         let (resource_type, options) = table_options(builder.schema()).expect("a resource table");
         let exporter = Exporter::new(&resource_type, options).unwrap();
         for batch in builder.build().unwrap() {
-            let mut lines = Vec::new();
-            exporter.write_batch(&batch.unwrap(), &mut lines).unwrap();
-            let text = String::from_utf8(lines).unwrap();
-            resources.extend(
-                text.lines()
-                    .map(|line| serde_json::from_str::<Value>(line).unwrap()),
-            );
+            let batch = batch.unwrap();
+            let rows = exporter.rows(&batch).unwrap();
+            for row in 0..batch.num_rows() {
+                let mut text = Vec::new();
+                rows.write(row, Vec::new(), &mut text).unwrap();
+                let mut resource: Value = serde_json::from_slice(&text).unwrap();
+                // Where the row sat among Bundles, when it was in one.
+                if let Some((key, entry)) = rows.container(row) {
+                    resource["__bundle"] = serde_json::json!([key, entry]);
+                }
+                if let Some((key, entry_rows)) = rows.envelope(row) {
+                    resource["__key"] = serde_json::json!([key, entry_rows]);
+                }
+                resources.push(resource);
+            }
         }
     }
     resources.sort_by_key(|resource| resource.to_string());
@@ -428,7 +436,13 @@ fn resource_tables(out: &Path) -> BTreeMap<String, Vec<Value>> {
 #[test]
 fn sharded_runs_leave_what_one_run_leaves_and_replace_stale_tables() {
     let stale = input(&[("Condition.ndjson", &[CONDITION])]);
-    let input = input(&[("a.ndjson", &[PATIENT, OBSERVATION]), ("b.ndjson", &[PATIENT_2])]);
+    // A Bundle with a Bundle inside: its rows' keys must not depend on the shard.
+    let bundle = r#"{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"urn:uuid:c1","resource":{"resourceType":"Condition","id":"c1"}},{"resource":{"resourceType":"Bundle","type":"searchset","total":1,"entry":[{"search":{"mode":"match"},"resource":{"resourceType":"Condition","id":"c2"}}]}}]}"#;
+    let input = input(&[
+        ("a.ndjson", &[PATIENT, OBSERVATION]),
+        ("b.ndjson", &[PATIENT_2]),
+        ("c.ndjson", &[bundle, bundle]),
+    ]);
     let flags = ["--resources", "all", "--no-builtin-tables"];
     let single = tempfile::tempdir().unwrap();
     let sharded = tempfile::tempdir().unwrap();
@@ -460,12 +474,20 @@ fn sharded_runs_leave_what_one_run_leaves_and_replace_stale_tables() {
     let expected = resource_tables(single.path());
     assert_eq!(
         expected.keys().collect::<Vec<_>>(),
-        ["resource_condition", "resource_observation", "resource_patient"]
+        [
+            "resource_bundle",
+            "resource_condition",
+            "resource_observation",
+            "resource_patient"
+        ]
     );
-    assert!(
-        expected["resource_condition"].is_empty(),
-        "the stale rows are gone"
-    );
+    let conditions: Vec<&str> = expected["resource_condition"]
+        .iter()
+        .map(|row| row["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(conditions.len(), 4, "the stale rows are gone: {conditions:?}");
+    assert!(conditions.iter().all(|id| ["c1", "c2"].contains(id)));
+    assert_eq!(expected["resource_bundle"].len(), 4);
     assert_eq!(resource_tables(sharded.path()), expected);
     assert_eq!(
         common::report_essentials(&report_of(sharded.path())),

@@ -69,6 +69,22 @@ fn convert_resources(input: &Path, out: &Path, extra: &[&str]) {
     );
 }
 
+/// `convert --in input --out out --resources types -q` (the built-in tables too), which must
+/// exit 0.
+fn convert_selected(input: &Path, out: &Path, types: &str) {
+    let converted = run(&[
+        "convert".as_ref(),
+        "-q".as_ref(),
+        "--in".as_ref(),
+        input.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+        "--resources".as_ref(),
+        types.as_ref(),
+    ]);
+    assert_eq!(converted.code, 0, "{}", converted.stderr);
+}
+
 /// `export out --to dir extra...`.
 fn export(out: &Path, dir: &Path, extra: &[&str]) -> Outcome {
     let mut args: Vec<&std::ffi::OsStr> = vec![
@@ -104,6 +120,12 @@ fn parse(text: &str, what: &dyn std::fmt::Display) -> Value {
 /// resource, a Bundle in an entry walked the same way (a Bundle itself is not a row).
 fn input_resources(folder: &Path) -> Vec<Value> {
     let mut resources = Vec::new();
+    for_each_document(folder, |document| collect_document(document, &mut resources));
+    resources
+}
+
+/// Calls `each` with every document of `folder`, files in name order.
+fn for_each_document(folder: &Path, mut each: impl FnMut(Value)) {
     let mut files: Vec<PathBuf> = walkdir::WalkDir::new(folder)
         .into_iter()
         .map(|entry| entry.unwrap())
@@ -115,19 +137,25 @@ fn input_resources(folder: &Path) -> Vec<Value> {
         let name = file.file_name().unwrap().to_string_lossy().to_ascii_lowercase();
         let stem = name.strip_suffix(".gz").unwrap_or(&name);
         if stem.ends_with(".json") {
-            let document = parse(&read_text(&file), &file.display());
-            collect_document(document, &mut resources);
+            each(parse(&read_text(&file), &file.display()));
         } else if stem.ends_with(".ndjson") || stem.ends_with(".jsonl") {
             for (number, line) in read_text(&file).lines().enumerate() {
                 if line.trim().is_empty() {
                     continue;
                 }
                 let what = format!("{} line {}", file.display(), number + 1);
-                collect_document(parse(line, &what), &mut resources);
+                each(parse(line, &what));
             }
         }
     }
-    resources
+}
+
+/// Every document of `folder` (a `.json` file, an NDJSON line) as it is: what `export
+/// --bundles` writes back, Bundles whole.
+fn input_documents(folder: &Path) -> Vec<Value> {
+    let mut documents = Vec::new();
+    for_each_document(folder, |document| documents.push(document));
+    documents
 }
 
 fn collect_document(document: Value, into: &mut Vec<Value>) {
@@ -343,7 +371,10 @@ fn round_trip(
         folder.display(),
         outcome.stderr
     );
-    let input = input_resources(folder);
+    let input = match export_extra.contains(&"--bundles") {
+        true => input_documents(folder),
+        false => input_resources(folder),
+    };
     let exported = exported_resources(&dir);
     let (equal, difference) = compare(&input, &exported);
     let difference = difference.or_else(|| {
@@ -374,6 +405,104 @@ fn every_fixture_folder_round_trips_json_equal() {
     assert!(total > 1000, "the fixtures hold {total} resources");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert_eq!(equal, total);
+}
+
+#[test]
+fn bundles_come_back_whole_from_every_fixture_folder() {
+    let mut failures = Vec::new();
+    let (mut equal, mut total, mut bundles) = (0, 0, 0);
+    for folder in FOLDERS {
+        let folder = fixtures().join(folder);
+        let (same, of, difference) = round_trip(&folder, &[], &["--bundles"]);
+        equal += same;
+        total += of;
+        bundles += input_documents(&folder)
+            .iter()
+            .filter(|document| document["resourceType"] == "Bundle")
+            .count();
+        if let Some(difference) = difference {
+            failures.push(format!("--- {}:\n{difference}", folder.display()));
+        }
+    }
+    eprintln!("round trip (--bundles): {equal} of {total} documents JSON-equal, {bundles} of them Bundles");
+    assert!(bundles >= 10, "the fixtures hold {bundles} Bundles");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(equal, total);
+}
+
+#[test]
+fn bundled_rows_need_the_bundle_table_and_the_bundle_table_needs_bundles() {
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().join("out");
+    let synthea = fixtures().join("synthea");
+    convert_selected(&synthea, &out, "Patient");
+    let outcome = export(&out, &root.path().join("a"), &["--bundles"]);
+    assert_eq!(outcome.code, 3, "{}", outcome.stderr);
+    assert!(
+        outcome
+            .stderr
+            .contains("resource_patient has 7 rows from Bundles, and there is no Bundle table"),
+        "{}",
+        outcome.stderr
+    );
+    assert!(!root.path().join("a").exists());
+
+    let out = root.path().join("all");
+    convert_resources(&fixtures().join("synthea"), &out, &[]);
+    let outcome = export(&out, &root.path().join("b"), &["--resources", "Bundle"]);
+    assert_eq!(outcome.code, 2, "{}", outcome.stderr);
+    assert!(outcome.stderr.contains("--bundles"), "{}", outcome.stderr);
+    // Without --bundles the envelopes are not written: every entry is a line of its type.
+    let outcome = export(&out, &root.path().join("c"), &[]);
+    assert_eq!(outcome.code, 0, "{}", outcome.stderr);
+    assert!(!root.path().join("c/Bundle.ndjson").exists());
+    assert!(root.path().join("c/Patient.ndjson").exists());
+}
+
+#[test]
+fn entries_of_types_not_selected_stay_in_the_bundle_and_come_back_with_it() {
+    let root = tempfile::tempdir().unwrap();
+    let (out, dir) = (root.path().join("out"), root.path().join("export"));
+    let synthea = fixtures().join("synthea");
+    convert_selected(&synthea, &out, "Bundle,Patient");
+    let outcome = export(&out, &dir, &["--bundles"]);
+    assert_eq!(outcome.code, 0, "{}", outcome.stderr);
+    let bundles: Vec<Value> = input_documents(&synthea)
+        .into_iter()
+        .filter(|document| document["resourceType"] == "Bundle")
+        .collect();
+    let exported = exported_resources(&dir);
+    assert_eq!(exported.len(), bundles.len());
+    let (equal, difference) = compare(&bundles, &exported);
+    assert_eq!(difference, None);
+    assert_eq!(equal, bundles.len());
+}
+
+#[test]
+fn bundles_over_the_memory_budget_are_rebuilt_in_shares_all_the_same() {
+    let synthea = fixtures().join("synthea");
+    let (equal, total, difference) = round_trip(&synthea, &[], &["--bundles", "--bundles-memory", "1"]);
+    assert_eq!(difference, None);
+    assert_eq!(equal, total);
+    // The same export, asked for its report: the entries (1.4 MB) took more than one share.
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().join("out");
+    convert_resources(&synthea, &out, &[]);
+    let outcome = export(
+        &out,
+        &root.path().join("export"),
+        &["--bundles", "--bundles-memory", "1", "--report", "json"],
+    );
+    assert_eq!(outcome.code, 0, "{}", outcome.stderr);
+    let report: Value = serde_json::from_str(&outcome.stdout).unwrap();
+    let bundle = report["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|file| file["resource_type"] == "Bundle")
+        .unwrap();
+    assert_eq!(bundle["shares"], 8, "{bundle}");
+    assert_eq!(bundle["rows"], 9, "{bundle}");
 }
 
 #[test]

@@ -10,8 +10,16 @@ docs/LOSSLESS.md). export reads those tables (Parquet folders or Delta tables, o
 commit made visible) and writes one file per resource type into DIR: DIR/Patient.ndjson,
 DIR/Observation.ndjson, ... (`--format ndjson.gz`: DIR/Patient.ndjson.gz), one resource per line,
 each JSON-equal to the resource that was converted (object key order aside). A type whose table
-has no rows gets no file. Bundles are not rebuilt: the resources of their entries are exported
-like any other (a Bundle nested in an entry included).
+has no rows gets no file. Without --bundles, the resources of Bundle entries are exported like
+any other (a Bundle nested in an entry included) and the Bundles themselves are not written.
+
+--bundles puts the Bundles back together: DIR/Bundle.ndjson holds every Bundle that was a whole
+document (a file or an NDJSON line), JSON-equal to the input, its entries' resources taken back
+from their tables (Bundles nested in entries included); the other files hold only the resources
+that were not in a Bundle. It needs the Bundle table (convert --resources all, or a list naming
+Bundle). The entries of the Bundles are gathered in memory, at most --bundles-memory MB of them
+at a time (256 by default): with more, the Bundles are rebuilt in shares, each a pass over the
+tables.
 
 DIR must not exist or be empty. The files are written into DIR/.fhir2table-export/ and moved
 into DIR when all are complete; the export is finished when that folder is gone. An export killed
@@ -22,13 +30,14 @@ const AFTER_HELP: &str = "\
 Examples:
   fhir2table export /data/warehouse --to /data/export
   fhir2table export /data/warehouse --to /data/export-obs --resources Observation,Condition --format ndjson.gz
+  fhir2table export /data/warehouse --to /data/documents --bundles
   fhir2table export /data/warehouse --to /data/export -q --report json | jq '.files[].rows'";
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::convert::export::{export, ExportFormat, ExportOptions};
+use crate::convert::export::{export, ExportFormat, ExportOptions, DEFAULT_BUNDLES_MEMORY_MB};
 use crate::Exit;
 
 /// Arguments of `fhir2table export`.
@@ -52,6 +61,16 @@ pub struct Args {
     #[arg(long, value_name = "TYPES", value_delimiter = ',')]
     pub resources: Vec<String>,
 
+    /// Rebuild the Bundles the resources came in: Bundle.ndjson with each whole-document Bundle,
+    /// entries in place; the other files get only resources that were not in a Bundle
+    #[arg(long, conflicts_with = "resources")]
+    pub bundles: bool,
+
+    /// With --bundles: the most MB of entries held in memory at a time; with more, the Bundles
+    /// are rebuilt in shares, each share a pass over the tables
+    #[arg(long, value_name = "MB", requires = "bundles", default_value_t = DEFAULT_BUNDLES_MEMORY_MB)]
+    pub bundles_memory: usize,
+
     /// Print what was written per type on stdout as JSON: `--report json`
     #[arg(long, value_name = "FORMAT", value_parser = ["json"])]
     pub report: Option<String>,
@@ -66,6 +85,8 @@ pub fn run(args: Args) -> Result<Exit> {
     let options = ExportOptions {
         format: args.format,
         resource_types: args.resources,
+        bundles: args.bundles,
+        bundles_memory: args.bundles_memory.saturating_mul(1 << 20),
     };
     let outcome = export(&args.out, &args.to, &options)?;
     if args.report.is_some() {

@@ -24,9 +24,11 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use arrow_array::RecordBatch;
 use flate2::write::GzEncoder;
 use serde::Serialize;
 
+use super::bundles::BUNDLE_TYPE;
 use crate::fhir::definitions::{definitions, TreeOptions};
 use crate::fsops;
 use crate::sink::{Part, Store};
@@ -71,7 +73,16 @@ pub struct ExportOptions {
     pub format: ExportFormat,
     /// The resource types to export (R4 names, `Patient`); empty: every resource table.
     pub resource_types: Vec<String>,
+    /// Rebuild the Bundles (`--bundles`): `Bundle.ndjson` holds every Bundle that was a whole
+    /// document, its entries back in place; the other files only resources that were not in a
+    /// Bundle. Needs every table, so not with `resource_types`.
+    pub bundles: bool,
+    /// The most bytes of entries `--bundles` gathers in memory at a time (`--bundles-memory`).
+    pub bundles_memory: usize,
 }
+
+/// `--bundles-memory`'s default, in MB.
+pub const DEFAULT_BUNDLES_MEMORY_MB: usize = 256;
 
 /// What was exported of one resource type, for the summary and `--report json`.
 #[derive(Debug, Clone, Serialize)]
@@ -85,6 +96,12 @@ pub struct TypeExport {
     pub file: Option<String>,
     /// Resources (lines) written.
     pub rows: u64,
+    /// With `--bundles`: resources of this type written back into their Bundles instead.
+    pub in_bundles: u64,
+    /// For `Bundle.ndjson`: how many shares of the Bundles the rebuild took (each a pass over
+    /// the tables; more than one when the entries were more than `--bundles-memory`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shares: Option<u64>,
     /// Size of the file on disk (compressed, for `ndjson.gz`).
     pub bytes: u64,
 }
@@ -94,13 +111,28 @@ impl TypeExport {
     pub fn summary(&self) -> String {
         match &self.file {
             Some(file) => format!(
-                "{}: {} rows, {} bytes -> {file}",
-                self.resource_type, self.rows, self.bytes
+                "{}: {} rows, {} bytes -> {file}{}",
+                self.resource_type,
+                self.rows,
+                self.bytes,
+                self.bundled()
             ),
             None => format!(
-                "{}: 0 rows in {}, no file written",
-                self.resource_type, self.table
+                "{}: 0 rows in {}, no file written{}",
+                self.resource_type,
+                self.table,
+                self.bundled()
             ),
+        }
+    }
+}
+
+impl TypeExport {
+    fn bundled(&self) -> String {
+        match (self.in_bundles, self.shares) {
+            (0, Some(shares)) if shares > 1 => format!(" (rebuilt in {shares} shares)"),
+            (0, _) => String::new(),
+            (rows, _) => format!(" ({rows} more back in their Bundles)"),
         }
     }
 }
@@ -126,6 +158,7 @@ pub fn export(out: &Path, to: &Path, options: &ExportOptions) -> Result<ExportOu
     let target = Target::check(to, out)?;
     let output = crate::sink::open(out, crate::sink::format_of(out))?;
     let tables = resource_tables(&*output, &wanted)?;
+    check_bundles(&wanted, options.bundles)?;
     if tables.is_empty() {
         let which = match wanted.is_empty() {
             true => String::new(),
@@ -141,7 +174,8 @@ pub fn export(out: &Path, to: &Path, options: &ExportOptions) -> Result<ExportOu
 
     // Write, then publish; a failure on the way leaves the target as it was.
     let mut staging = target.begin()?;
-    let written = write_tables(&*output, &tables, &mut staging, options.format)
+    let bundles = options.bundles.then_some(options.bundles_memory);
+    let written = write_tables(&*output, &tables, &mut staging, options.format, bundles)
         .and_then(|files| staging.publish().map(|()| files));
     match written {
         Ok(files) => Ok(ExportOutcome {
@@ -153,6 +187,18 @@ pub fn export(out: &Path, to: &Path, options: &ExportOptions) -> Result<ExportOu
             Err(error)
         }
     }
+}
+
+/// A Bundle row is an envelope (its entries that became rows are left out): it is only written
+/// rebuilt, by `--bundles`.
+fn check_bundles(wanted: &BTreeSet<String>, bundles: bool) -> Result<()> {
+    if !bundles && wanted.contains(BUNDLE_TYPE) {
+        return Err(UsageError(
+            "--resources Bundle: Bundles are written rebuilt, with their entries, by --bundles".into(),
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// The resource types of `--resources`, checked against R4 (`all` or nothing: every type).
@@ -180,10 +226,10 @@ fn wanted_types(names: &[String]) -> Result<BTreeSet<String>> {
 }
 
 /// One resource table to export: its type and committed parts, oldest first.
-struct ResourceTableParts {
-    resource_type: String,
-    table: String,
-    parts: Vec<Part>,
+pub(super) struct ResourceTableParts {
+    pub(super) resource_type: String,
+    pub(super) table: String,
+    pub(super) parts: Vec<Part>,
 }
 
 /// The resource tables of the output (every `resource_*` table whose files say which resource
@@ -217,27 +263,92 @@ fn write_tables(
     tables: &[ResourceTableParts],
     staging: &mut Staging,
     format: ExportFormat,
+    bundles: Option<usize>,
 ) -> Result<Vec<TypeExport>> {
     let mut files = Vec::with_capacity(tables.len());
     for table in tables {
-        files.push(write_table(output, table, staging, format)?);
+        if table.resource_type == BUNDLE_TYPE {
+            if let Some(budget) = bundles {
+                files.push(super::bundles::write_bundles(
+                    output, tables, staging, format, budget,
+                )?);
+            }
+            continue;
+        }
+        let file = write_table(output, table, staging, format, bundles.is_some())?;
+        let envelopes = tables.iter().any(|table| table.resource_type == BUNDLE_TYPE);
+        if file.in_bundles > 0 && !envelopes {
+            anyhow::bail!(
+                "--bundles: {} has {} rows from Bundles, and there is no Bundle table \
+                 (resource_bundle) to put them back into: convert with --resources all or a \
+                 list that names Bundle",
+                output.location(&table.table),
+                file.in_bundles
+            );
+        }
+        files.push(file);
     }
     Ok(files)
 }
 
 /// Streams one table's parts, batch by batch, into `<Type>.ndjson[.gz]` in the staging folder;
-/// the file is created with the first row, so a table without rows gets none.
+/// the file is created with the first row, so a table without rows gets none. With
+/// `unbundled_only`, rows that were Bundle entries are left for the Bundles they go back into.
 fn write_table(
     output: &dyn Store,
     table: &ResourceTableParts,
     staging: &mut Staging,
     format: ExportFormat,
+    unbundled_only: bool,
 ) -> Result<TypeExport> {
     let name = format!("{}{}", table.resource_type, format.extension());
-    let mut exporter: Option<(TreeOptions, Exporter)> = None;
     let mut file: Option<ExportFile> = None;
     let mut lines = Vec::new();
-    let mut rows = 0u64;
+    let (mut rows, mut in_bundles) = (0u64, 0u64);
+    each_batch(output, table, |exporter, batch| {
+        lines.clear();
+        let batch_rows = exporter.rows(batch)?;
+        for row in 0..batch.num_rows() {
+            if unbundled_only && batch_rows.container(row).is_some() {
+                in_bundles += 1;
+                continue;
+            }
+            batch_rows.write(row, Vec::new(), &mut lines)?;
+            lines.push(b'\n');
+            rows += 1;
+        }
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let file = match &mut file {
+            Some(file) => file,
+            None => file.insert(ExportFile::create(&staging.stage_file(&name), format)?),
+        };
+        file.write(&lines)
+    })?;
+    let bytes = match file {
+        Some(file) => file.finish()?,
+        None => 0,
+    };
+    Ok(TypeExport {
+        resource_type: table.resource_type.clone(),
+        table: table.table.clone(),
+        file: (rows > 0).then_some(name),
+        rows,
+        in_bundles,
+        bytes,
+        shares: None,
+    })
+}
+
+/// Calls `each` with every batch of the table's parts, oldest first, and the exporter of the
+/// shape the batch's part was written by.
+pub(super) fn each_batch(
+    output: &dyn Store,
+    table: &ResourceTableParts,
+    mut each: impl FnMut(&Exporter, &RecordBatch) -> Result<()>,
+) -> Result<()> {
+    let mut exporter: Option<(TreeOptions, Exporter)> = None;
     for part in &table.parts {
         // Every part of a table has the same options (an append with others is refused); read
         // them per part all the same, so a part is always rebuilt by the shape it was written by.
@@ -263,42 +374,15 @@ fn write_table(
         }
         let (_, exporter) = exporter.as_ref().expect("made above");
         for batch in output.read(part)? {
-            let batch = batch?;
-            lines.clear();
-            let written = exporter.write_batch(&batch, &mut lines)?;
-            anyhow::ensure!(
-                written == batch.num_rows(),
-                "{}: {written} of {} rows of part {} were exported",
-                output.location(&table.table),
-                batch.num_rows(),
-                part.file_name()
-            );
-            rows += written as u64;
-            if lines.is_empty() {
-                continue;
-            }
-            let file = match &mut file {
-                Some(file) => file,
-                None => file.insert(ExportFile::create(&staging.stage_file(&name), format)?),
-            };
-            file.write(&lines)?;
+            each(exporter, &batch?)
+                .with_context(|| format!("{}: part {}", output.location(&table.table), part.file_name()))?;
         }
     }
-    let bytes = match file {
-        Some(file) => file.finish()?,
-        None => 0,
-    };
-    Ok(TypeExport {
-        resource_type: table.resource_type.clone(),
-        table: table.table.clone(),
-        file: (rows > 0).then_some(name),
-        rows,
-        bytes,
-    })
+    Ok(())
 }
 
 /// A file being written in the staging folder.
-struct ExportFile {
+pub(super) struct ExportFile {
     path: PathBuf,
     writer: Encoder,
 }
@@ -310,7 +394,7 @@ enum Encoder {
 }
 
 impl ExportFile {
-    fn create(path: &Path, format: ExportFormat) -> Result<ExportFile> {
+    pub(super) fn create(path: &Path, format: ExportFormat) -> Result<ExportFile> {
         let file = fsops::create_file(path).with_context(|| format!("cannot create {}", path.display()))?;
         let buffered = BufWriter::with_capacity(1 << 20, file);
         let writer = match format {
@@ -325,7 +409,7 @@ impl ExportFile {
         })
     }
 
-    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+    pub(super) fn write(&mut self, bytes: &[u8]) -> Result<()> {
         let written = match &mut self.writer {
             Encoder::Plain(writer) => writer.write_all(bytes),
             Encoder::Gzip(writer) => writer.write_all(bytes),
@@ -334,7 +418,7 @@ impl ExportFile {
     }
 
     /// Ends the gzip stream, flushes and syncs the file; returns its size.
-    fn finish(self) -> Result<u64> {
+    pub(super) fn finish(self) -> Result<u64> {
         let buffered = match self.writer {
             Encoder::Plain(writer) => writer,
             Encoder::Gzip(writer) => (*writer).finish()?,
@@ -461,7 +545,7 @@ impl Target {
 }
 
 /// The staging folder of an export in progress.
-struct Staging {
+pub(super) struct Staging {
     dir: PathBuf,
     staging: PathBuf,
     /// Whether this export created the target (an abandoned export removes it again).
@@ -474,7 +558,7 @@ struct Staging {
 
 impl Staging {
     /// Where the file `name` is written before it is published.
-    fn stage_file(&mut self, name: &str) -> PathBuf {
+    pub(super) fn stage_file(&mut self, name: &str) -> PathBuf {
         self.staged.push(name.to_owned());
         self.staging.join(name)
     }

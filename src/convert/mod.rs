@@ -3,6 +3,7 @@
 //! every identifier is known, then move the finished tables into place and write the report.
 //! [`compact`] is the other run that changes an output folder, in the same steps.
 
+mod bundles;
 pub mod compact;
 pub mod export;
 pub mod shards;

@@ -1,5 +1,5 @@
 use std::borrow::Cow;
-use std::cell::OnceCell;
+use std::cell::{OnceCell, Ref, RefCell};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -33,6 +33,82 @@ pub(crate) struct EntryRequest<'a> {
     pub method: Option<Str<'a>>,
     #[serde(borrow)]
     pub url: Option<Str<'a>>,
+}
+
+/// A Bundle being walked, as the resource tables see it (docs/LOSSLESS.md, "Bundles"): its key,
+/// which every entry's row records, and the entries whose resource became a row of its own
+/// type's table, which its own row (the envelope) then leaves out.
+pub struct BundleEnvelope<'a> {
+    /// Made on first use: only the resource tables read it, and hashing every Bundle's text
+    /// would cost a run of the built-in tables alone a third of its time.
+    key: OnceCell<String>,
+    origin: KeyOrigin<'a>,
+    /// Each entry's `resource` as text (`None`: the entry has none, or `null`).
+    pub resources: Vec<Option<&'a str>>,
+    entry_rows: RefCell<Vec<u32>>,
+}
+
+/// What a Bundle's key is made from.
+enum KeyOrigin<'a> {
+    Document { file: &'a str, line: u64, text: &'a str },
+    Nested { parent: String, entry: u32 },
+}
+
+impl<'a> BundleEnvelope<'a> {
+    /// The Bundle that is the whole document `text`, starting on `line` of `file`.
+    pub(crate) fn document(file: &'a str, line: u64, text: &'a str, entries: &[EntryShape<'a>]) -> Self {
+        BundleEnvelope::with_origin(KeyOrigin::Document { file, line, text }, entries)
+    }
+
+    /// The Bundle in entry `entry` of this one.
+    pub(crate) fn nested(&self, entry: u32, entries: &[EntryShape<'a>]) -> Self {
+        let parent = self.key().to_owned();
+        BundleEnvelope::with_origin(KeyOrigin::Nested { parent, entry }, entries)
+    }
+
+    fn with_origin(origin: KeyOrigin<'a>, entries: &[EntryShape<'a>]) -> Self {
+        BundleEnvelope {
+            key: OnceCell::new(),
+            origin,
+            resources: entries
+                .iter()
+                .map(|entry| entry.resource.map(RawValue::get))
+                .collect(),
+            entry_rows: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The Bundle's key: 16 hex digits for a Bundle that is a whole document (a hash of its
+    /// file, first line and text), `<parent key>/<entry index>` for one inside another's entry.
+    pub fn key(&self) -> &str {
+        self.key.get_or_init(|| match &self.origin {
+            KeyOrigin::Document { file, line, text } => {
+                let mut hasher = crate::fhir::key_hash::KeyHasher::new();
+                hasher.text(file);
+                hasher.bytes(&line.to_le_bytes());
+                hasher.text(text);
+                format!("{:016x}", hasher.finish())
+            }
+            KeyOrigin::Nested { parent, entry } => format!("{parent}/{entry}"),
+        })
+    }
+
+    /// Records that entry `entry`'s resource is a row of its type's table.
+    pub fn entry_became_row(&self, entry: u32) {
+        self.entry_rows.borrow_mut().push(entry);
+    }
+
+    /// The entries recorded by [`BundleEnvelope::entry_became_row`], in walk order.
+    pub fn entry_rows(&self) -> Ref<'_, Vec<u32>> {
+        self.entry_rows.borrow()
+    }
+}
+
+/// A Bundle entry: the Bundle and the entry's index in it.
+#[derive(Clone, Copy)]
+pub struct EntryPlace<'a> {
+    pub bundle: &'a BundleEnvelope<'a>,
+    pub entry: u32,
 }
 
 /// The `resourceType` and `id` of a resource, read without building anything else.

@@ -6,7 +6,10 @@ use serde_json::error::Category;
 
 use super::bundle::{BundleShape, Head};
 use super::identifiers::{IdentifierIndex, INDEXED_TYPES};
-use super::{message_without_position, BundleScope, LineCounter, Position, Resource, ResourceSink};
+use super::{
+    message_without_position, BundleEnvelope, BundleScope, EntryPlace, LineCounter, Position, Resource,
+    ResourceSink,
+};
 use crate::diagnostics::{Diagnostics, Origin};
 use crate::fhir::Str;
 
@@ -62,7 +65,9 @@ impl<S: ResourceSink> Walker<'_, S> {
                 line: first_line + error.line().saturating_sub(1) as u64,
                 message: format!("invalid Bundle: {}", message_without_position(&error)),
             })?;
-            return Ok(self.bundle_entries(position, &bundle, 1));
+            let envelope = BundleEnvelope::document(file, first_line, text, &bundle.entry);
+            let entries_clean = self.bundle_entries(position, &bundle, &envelope, 1);
+            return Ok(self.envelope(position, text, None, None, &envelope) && entries_clean);
         }
         let resource = Resource::new(&resource_type, text, None, None, position);
         match self.resource(&resource, validated) {
@@ -76,10 +81,20 @@ impl<S: ResourceSink> Walker<'_, S> {
     }
 
     /// The entries of a Bundle at nesting `depth` (1: the document itself).
-    fn bundle_entries(&mut self, position: Position<'_>, bundle: &BundleShape<'_>, depth: usize) -> bool {
+    fn bundle_entries(
+        &mut self,
+        position: Position<'_>,
+        bundle: &BundleShape<'_>,
+        envelope: &BundleEnvelope<'_>,
+        depth: usize,
+    ) -> bool {
         let scope = BundleScope::new(&bundle.entry);
         let mut clean = true;
-        for entry in &bundle.entry {
+        for (index, entry) in bundle.entry.iter().enumerate() {
+            let place = EntryPlace {
+                bundle: envelope,
+                entry: index as u32,
+            };
             let Some(raw) = entry.resource else {
                 self.deletion(entry);
                 continue;
@@ -103,7 +118,12 @@ impl<S: ResourceSink> Walker<'_, S> {
                     continue;
                 }
                 match serde_json::from_str::<BundleShape>(text) {
-                    Ok(nested) => clean &= self.bundle_entries(position, &nested, depth + 1),
+                    Ok(nested) => {
+                        let inner = envelope.nested(place.entry, &nested.entry);
+                        clean &= self.bundle_entries(position, &nested, &inner, depth + 1);
+                        let full_url = entry.full_url.as_deref();
+                        clean &= self.envelope(position, text, Some(place), full_url, &inner);
+                    }
                     Err(error) => {
                         let message = format!("invalid Bundle: {}", message_without_position(&error));
                         self.reject(&position, text, None, message);
@@ -112,19 +132,46 @@ impl<S: ResourceSink> Walker<'_, S> {
                 }
                 continue;
             }
-            let resource = Resource::new(
+            let mut resource = Resource::new(
                 &resource_type,
                 text,
                 Some(&scope),
                 entry.full_url.as_deref(),
                 position,
             );
+            resource.container = Some(place);
             if let Err(rejection) = self.resource(&resource, true) {
                 self.reject(&position, text, rejection.line, rejection.message);
                 clean = false;
             }
         }
         clean
+    }
+
+    /// Hands a Bundle itself to the sink after its entries (the resource tables keep its
+    /// envelope: what is left once the entries that became rows are taken out), when the sink
+    /// wants Bundles. Returns whether it was accepted; a rejection is recorded.
+    fn envelope(
+        &mut self,
+        position: Position<'_>,
+        text: &str,
+        container: Option<EntryPlace<'_>>,
+        full_url: Option<&str>,
+        envelope: &BundleEnvelope<'_>,
+    ) -> bool {
+        if !self.sink.wants("Bundle") {
+            return true;
+        }
+        let mut resource = Resource::new("Bundle", text, None, full_url, position);
+        resource.container = container;
+        resource.envelope = Some(envelope);
+        match self.sink.accept(&resource, self.diagnostics) {
+            Ok(()) => true,
+            Err(rejection) => {
+                self.reject(&position, text, rejection.line, rejection.message);
+                false
+            }
+        }
     }
 
     /// Indexes, hands over or validates one non-Bundle resource.

@@ -8,7 +8,7 @@ mod dispatch;
 pub mod identifiers;
 pub mod tree;
 
-pub use bundle::BundleScope;
+pub use bundle::{BundleEnvelope, BundleScope, EntryPlace};
 pub use dispatch::{DocumentError, Walker, MAX_BUNDLE_DEPTH};
 pub use identifiers::{IdentifierIndex, IndexedTarget};
 
@@ -22,6 +22,10 @@ pub struct Resource<'a> {
     pub bundle: Option<&'a BundleScope<'a>>,
     /// The entry's `fullUrl`, when the resource is a Bundle entry.
     pub full_url: Option<&'a str>,
+    /// The Bundle entry the resource is, for the resource tables' `__bundle` column.
+    pub container: Option<EntryPlace<'a>>,
+    /// For a Bundle, handed over after its entries: its key and the entries that became rows.
+    pub envelope: Option<&'a BundleEnvelope<'a>>,
     pub(crate) position: Position<'a>,
     /// The resource as a JSON tree, built on first use and shared by every view of its type.
     pub(crate) tree: std::cell::OnceCell<Result<tree::Node<'a>, String>>,
@@ -83,6 +87,8 @@ impl<'a> Resource<'a> {
             raw,
             bundle,
             full_url,
+            container: None,
+            envelope: None,
             position,
             tree: std::cell::OnceCell::new(),
         }

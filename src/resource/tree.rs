@@ -223,6 +223,10 @@ pub enum Keep {
     All,
     /// These members, each with what to keep below it.
     Members(Vec<(String, Keep)>),
+    /// Every member but these: each named member with what to keep below it, `None` to skip
+    /// it, unless its value is `null` (which costs nothing to keep, and is kept: a Bundle's
+    /// envelope skips its entries' resources, while `"resource": null` must survive).
+    AllBut(Vec<(String, Option<Keep>)>),
 }
 
 impl Keep {
@@ -232,6 +236,12 @@ impl Keep {
         let members = match self {
             Keep::All => return Some(Cow::Borrowed(self)),
             Keep::Members(members) => members,
+            Keep::AllBut(except) => {
+                return match except.iter().find(|(name, _)| name == key) {
+                    Some((_, below)) => below.as_ref().map(Cow::Borrowed),
+                    None => Some(Cow::Borrowed(&Keep::All)),
+                }
+            }
         };
         if key == "resourceType" {
             return Some(Cow::Borrowed(&Keep::All));
@@ -358,8 +368,10 @@ impl<'a> Parser<'a> {
             self.expect(b':')?;
             self.whitespace();
             let kept = keep.and_then(|keep| keep.member(&key));
+            let null_kept =
+                kept.is_none() && matches!(keep, Some(Keep::AllBut(_))) && self.peek() == Some(b'n');
             let value = self.value(depth, kept.as_deref())?;
-            if kept.is_some() {
+            if kept.is_some() || null_kept {
                 members.push((key, value));
             }
             self.whitespace();
@@ -620,6 +632,12 @@ mod tests {
                 ("dup", Keep::All),
                 ("c", members(vec![("d", Keep::All)])),
             ]),
+            Keep::AllBut(vec![("a".to_owned(), None)]),
+            Keep::AllBut(vec![
+                ("b".to_owned(), None),
+                ("c".to_owned(), Some(Keep::AllBut(vec![("d".to_owned(), None)]))),
+                ("z".to_owned(), Some(members(vec![("y", Keep::All)]))),
+            ]),
         ]
     }
 
@@ -628,7 +646,14 @@ mod tests {
         match value {
             serde_json::Value::Object(map) => serde_json::Value::Object(
                 map.iter()
-                    .filter_map(|(key, value)| Some((key.clone(), pruned(value, keep.member(key)?.as_ref()))))
+                    .filter_map(|(key, value)| match keep.member(key) {
+                        Some(below) => Some((key.clone(), pruned(value, below.as_ref()))),
+                        // `AllBut` keeps a skipped member that is `null`.
+                        None if value.is_null() && matches!(keep, Keep::AllBut(_)) => {
+                            Some((key.clone(), value.clone()))
+                        }
+                        None => None,
+                    })
                     .collect(),
             ),
             serde_json::Value::Array(items) => {
@@ -642,6 +667,7 @@ mod tests {
     fn reads_what_serde_json_reads() {
         for text in [
             r#"{"a":1,"b":[true,false,null],"c":{"d":"e"}}"#,
+            r#"{"a":null,"b":null,"c":[{"d":null,"e":1},{"d":{"x":1}}],"z":{"y":1,"w":null}}"#,
             r#"{"resourceType":"X","a":[{"b":1,"c":[2]},{"bC":3}],"aB":{"x":1},"z":{"y":[tru]}}"#,
             r#"{"a":{"b":1},"z":{"y":"\x"}}"#,
             r#"{"a":{"b":1},"z":[1,]}"#,

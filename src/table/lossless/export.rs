@@ -12,8 +12,9 @@ use arrow_array::types::{Int32Type, Int64Type};
 use arrow_array::{
     Array, ArrayRef, BooleanArray, ListArray, PrimitiveArray, RecordBatch, StringArray, StructArray,
 };
+use arrow_buffer::NullBuffer;
 
-use super::{RESOURCE_TYPE, UNMAPPED};
+use super::{BUNDLE, ENTRY_ROWS, KEY, RESOURCE_TYPE, UNMAPPED};
 use crate::fhir::definitions::{definitions, ObjectShape, Shape, TreeOptions};
 use crate::fhir::elements::{value_class, ValueClass};
 
@@ -34,6 +35,16 @@ impl Exporter {
     /// when the batch does not have the table's columns, or an `__unmapped` member has no place
     /// to go back to (which would lose it).
     pub fn write_batch(&self, batch: &RecordBatch, out: &mut Vec<u8>) -> Result<usize> {
+        let rows = self.rows(batch)?;
+        for row in 0..batch.num_rows() {
+            rows.write(row, Vec::new(), out)?;
+            out.push(b'\n');
+        }
+        Ok(batch.num_rows())
+    }
+
+    /// The rows of `batch`, to be written one at a time ([`BatchRows::write`]).
+    pub fn rows<'b>(&'b self, batch: &'b RecordBatch) -> Result<BatchRows<'b>> {
         let resource_types = batch
             .column_by_name(RESOURCE_TYPE)
             .and_then(|column| column.as_string_opt::<i32>())
@@ -46,30 +57,111 @@ impl Exporter {
             .zip(batch.columns())
             .collect();
         let members = ObjectReader::new(&self.shape, &columns)?;
-        let unmapped = match batch.column_by_name(UNMAPPED) {
+        let list = |name: &str| match batch.column_by_name(name) {
+            Some(column) => column
+                .as_list_opt::<i32>()
+                .map(Some)
+                .ok_or_else(|| anyhow!("{name} is not a list")),
+            None => Ok(None),
+        };
+        let container = match batch.column_by_name(BUNDLE) {
+            Some(column) => {
+                let structs = column
+                    .as_struct_opt()
+                    .ok_or_else(|| anyhow!("{BUNDLE} is not a struct"))?;
+                let keys = structs.column(0).as_string_opt::<i32>();
+                let entries = structs.column(1).as_primitive_opt::<Int32Type>();
+                let (Some(keys), Some(entries)) = (keys, entries) else {
+                    bail!("{BUNDLE} is not (key, entry)");
+                };
+                Some((structs.nulls(), keys, entries))
+            }
+            None => None,
+        };
+        let key = match batch.column_by_name(KEY) {
             Some(column) => Some(
                 column
-                    .as_list_opt::<i32>()
-                    .ok_or_else(|| anyhow!("{UNMAPPED} is not a list"))?,
+                    .as_string_opt::<i32>()
+                    .ok_or_else(|| anyhow!("{KEY} is not text"))?,
             ),
             None => None,
         };
-        for row in 0..batch.num_rows() {
-            let mut pending = Pending::of_row(unmapped, row)?;
-            let mut writer = Writer {
-                out,
-                pending: &mut pending,
-                pointer: String::new(),
-            };
-            writer.out.extend_from_slice(b"{\"resourceType\":");
-            write_string(writer.out, resource_types.value(row));
-            members.write_members(row, &mut writer, true)?;
-            writer.out.extend_from_slice(b"}\n");
-            if let Some((pointer, _)) = pending.left_over() {
-                bail!("row {row}: the unmapped member at {pointer} has no object to go back to");
-            }
+        Ok(BatchRows {
+            resource_types,
+            members,
+            unmapped: list(UNMAPPED)?,
+            container,
+            key,
+            entry_rows: list(ENTRY_ROWS)?,
+        })
+    }
+}
+
+/// The rows of one batch of a resource table, readable one at a time.
+pub struct BatchRows<'b> {
+    resource_types: &'b StringArray,
+    members: ObjectReader<'b>,
+    unmapped: Option<&'b ListArray>,
+    container: Option<(
+        Option<&'b NullBuffer>,
+        &'b StringArray,
+        &'b PrimitiveArray<Int32Type>,
+    )>,
+    key: Option<&'b StringArray>,
+    entry_rows: Option<&'b ListArray>,
+}
+
+impl BatchRows<'_> {
+    /// The Bundle entry row `row` came from (`__bundle`: the Bundle's key, the entry's index).
+    pub fn container(&self, row: usize) -> Option<(&str, u32)> {
+        let (nulls, keys, entries) = self.container?;
+        if nulls.is_some_and(|nulls| nulls.is_null(row)) {
+            return None;
         }
-        Ok(batch.num_rows())
+        Some((keys.value(row), entries.value(row) as u32))
+    }
+
+    /// For a Bundle's row: its key and the entries whose resource is a row of its own type.
+    pub fn envelope(&self, row: usize) -> Option<(&str, Vec<u32>)> {
+        let key = self.key.filter(|keys| keys.is_valid(row))?;
+        let entries = match self.entry_rows.filter(|lists| lists.is_valid(row)) {
+            Some(lists) => {
+                let list = lists.value(row);
+                let list = list.as_primitive_opt::<Int32Type>()?;
+                list.values().iter().map(|&entry| entry as u32).collect()
+            }
+            None => Vec::new(),
+        };
+        Some((key.value(row), entries))
+    }
+
+    /// Writes row `row` as one JSON object (no line end), with `inserted` members added: each
+    /// (pointer of an object in the row, key, JSON text), as a Bundle's envelope gets its
+    /// entries' resources back. Fails when an unmapped or inserted member has no object to go
+    /// to.
+    pub fn write(
+        &self,
+        row: usize,
+        inserted: Vec<(String, String, String)>,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        let mut pending = Pending::of_row(self.unmapped, row)?;
+        for (parent, key, text) in inserted {
+            pending.by_parent.entry(parent).or_default().push((key, text));
+        }
+        let mut writer = Writer {
+            out,
+            pending: &mut pending,
+            pointer: String::new(),
+        };
+        writer.out.extend_from_slice(b"{\"resourceType\":");
+        write_string(writer.out, self.resource_types.value(row));
+        self.members.write_members(row, &mut writer, true)?;
+        writer.out.push(b'}');
+        if let Some((pointer, _)) = pending.left_over() {
+            bail!("row {row}: the member at {pointer} has no object to go back to");
+        }
+        Ok(())
     }
 }
 

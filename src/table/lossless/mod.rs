@@ -6,11 +6,13 @@
 
 mod export;
 mod numeric;
+mod place;
 #[cfg(test)]
 mod round_trip;
 mod rows;
 
-pub use export::Exporter;
+pub use export::{BatchRows, Exporter};
+pub use place::{Place, BUNDLE, ENTRY_ROWS, KEY};
 pub use rows::ResourceTable;
 
 use std::collections::HashMap;
@@ -53,6 +55,7 @@ pub fn resource_schema(resource_type: &str, options: TreeOptions) -> Option<Sche
     let mut fields = vec![Field::new(RESOURCE_TYPE, DataType::Utf8, false)];
     fields.extend(object_fields(&shape));
     fields.push(unmapped_field());
+    fields.extend(place::place_fields(resource_type));
     let metadata = HashMap::from([
         (DEPTH_METADATA.to_owned(), options.typed_depth.to_string()),
         (TYPE_METADATA.to_owned(), resource_type.to_owned()),
@@ -218,12 +221,27 @@ mod tests {
             ("resourceType", &DataType::Utf8, false)
         );
         assert!(schema.fields().iter().skip(1).all(|field| field.is_nullable()));
-        assert_eq!(schema.fields().last().unwrap().name(), UNMAPPED);
         let names: Vec<&str> = schema
             .fields()
             .iter()
             .map(|field| field.name().as_str())
             .collect();
+        assert_eq!(names[names.len() - 2..], [UNMAPPED, BUNDLE]);
+        assert_eq!(
+            field_type(&schema, BUNDLE),
+            &DataType::Struct(Fields::from(vec![
+                Field::new("key", DataType::Utf8, false),
+                Field::new("entry", DataType::Int32, false),
+            ]))
+        );
+        // Only the Bundle table has the envelope's columns.
+        let bundle = resource_schema("Bundle", TreeOptions::default()).unwrap();
+        let tail: Vec<&str> = bundle.fields()[bundle.fields().len() - 4..]
+            .iter()
+            .map(|field| field.name().as_str())
+            .collect();
+        assert_eq!(tail, [UNMAPPED, BUNDLE, KEY, ENTRY_ROWS]);
+        assert_eq!(field_type(&bundle, ENTRY_ROWS), &list_of(DataType::Int32));
         assert_eq!(names[..4], ["resourceType", "id", "meta", "implicitRules"]);
         let birth = names.iter().position(|name| *name == "birthDate").unwrap();
         assert_eq!(

@@ -26,7 +26,7 @@ fn build(resources: &[&str], options: TreeOptions) -> (RecordBatch, Vec<Vec<Stri
         let Node::Object(object) = tree::parse(text).unwrap() else {
             panic!("not an object");
         };
-        builder.append(&object);
+        builder.append(&object, &super::Place::default());
         unmapped.push(
             builder
                 .row_unmapped
@@ -216,4 +216,70 @@ fn every_type_round_trips_a_resource_with_only_an_id() {
         let (_, unmapped) = round_trip_with(&[&text], options);
         assert_eq!(unmapped[0], ["/zz"], "{resource_type}");
     }
+}
+
+/// Walks `document` into the resource tables of `types`; returns each table's batch.
+fn walk(document: &str, types: &[&str]) -> Vec<RecordBatch> {
+    use crate::table::{stop_flags, Table, TableSet};
+    let tables: Vec<Box<dyn Table>> = types
+        .iter()
+        .map(|t| {
+            Box::new(super::ResourceTable::new(t, TreeOptions::default(), 100).unwrap()) as Box<dyn Table>
+        })
+        .collect();
+    let mut set = TableSet::new(tables, 100, stop_flags(types.len()));
+    let mut index = crate::resource::IdentifierIndex::default();
+    let mut diagnostics = crate::diagnostics::Diagnostics::default();
+    let mut walker = crate::resource::Walker {
+        sink: &mut set,
+        index: &mut index,
+        diagnostics: &mut diagnostics,
+    };
+    assert!(walker.document("bundle.json", document, 1).unwrap());
+    let (mut batches, broken) = set.flush();
+    assert!(broken.is_empty());
+    batches.sort_by_key(|(position, _)| *position);
+    batches.into_iter().map(|(_, batch)| batch).collect()
+}
+
+#[test]
+fn a_bundle_envelope_leaves_out_the_entries_that_became_rows_and_keeps_the_rest() {
+    let document = r#"{"resourceType":"Bundle","type":"collection","entry":[
+        {"fullUrl":"urn:uuid:p1","resource":{"resourceType":"Patient","id":"p1"}},
+        {"resource":{"resourceType":"Observation","id":"o1","status":"final"}},
+        {"resource":null,"search":{"mode":"include"}},
+        {"request":{"method":"DELETE","url":"Patient/gone"}},
+        {"resource":{"resourceType":"Bundle","type":"searchset","entry":[{"resource":{"resourceType":"Patient","id":"p2"}}]}}
+    ]}"#;
+    let batches = walk(document, &["Bundle", "Patient"]);
+    let (bundles, patients) = (&batches[0], &batches[1]);
+    // Innermost first: the nested Bundle's row comes before the document's.
+    let exporter = Exporter::new("Bundle", TreeOptions::default()).unwrap();
+    let rows = exporter.rows(bundles).unwrap();
+    assert_eq!(bundles.num_rows(), 2);
+    let (outer_key, outer_rows) = rows.envelope(1).unwrap();
+    assert_eq!(outer_key.len(), 16);
+    assert_eq!(outer_rows, [0, 4]);
+    assert_eq!(rows.container(1), None);
+    let (inner_key, inner_rows) = rows.envelope(0).unwrap();
+    assert_eq!(inner_key, format!("{outer_key}/4"));
+    assert_eq!(inner_rows, [0]);
+    assert_eq!(rows.container(0), Some((outer_key, 4)));
+    let mut text = Vec::new();
+    rows.write(1, Vec::new(), &mut text).unwrap();
+    let envelope: serde_json::Value = serde_json::from_slice(&text).unwrap();
+    let expected = serde_json::json!({"resourceType":"Bundle","type":"collection","entry":[
+        {"fullUrl":"urn:uuid:p1"},
+        {"resource":{"resourceType":"Observation","id":"o1","status":"final"}},
+        {"resource":null,"search":{"mode":"include"}},
+        {"request":{"method":"DELETE","url":"Patient/gone"}},
+        {}
+    ]});
+    assert_eq!(envelope, expected);
+    // Each Patient row says where it was.
+    let patient_rows = Exporter::new("Patient", TreeOptions::default()).unwrap();
+    let patient_rows = patient_rows.rows(patients).unwrap();
+    assert_eq!(patient_rows.container(0), Some((outer_key, 0)));
+    assert_eq!(patient_rows.container(1), Some((inner_key, 0)));
+    assert_eq!(patient_rows.envelope(0), None);
 }

@@ -3,6 +3,7 @@
 //! shape, built once per table and worker; a member the resource lacks costs one null per column
 //! outside lists, and nothing below a missing list.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -15,13 +16,14 @@ use arrow_buffer::{BooleanBufferBuilder, NullBuffer, OffsetBuffer, ScalarBuffer}
 use arrow_schema::{DataType, FieldRef, Fields, SchemaRef};
 
 use super::numeric::scaled_decimal;
-use super::{resource_schema, NUMERIC_PRECISION, NUMERIC_SCALE};
+use super::place::{Place, PlaceBuilder};
+use super::{resource_schema, NUMERIC_PRECISION, NUMERIC_SCALE, UNMAPPED};
 use crate::diagnostics::Diagnostics;
 use crate::fhir::datetime::instant_bounds;
 use crate::fhir::definitions::{definitions, ObjectShape, Shape, TreeOptions};
 use crate::fhir::elements::{value_class, ValueClass};
 use crate::resource::tree::{Keep, Node, Object};
-use crate::resource::{Rejection, Resource};
+use crate::resource::{BundleEnvelope, Rejection, Resource};
 use crate::source::describe_bytes;
 use crate::table::{Table, MAX_BATCH_BYTES, UTC};
 
@@ -98,20 +100,39 @@ impl Table for ResourceTable {
     }
 
     fn append(&mut self, resource: &Resource<'_>, diagnostics: &mut Diagnostics) -> Result<bool, Rejection> {
-        let tree = resource.tree(&Keep::All)?;
+        let entry_rows = resource.envelope.map(|envelope| envelope.entry_rows());
+        let entry_rows = entry_rows.as_deref().map_or(&[][..], Vec::as_slice);
+        let envelope_tree;
+        let tree = if entry_rows.is_empty() {
+            resource.tree(&Keep::All)?
+        } else {
+            let envelope = resource.envelope.expect("entry rows come with an envelope");
+            envelope_tree = envelope_of(resource, envelope, entry_rows)?;
+            &envelope_tree
+        };
         let Node::Object(object) = tree else {
             return Err(Rejection::from(format!(
                 "invalid {}: not a JSON object",
                 resource.resource_type
             )));
         };
-        if resource.raw.len() > MAX_BATCH_BYTES {
+        // A Bundle's row holds its envelope: the text less the resources that are rows elsewhere.
+        let moved_bytes: usize = match resource.envelope {
+            Some(envelope) => entry_rows
+                .iter()
+                .filter_map(|&entry| envelope.resources.get(entry as usize).copied().flatten())
+                .map(str::len)
+                .sum(),
+            None => 0,
+        };
+        let row_bytes = resource.raw.len().saturating_sub(moved_bytes);
+        if row_bytes > MAX_BATCH_BYTES {
             // Its text columns could pass the 2 GiB Arrow's offsets address once the batch's
             // other rows are added (JSON text can also come out longer than it went in).
             let problem = format!(
                 "invalid {}: {} is over the {} a resource table row may hold",
                 resource.resource_type,
-                describe_bytes(resource.raw.len() as u64),
+                describe_bytes(row_bytes as u64),
                 describe_bytes(MAX_BATCH_BYTES as u64)
             );
             return Err(Rejection::from(problem));
@@ -125,15 +146,22 @@ impl Table for ResourceTable {
                 resource.resource_type
             )));
         }
+        let place = Place {
+            container: resource.container.map(|entry| (entry.bundle.key(), entry.entry)),
+            envelope: resource.envelope.map(|envelope| (envelope.key(), entry_rows)),
+        };
         let resource_type = self.layout.resource_type.clone();
         let builder = self.builder();
-        let unmapped = builder.append(object);
+        let unmapped = builder.append(object, &place);
         for (path, _) in &builder.row_unmapped {
             diagnostics.unmapped(&resource_type, path);
         }
         debug_assert_eq!(unmapped, builder.row_unmapped.len());
         self.rows += 1;
-        self.raw_bytes += resource.raw.len();
+        self.raw_bytes += row_bytes;
+        if let Some(entry) = resource.container {
+            entry.bundle.entry_became_row(entry.entry);
+        }
         Ok(false)
     }
 
@@ -163,11 +191,53 @@ impl Table for ResourceTable {
     }
 }
 
+/// A Bundle's envelope: its tree without the `resource` of the entries in `entry_rows` (rows of
+/// their own types' tables now). Parsed apart from the tree views share (which keeps every
+/// entry), skipping every entry's resource, so the entries are not parsed a second time; the
+/// few that stay in the envelope (a type not selected, a refused row) are parsed back in.
+fn envelope_of<'a>(
+    resource: &Resource<'a>,
+    envelope: &BundleEnvelope<'a>,
+    entry_rows: &[u32],
+) -> Result<Node<'a>, Rejection> {
+    let invalid =
+        |error: crate::resource::tree::TreeError| Rejection::from(format!("invalid Bundle: {}", error.0));
+    let skip_resources = Keep::AllBut(vec![(
+        "entry".to_owned(),
+        Some(Keep::AllBut(vec![("resource".to_owned(), None)])),
+    )]);
+    let mut tree = crate::resource::tree::parse_keeping(resource.raw, &skip_resources).map_err(invalid)?;
+    let Node::Object(bundle) = &mut tree else {
+        return Ok(tree);
+    };
+    // The last `entry` is the one the walker read (a repeated key means its last value).
+    let Some((_, Node::Array(entries))) = bundle.0.iter_mut().rev().find(|(key, _)| key == "entry") else {
+        return Ok(tree);
+    };
+    let mut is_row = vec![false; entries.len()];
+    for &index in entry_rows {
+        if let Some(flag) = is_row.get_mut(index as usize) {
+            *flag = true;
+        }
+    }
+    for ((entry, text), is_row) in entries.iter_mut().zip(&envelope.resources).zip(is_row) {
+        let (Node::Object(entry), Some(text)) = (entry, text) else {
+            continue;
+        };
+        if !is_row {
+            let kept = crate::resource::tree::parse(text).map_err(invalid)?;
+            entry.0.push((Cow::Borrowed("resource"), kept));
+        }
+    }
+    Ok(tree)
+}
+
 /// Builds whole rows: `resourceType`, the resource's members, `__unmapped`.
 pub(super) struct RowBuilder {
     resource_type: StringBuilder,
     members: ObjectBuilder,
     unmapped: UnmappedBuilder,
+    places: PlaceBuilder,
     /// The members of the last appended row kept in `__unmapped` (pointer, JSON text).
     pub(super) row_unmapped: Vec<(String, String)>,
     /// Per nesting level, the (member, pair) positions of an object's present members (reused
@@ -179,19 +249,24 @@ impl RowBuilder {
     /// Builders for `shape`, whose columns `schema` (from [`resource_schema`]) describes.
     pub(super) fn new(shape: &ObjectShape, schema: &SchemaRef) -> Self {
         let fields = schema.fields();
-        let member_fields: Fields = fields[1..fields.len() - 1].iter().cloned().collect();
-        let unmapped_field = fields[fields.len() - 1].clone();
+        let unmapped_at = fields
+            .iter()
+            .position(|field| field.name() == UNMAPPED)
+            .expect("every resource table has __unmapped");
+        let member_fields: Fields = fields[1..unmapped_at].iter().cloned().collect();
         RowBuilder {
             resource_type: text_builder(),
             members: ObjectBuilder::new(shape, &member_fields),
-            unmapped: UnmappedBuilder::new(&unmapped_field),
+            unmapped: UnmappedBuilder::new(&fields[unmapped_at]),
+            places: PlaceBuilder::new(&fields[unmapped_at + 1..]),
             row_unmapped: Vec::new(),
             scratch: Vec::new(),
         }
     }
 
-    /// Appends one resource; returns how many of its members went to `__unmapped`.
-    pub(super) fn append(&mut self, resource: &Object<'_>) -> usize {
+    /// Appends one resource found at `place`; returns how many of its members went to
+    /// `__unmapped`.
+    pub(super) fn append(&mut self, resource: &Object<'_>, place: &Place<'_>) -> usize {
         self.row_unmapped.clear();
         // `resourceType` has a column of its own; the walker only hands over resources whose
         // `resourceType` is a string.
@@ -205,6 +280,7 @@ impl RowBuilder {
         self.members.append_members(resource, &Step::Root, &mut context);
         self.members.len += 1;
         self.unmapped.append(&self.row_unmapped);
+        self.places.append(place);
         self.row_unmapped.len()
     }
 
@@ -213,6 +289,7 @@ impl RowBuilder {
         let mut columns: Vec<ArrayRef> = vec![Arc::new(self.resource_type.finish())];
         columns.extend(self.members.finish_columns());
         columns.push(self.unmapped.finish());
+        columns.extend(self.places.finish());
         RecordBatch::try_new(schema, columns).expect("the builders follow the schema")
     }
 }

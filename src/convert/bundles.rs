@@ -1,0 +1,250 @@
+//! `export --bundles`: each Bundle put back together from its envelope (its row in
+//! `resource_bundle`, which left out the entries that became rows) and its entries' rows in the
+//! other resource tables (docs/LOSSLESS.md, "Bundles").
+//!
+//! The entries of a Bundle can be anywhere in the tables, so they are gathered in memory, by
+//! the key their rows' `__bundle` holds, before the envelope is written. Memory stays bounded:
+//! Bundles are taken a share of their keys at a time (a hash of the document's key, so a Bundle
+//! and the Bundles nested in it go together), and when a share's rows pass the budget
+//! (`--bundles-memory`) the rebuild starts again with eight times the shares. Each share reads
+//! the tables once.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use arrow_array::RecordBatch;
+
+use super::export::{each_batch, ExportFile, ExportFormat, ResourceTableParts, Staging, TypeExport};
+use crate::fhir::key_hash::text_key;
+use crate::sink::Store;
+
+/// The most shares the keys are cut into: past it a share is rebuilt whatever it holds (at
+/// 4,096 shares, 256 MB per share stands for a terabyte of entries).
+const MAX_SHARES: u64 = 4096;
+
+/// The resource type whose table holds the envelopes.
+pub(super) const BUNDLE_TYPE: &str = "Bundle";
+
+/// Writes `Bundle.ndjson[.gz]`: every Bundle that was a whole document, rebuilt, gathering at
+/// most `budget` bytes of entries at a time (see the module's doc).
+pub(super) fn write_bundles(
+    output: &dyn Store,
+    tables: &[ResourceTableParts],
+    staging: &mut Staging,
+    format: ExportFormat,
+    budget: usize,
+) -> Result<TypeExport> {
+    let Some(bundle_table) = tables.iter().find(|table| table.resource_type == BUNDLE_TYPE) else {
+        bail!("no Bundle table to rebuild Bundles from");
+    };
+    let name = format!("{BUNDLE_TYPE}{}", format.extension());
+    let mut path = None;
+    let mut shares = 1u64;
+    loop {
+        let rebuild = Rebuild {
+            output,
+            tables,
+            bundle_table,
+            shares,
+            budget: if shares >= MAX_SHARES { usize::MAX } else { budget },
+        };
+        let mut staged = || path.get_or_insert_with(|| staging.stage_file(&name)).clone();
+        let Some((rows, bytes)) = rebuild.write(&mut staged, format)? else {
+            shares = (shares * 8).min(MAX_SHARES);
+            continue;
+        };
+        return Ok(TypeExport {
+            resource_type: BUNDLE_TYPE.to_owned(),
+            table: bundle_table.table.clone(),
+            file: (rows > 0).then_some(name),
+            rows,
+            in_bundles: 0,
+            bytes,
+            shares: Some(shares),
+        });
+    }
+}
+
+/// One attempt at the rebuild, with the keys cut into `shares`.
+struct Rebuild<'r> {
+    output: &'r dyn Store,
+    tables: &'r [ResourceTableParts],
+    bundle_table: &'r ResourceTableParts,
+    shares: u64,
+    budget: usize,
+}
+
+impl Rebuild<'_> {
+    /// Writes every share's Bundles into the file at `staged()` (created, or emptied, at the
+    /// first); returns the Bundles written and the file's size, or `None` when a share went over
+    /// the budget.
+    fn write(&self, staged: &mut dyn FnMut() -> PathBuf, format: ExportFormat) -> Result<Option<(u64, u64)>> {
+        let mut file: Option<ExportFile> = None;
+        let mut rows = 0u64;
+        for share in 0..self.shares {
+            let Some(bundles) = rebuild_share(self, share)? else {
+                return Ok(None);
+            };
+            for mut bundle in bundles {
+                bundle.push(b'\n');
+                let file = match &mut file {
+                    Some(file) => file,
+                    None => file.insert(ExportFile::create(&staged(), format)?),
+                };
+                file.write(&bundle)?;
+                rows += 1;
+            }
+        }
+        let bytes = match file {
+            Some(file) => file.finish()?,
+            None => 0,
+        };
+        Ok(Some((rows, bytes)))
+    }
+}
+
+/// The share (of `shares`) a Bundle key falls in: by the key of the document it is part of.
+fn share_of(key: &str, shares: u64) -> u64 {
+    let document = key.split('/').next().unwrap_or(key);
+    text_key(document) % shares
+}
+
+/// An entry's resource, rendered: (entry index, JSON text).
+type EntryText = (u32, Vec<u8>);
+
+/// The whole-document Bundles of one share, rebuilt; `None` when the share gathered more than
+/// the budget.
+fn rebuild_share(rebuild: &Rebuild<'_>, share: u64) -> Result<Option<Vec<Vec<u8>>>> {
+    let Rebuild {
+        output,
+        tables,
+        bundle_table,
+        shares,
+        budget,
+    } = *rebuild;
+    let mut gathered: HashMap<String, Vec<EntryText>> = HashMap::new();
+    let mut bytes = 0usize;
+    let mut over_budget = false;
+    let (mut first_document, mut several_documents) = (None::<String>, false);
+    for table in tables.iter().filter(|table| table.resource_type != BUNDLE_TYPE) {
+        each_batch(output, table, |exporter, batch| {
+            let rows = exporter.rows(batch)?;
+            for row in 0..batch.num_rows() {
+                let Some((key, entry)) = rows.container(row) else {
+                    continue;
+                };
+                if share_of(key, shares) != share || over_budget {
+                    continue;
+                }
+                let mut text = Vec::new();
+                rows.write(row, Vec::new(), &mut text)?;
+                bytes += text.len() + key.len();
+                // One document's entries cannot be split: smaller shares would not help.
+                let document = key.split('/').next().unwrap_or(key);
+                match &first_document {
+                    None => first_document = Some(document.to_owned()),
+                    Some(first) => several_documents |= first != document,
+                }
+                over_budget = bytes > budget && several_documents;
+                gathered.entry(key.to_owned()).or_default().push((entry, text));
+            }
+            Ok(())
+        })?;
+        if over_budget {
+            return Ok(None);
+        }
+    }
+
+    // The envelopes of the share, each a one-row slice of its batch, rebuilt innermost first so
+    // that a nested Bundle is whole before the Bundle around it takes it in.
+    let mut envelopes: Vec<(usize, RecordBatch)> = Vec::new();
+    each_batch(output, bundle_table, |exporter, batch| {
+        let rows = exporter.rows(batch)?;
+        for row in 0..batch.num_rows() {
+            let Some((key, _)) = rows.envelope(row) else {
+                bail!(
+                    "{}: a Bundle row without {}",
+                    bundle_table.table,
+                    crate::table::lossless::KEY
+                );
+            };
+            if share_of(key, shares) == share {
+                envelopes.push((key.matches('/').count(), batch.slice(row, 1)));
+            }
+        }
+        Ok(())
+    })?;
+    envelopes.sort_by_key(|(depth, _)| std::cmp::Reverse(*depth));
+
+    let exporter =
+        crate::table::lossless::Exporter::new(BUNDLE_TYPE, bundle_table_options(output, bundle_table)?)
+            .expect("Bundle is an R4 resource type");
+    let mut documents = Vec::new();
+    let mut kept_whole: HashMap<String, Vec<u32>> = HashMap::new();
+    for (_, envelope) in &envelopes {
+        let rows = exporter.rows(envelope)?;
+        let (key, entry_rows) = rows.envelope(0).expect("checked above");
+        let mut entries = gathered.remove(key).unwrap_or_default();
+        entries.sort_by_key(|(entry, _)| *entry);
+        let found: Vec<u32> = entries.iter().map(|(entry, _)| *entry).collect();
+        let mut expected = entry_rows.clone();
+        expected.sort_unstable();
+        if found != expected {
+            bail!(
+                "Bundle {key} cannot be rebuilt: its envelope names entries {expected:?} as rows, the \
+                 resource tables hold rows for entries {found:?}"
+            );
+        }
+        let inserted = entries
+            .into_iter()
+            .map(|(entry, text)| {
+                let text = String::from_utf8(text).expect("export writes UTF-8");
+                (format!("/entry/{entry}"), "resource".to_owned(), text)
+            })
+            .collect();
+        let mut text = Vec::new();
+        rows.write(0, inserted, &mut text)?;
+        kept_whole.insert(key.to_owned(), entry_rows);
+        match rows.container(0) {
+            Some((parent, entry)) => gathered.entry(parent.to_owned()).or_default().push((entry, text)),
+            None => documents.push(text),
+        }
+    }
+
+    // Rows of a Bundle without an envelope: fine only when a Bundle around it kept that entry
+    // whole (its envelope was refused at convert, so the one around it kept its text).
+    for key in gathered.keys() {
+        if !inside_kept_entry(key, &kept_whole) {
+            bail!("rows of Bundle {key} have no Bundle to go back into: resource_bundle has no row for it");
+        }
+    }
+    Ok(Some(documents))
+}
+
+/// Whether the Bundle `key` sits in an entry that a Bundle around it kept whole.
+fn inside_kept_entry(key: &str, envelopes: &HashMap<String, Vec<u32>>) -> bool {
+    let mut key = key;
+    while let Some((parent, entry)) = key.rsplit_once('/') {
+        if let Some(entry_rows) = envelopes.get(parent) {
+            return entry.parse().is_ok_and(|entry: u32| !entry_rows.contains(&entry));
+        }
+        key = parent;
+    }
+    false
+}
+
+/// The tree options the Bundle table was written with (its newest part's).
+fn bundle_table_options(
+    output: &dyn Store,
+    table: &ResourceTableParts,
+) -> Result<crate::fhir::definitions::TreeOptions> {
+    let Some(part) = table.parts.last() else {
+        bail!("{} has no parts", table.table);
+    };
+    let schema = output.schema(part)?;
+    match crate::table::lossless::table_options(&schema) {
+        Some((_, options)) => Ok(options),
+        None => bail!("{} does not say which resource type it holds", table.table),
+    }
+}
