@@ -296,15 +296,18 @@ fn convert_inputs(
     let parts = templates
         .iter()
         .map(|table| {
-            // Tombstones (no resource type of their own) record none.
-            let resource_type = Some(table.source_resource_type()).filter(|t| !t.is_empty());
-            let schema = with_table_metadata(
-                table.schema(),
-                table.name(),
-                resource_type,
-                table.contract_version(),
-            );
-            (table.name().to_owned(), schema)
+            let template = table.fresh(0);
+            let schema = move || {
+                // Tombstones (no resource type of their own) record none.
+                let resource_type = Some(template.source_resource_type()).filter(|t| !t.is_empty());
+                with_table_metadata(
+                    template.schema(),
+                    template.name(),
+                    resource_type,
+                    template.contract_version(),
+                )
+            };
+            (table.name().to_owned(), Box::new(schema) as writers::PartSchema)
         })
         .collect();
     let mut writers = Writers::new(part_file, parts);

@@ -8,13 +8,17 @@ use arrow_schema::SchemaRef;
 
 use crate::sink::{StagedRun, TableWriter};
 
+/// The schema of a table's part (table metadata included), made when the part is opened: the
+/// schemas of the 146 resource tables of `--resources all` are large, and most get no row.
+pub(super) type PartSchema = Box<dyn Fn() -> SchemaRef>;
+
 /// The run's part file of every table, by the table's position in the run's list.
 #[derive(Default)]
 pub(super) struct Writers {
     /// The name of this run's part file in each table.
     part_file: String,
-    /// Each table's name and the schema of its part (table metadata included).
-    tables: Vec<(String, SchemaRef)>,
+    /// Each table's name and the schema of its part.
+    tables: Vec<(String, PartSchema)>,
     /// The writers opened so far, in the order they were opened.
     opened: Vec<Box<dyn TableWriter>>,
     /// Per table, its writer's place in `opened`.
@@ -23,7 +27,7 @@ pub(super) struct Writers {
 
 impl Writers {
     /// Writers (none open yet) of the part `part_file` of each of `tables` (name, schema).
-    pub(super) fn new(part_file: String, tables: Vec<(String, SchemaRef)>) -> Writers {
+    pub(super) fn new(part_file: String, tables: Vec<(String, PartSchema)>) -> Writers {
         let slots = vec![None; tables.len()];
         Writers {
             part_file,
@@ -48,8 +52,7 @@ impl Writers {
             Some(slot) => slot,
             None => {
                 let (name, schema) = &self.tables[position];
-                self.opened
-                    .push(staging.create(name, &self.part_file, schema.clone())?);
+                self.opened.push(staging.create(name, &self.part_file, schema())?);
                 self.slots[position] = Some(self.opened.len() - 1);
                 self.opened.len() - 1
             }
@@ -79,7 +82,7 @@ impl Writers {
     /// Writes the empty part of the table at `position`, which got no rows but is committed.
     pub(super) fn write_empty(&self, staging: &dyn StagedRun, position: usize) -> Result<()> {
         let (name, schema) = &self.tables[position];
-        staging.create(name, &self.part_file, schema.clone())?.finish()?;
+        staging.create(name, &self.part_file, schema())?.finish()?;
         Ok(())
     }
 }
@@ -103,7 +106,10 @@ mod tests {
         let names = ["first", "second", "third"];
         let tables = names
             .iter()
-            .map(|name| (name.to_string(), schema.clone()))
+            .map(|name| {
+                let schema = schema.clone();
+                (name.to_string(), Box::new(move || schema.clone()) as PartSchema)
+            })
             .collect();
         let mut writers = Writers::new("part-20260101T000000.000000Z-1.parquet".into(), tables);
         let batch = arrow_array::RecordBatch::try_new(

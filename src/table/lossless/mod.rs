@@ -52,15 +52,20 @@ pub const NUMERIC_SCALE: i8 = 6;
 /// append of a type writes the same schema.
 pub fn resource_schema(resource_type: &str, options: TreeOptions) -> Option<Schema> {
     let shape = definitions().resource_shape(resource_type, options)?;
+    Some(shape_schema(resource_type, options, &shape))
+}
+
+/// [`resource_schema`] from the type's shape.
+pub(super) fn shape_schema(resource_type: &str, options: TreeOptions, shape: &ObjectShape) -> Schema {
     let mut fields = vec![Field::new(RESOURCE_TYPE, DataType::Utf8, false)];
-    fields.extend(object_fields(&shape));
+    fields.extend(object_fields(shape));
     fields.push(unmapped_field());
     fields.extend(place::place_fields(resource_type));
     let metadata = HashMap::from([
         (DEPTH_METADATA.to_owned(), options.typed_depth.to_string()),
         (TYPE_METADATA.to_owned(), resource_type.to_owned()),
     ]);
-    Some(Schema::new_with_metadata(fields, metadata))
+    Schema::new_with_metadata(fields, metadata)
 }
 
 /// The table of a resource type: `resource_` and the type in snake case

@@ -6,18 +6,22 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arrow_array::builder::{
     BooleanBuilder, Decimal128Builder, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
 };
-use arrow_array::{ArrayRef, ListArray, RecordBatch, StructArray};
-use arrow_buffer::{BooleanBufferBuilder, NullBuffer, OffsetBuffer, ScalarBuffer};
-use arrow_schema::{DataType, FieldRef, Fields, SchemaRef};
+use arrow_array::types::{Decimal128Type, Int32Type, Int64Type, TimestampMicrosecondType};
+use arrow_array::{
+    ArrayRef, ArrowPrimitiveType, BooleanArray, ListArray, PrimitiveArray, RecordBatch, StringArray,
+    StructArray,
+};
+use arrow_buffer::{BooleanBuffer, BooleanBufferBuilder, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
+use arrow_schema::{DataType, FieldRef, Fields, SchemaRef, TimeUnit};
 
 use super::numeric::scaled_decimal;
 use super::place::{Place, PlaceBuilder};
-use super::{resource_schema, NUMERIC_PRECISION, NUMERIC_SCALE, UNMAPPED};
+use super::{shape_schema, NUMERIC_PRECISION, NUMERIC_SCALE, UNMAPPED};
 use crate::diagnostics::Diagnostics;
 use crate::fhir::datetime::instant_bounds;
 use crate::fhir::definitions::{definitions, ObjectShape, Shape, TreeOptions};
@@ -27,13 +31,30 @@ use crate::resource::{BundleEnvelope, Rejection, Resource};
 use crate::source::describe_bytes;
 use crate::table::{Table, MAX_BATCH_BYTES, UTC};
 
-/// What the tables of one type share: the shape and the schema, derived once per run.
+/// What the tables of one type share: the shape and the schema, derived once per run when
+/// first needed (a row of the type, or its part file). A run with `--resources all` has 146
+/// types, most of which the input lacks; their shapes and schemas came to 130 MB together.
 struct Layout {
     resource_type: String,
     name: String,
     options: TreeOptions,
-    shape: ObjectShape,
-    schema: SchemaRef,
+    derived: OnceLock<(ObjectShape, SchemaRef)>,
+}
+
+impl Layout {
+    fn derived(&self) -> &(ObjectShape, SchemaRef) {
+        self.derived.get_or_init(|| {
+            let shape = definitions()
+                .resource_shape(&self.resource_type, self.options)
+                .expect("checked to be an R4 resource type when the table was made");
+            let schema = shape_schema(&self.resource_type, self.options, &shape);
+            (shape, Arc::new(schema))
+        })
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.derived().1.clone()
+    }
 }
 
 /// The lossless table of one resource type.
@@ -49,14 +70,14 @@ pub struct ResourceTable {
 impl ResourceTable {
     /// The table of `resource_type`, or `None` when R4 has no such type.
     pub fn new(resource_type: &str, options: TreeOptions, _batch_size: usize) -> Option<Self> {
-        let shape = definitions().resource_shape(resource_type, options)?;
-        let schema = Arc::new(resource_schema(resource_type, options)?);
+        if !definitions().resource_types().contains(&resource_type) {
+            return None;
+        }
         let layout = Layout {
             resource_type: resource_type.to_owned(),
             name: super::table_name(resource_type),
             options,
-            shape,
-            schema,
+            derived: OnceLock::new(),
         };
         Some(ResourceTable::with_layout(Arc::new(layout)))
     }
@@ -77,8 +98,10 @@ impl ResourceTable {
 
     fn builder(&mut self) -> &mut RowBuilder {
         let layout = &self.layout;
-        self.builder
-            .get_or_insert_with(|| RowBuilder::new(&layout.shape, &layout.schema))
+        self.builder.get_or_insert_with(|| {
+            let (shape, schema) = layout.derived();
+            RowBuilder::new(shape, schema)
+        })
     }
 }
 
@@ -92,7 +115,7 @@ impl Table for ResourceTable {
     }
 
     fn schema(&self) -> SchemaRef {
-        self.layout.schema.clone()
+        self.layout.schema()
     }
 
     fn fresh(&self, _batch_size: usize) -> Box<dyn Table> {
@@ -179,7 +202,7 @@ impl Table for ResourceTable {
     }
 
     fn finish_rows(&mut self, rows: usize) -> RecordBatch {
-        let schema = self.layout.schema.clone();
+        let schema = self.layout.schema();
         let batch = self.builder().finish(schema);
         self.rows = 0;
         self.raw_bytes = 0;
@@ -243,6 +266,8 @@ pub(super) struct RowBuilder {
     /// Per nesting level, the (member, pair) positions of an object's present members (reused
     /// between rows).
     scratch: Vec<Vec<(u32, u32)>>,
+    /// The empty item arrays of null list columns (see [`NullColumns`]), kept between batches.
+    empty_items: EmptyItems,
 }
 
 impl RowBuilder {
@@ -261,6 +286,7 @@ impl RowBuilder {
             places: PlaceBuilder::new(&fields[unmapped_at + 1..]),
             row_unmapped: Vec::new(),
             scratch: Vec::new(),
+            empty_items: EmptyItems::default(),
         }
     }
 
@@ -287,7 +313,7 @@ impl RowBuilder {
     /// The rows so far as a batch of `schema`; the builders start again.
     pub(super) fn finish(&mut self, schema: SchemaRef) -> RecordBatch {
         let mut columns: Vec<ArrayRef> = vec![Arc::new(self.resource_type.finish())];
-        columns.extend(self.members.finish_columns());
+        columns.extend(self.members.finish_columns(&mut self.empty_items));
         columns.push(self.unmapped.finish());
         columns.extend(self.places.finish());
         RecordBatch::try_new(schema, columns).expect("the builders follow the schema")
@@ -500,19 +526,30 @@ impl ObjectBuilder {
     }
 
     /// The columns of every member, in schema order; the builders start again.
-    fn finish_columns(&mut self) -> Vec<ArrayRef> {
+    fn finish_columns(&mut self, empty_items: &mut EmptyItems) -> Vec<ArrayRef> {
         let mut columns = Vec::with_capacity(self.fields.len());
+        let mut zeros = None;
         for member in &mut self.members {
+            if member.filled == 0 && self.len > 0 {
+                // No value in this batch (its builders are empty): null columns over one zeroed
+                // buffer shared by all such members, where appending nulls would write offsets
+                // and validity for each of the thousands of columns a resource lacks.
+                let zeros = zeros.get_or_insert_with(|| NullColumns::new(self.len));
+                for field in &member.fields {
+                    columns.push(zeros.column(field.data_type(), empty_items));
+                }
+                continue;
+            }
             member.fill_nulls_to(self.len);
-            member.finish_into(&mut columns);
+            member.finish_into(&mut columns, empty_items);
         }
         self.len = 0;
         columns
     }
 
     /// The members as one struct column.
-    fn finish_struct(&mut self) -> ArrayRef {
-        let columns = self.finish_columns();
+    fn finish_struct(&mut self, empty_items: &mut EmptyItems) -> ArrayRef {
+        let columns = self.finish_columns(empty_items);
         let validity = NullBuffer::new(self.validity.finish());
         let nulls = (validity.null_count() > 0).then_some(validity);
         Arc::new(StructArray::new(self.fields.clone(), columns, nulls))
@@ -570,9 +607,9 @@ impl MemberBuilder {
     }
 
     /// Pushes the member's columns (value, then companions).
-    fn finish_into(&mut self, columns: &mut Vec<ArrayRef>) {
+    fn finish_into(&mut self, columns: &mut Vec<ArrayRef>, empty_items: &mut EmptyItems) {
         self.filled = 0;
-        let values = self.values.finish();
+        let values = self.values.finish(empty_items);
         let Some(list) = &mut self.list else {
             columns.extend(values);
             return;
@@ -587,6 +624,91 @@ impl MemberBuilder {
             let list = ListArray::new(item.clone(), offsets.clone(), array, nulls.clone());
             columns.push(Arc::new(list));
         }
+    }
+}
+
+/// All-null columns of one length whose buffers (offsets, values, validity) are slices of one
+/// zeroed buffer.
+struct NullColumns {
+    len: usize,
+    /// 16 bytes per row and one more row: the widest values (decimals) and any offsets.
+    zeros: Buffer,
+}
+
+impl NullColumns {
+    fn new(len: usize) -> Self {
+        NullColumns {
+            len,
+            zeros: Buffer::from_vec(vec![0u128; len + 1]),
+        }
+    }
+
+    fn nulls(&self) -> Option<NullBuffer> {
+        Some(NullBuffer::new(BooleanBuffer::new(
+            self.zeros.clone(),
+            0,
+            self.len,
+        )))
+    }
+
+    fn offsets(&self) -> OffsetBuffer<i32> {
+        OffsetBuffer::new(ScalarBuffer::new(self.zeros.clone(), 0, self.len + 1))
+    }
+
+    fn primitive<T: ArrowPrimitiveType>(&self, data_type: &DataType) -> ArrayRef {
+        let values = ScalarBuffer::new(self.zeros.clone(), 0, self.len);
+        Arc::new(PrimitiveArray::<T>::new(values, self.nulls()).with_data_type(data_type.clone()))
+    }
+
+    /// A column of `data_type` (one the row builder makes) with only nulls.
+    fn column(&self, data_type: &DataType, empty_items: &mut EmptyItems) -> ArrayRef {
+        match data_type {
+            DataType::Utf8 => Arc::new(StringArray::new(
+                self.offsets(),
+                Buffer::from_vec(Vec::<u8>::new()),
+                self.nulls(),
+            )),
+            DataType::Boolean => Arc::new(BooleanArray::new(
+                BooleanBuffer::new(self.zeros.clone(), 0, self.len),
+                self.nulls(),
+            )),
+            DataType::Int32 => self.primitive::<Int32Type>(data_type),
+            DataType::Int64 => self.primitive::<Int64Type>(data_type),
+            DataType::Decimal128(..) => self.primitive::<Decimal128Type>(data_type),
+            DataType::Timestamp(TimeUnit::Microsecond, _) => {
+                self.primitive::<TimestampMicrosecondType>(data_type)
+            }
+            DataType::List(item) => Arc::new(ListArray::new(
+                item.clone(),
+                self.offsets(),
+                empty_items.of(item),
+                self.nulls(),
+            )),
+            DataType::Struct(fields) => Arc::new(StructArray::new(
+                fields.clone(),
+                fields
+                    .iter()
+                    .map(|field| self.column(field.data_type(), empty_items))
+                    .collect(),
+                self.nulls(),
+            )),
+            other => unreachable!("the row builder makes no {other} column"),
+        }
+    }
+}
+
+/// Empty arrays by the address of the list item field they are for (the schema's own fields,
+/// which the builders hold): an empty array of a nested item type is an array per column below
+/// it, so each is made once per table and worker.
+#[derive(Default)]
+struct EmptyItems(HashMap<usize, ArrayRef>);
+
+impl EmptyItems {
+    fn of(&mut self, item: &FieldRef) -> ArrayRef {
+        self.0
+            .entry(Arc::as_ptr(item) as usize)
+            .or_insert_with(|| arrow_array::new_empty_array(item.data_type()))
+            .clone()
     }
 }
 
@@ -725,7 +847,7 @@ impl Values {
     }
 
     /// The value column and its companions; the builders start again.
-    fn finish(&mut self) -> Vec<ArrayRef> {
+    fn finish(&mut self, empty_items: &mut EmptyItems) -> Vec<ArrayRef> {
         match self {
             Values::Json(builder) | Values::Text(builder) => vec![Arc::new(builder.finish())],
             Values::Boolean(builder) => vec![Arc::new(builder.finish())],
@@ -737,7 +859,7 @@ impl Values {
                 Arc::new(start.finish()),
                 Arc::new(end.finish()),
             ],
-            Values::Object(object) => vec![object.finish_struct()],
+            Values::Object(object) => vec![object.finish_struct(empty_items)],
         }
     }
 }
