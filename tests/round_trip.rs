@@ -506,6 +506,41 @@ fn bundles_over_the_memory_budget_are_rebuilt_in_shares_all_the_same() {
 }
 
 #[test]
+fn a_nested_bundle_refused_at_convert_stays_whole_in_the_bundle_around_it() {
+    // The nested Bundle's last resourceType says Patient: its envelope is refused (the walker
+    // read Bundle), so the document's envelope keeps that entry as it was, while the entry's
+    // own Patient is a row with no Bundle row to go back into. --bundles leaves that row out
+    // (the text around it has it) and gives the document back as it came.
+    let document = r#"{"resourceType":"Bundle","type":"collection","entry":[
+        {"resource":{"resourceType":"Patient","id":"a"}},
+        {"resource":{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Patient","id":"b"}}],"resourceType":"Patient"}}
+    ]}"#;
+    let root = tempfile::tempdir().unwrap();
+    let input = root.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    std::fs::write(input.join("odd.json"), document).unwrap();
+    let out = root.path().join("out");
+    let converted = run(&[
+        "convert".as_ref(),
+        "-q".as_ref(),
+        "--in".as_ref(),
+        input.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+        "--resources".as_ref(),
+        "all".as_ref(),
+    ]);
+    assert_eq!(converted.code, 1, "one envelope is refused: {}", converted.stderr);
+    let dir = root.path().join("export");
+    let outcome = export(&out, &dir, &["--bundles"]);
+    assert_eq!(outcome.code, 0, "{}", outcome.stderr);
+    let exported = exported_resources(&dir);
+    let (equal, difference) = compare(&input_documents(&input), &exported);
+    assert_eq!(difference, None);
+    assert_eq!((equal, exported.len()), (1, 1));
+}
+
+#[test]
 fn gzip_export_round_trips_and_names_files_ndjson_gz() {
     let (equal, total, difference) =
         round_trip(&fixtures().join("lossless"), &[], &["--format", "ndjson.gz"]);

@@ -124,9 +124,7 @@ fn rebuild_share(rebuild: &Rebuild<'_>, share: u64) -> Result<Option<Vec<Vec<u8>
         budget,
     } = *rebuild;
     let mut gathered: HashMap<String, Vec<EntryText>> = HashMap::new();
-    let mut bytes = 0usize;
-    let mut over_budget = false;
-    let (mut first_document, mut several_documents) = (None::<String>, false);
+    let mut held = Held::new(budget);
     for table in tables.iter().filter(|table| table.resource_type != BUNDLE_TYPE) {
         each_batch(output, table, |exporter, batch| {
             let rows = exporter.rows(batch)?;
@@ -134,33 +132,28 @@ fn rebuild_share(rebuild: &Rebuild<'_>, share: u64) -> Result<Option<Vec<Vec<u8>
                 let Some((key, entry)) = rows.container(row) else {
                     continue;
                 };
-                if share_of(key, shares) != share || over_budget {
+                if share_of(key, shares) != share || held.over() {
                     continue;
                 }
                 let mut text = Vec::new();
                 rows.write(row, Vec::new(), &mut text)?;
-                bytes += text.len() + key.len();
-                // One document's entries cannot be split: smaller shares would not help.
-                let document = key.split('/').next().unwrap_or(key);
-                match &first_document {
-                    None => first_document = Some(document.to_owned()),
-                    Some(first) => several_documents |= first != document,
-                }
-                over_budget = bytes > budget && several_documents;
+                held.add(key, text.len() + key.len());
                 gathered.entry(key.to_owned()).or_default().push((entry, text));
             }
             Ok(())
         })?;
-        if over_budget {
+        if held.over() {
             return Ok(None);
         }
     }
 
     // The envelopes of the share, each a one-row slice of its batch, rebuilt innermost first so
-    // that a nested Bundle is whole before the Bundle around it takes it in.
+    // that a nested Bundle is whole before the Bundle around it takes it in. A slice keeps its
+    // batch alive: the batch counts against the budget once.
     let mut envelopes: Vec<(usize, RecordBatch)> = Vec::new();
     each_batch(output, bundle_table, |exporter, batch| {
         let rows = exporter.rows(batch)?;
+        let mut batch_held = false;
         for row in 0..batch.num_rows() {
             let Some((key, _)) = rows.envelope(row) else {
                 bail!(
@@ -169,12 +162,22 @@ fn rebuild_share(rebuild: &Rebuild<'_>, share: u64) -> Result<Option<Vec<Vec<u8>
                     crate::table::lossless::KEY
                 );
             };
-            if share_of(key, shares) == share {
+            if share_of(key, shares) == share && !held.over() {
+                let size = if batch_held {
+                    0
+                } else {
+                    batch.get_array_memory_size()
+                };
+                batch_held = true;
+                held.add(key, size);
                 envelopes.push((key.matches('/').count(), batch.slice(row, 1)));
             }
         }
         Ok(())
     })?;
+    if held.over() {
+        return Ok(None);
+    }
     envelopes.sort_by_key(|(depth, _)| std::cmp::Reverse(*depth));
 
     let exporter =
@@ -220,6 +223,40 @@ fn rebuild_share(rebuild: &Rebuild<'_>, share: u64) -> Result<Option<Vec<Vec<u8>
         }
     }
     Ok(Some(documents))
+}
+
+/// What one share holds in memory, against the budget.
+struct Held {
+    bytes: usize,
+    budget: usize,
+    first_document: Option<String>,
+    several_documents: bool,
+}
+
+impl Held {
+    fn new(budget: usize) -> Self {
+        Held {
+            bytes: 0,
+            budget,
+            first_document: None,
+            several_documents: false,
+        }
+    }
+
+    /// Counts `bytes` held for the Bundle `key`.
+    fn add(&mut self, key: &str, bytes: usize) {
+        self.bytes += bytes;
+        let document = key.split('/').next().unwrap_or(key);
+        match &self.first_document {
+            None => self.first_document = Some(document.to_owned()),
+            Some(first) => self.several_documents |= first != document,
+        }
+    }
+
+    /// Over the budget, and smaller shares would help: one document's Bundles cannot be split.
+    fn over(&self) -> bool {
+        self.bytes > self.budget && self.several_documents
+    }
 }
 
 /// Whether the Bundle `key` sits in an entry that a Bundle around it kept whole.
