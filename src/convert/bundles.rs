@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
-use arrow_array::RecordBatch;
+use arrow_array::{RecordBatch, UInt32Array};
 
 use super::export::{each_batch, ExportFile, ExportFormat, ResourceTableParts, Staging, TypeExport};
 use crate::fhir::key_hash::text_key;
@@ -147,13 +147,11 @@ fn rebuild_share(rebuild: &Rebuild<'_>, share: u64) -> Result<Option<Vec<Vec<u8>
         }
     }
 
-    // The envelopes of the share, each a one-row slice of its batch, rebuilt innermost first so
-    // that a nested Bundle is whole before the Bundle around it takes it in. A slice keeps its
-    // batch alive: the batch counts against the budget once.
+    // The envelopes of the share, each a one-row batch, rebuilt innermost first so
+    // that a nested Bundle is whole before the Bundle around it takes it in.
     let mut envelopes: Vec<(usize, RecordBatch)> = Vec::new();
     each_batch(output, bundle_table, |exporter, batch| {
         let rows = exporter.rows(batch)?;
-        let mut batch_held = false;
         for row in 0..batch.num_rows() {
             let Some((key, _)) = rows.envelope(row) else {
                 bail!(
@@ -163,14 +161,11 @@ fn rebuild_share(rebuild: &Rebuild<'_>, share: u64) -> Result<Option<Vec<Vec<u8>
                 );
             };
             if share_of(key, shares) == share && !held.over() {
-                let size = if batch_held {
-                    0
-                } else {
-                    batch.get_array_memory_size()
-                };
-                batch_held = true;
-                held.add(key, size);
-                envelopes.push((key.matches('/').count(), batch.slice(row, 1)));
+                // A copy of the row: a slice would keep the whole batch alive.
+                let one = UInt32Array::from(vec![row as u32]);
+                let envelope = arrow_select::take::take_record_batch(batch, &one)?;
+                held.add(key, envelope.get_array_memory_size());
+                envelopes.push((key.matches('/').count(), envelope));
             }
         }
         Ok(())
