@@ -83,17 +83,17 @@ impl Rebuild<'_> {
         let mut file: Option<ExportFile> = None;
         let mut rows = 0u64;
         for share in 0..self.shares {
-            let Some(bundles) = rebuild_share(self, share)? else {
-                return Ok(None);
-            };
-            for mut bundle in bundles {
+            let mut write = |mut bundle: Vec<u8>| {
                 bundle.push(b'\n');
                 let file = match &mut file {
                     Some(file) => file,
                     None => file.insert(ExportFile::create(&staged(), format)?),
                 };
-                file.write(&bundle)?;
                 rows += 1;
+                file.write(&bundle)
+            };
+            if !rebuild_share(self, share, &mut write)? {
+                return Ok(None);
             }
         }
         let bytes = match file {
@@ -113,9 +113,13 @@ fn share_of(key: &str, shares: u64) -> u64 {
 /// An entry's resource, rendered: (entry index, JSON text).
 type EntryText = (u32, Vec<u8>);
 
-/// The whole-document Bundles of one share, rebuilt; `None` when the share gathered more than
-/// the budget.
-fn rebuild_share(rebuild: &Rebuild<'_>, share: u64) -> Result<Option<Vec<Vec<u8>>>> {
+/// Rebuilds the whole-document Bundles of one share, giving each to `write` as it is done;
+/// `false` when the share gathered more than the budget (before any was written).
+fn rebuild_share(
+    rebuild: &Rebuild<'_>,
+    share: u64,
+    write: &mut dyn FnMut(Vec<u8>) -> Result<()>,
+) -> Result<bool> {
     let Rebuild {
         output,
         tables,
@@ -143,7 +147,7 @@ fn rebuild_share(rebuild: &Rebuild<'_>, share: u64) -> Result<Option<Vec<Vec<u8>
             Ok(())
         })?;
         if held.over() {
-            return Ok(None);
+            return Ok(false);
         }
     }
 
@@ -171,14 +175,13 @@ fn rebuild_share(rebuild: &Rebuild<'_>, share: u64) -> Result<Option<Vec<Vec<u8>
         Ok(())
     })?;
     if held.over() {
-        return Ok(None);
+        return Ok(false);
     }
     envelopes.sort_by_key(|(depth, _)| std::cmp::Reverse(*depth));
 
     let exporter =
         crate::table::lossless::Exporter::new(BUNDLE_TYPE, bundle_table_options(output, bundle_table)?)
             .expect("Bundle is an R4 resource type");
-    let mut documents = Vec::new();
     let mut kept_whole: HashMap<String, Vec<u32>> = HashMap::new();
     for (_, envelope) in &envelopes {
         let rows = exporter.rows(envelope)?;
@@ -206,7 +209,7 @@ fn rebuild_share(rebuild: &Rebuild<'_>, share: u64) -> Result<Option<Vec<Vec<u8>
         kept_whole.insert(key.to_owned(), entry_rows);
         match rows.container(0) {
             Some((parent, entry)) => gathered.entry(parent.to_owned()).or_default().push((entry, text)),
-            None => documents.push(text),
+            None => write(text)?,
         }
     }
 
@@ -217,7 +220,7 @@ fn rebuild_share(rebuild: &Rebuild<'_>, share: u64) -> Result<Option<Vec<Vec<u8>
             bail!("rows of Bundle {key} have no Bundle to go back into: resource_bundle has no row for it");
         }
     }
-    Ok(Some(documents))
+    Ok(true)
 }
 
 /// What one share holds in memory, against the budget.
