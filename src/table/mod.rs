@@ -50,6 +50,10 @@ pub trait Table: Send + Sync {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// Whether the buffered rows make a full batch: `rows` rows, or `bytes` bytes of strings.
+    fn is_full(&self, rows: usize, bytes: usize) -> bool {
+        self.len() >= rows || self.buffered_bytes() >= bytes
+    }
     /// The buffered rows as a batch; the table starts a new one.
     fn finish(&mut self) -> RecordBatch;
     /// The first `rows` buffered rows as a batch, dropping the rest (a half-appended row too);
@@ -142,11 +146,6 @@ fn injected_panic(resource: &Resource<'_>) {
             );
         }
     }
-}
-
-/// Whether a table's batch is full: `rows` rows or `bytes` bytes of strings.
-fn is_full(table: &dyn Table, rows: usize, bytes: usize) -> bool {
-    table.len() >= rows || table.buffered_bytes() >= bytes
 }
 
 /// One flag per table, shared by every worker's [`TableSet`]: which tables stopped.
@@ -284,7 +283,7 @@ impl ResourceSink for TableSet {
                     first_rejection.get_or_insert(rejection);
                 }
             }
-            if is_full(table.as_ref(), self.batch_size, self.batch_bytes) {
+            if table.is_full(self.batch_size, self.batch_bytes) {
                 self.ready.push((position, table.finish()));
             }
         }
@@ -293,9 +292,7 @@ impl ResourceSink for TableSet {
 
     fn deleted(&mut self, resource_type: &str, id: &str) {
         for (position, table) in self.tables.iter_mut().enumerate() {
-            if table.record_deletion(resource_type, id)
-                && is_full(table.as_ref(), self.batch_size, self.batch_bytes)
-            {
+            if table.record_deletion(resource_type, id) && table.is_full(self.batch_size, self.batch_bytes) {
                 self.ready.push((position, table.finish()));
             }
         }

@@ -26,7 +26,7 @@ fn build(resources: &[&str], options: TreeOptions) -> (RecordBatch, Vec<Vec<Stri
         let Node::Object(object) = tree::parse(text).unwrap() else {
             panic!("not an object");
         };
-        builder.append(&object, &super::Place::default());
+        builder.append(&shape, &object, &super::Place::default());
         unmapped.push(
             builder
                 .row_unmapped

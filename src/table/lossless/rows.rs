@@ -24,7 +24,7 @@ use super::place::{Place, PlaceBuilder};
 use super::{shape_schema, NUMERIC_PRECISION, NUMERIC_SCALE, UNMAPPED};
 use crate::diagnostics::Diagnostics;
 use crate::fhir::datetime::instant_bounds;
-use crate::fhir::definitions::{definitions, ObjectShape, Shape, TreeOptions};
+use crate::fhir::definitions::{definitions, Member, ObjectShape, Shape, TreeOptions};
 use crate::fhir::elements::{value_class, ValueClass};
 use crate::resource::tree::{Keep, Node, Object};
 use crate::resource::{BundleEnvelope, Rejection, Resource};
@@ -65,7 +65,14 @@ pub struct ResourceTable {
     builder: Option<RowBuilder>,
     rows: usize,
     raw_bytes: usize,
+    /// The rows of a batch once one reached [`BATCH_RAW_BYTES`] (see [`Table::is_full`]).
+    batch_rows: Option<usize>,
 }
+
+/// The JSON text of the rows at which a resource table's batch is cut. A worker fills a batch of
+/// every type it meets, and at the end of the run finishes them all at once: at 5 000 rows, the
+/// batches of large resources (ExplanationOfBenefit, Claim) took tens of MB each.
+const BATCH_RAW_BYTES: usize = 8 << 20;
 
 impl ResourceTable {
     /// The table of `resource_type`, or `None` when R4 has no such type.
@@ -88,6 +95,7 @@ impl ResourceTable {
             builder: None,
             rows: 0,
             raw_bytes: 0,
+            batch_rows: None,
         }
     }
 
@@ -174,8 +182,9 @@ impl Table for ResourceTable {
             envelope: resource.envelope.map(|envelope| (envelope.key(), entry_rows)),
         };
         let resource_type = self.layout.resource_type.clone();
+        let layout = self.layout.clone();
         let builder = self.builder();
-        let unmapped = builder.append(object, &place);
+        let unmapped = builder.append(&layout.derived().0, object, &place);
         for (path, _) in &builder.row_unmapped {
             diagnostics.unmapped(&resource_type, path);
         }
@@ -196,12 +205,26 @@ impl Table for ResourceTable {
         self.raw_bytes
     }
 
+    /// Also full at [`BATCH_RAW_BYTES`] of JSON text. The rows of the first batch cut so are
+    /// then the table's batch size, so that its batches have one length and share their
+    /// all-null columns (see [`NullCache`]); a batch of larger rows than the first is still cut
+    /// at four times the bytes.
+    fn is_full(&self, rows: usize, bytes: usize) -> bool {
+        match self.batch_rows {
+            None => self.rows >= rows || self.raw_bytes >= bytes.min(BATCH_RAW_BYTES),
+            Some(own) => self.rows >= own.min(rows) || self.raw_bytes >= bytes.min(4 * BATCH_RAW_BYTES),
+        }
+    }
+
     fn finish(&mut self) -> RecordBatch {
         let rows = self.rows;
         self.finish_rows(rows)
     }
 
     fn finish_rows(&mut self, rows: usize) -> RecordBatch {
+        if self.batch_rows.is_none() && self.raw_bytes >= BATCH_RAW_BYTES && rows == self.rows {
+            self.batch_rows = Some(rows.max(1));
+        }
         let schema = self.layout.schema();
         let batch = self.builder().finish(schema);
         self.rows = 0;
@@ -266,8 +289,8 @@ pub(super) struct RowBuilder {
     /// Per nesting level, the (member, pair) positions of an object's present members (reused
     /// between rows).
     scratch: Vec<Vec<(u32, u32)>>,
-    /// The empty item arrays of null list columns (see [`NullColumns`]), kept between batches.
-    empty_items: EmptyItems,
+    /// The all-null columns of members a batch does not reach, kept between batches.
+    nulls: NullCache,
 }
 
 impl RowBuilder {
@@ -286,13 +309,13 @@ impl RowBuilder {
             places: PlaceBuilder::new(&fields[unmapped_at + 1..]),
             row_unmapped: Vec::new(),
             scratch: Vec::new(),
-            empty_items: EmptyItems::default(),
+            nulls: NullCache::default(),
         }
     }
 
     /// Appends one resource found at `place`; returns how many of its members went to
-    /// `__unmapped`.
-    pub(super) fn append(&mut self, resource: &Object<'_>, place: &Place<'_>) -> usize {
+    /// `__unmapped`. `shape` is the one the builder was made with.
+    pub(super) fn append(&mut self, shape: &ObjectShape, resource: &Object<'_>, place: &Place<'_>) -> usize {
         self.row_unmapped.clear();
         // `resourceType` has a column of its own; the walker only hands over resources whose
         // `resourceType` is a string.
@@ -303,7 +326,8 @@ impl RowBuilder {
             scratch: &mut self.scratch,
             depth: 0,
         };
-        self.members.append_members(resource, &Step::Root, &mut context);
+        self.members
+            .append_members(shape, resource, &Step::Root, &mut context);
         self.members.len += 1;
         self.unmapped.append(&self.row_unmapped);
         self.places.append(place);
@@ -313,7 +337,8 @@ impl RowBuilder {
     /// The rows so far as a batch of `schema`; the builders start again.
     pub(super) fn finish(&mut self, schema: SchemaRef) -> RecordBatch {
         let mut columns: Vec<ArrayRef> = vec![Arc::new(self.resource_type.finish())];
-        columns.extend(self.members.finish_columns(&mut self.empty_items));
+        self.nulls.next_batch();
+        columns.extend(self.members.finish_columns(&mut self.nulls));
         columns.push(self.unmapped.finish());
         columns.extend(self.places.finish());
         RecordBatch::try_new(schema, columns).expect("the builders follow the schema")
@@ -372,7 +397,12 @@ impl Context<'_> {
 struct ObjectBuilder {
     /// Rows of this object (its struct's length), nulls included.
     len: usize,
-    members: Vec<MemberBuilder>,
+    /// Each member's builders, made when the member first gets a value: most members of a
+    /// resource type never do, and making them all up front (the thousands of builders of
+    /// every nested object) took 88 MB over 15 types and 2 workers.
+    members: Vec<Option<Box<MemberBuilder>>>,
+    /// Where each member's columns start in `fields`, and (last) where the last one ends.
+    starts: Vec<u32>,
     /// Member position by JSON key.
     index: HashMap<String, u32>,
     /// The struct's own validity (unused at the top level).
@@ -421,52 +451,45 @@ enum Values {
 
 impl ObjectBuilder {
     /// Builders for the members of `shape`, whose columns are `fields` (each member's value
-    /// column followed by its companions, as `object_fields` lays them out).
+    /// column followed by its companions, as `object_fields` lays them out); each member's own
+    /// builders are made on its first value.
     fn new(shape: &ObjectShape, fields: &Fields) -> Self {
-        let mut members = Vec::with_capacity(shape.members.len());
+        let mut starts = Vec::with_capacity(shape.members.len() + 1);
         let mut index = HashMap::with_capacity(shape.members.len());
         let mut at = 0;
         for (position, member) in shape.members.iter().enumerate() {
-            let first = &fields[at];
-            debug_assert_eq!(first.name(), &member.key);
-            let (values, columns) = match &member.shape {
-                Shape::Json => (Values::Json(text_builder()), 1),
-                Shape::Primitive(type_code) => primitive_values(type_code),
-                Shape::Object(inner) => {
-                    let item = item_type(first.data_type(), member.repeats);
-                    let DataType::Struct(inner_fields) = item else {
-                        unreachable!("an object member is a struct column");
-                    };
-                    (
-                        Values::Object(Box::new(ObjectBuilder::new(inner, inner_fields))),
-                        1,
-                    )
-                }
-            };
-            let list = (member.repeats && !matches!(member.shape, Shape::Json)).then(ListState::new);
-            members.push(MemberBuilder {
-                filled: 0,
-                list,
-                values,
-                fields: fields[at..at + columns].to_vec(),
-            });
+            debug_assert_eq!(fields[at].name(), &member.key);
+            starts.push(at as u32);
             index.insert(member.key.clone(), position as u32);
-            at += columns;
+            at += column_count(&member.shape);
         }
+        starts.push(at as u32);
         debug_assert_eq!(at, fields.len());
         ObjectBuilder {
             len: 0,
-            members,
+            members: shape.members.iter().map(|_| None).collect(),
+            starts,
             index,
             validity: BooleanBufferBuilder::new(0),
             fields: fields.clone(),
         }
     }
 
+    /// The columns of the member at `position`.
+    fn member_fields(&self, position: usize) -> &[FieldRef] {
+        &self.fields[self.starts[position] as usize..self.starts[position + 1] as usize]
+    }
+
     /// Appends an object's members: each member that fits its builder goes there, the rest (keys
     /// not in the shape, values of the wrong kind) to `__unmapped`. A repeated key means its last
     /// value, as in `serde_json`.
-    fn append_members(&mut self, object: &Object<'_>, step: &Step<'_>, context: &mut Context<'_>) {
+    fn append_members(
+        &mut self,
+        shape: &ObjectShape,
+        object: &Object<'_>,
+        step: &Step<'_>,
+        context: &mut Context<'_>,
+    ) {
         let depth = context.depth;
         if context.scratch.len() <= depth {
             context.scratch.push(Vec::new());
@@ -503,11 +526,17 @@ impl ObjectBuilder {
         context.depth += 1;
         let row = self.len;
         for &(position, pair) in &present {
-            let member = &mut self.members[position as usize];
+            let position = position as usize;
+            let member_shape = &shape.members[position];
+            if self.members[position].is_none() {
+                let member = MemberBuilder::new(member_shape, self.member_fields(position));
+                self.members[position] = Some(Box::new(member));
+            }
+            let member = self.members[position].as_mut().expect("made above");
             let (key, value) = &object.0[pair as usize];
             let here = Step::Key(step, key);
             member.fill_nulls_to(row);
-            if !member.append(value, &here, context) {
+            if !member.append(value, &member_shape.shape, &here, context) {
                 context.keep_unmapped(&here, value);
             }
         }
@@ -526,30 +555,33 @@ impl ObjectBuilder {
     }
 
     /// The columns of every member, in schema order; the builders start again.
-    fn finish_columns(&mut self, empty_items: &mut EmptyItems) -> Vec<ArrayRef> {
+    fn finish_columns(&mut self, nulls: &mut NullCache) -> Vec<ArrayRef> {
         let mut columns = Vec::with_capacity(self.fields.len());
-        let mut zeros = None;
-        for member in &mut self.members {
-            if member.filled == 0 && self.len > 0 {
-                // No value in this batch (its builders are empty): null columns over one zeroed
-                // buffer shared by all such members, where appending nulls would write offsets
-                // and validity for each of the thousands of columns a resource lacks.
-                let zeros = zeros.get_or_insert_with(|| NullColumns::new(self.len));
-                for field in &member.fields {
-                    columns.push(zeros.column(field.data_type(), empty_items));
+        for position in 0..self.members.len() {
+            match &mut self.members[position] {
+                Some(member) if member.filled > 0 => {
+                    member.fill_nulls_to(self.len);
+                    member.finish_into(&mut columns, nulls);
                 }
-                continue;
+                // No value in this batch (its builders, if any, are empty): all-null columns
+                // (see [`NullCache`]), where appending nulls would write offsets and validity
+                // for each of the thousands of columns a resource lacks.
+                _ => {
+                    let start = self.starts[position] as usize;
+                    let end = self.starts[position + 1] as usize;
+                    for field in &self.fields[start..end] {
+                        columns.push(nulls.column(field, self.len));
+                    }
+                }
             }
-            member.fill_nulls_to(self.len);
-            member.finish_into(&mut columns, empty_items);
         }
         self.len = 0;
         columns
     }
 
     /// The members as one struct column.
-    fn finish_struct(&mut self, empty_items: &mut EmptyItems) -> ArrayRef {
-        let columns = self.finish_columns(empty_items);
+    fn finish_struct(&mut self, nulls: &mut NullCache) -> ArrayRef {
+        let columns = self.finish_columns(nulls);
         let validity = NullBuffer::new(self.validity.finish());
         let nulls = (validity.null_count() > 0).then_some(validity);
         Arc::new(StructArray::new(self.fields.clone(), columns, nulls))
@@ -557,15 +589,47 @@ impl ObjectBuilder {
 }
 
 impl MemberBuilder {
+    /// The builders of `member`, whose columns are `fields`.
+    fn new(member: &Member, fields: &[FieldRef]) -> Self {
+        let (values, columns) = match &member.shape {
+            Shape::Json => (Values::Json(text_builder()), 1),
+            Shape::Primitive(type_code) => primitive_values(type_code),
+            Shape::Object(inner) => {
+                let item = item_type(fields[0].data_type(), member.repeats);
+                let DataType::Struct(inner_fields) = item else {
+                    unreachable!("an object member is a struct column");
+                };
+                (
+                    Values::Object(Box::new(ObjectBuilder::new(inner, inner_fields))),
+                    1,
+                )
+            }
+        };
+        debug_assert_eq!(columns, fields.len());
+        let list = (member.repeats && !matches!(member.shape, Shape::Json)).then(ListState::new);
+        MemberBuilder {
+            filled: 0,
+            list,
+            values,
+            fields: fields.to_vec(),
+        }
+    }
+
     /// Appends a present member; `false` (nothing appended) when the value does not fit: the
     /// wrong JSON kind, or an array with an item of the wrong kind, or `null` where a value
     /// belongs. The caller then keeps it whole in `__unmapped`.
-    fn append(&mut self, value: &Node<'_>, step: &Step<'_>, context: &mut Context<'_>) -> bool {
+    fn append(
+        &mut self,
+        value: &Node<'_>,
+        shape: &Shape,
+        step: &Step<'_>,
+        context: &mut Context<'_>,
+    ) -> bool {
         let Some(list) = &mut self.list else {
             if !self.values.fits(value) {
                 return false;
             }
-            self.values.append(value, step, context);
+            self.values.append(value, shape, step, context);
             self.filled += 1;
             return true;
         };
@@ -579,7 +643,8 @@ impl MemberBuilder {
             if item.is_null() {
                 self.values.append_nulls(1);
             } else {
-                self.values.append(item, &Step::Index(step, index), context);
+                self.values
+                    .append(item, shape, &Step::Index(step, index), context);
             }
         }
         let end = list.offsets.last().copied().unwrap_or(0) + items.len() as i32;
@@ -607,9 +672,9 @@ impl MemberBuilder {
     }
 
     /// Pushes the member's columns (value, then companions).
-    fn finish_into(&mut self, columns: &mut Vec<ArrayRef>, empty_items: &mut EmptyItems) {
+    fn finish_into(&mut self, columns: &mut Vec<ArrayRef>, nulls: &mut NullCache) {
         self.filled = 0;
-        let values = self.values.finish(empty_items);
+        let values = self.values.finish(nulls);
         let Some(list) = &mut self.list else {
             columns.extend(values);
             return;
@@ -624,6 +689,48 @@ impl MemberBuilder {
             let list = ListArray::new(item.clone(), offsets.clone(), array, nulls.clone());
             columns.push(Arc::new(list));
         }
+    }
+}
+
+/// The all-null columns of the members a batch does not reach. A column of a given field and
+/// length is made once and reused by the next batches of that length (a table's full batches
+/// all have one length): the batches a wide table holds for its row group then share the
+/// thousands of columns their rows lack, where each batch had arrays of its own (100 MB at the
+/// peak on 500 MB of Bundles).
+#[derive(Default)]
+struct NullCache {
+    /// The columns of this batch and of the one before, by field address and length (the
+    /// fields are the schema's own, which the builders hold, so an address names one field).
+    current: HashMap<(usize, usize), ArrayRef>,
+    previous: HashMap<(usize, usize), ArrayRef>,
+    /// The zeroed buffer of each length this batch made columns of.
+    zeros: HashMap<usize, NullColumns>,
+    empty_items: EmptyItems,
+}
+
+impl NullCache {
+    /// Called before a batch is finished: the columns of the batch before it are kept for
+    /// reuse, older ones dropped.
+    fn next_batch(&mut self) {
+        self.previous = std::mem::take(&mut self.current);
+        self.zeros.clear();
+    }
+
+    /// A column of `field`'s type with `len` nulls.
+    fn column(&mut self, field: &FieldRef, len: usize) -> ArrayRef {
+        let key = (Arc::as_ptr(field) as usize, len);
+        if let Some(column) = self.current.get(&key) {
+            return column.clone();
+        }
+        let column = match self.previous.remove(&key) {
+            Some(column) => column,
+            None => {
+                let zeros = self.zeros.entry(len).or_insert_with(|| NullColumns::new(len));
+                zeros.column(field.data_type(), &mut self.empty_items)
+            }
+        };
+        self.current.insert(key, column.clone());
+        column
     }
 }
 
@@ -665,7 +772,7 @@ impl NullColumns {
         match data_type {
             DataType::Utf8 => Arc::new(StringArray::new(
                 self.offsets(),
-                Buffer::from_vec(Vec::<u8>::new()),
+                self.zeros.slice_with_length(0, 0),
                 self.nulls(),
             )),
             DataType::Boolean => Arc::new(BooleanArray::new(
@@ -728,6 +835,19 @@ fn text_builder() -> StringBuilder {
     StringBuilder::with_capacity(0, 0)
 }
 
+/// How many columns a member of `shape` has: its value column and companions (as
+/// [`primitive_values`] makes them).
+fn column_count(shape: &Shape) -> usize {
+    match shape {
+        Shape::Json | Shape::Object(_) => 1,
+        Shape::Primitive(type_code) => match (value_class(type_code), *type_code) {
+            (ValueClass::Decimal, _) => 2,
+            (ValueClass::Text, "date" | "dateTime" | "instant") => 3,
+            _ => 1,
+        },
+    }
+}
+
 /// The builders of a primitive member and how many columns it has.
 fn primitive_values(type_code: &str) -> (Values, usize) {
     let instant = || TimestampMicrosecondBuilder::with_capacity(0).with_timezone(UTC);
@@ -785,7 +905,7 @@ impl Values {
     }
 
     /// Appends a value that [`Values::fits`].
-    fn append(&mut self, value: &Node<'_>, step: &Step<'_>, context: &mut Context<'_>) {
+    fn append(&mut self, value: &Node<'_>, shape: &Shape, step: &Step<'_>, context: &mut Context<'_>) {
         match (self, value) {
             (Values::Json(builder), value) => {
                 // Written straight into the builder's value buffer, then closed as one value.
@@ -819,7 +939,10 @@ impl Values {
                 end.append_option(bounds.map(|(_, last)| last));
             }
             (Values::Object(object), Node::Object(members)) => {
-                object.append_members(members, step, context);
+                let Shape::Object(shape) = shape else {
+                    unreachable!("an object builder is made from an object shape");
+                };
+                object.append_members(shape, members, step, context);
                 object.validity.append(true);
                 object.len += 1;
             }
@@ -847,7 +970,7 @@ impl Values {
     }
 
     /// The value column and its companions; the builders start again.
-    fn finish(&mut self, empty_items: &mut EmptyItems) -> Vec<ArrayRef> {
+    fn finish(&mut self, nulls: &mut NullCache) -> Vec<ArrayRef> {
         match self {
             Values::Json(builder) | Values::Text(builder) => vec![Arc::new(builder.finish())],
             Values::Boolean(builder) => vec![Arc::new(builder.finish())],
@@ -859,7 +982,7 @@ impl Values {
                 Arc::new(start.finish()),
                 Arc::new(end.finish()),
             ],
-            Values::Object(object) => vec![object.finish_struct(empty_items)],
+            Values::Object(object) => vec![object.finish_struct(nulls)],
         }
     }
 }
