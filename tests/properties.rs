@@ -356,6 +356,9 @@ mod walker {
                 Entry::Empty => {}
             }
         }
+        // The Bundle itself comes after its entries (its envelope needs to know which of them
+        // became rows), to a sink that wants Bundles.
+        visits.resources.push(("Bundle".to_owned(), None, None));
     }
 
     /// Records what it is given and checks each resource's Bundle scope finds the resource itself.
