@@ -90,7 +90,10 @@ pub fn compact(out: &Path, compression: Compression) -> Result<Vec<TableOutcome>
     }
     let started = std::time::SystemTime::now();
     let output = crate::sink::open(out, crate::sink::format_of(out))?;
-    let staging = output.stage(WriteOptions { compression })?;
+    let staging = output.stage(WriteOptions {
+        compression,
+        threads: 1,
+    })?;
     let obsolete = ObsoleteRows::load(&*output, out)?;
     let mut compacted = Vec::new();
     let mut outcomes = Vec::new();

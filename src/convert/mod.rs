@@ -107,6 +107,7 @@ fn convert_in(
 ) -> Result<(RunReport, String)> {
     let options = WriteOptions {
         compression: settings.compression,
+        threads: settings.threads,
     };
     let staging = output.stage(options).map_err(|e| UsageError(format!("{e:#}")))?;
     let mut inputs = select_inputs(settings, templates, started)?;

@@ -493,6 +493,7 @@ fn commit_set(
     check_existing(output, (mode, first.output_format), &table_names, shards)?;
     let mut staging = output.stage(WriteOptions {
         compression: first.compression,
+        threads: 1,
     })?;
     let mut index = IdentifierIndex::default();
     for finished in set {

@@ -100,6 +100,7 @@ mod tests {
         let staging = output
             .stage(crate::sink::WriteOptions {
                 compression: crate::sink::Compression::None,
+                threads: 1,
             })
             .unwrap();
         let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Utf8, true)]));

@@ -388,6 +388,7 @@ mod tests {
         .unwrap();
         let options = WriteOptions {
             compression: Compression::Zstd,
+            threads: 1,
         };
         let mut writer =
             Box::new(DatasetWriter::create(dir.path(), "part.parquet", schema, &options).unwrap());
@@ -437,6 +438,7 @@ mod tests {
             RecordBatch::try_new(schema.clone(), vec![Arc::new(from_zero), Arc::new(to_zero)]).unwrap();
         let options = WriteOptions {
             compression: Compression::Zstd,
+            threads: 1,
         };
         let mut writer =
             Box::new(DatasetWriter::create(dir.path(), "part.parquet", schema, &options).unwrap());

@@ -12,10 +12,12 @@ use arrow_array::{Array, ArrayRef, ListArray, RecordBatch, StringArray};
 use arrow_data::ArrayData;
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnWriter, ArrowRowGroupWriterFactory};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression as ParquetCodec, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 use serde::Deserialize;
 
@@ -58,6 +60,10 @@ pub enum Compression {
 #[derive(Debug, Clone, Copy)]
 pub struct WriteOptions {
     pub compression: Compression,
+    /// How many threads encode a wide table's row group (the run's `--threads`). The run's one
+    /// writer thread encodes every table, and on `--resources all` it is the bottleneck: the
+    /// workers wait for it (see [`write_columns`]).
+    pub threads: usize,
 }
 
 /// Field metadata that asks for a lookup index on a column: a Parquet bloom filter per row group,
@@ -271,10 +277,84 @@ pub(crate) fn finish_file(mut writer: ArrowWriter<File>, path: &Path) -> Result<
     let metadata = writer
         .finish()
         .with_context(|| format!("cannot finish {}", path.display()))?;
-    let file = writer.inner_mut();
-    super::footer::declare_float_orders_for_all_readers(path, file, &metadata)
+    finish_written(writer.inner_mut(), &metadata, path)
+}
+
+/// The end of [`finish_file`], once the footer is written: float orders, sync.
+fn finish_written(
+    file: &mut File,
+    metadata: &parquet::file::metadata::ParquetMetaData,
+    path: &Path,
+) -> Result<()> {
+    super::footer::declare_float_orders_for_all_readers(path, file, metadata)
         .with_context(|| format!("cannot finish {}", path.display()))?;
     fsops::sync_file(file).with_context(|| format!("cannot sync {}", path.display()))
+}
+
+/// Encodes `batch` into the column writers of a wide table's open row group (`writers`, one
+/// per leaf, in schema order) on `threads` threads. The top-level columns are the units of
+/// work, taken widest first from a shared queue; each thread works out a column's levels and
+/// encodes them.
+///
+/// Why: the levels of the thousands of mostly-null leaves of a resource table are nearly all of
+/// the Parquet work (on 500 MB of Bundles, 920 million levels for 10 million values), and the
+/// run has one writer thread, which the workers wait for. Encoding the columns on the run's
+/// threads lets the writer use the cores the waiting workers leave idle; the output is the same
+/// column chunks, in the same order.
+fn write_columns(
+    schema: &SchemaRef,
+    batch: &RecordBatch,
+    writers: &mut [ArrowColumnWriter],
+    threads: usize,
+) -> Result<()> {
+    let mut jobs = Vec::with_capacity(schema.fields().len());
+    let mut rest = writers;
+    for (position, field) in schema.fields().iter().enumerate() {
+        let leaves = leaf_count(&Fields::from(vec![field.clone()]));
+        let (own, after) = rest.split_at_mut(leaves);
+        rest = after;
+        jobs.push((position, own));
+    }
+    // Widest first, so that no thread is left with a wide column at the end.
+    jobs.sort_by_key(|(_, own)| std::cmp::Reverse(own.len()));
+    let queue = std::sync::Mutex::new(jobs.into_iter());
+    let encode = || -> Result<()> {
+        loop {
+            let job = queue.lock().expect("no encoder panics holding the queue").next();
+            let Some((position, own)) = job else {
+                return Ok(());
+            };
+            let field = &schema.fields()[position];
+            let column = batch.column(position);
+            for (writer, leaf) in own.iter_mut().zip(compute_leaves(field, column)?) {
+                writer.write(&leaf)?;
+            }
+        }
+    };
+    if threads == 1 {
+        return encode();
+    }
+    std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(encode)).collect();
+        let mut outcome = encode();
+        for helper in helpers {
+            let joined = helper
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            outcome = outcome.and(joined);
+        }
+        outcome
+    })
+}
+
+/// Closes a wide table's row group: its column chunks appended to the file in schema order.
+fn close_row_group(file: &mut SerializedFileWriter<File>, writers: Vec<ArrowColumnWriter>) -> Result<()> {
+    let mut row_group = file.next_row_group()?;
+    for writer in writers {
+        writer.close()?.append_to_row_group(&mut row_group)?;
+    }
+    row_group.close()?;
+    Ok(())
 }
 
 /// One table's Parquet file inside a dataset folder: the local backend's [`TableWriter`].
@@ -283,6 +363,9 @@ pub(super) struct DatasetWriter {
     /// The file until its first batch comes: the writer's settings depend on it.
     file: Option<File>,
     writer: Option<ArrowWriter<File>>,
+    /// A wide table's file writer and the factory of its column writers, in place of `writer`:
+    /// its row groups are encoded column by column on several threads.
+    columns: Option<(SerializedFileWriter<File>, ArrowRowGroupWriterFactory)>,
     schema: SchemaRef,
     options: WriteOptions,
     rows: u64,
@@ -292,8 +375,6 @@ pub(super) struct DatasetWriter {
     /// A wide table's batches not yet written, and their Arrow memory.
     held: Vec<RecordBatch>,
     held_bytes: usize,
-    /// The table's leaf (Parquet) columns.
-    leaves: usize,
 }
 
 impl DatasetWriter {
@@ -307,13 +388,12 @@ impl DatasetWriter {
         fsops::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let path = dir.join(file_name);
         let file = fsops::create_file(&path).with_context(|| format!("cannot create {}", path.display()))?;
-        let leaves = leaf_count(schema.fields());
         Ok(DatasetWriter {
             path,
             file: Some(file),
             writer: None,
-            wide: leaves > WIDE_TABLE_LEAVES,
-            leaves,
+            columns: None,
+            wide: leaf_count(schema.fields()) > WIDE_TABLE_LEAVES,
             schema,
             options: *options,
             rows: 0,
@@ -335,15 +415,49 @@ impl DatasetWriter {
         }
         let held = std::mem::take(&mut self.held);
         self.held_bytes = 0;
-        let rows_per_write = (WIDE_WRITE_LEVELS / self.leaves).max(1);
-        let writer = self.writer(Some(&held[0]))?;
+        if self.columns.is_none() {
+            let writer = self.writer(Some(&held[0]))?;
+            writer.flush()?;
+            let writer = self.writer.take().expect("made above");
+            self.columns = Some(writer.into_serialized_writer()?);
+        }
+        let threads = self.options.threads.max(1);
+        let (file, factory) = self.columns.as_mut().expect("made above");
+        // The levels of a slice are worked out for every leaf of a column before any is
+        // written: slices as long as the table's width allows keep them to a few MB.
+        let leaves = leaf_count(self.schema.fields());
+        let rows_per_write = (WIDE_WRITE_LEVELS / leaves).max(1);
+        let mut row_group: Option<(Vec<ArrowColumnWriter>, usize)> = None;
         for batch in &held {
             for start in (0..batch.num_rows()).step_by(rows_per_write) {
-                let rows = rows_per_write.min(batch.num_rows() - start);
-                writer.write(&batch.slice(start, rows))?;
+                let slice = batch.slice(start, rows_per_write.min(batch.num_rows() - start));
+                // The row group limits, checked before each slice as `ArrowWriter` does: the
+                // encoded row group stays in memory until it is closed.
+                if let Some((writers, rows)) = &row_group {
+                    let bytes: usize = writers
+                        .iter()
+                        .map(ArrowColumnWriter::get_estimated_total_bytes)
+                        .sum();
+                    let expected = bytes + bytes / (*rows).max(1) * slice.num_rows();
+                    if rows + slice.num_rows() > ROW_GROUP_ROWS || expected > ROW_GROUP_BYTES {
+                        let (writers, _) = row_group.take().expect("checked above");
+                        close_row_group(file, writers)?;
+                    }
+                }
+                let (writers, rows) = match &mut row_group {
+                    Some(open) => open,
+                    None => {
+                        let index = file.flushed_row_groups().len();
+                        row_group.insert((factory.create_column_writers(index)?, 0))
+                    }
+                };
+                write_columns(&self.schema, &slice, writers, threads)?;
+                *rows += slice.num_rows();
             }
         }
-        writer.flush()?;
+        if let Some((writers, _)) = row_group {
+            close_row_group(file, writers)?;
+        }
         drop(held);
         release_free_memory();
         Ok(())
@@ -397,6 +511,7 @@ impl TableWriter for DatasetWriter {
         self.write_held()
             .with_context(|| format!("cannot write {}", self.path.display()))?;
         let Some(writer) = self.writer.as_mut() else {
+            // A wide table's row groups are closed as they are written.
             return Ok(());
         };
         writer
@@ -408,6 +523,13 @@ impl TableWriter for DatasetWriter {
     fn finish(mut self: Box<Self>) -> Result<u64> {
         self.write_held()
             .with_context(|| format!("cannot write {}", self.path.display()))?;
+        if let Some((mut file, _)) = self.columns.take() {
+            let metadata = file
+                .finish()
+                .with_context(|| format!("cannot finish {}", self.path.display()))?;
+            finish_written(file.inner_mut(), &metadata, &self.path)?;
+            return Ok(self.rows);
+        }
         self.writer(None)?;
         let writer = self.writer.take().expect("made above");
         finish_file(writer, &self.path)?;
@@ -617,6 +739,7 @@ mod tests {
     fn wide_tables_compress_only_the_columns_their_first_batch_reaches() {
         let options = WriteOptions {
             compression: Compression::Zstd,
+            threads: 1,
         };
         let zstd = ParquetCodec::ZSTD(ZstdLevel::try_new(1).unwrap());
         let wide = first_batch(WIDE_TABLE_LEAVES);
