@@ -618,6 +618,70 @@ fn export_refuses_a_target_that_is_not_empty_and_writes_nothing() {
 }
 
 #[test]
+fn export_refuses_a_target_inside_the_output_and_a_folder_that_is_no_output() {
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().join("out");
+    let converted = common::convert_into(&fixtures().join("handmade"), &out, &["-q", "--resources", "all"]);
+    assert_eq!(converted.0, 0, "{}", converted.1);
+    let before = listing(&out);
+
+    // Into OUT, also through `..` of a folder that exists, and through a symbolic link.
+    let link = root.path().join("link");
+    std::os::unix::fs::symlink(&out, &link).unwrap();
+    for inside in [
+        out.join("exported"),
+        out.join("patient").join("..").join("exported"),
+        link.join("exported"),
+    ] {
+        let outcome = export(&out, &inside, &[]);
+        assert_eq!(outcome.code, 2, "{}", outcome.stderr);
+        assert!(
+            outcome.stderr.contains("inside the output folder"),
+            "{}",
+            outcome.stderr
+        );
+    }
+    assert_eq!(listing(&out), before, "OUT unchanged");
+
+    // A folder no run wrote: refused before a lock or tool folder is made in it.
+    let plain = root.path().join("plain");
+    std::fs::create_dir(&plain).unwrap();
+    std::fs::write(plain.join("notes.txt"), "mine").unwrap();
+    let target = root.path().join("x");
+    for outcome in [
+        export(&plain, &target, &[]),
+        run(&["compact".as_ref(), plain.as_os_str()]),
+    ] {
+        assert_eq!(outcome.code, 2, "{}", outcome.stderr);
+        assert!(
+            outcome.stderr.contains("is not an output folder"),
+            "{}",
+            outcome.stderr
+        );
+    }
+    assert_eq!(
+        listing(&plain),
+        ["notes.txt"],
+        "nothing made in a folder that is no output"
+    );
+    assert!(!target.exists());
+}
+
+/// Every path under `folder`, relative to it, sorted.
+fn listing(folder: &Path) -> Vec<String> {
+    let mut paths: Vec<String> = walkdir::WalkDir::new(folder)
+        .min_depth(1)
+        .into_iter()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            entry.path().strip_prefix(folder).unwrap().display().to_string()
+        })
+        .collect();
+    paths.sort();
+    paths
+}
+
+#[test]
 fn export_of_an_output_without_resource_tables_is_a_usage_error() {
     // The built-in tables only: nothing to export, and no folder made.
     let root = tempfile::tempdir().unwrap();

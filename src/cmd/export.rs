@@ -21,7 +21,8 @@ Bundle). The entries of the Bundles are gathered in memory, at most --bundles-me
 at a time (256 by default): with more, the Bundles are rebuilt in shares, each a pass over the
 tables.
 
-DIR must not exist or be empty. The files are written into DIR/.fhir2table-export/ and moved
+DIR must not exist or be empty, and must not be inside OUT; OUT must be a folder convert wrote
+(nothing is created in a folder that is not). The files are written into DIR/.fhir2table-export/ and moved
 into DIR when all are complete; the export is finished when that folder is gone. An export killed
 half way leaves it (and perhaps some whole files): export into the same DIR again and it removes
 them first. The output folder is held (like convert and compact hold it) while it is read.";
@@ -48,7 +49,7 @@ pub struct Args {
     #[arg(value_name = "OUT")]
     pub out: PathBuf,
 
-    /// The folder to write the NDJSON files into; must not exist or be empty
+    /// The folder to write the NDJSON files into; must not exist or be empty, and not be in OUT
     #[arg(long, value_name = "DIR")]
     pub to: PathBuf,
 

@@ -152,10 +152,8 @@ pub struct ExportOutcome {
 pub fn export(out: &Path, to: &Path, options: &ExportOptions) -> Result<ExportOutcome> {
     // Plan: the types asked for, the target, the output and its resource tables.
     let wanted = wanted_types(&options.resource_types)?;
-    if !out.is_dir() {
-        return Err(UsageError(format!("{} is not an output folder", out.display())).into());
-    }
     let target = Target::check(to, out)?;
+    crate::sink::check_is_output(out)?;
     let output = crate::sink::open(out, crate::sink::format_of(out))?;
     let tables = resource_tables(&*output, &wanted)?;
     check_bundles(&wanted, options.bundles)?;
@@ -432,6 +430,25 @@ impl ExportFile {
     }
 }
 
+/// `path` with symbolic links and `..` resolved, also when its last components do not exist
+/// yet: the longest existing ancestor is canonicalized and the rest appended.
+fn resolved(path: &Path) -> Option<PathBuf> {
+    let absolute = std::path::absolute(path).ok()?;
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(found) = existing.canonicalize() {
+            return Some(
+                rest.iter()
+                    .rev()
+                    .fold(found, |path: PathBuf, part| path.join(part)),
+            );
+        }
+        rest.push(existing.file_name()?.to_owned());
+        existing = existing.parent()?;
+    }
+}
+
 /// The target folder, checked: it does not exist, is empty, or holds only what an interrupted
 /// export left.
 struct Target {
@@ -453,9 +470,19 @@ impl Target {
         if dir.exists() && !dir.is_dir() {
             return Err(UsageError(format!("--to {} is not a folder", dir.display())).into());
         }
-        if let (Ok(dir), Ok(out)) = (dir.canonicalize(), out.canonicalize()) {
-            if dir == out {
+        if let (Some(dir_resolved), Ok(out)) = (resolved(dir), out.canonicalize()) {
+            if dir_resolved == out {
                 return Err(not_empty().into());
+            }
+            // Files inside OUT would be foreign to its tables (and a later `compact` or
+            // `convert` of OUT would meet a folder of NDJSON as a table).
+            if dir_resolved.starts_with(&out) {
+                return Err(UsageError(format!(
+                    "--to {} is inside the output folder {}: export next to it instead",
+                    dir.display(),
+                    out.display()
+                ))
+                .into());
             }
         }
         let entries: Vec<String> = match std::fs::read_dir(dir) {

@@ -72,6 +72,21 @@ pub fn format_of(folder: &Path) -> Format {
     }
 }
 
+/// Refuses a local `folder` that no run has written to (no `.fhir2table/`, nor an older
+/// release's files), before anything is created in it: `export` and `compact` read an existing
+/// output, and opening one takes its lock, which would leave a tool folder in a folder of the
+/// user's that was named by mistake. Both work on local folders only.
+pub fn check_is_output(folder: &Path) -> Result<()> {
+    if folder.is_dir() && (layout::tool_folder(folder).is_dir() || migrate::has_legacy_files(folder)) {
+        return Ok(());
+    }
+    Err(crate::UsageError(format!(
+        "{} is not an output folder (fhir2table convert writes one, with {TOOL_FOLDER}/ in it)",
+        folder.display()
+    ))
+    .into())
+}
+
 /// Opens the output at `folder` for changing (see [`Store`]): locks it (failing with [`Locked`]
 /// while another run holds it) and finishes a commit a killed run left half done. The one place
 /// where a run's backend is chosen. The folder must exist; tables of the other format in it are
