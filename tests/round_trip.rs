@@ -481,18 +481,18 @@ fn entries_of_types_not_selected_stay_in_the_bundle_and_come_back_with_it() {
 #[test]
 fn bundles_over_the_memory_budget_are_rebuilt_in_shares_all_the_same() {
     let synthea = fixtures().join("synthea");
-    let (equal, total, difference) = round_trip(&synthea, &[], &["--bundles", "--bundles-memory", "2"]);
+    let (equal, total, difference) = round_trip(&synthea, &[], &["--bundles", "--bundles-memory", "1"]);
     assert_eq!(difference, None);
     assert_eq!(equal, total);
     // The same export, asked for its report: the entries (1.4 MB) and envelopes took more than
-    // one share.
+    // one share of 1 MB.
     let root = tempfile::tempdir().unwrap();
     let out = root.path().join("out");
     convert_resources(&synthea, &out, &[]);
     let outcome = export(
         &out,
         &root.path().join("export"),
-        &["--bundles", "--bundles-memory", "2", "--report", "json"],
+        &["--bundles", "--bundles-memory", "1", "--report", "json"],
     );
     assert_eq!(outcome.code, 0, "{}", outcome.stderr);
     let report: Value = serde_json::from_str(&outcome.stdout).unwrap();

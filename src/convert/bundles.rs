@@ -131,7 +131,7 @@ fn rebuild_share(
     let mut held = Held::new(budget);
     for table in tables.iter().filter(|table| table.resource_type != BUNDLE_TYPE) {
         each_batch(output, table, |exporter, batch| {
-            let rows = exporter.rows(batch)?;
+            let rows = exporter.rows_reached(batch)?;
             for row in 0..batch.num_rows() {
                 let Some((key, entry)) = rows.container(row) else {
                     continue;
@@ -155,7 +155,7 @@ fn rebuild_share(
     // that a nested Bundle is whole before the Bundle around it takes it in.
     let mut envelopes: Vec<(usize, RecordBatch)> = Vec::new();
     each_batch(output, bundle_table, |exporter, batch| {
-        let rows = exporter.rows(batch)?;
+        let rows = exporter.rows_reached(batch)?;
         for row in 0..batch.num_rows() {
             let Some((key, _)) = rows.envelope(row) else {
                 bail!(
@@ -184,7 +184,7 @@ fn rebuild_share(
             .expect("Bundle is an R4 resource type");
     let mut kept_whole: HashMap<String, Vec<u32>> = HashMap::new();
     for (_, envelope) in &envelopes {
-        let rows = exporter.rows(envelope)?;
+        let rows = exporter.rows_reached(envelope)?;
         let (key, entry_rows) = rows.envelope(0).expect("checked above");
         let mut entries = gathered.remove(key).unwrap_or_default();
         entries.sort_by_key(|(entry, _)| *entry);

@@ -305,7 +305,7 @@ fn write_table(
     let (mut rows, mut in_bundles) = (0u64, 0u64);
     each_batch(output, table, |exporter, batch| {
         lines.clear();
-        let batch_rows = exporter.rows(batch)?;
+        let batch_rows = exporter.rows_reached(batch)?;
         for row in 0..batch.num_rows() {
             if unbundled_only && batch_rows.container(row).is_some() {
                 in_bundles += 1;
@@ -339,7 +339,8 @@ fn write_table(
     })
 }
 
-/// Calls `each` with every batch of the table's parts, oldest first, and the exporter of the
+/// Calls `each` with every batch of the table's parts (only their columns that hold something:
+/// read them with [`Exporter::rows_reached`]), oldest first, and the exporter of the
 /// shape the batch's part was written by.
 pub(super) fn each_batch(
     output: &dyn Store,
@@ -371,7 +372,7 @@ pub(super) fn each_batch(
             exporter = Some((options, fresh));
         }
         let (_, exporter) = exporter.as_ref().expect("made above");
-        for batch in output.read(part)? {
+        for batch in output.read_reached(part)? {
             each(exporter, &batch?)
                 .with_context(|| format!("{}: part {}", output.location(&table.table), part.file_name()))?;
         }

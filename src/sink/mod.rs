@@ -15,6 +15,7 @@ mod migrate;
 mod object;
 mod parquet;
 mod part;
+pub(crate) mod reached;
 mod store;
 
 use std::path::Path;
@@ -29,6 +30,7 @@ pub use commit::{journal_path, Output};
 pub use layout::{is_internal, shard_folder, shards_folder, TOOL_FOLDER};
 pub use lock::{Locked, OutputLock};
 pub use part::{part_file_name, run_stamp};
+pub use reached::reached_projection;
 pub use store::{Batches, Part, RunInfo, StagedRun, Store, TableWriter};
 
 /// How tables are kept (`--format`, `format`): the flag and the config key take the same
