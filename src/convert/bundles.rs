@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{bail, Result};
 use arrow_array::{RecordBatch, UInt32Array};
@@ -18,6 +19,7 @@ use arrow_array::{RecordBatch, UInt32Array};
 use super::export::{each_batch, ExportFile, ExportFormat, ResourceTableParts, Staging, TypeExport};
 use crate::fhir::key_hash::text_key;
 use crate::sink::Store;
+use crate::table::lossless::Exporter;
 
 /// The most shares the keys are cut into: past it a share is rebuilt whatever it holds (at
 /// 4,096 shares, 256 MB per share stands for a terabyte of entries).
@@ -153,7 +155,7 @@ fn rebuild_share(
 
     // The envelopes of the share, each a one-row batch, rebuilt innermost first so
     // that a nested Bundle is whole before the Bundle around it takes it in.
-    let mut envelopes: Vec<(usize, RecordBatch)> = Vec::new();
+    let mut envelopes: Vec<(usize, RecordBatch, Arc<Exporter>)> = Vec::new();
     each_batch(output, bundle_table, |exporter, batch| {
         let rows = exporter.rows_reached(batch)?;
         for row in 0..batch.num_rows() {
@@ -169,7 +171,7 @@ fn rebuild_share(
                 let one = UInt32Array::from(vec![row as u32]);
                 let envelope = arrow_select::take::take_record_batch(batch, &one)?;
                 held.add(key, envelope.get_array_memory_size());
-                envelopes.push((key.matches('/').count(), envelope));
+                envelopes.push((key.matches('/').count(), envelope, Arc::clone(exporter)));
             }
         }
         Ok(())
@@ -177,13 +179,10 @@ fn rebuild_share(
     if held.over() {
         return Ok(false);
     }
-    envelopes.sort_by_key(|(depth, _)| std::cmp::Reverse(*depth));
+    envelopes.sort_by_key(|(depth, _, _)| std::cmp::Reverse(*depth));
 
-    let exporter =
-        crate::table::lossless::Exporter::new(BUNDLE_TYPE, bundle_table_options(output, bundle_table)?)
-            .expect("Bundle is an R4 resource type");
     let mut kept_whole: HashMap<String, Vec<u32>> = HashMap::new();
-    for (_, envelope) in &envelopes {
+    for (_, envelope, exporter) in &envelopes {
         let rows = exporter.rows_reached(envelope)?;
         let (key, entry_rows) = rows.envelope(0).expect("checked above");
         let mut entries = gathered.remove(key).unwrap_or_default();
@@ -267,19 +266,4 @@ fn inside_kept_entry(key: &str, envelopes: &HashMap<String, Vec<u32>>) -> bool {
         key = parent;
     }
     false
-}
-
-/// The tree options the Bundle table was written with (its newest part's).
-fn bundle_table_options(
-    output: &dyn Store,
-    table: &ResourceTableParts,
-) -> Result<crate::fhir::definitions::TreeOptions> {
-    let Some(part) = table.parts.last() else {
-        bail!("{} has no parts", table.table);
-    };
-    let schema = output.schema(part)?;
-    match crate::table::lossless::table_options(&schema) {
-        Some((_, options)) => Ok(options),
-        None => bail!("{} does not say which resource type it holds", table.table),
-    }
 }

@@ -22,6 +22,7 @@ use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use arrow_array::RecordBatch;
@@ -341,13 +342,13 @@ fn write_table(
 
 /// Calls `each` with every batch of the table's parts (only their columns that hold something:
 /// read them with [`Exporter::rows_reached`]), oldest first, and the exporter of the
-/// shape the batch's part was written by.
+/// shape the batch's part was written by (shared, for rows kept past the call).
 pub(super) fn each_batch(
     output: &dyn Store,
     table: &ResourceTableParts,
-    mut each: impl FnMut(&Exporter, &RecordBatch) -> Result<()>,
+    mut each: impl FnMut(&Arc<Exporter>, &RecordBatch) -> Result<()>,
 ) -> Result<()> {
-    let mut exporter: Option<(TreeOptions, Exporter)> = None;
+    let mut exporter: Option<(TreeOptions, Arc<Exporter>)> = None;
     for part in &table.parts {
         // Every part of a table has the same options (an append with others is refused); read
         // them per part all the same, so a part is always rebuilt by the shape it was written by.
@@ -369,7 +370,7 @@ pub(super) fn each_batch(
         if exporter.as_ref().is_none_or(|(known, _)| *known != options) {
             let fresh = Exporter::new(&resource_type, options)
                 .with_context(|| format!("{resource_type} is not an R4 resource type"))?;
-            exporter = Some((options, fresh));
+            exporter = Some((options, Arc::new(fresh)));
         }
         let (_, exporter) = exporter.as_ref().expect("made above");
         for batch in output.read_reached(part)? {
