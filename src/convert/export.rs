@@ -99,8 +99,8 @@ pub struct TypeExport {
     pub rows: u64,
     /// With `--bundles`: resources of this type written back into their Bundles instead.
     pub in_bundles: u64,
-    /// For `Bundle.ndjson`: how many shares of the Bundles the rebuild took (each a pass over
-    /// the tables; more than one when the entries were more than `--bundles-memory`).
+    /// For `Bundle.ndjson`: how many parts the Bundles were rebuilt in: 1 when their rows fitted
+    /// `--bundles-memory`, else the spill buckets rebuilt one at a time.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shares: Option<u64>,
     /// Size of the file on disk (compressed, for `ndjson.gz`).
@@ -131,7 +131,7 @@ impl TypeExport {
 impl TypeExport {
     fn bundled(&self) -> String {
         match (self.in_bundles, self.shares) {
-            (0, Some(shares)) if shares > 1 => format!(" (rebuilt in {shares} shares)"),
+            (0, Some(shares)) if shares > 1 => format!(" (rebuilt in {shares} spilled buckets)"),
             (0, _) => String::new(),
             (rows, _) => format!(" ({rows} more back in their Bundles)"),
         }
@@ -590,6 +590,12 @@ impl Staging {
     pub(super) fn stage_file(&mut self, name: &str) -> PathBuf {
         self.staged.push(name.to_owned());
         self.staging.join(name)
+    }
+
+    /// A folder in the staging folder for files the export needs on the way and does not
+    /// publish (removed with the staging folder); made by the caller when needed.
+    pub(super) fn scratch_folder(&self, name: &str) -> PathBuf {
+        self.staging.join(format!("_scratch-{name}"))
     }
 
     /// Records the names, moves every staged file into the target and removes the staging
