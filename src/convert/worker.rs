@@ -259,8 +259,7 @@ fn worker(
         work.progress.file_done(bytes.saturating_sub(reported.get()));
         outcomes.push((unit.file, clean));
     }
-    let (batches, broken) = tables.flush();
-    send(batches);
+    let broken = tables.flush_each(|position, batch| sender.send((position, batch)).is_ok());
     for table in broken {
         let message = format!("table {table}: internal error while finishing a batch: not written");
         diagnostics.error(Origin::default(), message);
