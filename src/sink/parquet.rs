@@ -100,7 +100,9 @@ impl WriteOptions {
     /// whole, only uncompressed. Those columns also get row group statistics only, no page
     /// index: the writer keeps every row group's column and offset indexes until the file ends,
     /// for thousands of columns per row group. Row group statistics stay on every column: their
-    /// definition level histograms tell `export` which columns to read (`reached.rs`).
+    /// definition level histograms tell `export` which columns to read (`reached.rs`), which
+    /// made it four times faster; turning them off saved 5-10 MB of footer metadata held
+    /// while writing (500 MB of Bundles: 311 -> 306 MB peak RSS).
     pub(super) fn properties_for(&self, schema: &Schema, first: Option<&RecordBatch>) -> WriterProperties {
         let codec = match self.compression {
             Compression::Zstd => ParquetCodec::ZSTD(ZstdLevel::try_new(1).expect("zstd level 1 is valid")),
