@@ -17,11 +17,13 @@ any other (a Bundle nested in an entry included) and the Bundles themselves are 
 document (a file or an NDJSON line), JSON-equal to the input, its entries' resources taken back
 from their tables (Bundles nested in entries included); the other files hold only the resources
 that were not in a Bundle. It needs the Bundle table (convert --resources all, or a list naming
-Bundle). The entries of the Bundles are gathered in memory, at most --bundles-memory MB of them
-at a time (256 by default): with more, the Bundles are rebuilt in shares, each a pass over the
-tables.
+Bundle). Each table is read once; the entries and envelopes are gathered in memory, at most
+--bundles-memory MB of them (256 by default): with more, they go to spill files in
+DIR/.fhir2table-export/, bucketed by Bundle, and each bucket is rebuilt on its own (the summary
+says how many).
 
-DIR must not exist or be empty. The files are written into DIR/.fhir2table-export/ and moved
+DIR must not exist or be empty, and must not be inside OUT; OUT must be a folder convert wrote
+(nothing is created in a folder that is not). The files are written into DIR/.fhir2table-export/ and moved
 into DIR when all are complete; the export is finished when that folder is gone. An export killed
 half way leaves it (and perhaps some whole files): export into the same DIR again and it removes
 them first. The output folder is held (like convert and compact hold it) while it is read.";
@@ -48,7 +50,7 @@ pub struct Args {
     #[arg(value_name = "OUT")]
     pub out: PathBuf,
 
-    /// The folder to write the NDJSON files into; must not exist or be empty
+    /// The folder to write the NDJSON files into; must not exist or be empty, and not be in OUT
     #[arg(long, value_name = "DIR")]
     pub to: PathBuf,
 
@@ -66,8 +68,8 @@ pub struct Args {
     #[arg(long, conflicts_with = "resources")]
     pub bundles: bool,
 
-    /// With --bundles: the most MB of entries held in memory at a time; with more, the Bundles
-    /// are rebuilt in shares, each share a pass over the tables
+    /// With --bundles: the most MB of rendered entries held in memory; with more, they are
+    /// spilled to disk in buckets and the Bundles rebuilt a bucket at a time
     #[arg(long, value_name = "MB", requires = "bundles", default_value_t = DEFAULT_BUNDLES_MEMORY_MB)]
     pub bundles_memory: usize,
 

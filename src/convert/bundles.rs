@@ -2,32 +2,44 @@
 //! `resource_bundle`, which left out the entries that became rows) and its entries' rows in the
 //! other resource tables (docs/LOSSLESS.md, "Bundles").
 //!
-//! The entries of a Bundle can be anywhere in the tables, so they are gathered in memory, by
-//! the key their rows' `__bundle` holds, before the envelope is written. Memory stays bounded:
-//! Bundles are taken a share of their keys at a time (a hash of the document's key, so a Bundle
-//! and the Bundles nested in it go together), and when a share's rows pass the budget
-//! (`--bundles-memory`) the rebuild starts again with eight times the shares. Each share reads
-//! the tables once.
+//! The entries of a Bundle can be anywhere in the tables, so they are gathered, by the key their
+//! rows' `__bundle` holds, before the envelope is written. Each table is read once. Every row is
+//! rendered as it is read: an entry's resource to its JSON text, an envelope to its JSON text
+//! with a placeholder where each entry's resource goes. While those texts fit `--bundles-memory`
+//! they are held in memory; past it, they go to spill files in the export's staging folder, one
+//! of [`BUCKETS`] by a hash of the document's key (so a Bundle and the Bundles nested in it stay
+//! together), and each bucket is rebuilt on its own afterwards; a bucket still over the budget
+//! is split again by the next bits of the hash. Memory stays bounded and the work linear in the
+//! tables' size, whatever the budget.
 
 use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
-use arrow_array::{RecordBatch, UInt32Array};
+use anyhow::{bail, Context, Result};
 
 use super::export::{each_batch, ExportFile, ExportFormat, ResourceTableParts, Staging, TypeExport};
 use crate::fhir::key_hash::text_key;
+use crate::fsops;
 use crate::sink::Store;
-
-/// The most shares the keys are cut into: past it a share is rebuilt whatever it holds (at
-/// 4,096 shares, 256 MB per share stands for a terabyte of entries).
-const MAX_SHARES: u64 = 4096;
 
 /// The resource type whose table holds the envelopes.
 pub(super) const BUNDLE_TYPE: &str = "Bundle";
 
-/// Writes `Bundle.ndjson[.gz]`: every Bundle that was a whole document, rebuilt, gathering at
-/// most `budget` bytes of entries at a time (see the module's doc).
+/// Spill files per split: a bucket over the budget is cut into this many by the next six bits
+/// of its documents' hash.
+const BUCKETS: usize = 64;
+
+/// Splits after which a bucket is rebuilt whatever it holds (64^10 buckets: far past any input).
+const MAX_SPLITS: u32 = 10;
+
+/// Marks where an entry's resource goes in an envelope's text: a NUL byte, which valid JSON
+/// text never holds raw (strings escape it), then the entry index and a second NUL.
+const PLACEHOLDER: u8 = 0;
+
+/// Writes `Bundle.ndjson[.gz]`: every Bundle that was a whole document, rebuilt, holding at
+/// most `budget` bytes of rendered rows in memory (see the module's doc).
 pub(super) fn write_bundles(
     output: &dyn Store,
     tables: &[ResourceTableParts],
@@ -39,154 +51,407 @@ pub(super) fn write_bundles(
         bail!("no Bundle table to rebuild Bundles from");
     };
     let name = format!("{BUNDLE_TYPE}{}", format.extension());
-    let mut path = None;
-    let mut shares = 1u64;
-    loop {
-        let rebuild = Rebuild {
-            output,
-            tables,
-            bundle_table,
-            shares,
-            budget: if shares >= MAX_SHARES { usize::MAX } else { budget },
-        };
-        let mut staged = || path.get_or_insert_with(|| staging.stage_file(&name)).clone();
-        let Some((rows, bytes)) = rebuild.write(&mut staged, format)? else {
-            shares = (shares * 8).min(MAX_SHARES);
-            continue;
-        };
-        return Ok(TypeExport {
-            resource_type: BUNDLE_TYPE.to_owned(),
-            table: bundle_table.table.clone(),
-            file: (rows > 0).then_some(name),
-            rows,
-            in_bundles: 0,
-            bytes,
-            shares: Some(shares),
-        });
-    }
-}
-
-/// One attempt at the rebuild, with the keys cut into `shares`.
-struct Rebuild<'r> {
-    output: &'r dyn Store,
-    tables: &'r [ResourceTableParts],
-    bundle_table: &'r ResourceTableParts,
-    shares: u64,
-    budget: usize,
-}
-
-impl Rebuild<'_> {
-    /// Writes every share's Bundles into the file at `staged()` (created, or emptied, at the
-    /// first); returns the Bundles written and the file's size, or `None` when a share went over
-    /// the budget.
-    fn write(&self, staged: &mut dyn FnMut() -> PathBuf, format: ExportFormat) -> Result<Option<(u64, u64)>> {
-        let mut file: Option<ExportFile> = None;
-        let mut rows = 0u64;
-        for share in 0..self.shares {
-            let mut write = |mut bundle: Vec<u8>| {
-                bundle.push(b'\n');
-                let file = match &mut file {
-                    Some(file) => file,
-                    None => file.insert(ExportFile::create(&staged(), format)?),
-                };
-                rows += 1;
-                file.write(&bundle)
-            };
-            if !rebuild_share(self, share, &mut write)? {
-                return Ok(None);
-            }
-        }
-        let bytes = match file {
-            Some(file) => file.finish()?,
-            None => 0,
-        };
-        Ok(Some((rows, bytes)))
-    }
-}
-
-/// The share (of `shares`) a Bundle key falls in: by the key of the document it is part of.
-fn share_of(key: &str, shares: u64) -> u64 {
-    let document = key.split('/').next().unwrap_or(key);
-    text_key(document) % shares
-}
-
-/// An entry's resource, rendered: (entry index, JSON text).
-type EntryText = (u32, Vec<u8>);
-
-/// Rebuilds the whole-document Bundles of one share, giving each to `write` as it is done;
-/// `false` when the share gathered more than the budget (before any was written).
-fn rebuild_share(
-    rebuild: &Rebuild<'_>,
-    share: u64,
-    write: &mut dyn FnMut(Vec<u8>) -> Result<()>,
-) -> Result<bool> {
-    let Rebuild {
-        output,
-        tables,
-        bundle_table,
-        shares,
-        budget,
-    } = *rebuild;
-    let mut gathered: HashMap<String, Vec<EntryText>> = HashMap::new();
-    let mut held = Held::new(budget);
+    let spill_folder = staging.scratch_folder("bundles");
+    let mut gathered = Gathered::new(budget, spill_folder);
     for table in tables.iter().filter(|table| table.resource_type != BUNDLE_TYPE) {
         each_batch(output, table, |exporter, batch| {
-            let rows = exporter.rows(batch)?;
+            let rows = exporter.rows_reached(batch)?;
             for row in 0..batch.num_rows() {
-                let Some((key, entry)) = rows.container(row) else {
-                    continue;
-                };
-                if share_of(key, shares) != share || held.over() {
-                    continue;
+                if let Some((key, entry)) = rows.container(row) {
+                    let mut text = Vec::new();
+                    rows.write(row, Vec::new(), &mut text)?;
+                    gathered.add(Record::Entry {
+                        key: key.to_owned(),
+                        entry,
+                        text,
+                    })?;
                 }
-                let mut text = Vec::new();
-                rows.write(row, Vec::new(), &mut text)?;
-                held.add(key, text.len() + key.len());
-                gathered.entry(key.to_owned()).or_default().push((entry, text));
             }
             Ok(())
         })?;
-        if held.over() {
-            return Ok(false);
-        }
     }
-
-    // The envelopes of the share, each a one-row batch, rebuilt innermost first so
-    // that a nested Bundle is whole before the Bundle around it takes it in.
-    let mut envelopes: Vec<(usize, RecordBatch)> = Vec::new();
     each_batch(output, bundle_table, |exporter, batch| {
-        let rows = exporter.rows(batch)?;
+        let rows = exporter.rows_reached(batch)?;
         for row in 0..batch.num_rows() {
-            let Some((key, _)) = rows.envelope(row) else {
+            let Some((key, entry_rows)) = rows.envelope(row) else {
                 bail!(
                     "{}: a Bundle row without {}",
                     bundle_table.table,
                     crate::table::lossless::KEY
                 );
             };
-            if share_of(key, shares) == share && !held.over() {
-                // A copy of the row: a slice would keep the whole batch alive.
-                let one = UInt32Array::from(vec![row as u32]);
-                let envelope = arrow_select::take::take_record_batch(batch, &one)?;
-                held.add(key, envelope.get_array_memory_size());
-                envelopes.push((key.matches('/').count(), envelope));
-            }
+            let inserted = entry_rows
+                .iter()
+                .map(|entry| {
+                    (
+                        format!("/entry/{entry}"),
+                        "resource".to_owned(),
+                        placeholder(*entry),
+                    )
+                })
+                .collect();
+            let mut text = Vec::new();
+            rows.write(row, inserted, &mut text)?;
+            let container = rows
+                .container(row)
+                .map(|(parent, entry)| (parent.to_owned(), entry));
+            gathered.add(Record::Envelope {
+                key: key.to_owned(),
+                entry_rows,
+                container,
+                text,
+            })?;
         }
         Ok(())
     })?;
-    if held.over() {
-        return Ok(false);
-    }
-    envelopes.sort_by_key(|(depth, _)| std::cmp::Reverse(*depth));
 
-    let exporter =
-        crate::table::lossless::Exporter::new(BUNDLE_TYPE, bundle_table_options(output, bundle_table)?)
-            .expect("Bundle is an R4 resource type");
+    let mut file: Option<ExportFile> = None;
+    let mut rows = 0u64;
+    let mut write = |mut bundle: Vec<u8>| {
+        bundle.push(b'\n');
+        let file = match &mut file {
+            Some(file) => file,
+            None => file.insert(ExportFile::create(&staging.stage_file(&name), format)?),
+        };
+        rows += 1;
+        file.write(&bundle)
+    };
+    let parts = gathered.rebuild(&mut write)?;
+    let bytes = match file {
+        Some(file) => file.finish()?,
+        None => 0,
+    };
+    Ok(TypeExport {
+        resource_type: BUNDLE_TYPE.to_owned(),
+        table: bundle_table.table.clone(),
+        file: (rows > 0).then_some(name),
+        rows,
+        in_bundles: 0,
+        bytes,
+        shares: Some(parts),
+    })
+}
+
+/// The text standing for entry `entry`'s resource in an envelope until it is rebuilt.
+fn placeholder(entry: u32) -> String {
+    format!("{}{entry}{}", PLACEHOLDER as char, PLACEHOLDER as char)
+}
+
+/// One rendered row: an entry's resource, or a Bundle's envelope.
+enum Record {
+    Entry {
+        key: String,
+        entry: u32,
+        text: Vec<u8>,
+    },
+    Envelope {
+        key: String,
+        /// The entries whose resources are rows, each a placeholder in `text`.
+        entry_rows: Vec<u32>,
+        /// For a nested Bundle: the Bundle and entry it is in.
+        container: Option<(String, u32)>,
+        text: Vec<u8>,
+    },
+}
+
+impl Record {
+    fn key(&self) -> &str {
+        match self {
+            Record::Entry { key, .. } | Record::Envelope { key, .. } => key,
+        }
+    }
+
+    /// The key of the document the record belongs to: a nested Bundle's key starts with it.
+    fn document(&self) -> &str {
+        let key = self.key();
+        key.split('/').next().unwrap_or(key)
+    }
+
+    fn size(&self) -> usize {
+        match self {
+            Record::Entry { key, text, .. } => key.len() + text.len() + 8,
+            Record::Envelope {
+                key,
+                entry_rows,
+                container,
+                text,
+            } => {
+                key.len()
+                    + text.len()
+                    + 4 * entry_rows.len()
+                    + container.as_ref().map_or(0, |(p, _)| p.len())
+                    + 16
+            }
+        }
+    }
+
+    /// Which of [`BUCKETS`] the record goes to after `splits` splits.
+    fn bucket(&self, splits: u32) -> usize {
+        ((text_key(self.document()) >> (6 * splits)) % BUCKETS as u64) as usize
+    }
+
+    fn write_to(&self, out: &mut impl Write) -> std::io::Result<()> {
+        let bytes = |out: &mut dyn Write, bytes: &[u8]| {
+            out.write_all(&(bytes.len() as u64).to_le_bytes())?;
+            out.write_all(bytes)
+        };
+        match self {
+            Record::Entry { key, entry, text } => {
+                out.write_all(&[0])?;
+                bytes(out, key.as_bytes())?;
+                out.write_all(&entry.to_le_bytes())?;
+                bytes(out, text)
+            }
+            Record::Envelope {
+                key,
+                entry_rows,
+                container,
+                text,
+            } => {
+                out.write_all(&[1])?;
+                bytes(out, key.as_bytes())?;
+                let entries: Vec<u8> = entry_rows.iter().flat_map(|entry| entry.to_le_bytes()).collect();
+                bytes(out, &entries)?;
+                match container {
+                    Some((parent, entry)) => {
+                        bytes(out, parent.as_bytes())?;
+                        out.write_all(&entry.to_le_bytes())?;
+                    }
+                    None => out.write_all(&u64::MAX.to_le_bytes())?,
+                }
+                bytes(out, text)
+            }
+        }
+    }
+
+    /// The next record of a spill file; `None` at its end.
+    fn read_from(input: &mut impl Read) -> Result<Option<Record>> {
+        let mut kind = [0u8];
+        if input.read(&mut kind)? == 0 {
+            return Ok(None);
+        }
+        let number = |input: &mut dyn Read| -> Result<u64> {
+            let mut bytes = [0u8; 8];
+            input.read_exact(&mut bytes)?;
+            Ok(u64::from_le_bytes(bytes))
+        };
+        let entry = |input: &mut dyn Read| -> Result<u32> {
+            let mut bytes = [0u8; 4];
+            input.read_exact(&mut bytes)?;
+            Ok(u32::from_le_bytes(bytes))
+        };
+        let bytes_of = |input: &mut dyn Read, length: u64| -> Result<Vec<u8>> {
+            let mut bytes = vec![0u8; usize::try_from(length)?];
+            input.read_exact(&mut bytes)?;
+            Ok(bytes)
+        };
+        let bytes = |input: &mut dyn Read| -> Result<Vec<u8>> {
+            let length = number(input)?;
+            bytes_of(input, length)
+        };
+        let text = |input: &mut dyn Read| -> Result<String> { Ok(String::from_utf8(bytes(input)?)?) };
+        Ok(Some(match kind[0] {
+            0 => Record::Entry {
+                key: text(input)?,
+                entry: entry(input)?,
+                text: bytes(input)?,
+            },
+            _ => {
+                let key = text(input)?;
+                let entry_rows = bytes(input)?
+                    .chunks_exact(4)
+                    .map(|entry| u32::from_le_bytes(entry.try_into().expect("four bytes")))
+                    .collect();
+                let container = match number(input)? {
+                    u64::MAX => None,
+                    length => {
+                        let parent = String::from_utf8(bytes_of(input, length)?)?;
+                        Some((parent, entry(input)?))
+                    }
+                };
+                Record::Envelope {
+                    key,
+                    entry_rows,
+                    container,
+                    text: bytes(input)?,
+                }
+            }
+        }))
+    }
+}
+
+/// The rendered rows: in memory while they fit the budget, then in spill files.
+struct Gathered {
+    budget: usize,
+    held: Vec<Record>,
+    held_bytes: usize,
+    spill_folder: PathBuf,
+    spilled: Option<Vec<Spill>>,
+}
+
+/// One spill file being written.
+struct Spill {
+    path: PathBuf,
+    writer: Option<BufWriter<File>>,
+}
+
+impl Spill {
+    fn new(path: PathBuf) -> Spill {
+        Spill { path, writer: None }
+    }
+
+    fn add(&mut self, record: &Record) -> Result<()> {
+        let writer = match &mut self.writer {
+            Some(writer) => writer,
+            None => {
+                let file = fsops::create_file(&self.path)
+                    .with_context(|| format!("cannot create {}", self.path.display()))?;
+                self.writer.insert(BufWriter::with_capacity(64 << 10, file))
+            }
+        };
+        record
+            .write_to(writer)
+            .with_context(|| format!("cannot write {}", self.path.display()))
+    }
+
+    /// Flushes the file; its path, when anything was written.
+    fn finish(self) -> Result<Option<PathBuf>> {
+        let Some(writer) = self.writer else {
+            return Ok(None);
+        };
+        writer
+            .into_inner()
+            .map_err(|error| error.into_error())
+            .with_context(|| format!("cannot write {}", self.path.display()))?;
+        Ok(Some(self.path))
+    }
+}
+
+impl Gathered {
+    fn new(budget: usize, spill_folder: PathBuf) -> Gathered {
+        Gathered {
+            budget,
+            held: Vec::new(),
+            held_bytes: 0,
+            spill_folder,
+            spilled: None,
+        }
+    }
+
+    fn add(&mut self, record: Record) -> Result<()> {
+        if let Some(spills) = &mut self.spilled {
+            return spills[record.bucket(0)].add(&record);
+        }
+        self.held_bytes += record.size();
+        self.held.push(record);
+        if self.held_bytes > self.budget {
+            fsops::create_dir_all(&self.spill_folder)
+                .with_context(|| format!("cannot create {}", self.spill_folder.display()))?;
+            let mut spills: Vec<Spill> = (0..BUCKETS)
+                .map(|bucket| Spill::new(self.spill_folder.join(format!("0-{bucket}"))))
+                .collect();
+            for record in std::mem::take(&mut self.held) {
+                spills[record.bucket(0)].add(&record)?;
+            }
+            self.held_bytes = 0;
+            self.spilled = Some(spills);
+        }
+        Ok(())
+    }
+
+    /// Rebuilds every Bundle, giving each whole document to `write`; returns how many parts
+    /// the rows were rebuilt in (1 when they fitted in memory, else the buckets rebuilt).
+    fn rebuild(self, write: &mut dyn FnMut(Vec<u8>) -> Result<()>) -> Result<u64> {
+        let Some(spills) = self.spilled else {
+            rebuild_bundles(self.held, write)?;
+            return Ok(1);
+        };
+        let mut parts = 0;
+        let mut pending: Vec<(PathBuf, u32)> = Vec::new();
+        for spill in spills {
+            pending.extend(spill.finish()?.map(|path| (path, 0)));
+        }
+        while let Some((path, splits)) = pending.pop() {
+            let size = std::fs::metadata(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?
+                .len();
+            let records = || -> Result<SpillReader> {
+                let file = File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+                Ok(SpillReader(BufReader::with_capacity(64 << 10, file)))
+            };
+            if size as usize > self.budget && splits < MAX_SPLITS {
+                // `0-7` splits into `0-7.0` .. `0-7.63`: names unique by their place in the tree.
+                let name = path
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned();
+                let mut spills: Vec<Spill> = (0..BUCKETS)
+                    .map(|bucket| Spill::new(self.spill_folder.join(format!("{name}.{bucket}"))))
+                    .collect();
+                for record in records()? {
+                    let record = record?;
+                    spills[record.bucket(splits + 1)].add(&record)?;
+                }
+                let mut split: Vec<PathBuf> = Vec::new();
+                for spill in spills {
+                    split.extend(spill.finish()?);
+                }
+                fsops::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+                // One document's Bundles cannot be split: all went to one bucket, rebuild it.
+                let whole = split.len() == 1;
+                pending.extend(
+                    split
+                        .into_iter()
+                        .map(|path| (path, if whole { MAX_SPLITS } else { splits + 1 })),
+                );
+                continue;
+            }
+            let held = records()?.collect::<Result<Vec<Record>>>()?;
+            rebuild_bundles(held, write)?;
+            fsops::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+            parts += 1;
+        }
+        Ok(parts)
+    }
+}
+
+/// The records of a spill file, in the order they were written.
+struct SpillReader(BufReader<File>);
+
+impl Iterator for SpillReader {
+    type Item = Result<Record>;
+
+    fn next(&mut self) -> Option<Result<Record>> {
+        Record::read_from(&mut self.0).transpose()
+    }
+}
+
+/// Rebuilds the whole-document Bundles among `records` (all the records of their documents),
+/// innermost first so that a nested Bundle is whole before the Bundle around it takes it in.
+fn rebuild_bundles(records: Vec<Record>, write: &mut dyn FnMut(Vec<u8>) -> Result<()>) -> Result<()> {
+    let mut gathered: HashMap<String, Vec<(u32, Vec<u8>)>> = HashMap::new();
+    let mut envelopes = Vec::new();
+    for record in records {
+        match record {
+            Record::Entry { key, entry, text } => gathered.entry(key).or_default().push((entry, text)),
+            envelope => envelopes.push(envelope),
+        }
+    }
+    envelopes.sort_by_key(|envelope| std::cmp::Reverse(envelope.key().matches('/').count()));
+
     let mut kept_whole: HashMap<String, Vec<u32>> = HashMap::new();
-    for (_, envelope) in &envelopes {
-        let rows = exporter.rows(envelope)?;
-        let (key, entry_rows) = rows.envelope(0).expect("checked above");
-        let mut entries = gathered.remove(key).unwrap_or_default();
+    for envelope in envelopes {
+        let Record::Envelope {
+            key,
+            entry_rows,
+            container,
+            text,
+        } = envelope
+        else {
+            unreachable!("only envelopes were kept");
+        };
+        let mut entries = gathered.remove(&key).unwrap_or_default();
         entries.sort_by_key(|(entry, _)| *entry);
         let found: Vec<u32> = entries.iter().map(|(entry, _)| *entry).collect();
         let mut expected = entry_rows.clone();
@@ -197,18 +462,10 @@ fn rebuild_share(
                  resource tables hold rows for entries {found:?}"
             );
         }
-        let inserted = entries
-            .into_iter()
-            .map(|(entry, text)| {
-                let text = String::from_utf8(text).expect("export writes UTF-8");
-                (format!("/entry/{entry}"), "resource".to_owned(), text)
-            })
-            .collect();
-        let mut text = Vec::new();
-        rows.write(0, inserted, &mut text)?;
-        kept_whole.insert(key.to_owned(), entry_rows);
-        match rows.container(0) {
-            Some((parent, entry)) => gathered.entry(parent.to_owned()).or_default().push((entry, text)),
+        let text = fill_placeholders(&key, &text, entries)?;
+        kept_whole.insert(key, entry_rows);
+        match container {
+            Some((parent, entry)) => gathered.entry(parent).or_default().push((entry, text)),
             None => write(text)?,
         }
     }
@@ -220,41 +477,35 @@ fn rebuild_share(
             bail!("rows of Bundle {key} have no Bundle to go back into: resource_bundle has no row for it");
         }
     }
-    Ok(true)
+    Ok(())
 }
 
-/// What one share holds in memory, against the budget.
-struct Held {
-    bytes: usize,
-    budget: usize,
-    first_document: Option<String>,
-    several_documents: bool,
-}
-
-impl Held {
-    fn new(budget: usize) -> Self {
-        Held {
-            bytes: 0,
-            budget,
-            first_document: None,
-            several_documents: false,
-        }
+/// `envelope` with each entry's placeholder replaced by the entry's resource text.
+fn fill_placeholders(key: &str, envelope: &[u8], entries: Vec<(u32, Vec<u8>)>) -> Result<Vec<u8>> {
+    let mut texts: HashMap<u32, Vec<u8>> = entries.into_iter().collect();
+    let mut out = Vec::with_capacity(envelope.len() + texts.values().map(Vec::len).sum::<usize>());
+    let mut rest = envelope;
+    while let Some(start) = rest.iter().position(|byte| *byte == PLACEHOLDER) {
+        out.extend_from_slice(&rest[..start]);
+        let after = &rest[start + 1..];
+        let end = after.iter().position(|byte| *byte == PLACEHOLDER);
+        let entry = end
+            .and_then(|end| std::str::from_utf8(&after[..end]).ok())
+            .and_then(|digits| digits.parse::<u32>().ok());
+        let (Some(end), Some(entry)) = (end, entry) else {
+            bail!("Bundle {key}: its envelope's text holds a NUL byte that is no entry's place");
+        };
+        let Some(text) = texts.remove(&entry) else {
+            bail!("Bundle {key}: entry {entry} is placed twice in its envelope");
+        };
+        out.extend_from_slice(&text);
+        rest = &after[end + 1..];
     }
-
-    /// Counts `bytes` held for the Bundle `key`.
-    fn add(&mut self, key: &str, bytes: usize) {
-        self.bytes += bytes;
-        let document = key.split('/').next().unwrap_or(key);
-        match &self.first_document {
-            None => self.first_document = Some(document.to_owned()),
-            Some(first) => self.several_documents |= first != document,
-        }
+    out.extend_from_slice(rest);
+    if let Some(entry) = texts.keys().next() {
+        bail!("Bundle {key}: entry {entry} has no place in its envelope");
     }
-
-    /// Over the budget, and smaller shares would help: one document's Bundles cannot be split.
-    fn over(&self) -> bool {
-        self.bytes > self.budget && self.several_documents
-    }
+    Ok(out)
 }
 
 /// Whether the Bundle `key` sits in an entry that a Bundle around it kept whole.
@@ -269,17 +520,75 @@ fn inside_kept_entry(key: &str, envelopes: &HashMap<String, Vec<u32>>) -> bool {
     false
 }
 
-/// The tree options the Bundle table was written with (its newest part's).
-fn bundle_table_options(
-    output: &dyn Store,
-    table: &ResourceTableParts,
-) -> Result<crate::fhir::definitions::TreeOptions> {
-    let Some(part) = table.parts.last() else {
-        bail!("{} has no parts", table.table);
-    };
-    let schema = output.schema(part)?;
-    match crate::table::lossless::table_options(&schema) {
-        Some((_, options)) => Ok(options),
-        None => bail!("{} does not say which resource type it holds", table.table),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_come_back_from_a_spill_file_as_written() {
+        let records = [
+            Record::Entry {
+                key: "00ab".into(),
+                entry: 3,
+                text: b"{\"resourceType\":\"Patient\"}".to_vec(),
+            },
+            Record::Envelope {
+                key: "00ab/3".into(),
+                entry_rows: vec![0, 2],
+                container: Some(("00ab".into(), 3)),
+                text: b"{}".to_vec(),
+            },
+            Record::Envelope {
+                key: "00ab".into(),
+                entry_rows: vec![],
+                container: None,
+                text: Vec::new(),
+            },
+        ];
+        let mut bytes = Vec::new();
+        for record in &records {
+            record.write_to(&mut bytes).unwrap();
+        }
+        let mut input = &bytes[..];
+        let mut back = Vec::new();
+        while let Some(record) = Record::read_from(&mut input).unwrap() {
+            let mut again = Vec::new();
+            record.write_to(&mut again).unwrap();
+            back.push(again);
+        }
+        let written: Vec<Vec<u8>> = records
+            .iter()
+            .map(|record| {
+                let mut one = Vec::new();
+                record.write_to(&mut one).unwrap();
+                one
+            })
+            .collect();
+        assert_eq!(back, written);
+        assert!(
+            Record::read_from(&mut &bytes[..5]).is_err(),
+            "a cut record is an error"
+        );
+    }
+
+    #[test]
+    fn placeholders_take_the_entries_and_a_stray_one_is_an_error() {
+        let envelope = format!(
+            "{{\"entry\":[{{\"resource\":{}}},{{}},{{\"resource\":{}}}]}}",
+            placeholder(0),
+            placeholder(2)
+        );
+        let filled = fill_placeholders(
+            "k",
+            envelope.as_bytes(),
+            vec![(2, b"{\"b\":1}".to_vec()), (0, b"{\"a\":1}".to_vec())],
+        )
+        .unwrap();
+        assert_eq!(
+            filled,
+            br#"{"entry":[{"resource":{"a":1}},{},{"resource":{"b":1}}]}"#
+        );
+        assert!(fill_placeholders("k", envelope.as_bytes(), vec![(0, b"1".to_vec())]).is_err());
+        assert!(fill_placeholders("k", b"{\"x\":\"\0\"}", vec![]).is_err());
     }
 }

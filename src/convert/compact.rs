@@ -18,7 +18,6 @@ use crate::state::State;
 use crate::table::builtin_tables;
 use crate::table::dedup::{add_tombstones, Deduplication, NewestRows, Superseded, Tombstones};
 use crate::table::deleted::DELETED_TABLE;
-use crate::UsageError;
 
 use super::with_table_metadata;
 
@@ -85,9 +84,7 @@ const NO_RESOURCE_TYPE: &str = "deletions not applied: no file records the rows'
 /// atomically, under the same lock and journal as `convert`.
 pub fn compact(out: &Path, compression: Compression) -> Result<Vec<TableOutcome>> {
     // Plan: the folder, what makes rows obsolete, and the tables.
-    if !out.is_dir() {
-        return Err(UsageError(format!("{} is not an output folder", out.display())).into());
-    }
+    crate::sink::check_is_output(out)?;
     let started = std::time::SystemTime::now();
     let output = crate::sink::open(out, crate::sink::format_of(out))?;
     let staging = output.stage(WriteOptions {

@@ -22,6 +22,7 @@ use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use arrow_array::RecordBatch;
@@ -98,8 +99,8 @@ pub struct TypeExport {
     pub rows: u64,
     /// With `--bundles`: resources of this type written back into their Bundles instead.
     pub in_bundles: u64,
-    /// For `Bundle.ndjson`: how many shares of the Bundles the rebuild took (each a pass over
-    /// the tables; more than one when the entries were more than `--bundles-memory`).
+    /// For `Bundle.ndjson`: how many parts the Bundles were rebuilt in: 1 when their rows fitted
+    /// `--bundles-memory`, else the spill buckets rebuilt one at a time.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shares: Option<u64>,
     /// Size of the file on disk (compressed, for `ndjson.gz`).
@@ -130,7 +131,7 @@ impl TypeExport {
 impl TypeExport {
     fn bundled(&self) -> String {
         match (self.in_bundles, self.shares) {
-            (0, Some(shares)) if shares > 1 => format!(" (rebuilt in {shares} shares)"),
+            (0, Some(shares)) if shares > 1 => format!(" (rebuilt in {shares} spilled buckets)"),
             (0, _) => String::new(),
             (rows, _) => format!(" ({rows} more back in their Bundles)"),
         }
@@ -152,10 +153,8 @@ pub struct ExportOutcome {
 pub fn export(out: &Path, to: &Path, options: &ExportOptions) -> Result<ExportOutcome> {
     // Plan: the types asked for, the target, the output and its resource tables.
     let wanted = wanted_types(&options.resource_types)?;
-    if !out.is_dir() {
-        return Err(UsageError(format!("{} is not an output folder", out.display())).into());
-    }
     let target = Target::check(to, out)?;
+    crate::sink::check_is_output(out)?;
     let output = crate::sink::open(out, crate::sink::format_of(out))?;
     let tables = resource_tables(&*output, &wanted)?;
     check_bundles(&wanted, options.bundles)?;
@@ -307,7 +306,7 @@ fn write_table(
     let (mut rows, mut in_bundles) = (0u64, 0u64);
     each_batch(output, table, |exporter, batch| {
         lines.clear();
-        let batch_rows = exporter.rows(batch)?;
+        let batch_rows = exporter.rows_reached(batch)?;
         for row in 0..batch.num_rows() {
             if unbundled_only && batch_rows.container(row).is_some() {
                 in_bundles += 1;
@@ -341,14 +340,15 @@ fn write_table(
     })
 }
 
-/// Calls `each` with every batch of the table's parts, oldest first, and the exporter of the
-/// shape the batch's part was written by.
+/// Calls `each` with every batch of the table's parts (only their columns that hold something:
+/// read them with [`Exporter::rows_reached`]), oldest first, and the exporter of the
+/// shape the batch's part was written by (shared, for rows kept past the call).
 pub(super) fn each_batch(
     output: &dyn Store,
     table: &ResourceTableParts,
-    mut each: impl FnMut(&Exporter, &RecordBatch) -> Result<()>,
+    mut each: impl FnMut(&Arc<Exporter>, &RecordBatch) -> Result<()>,
 ) -> Result<()> {
-    let mut exporter: Option<(TreeOptions, Exporter)> = None;
+    let mut exporter: Option<(TreeOptions, Arc<Exporter>)> = None;
     for part in &table.parts {
         // Every part of a table has the same options (an append with others is refused); read
         // them per part all the same, so a part is always rebuilt by the shape it was written by.
@@ -370,10 +370,10 @@ pub(super) fn each_batch(
         if exporter.as_ref().is_none_or(|(known, _)| *known != options) {
             let fresh = Exporter::new(&resource_type, options)
                 .with_context(|| format!("{resource_type} is not an R4 resource type"))?;
-            exporter = Some((options, fresh));
+            exporter = Some((options, Arc::new(fresh)));
         }
         let (_, exporter) = exporter.as_ref().expect("made above");
-        for batch in output.read(part)? {
+        for batch in output.read_reached(part)? {
             each(exporter, &batch?)
                 .with_context(|| format!("{}: part {}", output.location(&table.table), part.file_name()))?;
         }
@@ -432,6 +432,25 @@ impl ExportFile {
     }
 }
 
+/// `path` with symbolic links and `..` resolved, also when its last components do not exist
+/// yet: the longest existing ancestor is canonicalized and the rest appended.
+fn resolved(path: &Path) -> Option<PathBuf> {
+    let absolute = std::path::absolute(path).ok()?;
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(found) = existing.canonicalize() {
+            return Some(
+                rest.iter()
+                    .rev()
+                    .fold(found, |path: PathBuf, part| path.join(part)),
+            );
+        }
+        rest.push(existing.file_name()?.to_owned());
+        existing = existing.parent()?;
+    }
+}
+
 /// The target folder, checked: it does not exist, is empty, or holds only what an interrupted
 /// export left.
 struct Target {
@@ -453,9 +472,19 @@ impl Target {
         if dir.exists() && !dir.is_dir() {
             return Err(UsageError(format!("--to {} is not a folder", dir.display())).into());
         }
-        if let (Ok(dir), Ok(out)) = (dir.canonicalize(), out.canonicalize()) {
-            if dir == out {
+        if let (Some(dir_resolved), Ok(out)) = (resolved(dir), out.canonicalize()) {
+            if dir_resolved == out {
                 return Err(not_empty().into());
+            }
+            // Files inside OUT would be foreign to its tables (and a later `compact` or
+            // `convert` of OUT would meet a folder of NDJSON as a table).
+            if dir_resolved.starts_with(&out) {
+                return Err(UsageError(format!(
+                    "--to {} is inside the output folder {}: export next to it instead",
+                    dir.display(),
+                    out.display()
+                ))
+                .into());
             }
         }
         let entries: Vec<String> = match std::fs::read_dir(dir) {
@@ -561,6 +590,12 @@ impl Staging {
     pub(super) fn stage_file(&mut self, name: &str) -> PathBuf {
         self.staged.push(name.to_owned());
         self.staging.join(name)
+    }
+
+    /// A folder in the staging folder for files the export needs on the way and does not
+    /// publish (removed with the staging folder); made by the caller when needed.
+    pub(super) fn scratch_folder(&self, name: &str) -> PathBuf {
+        self.staging.join(format!("_scratch-{name}"))
     }
 
     /// Records the names, moves every staged file into the target and removes the staging

@@ -75,6 +75,13 @@ pub(super) fn legacy_lock(out: &Path) -> Result<Option<OutputLock>> {
     }
 }
 
+/// Whether an older release left its files at the top of `out`: such a folder is an output too.
+pub(super) fn has_legacy_files(out: &Path) -> bool {
+    std::iter::once(LEGACY_LOCK_FILE)
+        .chain(MOVES.iter().map(|(from, _)| *from))
+        .any(|name| out.join(name).exists())
+}
+
 /// A name at the top of `OUT` that only an older release creates (its lock file aside: it stays).
 fn is_legacy(name: &str) -> bool {
     name == LEGACY_JOURNAL_FILE

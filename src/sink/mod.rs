@@ -15,6 +15,7 @@ mod migrate;
 mod object;
 mod parquet;
 mod part;
+pub(crate) mod reached;
 mod store;
 
 use std::path::Path;
@@ -29,6 +30,7 @@ pub use commit::{journal_path, Output};
 pub use layout::{is_internal, shard_folder, shards_folder, TOOL_FOLDER};
 pub use lock::{Locked, OutputLock};
 pub use part::{part_file_name, run_stamp};
+pub use reached::reached_projection;
 pub use store::{Batches, Part, RunInfo, StagedRun, Store, TableWriter};
 
 /// How tables are kept (`--format`, `format`): the flag and the config key take the same
@@ -70,6 +72,21 @@ pub fn format_of(folder: &Path) -> Format {
         true => Format::Delta,
         false => Format::Parquet,
     }
+}
+
+/// Refuses a local `folder` that no run has written to (no `.fhir2table/`, nor an older
+/// release's files), before anything is created in it: `export` and `compact` read an existing
+/// output, and opening one takes its lock, which would leave a tool folder in a folder of the
+/// user's that was named by mistake. Both work on local folders only.
+pub fn check_is_output(folder: &Path) -> Result<()> {
+    if folder.is_dir() && (layout::tool_folder(folder).is_dir() || migrate::has_legacy_files(folder)) {
+        return Ok(());
+    }
+    Err(crate::UsageError(format!(
+        "{} is not an output folder (fhir2table convert writes one, with {TOOL_FOLDER}/ in it)",
+        folder.display()
+    ))
+    .into())
 }
 
 /// Opens the output at `folder` for changing (see [`Store`]): locks it (failing with [`Locked`]

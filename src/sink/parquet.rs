@@ -105,8 +105,11 @@ impl WriteOptions {
     /// parents. A column the first batch does not reach but a later one does is still written
     /// whole, only uncompressed. Those columns also get row group statistics only, no page
     /// index: the writer keeps every row group's column and offset indexes until the file ends,
-    /// for thousands of columns per row group.
-    fn properties_for(&self, schema: &Schema, first: Option<&RecordBatch>) -> WriterProperties {
+    /// for thousands of columns per row group. Row group statistics stay on every column: their
+    /// definition level histograms tell `export` which columns to read (`reached.rs`), which
+    /// made it four times faster; turning them off saved 5-10 MB of footer metadata held
+    /// while writing (500 MB of Bundles: 311 -> 306 MB peak RSS).
+    pub(super) fn properties_for(&self, schema: &Schema, first: Option<&RecordBatch>) -> WriterProperties {
         let codec = match self.compression {
             Compression::Zstd => ParquetCodec::ZSTD(ZstdLevel::try_new(1).expect("zstd level 1 is valid")),
             Compression::Snappy => ParquetCodec::SNAPPY,
@@ -547,10 +550,20 @@ pub fn schema_of(path: &Path) -> Result<SchemaRef> {
 
 /// The record batches of a Parquet file, in order.
 pub(super) fn read_batches(path: &Path) -> Result<Batches> {
+    read_columns(path, false)
+}
+
+/// [`read_batches`], with only the columns that hold something when `reached_only` (see
+/// `reached.rs`).
+pub(super) fn read_columns(path: &Path, reached_only: bool) -> Result<Batches> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)?
-        .with_batch_size(READ_BATCH_ROWS)
-        .build()?;
+    let mut builder = ParquetRecordBatchReaderBuilder::try_new(file)?.with_batch_size(READ_BATCH_ROWS);
+    if reached_only {
+        if let Some(projection) = super::reached::reached_projection(builder.metadata()) {
+            builder = builder.with_projection(projection);
+        }
+    }
+    let reader = builder.build()?;
     Ok(Box::new(reader.map(|batch| batch.map_err(Into::into))))
 }
 

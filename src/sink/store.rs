@@ -53,6 +53,13 @@ pub trait Store {
     /// The record batches of a part, in order, a bounded number of rows at a time.
     fn read(&self, part: &Part) -> Result<Batches>;
 
+    /// The record batches of a part with only the columns that hold a value or an empty object
+    /// or list in some row (`reached.rs`): a column left out is null in every row. What
+    /// `export` reads wide resource tables with.
+    fn read_reached(&self, part: &Part) -> Result<Batches> {
+        super::parquet::read_columns(&self.local_file(part)?, true)
+    }
+
     /// A local file holding the part's bytes: the part itself on local disk, a download (kept
     /// while the output is open) on object storage. A sharded run's commit takes each shard's
     /// parts through it.

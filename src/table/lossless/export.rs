@@ -43,8 +43,19 @@ impl Exporter {
         Ok(batch.num_rows())
     }
 
-    /// The rows of `batch`, to be written one at a time ([`BatchRows::write`]).
+    /// The rows of `batch`, to be written one at a time ([`BatchRows::write`]). Every column
+    /// of the table must be there.
     pub fn rows<'b>(&'b self, batch: &'b RecordBatch) -> Result<BatchRows<'b>> {
+        self.rows_of(batch, Columns::All)
+    }
+
+    /// [`Exporter::rows`] of a batch read with only the columns that hold something
+    /// (`Store::read_reached`): a member without a column is absent from every row.
+    pub fn rows_reached<'b>(&'b self, batch: &'b RecordBatch) -> Result<BatchRows<'b>> {
+        self.rows_of(batch, Columns::Reached)
+    }
+
+    fn rows_of<'b>(&'b self, batch: &'b RecordBatch, read: Columns) -> Result<BatchRows<'b>> {
         let resource_types = batch
             .column_by_name(RESOURCE_TYPE)
             .and_then(|column| column.as_string_opt::<i32>())
@@ -56,7 +67,7 @@ impl Exporter {
             .map(|field| field.name().as_str())
             .zip(batch.columns())
             .collect();
-        let members = ObjectReader::new(&self.shape, &columns)?;
+        let members = ObjectReader::new(&self.shape, &columns, read)?;
         let list = |name: &str| match batch.column_by_name(name) {
             Some(column) => column
                 .as_list_opt::<i32>()
@@ -265,6 +276,15 @@ impl Writer<'_> {
     }
 }
 
+/// Which columns a batch was read with.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Columns {
+    /// Every column of the table: one missing is an error.
+    All,
+    /// Only those holding something: one missing is null in every row.
+    Reached,
+}
+
 /// The columns of an object's members, matched to the shape by name.
 struct ObjectReader<'a> {
     members: Vec<MemberReader<'a>>,
@@ -288,14 +308,18 @@ enum ValueReader<'a> {
 }
 
 impl<'a> ObjectReader<'a> {
-    fn new(shape: &'a ObjectShape, columns: &[(&'a str, &'a ArrayRef)]) -> Result<Self> {
+    fn new(shape: &'a ObjectShape, columns: &[(&'a str, &'a ArrayRef)], read: Columns) -> Result<Self> {
         let mut members = Vec::with_capacity(shape.members.len());
         for member in &shape.members {
             let column = columns
                 .iter()
                 .find(|(name, _)| *name == member.key)
-                .map(|(_, column)| *column)
-                .ok_or_else(|| anyhow!("no column {}", member.key))?;
+                .map(|(_, column)| *column);
+            let column = match (column, read) {
+                (Some(column), _) => column,
+                (None, Columns::Reached) => continue,
+                (None, Columns::All) => bail!("no column {}", member.key),
+            };
             let json = matches!(member.shape, Shape::Json);
             let (list, values) = if member.repeats && !json {
                 let list = column
@@ -305,8 +329,8 @@ impl<'a> ObjectReader<'a> {
             } else {
                 (None, column)
             };
-            let values =
-                ValueReader::new(&member.shape, values).with_context(|| format!("column {}", member.key))?;
+            let values = ValueReader::new(&member.shape, values, read)
+                .with_context(|| format!("column {}", member.key))?;
             members.push(MemberReader {
                 key: &member.key,
                 list,
@@ -367,7 +391,7 @@ impl MemberReader<'_> {
 }
 
 impl<'a> ValueReader<'a> {
-    fn new(shape: &'a Shape, column: &'a ArrayRef) -> Result<Self> {
+    fn new(shape: &'a Shape, column: &'a ArrayRef, read: Columns) -> Result<Self> {
         let text = || {
             column
                 .as_string_opt::<i32>()
@@ -404,7 +428,7 @@ impl<'a> ValueReader<'a> {
                     .map(|field| field.name().as_str())
                     .zip(structs.columns())
                     .collect();
-                ValueReader::Object(structs, ObjectReader::new(object, &columns)?)
+                ValueReader::Object(structs, ObjectReader::new(object, &columns, read)?)
             }
         })
     }
