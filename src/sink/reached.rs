@@ -128,6 +128,7 @@ pub(crate) fn through_parquet(batch: &arrow_array::RecordBatch) -> Vec<arrow_arr
 
     let options = super::WriteOptions {
         compression: super::Compression::Zstd,
+        threads: 1,
     };
     let properties = options.properties_for(&batch.schema(), Some(batch));
     let mut file = tempfile::tempfile().unwrap();
