@@ -652,6 +652,10 @@ fn export_refuses_a_target_inside_the_output_and_a_folder_that_is_no_output() {
             outcome.stderr
         );
     }
+    // A `..` after a folder that does not exist cannot be placed until it is made: refused.
+    let outcome = export(&out, &out.join("new").join("..").join("exported"), &[]);
+    assert_eq!(outcome.code, 2, "{}", outcome.stderr);
+    assert!(outcome.stderr.contains("cannot tell where"), "{}", outcome.stderr);
     assert_eq!(listing(&out), before, "OUT unchanged");
 
     // A folder no run wrote: refused before a lock or tool folder is made in it.

@@ -60,6 +60,7 @@ pub(super) fn write_bundles(
                 if let Some((key, entry)) = rows.container(row) {
                     let mut text = Vec::new();
                     rows.write(row, Vec::new(), &mut text)?;
+                    text.shrink_to_fit();
                     gathered.add(Record::Entry {
                         key: key.to_owned(),
                         entry,
@@ -92,6 +93,7 @@ pub(super) fn write_bundles(
                 .collect();
             let mut text = Vec::new();
             rows.write(row, inserted, &mut text)?;
+            text.shrink_to_fit();
             let container = rows
                 .container(row)
                 .map(|(parent, entry)| (parent.to_owned(), entry));
@@ -167,22 +169,23 @@ impl Record {
         key.split('/').next().unwrap_or(key)
     }
 
+    /// The memory the record holds, against the budget.
     fn size(&self) -> usize {
-        match self {
-            Record::Entry { key, text, .. } => key.len() + text.len() + 8,
-            Record::Envelope {
-                key,
-                entry_rows,
-                container,
-                text,
-            } => {
-                key.len()
-                    + text.len()
-                    + 4 * entry_rows.len()
-                    + container.as_ref().map_or(0, |(p, _)| p.len())
-                    + 16
+        std::mem::size_of::<Record>()
+            + match self {
+                Record::Entry { key, text, .. } => key.capacity() + text.capacity(),
+                Record::Envelope {
+                    key,
+                    entry_rows,
+                    container,
+                    text,
+                } => {
+                    key.capacity()
+                        + text.capacity()
+                        + 4 * entry_rows.capacity()
+                        + container.as_ref().map_or(0, |(parent, _)| parent.capacity())
+                }
             }
-        }
     }
 
     /// Which of [`BUCKETS`] the record goes to after `splits` splits.
@@ -398,7 +401,8 @@ impl Gathered {
                     split.extend(spill.finish()?);
                 }
                 fsops::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
-                // One document's Bundles cannot be split: all went to one bucket, rebuild it.
+                // All went to one bucket: one document's Bundles (which cannot be split), or, one
+                // time in 64, documents whose hashes share the next bits. Rebuild it whole.
                 let whole = split.len() == 1;
                 pending.extend(
                     split

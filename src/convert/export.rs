@@ -472,7 +472,14 @@ impl Target {
         if dir.exists() && !dir.is_dir() {
             return Err(UsageError(format!("--to {} is not a folder", dir.display())).into());
         }
-        if let (Some(dir_resolved), Ok(out)) = (resolved(dir), out.canonicalize()) {
+        let Some(dir_resolved) = resolved(dir) else {
+            return Err(UsageError(format!(
+                "--to {}: cannot tell where it is (a `..` after a folder that does not exist)",
+                dir.display()
+            ))
+            .into());
+        };
+        if let Ok(out) = out.canonicalize() {
             if dir_resolved == out {
                 return Err(not_empty().into());
             }

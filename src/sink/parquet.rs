@@ -314,10 +314,16 @@ fn write_columns(
     let mut rest = writers;
     for (position, field) in schema.fields().iter().enumerate() {
         let leaves = leaf_count(&Fields::from(vec![field.clone()]));
+        anyhow::ensure!(
+            leaves <= rest.len(),
+            "{}: more leaves than column writers",
+            field.name()
+        );
         let (own, after) = rest.split_at_mut(leaves);
         rest = after;
         jobs.push((position, own));
     }
+    anyhow::ensure!(rest.is_empty(), "fewer leaves than column writers");
     // Widest first, so that no thread is left with a wide column at the end.
     jobs.sort_by_key(|(_, own)| std::cmp::Reverse(own.len()));
     let queue = std::sync::Mutex::new(jobs.into_iter());
@@ -329,7 +335,13 @@ fn write_columns(
             };
             let field = &schema.fields()[position];
             let column = batch.column(position);
-            for (writer, leaf) in own.iter_mut().zip(compute_leaves(field, column)?) {
+            let leaves = compute_leaves(field, column)?;
+            anyhow::ensure!(
+                leaves.len() == own.len(),
+                "{}: leaves and column writers differ",
+                field.name()
+            );
+            for (writer, leaf) in own.iter_mut().zip(leaves) {
                 writer.write(&leaf)?;
             }
         }

@@ -9,7 +9,8 @@
 //! `{}`, a `[]` or a list item that is an empty object. The group's structure is the same in all
 //! its leaves' levels, so one is enough to bring it back; every other leaf under it is null in
 //! every row and is left out (an absent column reads as an absent member). A file without the
-//! histograms (written without statistics) is read whole.
+//! histograms (written without statistics), or with one that does not add up to its column
+//! chunk's level count, is read whole.
 
 use std::collections::HashSet;
 
@@ -41,7 +42,13 @@ pub fn reached_projection(metadata: &ParquetMetaData) -> Option<ProjectionMask> 
                 deepest = Some(0);
                 break;
             }
-            let histogram = row_group.column(index).definition_level_histogram()?;
+            let chunk = row_group.column(index);
+            let histogram = chunk.definition_level_histogram()?;
+            // A histogram that does not count every level of the chunk is not trusted (a
+            // writer's bug would silently drop a column): the file is read whole.
+            if histogram.values().iter().sum::<i64>() != chunk.num_values() {
+                return None;
+            }
             let level = histogram.values().iter().rposition(|count| *count > 0);
             deepest = deepest.max(level);
         }
