@@ -94,13 +94,9 @@ pub(super) fn write_bundles(
             let mut text = Vec::new();
             rows.write(row, inserted, &mut text)?;
             text.shrink_to_fit();
-            let container = rows
-                .container(row)
-                .map(|(parent, entry)| (parent.to_owned(), entry));
             gathered.add(Record::Envelope {
                 key: key.to_owned(),
                 entry_rows,
-                container,
                 text,
             })?;
         }
@@ -148,10 +144,9 @@ enum Record {
     },
     Envelope {
         key: String,
-        /// The entries whose resources are rows, each a placeholder in `text`.
+        /// The entries whose resources are rows, each a placeholder in `text`. (A nested
+        /// Bundle's key, `<parent key>/<entry>`, says where it goes: [`container_of`].)
         entry_rows: Vec<u32>,
-        /// For a nested Bundle: the Bundle and entry it is in.
-        container: Option<(String, u32)>,
         text: Vec<u8>,
     },
 }
@@ -177,14 +172,8 @@ impl Record {
                 Record::Envelope {
                     key,
                     entry_rows,
-                    container,
                     text,
-                } => {
-                    key.capacity()
-                        + text.capacity()
-                        + 4 * entry_rows.capacity()
-                        + container.as_ref().map_or(0, |(parent, _)| parent.capacity())
-                }
+                } => key.capacity() + text.capacity() + 4 * entry_rows.capacity(),
             }
     }
 
@@ -208,20 +197,12 @@ impl Record {
             Record::Envelope {
                 key,
                 entry_rows,
-                container,
                 text,
             } => {
                 out.write_all(&[1])?;
                 bytes(out, key.as_bytes())?;
                 let entries: Vec<u8> = entry_rows.iter().flat_map(|entry| entry.to_le_bytes()).collect();
                 bytes(out, &entries)?;
-                match container {
-                    Some((parent, entry)) => {
-                        bytes(out, parent.as_bytes())?;
-                        out.write_all(&entry.to_le_bytes())?;
-                    }
-                    None => out.write_all(&u64::MAX.to_le_bytes())?,
-                }
                 bytes(out, text)
             }
         }
@@ -243,14 +224,10 @@ impl Record {
             input.read_exact(&mut bytes)?;
             Ok(u32::from_le_bytes(bytes))
         };
-        let bytes_of = |input: &mut dyn Read, length: u64| -> Result<Vec<u8>> {
-            let mut bytes = vec![0u8; usize::try_from(length)?];
+        let bytes = |input: &mut dyn Read| -> Result<Vec<u8>> {
+            let mut bytes = vec![0u8; usize::try_from(number(input)?)?];
             input.read_exact(&mut bytes)?;
             Ok(bytes)
-        };
-        let bytes = |input: &mut dyn Read| -> Result<Vec<u8>> {
-            let length = number(input)?;
-            bytes_of(input, length)
         };
         let text = |input: &mut dyn Read| -> Result<String> { Ok(String::from_utf8(bytes(input)?)?) };
         Ok(Some(match kind[0] {
@@ -265,17 +242,9 @@ impl Record {
                     .chunks_exact(4)
                     .map(|entry| u32::from_le_bytes(entry.try_into().expect("four bytes")))
                     .collect();
-                let container = match number(input)? {
-                    u64::MAX => None,
-                    length => {
-                        let parent = String::from_utf8(bytes_of(input, length)?)?;
-                        Some((parent, entry(input)?))
-                    }
-                };
                 Record::Envelope {
                     key,
                     entry_rows,
-                    container,
                     text: bytes(input)?,
                 }
             }
@@ -449,7 +418,6 @@ fn rebuild_bundles(records: Vec<Record>, write: &mut dyn FnMut(Vec<u8>) -> Resul
         let Record::Envelope {
             key,
             entry_rows,
-            container,
             text,
         } = envelope
         else {
@@ -467,11 +435,11 @@ fn rebuild_bundles(records: Vec<Record>, write: &mut dyn FnMut(Vec<u8>) -> Resul
             );
         }
         let text = fill_placeholders(&key, &text, entries)?;
-        kept_whole.insert(key, entry_rows);
-        match container {
-            Some((parent, entry)) => gathered.entry(parent).or_default().push((entry, text)),
+        match container_of(&key) {
+            Some((parent, entry)) => gathered.entry(parent.to_owned()).or_default().push((entry, text)),
             None => write(text)?,
         }
+        kept_whole.insert(key, entry_rows);
     }
 
     // Rows of a Bundle without an envelope: fine only when a Bundle around it kept that entry
@@ -512,6 +480,12 @@ fn fill_placeholders(key: &str, envelope: &[u8], entries: Vec<(u32, Vec<u8>)>) -
     Ok(out)
 }
 
+/// For a nested Bundle's key (`<parent key>/<entry>`): the Bundle and entry it is in.
+fn container_of(key: &str) -> Option<(&str, u32)> {
+    let (parent, entry) = key.rsplit_once('/')?;
+    Some((parent, entry.parse().ok()?))
+}
+
 /// Whether the Bundle `key` sits in an entry that a Bundle around it kept whole.
 fn inside_kept_entry(key: &str, envelopes: &HashMap<String, Vec<u32>>) -> bool {
     let mut key = key;
@@ -539,13 +513,11 @@ mod tests {
             Record::Envelope {
                 key: "00ab/3".into(),
                 entry_rows: vec![0, 2],
-                container: Some(("00ab".into(), 3)),
                 text: b"{}".to_vec(),
             },
             Record::Envelope {
                 key: "00ab".into(),
                 entry_rows: vec![],
-                container: None,
                 text: Vec::new(),
             },
         ];

@@ -30,7 +30,6 @@ pub use commit::{journal_path, Output};
 pub use layout::{is_internal, shard_folder, shards_folder, TOOL_FOLDER};
 pub use lock::{Locked, OutputLock};
 pub use part::{part_file_name, run_stamp};
-pub use reached::reached_projection;
 pub use store::{Batches, Part, RunInfo, StagedRun, Store, TableWriter};
 
 /// How tables are kept (`--format`, `format`): the flag and the config key take the same
