@@ -3,6 +3,7 @@
 //! `store.rs` ([`Store`], [`StagedRun`], [`TableWriter`]), implemented by the local Parquet folder
 //! (`local.rs`) and by Delta Lake tables in a local folder (`delta.rs`, cargo feature `delta`).
 
+mod absent;
 mod commit;
 #[cfg(feature = "delta")]
 mod delta;

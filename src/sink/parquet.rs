@@ -21,6 +21,7 @@ use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 use serde::Deserialize;
 
+use super::absent::{AbsentChunks, HeldRange, Plan};
 use super::store::{Batches, TableWriter};
 use crate::fsops;
 
@@ -309,6 +310,7 @@ fn write_columns(
     batch: &RecordBatch,
     writers: &mut [ArrowColumnWriter],
     threads: usize,
+    plan: &Plan,
 ) -> Result<()> {
     let mut jobs = Vec::with_capacity(schema.fields().len());
     let mut rest = writers;
@@ -321,11 +323,13 @@ fn write_columns(
         );
         let (own, after) = rest.split_at_mut(leaves);
         rest = after;
-        jobs.push((position, own));
+        if plan.reached_leaves(position) > 0 {
+            jobs.push((position, own));
+        }
     }
     anyhow::ensure!(rest.is_empty(), "fewer leaves than column writers");
     // Widest first, so that no thread is left with a wide column at the end.
-    jobs.sort_by_key(|(_, own)| std::cmp::Reverse(own.len()));
+    jobs.sort_by_key(|(position, _)| std::cmp::Reverse(plan.reached_leaves(*position)));
     let queue = std::sync::Mutex::new(jobs.into_iter());
     let encode = || -> Result<()> {
         loop {
@@ -334,14 +338,21 @@ fn write_columns(
                 return Ok(());
             };
             let field = &schema.fields()[position];
-            let column = batch.column(position);
-            let leaves = compute_leaves(field, column)?;
+            let Some((part, column)) = plan.reached_part(position, field, batch.column(position))? else {
+                continue;
+            };
+            let leaves = compute_leaves(&part, &column)?;
+            let reached: Vec<&mut ArrowColumnWriter> = own
+                .iter_mut()
+                .zip(plan.reached_in(position))
+                .filter_map(|(writer, reached)| reached.then_some(writer))
+                .collect();
             anyhow::ensure!(
-                leaves.len() == own.len(),
+                leaves.len() == reached.len(),
                 "{}: leaves and column writers differ",
                 field.name()
             );
-            for (writer, leaf) in own.iter_mut().zip(leaves) {
+            for (writer, leaf) in reached.into_iter().zip(leaves) {
                 writer.write(&leaf)?;
             }
         }
@@ -362,11 +373,29 @@ fn write_columns(
     })
 }
 
-/// Closes a wide table's row group: its column chunks appended to the file in schema order.
-fn close_row_group(file: &mut SerializedFileWriter<File>, writers: Vec<ArrowColumnWriter>) -> Result<()> {
+/// Closes a wide table's row group: its column chunks appended to the file in schema order,
+/// the leaves no row reaches made by `absent`.
+fn close_row_group(
+    file: &mut SerializedFileWriter<File>,
+    writers: Vec<ArrowColumnWriter>,
+    plan: &Plan,
+    mut absent: AbsentChunks,
+) -> Result<()> {
+    let descriptors = file.schema_descr().columns().to_vec();
     let mut row_group = file.next_row_group()?;
-    for writer in writers {
-        writer.close()?.append_to_row_group(&mut row_group)?;
+    let mut leaf = 0;
+    let mut writers = writers.into_iter();
+    for position in 0..plan.columns() {
+        for (index, reached) in plan.reached_in(position).enumerate() {
+            let writer = writers.next().context("fewer column writers than leaves")?;
+            if reached {
+                writer.close()?.append_to_row_group(&mut row_group)?;
+            } else {
+                let (pages, close) = absent.chunk(position, index, &descriptors[leaf])?;
+                row_group.append_column(&pages, close)?;
+            }
+            leaf += 1;
+        }
     }
     row_group.close()?;
     Ok(())
@@ -438,40 +467,55 @@ impl DatasetWriter {
         }
         let threads = self.options.threads.max(1);
         let (file, factory) = self.columns.as_mut().expect("made above");
+        let props = file.properties().clone();
+        let bloom_filtered: Vec<bool> = file
+            .schema_descr()
+            .columns()
+            .iter()
+            .map(|column| props.bloom_filter_properties(column.path()).is_some())
+            .collect();
+        let plan = Plan::new(&self.schema, &held, &bloom_filtered);
         // The levels of a slice are worked out for every leaf of a column before any is
         // written: slices as long as the table's width allows keep them to a few MB.
         let leaves = leaf_count(self.schema.fields());
         let rows_per_write = (WIDE_WRITE_LEVELS / leaves).max(1);
-        let mut row_group: Option<(Vec<ArrowColumnWriter>, usize)> = None;
-        for batch in &held {
+        // The open row group: its column writers, and the rows of `held` it holds.
+        let mut row_group: Option<(Vec<ArrowColumnWriter>, Vec<HeldRange>)> = None;
+        let close = |file: &mut SerializedFileWriter<File>,
+                     (writers, rows): (Vec<ArrowColumnWriter>, Vec<HeldRange>)| {
+            let absent = AbsentChunks::new(&plan, &self.schema, &held, &rows, props.clone());
+            close_row_group(file, writers, &plan, absent)
+        };
+        for (index, batch) in held.iter().enumerate() {
             for start in (0..batch.num_rows()).step_by(rows_per_write) {
-                let slice = batch.slice(start, rows_per_write.min(batch.num_rows() - start));
+                let end = batch.num_rows().min(start + rows_per_write);
+                let slice = batch.slice(start, end - start);
                 // The row group limits, checked before each slice as `ArrowWriter` does: the
                 // encoded row group stays in memory until it is closed.
                 if let Some((writers, rows)) = &row_group {
+                    let rows: usize = rows.iter().map(|(_, range)| range.len()).sum();
                     let bytes: usize = writers
                         .iter()
                         .map(ArrowColumnWriter::get_estimated_total_bytes)
                         .sum();
-                    let expected = bytes + bytes / (*rows).max(1) * slice.num_rows();
+                    let expected = bytes + bytes / rows.max(1) * slice.num_rows();
                     if rows + slice.num_rows() > ROW_GROUP_ROWS || expected > ROW_GROUP_BYTES {
-                        let (writers, _) = row_group.take().expect("checked above");
-                        close_row_group(file, writers)?;
+                        close(file, row_group.take().expect("checked above"))?;
                     }
                 }
                 let (writers, rows) = match &mut row_group {
                     Some(open) => open,
                     None => {
                         let index = file.flushed_row_groups().len();
-                        row_group.insert((factory.create_column_writers(index)?, 0))
+                        row_group.insert((factory.create_column_writers(index)?, Vec::new()))
                     }
                 };
-                write_columns(&self.schema, &slice, writers, threads)?;
-                *rows += slice.num_rows();
+                write_columns(&self.schema, &slice, writers, threads, &plan)?;
+                rows.push((index, start..end));
             }
         }
-        if let Some((writers, _)) = row_group {
-            close_row_group(file, writers)?;
+        if let Some(open) = row_group {
+            close(file, open)?;
         }
         drop(held);
         release_free_memory();

@@ -126,24 +126,80 @@ fn collect_leaves(
     }
 }
 
-/// `batch` written as a wide table's Parquet file is (the settings of a run) and read back with
-/// only its reached columns: what the exporter's unit round trips go through.
+/// `batch` written as a wide table's Parquet file is (the run's writer and settings) and read
+/// back with only its reached columns: what the exporter's unit round trips go through. The
+/// file is also checked against the same batch written by the plain Arrow writer: the run's
+/// writer makes the chunks of unreached leaves itself (`absent.rs`), and they must come out as
+/// the Arrow writer's would (values, levels and their histograms, null counts).
 #[cfg(test)]
 pub(crate) fn through_parquet(batch: &arrow_array::RecordBatch) -> Vec<arrow_array::RecordBatch> {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use parquet::arrow::ArrowWriter;
 
+    use super::store::TableWriter;
+
     let options = super::WriteOptions {
         compression: super::Compression::Zstd,
-        threads: 1,
+        threads: 2,
     };
-    let properties = options.properties_for(&batch.schema(), Some(batch));
-    let mut file = tempfile::tempfile().unwrap();
-    let mut writer = ArrowWriter::try_new(&mut file, batch.schema(), Some(properties)).unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    let mut writer =
+        super::parquet::DatasetWriter::create(folder.path(), "part.parquet", batch.schema(), &options)
+            .unwrap();
     writer.write(batch).unwrap();
-    writer.close().unwrap();
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    Box::new(writer).finish().unwrap();
+    let written = std::fs::File::open(folder.path().join("part.parquet")).unwrap();
+
+    let properties = options.properties_for(&batch.schema(), Some(batch));
+    let mut plain = tempfile::tempfile().unwrap();
+    let mut arrow_writer = ArrowWriter::try_new(&mut plain, batch.schema(), Some(properties)).unwrap();
+    arrow_writer.write(batch).unwrap();
+    arrow_writer.close().unwrap();
+    let plain = ParquetRecordBatchReaderBuilder::try_new(plain).unwrap();
+
+    let builder = ParquetRecordBatchReaderBuilder::try_new(written.try_clone().unwrap()).unwrap();
+    same_chunks(builder.metadata(), plain.metadata());
+    let whole: Vec<_> = builder.build().unwrap().map(Result::unwrap).collect();
+    let want: Vec<_> = plain.build().unwrap().map(Result::unwrap).collect();
+    assert_eq!(
+        whole, want,
+        "the run's writer and the Arrow writer wrote different values"
+    );
+
+    let builder = ParquetRecordBatchReaderBuilder::try_new(written).unwrap();
     let projection = reached_projection(builder.metadata()).expect("histograms are written");
     let reader = builder.with_projection(projection).build().unwrap();
     reader.map(Result::unwrap).collect()
+}
+
+/// Asserts two files have the same row groups and, chunk by chunk, the same levels: value
+/// counts, null counts and level histograms.
+#[cfg(test)]
+fn same_chunks(got: &ParquetMetaData, want: &ParquetMetaData) {
+    assert_eq!(got.num_row_groups(), want.num_row_groups());
+    for (got, want) in got.row_groups().iter().zip(want.row_groups()) {
+        assert_eq!(got.num_rows(), want.num_rows());
+        assert_eq!(got.num_columns(), want.num_columns());
+        for (got, want) in got.columns().iter().zip(want.columns()) {
+            let path = want.column_path().string();
+            assert_eq!(got.column_descr(), want.column_descr(), "{path}");
+            assert_eq!(got.num_values(), want.num_values(), "{path}: values");
+            let nulls = |chunk: &parquet::file::metadata::ColumnChunkMetaData| {
+                chunk
+                    .statistics()
+                    .and_then(|statistics| statistics.null_count_opt())
+            };
+            assert_eq!(nulls(got), nulls(want), "{path}: nulls");
+            assert_eq!(
+                got.definition_level_histogram(),
+                want.definition_level_histogram(),
+                "{path}: definition levels"
+            );
+            assert_eq!(
+                got.repetition_level_histogram(),
+                want.repetition_level_histogram(),
+                "{path}: repetition levels"
+            );
+        }
+    }
 }

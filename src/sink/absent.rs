@@ -1,0 +1,626 @@
+//! The leaf columns of a wide table that no row of a row group reaches, written without working
+//! out their levels one leaf at a time.
+//!
+//! Why: a lossless resource table has thousands of leaf columns, and on real data nearly all of
+//! them are null under a null or empty parent (500 MB of Synthea Bundles: 99% of 920 million
+//! levels). The Arrow writer works out and encodes every leaf's levels on its own, which was most
+//! of the Parquet work of `--resources all`. Yet every leaf below the same deepest node that some
+//! row reaches has that node's levels. So a [`Plan`] sorts the leaves of the rows held for a row
+//! group: the leaves some row reaches go through the Arrow writer, cut down to those leaves
+//! ([`Plan::reached_part`]); for the others, [`AbsentChunks`] works out each deepest reached
+//! node's levels once, encodes one column chunk per kind of leaf below it (physical type, maximum
+//! levels, writer settings), and gives the other leaves of that kind the same pages under their
+//! own column metadata. The file is the one the Arrow writer makes, chunk for chunk; the tests
+//! below compare the two.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, ArrayRef, ListArray, RecordBatch, StructArray};
+use arrow_buffer::{BooleanBuffer, BooleanBufferBuilder};
+use arrow_schema::{DataType, Field, FieldRef, Fields, SchemaRef};
+use bytes::Bytes;
+use parquet::basic::{Compression, Encoding, Type as PhysicalType};
+use parquet::column::writer::{get_column_writer, ColumnCloseResult, ColumnWriter};
+use parquet::file::metadata::ColumnChunkMetaData;
+use parquet::file::properties::{EnabledStatistics, WriterPropertiesPtr};
+use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
+use parquet::schema::types::ColumnDescPtr;
+
+/// For the rows held for one or more row groups of a wide table: which leaves some row reaches
+/// and, for the others, the deepest node their rows reach.
+pub(super) struct Plan {
+    fields: Vec<FieldPlan>,
+}
+
+/// [`Plan`] for one top-level column.
+struct FieldPlan {
+    /// Per leaf of the column, in schema order: `None` when some row reaches it, or else the
+    /// index in `groups` of the deepest node its rows reach.
+    leaves: Vec<Option<usize>>,
+    /// The child positions from the top-level column down to each group's deepest reached node
+    /// (a list's items are child 0); `None`: no row has the column at all.
+    groups: Vec<Option<Vec<usize>>>,
+}
+
+impl FieldPlan {
+    fn reached_leaves(&self) -> usize {
+        self.leaves.iter().filter(|leaf| leaf.is_none()).count()
+    }
+}
+
+impl Plan {
+    /// Sorts the leaves of `schema` by what the rows of `held` reach. Leaves that `written`
+    /// marks (by leaf index over all columns) go through the Arrow writer whatever the rows
+    /// reach: those with a bloom filter, which the chunks made here would not have.
+    pub(super) fn new(schema: &SchemaRef, held: &[RecordBatch], written: &[bool]) -> Plan {
+        let mut first_leaf = 0;
+        let fields = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(position, field)| {
+                let mut present: Vec<bool> = Vec::new();
+                for batch in held {
+                    let mut here = Vec::with_capacity(present.len());
+                    reach(field, batch.column(position).as_ref(), None, false, &mut here);
+                    if present.is_empty() {
+                        present = here;
+                    } else {
+                        present.iter_mut().zip(here).for_each(|(was, is)| *was |= is);
+                    }
+                }
+                let leaves = leaf_count(field.data_type());
+                let written = written.get(first_leaf..first_leaf + leaves).unwrap_or(&[]);
+                first_leaf += leaves;
+                let mut plan = FieldPlan {
+                    leaves: Vec::with_capacity(leaves),
+                    groups: Vec::new(),
+                };
+                if present.is_empty() {
+                    // No rows: every leaf is written through the Arrow writer.
+                    plan.leaves = vec![None; leaves];
+                    return plan;
+                }
+                let mut frontier = Frontier {
+                    path: None,
+                    group: None,
+                };
+                let mut node = 0;
+                assign(
+                    field.data_type(),
+                    &present,
+                    &mut node,
+                    &mut Vec::new(),
+                    &mut frontier,
+                    &mut plan,
+                );
+                for (leaf, written) in plan.leaves.iter_mut().zip(written) {
+                    if *written {
+                        *leaf = None;
+                    }
+                }
+                plan
+            })
+            .collect();
+        Plan { fields }
+    }
+
+    /// How many leaves of top-level column `position` some row reaches.
+    pub(super) fn reached_leaves(&self, position: usize) -> usize {
+        self.fields[position].reached_leaves()
+    }
+
+    /// How many top-level columns the plan covers.
+    pub(super) fn columns(&self) -> usize {
+        self.fields.len()
+    }
+
+    /// Per leaf of top-level column `position`, in schema order: whether it goes through the
+    /// Arrow writer.
+    pub(super) fn reached_in(&self, position: usize) -> impl Iterator<Item = bool> + '_ {
+        self.fields[position].leaves.iter().map(Option::is_none)
+    }
+
+    /// Top-level column `position` of `column` cut down to the leaves some row reaches, for the
+    /// Arrow writer; `None` when it reaches none. The levels of a leaf depend only on the nodes
+    /// above it, so they are the same as in the whole column.
+    pub(super) fn reached_part(
+        &self,
+        position: usize,
+        field: &FieldRef,
+        column: &ArrayRef,
+    ) -> Result<Option<(FieldRef, ArrayRef)>> {
+        let plan = &self.fields[position];
+        let reached = plan.reached_leaves();
+        if reached == plan.leaves.len() {
+            return Ok(Some((field.clone(), column.clone())));
+        }
+        if reached == 0 {
+            return Ok(None);
+        }
+        let mut keep = plan.leaves.iter().map(Option::is_none);
+        prune(field, column, &mut keep)
+    }
+}
+
+/// The deepest node reached on the way down: its path and, once a leaf needs it, its group.
+struct Frontier {
+    path: Option<Vec<usize>>,
+    group: Option<usize>,
+}
+
+/// Gives every leaf below the node at `present[*node]` (of type `data_type`, at `path`) its
+/// place in `plan`.
+fn assign(
+    data_type: &DataType,
+    present: &[bool],
+    node: &mut usize,
+    path: &mut Vec<usize>,
+    frontier: &mut Frontier,
+    plan: &mut FieldPlan,
+) {
+    let here = present[*node];
+    *node += 1;
+    let mut deeper;
+    let frontier = if here {
+        deeper = Frontier {
+            path: Some(path.clone()),
+            group: None,
+        };
+        &mut deeper
+    } else {
+        frontier
+    };
+    match data_type {
+        DataType::Struct(children) => {
+            for (index, child) in children.iter().enumerate() {
+                path.push(index);
+                assign(child.data_type(), present, node, path, frontier, plan);
+                path.pop();
+            }
+        }
+        DataType::List(item) => {
+            path.push(0);
+            assign(item.data_type(), present, node, path, frontier, plan);
+            path.pop();
+        }
+        _ if here => plan.leaves.push(None),
+        _ => {
+            let group = *frontier.group.get_or_insert_with(|| {
+                plan.groups.push(frontier.path.clone());
+                plan.groups.len() - 1
+            });
+            plan.leaves.push(Some(group));
+        }
+    }
+}
+
+/// Pushes onto `present`, in pre-order, whether each node of `field` is reached by a slot of
+/// `array` in `scope` (`None`: every slot). A node is reached when an in-scope slot holds it;
+/// a list's items also when an in-scope slot holds a null item, which has a level of its own.
+fn reach(
+    field: &Field,
+    array: &dyn Array,
+    scope: Option<BooleanBuffer>,
+    item: bool,
+    present: &mut Vec<bool>,
+) {
+    let valid = and(&scope, array);
+    let here = if item {
+        count(&scope, array.len()) > 0
+    } else {
+        count(&valid, array.len()) > 0
+    };
+    present.push(here);
+    if !here {
+        present.resize(present.len() + nodes_below(field.data_type()), false);
+        return;
+    }
+    match field.data_type() {
+        DataType::Struct(children) => {
+            for (child, column) in children.iter().zip(array.as_struct().columns()) {
+                reach(child, column.as_ref(), valid.clone(), false, present);
+            }
+        }
+        DataType::List(item) => {
+            let list = array.as_list::<i32>();
+            let scope = item_scope(list, &valid);
+            reach(item, list.values().as_ref(), scope, true, present);
+        }
+        _ => {}
+    }
+}
+
+/// The slots of `scope` where `array` is not null.
+fn and(scope: &Option<BooleanBuffer>, array: &dyn Array) -> Option<BooleanBuffer> {
+    match (scope, array.nulls()) {
+        (None, None) => None,
+        (Some(scope), None) => Some(scope.clone()),
+        (None, Some(nulls)) => Some(nulls.inner().clone()),
+        (Some(scope), Some(nulls)) => Some(scope & nulls.inner()),
+    }
+}
+
+fn count(scope: &Option<BooleanBuffer>, len: usize) -> usize {
+    scope.as_ref().map_or(len, BooleanBuffer::count_set_bits)
+}
+
+/// The items of `list` that belong to its slots in `valid`.
+fn item_scope(list: &ListArray, valid: &Option<BooleanBuffer>) -> Option<BooleanBuffer> {
+    let offsets = list.value_offsets();
+    let items = list.values().len();
+    let first = offsets[0] as usize;
+    let last = offsets[offsets.len() - 1] as usize;
+    if valid.is_none() && first == 0 && last == items {
+        return None;
+    }
+    let mut scope = BooleanBufferBuilder::new(items);
+    let mut at = 0;
+    for slot in 0..list.len() {
+        if valid.as_ref().is_some_and(|valid| !valid.value(slot)) {
+            continue;
+        }
+        let (start, end) = (offsets[slot] as usize, offsets[slot + 1] as usize);
+        scope.append_n(start - at, false);
+        scope.append_n(end - start, true);
+        at = end;
+    }
+    scope.append_n(items - at, false);
+    Some(scope.finish())
+}
+
+/// How many nodes are below a node of type `data_type`.
+fn nodes_below(data_type: &DataType) -> usize {
+    match data_type {
+        DataType::Struct(children) => children
+            .iter()
+            .map(|child| 1 + nodes_below(child.data_type()))
+            .sum(),
+        DataType::List(item) => 1 + nodes_below(item.data_type()),
+        _ => 0,
+    }
+}
+
+fn leaf_count(data_type: &DataType) -> usize {
+    match data_type {
+        DataType::Struct(children) => children.iter().map(|child| leaf_count(child.data_type())).sum(),
+        DataType::List(item) => leaf_count(item.data_type()),
+        _ => 1,
+    }
+}
+
+/// `field` and `array` cut down to the leaves `keep` marks (one entry per leaf, in schema
+/// order); `None` when it marks none.
+fn prune(
+    field: &FieldRef,
+    array: &ArrayRef,
+    keep: &mut impl Iterator<Item = bool>,
+) -> Result<Option<(FieldRef, ArrayRef)>> {
+    match field.data_type() {
+        DataType::Struct(children) => {
+            let structs = array.as_struct();
+            let (mut fields, mut columns, mut whole) = (Vec::new(), Vec::new(), true);
+            for (child, column) in children.iter().zip(structs.columns()) {
+                match prune(child, column, keep)? {
+                    Some((kept, column)) => {
+                        whole &= Arc::ptr_eq(&kept, child);
+                        fields.push(kept);
+                        columns.push(column);
+                    }
+                    None => whole = false,
+                }
+            }
+            if fields.is_empty() {
+                return Ok(None);
+            }
+            if whole {
+                return Ok(Some((field.clone(), array.clone())));
+            }
+            let fields = Fields::from(fields);
+            let pruned = StructArray::try_new(fields.clone(), columns, structs.nulls().cloned())
+                .with_context(|| format!("cannot cut down column {}", field.name()))?;
+            let field = field.as_ref().clone().with_data_type(DataType::Struct(fields));
+            Ok(Some((Arc::new(field), Arc::new(pruned))))
+        }
+        DataType::List(item) => {
+            let list = array.as_list::<i32>();
+            let Some((kept, values)) = prune(item, list.values(), keep)? else {
+                return Ok(None);
+            };
+            if Arc::ptr_eq(&kept, item) {
+                return Ok(Some((field.clone(), array.clone())));
+            }
+            let pruned = ListArray::try_new(
+                kept.clone(),
+                list.offsets().clone(),
+                values,
+                list.nulls().cloned(),
+            )
+            .with_context(|| format!("cannot cut down column {}", field.name()))?;
+            let field = field.as_ref().clone().with_data_type(DataType::List(kept));
+            Ok(Some((Arc::new(field), Arc::new(pruned))))
+        }
+        _ => Ok(keep
+            .next()
+            .unwrap_or(false)
+            .then(|| (field.clone(), array.clone()))),
+    }
+}
+
+/// Which leaves share encoded pages: the same levels (group) and the same physical type,
+/// maximum levels and writer settings.
+#[derive(PartialEq)]
+struct Kind {
+    physical: PhysicalType,
+    max_def: i16,
+    max_rep: i16,
+    compression: Compression,
+    dictionary: bool,
+    statistics: EnabledStatistics,
+    encoding: Option<Encoding>,
+}
+
+/// Whose levels a group of leaves has: a node of top-level column `.0` (its group `.1`), or no
+/// node at all (the column is null in every row: one zero level per row, whatever the column).
+#[derive(PartialEq, Eq, Hash, Clone, Copy)]
+enum Levels {
+    Node(usize, usize),
+    NullColumn,
+}
+
+/// An encoded column chunk of null values and the writer's account of it.
+struct Chunk {
+    pages: Bytes,
+    close: ColumnCloseResult,
+}
+
+/// Makes the column chunks of one row group's unreached leaves.
+pub(super) struct AbsentChunks<'a> {
+    plan: &'a Plan,
+    schema: &'a SchemaRef,
+    held: &'a [RecordBatch],
+    /// The row group's rows: ranges of rows of `held` batches, in order.
+    rows: &'a [HeldRange],
+    props: WriterPropertiesPtr,
+    /// The levels of the groups of the top-level column in progress (and of null columns).
+    levels: HashMap<Levels, Arc<GroupLevels>>,
+    levels_of_column: Option<usize>,
+    chunks: HashMap<Levels, Vec<(Kind, Chunk)>>,
+}
+
+impl<'a> AbsentChunks<'a> {
+    pub(super) fn new(
+        plan: &'a Plan,
+        schema: &'a SchemaRef,
+        held: &'a [RecordBatch],
+        rows: &'a [HeldRange],
+        props: WriterPropertiesPtr,
+    ) -> Self {
+        AbsentChunks {
+            plan,
+            schema,
+            held,
+            rows,
+            props,
+            levels: HashMap::new(),
+            levels_of_column: None,
+            chunks: HashMap::new(),
+        }
+    }
+
+    /// The encoded chunk of unreached leaf `leaf` (the leaf's index within top-level column
+    /// `position`) with descriptor `descr`, ready for `SerializedRowGroupWriter::append_column`.
+    pub(super) fn chunk(
+        &mut self,
+        position: usize,
+        leaf: usize,
+        descr: &ColumnDescPtr,
+    ) -> Result<(Bytes, ColumnCloseResult)> {
+        let field_plan = &self.plan.fields[position];
+        let group = field_plan.leaves[leaf].context("a reached leaf has no absent chunk")?;
+        let levels = match field_plan.groups[group] {
+            None => Levels::NullColumn,
+            Some(_) => Levels::Node(position, group),
+        };
+        let path = descr.path();
+        let kind = Kind {
+            physical: descr.physical_type(),
+            max_def: descr.max_def_level(),
+            max_rep: descr.max_rep_level(),
+            compression: self.props.compression(path),
+            dictionary: self.props.dictionary_enabled(path),
+            statistics: self.props.statistics_enabled(path),
+            encoding: self.props.encoding(path),
+        };
+        let known = self
+            .chunks
+            .get(&levels)
+            .and_then(|chunks| chunks.iter().find(|(seen, _)| *seen == kind));
+        if let Some((_, chunk)) = known {
+            return Ok((chunk.pages.clone(), copy_for(descr.clone(), &chunk.close)?));
+        }
+        let values = self.levels(levels)?;
+        let chunk = encode_nulls(descr.clone(), self.props.clone(), &values.def, &values.rep)?;
+        let made = (chunk.pages.clone(), chunk.close.clone());
+        self.chunks.entry(levels).or_default().push((kind, chunk));
+        Ok(made)
+    }
+
+    /// The definition and repetition levels of a group over the row group's rows.
+    fn levels(&mut self, levels: Levels) -> Result<Arc<GroupLevels>> {
+        if let Levels::Node(position, _) = levels {
+            if self.levels_of_column != Some(position) {
+                // A column's groups are not needed once the next column's leaves come.
+                self.levels.retain(|key, _| *key == Levels::NullColumn);
+                self.levels_of_column = Some(position);
+            }
+        }
+        if let Some(known) = self.levels.get(&levels) {
+            return Ok(known.clone());
+        }
+        let rows: usize = self.rows.iter().map(|(_, range)| range.len()).sum();
+        let (mut def, mut rep) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
+        match levels {
+            Levels::NullColumn => {
+                def.resize(rows, 0);
+                rep.resize(rows, 0);
+            }
+            Levels::Node(position, group) => {
+                let path = self.plan.fields[position].groups[group]
+                    .as_deref()
+                    .context("a null column's group has no node")?;
+                let field = &self.schema.fields()[position];
+                for (batch, range) in self.rows {
+                    let column = self.held[*batch].column(position);
+                    for row in range.clone() {
+                        let mut out = Out {
+                            def: &mut def,
+                            rep: &mut rep,
+                        };
+                        walk(field, column.as_ref(), path, row, 0, 0, 0, &mut out);
+                    }
+                }
+            }
+        }
+        let made = Arc::new(GroupLevels { def, rep });
+        self.levels.insert(levels, made.clone());
+        Ok(made)
+    }
+}
+
+/// A group's definition and repetition levels over a row group's rows.
+struct GroupLevels {
+    def: Vec<i16>,
+    rep: Vec<i16>,
+}
+
+/// Rows of a held batch: its index among the held batches and the range of its rows.
+pub(super) type HeldRange = (usize, Range<usize>);
+
+struct Out<'a> {
+    def: &'a mut Vec<i16>,
+    rep: &'a mut Vec<i16>,
+}
+
+/// Emits the levels that slot `slot` of `array` (of `field`) gives a leaf below the node at
+/// `path`, when nothing below that node is ever present: Parquet's levels, as the Arrow writer
+/// works them out. `def` and `rep` are the levels reached above; `depth` the lists above.
+#[allow(clippy::too_many_arguments)]
+fn walk(
+    field: &Field,
+    array: &dyn Array,
+    path: &[usize],
+    slot: usize,
+    def: i16,
+    rep: i16,
+    depth: i16,
+    out: &mut Out,
+) {
+    if field.is_nullable() && array.is_null(slot) {
+        out.def.push(def);
+        out.rep.push(rep);
+        return;
+    }
+    let def = def + i16::from(field.is_nullable());
+    let Some((&child, below)) = path.split_first() else {
+        out.def.push(def);
+        out.rep.push(rep);
+        return;
+    };
+    match field.data_type() {
+        DataType::Struct(children) => {
+            let column = array.as_struct().column(child);
+            walk(
+                &children[child],
+                column.as_ref(),
+                below,
+                slot,
+                def,
+                rep,
+                depth,
+                out,
+            );
+        }
+        DataType::List(item) => {
+            let list = array.as_list::<i32>();
+            let offsets = list.value_offsets();
+            let (start, end) = (offsets[slot] as usize, offsets[slot + 1] as usize);
+            if start == end {
+                out.def.push(def);
+                out.rep.push(rep);
+                return;
+            }
+            let values = list.values();
+            for index in start..end {
+                let rep = if index == start { rep } else { depth + 1 };
+                walk(item, values.as_ref(), below, index, def + 1, rep, depth + 1, out);
+            }
+        }
+        _ => unreachable!("a path goes through structs and lists"),
+    }
+}
+
+/// Encodes a column chunk of `descr` holding only nulls, at these levels.
+fn encode_nulls(descr: ColumnDescPtr, props: WriterPropertiesPtr, def: &[i16], rep: &[i16]) -> Result<Chunk> {
+    let rep = (descr.max_rep_level() > 0).then_some(rep);
+    let mut sink = TrackedWrite::new(Vec::new());
+    let close = {
+        let pages = Box::new(SerializedPageWriter::new(&mut sink));
+        macro_rules! nulls {
+            ($writer:expr) => {{
+                let mut writer = $writer;
+                writer.write_batch(&[], Some(def), rep)?;
+                writer.close()?
+            }};
+        }
+        match get_column_writer(descr, props, pages) {
+            ColumnWriter::BoolColumnWriter(writer) => nulls!(writer),
+            ColumnWriter::Int32ColumnWriter(writer) => nulls!(writer),
+            ColumnWriter::Int64ColumnWriter(writer) => nulls!(writer),
+            ColumnWriter::Int96ColumnWriter(writer) => nulls!(writer),
+            ColumnWriter::FloatColumnWriter(writer) => nulls!(writer),
+            ColumnWriter::DoubleColumnWriter(writer) => nulls!(writer),
+            ColumnWriter::ByteArrayColumnWriter(writer) => nulls!(writer),
+            ColumnWriter::FixedLenByteArrayColumnWriter(writer) => nulls!(writer),
+        }
+    };
+    let pages = Bytes::from(sink.into_inner()?);
+    Ok(Chunk { pages, close })
+}
+
+/// `template`'s account of its chunk, for the same pages under column `descr`.
+fn copy_for(descr: ColumnDescPtr, template: &ColumnCloseResult) -> Result<ColumnCloseResult> {
+    let from = &template.metadata;
+    let mut metadata = ColumnChunkMetaData::builder(descr)
+        .set_compression_codec(from.compression_codec())
+        .set_encodings_mask(*from.encodings_mask())
+        .set_total_compressed_size(from.compressed_size())
+        .set_total_uncompressed_size(from.uncompressed_size())
+        .set_num_values(from.num_values())
+        .set_data_page_offset(from.data_page_offset())
+        .set_dictionary_page_offset(from.dictionary_page_offset())
+        .set_unencoded_byte_array_data_bytes(from.unencoded_byte_array_data_bytes())
+        .set_repetition_level_histogram(from.repetition_level_histogram().cloned())
+        .set_definition_level_histogram(from.definition_level_histogram().cloned());
+    if let Some(statistics) = from.statistics() {
+        metadata = metadata.set_statistics(statistics.clone());
+    }
+    if let Some(stats) = from.page_encoding_stats() {
+        metadata = metadata.set_page_encoding_stats(stats.clone());
+    }
+    if let Some(mask) = from.page_encoding_stats_mask() {
+        metadata = metadata.set_page_encoding_stats_mask(*mask);
+    }
+    Ok(ColumnCloseResult {
+        bytes_written: template.bytes_written,
+        rows_written: template.rows_written,
+        metadata: metadata.build()?,
+        bloom_filter: None,
+        column_index: template.column_index.clone(),
+        offset_index: template.offset_index.clone(),
+    })
+}
