@@ -413,7 +413,7 @@ fn resolve<'t>(
         .filter(|table| only_when_selected_by_all(settings, table.as_ref()))
         .map(|table| table.name())
         .collect();
-    let parts = converted.writers.finish()?;
+    let parts = converted.writers.finish(settings.threads)?;
     let stopped = converted.stopped.iter();
     for (position, ((table, part), stop)) in templates.iter().zip(parts).zip(stopped).enumerate() {
         let name = table.name();

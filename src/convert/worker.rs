@@ -520,20 +520,20 @@ mod budget_tests {
 
     /// A writer that holds what it is told (all of it in its row group) and lets go of it when
     /// flushed.
-    struct Holding(std::rc::Rc<std::cell::RefCell<usize>>);
+    struct Holding(Arc<std::sync::atomic::AtomicUsize>);
 
     impl TableWriter for Holding {
         fn write(&mut self, _batch: &RecordBatch) -> anyhow::Result<()> {
             Ok(())
         }
         fn buffered_bytes(&self) -> usize {
-            *self.0.borrow()
+            self.0.load(Ordering::Relaxed)
         }
         fn row_group_bytes(&self) -> usize {
-            *self.0.borrow()
+            self.0.load(Ordering::Relaxed)
         }
         fn flush(&mut self) -> anyhow::Result<()> {
-            *self.0.borrow_mut() = 0;
+            self.0.store(0, Ordering::Relaxed);
             Ok(())
         }
         fn finish(self: Box<Self>) -> anyhow::Result<u64> {
@@ -550,14 +550,14 @@ mod budget_tests {
             10,
         ]
         .into_iter()
-        .map(|bytes| std::rc::Rc::new(std::cell::RefCell::new(bytes)))
+        .map(|bytes| Arc::new(std::sync::atomic::AtomicUsize::new(bytes)))
         .collect();
         let mut writers: Vec<Box<dyn TableWriter>> = held
             .iter()
             .map(|h| Box::new(Holding(h.clone())) as Box<dyn TableWriter>)
             .collect();
         keep_within_budget(&mut writers).unwrap();
-        let left: Vec<usize> = held.iter().map(|h| *h.borrow()).collect();
+        let left: Vec<usize> = held.iter().map(|h| h.load(Ordering::Relaxed)).collect();
         assert_eq!(
             left,
             [0, WRITE_BUFFER_BUDGET / 3, WRITE_BUFFER_BUDGET / 4, 10],
@@ -565,7 +565,7 @@ mod budget_tests {
         );
         keep_within_budget(&mut writers).unwrap();
         assert_eq!(
-            *held[1].borrow(),
+            held[1].load(Ordering::Relaxed),
             WRITE_BUFFER_BUDGET / 3,
             "under the budget: nothing written out"
         );

@@ -175,7 +175,7 @@ impl RunInfo {
 }
 
 /// Writes one staged part of a table, batch by batch.
-pub trait TableWriter {
+pub trait TableWriter: Send {
     /// Adds a batch of rows (of the schema the part was created with).
     fn write(&mut self, batch: &RecordBatch) -> Result<()>;
 
