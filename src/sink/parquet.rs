@@ -9,7 +9,6 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, ListArray, RecordBatch, StringArray};
-use arrow_data::ArrayData;
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnWriter, ArrowRowGroupWriterFactory};
@@ -189,20 +188,38 @@ const WIDE_WRITE_LEVELS: usize = 8 << 20;
 /// The memory of a batch's buffers, each counted once: the columns of a lossless table that a
 /// batch does not reach share one zeroed buffer, which `get_array_memory_size` counts per column.
 fn distinct_buffer_bytes(batch: &RecordBatch) -> usize {
-    fn visit(data: &ArrayData, seen: &mut HashSet<usize>, total: &mut usize) {
-        let nulls = data.nulls().map(|nulls| nulls.buffer());
-        for buffer in data.buffers().iter().chain(nulls) {
-            if seen.insert(buffer.data_ptr().as_ptr() as usize) {
-                *total += buffer.capacity();
-            }
+    fn count(buffer: &arrow_buffer::Buffer, seen: &mut HashSet<usize>, total: &mut usize) {
+        if seen.insert(buffer.data_ptr().as_ptr() as usize) {
+            *total += buffer.capacity();
         }
-        for child in data.child_data() {
-            visit(child, seen, total);
+    }
+    // Structs and lists are walked as arrays: `to_data` on a struct of thousands of columns
+    // copies the description of every one of them, for each batch.
+    fn visit(array: &dyn Array, seen: &mut HashSet<usize>, total: &mut usize) {
+        if let Some(nulls) = array.nulls() {
+            count(nulls.buffer(), seen, total);
+        }
+        match array.data_type() {
+            DataType::Struct(_) => {
+                for column in array.as_struct().columns() {
+                    visit(column.as_ref(), seen, total);
+                }
+            }
+            DataType::List(_) => {
+                let list = array.as_list::<i32>();
+                count(list.offsets().inner().inner(), seen, total);
+                visit(list.values().as_ref(), seen, total);
+            }
+            _ => {
+                for buffer in array.to_data().buffers() {
+                    count(buffer, seen, total);
+                }
+            }
         }
     }
     let (mut seen, mut total) = (HashSet::new(), 0);
     for column in batch.columns() {
-        visit(&column.to_data(), &mut seen, &mut total);
+        visit(column.as_ref(), &mut seen, &mut total);
     }
     total
 }
@@ -977,5 +994,43 @@ mod tests {
             assert_eq!(batches[0].num_rows(), 1, "{name}");
             assert_eq!(batches[0].column(0).as_string::<i32>().value(0), value, "{name}");
         }
+    }
+
+    /// The held bytes count every buffer once, as the buffers of the batch's `ArrayData` tree
+    /// (walked the slow way here) are counted; columns that share buffers count them once.
+    #[test]
+    fn held_batches_count_each_buffer_once() {
+        fn by_data(batch: &RecordBatch) -> usize {
+            fn visit(data: &arrow_data::ArrayData, seen: &mut HashSet<usize>, total: &mut usize) {
+                let nulls = data.nulls().map(|nulls| nulls.buffer());
+                for buffer in data.buffers().iter().chain(nulls) {
+                    if seen.insert(buffer.data_ptr().as_ptr() as usize) {
+                        *total += buffer.capacity();
+                    }
+                }
+                for child in data.child_data() {
+                    visit(child, seen, total);
+                }
+            }
+            let (mut seen, mut total) = (HashSet::new(), 0);
+            for column in batch.columns() {
+                visit(&column.to_data(), &mut seen, &mut total);
+            }
+            total
+        }
+        let batch = first_batch(3);
+        assert_eq!(distinct_buffer_bytes(&batch), by_data(&batch));
+        assert!(distinct_buffer_bytes(&batch) > 0);
+        let fields: Vec<Field> = batch
+            .schema()
+            .fields()
+            .iter()
+            .chain(batch.schema().fields())
+            .enumerate()
+            .map(|(index, field)| field.as_ref().clone().with_name(format!("f{index}")))
+            .collect();
+        let columns: Vec<ArrayRef> = batch.columns().iter().chain(batch.columns()).cloned().collect();
+        let doubled = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+        assert_eq!(distinct_buffer_bytes(&doubled), distinct_buffer_bytes(&batch));
     }
 }
