@@ -71,7 +71,9 @@ impl Writers {
     /// or `None` when no batch reached it (no part was written). Completing a part writes what
     /// its writer still holds (for a wide table, up to a row group of batches) and its footer:
     /// one after the other, that was the last second of a 4-second `--resources all` run on
-    /// one core.
+    /// one core. So up to `threads` wide row groups are encoded at once here, where during the
+    /// run the one writer encodes one at a time. Every part is completed even after another
+    /// failed; the first error (in table order) is returned.
     pub(super) fn finish(&mut self, threads: usize) -> Result<Vec<Option<u64>>> {
         let opened = std::mem::take(&mut self.opened);
         let count = opened.len();
@@ -86,10 +88,14 @@ impl Writers {
             finished.lock().expect("no writer panics holding the results")[slot] = Some(rows);
         };
         std::thread::scope(|scope| {
-            for _ in 1..threads.min(count) {
-                scope.spawn(finish);
-            }
+            let helpers: Vec<_> = (1..threads.min(count)).map(|_| scope.spawn(finish)).collect();
             finish();
+            // A panic goes on with its own message (the run reports it), not the scope's.
+            for helper in helpers {
+                helper
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            }
         });
         let mut rows_by_slot = Vec::with_capacity(count);
         for rows in finished.into_inner().expect("no writer panicked") {

@@ -10,8 +10,9 @@
 //! ([`Plan::reached_part`]); for the others, [`AbsentChunks`] works out each deepest reached
 //! node's levels once, encodes one column chunk per kind of leaf below it (physical type, maximum
 //! levels, writer settings), and gives the other leaves of that kind the same pages under their
-//! own column metadata. The file is the one the Arrow writer makes, chunk for chunk; the tests
-//! below compare the two.
+//! own column metadata. The file holds what the Arrow writer would write: the same values,
+//! levels, value and null counts and level histograms in every chunk, which the unit round
+//! trips check (`reached::through_parquet` and the tests of `parquet.rs`).
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -74,14 +75,15 @@ impl Plan {
                     }
                 }
                 let leaves = leaf_count(field.data_type());
-                let written = written.get(first_leaf..first_leaf + leaves).unwrap_or(&[]);
+                // Without a flag per leaf, every leaf goes through the Arrow writer.
+                let written = written.get(first_leaf..first_leaf + leaves);
                 first_leaf += leaves;
                 let mut plan = FieldPlan {
                     leaves: Vec::with_capacity(leaves),
                     groups: Vec::new(),
                 };
                 if present.is_empty() {
-                    // No rows: every leaf is written through the Arrow writer.
+                    // No held batches: every leaf is written through the Arrow writer.
                     plan.leaves = vec![None; leaves];
                     return plan;
                 }
@@ -98,8 +100,8 @@ impl Plan {
                     &mut frontier,
                     &mut plan,
                 );
-                for (leaf, written) in plan.leaves.iter_mut().zip(written) {
-                    if *written {
+                for (index, leaf) in plan.leaves.iter_mut().enumerate() {
+                    if written.is_none_or(|written| written[index]) {
                         *leaf = None;
                     }
                 }
@@ -285,7 +287,8 @@ fn nodes_below(data_type: &DataType) -> usize {
     }
 }
 
-fn leaf_count(data_type: &DataType) -> usize {
+/// How many leaf (Parquet) columns a column of type `data_type` makes.
+pub(super) fn leaf_count(data_type: &DataType) -> usize {
     match data_type {
         DataType::Struct(children) => children.iter().map(|child| leaf_count(child.data_type())).sum(),
         DataType::List(item) => leaf_count(item.data_type()),
@@ -352,7 +355,9 @@ fn prune(
 }
 
 /// Which leaves share encoded pages: the same levels (group) and the same physical type,
-/// maximum levels and writer settings.
+/// maximum levels and writer settings. The settings are those a file's properties set per
+/// column (`WriteOptions::properties_for`: codec, dictionary, statistics; bloom filters, whose
+/// leaves never come here); the others are the same for every column of a file.
 #[derive(PartialEq)]
 struct Kind {
     physical: PhysicalType,
@@ -456,6 +461,7 @@ impl<'a> AbsentChunks<'a> {
             if self.levels_of_column != Some(position) {
                 // A column's groups are not needed once the next column's leaves come.
                 self.levels.retain(|key, _| *key == Levels::NullColumn);
+                self.chunks.retain(|key, _| *key == Levels::NullColumn);
                 self.levels_of_column = Some(position);
             }
         }

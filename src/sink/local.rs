@@ -10,7 +10,7 @@ use arrow_schema::SchemaRef;
 
 use super::commit::{Output, Staging, Step};
 use super::layout::{is_part, stored_part_name, table_folder};
-use super::parquet::{read_batches, rewrite_marked_strings, schema_of, DatasetWriter};
+use super::parquet::{continued_file_name, read_batches, rewrite_marked_strings, schema_of, DatasetWriter};
 use super::store::{Batches, Part, RunInfo, StagedRun, Store, TableWriter};
 use super::WriteOptions;
 use crate::fsops;
@@ -120,10 +120,17 @@ impl StagedRun for Staging {
         marker: char,
         replace: &mut dyn FnMut(&str, &str) -> Option<String>,
     ) -> Result<()> {
-        let path = self
-            .table_dir(table)?
-            .join(stored_part_name(table, file).as_ref());
-        rewrite_marked_strings(&path, &self.options, marker, replace)
+        // A wide table's part may go on in further files (see `continued_file_name`).
+        let folder = self.table_dir(table)?;
+        let first = stored_part_name(table, file);
+        for index in 0.. {
+            let path = folder.join(continued_file_name(&first, index));
+            if index > 0 && !path.exists() {
+                return Ok(());
+            }
+            rewrite_marked_strings(&path, &self.options, marker, &mut *replace)?;
+        }
+        Ok(())
     }
 
     fn adopt(&self, table: &str, file: &str, from: &std::path::Path) -> Result<()> {

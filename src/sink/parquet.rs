@@ -226,14 +226,10 @@ fn distinct_buffer_bytes(batch: &RecordBatch) -> usize {
 
 /// How many leaf (Parquet) columns `fields` make.
 fn leaf_count(fields: &Fields) -> usize {
-    fn leaves(data_type: &DataType) -> usize {
-        match data_type {
-            DataType::Struct(children) => leaf_count(children),
-            DataType::List(item) => leaves(item.data_type()),
-            _ => 1,
-        }
-    }
-    fields.iter().map(|field| leaves(field.data_type())).sum()
+    fields
+        .iter()
+        .map(|field| super::absent::leaf_count(field.data_type()))
+        .sum()
 }
 
 /// Every leaf column under `field` as its Parquet path (a list's items are `list.element`, as
@@ -317,11 +313,10 @@ fn finish_written(
 /// work, taken widest first from a shared queue; each thread works out a column's levels and
 /// encodes them.
 ///
-/// Why: the levels of the thousands of mostly-null leaves of a resource table are nearly all of
-/// the Parquet work (on 500 MB of Bundles, 920 million levels for 10 million values), and the
-/// run has one writer thread, which the workers wait for. Encoding the columns on the run's
-/// threads lets the writer use the cores the waiting workers leave idle; the output is the same
-/// column chunks, in the same order.
+/// Why: the run has one writer thread, which the workers wait for when a wide row group is
+/// encoded. Encoding the columns on the run's threads lets the writer use the cores the waiting
+/// workers leave idle; the output is the same column chunks, in the same order. (The leaves no
+/// row reaches, nearly all of a resource table's, are not encoded here: see `absent.rs`.)
 fn write_columns(
     schema: &SchemaRef,
     batch: &RecordBatch,
@@ -346,7 +341,7 @@ fn write_columns(
     }
     anyhow::ensure!(rest.is_empty(), "fewer leaves than column writers");
     // Widest first, so that no thread is left with a wide column at the end.
-    jobs.sort_by_key(|(position, _)| std::cmp::Reverse(plan.reached_leaves(*position)));
+    jobs.sort_by_key(|(_, own)| std::cmp::Reverse(own.len()));
     let queue = std::sync::Mutex::new(jobs.into_iter());
     let encode = || -> Result<()> {
         loop {
@@ -355,9 +350,9 @@ fn write_columns(
                 return Ok(());
             };
             let field = &schema.fields()[position];
-            let Some((part, column)) = plan.reached_part(position, field, batch.column(position))? else {
-                continue;
-            };
+            let (part, column) = plan
+                .reached_part(position, field, batch.column(position))?
+                .context("a column with reached leaves has a reached part")?;
             let leaves = compute_leaves(&part, &column)?;
             anyhow::ensure!(
                 leaves.len() == own.len(),
@@ -460,14 +455,16 @@ pub(super) struct DatasetWriter {
     held: Vec<RecordBatch>,
     held_bytes: usize,
     /// The folder and the name of the first file: a wide table goes on in a next file
-    /// (`<name>_0001.parquet`, ...) once its file has [`WIDE_FILE_CHUNKS`] column chunks.
+    /// (`<name>_000001.parquet`, ...) once its file has [`WIDE_FILE_CHUNKS`] column chunks.
     dir: PathBuf,
     file_name: String,
     /// Files of this part completed so far, and column chunks in the open one.
     completed_files: usize,
     chunks_in_file: usize,
-    /// [`WIDE_FILE_CHUNKS`], but for tests.
+    /// [`WIDE_FILE_CHUNKS`], [`ROW_GROUP_ROWS`] and [`WIDE_WRITE_LEVELS`], but for tests.
     chunks_per_file: usize,
+    row_group_rows: usize,
+    write_levels: usize,
 }
 
 /// The column chunks after which a wide table's file is completed and the next one started.
@@ -479,16 +476,16 @@ pub(super) struct DatasetWriter {
 const WIDE_FILE_CHUNKS: usize = 16_000;
 
 /// The name of the `index`th file of a part (the first is `file_name` itself): the part's stamp
-/// and tag stay first, so the files read back as the part's, and `_0001`, `_0002`, ... sort
+/// and tag stay first, so the files read back as the part's, and `_000001`, `_000002`, ... sort
 /// after the first file's `.parquet` and in order, as `compact` takes later files for later
 /// input.
-fn continued_file_name(file_name: &str, index: usize) -> String {
+pub(super) fn continued_file_name(file_name: &str, index: usize) -> String {
     if index == 0 {
         return file_name.to_owned();
     }
     match file_name.rsplit_once('.') {
-        Some((stem, extension)) => format!("{stem}_{index:04}.{extension}"),
-        None => format!("{file_name}_{index:04}"),
+        Some((stem, extension)) => format!("{stem}_{index:06}.{extension}"),
+        None => format!("{file_name}_{index:06}"),
     }
 }
 
@@ -519,6 +516,8 @@ impl DatasetWriter {
             completed_files: 0,
             chunks_in_file: 0,
             chunks_per_file: WIDE_FILE_CHUNKS,
+            row_group_rows: ROW_GROUP_ROWS,
+            write_levels: WIDE_WRITE_LEVELS,
         })
     }
 
@@ -588,7 +587,7 @@ impl DatasetWriter {
         // The levels of a slice are worked out for every leaf of a column before any is
         // written: slices as long as the table's width allows keep them to a few MB.
         let leaves = leaf_count(self.schema.fields());
-        let rows_per_write = (WIDE_WRITE_LEVELS / leaves).max(1);
+        let rows_per_write = (self.write_levels / leaves).max(1);
         // The open row group: its column writers, and the rows of `held` it holds.
         let mut row_group: Option<(Vec<ArrowColumnWriter>, Vec<HeldRange>)> = None;
         let mut chunks = 0;
@@ -611,7 +610,7 @@ impl DatasetWriter {
                         .map(ArrowColumnWriter::get_estimated_total_bytes)
                         .sum();
                     let expected = bytes + bytes / rows.max(1) * slice.num_rows();
-                    if rows + slice.num_rows() > ROW_GROUP_ROWS || expected > ROW_GROUP_BYTES {
+                    if rows + slice.num_rows() > self.row_group_rows || expected > ROW_GROUP_BYTES {
                         close(file, row_group.take().expect("checked above"))?;
                     }
                 }
@@ -659,6 +658,12 @@ impl TableWriter for DatasetWriter {
         let batch = conform(batch, &self.schema)?;
         self.rows += batch.num_rows() as u64;
         if self.wide {
+            // A batch without rows (compact's filter may give one) would decide nothing about
+            // the file (its settings come from the first held batch) and could start an empty
+            // next file.
+            if batch.num_rows() == 0 {
+                return Ok(());
+            }
             self.held_bytes += distinct_buffer_bytes(&batch);
             self.held.push(batch.into_owned());
             let held_rows: usize = self.held.iter().map(RecordBatch::num_rows).sum();
@@ -983,7 +988,7 @@ mod tests {
         names.sort();
         assert_eq!(
             names,
-            ["part-1.parquet", "part-1_0001.parquet", "part-1_0002.parquet"]
+            ["part-1.parquet", "part-1_000001.parquet", "part-1_000002.parquet"]
         );
         for (name, value) in names.iter().zip(["first", "second", "third"]) {
             let batches: Vec<RecordBatch> = read_batches(&folder.path().join(name))
@@ -1032,5 +1037,104 @@ mod tests {
         let columns: Vec<ArrayRef> = batch.columns().iter().chain(batch.columns()).cloned().collect();
         let doubled = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
         assert_eq!(distinct_buffer_bytes(&doubled), distinct_buffer_bytes(&batch));
+    }
+
+    /// Held batches that reach different leaves, written one row at a time into row groups of
+    /// two rows that span batches, come out as the plain Arrow writer writes them: the same row
+    /// groups, values, counts and level histograms (a leaf one row group reaches and the other
+    /// does not, a struct present with nothing in it, empty and null lists).
+    #[test]
+    fn wide_row_groups_over_several_batches_match_the_arrow_writer() {
+        let first = first_batch(WIDE_TABLE_LEAVES);
+        let schema = first.schema();
+        let text = |values: Vec<Option<&str>>| -> ArrayRef { Arc::new(StringArray::from(values)) };
+        let DataType::Struct(wide) = schema.field(1).data_type().clone() else {
+            unreachable!()
+        };
+        let DataType::Struct(pair) = schema.field(2).data_type().clone() else {
+            unreachable!()
+        };
+        let DataType::List(item) = schema.field(3).data_type().clone() else {
+            unreachable!()
+        };
+        // Two rows: `n` with only m0 in the first row and null in the second, `s` null, `l` empty
+        // then null.
+        let mut members: Vec<ArrayRef> = vec![text(vec![Some("v"), None])];
+        members.extend((1..wide.len()).map(|_| text(vec![None, None])));
+        let second = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                text(vec![Some("p"), None]),
+                Arc::new(arrow_array::StructArray::new(
+                    wide.clone(),
+                    members,
+                    Some(vec![true, false].into()),
+                )),
+                Arc::new(arrow_array::StructArray::new_null(pair.clone(), 2)),
+                Arc::new(ListArray::new(
+                    item.clone(),
+                    arrow_buffer::OffsetBuffer::from_lengths([0, 0]),
+                    text(vec![]),
+                    Some(vec![true, false].into()),
+                )),
+            ],
+        )
+        .unwrap();
+        // One row: `n` present with nothing in it, `s` with only b, `l` with two items.
+        let members: Vec<ArrayRef> = (0..wide.len()).map(|_| text(vec![None])).collect();
+        let third = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                text(vec![Some("z")]),
+                Arc::new(arrow_array::StructArray::new(wide, members, None)),
+                Arc::new(arrow_array::StructArray::new(
+                    pair,
+                    vec![text(vec![None]), text(vec![Some("w")])],
+                    None,
+                )),
+                Arc::new(ListArray::new(
+                    item,
+                    arrow_buffer::OffsetBuffer::from_lengths([2]),
+                    text(vec![Some("a"), Some("b")]),
+                    None,
+                )),
+            ],
+        )
+        .unwrap();
+        let batches = [first, second, third];
+        let options = WriteOptions {
+            compression: Compression::Zstd,
+            threads: 2,
+        };
+        let folder = tempfile::tempdir().unwrap();
+        let mut writer =
+            DatasetWriter::create(folder.path(), "part.parquet", schema.clone(), &options).unwrap();
+        writer.row_group_rows = 2;
+        writer.write_levels = 1;
+        for batch in &batches {
+            writer.write(batch).unwrap();
+        }
+        assert_eq!(Box::new(writer).finish().unwrap(), 4);
+
+        let properties = options
+            .properties_for(&schema, Some(&batches[0]))
+            .into_builder()
+            .set_max_row_group_row_count(Some(2))
+            .build();
+        let mut plain = tempfile::tempfile().unwrap();
+        let mut arrow_writer = ArrowWriter::try_new(&mut plain, schema, Some(properties)).unwrap();
+        for batch in &batches {
+            arrow_writer.write(batch).unwrap();
+        }
+        arrow_writer.close().unwrap();
+
+        let written = File::open(folder.path().join("part.parquet")).unwrap();
+        let got = ParquetRecordBatchReaderBuilder::try_new(written).unwrap();
+        let want = ParquetRecordBatchReaderBuilder::try_new(plain).unwrap();
+        assert_eq!(got.metadata().num_row_groups(), 2);
+        super::super::reached::same_chunks(got.metadata(), want.metadata());
+        let got: Vec<RecordBatch> = got.build().unwrap().map(Result::unwrap).collect();
+        let want: Vec<RecordBatch> = want.build().unwrap().map(Result::unwrap).collect();
+        assert_eq!(got, want);
     }
 }

@@ -175,7 +175,7 @@ pub(crate) fn through_parquet(batch: &arrow_array::RecordBatch) -> Vec<arrow_arr
 /// Asserts two files have the same row groups and, chunk by chunk, the same levels: value
 /// counts, null counts and level histograms.
 #[cfg(test)]
-fn same_chunks(got: &ParquetMetaData, want: &ParquetMetaData) {
+pub(super) fn same_chunks(got: &ParquetMetaData, want: &ParquetMetaData) {
     assert_eq!(got.num_row_groups(), want.num_row_groups());
     for (got, want) in got.row_groups().iter().zip(want.row_groups()) {
         assert_eq!(got.num_rows(), want.num_rows());
