@@ -286,6 +286,8 @@ fn delta_faults(out: &Path) -> Vec<String> {
 /// A prepared case: an input folder and an output folder as the operation finds them.
 struct Case {
     root: tempfile::TempDir,
+    /// Environment variables every run of the case gets (test hooks of the binary).
+    env: Vec<(&'static str, String)>,
 }
 
 impl Case {
@@ -310,7 +312,10 @@ impl Case {
     fn copy(&self) -> Case {
         let root = tempfile::tempdir().unwrap();
         copy_tree(self.root.path(), root.path());
-        Case { root }
+        Case {
+            root,
+            env: self.env.clone(),
+        }
     }
 }
 
@@ -338,6 +343,8 @@ fn run(case: &Case, args: &[&str], fault: Fault) -> Option<i32> {
     }
     command.env_remove("FHIR2TABLE_CRASH_AFTER_FS_CALL");
     command.env_remove("FHIR2TABLE_FAIL_FS_CALL");
+    command.env_remove(fhir2table::sink::WIDE_ROWS_PER_FILE_VARIABLE);
+    command.envs(case.env.iter().map(|(name, value)| (name, value)));
     match fault {
         Fault::None => {}
         Fault::CrashAfter(call) => {
@@ -526,8 +533,14 @@ fn enumerate(name: &str, case: &Case, operation: &[&str]) -> u64 {
 
 /// A case with `setup` (argument lists) already run.
 fn prepared(inputs: &[(&Path, &str)], setup: &[&[&str]]) -> Case {
+    prepared_with(inputs, setup, Vec::new())
+}
+
+/// A case whose every run gets `env`, with `setup` already run.
+fn prepared_with(inputs: &[(&Path, &str)], setup: &[&[&str]], env: Vec<(&'static str, String)>) -> Case {
     let case = Case {
         root: tempfile::tempdir().unwrap(),
+        env,
     };
     for (source, into) in inputs {
         let target = case.input().join(into);
@@ -579,6 +592,37 @@ fn overwrite_replaces_tables_whole_or_not_at_all() {
     std::fs::remove_dir_all(case.input()).unwrap();
     copy_tree(&fixtures().join("synthea/pathling-conditional"), &case.input());
     enumerate("overwrite", &case, CONVERT);
+}
+
+#[test]
+fn resource_tables_of_several_files_replace_tables_whole_or_not_at_all() {
+    // Batches of one row, row groups of two and a new file after each: the resource tables are
+    // parts of several files (`<part>_000001.parquet`, ...), made while the run goes on, and
+    // the overwrite replaces a table of observations with one of patients.
+    let convert = with(
+        CONVERT,
+        &["--resources", "all", "--no-builtin-tables", "--batch-size", "1"],
+    );
+    let env = vec![(fhir2table::sink::WIDE_ROWS_PER_FILE_VARIABLE, "2".to_owned())];
+    let lossless = fixtures().join("lossless");
+    let case = prepared_with(
+        &[(&lossless.join("observations.ndjson"), "observations.ndjson")],
+        &[&convert],
+        env,
+    );
+    std::fs::remove_dir_all(case.input()).unwrap();
+    std::fs::create_dir_all(case.input()).unwrap();
+    std::fs::copy(
+        lossless.join("patients.ndjson"),
+        case.input().join("patients.ndjson"),
+    )
+    .unwrap();
+    let finished = case.copy();
+    run(&finished, &convert, Fault::None).expect("the operation runs to the end");
+    // Two patients per file: the hook works, and the sweep goes through rolled-over parts.
+    let patients = files_under(&finished.out().join("resource_patient"));
+    assert!(patients.len() >= 6, "{patients:?}");
+    enumerate("resource tables in several files", &case, &convert);
 }
 
 #[test]

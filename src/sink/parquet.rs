@@ -475,6 +475,20 @@ pub(super) struct DatasetWriter {
 /// this many chunks (about 14 MB of metadata) bounds it per table, whatever the input size.
 const WIDE_FILE_CHUNKS: usize = 16_000;
 
+/// The environment variable that, in tests, cuts a wide table's row groups at this many rows and
+/// completes its file after each write, so that a few rows already make a part of several files
+/// (tests/crash_points.rs kills a run at each file-system call of such a part). Read once.
+pub const WIDE_ROWS_PER_FILE_VARIABLE: &str = "FHIR2TABLE_WIDE_ROWS_PER_FILE";
+
+/// The rows [`WIDE_ROWS_PER_FILE_VARIABLE`] names, when it is set.
+fn wide_rows_per_file_hook() -> Option<usize> {
+    static HOOK: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    *HOOK.get_or_init(|| {
+        let rows: usize = std::env::var(WIDE_ROWS_PER_FILE_VARIABLE).ok()?.parse().ok()?;
+        (rows > 0).then_some(rows)
+    })
+}
+
 /// The name of the `index`th file of a part (the first is `file_name` itself): the part's stamp
 /// and tag stay first, so the files read back as the part's, and `_000001`, `_000002`, ... sort
 /// after the first file's `.parquet` and in order, as `compact` takes later files for later
@@ -500,6 +514,7 @@ impl DatasetWriter {
         fsops::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let path = dir.join(file_name);
         let file = fsops::create_file(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        let hook = wide_rows_per_file_hook();
         Ok(DatasetWriter {
             path,
             file: Some(file),
@@ -515,8 +530,8 @@ impl DatasetWriter {
             file_name: file_name.to_owned(),
             completed_files: 0,
             chunks_in_file: 0,
-            chunks_per_file: WIDE_FILE_CHUNKS,
-            row_group_rows: ROW_GROUP_ROWS,
+            chunks_per_file: if hook.is_some() { 1 } else { WIDE_FILE_CHUNKS },
+            row_group_rows: hook.unwrap_or(ROW_GROUP_ROWS),
             write_levels: WIDE_WRITE_LEVELS,
         })
     }
@@ -667,7 +682,7 @@ impl TableWriter for DatasetWriter {
             self.held_bytes += distinct_buffer_bytes(&batch);
             self.held.push(batch.into_owned());
             let held_rows: usize = self.held.iter().map(RecordBatch::num_rows).sum();
-            if held_rows >= ROW_GROUP_ROWS || self.held_bytes >= WIDE_HELD_BYTES {
+            if held_rows >= self.row_group_rows || self.held_bytes >= WIDE_HELD_BYTES {
                 self.write_held()
                     .with_context(|| format!("cannot write {}", self.path.display()))?;
             }
