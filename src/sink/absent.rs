@@ -204,6 +204,7 @@ fn assign(
 /// Pushes onto `present`, in pre-order, whether each node of `field` is reached by a slot of
 /// `array` in `scope` (`None`: every slot). A node is reached when an in-scope slot holds it;
 /// a list's items also when an in-scope slot holds a null item, which has a level of its own.
+/// (`parquet.rs` `filled_leaves` answers a looser question, for writer settings only.)
 fn reach(
     field: &Field,
     array: &dyn Array,

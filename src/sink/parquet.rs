@@ -236,6 +236,12 @@ fn leaf_count(fields: &Fields) -> usize {
 /// the writer names them), and whether `column` reaches it: every struct and list above it holds
 /// something. Those columns carry values or levels worth compressing; the others are runs of
 /// one null level that need no codec.
+///
+/// This differs from `absent::reach` on purpose. Here a leaf counts as filled when every struct
+/// above it has some non-null slot and every list some item, whichever rows those are, and its
+/// own nulls count too: the answer only picks writer settings from the first batch, where a
+/// column compressed without need costs a little speed, never data. `reach` decides which
+/// leaves the Arrow writer writes, so it follows the validity of each slot down the path.
 fn filled_leaves(
     field: &Field,
     column: &dyn Array,
