@@ -548,6 +548,12 @@ impl DatasetWriter {
         if self.chunks_in_file < self.chunks_per_file {
             return Ok(());
         }
+        self.complete_open_file()
+    }
+
+    /// Completes a wide table's open file, if it has one with row groups; the next held rows
+    /// start the next file.
+    fn complete_open_file(&mut self) -> Result<()> {
         let Some(mut file) = self.columns.take() else {
             return Ok(());
         };
@@ -717,6 +723,18 @@ impl TableWriter for DatasetWriter {
         writer
             .flush()
             .with_context(|| format!("cannot write {}", self.path.display()))
+    }
+
+    fn footer_chunks(&self) -> usize {
+        if self.columns.is_some() {
+            self.chunks_in_file
+        } else {
+            0
+        }
+    }
+
+    fn complete_file(&mut self) -> Result<()> {
+        self.complete_open_file()
     }
 
     /// Completes the file: footer written, data synced to disk.
@@ -984,6 +1002,31 @@ mod tests {
     /// with its rows, and no empty file is left after the last one.
     #[test]
     fn wide_tables_go_on_in_a_next_file_once_a_file_is_full() {
+        rolls_over_after_each_row_group(|writer| writer.chunks_per_file = 1, |_| {});
+    }
+
+    /// The run completes the file keeping the most chunks' metadata (`complete_file`, see
+    /// `FOOTER_CHUNKS_BUDGET` in convert/worker.rs): the part goes on in the next file just so.
+    #[test]
+    fn a_wide_tables_file_completed_early_goes_on_in_a_next_file() {
+        rolls_over_after_each_row_group(
+            |_| {},
+            |writer| {
+                let leaves = leaf_count(writer.schema.fields());
+                assert_eq!(writer.footer_chunks(), leaves);
+                writer.complete_file().unwrap();
+                assert_eq!(writer.footer_chunks(), 0);
+                writer.complete_file().unwrap();
+            },
+        );
+    }
+
+    /// Writes three one-row row groups to a wide table's part, `set_up` having set the writer
+    /// up and `after_each` called after each row group; checks that each went to a file of its own.
+    fn rolls_over_after_each_row_group(
+        set_up: impl Fn(&mut DatasetWriter),
+        after_each: impl Fn(&mut DatasetWriter),
+    ) {
         let folder = tempfile::tempdir().unwrap();
         let options = WriteOptions {
             compression: Compression::Zstd,
@@ -992,7 +1035,7 @@ mod tests {
         let wide = first_batch(WIDE_TABLE_LEAVES);
         let mut writer =
             DatasetWriter::create(folder.path(), "part-1.parquet", wide.schema(), &options).unwrap();
-        writer.chunks_per_file = 1;
+        set_up(&mut writer);
         for value in ["first", "second", "third"] {
             let mut columns = wide.columns().to_vec();
             columns[0] = Arc::new(StringArray::from(vec![value]));
@@ -1000,6 +1043,7 @@ mod tests {
                 .write(&RecordBatch::try_new(wide.schema(), columns).unwrap())
                 .unwrap();
             writer.flush().unwrap();
+            after_each(&mut writer);
         }
         assert_eq!(Box::new(writer).finish().unwrap(), 3);
         let mut names: Vec<String> = std::fs::read_dir(folder.path())

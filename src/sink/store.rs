@@ -190,6 +190,17 @@ pub trait TableWriter: Send {
     /// memory stays within a budget across all its tables.
     fn flush(&mut self) -> Result<()>;
 
+    /// Column chunks whose metadata the open file keeps in memory until its footer.
+    fn footer_chunks(&self) -> usize {
+        0
+    }
+
+    /// Completes the open file, footer written, to free that metadata; the part goes on in a
+    /// next file with the next rows. A writer of one file per part does nothing.
+    fn complete_file(&mut self) -> Result<()> {
+        Ok(())
+    }
+
     /// Completes the part (durable when this returns) and returns how many rows it holds.
     fn finish(self: Box<Self>) -> Result<u64>;
 }
