@@ -471,6 +471,8 @@ pub(super) struct DatasetWriter {
     chunks_per_file: usize,
     row_group_rows: usize,
     write_levels: usize,
+    /// The held rows at which they are written out: [`ROW_GROUP_ROWS`], but for the test hook.
+    held_rows_limit: usize,
 }
 
 /// The column chunks after which a wide table's file is completed and the next one started.
@@ -538,6 +540,7 @@ impl DatasetWriter {
             chunks_in_file: 0,
             chunks_per_file: if hook.is_some() { 1 } else { WIDE_FILE_CHUNKS },
             row_group_rows: hook.unwrap_or(ROW_GROUP_ROWS),
+            held_rows_limit: hook.unwrap_or(ROW_GROUP_ROWS),
             write_levels: WIDE_WRITE_LEVELS,
         })
     }
@@ -694,7 +697,7 @@ impl TableWriter for DatasetWriter {
             self.held_bytes += distinct_buffer_bytes(&batch);
             self.held.push(batch.into_owned());
             let held_rows: usize = self.held.iter().map(RecordBatch::num_rows).sum();
-            if held_rows >= self.row_group_rows || self.held_bytes >= WIDE_HELD_BYTES {
+            if held_rows >= self.held_rows_limit || self.held_bytes >= WIDE_HELD_BYTES {
                 self.write_held()
                     .with_context(|| format!("cannot write {}", self.path.display()))?;
             }
