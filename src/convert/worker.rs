@@ -287,6 +287,8 @@ fn worker(
                 false
             }
         };
+        tables.end_unit();
+        send(tables.take_ready());
         let bytes = unit.part.map_or(file.size, |part| part.end - part.start);
         diagnostics.bytes_read += bytes;
         work.progress.file_done(bytes.saturating_sub(reported.get()));

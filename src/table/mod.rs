@@ -133,14 +133,24 @@ pub struct TableSet {
     /// is cut.
     buffered: usize,
     budget: usize,
+    /// Per table, whether it took a row since the last [`TableSet::end_unit`], and what an
+    /// idle table must hold to be cut then ([`IDLE_CUT_BYTES`]).
+    fed: Vec<bool>,
+    idle_cut: usize,
 }
 
 /// The most a worker's tables may hold together (by [`Table::buffered_bytes`]) before the
 /// fullest one's batch is cut early. Each table is also cut at its own size, but a worker
-/// keeps a batch in progress for every type it has met: with `--resources all` on Bulk NDJSON
-/// (a file per type) every table of a run sat near its own limit by the end of 1.5 GB, and the
-/// rows being built took 105 MB of the heap where 500 MB took about half of that.
-const WORKER_BUFFER_BYTES: usize = 16 << 20;
+/// keeps a batch in progress for every type it has met. Small budgets cost time: a patient
+/// Bundle feeds twenty resource tables at once, and a 16 MB budget cut them into batches of a
+/// few rows, which took a 500 MB run from 3.6 to 4.4 s.
+const WORKER_BUFFER_BYTES: usize = 40 << 20;
+
+/// A table that took no row from a whole input unit (a file, or a part of a big one) is cut
+/// once it holds this much: on Bulk NDJSON (a file per type) a worker has moved on to another
+/// type, and the rows it held for the last one would wait to the end of the run. With only
+/// the budget above, by the end of 1.5 GB every type's table sat near its own limit.
+const IDLE_CUT_BYTES: usize = 1 << 20;
 
 /// A table holding less than this part of the budget is not cut early: its batch would be
 /// small for little gain.
@@ -171,6 +181,7 @@ pub fn stop_flags(count: usize) -> Arc<[AtomicBool]> {
 
 impl TableSet {
     pub fn new(tables: Vec<Box<dyn Table>>, batch_size: usize, stopped: Arc<[AtomicBool]>) -> Self {
+        let count = tables.len();
         let mut by_type: HashMap<String, Vec<usize>> = HashMap::new();
         for (position, table) in tables.iter().enumerate() {
             by_type
@@ -190,6 +201,8 @@ impl TableSet {
             marks: Vec::new(),
             buffered: 0,
             budget: WORKER_BUFFER_BYTES,
+            fed: vec![false; count],
+            idle_cut: IDLE_CUT_BYTES,
         }
     }
 
@@ -212,6 +225,18 @@ impl TableSet {
             self.ready.push((position, self.tables[position].finish()));
             self.buffered = self.buffered.saturating_sub(bytes);
         }
+    }
+
+    /// Ends an input unit (see [`IDLE_CUT_BYTES`]): the tables that took no row from it and hold
+    /// at least that much are cut. Call it between documents; the batches are then ready.
+    pub fn end_unit(&mut self) {
+        for (position, table) in self.tables.iter_mut().enumerate() {
+            if !self.fed[position] && table.buffered_bytes() >= self.idle_cut {
+                self.ready.push((position, table.finish()));
+            }
+        }
+        self.fed.iter_mut().for_each(|fed| *fed = false);
+        self.recount_buffered();
     }
 
     /// Counts what the tables hold again, after rows were dropped or batches cut in bulk.
@@ -336,6 +361,7 @@ impl ResourceSink for TableSet {
                 continue;
             }
             let before = table.buffered_bytes();
+            self.fed[position] = true;
             let appended = table.append(resource, diagnostics);
             self.buffered = (self.buffered + table.buffered_bytes()).saturating_sub(before);
             injected_panic(resource);
@@ -475,6 +501,48 @@ mod tests {
             rows.entry(position).or_default().push(batch.num_rows());
         }
         rows
+    }
+
+    #[test]
+    fn a_table_that_took_no_row_from_a_unit_is_cut_at_its_end() {
+        let mut tables = TableSet::new(builtin_tables(1000), 1000, stop_flags(2));
+        tables.idle_cut = 1000;
+        let (mut index, mut diagnostics) = (IdentifierIndex::default(), Diagnostics::default());
+        let name = "n".repeat(600);
+        let patient =
+            |i: u64| format!(r#"{{"resourceType":"Patient","id":"p{i}","name":[{{"family":"{name}"}}]}}"#);
+        let encounter = |i: u64| format!(r#"{{"resourceType":"Encounter","id":"e{i}"}}"#);
+        let mut cut = Vec::new();
+        // Units: two patients and an encounter; encounters; encounters; a patient.
+        let units: [&[String]; 4] = [
+            &[patient(1), patient(2), encounter(1)],
+            &[encounter(2)],
+            &[encounter(3)],
+            &[patient(3)],
+        ];
+        for (unit, documents) in units.iter().enumerate() {
+            let mut walker = Walker {
+                sink: &mut tables,
+                index: &mut index,
+                diagnostics: &mut diagnostics,
+            };
+            for (line, document) in documents.iter().enumerate() {
+                walker.document("test.ndjson", document, line as u64 + 1).unwrap();
+            }
+            tables.end_unit();
+            for (position, batch) in tables.take_ready() {
+                cut.push((unit, position, batch.num_rows()));
+            }
+        }
+        // The patients (over 1000 bytes) are cut after the first unit without one; the few
+        // bytes of the encounters never are, nor is a table that took rows from the unit.
+        assert_eq!(cut, [(1, 0, 2)]);
+        let (last, _) = tables.flush();
+        let last: Vec<(usize, usize)> = last
+            .iter()
+            .map(|(position, batch)| (*position, batch.num_rows()))
+            .collect();
+        assert_eq!(last, [(0, 1), (1, 3)]);
     }
 
     #[test]
