@@ -168,8 +168,9 @@ const SMALLEST_EARLY_ROW_GROUP: usize = 1 << 20;
 
 /// The most column chunks whose metadata the writers' open files may keep together (see
 /// [`TableWriter::footer_chunks`]), about 850 bytes each: the file with the most is completed
-/// past it. Each wide table completes its file at 16 000 chunks of its own, but twenty resource
-/// tables, each near that, held about 50 MB of it at the end of 1.5 GB of Bulk NDJSON.
+/// past it. Each wide table completes its file at 16 000 chunks of its own, so twenty resource
+/// tables could keep up to 270 MB of it together; at the end of 1.5 GB of Bulk NDJSON they kept
+/// about 50 MB, and more with more input.
 const FOOTER_CHUNKS_BUDGET: usize = 32_000;
 
 /// Writes batches as they arrive, opening a table's part at its first batch; after an error,
@@ -287,7 +288,10 @@ fn worker(
                 false
             }
         };
-        tables.end_unit();
+        for table in tables.end_unit() {
+            let message = format!("table {table}: internal error while finishing a batch: not written");
+            diagnostics.error(Origin::default(), message);
+        }
         send(tables.take_ready());
         let bytes = unit.part.map_or(file.size, |part| part.end - part.start);
         diagnostics.bytes_read += bytes;

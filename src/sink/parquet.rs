@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use arrow_array::cast::AsArray;
+use arrow_array::types::{Decimal128Type, Int32Type, TimestampMicrosecondType};
 use arrow_array::{Array, ArrayRef, ListArray, RecordBatch, StringArray};
-use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
+use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnWriter, ArrowRowGroupWriterFactory};
 use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
@@ -210,6 +211,25 @@ fn distinct_buffer_bytes(batch: &RecordBatch) -> usize {
                 count(list.offsets().inner().inner(), seen, total);
                 visit(list.values().as_ref(), seen, total);
             }
+            // The leaf types of the tables, read without `to_data`, which builds an
+            // `ArrayData` per leaf: thousands per batch of a resource table.
+            DataType::Utf8 => {
+                let strings = array.as_string::<i32>();
+                count(strings.offsets().inner().inner(), seen, total);
+                count(strings.values(), seen, total);
+            }
+            DataType::Boolean => count(array.as_boolean().values().inner(), seen, total),
+            DataType::Int32 => count(array.as_primitive::<Int32Type>().values().inner(), seen, total),
+            DataType::Decimal128(_, _) => count(
+                array.as_primitive::<Decimal128Type>().values().inner(),
+                seen,
+                total,
+            ),
+            DataType::Timestamp(TimeUnit::Microsecond, _) => count(
+                array.as_primitive::<TimestampMicrosecondType>().values().inner(),
+                seen,
+                total,
+            ),
             _ => {
                 for buffer in array.to_data().buffers() {
                     count(buffer, seen, total);
@@ -1105,6 +1125,35 @@ mod tests {
         let columns: Vec<ArrayRef> = batch.columns().iter().chain(batch.columns()).cloned().collect();
         let doubled = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
         assert_eq!(distinct_buffer_bytes(&doubled), distinct_buffer_bytes(&batch));
+        // Every leaf type of the resource tables, each read its own way, and one read through
+        // `to_data` (Int64).
+        let leaves: Vec<ArrayRef> = vec![
+            Arc::new(arrow_array::Int32Array::from(vec![Some(1), None, Some(3)])),
+            Arc::new(arrow_array::BooleanArray::from(vec![
+                Some(true),
+                None,
+                Some(false),
+            ])),
+            Arc::new(
+                arrow_array::Decimal128Array::from(vec![Some(150), None, Some(1)])
+                    .with_precision_and_scale(32, 6)
+                    .unwrap(),
+            ),
+            Arc::new(
+                arrow_array::TimestampMicrosecondArray::from(vec![Some(1), Some(2), None])
+                    .with_timezone("UTC"),
+            ),
+            Arc::new(StringArray::from(vec![Some("a"), None, Some("bc")])),
+            Arc::new(arrow_array::Int64Array::from(vec![1, 2, 3])),
+        ];
+        let typed = RecordBatch::try_from_iter(
+            leaves
+                .into_iter()
+                .enumerate()
+                .map(|(index, column)| (format!("c{index}"), column)),
+        )
+        .unwrap();
+        assert_eq!(distinct_buffer_bytes(&typed), by_data(&typed));
     }
 
     /// Held batches that reach different leaves, written one row at a time into row groups of

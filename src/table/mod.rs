@@ -149,7 +149,9 @@ const WORKER_BUFFER_BYTES: usize = 40 << 20;
 /// A table that took no row from a whole input unit (a file, or a part of a big one) is cut
 /// once it holds this much: on Bulk NDJSON (a file per type) a worker has moved on to another
 /// type, and the rows it held for the last one would wait to the end of the run. With only
-/// the budget above, by the end of 1.5 GB every type's table sat near its own limit.
+/// the budget above, by the end of 1.5 GB every type's table sat near its own limit. On patient
+/// Bundles (a unit each) the rarer types are cut so too, into batches of their own lengths that
+/// share no all-null columns with the table's other batches: part of the 2-10% this costs there.
 const IDLE_CUT_BYTES: usize = 1 << 20;
 
 /// A table holding less than this part of the budget is not cut early: its batch would be
@@ -228,15 +230,31 @@ impl TableSet {
     }
 
     /// Ends an input unit (see [`IDLE_CUT_BYTES`]): the tables that took no row from it and hold
-    /// at least that much are cut. Call it between documents; the batches are then ready.
-    pub fn end_unit(&mut self) {
+    /// at least that much are cut. Call it between documents; the batches are then ready. A
+    /// table whose batch cannot be finished (a panic) is stopped, as in
+    /// [`TableSet::flush_each`]; returns the names of such tables.
+    pub fn end_unit(&mut self) -> Vec<String> {
+        let mut broken = Vec::new();
         for (position, table) in self.tables.iter_mut().enumerate() {
-            if !self.fed[position] && table.buffered_bytes() >= self.idle_cut {
-                self.ready.push((position, table.finish()));
+            if self.fed[position] || table.buffered_bytes() < self.idle_cut {
+                continue;
+            }
+            match catch_unwind(AssertUnwindSafe(|| table.finish())) {
+                Ok(batch) => self.ready.push((position, batch)),
+                Err(_) => {
+                    self.stopped[position].store(true, Ordering::Relaxed);
+                    *table = table.fresh(self.batch_size);
+                    broken.push(table.name().to_owned());
+                }
             }
         }
         self.fed.iter_mut().for_each(|fed| *fed = false);
+        // A panic before the next unit's first document rolls back to here, not to the start
+        // of this unit's last document (whose rows may have been cut just now).
+        self.marks.clear();
+        self.marks.extend(self.tables.iter().map(|table| table.len()));
         self.recount_buffered();
+        broken
     }
 
     /// Counts what the tables hold again, after rows were dropped or batches cut in bulk.
