@@ -472,22 +472,30 @@ mod tests {
     use crate::resource::IdentifierIndex;
     use crate::resource::Walker;
 
+    /// A patient of about 613 string bytes (name, id, source file) in the built-in table.
+    fn long_patient(i: usize) -> String {
+        let name = "n".repeat(600);
+        format!(r#"{{"resourceType":"Patient","id":"p{i}","name":[{{"family":"{name}"}}]}}"#)
+    }
+
+    /// Gives `documents` to `tables` as the lines of one NDJSON file.
+    fn walk(tables: &mut TableSet, documents: &[String]) {
+        let (mut index, mut diagnostics) = (IdentifierIndex::default(), Diagnostics::default());
+        let mut walker = Walker {
+            sink: tables,
+            index: &mut index,
+            diagnostics: &mut diagnostics,
+        };
+        for (line, document) in documents.iter().enumerate() {
+            walker.document("test.ndjson", document, line as u64 + 1).unwrap();
+        }
+    }
+
     #[test]
     fn batches_are_cut_by_string_bytes_as_well_as_rows() {
         let mut tables = TableSet::new(builtin_tables(1000), 1000, stop_flags(2));
         tables.batch_bytes = 2000;
-        let (mut index, mut diagnostics) = (IdentifierIndex::default(), Diagnostics::default());
-        let mut walker = Walker {
-            sink: &mut tables,
-            index: &mut index,
-            diagnostics: &mut diagnostics,
-        };
-        let name = "n".repeat(600);
-        for i in 0..10 {
-            let patient =
-                format!(r#"{{"resourceType":"Patient","id":"p{i}","name":[{{"family":"{name}"}}]}}"#);
-            walker.document("test.ndjson", &patient, i + 1).unwrap();
-        }
+        walk(&mut tables, &(0..10).map(long_patient).collect::<Vec<_>>());
         let (batches, _) = tables.flush();
         let rows: Vec<usize> = batches.iter().map(|(_, batch)| batch.num_rows()).collect();
         // About 613 string bytes a row (name, id, source file): the fourth row passes 2000 bytes.
@@ -499,20 +507,15 @@ mod tests {
     fn batches_within(budget: usize) -> BTreeMap<usize, Vec<usize>> {
         let mut tables = TableSet::new(builtin_tables(1000), 1000, stop_flags(2));
         tables.budget = budget;
-        let (mut index, mut diagnostics) = (IdentifierIndex::default(), Diagnostics::default());
-        let mut walker = Walker {
-            sink: &mut tables,
-            index: &mut index,
-            diagnostics: &mut diagnostics,
-        };
-        let name = "n".repeat(600);
-        for i in 0..10 {
-            let patient =
-                format!(r#"{{"resourceType":"Patient","id":"p{i}","name":[{{"family":"{name}"}}]}}"#);
-            walker.document("test.ndjson", &patient, 2 * i + 1).unwrap();
-            let encounter = format!(r#"{{"resourceType":"Encounter","id":"e{i}"}}"#);
-            walker.document("test.ndjson", &encounter, 2 * i + 2).unwrap();
-        }
+        let documents: Vec<String> = (0..10)
+            .flat_map(|i| {
+                [
+                    long_patient(i),
+                    format!(r#"{{"resourceType":"Encounter","id":"e{i}"}}"#),
+                ]
+            })
+            .collect();
+        walk(&mut tables, &documents);
         let mut rows: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         let (batches, _) = tables.flush();
         for (position, batch) in batches {
@@ -525,29 +528,18 @@ mod tests {
     fn a_table_that_took_no_row_from_a_unit_is_cut_at_its_end() {
         let mut tables = TableSet::new(builtin_tables(1000), 1000, stop_flags(2));
         tables.idle_cut = 1000;
-        let (mut index, mut diagnostics) = (IdentifierIndex::default(), Diagnostics::default());
-        let name = "n".repeat(600);
-        let patient =
-            |i: u64| format!(r#"{{"resourceType":"Patient","id":"p{i}","name":[{{"family":"{name}"}}]}}"#);
         let encounter = |i: u64| format!(r#"{{"resourceType":"Encounter","id":"e{i}"}}"#);
         let mut cut = Vec::new();
         // Units: two patients and an encounter; encounters; encounters; a patient.
         let units: [&[String]; 4] = [
-            &[patient(1), patient(2), encounter(1)],
+            &[long_patient(1), long_patient(2), encounter(1)],
             &[encounter(2)],
             &[encounter(3)],
-            &[patient(3)],
+            &[long_patient(3)],
         ];
         for (unit, documents) in units.iter().enumerate() {
-            let mut walker = Walker {
-                sink: &mut tables,
-                index: &mut index,
-                diagnostics: &mut diagnostics,
-            };
-            for (line, document) in documents.iter().enumerate() {
-                walker.document("test.ndjson", document, line as u64 + 1).unwrap();
-            }
-            tables.end_unit();
+            walk(&mut tables, documents);
+            assert!(tables.end_unit().is_empty());
             for (position, batch) in tables.take_ready() {
                 cut.push((unit, position, batch.num_rows()));
             }
