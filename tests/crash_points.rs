@@ -596,18 +596,49 @@ fn overwrite_replaces_tables_whole_or_not_at_all() {
 
 #[test]
 fn resource_tables_of_several_files_replace_tables_whole_or_not_at_all() {
-    // Batches of one row, row groups of two and a new file after each: the resource tables are
-    // parts of several files (`<part>_000001.parquet`, ...), made while the run goes on, and
-    // the overwrite replaces a table of observations with one of patients.
-    let convert = with(
-        CONVERT,
+    sweep_rolled_over("resource tables in several files", &[], &[]);
+}
+
+#[test]
+fn resource_tables_of_several_files_are_appended_whole_or_not_at_all() {
+    sweep_rolled_over(
+        "appended resource tables in several files",
+        &[],
+        &["--mode", "append"],
+    );
+}
+
+#[test]
+fn delta_resource_tables_of_several_files_land_once_or_not_at_all() {
+    sweep_rolled_over(
+        "Delta resource tables in several files",
+        &["--format", "delta"],
+        &[],
+    );
+}
+
+/// The Parquet files under `dir`.
+fn parquet_files(dir: &Path) -> Vec<String> {
+    let mut files = files_under(dir);
+    files.retain(|file| file.ends_with(".parquet"));
+    files
+}
+
+/// Sweeps a run whose resource tables are parts of several files. Batches of one row, row groups
+/// of two and a new file after each (the test hook): the files (`<part>_000001.parquet`, ...)
+/// are made while the run goes on. The run (`format` in both, `mode` in the second) takes a
+/// folder of observations to one of patients.
+fn sweep_rolled_over(name: &str, format: &[&'static str], mode: &[&'static str]) {
+    let first = with(
+        &with(CONVERT, format),
         &["--resources", "all", "--no-builtin-tables", "--batch-size", "1"],
     );
+    let convert = with(&first, mode);
     let env = vec![(fhir2table::sink::WIDE_ROWS_PER_FILE_VARIABLE, "2".to_owned())];
     let lossless = fixtures().join("lossless");
     let case = prepared_with(
         &[(&lossless.join("observations.ndjson"), "observations.ndjson")],
-        &[&convert],
+        &[&first],
         env,
     );
     std::fs::remove_dir_all(case.input()).unwrap();
@@ -620,15 +651,23 @@ fn resource_tables_of_several_files_replace_tables_whole_or_not_at_all() {
     let finished = case.copy();
     run(&finished, &convert, Fault::None).expect("the operation runs to the end");
     // Two patients per file: the hook works, and the sweep goes through rolled-over parts.
-    let patients = files_under(&finished.out().join("resource_patient"));
-    assert!(patients.len() >= 5, "{patients:?}");
+    let patients = parquet_files(&finished.out().join("resource_patient"));
+    assert!(patients.len() >= 5, "{name}: {patients:?}");
     // And the files hold the rows of a run in one file each, no row lost in the rollover.
     let mut whole = case.copy();
     whole.env.clear();
     run(&whole, &convert, Fault::None).expect("the operation runs to the end");
-    assert_eq!(snapshot(&whole.out()).tables, snapshot(&finished.out()).tables);
-    assert_eq!(files_under(&whole.out().join("resource_patient")).len(), 1);
-    enumerate("resource tables in several files", &case, &convert);
+    assert_eq!(
+        snapshot(&whole.out()).tables,
+        snapshot(&finished.out()).tables,
+        "{name}"
+    );
+    assert_eq!(
+        parquet_files(&whole.out().join("resource_patient")).len(),
+        1,
+        "{name}"
+    );
+    enumerate(name, &case, &convert);
 }
 
 #[test]
