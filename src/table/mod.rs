@@ -176,6 +176,14 @@ fn injected_panic(resource: &Resource<'_>) {
     }
 }
 
+/// Stops the table at `position` after a panic left its rows unknown: no worker writes it any
+/// more, and an empty table takes its place here. Returns its name, for the run's errors.
+fn stop(stopped: &[AtomicBool], position: usize, table: &mut Box<dyn Table>, batch_size: usize) -> String {
+    stopped[position].store(true, Ordering::Relaxed);
+    *table = table.fresh(batch_size);
+    table.name().to_owned()
+}
+
 /// One flag per table, shared by every worker's [`TableSet`]: which tables stopped.
 pub fn stop_flags(count: usize) -> Arc<[AtomicBool]> {
     (0..count).map(|_| AtomicBool::new(false)).collect()
@@ -241,11 +249,7 @@ impl TableSet {
             }
             match catch_unwind(AssertUnwindSafe(|| table.finish())) {
                 Ok(batch) => self.ready.push((position, batch)),
-                Err(_) => {
-                    self.stopped[position].store(true, Ordering::Relaxed);
-                    *table = table.fresh(self.batch_size);
-                    broken.push(table.name().to_owned());
-                }
+                Err(_) => broken.push(stop(&self.stopped, position, table, self.batch_size)),
             }
         }
         self.fed.iter_mut().for_each(|fed| *fed = false);
@@ -299,11 +303,7 @@ impl TableSet {
                         self.ready.push((position, batch));
                     }
                 }
-                _ => {
-                    self.stopped[position].store(true, Ordering::Relaxed);
-                    *table = table.fresh(self.batch_size);
-                    broken.push(table.name().to_owned());
-                }
+                _ => broken.push(stop(&self.stopped, position, table, self.batch_size)),
             }
         }
         self.recount_buffered();
@@ -343,10 +343,7 @@ impl TableSet {
             if !table.is_empty() {
                 match catch_unwind(AssertUnwindSafe(|| table.finish())) {
                     Ok(batch) => delivering = deliver(position, batch),
-                    Err(_) => {
-                        self.stopped[position].store(true, Ordering::Relaxed);
-                        broken.push(table.name().to_owned());
-                    }
+                    Err(_) => broken.push(stop(&self.stopped, position, table, self.batch_size)),
                 }
             }
         }
