@@ -549,22 +549,34 @@ fn line_of_offset(bytes: &[u8], offset: usize) -> u64 {
 mod budget_tests {
     use super::*;
 
-    /// A writer that holds what it is told (all of it in its row group) and lets go of it when
-    /// flushed.
-    struct Holding(Arc<std::sync::atomic::AtomicUsize>);
+    type Counter = Arc<std::sync::atomic::AtomicUsize>;
+
+    /// A writer that holds the bytes it is told (all of them in its row group) until flushed,
+    /// and whose open file keeps the metadata of the chunks it is told of until completed.
+    struct Holding {
+        bytes: Counter,
+        chunks: Counter,
+    }
 
     impl TableWriter for Holding {
         fn write(&mut self, _batch: &RecordBatch) -> anyhow::Result<()> {
             Ok(())
         }
         fn buffered_bytes(&self) -> usize {
-            self.0.load(Ordering::Relaxed)
+            self.bytes.load(Ordering::Relaxed)
         }
         fn row_group_bytes(&self) -> usize {
-            self.0.load(Ordering::Relaxed)
+            self.bytes.load(Ordering::Relaxed)
         }
         fn flush(&mut self) -> anyhow::Result<()> {
-            self.0.store(0, Ordering::Relaxed);
+            self.bytes.store(0, Ordering::Relaxed);
+            Ok(())
+        }
+        fn footer_chunks(&self) -> usize {
+            self.chunks.load(Ordering::Relaxed)
+        }
+        fn complete_file(&mut self) -> anyhow::Result<()> {
+            self.chunks.store(0, Ordering::Relaxed);
             Ok(())
         }
         fn finish(self: Box<Self>) -> anyhow::Result<u64> {
@@ -572,45 +584,29 @@ mod budget_tests {
         }
     }
 
-    /// A writer whose open file keeps the metadata of the chunks it is told of, until completed.
-    struct OpenFile(Arc<std::sync::atomic::AtomicUsize>);
-
-    impl TableWriter for OpenFile {
-        fn write(&mut self, _batch: &RecordBatch) -> anyhow::Result<()> {
-            Ok(())
-        }
-        fn buffered_bytes(&self) -> usize {
-            0
-        }
-        fn row_group_bytes(&self) -> usize {
-            0
-        }
-        fn flush(&mut self) -> anyhow::Result<()> {
-            Ok(())
-        }
-        fn footer_chunks(&self) -> usize {
-            self.0.load(Ordering::Relaxed)
-        }
-        fn complete_file(&mut self) -> anyhow::Result<()> {
-            self.0.store(0, Ordering::Relaxed);
-            Ok(())
-        }
-        fn finish(self: Box<Self>) -> anyhow::Result<u64> {
-            Ok(0)
-        }
+    /// Writers holding `bytes` and keeping `chunks`, pair by pair, and the counters of what
+    /// each holds (bytes) or keeps (chunks).
+    fn holding(bytes: &[usize], chunks: &[usize]) -> (Vec<Box<dyn TableWriter>>, Vec<Counter>, Vec<Counter>) {
+        let counters = |values: &[usize]| -> Vec<Counter> {
+            values.iter().map(|&value| Arc::new(value.into())).collect()
+        };
+        let (bytes, chunks) = (counters(bytes), counters(chunks));
+        let writers = bytes
+            .iter()
+            .zip(&chunks)
+            .map(|(bytes, chunks)| {
+                Box::new(Holding {
+                    bytes: bytes.clone(),
+                    chunks: chunks.clone(),
+                }) as Box<dyn TableWriter>
+            })
+            .collect();
+        (writers, bytes, chunks)
     }
 
     #[test]
     fn the_files_keeping_most_chunk_metadata_are_completed_until_all_fit_the_budget() {
-        let chunks = [16_000, 15_000, 12_000, 7_000, 10];
-        let kept: Vec<_> = chunks
-            .into_iter()
-            .map(|chunks| Arc::new(std::sync::atomic::AtomicUsize::new(chunks)))
-            .collect();
-        let mut writers: Vec<Box<dyn TableWriter>> = kept
-            .iter()
-            .map(|k| Box::new(OpenFile(k.clone())) as Box<dyn TableWriter>)
-            .collect();
+        let (mut writers, _, kept) = holding(&[0; 5], &[16_000, 15_000, 12_000, 7_000, 10]);
         keep_within_budget(&mut writers).unwrap();
         let left: Vec<usize> = kept.iter().map(|k| k.load(Ordering::Relaxed)).collect();
         // 50 010 chunks: the two fullest files are completed (34 010 left after the first is
@@ -621,19 +617,13 @@ mod budget_tests {
 
     #[test]
     fn the_fullest_writers_write_out_until_all_fit_the_budget() {
-        let held: Vec<_> = [
+        let bytes = [
             WRITE_BUFFER_BUDGET / 2,
             WRITE_BUFFER_BUDGET / 3,
             WRITE_BUFFER_BUDGET / 4,
             10,
-        ]
-        .into_iter()
-        .map(|bytes| Arc::new(std::sync::atomic::AtomicUsize::new(bytes)))
-        .collect();
-        let mut writers: Vec<Box<dyn TableWriter>> = held
-            .iter()
-            .map(|h| Box::new(Holding(h.clone())) as Box<dyn TableWriter>)
-            .collect();
+        ];
+        let (mut writers, held, _) = holding(&bytes, &[0; 4]);
         keep_within_budget(&mut writers).unwrap();
         let left: Vec<usize> = held.iter().map(|h| h.load(Ordering::Relaxed)).collect();
         assert_eq!(
