@@ -140,20 +140,25 @@ impl fmt::Display for Node<'_> {
 
 fn write_string(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
     // serde_json's escaping: the two-character escapes, \u00XX for other control characters.
+    // Runs without a character to escape go out in one piece (a character at a time through
+    // `write!` was most of the cost of writing JSON text).
     f.write_str("\"")?;
-    for c in text.chars() {
-        match c {
-            '"' => f.write_str("\\\"")?,
-            '\\' => f.write_str("\\\\")?,
-            '\n' => f.write_str("\\n")?,
-            '\r' => f.write_str("\\r")?,
-            '\t' => f.write_str("\\t")?,
-            '\u{08}' => f.write_str("\\b")?,
-            '\u{0c}' => f.write_str("\\f")?,
-            c if (c as u32) < 0x20 => write!(f, "\\u{:04x}", c as u32)?,
-            c => write!(f, "{c}")?,
+    let mut rest = text;
+    while let Some(stop) = string_stop(rest.as_bytes()) {
+        f.write_str(&rest[..stop])?;
+        match rest.as_bytes()[stop] {
+            b'"' => f.write_str("\\\"")?,
+            b'\\' => f.write_str("\\\\")?,
+            b'\n' => f.write_str("\\n")?,
+            b'\r' => f.write_str("\\r")?,
+            b'\t' => f.write_str("\\t")?,
+            0x08 => f.write_str("\\b")?,
+            0x0c => f.write_str("\\f")?,
+            control => write!(f, "\\u{control:04x}")?,
         }
+        rest = &rest[stop + 1..];
     }
+    f.write_str(rest)?;
     f.write_str("\"")
 }
 
@@ -204,7 +209,26 @@ pub fn parse(text: &str) -> Result<Node<'_>, TreeError> {
 /// can reach, so a large resource of which they read a few elements costs little more than a
 /// scan.
 pub fn parse_keeping<'a>(text: &'a str, keep: &Keep) -> Result<Node<'a>, TreeError> {
-    let mut parser = Parser { text, at: 0 };
+    parse_skipping(text, keep, &[])
+}
+
+/// [`parse_keeping`], jumping over the skipped values that are among `checked`: slices of
+/// `text` that are whole JSON values `serde_json` already read (a Bundle's entry resources,
+/// which the walker read). Reading them again to skip them cost a Bundle's envelope as much as
+/// parsing every resource in it. A value that starts where a checked slice starts ends where
+/// that slice ends, so the tree and the errors are the ones [`parse_keeping`] gives.
+pub fn parse_skipping<'a>(text: &'a str, keep: &Keep, checked: &[&str]) -> Result<Node<'a>, TreeError> {
+    let base = text.as_ptr() as usize;
+    let mut jumps: Vec<(usize, usize)> = checked
+        .iter()
+        .filter_map(|slice| {
+            let start = (slice.as_ptr() as usize).checked_sub(base)?;
+            let end = start.checked_add(slice.len())?;
+            (end <= text.len() && !slice.is_empty()).then_some((start, end))
+        })
+        .collect();
+    jumps.sort_unstable();
+    let mut parser = Parser { text, at: 0, jumps };
     parser.whitespace();
     let node = parser.value(0, Some(keep))?;
     parser.whitespace();
@@ -277,6 +301,8 @@ impl Keep {
 struct Parser<'a> {
     text: &'a str,
     at: usize,
+    /// Checked values to jump over when skipped (start and end offsets, by start).
+    jumps: Vec<(usize, usize)>,
 }
 
 impl<'a> Parser<'a> {
@@ -370,7 +396,13 @@ impl<'a> Parser<'a> {
             let kept = keep.and_then(|keep| keep.member(&key));
             let null_kept =
                 kept.is_none() && matches!(keep, Some(Keep::AllBut(_))) && self.peek() == Some(b'n');
-            let value = self.value(depth, kept.as_deref())?;
+            let value = match self.jump_end(kept.is_none() && !null_kept) {
+                Some(end) => {
+                    self.at = end;
+                    Node::Null
+                }
+                None => self.value(depth, kept.as_deref())?,
+            };
             if kept.is_some() || null_kept {
                 members.push((key, value));
             }
@@ -384,6 +416,19 @@ impl<'a> Parser<'a> {
                 _ => return Err(self.error("expected ',' or '}'")),
             }
         }
+    }
+
+    /// Where the checked value starting here ends, when it is to be skipped.
+    #[inline]
+    fn jump_end(&self, skipped: bool) -> Option<usize> {
+        if !skipped || self.jumps.is_empty() {
+            return None;
+        }
+        let found = self
+            .jumps
+            .binary_search_by_key(&self.at, |&(start, _)| start)
+            .ok()?;
+        Some(self.jumps[found].1)
     }
 
     fn array(&mut self, depth: usize, keep: Option<&Keep>) -> Result<Node<'a>, TreeError> {
@@ -720,6 +765,36 @@ mod tests {
         assert!(matches!(object.get("name"), Some(Node::String(Cow::Owned(_)))));
         assert_eq!(node.get("id").and_then(Node::as_str), Some("y"));
         assert_eq!(object.sorted().len(), 2);
+    }
+
+    #[test]
+    fn skipped_values_already_checked_are_jumped_over() {
+        let skip_resources = Keep::AllBut(vec![(
+            "entry".to_owned(),
+            Some(Keep::AllBut(vec![("resource".to_owned(), None)])),
+        )]);
+        let text = r#"{"entry":[{"fullUrl":"u","resource":{"a":[1,{"b":2}]}},{"resource":null}],"id":"x"}"#;
+        let slice = |part: &str| {
+            let at = text.find(part).unwrap();
+            &text[at..at + part.len()]
+        };
+        // A checked slice where a kept value starts (`"u"`) is not jumped over: it is built.
+        let checked = [slice(r#"{"a":[1,{"b":2}]}"#), slice(r#""u""#)];
+        let jumped = parse_skipping(text, &skip_resources, &checked).unwrap();
+        assert_eq!(jumped, parse_keeping(text, &skip_resources).unwrap());
+        assert_eq!(
+            jumped.get("entry").unwrap().to_string(),
+            r#"[{"fullUrl":"u"},{"resource":null}]"#
+        );
+        // A value the caller vouches for is not read at all: here one that is not JSON.
+        let text = r#"{"entry":[{"resource":{"a":tru},"fullUrl":"u"}]}"#;
+        assert!(parse_keeping(text, &skip_resources).is_err());
+        let vouched = &text[text.find("{\"a\"").unwrap()..text.find("},").unwrap() + 1];
+        let jumped = parse_skipping(text, &skip_resources, &[vouched]).unwrap();
+        assert_eq!(jumped.to_string(), r#"{"entry":[{"fullUrl":"u"}]}"#);
+        // Slices of another text are ignored.
+        let elsewhere = String::from(vouched);
+        assert!(parse_skipping(text, &skip_resources, &[&elsewhere]).is_err());
     }
 
     proptest::proptest! {

@@ -26,6 +26,7 @@ use crate::diagnostics::Diagnostics;
 use crate::fhir::datetime::instant_bounds;
 use crate::fhir::definitions::{definitions, Member, ObjectShape, Shape, TreeOptions};
 use crate::fhir::elements::{value_class, ValueClass};
+use crate::fhir::key_hash::FastHash;
 use crate::resource::tree::{Keep, Node, Object};
 use crate::resource::{BundleEnvelope, Rejection, Resource};
 use crate::source::describe_bytes;
@@ -239,8 +240,9 @@ impl Table for ResourceTable {
 
 /// A Bundle's envelope: its tree without the `resource` of the entries in `entry_rows` (rows of
 /// their own types' tables now). Parsed apart from the tree views share (which keeps every
-/// entry), skipping every entry's resource, so the entries are not parsed a second time; the
-/// few that stay in the envelope (a type not selected, a refused row) are parsed back in.
+/// entry), jumping over every entry's resource (the walker read them), so the entries are not
+/// read a second time; the few that stay in the envelope (a type not selected, a refused row)
+/// are parsed back in.
 fn envelope_of<'a>(
     resource: &Resource<'a>,
     envelope: &BundleEnvelope<'a>,
@@ -252,7 +254,9 @@ fn envelope_of<'a>(
         "entry".to_owned(),
         Some(Keep::AllBut(vec![("resource".to_owned(), None)])),
     )]);
-    let mut tree = crate::resource::tree::parse_keeping(resource.raw, &skip_resources).map_err(invalid)?;
+    let checked: Vec<&str> = envelope.resources.iter().flatten().copied().collect();
+    let mut tree =
+        crate::resource::tree::parse_skipping(resource.raw, &skip_resources, &checked).map_err(invalid)?;
     let Node::Object(bundle) = &mut tree else {
         return Ok(tree);
     };
@@ -404,7 +408,7 @@ struct ObjectBuilder {
     /// Where each member's columns start in `fields`, and (last) where the last one ends.
     starts: Vec<u32>,
     /// Member position by JSON key.
-    index: HashMap<String, u32>,
+    index: HashMap<String, u32, FastHash>,
     /// The struct's own validity (unused at the top level).
     validity: BooleanBufferBuilder,
     /// The struct's fields, for the finished `StructArray`.
@@ -455,7 +459,7 @@ impl ObjectBuilder {
     /// builders are made on its first value.
     fn new(shape: &ObjectShape, fields: &Fields) -> Self {
         let mut starts = Vec::with_capacity(shape.members.len() + 1);
-        let mut index = HashMap::with_capacity(shape.members.len());
+        let mut index = HashMap::with_capacity_and_hasher(shape.members.len(), FastHash::default());
         let mut at = 0;
         for (position, member) in shape.members.iter().enumerate() {
             debug_assert_eq!(fields[at].name(), &member.key);
