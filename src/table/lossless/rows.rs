@@ -705,10 +705,10 @@ impl MemberBuilder {
 struct NullCache {
     /// The columns of this batch and of the one before, by field address and length (the
     /// fields are the schema's own, which the builders hold, so an address names one field).
-    current: HashMap<(usize, usize), ArrayRef>,
-    previous: HashMap<(usize, usize), ArrayRef>,
+    current: HashMap<(usize, usize), ArrayRef, FastHash>,
+    previous: HashMap<(usize, usize), ArrayRef, FastHash>,
     /// The zeroed buffer of each length this batch made columns of.
-    zeros: HashMap<usize, NullColumns>,
+    zeros: HashMap<usize, NullColumns, FastHash>,
     empty_items: EmptyItems,
 }
 
@@ -739,18 +739,25 @@ impl NullCache {
 }
 
 /// All-null columns of one length whose buffers (offsets, values, validity) are slices of one
-/// zeroed buffer.
+/// zeroed buffer. The leaf columns of one type are one array, shared by every field of that
+/// type: making each anew (checking its offsets and validity) was a twentieth of a run.
 struct NullColumns {
     len: usize,
     /// 16 bytes per row and one more row: the widest values (decimals) and any offsets.
     zeros: Buffer,
+    offsets: OffsetBuffer<i32>,
+    /// The all-null leaf columns made so far, at most one per leaf type.
+    leaves: Vec<ArrayRef>,
 }
 
 impl NullColumns {
     fn new(len: usize) -> Self {
+        let zeros = Buffer::from_vec(vec![0u128; len + 1]);
         NullColumns {
             len,
-            zeros: Buffer::from_vec(vec![0u128; len + 1]),
+            offsets: OffsetBuffer::new(ScalarBuffer::new(zeros.clone(), 0, len + 1)),
+            zeros,
+            leaves: Vec::new(),
         }
     }
 
@@ -762,20 +769,42 @@ impl NullColumns {
         )))
     }
 
-    fn offsets(&self) -> OffsetBuffer<i32> {
-        OffsetBuffer::new(ScalarBuffer::new(self.zeros.clone(), 0, self.len + 1))
-    }
-
     fn primitive<T: ArrowPrimitiveType>(&self, data_type: &DataType) -> ArrayRef {
         let values = ScalarBuffer::new(self.zeros.clone(), 0, self.len);
         Arc::new(PrimitiveArray::<T>::new(values, self.nulls()).with_data_type(data_type.clone()))
     }
 
     /// A column of `data_type` (one the row builder makes) with only nulls.
-    fn column(&self, data_type: &DataType, empty_items: &mut EmptyItems) -> ArrayRef {
+    fn column(&mut self, data_type: &DataType, empty_items: &mut EmptyItems) -> ArrayRef {
+        match data_type {
+            DataType::List(item) => Arc::new(ListArray::new(
+                item.clone(),
+                self.offsets.clone(),
+                empty_items.of(item),
+                self.nulls(),
+            )),
+            DataType::Struct(fields) => {
+                let columns = fields
+                    .iter()
+                    .map(|field| self.column(field.data_type(), empty_items))
+                    .collect();
+                Arc::new(StructArray::new(fields.clone(), columns, self.nulls()))
+            }
+            leaf => {
+                if let Some(made) = self.leaves.iter().find(|made| made.data_type() == leaf) {
+                    return made.clone();
+                }
+                let made = self.leaf(leaf);
+                self.leaves.push(made.clone());
+                made
+            }
+        }
+    }
+
+    fn leaf(&self, data_type: &DataType) -> ArrayRef {
         match data_type {
             DataType::Utf8 => Arc::new(StringArray::new(
-                self.offsets(),
+                self.offsets.clone(),
                 self.zeros.slice_with_length(0, 0),
                 self.nulls(),
             )),
@@ -789,20 +818,6 @@ impl NullColumns {
             DataType::Timestamp(TimeUnit::Microsecond, _) => {
                 self.primitive::<TimestampMicrosecondType>(data_type)
             }
-            DataType::List(item) => Arc::new(ListArray::new(
-                item.clone(),
-                self.offsets(),
-                empty_items.of(item),
-                self.nulls(),
-            )),
-            DataType::Struct(fields) => Arc::new(StructArray::new(
-                fields.clone(),
-                fields
-                    .iter()
-                    .map(|field| self.column(field.data_type(), empty_items))
-                    .collect(),
-                self.nulls(),
-            )),
             other => unreachable!("the row builder makes no {other} column"),
         }
     }
@@ -812,7 +827,7 @@ impl NullColumns {
 /// which the builders hold): an empty array of a nested item type is an array per column below
 /// it, so each is made once per table and worker.
 #[derive(Default)]
-struct EmptyItems(HashMap<usize, ArrayRef>);
+struct EmptyItems(HashMap<usize, ArrayRef, FastHash>);
 
 impl EmptyItems {
     fn of(&mut self, item: &FieldRef) -> ArrayRef {
