@@ -160,8 +160,14 @@ impl S3Server {
 
     /// Runs `fhir2table convert --in input --out out extra...` against the server.
     fn convert(&self, input: &str, out: &str, extra: &[&str]) -> (i32, String) {
+        self.convert_with(&[], input, out, extra)
+    }
+
+    /// [`S3Server::convert`] with more environment (`env`: a test hook).
+    fn convert_with(&self, env: &[(&str, &str)], input: &str, out: &str, extra: &[&str]) -> (i32, String) {
         let output = fhir2table()
             .envs(self.environment())
+            .envs(env.iter().copied())
             .args(["convert", "--in", input, "--out", out])
             .args(extra)
             .output()
@@ -434,6 +440,8 @@ def canon(value):
         return "float:" + repr(value)
     if isinstance(value, list):
         return [canon(v) for v in value]
+    if isinstance(value, dict):
+        return {k: canon(v) for k, v in value.items()}
     return value
 
 def rows(table):
@@ -615,6 +623,61 @@ fn converts_into_a_bucket_in_both_formats() {
     let (code, stderr) = server.convert(&input_path, &delta_url, &flags);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("--format delta"), "{stderr}");
+}
+
+/// A wide resource table's part rolls over into more files while the run goes on
+/// (`<part>_000001.parquet`, ...): every one of them lands in the bucket, in both formats, on
+/// the first run and on an append. The test hook cuts the files at two rows.
+#[test]
+fn rolled_over_resource_table_parts_land_whole_in_a_bucket() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let input = fixtures().join("lossless");
+    let input_path = input.to_string_lossy().into_owned();
+    let hook = [(fhir2table::sink::WIDE_ROWS_PER_FILE_VARIABLE, "2")];
+    let local = tempfile::tempdir().unwrap();
+    let local_out = local.path().to_string_lossy().into_owned();
+    let parquet_url = format!("s3://{BUCKET}/rolled/parquet");
+    let delta_url = format!("s3://{BUCKET}/rolled/delta");
+    let flags = vec!["--resources", "all", "--batch-size", "1"];
+    let append = [&flags[..], &["--mode", "append"]].concat();
+    let delta = [&flags[..], &["--format", "delta"]].concat();
+    let delta_append = [&delta[..], &["--mode", "append"]].concat();
+    let parquet_keys = |table: &str| -> usize {
+        let keys = server.keys(&format!("rolled/parquet/{table}"));
+        keys.iter().filter(|key| key.ends_with(".parquet")).count()
+    };
+    for (run, (parquet, delta)) in [(&flags, &delta), (&append, &delta_append)]
+        .into_iter()
+        .enumerate()
+    {
+        for (out, extra) in [
+            (&local_out, parquet),
+            (&parquet_url, parquet),
+            (&delta_url, delta),
+        ] {
+            // Exit 1: the built-in patient table refuses two hand-made patients, as ever.
+            let (code, stderr) = server.convert_with(&hook, &input_path, out, extra);
+            assert_eq!(code, 1, "run {run} into {out}: {stderr}");
+        }
+        let local_files = read_table(&local.path().join("resource_patient")).files;
+        assert!(
+            local_files >= 4 * (run + 1),
+            "the hook rolls parts over: {local_files} files"
+        );
+        assert_eq!(parquet_keys("resource_patient"), local_files, "run {run}");
+        let downloaded = tempfile::tempdir().unwrap();
+        server.download("rolled/parquet", downloaded.path());
+        assert_same_tables(local.path(), downloaded.path());
+        let compared = server.script(COMPARE_DELTA, &[&local_out, &delta_url]);
+        assert!(compared.contains("resource_patient "), "run {run}: {compared}");
+        assert!(
+            compared.contains("resource_observation "),
+            "run {run}: {compared}"
+        );
+        assert_no_debris(&server.keys("rolled"));
+    }
 }
 
 /// The library's own uploads and reads against the server: a file over the part size goes up
