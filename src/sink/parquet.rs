@@ -1,7 +1,6 @@
 //! Parquet files: how they are written (codec, row groups), read back, and rewritten.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -189,59 +188,59 @@ const WIDE_WRITE_LEVELS: usize = 8 << 20;
 /// The memory of a batch's buffers, each counted once: the columns of a lossless table that a
 /// batch does not reach share one zeroed buffer, which `get_array_memory_size` counts per column.
 fn distinct_buffer_bytes(batch: &RecordBatch) -> usize {
-    fn count(buffer: &arrow_buffer::Buffer, seen: &mut HashSet<usize>, total: &mut usize) {
-        if seen.insert(buffer.data_ptr().as_ptr() as usize) {
-            *total += buffer.capacity();
-        }
+    // Each buffer's address and size, sorted and counted once at the end: a hash set of
+    // the thousands of buffers of each batch cost twice as much.
+    type Seen = Vec<(usize, usize)>;
+    fn count(buffer: &arrow_buffer::Buffer, seen: &mut Seen) {
+        seen.push((buffer.data_ptr().as_ptr() as usize, buffer.capacity()));
     }
     // Structs and lists are walked as arrays: `to_data` on a struct of thousands of columns
     // copies the description of every one of them, for each batch.
-    fn visit(array: &dyn Array, seen: &mut HashSet<usize>, total: &mut usize) {
+    fn visit(array: &dyn Array, seen: &mut Seen) {
         if let Some(nulls) = array.nulls() {
-            count(nulls.buffer(), seen, total);
+            count(nulls.buffer(), seen);
         }
         match array.data_type() {
             DataType::Struct(_) => {
                 for column in array.as_struct().columns() {
-                    visit(column.as_ref(), seen, total);
+                    visit(column.as_ref(), seen);
                 }
             }
             DataType::List(_) => {
                 let list = array.as_list::<i32>();
-                count(list.offsets().inner().inner(), seen, total);
-                visit(list.values().as_ref(), seen, total);
+                count(list.offsets().inner().inner(), seen);
+                visit(list.values().as_ref(), seen);
             }
             // The leaf types of the tables, read without `to_data`, which builds an
             // `ArrayData` per leaf: thousands per batch of a resource table.
             DataType::Utf8 => {
                 let strings = array.as_string::<i32>();
-                count(strings.offsets().inner().inner(), seen, total);
-                count(strings.values(), seen, total);
+                count(strings.offsets().inner().inner(), seen);
+                count(strings.values(), seen);
             }
-            DataType::Boolean => count(array.as_boolean().values().inner(), seen, total),
-            DataType::Int32 => count(array.as_primitive::<Int32Type>().values().inner(), seen, total),
-            DataType::Decimal128(_, _) => count(
-                array.as_primitive::<Decimal128Type>().values().inner(),
-                seen,
-                total,
-            ),
+            DataType::Boolean => count(array.as_boolean().values().inner(), seen),
+            DataType::Int32 => count(array.as_primitive::<Int32Type>().values().inner(), seen),
+            DataType::Decimal128(_, _) => {
+                count(array.as_primitive::<Decimal128Type>().values().inner(), seen)
+            }
             DataType::Timestamp(TimeUnit::Microsecond, _) => count(
                 array.as_primitive::<TimestampMicrosecondType>().values().inner(),
                 seen,
-                total,
             ),
             _ => {
                 for buffer in array.to_data().buffers() {
-                    count(buffer, seen, total);
+                    count(buffer, seen);
                 }
             }
         }
     }
-    let (mut seen, mut total) = (HashSet::new(), 0);
+    let mut seen = Seen::new();
     for column in batch.columns() {
-        visit(column.as_ref(), &mut seen, &mut total);
+        visit(column.as_ref(), &mut seen);
     }
-    total
+    seen.sort_unstable();
+    seen.dedup_by_key(|(address, _)| *address);
+    seen.iter().map(|(_, capacity)| capacity).sum()
 }
 
 /// How many leaf (Parquet) columns `fields` make.
@@ -942,6 +941,7 @@ mod tests {
     use super::*;
     use arrow_array::builder::StringBuilder;
     use arrow_schema::Fields;
+    use std::collections::HashSet;
 
     /// One row: a text column `c` (filled), a null struct `n` of `width` text members, a struct
     /// `s` {a: filled, b: null} and a list `l` with one null text item.
