@@ -5,15 +5,19 @@
 //! encoding: a text is its UTF-8 bytes followed by `0xff` (a byte no UTF-8 text holds, so
 //! consecutive texts cannot run into each other). These are the digests `DefaultHasher` gave
 //! through Rust 1.95, so state files written before stay valid; the tests pin them.
+//!
+//! Beside them, [`FastHash`]: the hasher of in-memory maps keyed by input text, which is never
+//! kept and may change.
 
 use std::hash::{BuildHasherDefault, Hasher};
 
 use siphasher::sip::SipHasher13;
 
-/// A word-at-a-time multiplicative hash for the maps of one run keyed by text from the input
-/// (Bundle fullUrls, object keys in the resource table builders), where SipHash showed up at
+/// A word-at-a-time multiplicative hash for maps that live within one run (Bundle fullUrls,
+/// object keys and column addresses in the resource table builders), where SipHash showed up at
 /// 12% of a run on one big Bundle. The keys come from the files being read, so resistance to
-/// flooding buys nothing; and nothing hashed with it is kept.
+/// flooding buys nothing. Unlike [`KeyHasher`], it promises nothing between runs or releases:
+/// never keep its hashes.
 pub type FastHash = BuildHasherDefault<WordHasher>;
 
 /// The hasher of [`FastHash`].
@@ -33,8 +37,10 @@ impl Hasher for WordHasher {
         }
     }
 
+    /// Folded: the low bits, which pick a bucket, also get the high bits' mix (an address times
+    /// the constant keeps the address's zero low bits).
     fn finish(&self) -> u64 {
-        self.0
+        self.0 ^ (self.0 >> 32)
     }
 }
 

@@ -2,7 +2,7 @@
 //! typed tables (src/table) and the SQL on FHIR views (src/view) stand on these helpers, so a rule
 //! changes in one spot.
 //! [`key_hash`] is how resource ids, identifiers and inputs are hashed into the keys kept between
-//! runs.
+//! runs (and the fast hash of maps that live within one run).
 
 pub mod datetime;
 pub mod definitions;

@@ -216,7 +216,10 @@ pub fn parse_keeping<'a>(text: &'a str, keep: &Keep) -> Result<Node<'a>, TreeErr
 /// `text` that are whole JSON values `serde_json` already read (a Bundle's entry resources,
 /// which the walker read). Reading them again to skip them cost a Bundle's envelope as much as
 /// parsing every resource in it. A value that starts where a checked slice starts ends where
-/// that slice ends, so the tree and the errors are the ones [`parse_keeping`] gives.
+/// that slice ends, so the tree is the one [`parse_keeping`] gives. One difference in errors:
+/// a jumped value's own nesting does not count against the depth limit, as it did not when
+/// `serde_json` read it (its `RawValue` has no limit); each resource is held to the limit from
+/// its own root when it is parsed as a row ([`parse_nested`] for one kept where it is).
 pub fn parse_skipping<'a>(text: &'a str, keep: &Keep, checked: &[&str]) -> Result<Node<'a>, TreeError> {
     let base = text.as_ptr() as usize;
     let mut jumps: Vec<(usize, usize)> = checked
@@ -228,14 +231,19 @@ pub fn parse_skipping<'a>(text: &'a str, keep: &Keep, checked: &[&str]) -> Resul
         })
         .collect();
     jumps.sort_unstable();
-    let mut parser = Parser { text, at: 0, jumps };
-    parser.whitespace();
-    let node = parser.value(0, Some(keep))?;
-    parser.whitespace();
-    if parser.at != text.len() {
-        return Err(parser.error("trailing characters"));
-    }
-    Ok(node)
+    Parser { text, at: 0, jumps }.whole(0, keep)
+}
+
+/// [`parse`] of a value that sits `depth` arrays and objects down in a larger document (a
+/// Bundle entry's resource: 3), so that the nesting limit counts from that document's root and
+/// the value can be put back into the document's tree.
+pub fn parse_nested(text: &str, depth: usize) -> Result<Node<'_>, TreeError> {
+    let parser = Parser {
+        text,
+        at: 0,
+        jumps: Vec::new(),
+    };
+    parser.whole(depth, &Keep::All)
 }
 
 /// Which members of the objects at one place in a tree are built. A name also keeps the choice
@@ -306,6 +314,17 @@ struct Parser<'a> {
 }
 
 impl<'a> Parser<'a> {
+    /// The one value the text holds (surrounding whitespace allowed), `depth` levels down.
+    fn whole(mut self, depth: usize, keep: &Keep) -> Result<Node<'a>, TreeError> {
+        self.whitespace();
+        let node = self.value(depth, Some(keep))?;
+        self.whitespace();
+        if self.at != self.text.len() {
+            return Err(self.error("trailing characters"));
+        }
+        Ok(node)
+    }
+
     fn error(&self, what: &str) -> TreeError {
         TreeError(what.to_owned())
     }
@@ -797,6 +816,18 @@ mod tests {
         assert!(parse_skipping(text, &skip_resources, &[&elsewhere]).is_err());
     }
 
+    #[test]
+    fn an_entry_kept_in_its_envelope_is_held_to_the_depth_limit_from_the_bundles_root() {
+        let deep = format!("{}{}", "[".repeat(126), "]".repeat(126));
+        assert!(parse(&deep).is_ok());
+        assert!(parse_nested(&deep, 1).is_ok());
+        let error = parse_nested(&deep, 3).unwrap_err();
+        assert_eq!(error.0, "recursion limit exceeded");
+        // The same text inside a Bundle entry, read whole: the same error.
+        let bundle = format!(r#"{{"entry":[{{"resource":{deep}}}]}}"#);
+        assert_eq!(parse(&bundle).unwrap_err(), error);
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::test_runner::Config::with_cases(3000))]
 
@@ -812,6 +843,51 @@ mod tests {
         fn any_json_value_reads_back(value in json_value()) {
             same_as_serde(&value.to_string());
         }
+
+        /// Bundles of any entries, as text with whitespace and repeated keys in the resources:
+        /// jumping over the resources the walker's `serde_json` read gives the tree reading
+        /// them through gives.
+        #[test]
+        fn an_envelope_read_with_jumps_is_the_envelope_read_through(
+            entries in proptest::collection::vec((json_value(), proptest::bool::ANY, proptest::bool::ANY), 0..5),
+        ) {
+            let mut text = String::from("{ \"resourceType\": \"Bundle\", \"entry\": [");
+            for (index, (resource, pretty, twice)) in entries.iter().enumerate() {
+                if index > 0 {
+                    text.push(',');
+                }
+                let mut resource = if *pretty {
+                    serde_json::to_string_pretty(resource).unwrap()
+                } else {
+                    resource.to_string()
+                };
+                if *twice && resource.starts_with('{') && resource.len() > 2 {
+                    resource.insert_str(1, "\"id\": 1, \"id\": [2],");
+                }
+                text.push_str(&format!("\n  {{\"fullUrl\": \"u{index}\", \"resource\" : {resource} }}"));
+            }
+            text.push_str("]}");
+            #[derive(serde::Deserialize)]
+            struct Entry<'a> {
+                #[serde(borrow)]
+                resource: Option<&'a serde_json::value::RawValue>,
+            }
+            #[derive(serde::Deserialize)]
+            struct Bundle<'a> {
+                #[serde(borrow)]
+                entry: Vec<Entry<'a>>,
+            }
+            let read: Bundle<'_> = serde_json::from_str(&text).unwrap();
+            let checked: Vec<&str> = read.entry.iter().filter_map(|entry| entry.resource).map(|raw| raw.get()).collect();
+            let skip_resources = Keep::AllBut(vec![(
+                "entry".to_owned(),
+                Some(Keep::AllBut(vec![("resource".to_owned(), None)])),
+            )]);
+            let through = parse_keeping(&text, &skip_resources).unwrap();
+            let jumped = parse_skipping(&text, &skip_resources, &checked).unwrap();
+            proptest::prop_assert_eq!(jumped.to_string(), through.to_string());
+            proptest::prop_assert_eq!(jumped, through);
+        }
     }
 
     fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
@@ -823,7 +899,8 @@ mod tests {
             any::<f64>()
                 .prop_filter("finite", |f| f.is_finite())
                 .prop_map(|f| serde_json::json!(f)),
-            "\\PC{0,12}".prop_map(serde_json::Value::String),
+            // Printable text and the characters JSON text escapes (controls; DEL it does not).
+            "(\\PC|[\\x00-\\x1f\\x7f\"\\\\]){0,12}".prop_map(serde_json::Value::String),
         ];
         leaf.prop_recursive(4, 32, 6, |inner| {
             prop_oneof![

@@ -168,15 +168,16 @@ impl WriteOptions {
 /// Not after every row group, though: a trim walks every arena, and the pages it hands back are
 /// faulted in again by the next batches. Trimming after every row group was 3-4% of the CPU time
 /// of `--resources all` and doubled its system time; once per [`TRIM_AFTER_FREED_BYTES`] of
-/// freed row groups (`freed`: the Arrow memory of the one just written) keeps most of the
-/// saving in memory.
+/// freed row groups (`freed`: the Arrow memory of the batches just written, now freed) keeps
+/// most of the saving in memory.
 fn release_free_memory(freed: usize) {
     static FREED: AtomicUsize = AtomicUsize::new(0);
     let freed_since = FREED.fetch_add(freed, Ordering::Relaxed) + freed;
     if freed_since < TRIM_AFTER_FREED_BYTES {
         return;
     }
-    FREED.store(0, Ordering::Relaxed);
+    // What other threads added meanwhile stays counted.
+    FREED.fetch_sub(freed_since, Ordering::Relaxed);
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases memory the allocator holds unused; it is thread-safe.
     unsafe {

@@ -260,7 +260,7 @@ fn envelope_of<'a>(
     let Node::Object(bundle) = &mut tree else {
         return Ok(tree);
     };
-    // The last `entry` is the one the walker read (a repeated key means its last value).
+    // The `entry` the walker read (it refuses a Bundle that repeats the key).
     let Some((_, Node::Array(entries))) = bundle.0.iter_mut().rev().find(|(key, _)| key == "entry") else {
         return Ok(tree);
     };
@@ -275,12 +275,17 @@ fn envelope_of<'a>(
             continue;
         };
         if !is_row {
-            let kept = crate::resource::tree::parse(text).map_err(invalid)?;
+            // From the depth it has in the Bundle: the envelope's tree stays within the limit.
+            let kept = crate::resource::tree::parse_nested(text, ENTRY_RESOURCE_DEPTH).map_err(invalid)?;
             entry.0.push((Cow::Borrowed("resource"), kept));
         }
     }
     Ok(tree)
 }
+
+/// How many arrays and objects hold a Bundle entry's resource: the Bundle, its `entry` array and
+/// the entry.
+const ENTRY_RESOURCE_DEPTH: usize = 3;
 
 /// Builds whole rows: `resourceType`, the resource's members, `__unmapped`.
 pub(super) struct RowBuilder {
