@@ -288,10 +288,7 @@ fn worker(
                 false
             }
         };
-        for table in tables.end_unit() {
-            let message = format!("table {table}: internal error while finishing a batch: not written");
-            diagnostics.error(Origin::default(), message);
-        }
+        report_stopped(tables.end_unit(), &mut diagnostics);
         send(tables.take_ready());
         let bytes = unit.part.map_or(file.size, |part| part.end - part.start);
         diagnostics.bytes_read += bytes;
@@ -299,15 +296,20 @@ fn worker(
         outcomes.push((unit.file, clean));
     }
     let broken = tables.flush_each(|position, batch| sender.send((position, batch)).is_ok());
-    for table in broken {
-        let message = format!("table {table}: internal error while finishing a batch: not written");
-        diagnostics.error(Origin::default(), message);
-    }
+    report_stopped(broken, &mut diagnostics);
     WorkerResult {
         diagnostics,
         index,
         pending: tables.pending_tables().clone(),
         outcomes,
+    }
+}
+
+/// Records the tables a panic stopped while their batch was finished (see `table::stop`).
+fn report_stopped(tables: Vec<String>, diagnostics: &mut Diagnostics) {
+    for table in tables {
+        let message = format!("table {table}: internal error while finishing a batch: not written");
+        diagnostics.error(Origin::default(), message);
     }
 }
 
