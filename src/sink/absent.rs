@@ -27,7 +27,7 @@ use bytes::Bytes;
 use parquet::basic::{Compression, Encoding, Type as PhysicalType};
 use parquet::column::writer::{get_column_writer, ColumnCloseResult, ColumnWriter};
 use parquet::file::metadata::ColumnChunkMetaData;
-use parquet::file::properties::{EnabledStatistics, WriterPropertiesPtr};
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesPtr};
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 
@@ -359,8 +359,8 @@ fn prune(
 /// maximum levels and writer settings. The settings are those a file's properties set per
 /// column (`WriteOptions::properties_for`: codec, dictionary, statistics; bloom filters, whose
 /// leaves never come here); the others are the same for every column of a file.
-#[derive(PartialEq)]
-struct Kind {
+#[derive(PartialEq, Clone)]
+pub(super) struct Kind {
     physical: PhysicalType,
     max_def: i16,
     max_rep: i16,
@@ -368,6 +368,27 @@ struct Kind {
     dictionary: bool,
     statistics: EnabledStatistics,
     encoding: Option<Encoding>,
+}
+
+/// The [`Kind`] of every leaf column of a file with `descriptors` and `props`, in schema order.
+/// Worked out once per file's settings: looking the settings up by column path for each chunk
+/// hashed the path four times over, for thousands of chunks per row group.
+pub(super) fn leaf_kinds(descriptors: &[ColumnDescPtr], props: &WriterProperties) -> Arc<[Kind]> {
+    descriptors
+        .iter()
+        .map(|descr| {
+            let path = descr.path();
+            Kind {
+                physical: descr.physical_type(),
+                max_def: descr.max_def_level(),
+                max_rep: descr.max_rep_level(),
+                compression: props.compression(path),
+                dictionary: props.dictionary_enabled(path),
+                statistics: props.statistics_enabled(path),
+                encoding: props.encoding(path),
+            }
+        })
+        .collect()
 }
 
 /// Whose levels a group of leaves has: a node of top-level column `.0` (its group `.1`), or no
@@ -392,6 +413,8 @@ pub(super) struct AbsentChunks<'a> {
     /// The row group's rows: ranges of rows of `held` batches, in order.
     rows: &'a [HeldRange],
     props: WriterPropertiesPtr,
+    /// Every leaf's [`Kind`] ([`leaf_kinds`] of the file's columns and `props`).
+    kinds: &'a [Kind],
     /// The levels of the groups of the top-level column in progress (and of null columns).
     levels: HashMap<Levels, Arc<GroupLevels>>,
     levels_of_column: Option<usize>,
@@ -405,6 +428,7 @@ impl<'a> AbsentChunks<'a> {
         held: &'a [RecordBatch],
         rows: &'a [HeldRange],
         props: WriterPropertiesPtr,
+        kinds: &'a [Kind],
     ) -> Self {
         AbsentChunks {
             plan,
@@ -412,6 +436,7 @@ impl<'a> AbsentChunks<'a> {
             held,
             rows,
             props,
+            kinds,
             levels: HashMap::new(),
             levels_of_column: None,
             chunks: HashMap::new(),
@@ -419,11 +444,13 @@ impl<'a> AbsentChunks<'a> {
     }
 
     /// The encoded chunk of unreached leaf `leaf` (the leaf's index within top-level column
-    /// `position`) with descriptor `descr`, ready for `SerializedRowGroupWriter::append_column`.
+    /// `position`; `column`, its index among all the file's leaves) with descriptor `descr`,
+    /// ready for `SerializedRowGroupWriter::append_column`.
     pub(super) fn chunk(
         &mut self,
         position: usize,
         leaf: usize,
+        column: usize,
         descr: &ColumnDescPtr,
     ) -> Result<(Bytes, ColumnCloseResult)> {
         let field_plan = &self.plan.fields[position];
@@ -432,27 +459,21 @@ impl<'a> AbsentChunks<'a> {
             None => Levels::NullColumn,
             Some(_) => Levels::Node(position, group),
         };
-        let path = descr.path();
-        let kind = Kind {
-            physical: descr.physical_type(),
-            max_def: descr.max_def_level(),
-            max_rep: descr.max_rep_level(),
-            compression: self.props.compression(path),
-            dictionary: self.props.dictionary_enabled(path),
-            statistics: self.props.statistics_enabled(path),
-            encoding: self.props.encoding(path),
-        };
+        let kind = self
+            .kinds
+            .get(column)
+            .context("a leaf beyond the file's columns")?;
         let known = self
             .chunks
             .get(&levels)
-            .and_then(|chunks| chunks.iter().find(|(seen, _)| *seen == kind));
+            .and_then(|chunks| chunks.iter().find(|(seen, _)| seen == kind));
         if let Some((_, chunk)) = known {
             return Ok((chunk.pages.clone(), copy_for(descr.clone(), &chunk.close)?));
         }
         let values = self.levels(levels)?;
         let chunk = encode_nulls(descr.clone(), self.props.clone(), &values.def, &values.rep)?;
         let made = (chunk.pages.clone(), chunk.close.clone());
-        self.chunks.entry(levels).or_default().push((kind, chunk));
+        self.chunks.entry(levels).or_default().push((kind.clone(), chunk));
         Ok(made)
     }
 

@@ -12,16 +12,18 @@ use arrow_array::types::{Decimal128Type, Int32Type, TimestampMicrosecondType};
 use arrow_array::{Array, ArrayRef, ListArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnWriter, ArrowRowGroupWriterFactory};
+use parquet::arrow::arrow_writer::{
+    compute_leaves, ArrowColumnWriter, ArrowRowGroupWriterFactory, ArrowWriterOptions,
+};
 use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use parquet::basic::{Compression as ParquetCodec, ZstdLevel};
 use parquet::file::metadata::KeyValue;
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesPtr};
 use parquet::file::writer::SerializedFileWriter;
-use parquet::schema::types::ColumnPath;
+use parquet::schema::types::{ColumnPath, SchemaDescriptor, TypePtr};
 use serde::Deserialize;
 
-use super::absent::{AbsentChunks, HeldRange, Plan};
+use super::absent::{leaf_kinds, AbsentChunks, HeldRange, Kind, Plan};
 use super::store::{Batches, TableWriter};
 use crate::fsops;
 
@@ -128,24 +130,22 @@ impl WriteOptions {
         }
         let mut default_codec = codec;
         if let Some(first) = first {
-            let mut leaves = Vec::new();
+            let (mut filled, mut leaves) = (Vec::new(), 0);
             for (field, column) in schema.fields().iter().zip(first.columns()) {
-                let path = vec![field.name().clone()];
-                filled_leaves(field, column.as_ref(), path, first.num_rows() > 0, &mut leaves);
+                let mut path = vec![field.name().clone()];
+                let reached = first.num_rows() > 0;
+                leaves += filled_leaves(field, column.as_ref(), &mut path, reached, &mut filled);
             }
-            if leaves.len() > WIDE_TABLE_LEAVES {
+            if leaves > WIDE_TABLE_LEAVES {
                 default_codec = ParquetCodec::UNCOMPRESSED;
                 builder = builder
                     .set_dictionary_enabled(false)
                     .set_statistics_enabled(EnabledStatistics::Chunk);
-                for (path, filled) in leaves {
-                    if filled {
-                        let path = ColumnPath::new(path);
-                        builder = builder
-                            .set_column_compression(path.clone(), codec)
-                            .set_column_dictionary_enabled(path.clone(), true)
-                            .set_column_statistics_enabled(path, EnabledStatistics::Page);
-                    }
+                for path in filled {
+                    builder = builder
+                        .set_column_compression(path.clone(), codec)
+                        .set_column_dictionary_enabled(path.clone(), true)
+                        .set_column_statistics_enabled(path, EnabledStatistics::Page);
                 }
             }
         }
@@ -270,10 +270,12 @@ fn leaf_count(fields: &Fields) -> usize {
         .sum()
 }
 
-/// Every leaf column under `field` as its Parquet path (a list's items are `list.element`, as
-/// the writer names them), and whether `column` reaches it: every struct and list above it holds
-/// something. Those columns carry values or levels worth compressing; the others are runs of
-/// one null level that need no codec.
+/// The leaf columns under `field` that `column` fills, as Parquet paths (a list's items are
+/// `list.element`, as the writer names them) pushed onto `filled`; returns how many leaf columns
+/// `field` has. A leaf is filled when every struct and list above it holds something. Those
+/// columns carry values or levels worth compressing; the others are runs of one null level that
+/// need no codec. `path` is the path down to `field`, itself included (a stack the walk pushes
+/// and pops: the leaves of a resource table number thousands, and only a few hundred are filled).
 ///
 /// This differs from `absent::reach` on purpose. Here a leaf counts as filled when every struct
 /// above it has some non-null slot and every list some item, whichever rows those are, and its
@@ -283,33 +285,43 @@ fn leaf_count(fields: &Fields) -> usize {
 fn filled_leaves(
     field: &Field,
     column: &dyn Array,
-    path: Vec<String>,
+    path: &mut Vec<String>,
     reached: bool,
-    leaves: &mut Vec<(Vec<String>, bool)>,
-) {
+    filled: &mut Vec<ColumnPath>,
+) -> usize {
     match field.data_type() {
         DataType::Struct(children) => {
             let structs = column.as_struct();
             let reached = reached && structs.null_count() < structs.len();
+            let mut leaves = 0;
             for (child, child_column) in children.iter().zip(structs.columns()) {
-                let mut below = path.clone();
-                below.push(child.name().clone());
-                filled_leaves(child, child_column.as_ref(), below, reached, leaves);
+                if !reached {
+                    // Nothing below is filled: count the leaves without walking the arrays.
+                    leaves += super::absent::leaf_count(child.data_type());
+                    continue;
+                }
+                path.push(child.name().clone());
+                leaves += filled_leaves(child, child_column.as_ref(), path, reached, filled);
+                path.pop();
             }
+            leaves
         }
         DataType::List(item) => {
             let values = column.as_list::<i32>().values();
-            let mut below = path;
-            below.extend(["list".to_owned(), item.name().clone()]);
-            filled_leaves(
-                item,
-                values.as_ref(),
-                below,
-                reached && !values.is_empty(),
-                leaves,
-            );
+            if !reached || values.is_empty() {
+                return super::absent::leaf_count(item.data_type());
+            }
+            path.extend(["list".to_owned(), item.name().clone()]);
+            let leaves = filled_leaves(item, values.as_ref(), path, reached, filled);
+            path.truncate(path.len() - 2);
+            leaves
         }
-        _ => leaves.push((path, reached && !column.is_empty())),
+        _ => {
+            if reached && !column.is_empty() {
+                filled.push(ColumnPath::new(path.clone()));
+            }
+            1
+        }
     }
 }
 
@@ -469,7 +481,7 @@ fn close_row_group(
                 let writer = writers.next().context("fewer column writers than leaves")?;
                 writer.close()?.append_to_row_group(&mut row_group)?;
             } else {
-                let (pages, close) = absent.chunk(position, index, &descriptors[leaf])?;
+                let (pages, close) = absent.chunk(position, index, leaf, &descriptors[leaf])?;
                 row_group.append_column(&pages, close)?;
             }
             leaf += 1;
@@ -511,6 +523,45 @@ pub(super) struct DatasetWriter {
     write_levels: usize,
     /// The held rows at which they are written out: [`ROW_GROUP_ROWS`], but for the test hook.
     held_rows_limit: usize,
+    /// A wide table's file settings, from its first file: the next files of the part take them
+    /// as they are.
+    settings: Option<WideFileSettings>,
+}
+
+/// What every file of a wide table's part shares, worked out once from its first file. Working
+/// the writer settings and schema out again from each file's first batch converted and encoded
+/// the schema of thousands of columns each time (5% of the CPU time of `--resources all`, over
+/// 26 files), and looking each leaf's settings up by its path for every row group hashed
+/// thousands of paths a few times over (2%).
+struct WideFileSettings {
+    /// The writer settings, the `ARROW:schema` entry included.
+    properties: WriterPropertiesPtr,
+    /// The Parquet schema's root, which the open file's own schema shares (its column
+    /// descriptors are made again for each file: keeping them doubled a table's schema in
+    /// memory, 10-15 MB over a run's tables).
+    parquet_schema: TypePtr,
+    /// Each leaf's settings, as `absent.rs` groups leaves by them.
+    kinds: Arc<[Kind]>,
+    /// Whether each leaf has a bloom filter.
+    bloom_filtered: Vec<bool>,
+}
+
+impl WideFileSettings {
+    fn of(file: &SerializedFileWriter<File>) -> Self {
+        let properties = file.properties().clone();
+        let parquet_schema = file.schema_descr().root_schema_ptr();
+        let columns = file.schema_descr().columns();
+        let bloom_filtered = columns
+            .iter()
+            .map(|column| properties.bloom_filter_properties(column.path()).is_some())
+            .collect();
+        WideFileSettings {
+            kinds: leaf_kinds(columns, &properties),
+            bloom_filtered,
+            properties,
+            parquet_schema,
+        }
+    }
 }
 
 /// The column chunks after which a wide table's file is completed and the next one started.
@@ -580,6 +631,7 @@ impl DatasetWriter {
             row_group_rows: hook.unwrap_or(ROW_GROUP_ROWS),
             held_rows_limit: hook.unwrap_or(ROW_GROUP_ROWS),
             write_levels: WIDE_WRITE_LEVELS,
+            settings: None,
         })
     }
 
@@ -639,18 +691,17 @@ impl DatasetWriter {
             let writer = self.writer(Some(&held[0]))?;
             writer.flush()?;
             let writer = self.writer.take().expect("made above");
-            self.columns = Some(writer.into_serialized_writer()?.0);
+            let file = writer.into_serialized_writer()?.0;
+            if self.settings.is_none() {
+                self.settings = Some(WideFileSettings::of(&file));
+            }
+            self.columns = Some(file);
         }
         let threads = self.options.threads.max(1);
         let file = self.columns.as_mut().expect("made above");
-        let props = file.properties().clone();
-        let bloom_filtered: Vec<bool> = file
-            .schema_descr()
-            .columns()
-            .iter()
-            .map(|column| props.bloom_filter_properties(column.path()).is_some())
-            .collect();
-        let plan = Plan::new(&self.schema, &held, &bloom_filtered);
+        let settings = self.settings.as_ref().expect("made with the file");
+        let props = settings.properties.clone();
+        let plan = Plan::new(&self.schema, &held, &settings.bloom_filtered);
         let factory = reached_writers(file, &self.schema, &plan, &held[0])?;
         // The levels of a slice are worked out for every leaf of a column before any is
         // written: slices as long as the table's width allows keep them to a few MB.
@@ -661,7 +712,7 @@ impl DatasetWriter {
         let mut chunks = 0;
         let mut close = |file: &mut SerializedFileWriter<File>,
                          (writers, rows): (Vec<ArrowColumnWriter>, Vec<HeldRange>)| {
-            let absent = AbsentChunks::new(&plan, &self.schema, &held, &rows, props.clone());
+            let absent = AbsentChunks::new(&plan, &self.schema, &held, &rows, props.clone(), &settings.kinds);
             chunks += leaves;
             close_row_group(file, writers, &plan, absent)
         };
@@ -711,8 +762,15 @@ impl DatasetWriter {
             let Some(file) = self.file.take() else {
                 anyhow::bail!("cannot write {}: its writer failed to start", self.path.display());
             };
-            let properties = self.options.properties_for(&self.schema, first);
-            let writer = ArrowWriter::try_new(file, self.schema.clone(), Some(properties))
+            let options = match &self.settings {
+                Some(settings) => ArrowWriterOptions::new()
+                    .with_properties(WriterProperties::clone(&settings.properties))
+                    .with_parquet_schema(SchemaDescriptor::new(settings.parquet_schema.clone()))
+                    .with_skip_arrow_metadata(true),
+                None => ArrowWriterOptions::new()
+                    .with_properties(self.options.properties_for(&self.schema, first)),
+            };
+            let writer = ArrowWriter::try_new_with_options(file, self.schema.clone(), options)
                 .with_context(|| format!("cannot write {}", self.path.display()))?;
             self.writer = Some(writer);
         }
