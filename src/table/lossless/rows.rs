@@ -182,12 +182,11 @@ impl Table for ResourceTable {
             container: resource.container.map(|entry| (entry.bundle.key(), entry.entry)),
             envelope: resource.envelope.map(|envelope| (envelope.key(), entry_rows)),
         };
-        let resource_type = self.layout.resource_type.clone();
         let layout = self.layout.clone();
         let builder = self.builder();
         let unmapped = builder.append(&layout.derived().0, object, &place);
         for (path, _) in &builder.row_unmapped {
-            diagnostics.unmapped(&resource_type, path);
+            diagnostics.unmapped(&layout.resource_type, path);
         }
         debug_assert_eq!(unmapped, builder.row_unmapped.len());
         self.rows += 1;
