@@ -1156,14 +1156,32 @@ mod tests {
             names,
             ["part-1.parquet", "part-1_000001.parquet", "part-1_000002.parquet"]
         );
+        let mut first_file_metadata = None;
         for (name, value) in names.iter().zip(["first", "second", "third"]) {
-            let batches: Vec<RecordBatch> = read_batches(&folder.path().join(name))
-                .unwrap()
-                .map(Result::unwrap)
-                .collect();
+            let path = folder.path().join(name);
+            let batches: Vec<RecordBatch> = read_batches(&path).unwrap().map(Result::unwrap).collect();
             assert_eq!(batches.len(), 1, "{name}");
             assert_eq!(batches[0].num_rows(), 1, "{name}");
             assert_eq!(batches[0].column(0).as_string::<i32>().value(0), value, "{name}");
+            // The next files take the first file's settings (`WideFileSettings`): the same
+            // key-value metadata, one Arrow schema entry that reads back as the table's, and
+            // the column the first batch filled compressed.
+            assert_eq!(
+                schema_of(&path).unwrap().fields(),
+                wide.schema().fields(),
+                "{name}"
+            );
+            let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap();
+            let metadata = reader.metadata();
+            let entries = metadata.file_metadata().key_value_metadata().unwrap().clone();
+            let arrow_schemas = entries.iter().filter(|entry| entry.key == "ARROW:schema").count();
+            assert_eq!(arrow_schemas, 1, "{name}");
+            let filled = metadata.row_group(0).column(0).compression();
+            assert!(matches!(filled, ParquetCodec::ZSTD(_)), "{name}: {filled:?}");
+            let unfilled = metadata.row_group(0).column(1).compression();
+            assert_eq!(unfilled, ParquetCodec::UNCOMPRESSED, "{name}");
+            let first = first_file_metadata.get_or_insert_with(|| entries.clone());
+            assert_eq!(*first, entries, "{name}");
         }
     }
 
