@@ -377,7 +377,8 @@ impl<'a> Parser<'a> {
         Ok(node)
     }
 
-    /// [`Self::value`], written into `slot` (which holds `Null`): an object's member or an
+    /// [`Self::value`], written into `slot` (a kept member's or item's holds `Null`; a skipped
+    /// value's slot is scratch, never read): an object's member or an
     /// array's item is parsed where it is kept. Returning each node and moving it into its
     /// vector went through the stack in pieces that stalled store forwarding (a third of the
     /// parse's own time, `perf annotate`).

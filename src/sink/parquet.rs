@@ -191,7 +191,7 @@ fn release_free_memory(freed: usize) {
 /// freed, 2.93-3.07 s and 254-259 MB; after 96 MB, 2.96-2.98 s and 263-265 MB.
 const TRIM_AFTER_FREED_BYTES: usize = 64 << 20;
 
-/// Tables with more leaf columns than this compress only the columns their first batch reaches
+/// Tables with more leaf columns than this compress only the columns their part's first batch reaches
 /// (see [`WriteOptions::properties_for`]); the built-in tables and views have a few dozen.
 const WIDE_TABLE_LEAVES: usize = 512;
 
@@ -496,7 +496,8 @@ fn close_row_group(
 /// One table's Parquet file inside a dataset folder: the local backend's [`TableWriter`].
 pub(super) struct DatasetWriter {
     path: PathBuf,
-    /// The file until its first batch comes: the writer's settings depend on it.
+    /// The file until its first batch comes: the writer's settings depend on it (on a wide
+    /// table's next files, they are the first file's: see [`WideFileSettings`]).
     file: Option<File>,
     writer: Option<ArrowWriter<File>>,
     /// A wide table's file writer, in place of `writer`: its row groups are encoded column by
@@ -786,7 +787,7 @@ impl TableWriter for DatasetWriter {
         self.rows += batch.num_rows() as u64;
         if self.wide {
             // A batch without rows (compact's filter may give one) would decide nothing about
-            // the file (its settings come from the first held batch) and could start an empty
+            // the part (its first file's settings come from its first held batch) and could start an empty
             // next file.
             if batch.num_rows() == 0 {
                 return Ok(());
