@@ -199,10 +199,11 @@ const WIDE_TABLE_LEAVES: usize = 512;
 /// (besides [`ROW_GROUP_ROWS`], and the run's budget over all its writers).
 const WIDE_HELD_BYTES: usize = 32 << 20;
 
-/// About how many rows times leaf columns a wide table hands the Parquet writer at once. The
-/// writer works out the levels of every leaf under a column of the batch it is given before it
-/// writes any (two bytes per level, each list item a level, null members too): for a batch of
-/// 5 000 rows of a resource table that came to 80 MB. Slices of this size keep it to a few MB.
+/// About how many rows times reached leaf columns a wide table hands the Parquet writer at once.
+/// The writer works out the levels of every leaf under a column of the batch it is given before
+/// it writes any (two bytes per level, each list item a level, null members too): for a batch
+/// of 5 000 rows of a resource table, all its leaves, that came to 80 MB. Slices of this size
+/// keep it to a few MB.
 const WIDE_WRITE_LEVELS: usize = 8 << 20;
 
 /// The memory of a batch's buffers, each counted once: the columns of a lossless table that a
@@ -705,10 +706,16 @@ impl DatasetWriter {
         let props = settings.properties.clone();
         let plan = Plan::new(&self.schema, &held, &settings.bloom_filtered);
         let factory = reached_writers(file, &self.schema, &plan, &held[0])?;
-        // The levels of a slice are worked out for every leaf of a column before any is
-        // written: slices as long as the table's width allows keep them to a few MB.
+        // The levels of a slice are worked out for every reached leaf of a column before any
+        // is written: slices as long as the reached leaves allow keep them to a few MB. (Only
+        // the reached leaves: the others are not handed to the writer. Cutting by all the
+        // leaves made slices of a thousand rows, and each slice costs every reached column a
+        // write of its own.)
         let leaves = leaf_count(self.schema.fields());
-        let rows_per_write = (self.write_levels / leaves).max(1);
+        let reached: usize = (0..plan.columns())
+            .map(|position| plan.reached_leaves(position))
+            .sum();
+        let rows_per_write = (self.write_levels / reached.max(1)).max(1);
         // The open row group: its column writers, and the rows of `held` it holds.
         let mut row_group: Option<(Vec<ArrowColumnWriter>, Vec<HeldRange>)> = None;
         let mut chunks = 0;
