@@ -8,9 +8,9 @@
 //! row reaches has that node's levels. So a [`Plan`] sorts the leaves of the rows held for a row
 //! group: the leaves some row reaches go through the Arrow writer, cut down to those leaves
 //! ([`Plan::reached_part`]); for the others, [`AbsentChunks`] works out each deepest reached
-//! node's levels once, encodes one column chunk per kind of leaf below it (physical type, maximum
-//! levels, writer settings), and gives the other leaves of that kind the same pages under their
-//! own column metadata. The file holds what the Arrow writer would write: the same values,
+//! node's levels once, encodes one column chunk per kind of leaf below it (maximum levels, writer
+//! settings, and physical type where the pages depend on it), and gives the other leaves of
+//! that kind the same pages under their own column metadata. The file holds what the Arrow writer would write: the same values,
 //! levels, value and null counts and level histograms in every chunk, which the unit round
 //! trips check (`reached::through_parquet` and the tests of `parquet.rs`).
 
@@ -24,11 +24,11 @@ use arrow_array::{Array, ArrayRef, ListArray, RecordBatch, StructArray};
 use arrow_buffer::{BooleanBuffer, BooleanBufferBuilder};
 use arrow_schema::{DataType, Field, FieldRef, Fields, SchemaRef};
 use bytes::Bytes;
-use parquet::basic::{Compression, Encoding, Type as PhysicalType};
+use parquet::basic::{Compression, Encoding, EncodingMask, Type as PhysicalType};
 use parquet::column::writer::{get_column_writer, ColumnCloseResult, ColumnWriter};
 use parquet::data_type::{ByteArray, FixedLenByteArray, Int96};
 use parquet::file::metadata::ColumnChunkMetaData;
-use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesPtr};
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesPtr, WriterVersion};
 use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::{ColumnDescPtr, ColumnDescriptor};
@@ -358,7 +358,7 @@ fn prune(
 }
 
 /// Which leaves share encoded pages: the same levels (group), maximum levels and writer settings,
-/// and the same physical type unless [`Kind::shares_across_types`]. The settings are those a
+/// and the same physical type unless both kinds are [`Kind::across_types`]. The settings are those a
 /// file's properties set per column (`WriteOptions::properties_for`: codec, dictionary,
 /// statistics; bloom filters, whose leaves never come here); the others are the same for every
 /// column of a file.
@@ -371,17 +371,20 @@ pub(super) struct Kind {
     dictionary: bool,
     statistics: EnabledStatistics,
     encoding: Option<Encoding>,
+    /// Whether a null chunk's pages are the same bytes for every physical type: with no
+    /// dictionary page, no page statistics (a column index is typed) and the PLAIN values of
+    /// writer version 1, a page of nulls holds its levels only. (Version 2 picks an encoding
+    /// per type, some of which write a header even for no values.)
+    across_types: bool,
 }
 
 impl Kind {
-    /// Whether a null chunk of this kind has the pages of one of `other` kind. A page of nulls
-    /// holds levels only, the same bytes whatever the physical type, when it has no dictionary
-    /// page and no page statistics (a column index is typed): the column chunk statistics are
-    /// then remade for the leaf's type ([`copy_for`]). A third of the null chunks of a row group
+    /// Whether a null chunk of this kind has the pages of one of `other` kind: those of another
+    /// physical type too when both are [`Kind::across_types`], the column chunk statistics then
+    /// remade for the leaf's type ([`copy_for`]). A third of the null chunks of a row group
     /// differ from one already made only by their type (counted on 500 MB of NDJSON).
     fn shares_pages_with(&self, other: &Kind) -> bool {
-        let across_types = |kind: &Kind| !kind.dictionary && kind.statistics == EnabledStatistics::Chunk;
-        (self.physical == other.physical || (across_types(self) && across_types(other)))
+        (self.physical == other.physical || (self.across_types && other.across_types))
             && self.max_def == other.max_def
             && self.max_rep == other.max_rep
             && self.compression == other.compression
@@ -399,14 +402,21 @@ pub(super) fn leaf_kinds(descriptors: &[ColumnDescPtr], props: &WriterProperties
         .iter()
         .map(|descr| {
             let path = descr.path();
+            let dictionary = props.dictionary_enabled(path);
+            let statistics = props.statistics_enabled(path);
+            let encoding = props.encoding(path);
             Kind {
                 physical: descr.physical_type(),
                 max_def: descr.max_def_level(),
                 max_rep: descr.max_rep_level(),
                 compression: props.compression(path),
-                dictionary: props.dictionary_enabled(path),
-                statistics: props.statistics_enabled(path),
-                encoding: props.encoding(path),
+                dictionary,
+                statistics,
+                encoding,
+                across_types: !dictionary
+                    && statistics == EnabledStatistics::Chunk
+                    && matches!(encoding, None | Some(Encoding::PLAIN))
+                    && props.writer_version() == WriterVersion::PARQUET_1_0,
             }
         })
         .collect()
@@ -641,20 +651,27 @@ fn encode_nulls(descr: ColumnDescPtr, props: WriterPropertiesPtr, def: &[i16], r
     Ok(Chunk { pages, close })
 }
 
-/// `template`'s account of its chunk, for the same pages under column `descr`. A template of
-/// another physical type (see [`Kind::shares_pages_with`]) has its statistics and byte array
-/// count made as the writer makes them for `descr`'s type.
+/// `template`'s account of its chunk, for the same pages under column `descr`. The statistics
+/// are made as the writer makes them for `descr` (its type and sort order), and so are the byte
+/// array counts of a template of another physical type (see [`Kind::shares_pages_with`]).
 fn copy_for(descr: ColumnDescPtr, template: &ColumnCloseResult) -> Result<ColumnCloseResult> {
     let from = &template.metadata;
     let same_type = from.column_type() == descr.physical_type();
+    // Pages of nulls in PLAIN values and RLE levels only: what `Kind::across_types` allows.
+    let levels_only = EncodingMask::new_from_encodings([Encoding::PLAIN, Encoding::RLE].iter());
+    anyhow::ensure!(
+        same_type || *from.encodings_mask() == levels_only,
+        "{}: null pages of another type in other encodings than PLAIN and RLE",
+        descr.path()
+    );
     let unencoded_bytes = match (same_type, descr.physical_type()) {
         (true, _) => from.unencoded_byte_array_data_bytes(),
         (false, PhysicalType::BYTE_ARRAY) => Some(0),
         (false, _) => None,
     };
     let statistics = match from.statistics() {
-        Some(statistics) if !same_type => Some(null_statistics(statistics, &descr)?),
-        statistics => statistics.cloned(),
+        Some(statistics) => Some(null_statistics(statistics, &descr)?),
+        None => None,
     };
     let mut metadata = ColumnChunkMetaData::builder(descr)
         .set_compression_codec(from.compression_codec())
@@ -727,55 +744,90 @@ fn null_statistics(template: &Statistics, descr: &ColumnDescriptor) -> Result<St
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sink::parquet::{Compression as Codec, WriteOptions};
     use arrow_schema::{Schema, TimeUnit};
     use parquet::arrow::ArrowSchemaConverter;
-    use parquet::file::properties::WriterProperties;
 
-    /// The leaves of one struct, one of each type a resource table has, and a list of them:
-    /// their descriptors share levels (within the struct, within the list) but not types.
-    fn typed_leaves() -> Vec<ColumnDescPtr> {
-        let children = Fields::from(vec![
+    /// The types of the leaves a resource table has (and a float), as the members of one struct.
+    fn typed_members() -> Fields {
+        let instant = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        Fields::from(vec![
             Field::new("text", DataType::Utf8, true),
             Field::new("count", DataType::Int32, true),
             Field::new("big", DataType::Int64, true),
             Field::new("flag", DataType::Boolean, true),
             Field::new("decimal", DataType::Decimal128(32, 6), true),
-            Field::new(
-                "instant",
-                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-                true,
-            ),
+            Field::new("instant", instant, true),
+            Field::new("day", DataType::Date32, true),
             Field::new("real", DataType::Float64, true),
-        ]);
-        let item = Field::new("element", DataType::Struct(children.clone()), true);
-        let schema = Schema::new(vec![
-            Field::new("group", DataType::Struct(children), true),
+            Field::new("single", DataType::Float32, true),
+        ])
+    }
+
+    /// A wide table: a struct of every type, a list of such structs, and 600 text members.
+    fn wide_schema() -> Schema {
+        let members = typed_members();
+        let item = Field::new("element", DataType::Struct(members.clone()), true);
+        let many: Vec<Field> = (0..600)
+            .map(|i| Field::new(format!("m{i}"), DataType::Utf8, true))
+            .collect();
+        Schema::new(vec![
+            Field::new("group", DataType::Struct(members), true),
             Field::new("items", DataType::List(Arc::new(item)), true),
-        ]);
+            Field::new("many", DataType::Struct(Fields::from(many)), true),
+        ])
+    }
+
+    /// The settings of a wide table's file whose first batch reaches none of its columns, as
+    /// the tool writes them (`WriteOptions::properties_for`), and its leaves.
+    fn wide_file() -> (WriterPropertiesPtr, Vec<ColumnDescPtr>) {
+        let schema = Arc::new(wide_schema());
+        let options = WriteOptions {
+            compression: Codec::Zstd,
+            threads: 1,
+        };
+        let first = RecordBatch::new_empty(schema.clone());
+        let props = Arc::new(options.properties_for(&schema, Some(&first)));
         let parquet_schema = ArrowSchemaConverter::new().convert(&schema).unwrap();
-        parquet_schema.columns().to_vec()
+        (props, parquet_schema.columns().to_vec())
     }
 
     #[test]
-    fn null_chunks_of_every_type_at_the_same_levels() {
-        let props = Arc::new(
-            WriterProperties::builder()
-                .set_dictionary_enabled(false)
-                .set_statistics_enabled(EnabledStatistics::Chunk)
-                .set_compression(Compression::UNCOMPRESSED)
-                .build(),
+    fn null_chunks_of_every_type_at_the_same_levels_share_their_pages() {
+        let (props, leaves) = wide_file();
+        let kinds = leaf_kinds(&leaves, &props);
+        let typed = typed_members().len();
+        assert!(
+            kinds.iter().all(|kind| kind.across_types),
+            "the tool's wide settings"
         );
-        let leaves = typed_leaves();
-        for same_levels in [&leaves[..7], &leaves[7..]] {
-            let (def, rep): (Vec<i16>, Vec<i16>) = if same_levels[0].max_rep_level() > 0 {
-                (vec![0, 1, 2, 2, 1, 0], vec![0, 0, 0, 1, 0, 0])
-            } else {
-                (vec![0, 1, 1, 0, 1], vec![0; 5])
-            };
+        let struct_levels = (vec![0, 1, 1, 0, 1], vec![0; 5]);
+        let list_levels = (vec![0, 1, 2, 2, 1, 0], vec![0, 0, 0, 1, 0, 0]);
+        // Past 20 000 rows a chunk has several pages (each with its own byte array count).
+        let paged_levels = ((0..45_000).map(|i| (i % 2) as i16).collect(), vec![0; 45_000]);
+        let cases = [
+            (&leaves[..typed], struct_levels.clone()),
+            (&leaves[typed..2 * typed], list_levels),
+            (&leaves[..typed], paged_levels),
+        ];
+        for (same_levels, (def, rep)) in cases {
             let direct: Vec<Chunk> = same_levels
                 .iter()
                 .map(|descr| encode_nulls(descr.clone(), props.clone(), &def, &rep).unwrap())
                 .collect();
+            let pages = direct[0]
+                .close
+                .offset_index
+                .as_ref()
+                .unwrap()
+                .page_locations
+                .len();
+            assert_eq!(
+                pages > 1,
+                def.len() > 20_000,
+                "{} levels in {pages} pages",
+                def.len()
+            );
             for (from, template) in same_levels.iter().zip(&direct) {
                 for (to, wanted) in same_levels.iter().zip(&direct) {
                     let names = format!("{} -> {}", from.path(), to.path());
@@ -787,5 +839,31 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Where the pages of nulls depend on the type, kinds of different types do not share them.
+    #[test]
+    fn null_chunks_share_pages_across_types_only_where_they_are_the_same_bytes() {
+        let (_, leaves) = wide_file();
+        let base = || {
+            WriterProperties::builder()
+                .set_dictionary_enabled(false)
+                .set_statistics_enabled(EnabledStatistics::Chunk)
+        };
+        let shares = |props: WriterProperties| {
+            let kinds = leaf_kinds(&leaves[..2], &props);
+            kinds[0].shares_pages_with(&kinds[1])
+        };
+        assert!(shares(base().build()));
+        assert!(!shares(
+            base().set_writer_version(WriterVersion::PARQUET_2_0).build()
+        ));
+        assert!(!shares(base().set_dictionary_enabled(true).build()));
+        assert!(!shares(
+            base().set_statistics_enabled(EnabledStatistics::Page).build()
+        ));
+        assert!(!shares(
+            base().set_encoding(Encoding::DELTA_BINARY_PACKED).build()
+        ));
     }
 }

@@ -200,10 +200,11 @@ const WIDE_TABLE_LEAVES: usize = 512;
 const WIDE_HELD_BYTES: usize = 32 << 20;
 
 /// About how many rows times reached leaf columns a wide table hands the Parquet writer at once.
-/// The writer works out the levels of every leaf under a column of the batch it is given before
-/// it writes any (two bytes per level, each list item a level, null members too): for a batch
-/// of 5 000 rows of a resource table, all its leaves, that came to 80 MB. Slices of this size
-/// keep it to a few MB.
+/// The writer works out the levels of every leaf under a column of the slice it is given before
+/// it writes any (two bytes per level, each list item a level, null members too, and the
+/// indexes of the values): for a batch of 5 000 rows of a resource table, all its leaves, that
+/// came to 80 MB. Only the reached leaves are handed over, a few hundred, so a slice is mostly a
+/// whole held batch, whose levels then take about as much as its Arrow arrays.
 const WIDE_WRITE_LEVELS: usize = 8 << 20;
 
 /// The memory of a batch's buffers, each counted once: the columns of a lossless table that a
@@ -715,7 +716,7 @@ impl DatasetWriter {
         let reached: usize = (0..plan.columns())
             .map(|position| plan.reached_leaves(position))
             .sum();
-        let rows_per_write = (self.write_levels / reached.max(1)).max(1);
+        let rows_per_write = (self.write_levels / reached.max(1)).clamp(1, self.row_group_rows);
         // The open row group: its column writers, and the rows of `held` it holds.
         let mut row_group: Option<(Vec<ArrowColumnWriter>, Vec<HeldRange>)> = None;
         let mut chunks = 0;
