@@ -377,11 +377,10 @@ impl<'a> Parser<'a> {
         Ok(node)
     }
 
-    /// [`Self::value`], written into `slot` (a kept member's or item's holds `Null`; a skipped
-    /// value's slot is scratch, never read): an object's member or an
-    /// array's item is parsed where it is kept. Returning each node and moving it into its
-    /// vector went through the stack in pieces that stalled store forwarding (a third of the
-    /// parse's own time, `perf annotate`).
+    /// [`Self::value`], written into `slot`: an object's member or an array's item is parsed
+    /// where it is kept (its slot holds `Null` until then; a skipped value's slot is scratch,
+    /// never read). Returning each node and moving it into its vector went through the stack in
+    /// pieces that stalled store forwarding (a third of the parse's own time, `perf annotate`).
     fn value_into(
         &mut self,
         depth: usize,
@@ -422,14 +421,8 @@ impl<'a> Parser<'a> {
         };
         let mut skipped = Node::Null;
         self.whitespace();
-        if self.peek() == Some(b'}') {
-            self.at += 1;
-            if keep.is_some() {
-                *slot = Node::Object(Object(members));
-            }
-            return Ok(());
-        }
-        loop {
+        let mut more = self.peek() != Some(b'}');
+        while more {
             self.whitespace();
             if self.peek() != Some(b'"') {
                 return Err(self.error("expected a key"));
@@ -461,18 +454,20 @@ impl<'a> Parser<'a> {
                 None => self.value_into(depth, kept.as_deref(), target)?,
             }
             self.whitespace();
-            match self.peek() {
-                Some(b',') => self.at += 1,
-                Some(b'}') => {
-                    self.at += 1;
-                    if keep.is_some() {
-                        *slot = Node::Object(Object(members));
-                    }
-                    return Ok(());
-                }
+            more = match self.peek() {
+                Some(b',') => true,
+                Some(b'}') => false,
                 _ => return Err(self.error("expected ',' or '}'")),
+            };
+            if more {
+                self.at += 1;
             }
         }
+        self.at += 1;
+        if keep.is_some() {
+            *slot = Node::Object(Object(members));
+        }
+        Ok(())
     }
 
     /// Where the checked value starting here ends, when it is to be skipped.
@@ -496,14 +491,8 @@ impl<'a> Parser<'a> {
         let mut items = Vec::new();
         let mut skipped = Node::Null;
         self.whitespace();
-        if self.peek() == Some(b']') {
-            self.at += 1;
-            if keep.is_some() {
-                *slot = Node::Array(items);
-            }
-            return Ok(());
-        }
-        loop {
+        let mut more = self.peek() != Some(b']');
+        while more {
             self.whitespace();
             let target = if keep.is_some() {
                 items.push(Node::Null);
@@ -513,18 +502,20 @@ impl<'a> Parser<'a> {
             };
             self.value_into(depth, keep, target)?;
             self.whitespace();
-            match self.peek() {
-                Some(b',') => self.at += 1,
-                Some(b']') => {
-                    self.at += 1;
-                    if keep.is_some() {
-                        *slot = Node::Array(items);
-                    }
-                    return Ok(());
-                }
+            more = match self.peek() {
+                Some(b',') => true,
+                Some(b']') => false,
                 _ => return Err(self.error("expected ',' or ']'")),
+            };
+            if more {
+                self.at += 1;
             }
         }
+        self.at += 1;
+        if keep.is_some() {
+            *slot = Node::Array(items);
+        }
+        Ok(())
     }
 
     fn number(&mut self) -> Result<Node<'a>, TreeError> {

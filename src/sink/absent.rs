@@ -10,9 +10,10 @@
 //! ([`Plan::reached_part`]); for the others, [`AbsentChunks`] works out each deepest reached
 //! node's levels once, encodes one column chunk per kind of leaf below it (maximum levels, writer
 //! settings, and physical type where the pages depend on it), and gives the other leaves of
-//! that kind the same pages under their own column metadata. The file holds what the Arrow writer would write: the same values,
-//! levels, value and null counts and level histograms in every chunk, which the unit round
-//! trips check (`reached::through_parquet` and the tests of `parquet.rs`).
+//! that kind the same pages under their own column metadata. The file holds what the Arrow
+//! writer would write: the same values, levels, value and null counts and level histograms in
+//! every chunk, which the unit round trips check (`reached::through_parquet`, the tests of
+//! `parquet.rs` and the tests below).
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -357,11 +358,11 @@ fn prune(
     }
 }
 
-/// Which leaves share encoded pages: the same levels (group), maximum levels and writer settings,
-/// and the same physical type unless both kinds are [`Kind::across_types`]. The settings are those a
-/// file's properties set per column (`WriteOptions::properties_for`: codec, dictionary,
-/// statistics; bloom filters, whose leaves never come here); the others are the same for every
-/// column of a file.
+/// Which leaves share encoded pages: the same levels (group), maximum levels and writer
+/// settings, and the same physical type unless both kinds are [`Kind::across_types`]. The
+/// settings are those a file's properties set per column (`WriteOptions::properties_for`:
+/// codec, dictionary, statistics; bloom filters, whose leaves never come here); the others are
+/// the same for every column of a file.
 #[derive(PartialEq, Clone)]
 pub(super) struct Kind {
     physical: PhysicalType,

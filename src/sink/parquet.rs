@@ -12,15 +12,13 @@ use arrow_array::types::{Decimal128Type, Int32Type, TimestampMicrosecondType};
 use arrow_array::{Array, ArrayRef, ListArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::arrow_writer::{
-    compute_leaves, ArrowColumnWriter, ArrowRowGroupWriterFactory, ArrowWriterOptions,
-};
+use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnWriter, ArrowRowGroupWriterFactory};
 use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use parquet::basic::{Compression as ParquetCodec, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesPtr};
 use parquet::file::writer::SerializedFileWriter;
-use parquet::schema::types::{ColumnPath, SchemaDescriptor, TypePtr};
+use parquet::schema::types::{ColumnPath, TypePtr};
 use serde::Deserialize;
 
 use super::absent::{leaf_kinds, AbsentChunks, HeldRange, Kind, Plan};
@@ -134,8 +132,7 @@ impl WriteOptions {
             let (mut filled, mut leaves) = (Vec::new(), 0);
             for (field, column) in schema.fields().iter().zip(first.columns()) {
                 let mut path = vec![field.name().clone()];
-                let reached = first.num_rows() > 0;
-                leaves += filled_leaves(field, column.as_ref(), &mut path, reached, &mut filled);
+                leaves += filled_leaves(field, column.as_ref(), &mut path, &mut filled);
             }
             if leaves > WIDE_TABLE_LEAVES {
                 default_codec = ParquetCodec::UNCOMPRESSED;
@@ -191,8 +188,9 @@ fn release_free_memory(freed: usize) {
 /// freed, 2.93-3.07 s and 254-259 MB; after 96 MB, 2.96-2.98 s and 263-265 MB.
 const TRIM_AFTER_FREED_BYTES: usize = 64 << 20;
 
-/// Tables with more leaf columns than this compress only the columns their part's first batch reaches
-/// (see [`WriteOptions::properties_for`]); the built-in tables and views have a few dozen.
+/// Tables with more leaf columns than this compress only the columns their part's first batch
+/// reaches (see [`WriteOptions::properties_for`]); the built-in tables and views have a few
+/// dozen.
 const WIDE_TABLE_LEAVES: usize = 512;
 
 /// The Arrow memory of held batches at which a wide table writes them out as a row group
@@ -289,38 +287,35 @@ fn filled_leaves(
     field: &Field,
     column: &dyn Array,
     path: &mut Vec<String>,
-    reached: bool,
     filled: &mut Vec<ColumnPath>,
 ) -> usize {
     match field.data_type() {
         DataType::Struct(children) => {
             let structs = column.as_struct();
-            let reached = reached && structs.null_count() < structs.len();
+            if structs.null_count() == structs.len() {
+                // Nothing below is filled: the leaves are counted without walking the arrays.
+                return super::absent::leaf_count(field.data_type());
+            }
             let mut leaves = 0;
             for (child, child_column) in children.iter().zip(structs.columns()) {
-                if !reached {
-                    // Nothing below is filled: count the leaves without walking the arrays.
-                    leaves += super::absent::leaf_count(child.data_type());
-                    continue;
-                }
                 path.push(child.name().clone());
-                leaves += filled_leaves(child, child_column.as_ref(), path, reached, filled);
+                leaves += filled_leaves(child, child_column.as_ref(), path, filled);
                 path.pop();
             }
             leaves
         }
         DataType::List(item) => {
             let values = column.as_list::<i32>().values();
-            if !reached || values.is_empty() {
-                return super::absent::leaf_count(item.data_type());
+            if values.is_empty() {
+                return super::absent::leaf_count(field.data_type());
             }
             path.extend(["list".to_owned(), item.name().clone()]);
-            let leaves = filled_leaves(item, values.as_ref(), path, reached, filled);
+            let leaves = filled_leaves(item, values.as_ref(), path, filled);
             path.truncate(path.len() - 2);
             leaves
         }
         _ => {
-            if reached && !column.is_empty() {
+            if !column.is_empty() {
                 filled.push(ColumnPath::new(path.clone()));
             }
             1
@@ -542,7 +537,8 @@ struct WideFileSettings {
     properties: WriterPropertiesPtr,
     /// The Parquet schema's root, which the open file's own schema shares (its column
     /// descriptors are made again for each file: keeping them doubled a table's schema in
-    /// memory, 10-15 MB over a run's tables).
+    /// memory, 10-15 MB over a run's tables). The next files are made from it and
+    /// `properties` alone, without an Arrow writer.
     parquet_schema: TypePtr,
     /// Each leaf's settings, as `absent.rs` groups leaves by them.
     kinds: Arc<[Kind]>,
@@ -663,16 +659,18 @@ impl DatasetWriter {
         Ok(())
     }
 
-    /// Starts the next file of a wide table whose earlier file was completed.
-    fn start_next_file(&mut self) -> Result<()> {
+    /// Starts the next file of a wide table whose earlier file was completed, with the first
+    /// file's settings and schema.
+    fn start_next_file(&mut self, settings: &WideFileSettings) -> Result<SerializedFileWriter<File>> {
         let path = self
             .dir
             .join(continued_file_name(&self.file_name, self.completed_files));
         let file = fsops::create_file(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        let schema = settings.parquet_schema.clone();
+        let writer = SerializedFileWriter::new(file, schema, settings.properties.clone())
+            .with_context(|| format!("cannot write {}", path.display()))?;
         self.path = path;
-        self.file = Some(file);
-        self.writer = None;
-        Ok(())
+        Ok(writer)
     }
 
     /// Writes a wide table's held batches as one row group (or more, past the row group limits)
@@ -689,16 +687,25 @@ impl DatasetWriter {
         let held = std::mem::take(&mut self.held);
         let freed = std::mem::take(&mut self.held_bytes);
         if self.columns.is_none() {
-            if self.completed_files > 0 && self.file.is_none() {
-                self.start_next_file()?;
-            }
-            let writer = self.writer(Some(&held[0]))?;
-            writer.flush()?;
-            let writer = self.writer.take().expect("made above");
-            let file = writer.into_serialized_writer()?.0;
-            if self.settings.is_none() {
-                self.settings = Some(WideFileSettings::of(&file));
-            }
+            let file = match self.settings.take() {
+                // A next file of the part: the first file's settings, the file writer made
+                // straight away (an Arrow writer would convert the schema again).
+                Some(settings) => {
+                    let file = self.start_next_file(&settings);
+                    self.settings = Some(settings);
+                    file?
+                }
+                // The part's first file: the Arrow writer works the settings out from the first
+                // batch and adds the Arrow schema; the row groups go to its file writer.
+                None => {
+                    let writer = self.writer(Some(&held[0]))?;
+                    writer.flush()?;
+                    let writer = self.writer.take().expect("made above");
+                    let file = writer.into_serialized_writer()?.0;
+                    self.settings = Some(WideFileSettings::of(&file));
+                    file
+                }
+            };
             self.columns = Some(file);
         }
         let threads = self.options.threads.max(1);
@@ -708,10 +715,9 @@ impl DatasetWriter {
         let plan = Plan::new(&self.schema, &held, &settings.bloom_filtered);
         let factory = reached_writers(file, &self.schema, &plan, &held[0])?;
         // The levels of a slice are worked out for every reached leaf of a column before any
-        // is written: slices as long as the reached leaves allow keep them to a few MB. (Only
-        // the reached leaves: the others are not handed to the writer. Cutting by all the
-        // leaves made slices of a thousand rows, and each slice costs every reached column a
-        // write of its own.)
+        // is written (see [`WIDE_WRITE_LEVELS`]). Only the reached leaves count: the others are
+        // not handed to the writer, and cutting by all the leaves made slices of a thousand
+        // rows, each a write of its own for every reached column.
         let leaves = leaf_count(self.schema.fields());
         let reached: usize = (0..plan.columns())
             .map(|position| plan.reached_leaves(position))
@@ -772,15 +778,8 @@ impl DatasetWriter {
             let Some(file) = self.file.take() else {
                 anyhow::bail!("cannot write {}: its writer failed to start", self.path.display());
             };
-            let options = match &self.settings {
-                Some(settings) => ArrowWriterOptions::new()
-                    .with_properties(WriterProperties::clone(&settings.properties))
-                    .with_parquet_schema(SchemaDescriptor::new(settings.parquet_schema.clone()))
-                    .with_skip_arrow_metadata(true),
-                None => ArrowWriterOptions::new()
-                    .with_properties(self.options.properties_for(&self.schema, first)),
-            };
-            let writer = ArrowWriter::try_new_with_options(file, self.schema.clone(), options)
+            let properties = self.options.properties_for(&self.schema, first);
+            let writer = ArrowWriter::try_new(file, self.schema.clone(), Some(properties))
                 .with_context(|| format!("cannot write {}", self.path.display()))?;
             self.writer = Some(writer);
         }
@@ -795,8 +794,8 @@ impl TableWriter for DatasetWriter {
         self.rows += batch.num_rows() as u64;
         if self.wide {
             // A batch without rows (compact's filter may give one) would decide nothing about
-            // the part (its first file's settings come from its first held batch) and could start an empty
-            // next file.
+            // the part (its first file's settings come from its first held batch) and could
+            // start an empty next file.
             if batch.num_rows() == 0 {
                 return Ok(());
             }
