@@ -63,6 +63,15 @@ impl KeyHasher {
         self.0.write(&[byte]);
     }
 
+    /// Adds a long text by its XXH3 digest (fed as 8 bytes), not byte by byte: XXH3 reads about
+    /// ten times as fast as SipHash, which over the text of every Bundle was 2.4% of a
+    /// `--resources all` run. XXH3-64 is a published algorithm with fixed test vectors, so its
+    /// digests hold between runs and releases like SipHash's.
+    pub fn long_text(&mut self, text: &str) {
+        let digest = twox_hash::XxHash3_64::oneshot(text.as_bytes());
+        self.0.write(&digest.to_le_bytes());
+    }
+
     /// Adds raw bytes; content fed in pieces hashes as if fed at once.
     pub fn bytes(&mut self, bytes: &[u8]) {
         self.0.write(bytes);
@@ -89,6 +98,19 @@ pub fn text_key(text: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// XXH3-64 of the empty input and of "abc" (seed 0), as the algorithm's reference vectors
+    /// give them: a Bundle's key depends on them.
+    #[test]
+    fn long_texts_are_hashed_by_the_reference_xxh3() {
+        assert_eq!(twox_hash::XxHash3_64::oneshot(b""), 0x2d06800538d394c2);
+        assert_eq!(twox_hash::XxHash3_64::oneshot(b"abc"), 0x78af5f94892f3950);
+        let mut hasher = KeyHasher::new();
+        hasher.long_text("abc");
+        let mut by_hand = KeyHasher::new();
+        by_hand.bytes(&0x78af5f94892f3950u64.to_le_bytes());
+        assert_eq!(hasher.finish(), by_hand.finish());
+    }
 
     /// Digests computed with `std::hash::DefaultHasher` (Rust 1.95): `Hash` of a `str`, and
     /// bytes written in pieces. A change here invalidates every saved state.

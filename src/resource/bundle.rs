@@ -86,7 +86,7 @@ impl<'a> BundleEnvelope<'a> {
                 let mut hasher = crate::fhir::key_hash::KeyHasher::new();
                 hasher.text(file);
                 hasher.bytes(&line.to_le_bytes());
-                hasher.text(text);
+                hasher.long_text(text);
                 format!("{:016x}", hasher.finish())
             }
             KeyOrigin::Nested { parent, entry } => format!("{parent}/{entry}"),
