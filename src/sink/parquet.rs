@@ -11,10 +11,14 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Decimal128Type, Int32Type, TimestampMicrosecondType};
 use arrow_array::{Array, ArrayRef, ListArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnWriter, ArrowRowGroupWriterFactory};
+use parquet::arrow::arrow_writer::{
+    compute_leaves, ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory,
+};
 use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use parquet::basic::{Compression as ParquetCodec, ZstdLevel};
+use parquet::column::writer::ColumnCloseResult;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesPtr};
 use parquet::file::writer::SerializedFileWriter;
@@ -396,13 +400,11 @@ fn write_columns(
     anyhow::ensure!(rest.is_empty(), "fewer leaves than column writers");
     // Widest first, so that no thread is left with a wide column at the end.
     jobs.sort_by_key(|(_, own)| std::cmp::Reverse(own.len()));
-    let queue = std::sync::Mutex::new(jobs.into_iter());
-    let encode = || -> Result<()> {
-        loop {
-            let job = queue.lock().expect("no encoder panics holding the queue").next();
-            let Some((position, own)) = job else {
-                return Ok(());
-            };
+    on_threads(
+        threads,
+        jobs,
+        || (),
+        |(), (position, own)| {
             let field = &schema.fields()[position];
             let (part, column) = plan
                 .reached_part(position, field, batch.column(position))?
@@ -416,14 +418,37 @@ fn write_columns(
             for (writer, leaf) in own.iter_mut().zip(leaves) {
                 writer.write(&leaf)?;
             }
+            Ok(())
+        },
+    )
+}
+
+/// Does every job of `jobs` with `work` on `threads` threads (the caller's one of them), taking
+/// them in order from a shared queue; each thread keeps a state of its own, made by `state`.
+/// The first error is returned once every thread has stopped.
+fn on_threads<J: Send, S>(
+    threads: usize,
+    jobs: Vec<J>,
+    state: impl Fn() -> S + Sync,
+    work: impl Fn(&mut S, J) -> Result<()> + Sync,
+) -> Result<()> {
+    let queue = std::sync::Mutex::new(jobs.into_iter());
+    let run = || -> Result<()> {
+        let mut own = state();
+        loop {
+            let job = queue.lock().expect("no thread panics holding the queue").next();
+            let Some(job) = job else {
+                return Ok(());
+            };
+            work(&mut own, job)?;
         }
     };
-    if threads == 1 {
-        return encode();
+    if threads <= 1 {
+        return run();
     }
     std::thread::scope(|scope| {
-        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(encode)).collect();
-        let mut outcome = encode();
+        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(run)).collect();
+        let mut outcome = run();
         for helper in helpers {
             let joined = helper
                 .join()
@@ -461,31 +486,75 @@ fn reached_writers(
     Ok(ArrowRowGroupWriterFactory::new(&cut, reached))
 }
 
+/// A closed column chunk of a wide table's row group, waiting for its turn in the file.
+enum ClosedChunk {
+    Reached(ArrowColumnChunk),
+    Absent(Bytes, ColumnCloseResult),
+}
+
 /// Closes a wide table's row group: its column chunks appended to the file in schema order,
-/// the leaves no row reaches made by `absent`.
-fn close_row_group(
+/// the leaves no row reaches made by `absent` (one per thread, from `absent`).
+///
+/// The chunks are closed and made on `threads` threads, top-level column by column, widest
+/// first, and only then appended in order. Why: closing the reached columns (their last pages
+/// compressed) and making the null chunks of the others was half of the writer thread's time,
+/// one after the other, while the workers waited for it (their batches queue for the writer).
+fn close_row_group<'a>(
     file: &mut SerializedFileWriter<File>,
     writers: Vec<ArrowColumnWriter>,
     plan: &Plan,
-    mut absent: AbsentChunks,
+    absent: impl Fn() -> AbsentChunks<'a> + Sync,
+    threads: usize,
 ) -> Result<()> {
-    let descriptors = file.schema_descr().columns().to_vec();
-    let mut row_group = file.next_row_group()?;
-    let mut leaf = 0;
+    let descriptors = file.schema_descr().columns();
+    let mut closed: Vec<Vec<ClosedChunk>> = (0..plan.columns()).map(|_| Vec::new()).collect();
+    let mut jobs = Vec::with_capacity(plan.columns());
     let mut writers = writers.into_iter();
-    for position in 0..plan.columns() {
-        for (index, reached) in plan.reached_in(position).enumerate() {
-            if reached {
-                let writer = writers.next().context("fewer column writers than leaves")?;
-                writer.close()?.append_to_row_group(&mut row_group)?;
-            } else {
-                let (pages, close) = absent.chunk(position, index, leaf, &descriptors[leaf])?;
-                row_group.append_column(&pages, close)?;
-            }
-            leaf += 1;
-        }
+    let mut first_leaf = 0;
+    for (position, slot) in closed.iter_mut().enumerate() {
+        let own: Vec<ArrowColumnWriter> = writers.by_ref().take(plan.reached_leaves(position)).collect();
+        anyhow::ensure!(
+            own.len() == plan.reached_leaves(position),
+            "fewer column writers than leaves"
+        );
+        let leaves = plan.reached_in(position).count();
+        jobs.push((position, first_leaf, leaves, own, slot));
+        first_leaf += leaves;
     }
     anyhow::ensure!(writers.next().is_none(), "more column writers than leaves");
+    anyhow::ensure!(
+        first_leaf == descriptors.len(),
+        "the plan's leaves and the file's differ"
+    );
+    jobs.sort_by_key(|(_, _, leaves, _, _)| std::cmp::Reverse(*leaves));
+    on_threads(
+        threads,
+        jobs,
+        absent,
+        |absent, (position, first_leaf, leaves, own, slot)| {
+            slot.reserve_exact(leaves);
+            let mut own = own.into_iter();
+            for (index, reached) in plan.reached_in(position).enumerate() {
+                let chunk = if reached {
+                    let writer = own.next().context("fewer column writers than leaves")?;
+                    ClosedChunk::Reached(writer.close()?)
+                } else {
+                    let leaf = first_leaf + index;
+                    let (pages, close) = absent.chunk(position, index, leaf, &descriptors[leaf])?;
+                    ClosedChunk::Absent(pages, close)
+                };
+                slot.push(chunk);
+            }
+            Ok(())
+        },
+    )?;
+    let mut row_group = file.next_row_group()?;
+    for chunk in closed.into_iter().flatten() {
+        match chunk {
+            ClosedChunk::Reached(chunk) => chunk.append_to_row_group(&mut row_group)?,
+            ClosedChunk::Absent(pages, close) => row_group.append_column(&pages, close)?,
+        }
+    }
     row_group.close()?;
     Ok(())
 }
@@ -728,9 +797,10 @@ impl DatasetWriter {
         let mut chunks = 0;
         let mut close = |file: &mut SerializedFileWriter<File>,
                          (writers, rows): (Vec<ArrowColumnWriter>, Vec<HeldRange>)| {
-            let absent = AbsentChunks::new(&plan, &self.schema, &held, &rows, props.clone(), &settings.kinds);
+            let absent =
+                || AbsentChunks::new(&plan, &self.schema, &held, &rows, props.clone(), &settings.kinds);
             chunks += leaves;
-            close_row_group(file, writers, &plan, absent)
+            close_row_group(file, writers, &plan, absent, threads)
         };
         for (index, batch) in held.iter().enumerate() {
             for start in (0..batch.num_rows()).step_by(rows_per_write) {
