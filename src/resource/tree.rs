@@ -306,6 +306,175 @@ impl Keep {
     }
 }
 
+/// A JSON value read a piece at a time, for the resource tables, which build their columns
+/// straight from the text (`src/table/lossless/rows/stream.rs`): building a tree first and
+/// walking it was a sixth of a `--resources all` run. The same checks as [`parse`] (the nesting
+/// limit, escapes, numbers, what may follow what) and the same scalars: a string unescaped, a
+/// number as the tree keeps it.
+///
+/// The caller drives it: [`Reader::peek`] tells what the next value is, [`Reader::open`] enters
+/// an object or array, [`Reader::next_key`] and [`Reader::next_item`] step through it, and the
+/// scalar readers take one value. Any error is final: the caller gives up on the text.
+pub struct Reader<'a> {
+    parser: Parser<'a>,
+    /// Objects and arrays open around the next value.
+    depth: usize,
+    /// Whether the innermost object or array was just opened (no member or item read yet).
+    fresh: bool,
+}
+
+/// What the next value is, by its first character.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    Object,
+    Array,
+    String,
+    Number,
+    Bool,
+    Null,
+}
+
+impl<'a> Reader<'a> {
+    /// A reader at the start of `text`, a whole JSON value.
+    pub fn new(text: &'a str) -> Self {
+        let mut parser = Parser {
+            text,
+            at: 0,
+            jumps: Vec::new(),
+        };
+        parser.whitespace();
+        Reader {
+            parser,
+            depth: 0,
+            fresh: false,
+        }
+    }
+
+    /// What the value here is (`None`: no value can start here).
+    #[inline]
+    pub fn peek(&self) -> Option<Start> {
+        match self.parser.peek()? {
+            b'{' => Some(Start::Object),
+            b'[' => Some(Start::Array),
+            b'"' => Some(Start::String),
+            b'-' | b'0'..=b'9' => Some(Start::Number),
+            b't' | b'f' => Some(Start::Bool),
+            b'n' => Some(Start::Null),
+            _ => None,
+        }
+    }
+
+    /// Enters the object or array here.
+    #[inline]
+    pub fn open(&mut self) -> Result<(), TreeError> {
+        if !matches!(self.parser.peek(), Some(b'{' | b'[')) {
+            return Err(self.parser.error("expected an object or an array"));
+        }
+        if self.depth + 1 >= MAX_DEPTH {
+            return Err(self.parser.error("recursion limit exceeded"));
+        }
+        self.depth += 1;
+        self.parser.at += 1;
+        self.parser.whitespace();
+        self.fresh = true;
+        Ok(())
+    }
+
+    /// The next key of the object being read, with the reader on its value; `None` at the end
+    /// of the object, which is then left.
+    #[inline]
+    pub fn next_key(&mut self) -> Result<Option<Cow<'a, str>>, TreeError> {
+        if !self.more(b'}')? {
+            return Ok(None);
+        }
+        if self.parser.peek() != Some(b'"') {
+            return Err(self.parser.error("expected a key"));
+        }
+        let key = match self.parser.plain_string() {
+            Some(text) => Cow::Borrowed(text),
+            None => self.parser.escaped_string()?,
+        };
+        self.parser.whitespace();
+        self.parser.expect(b':')?;
+        self.parser.whitespace();
+        Ok(Some(key))
+    }
+
+    /// Whether another item of the array being read follows (the reader is then on it); at
+    /// the end, the array is left.
+    #[inline]
+    pub fn next_item(&mut self) -> Result<bool, TreeError> {
+        self.more(b']')
+    }
+
+    /// Steps past the separator before the next member or item, or past the closing `close`.
+    #[inline]
+    fn more(&mut self, close: u8) -> Result<bool, TreeError> {
+        let fresh = std::mem::replace(&mut self.fresh, false);
+        if !fresh {
+            self.parser.whitespace();
+            match self.parser.peek() {
+                Some(b',') => {
+                    self.parser.at += 1;
+                    self.parser.whitespace();
+                    return Ok(true);
+                }
+                Some(byte) if byte == close => {}
+                _ => return Err(self.parser.error("expected a separator or the end")),
+            }
+        } else if self.parser.peek() != Some(close) {
+            return Ok(true);
+        }
+        self.parser.at += 1;
+        self.depth -= 1;
+        Ok(false)
+    }
+
+    /// The string here, unescaped.
+    #[inline]
+    pub fn string(&mut self) -> Result<Cow<'a, str>, TreeError> {
+        if self.parser.peek() != Some(b'"') {
+            return Err(self.parser.error("expected a string"));
+        }
+        match self.parser.plain_string() {
+            Some(text) => Ok(Cow::Borrowed(text)),
+            None => self.parser.escaped_string(),
+        }
+    }
+
+    /// The number here, as the tree keeps it ([`Node::Number`]).
+    pub fn number(&mut self) -> Result<Cow<'a, str>, TreeError> {
+        match self.parser.number()? {
+            Node::Number(text) => Ok(text),
+            _ => Err(self.parser.error("invalid number")),
+        }
+    }
+
+    /// The `true`, `false` or `null` here.
+    pub fn literal(&mut self) -> Result<Node<'a>, TreeError> {
+        let mut node = Node::Null;
+        match self.peek() {
+            Some(Start::Bool | Start::Null) => self.parser.value_into(self.depth, None, &mut node)?,
+            _ => return Err(self.parser.error("expected a value")),
+        }
+        Ok(node)
+    }
+
+    /// The whole value here as a tree, at its depth in the text.
+    pub fn tree(&mut self) -> Result<Node<'a>, TreeError> {
+        self.parser.value(self.depth, Some(&Keep::All))
+    }
+
+    /// Checks that the text ends after the value read.
+    pub fn finish(mut self) -> Result<(), TreeError> {
+        self.parser.whitespace();
+        if self.depth != 0 || self.parser.at != self.parser.text.len() {
+            return Err(self.parser.error("trailing characters"));
+        }
+        Ok(())
+    }
+}
+
 struct Parser<'a> {
     text: &'a str,
     at: usize,
@@ -329,10 +498,12 @@ impl<'a> Parser<'a> {
         TreeError(what.to_owned())
     }
 
+    #[inline]
     fn peek(&self) -> Option<u8> {
         self.text.as_bytes().get(self.at).copied()
     }
 
+    #[inline]
     fn whitespace(&mut self) {
         let bytes = self.text.as_bytes();
         loop {
@@ -351,6 +522,7 @@ impl<'a> Parser<'a> {
         }
     }
 
+    #[inline]
     fn expect(&mut self, byte: u8) -> Result<(), TreeError> {
         if self.peek() == Some(byte) {
             self.at += 1;

@@ -4,6 +4,7 @@
 //! companions of decimals and dates, the `__unmapped` column), so the row builder and `export`
 //! share one layout.
 
+mod columns;
 mod export;
 mod numeric;
 mod place;

@@ -8,9 +8,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock};
 
-use arrow_array::builder::{
-    BooleanBuilder, Decimal128Builder, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
-};
+use arrow_array::builder::StringBuilder;
 use arrow_array::types::{Decimal128Type, Int32Type, Int64Type, TimestampMicrosecondType};
 use arrow_array::{
     ArrayRef, ArrowPrimitiveType, BooleanArray, ListArray, PrimitiveArray, RecordBatch, StringArray,
@@ -19,6 +17,7 @@ use arrow_array::{
 use arrow_buffer::{BooleanBuffer, BooleanBufferBuilder, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, FieldRef, Fields, SchemaRef, TimeUnit};
 
+use super::columns::{BoolColumn, DecimalColumn, InstantColumn, Int32Column, Int64Column, TextColumn};
 use super::numeric::scaled_decimal;
 use super::place::{Place, PlaceBuilder};
 use super::{shape_schema, NUMERIC_PRECISION, NUMERIC_SCALE, UNMAPPED};
@@ -31,6 +30,8 @@ use crate::resource::tree::{Keep, Node, Object};
 use crate::resource::{BundleEnvelope, Rejection, Resource};
 use crate::source::describe_bytes;
 use crate::table::{Table, MAX_BATCH_BYTES, UTC};
+
+mod stream;
 
 /// What the tables of one type share: the shape and the schema, derived once per run when
 /// first needed (a row of the type, or its part file). A run with `--resources all` has 146
@@ -134,6 +135,27 @@ impl Table for ResourceTable {
     fn append(&mut self, resource: &Resource<'_>, diagnostics: &mut Diagnostics) -> Result<bool, Rejection> {
         let entry_rows = resource.envelope.map(|envelope| envelope.entry_rows());
         let entry_rows = entry_rows.as_deref().map_or(&[][..], Vec::as_slice);
+        // Straight from the text (rows/stream.rs), unless the tree is there already (views of
+        // the type built it), the resource is a Bundle with entries elsewhere (its envelope
+        // needs its tree) or too large for a row (refused below).
+        if entry_rows.is_empty() && resource.tree.get().is_none() && resource.raw.len() <= MAX_BATCH_BYTES {
+            let layout = self.layout.clone();
+            let place = Place {
+                container: resource.container.map(|entry| (entry.bundle.key(), entry.entry)),
+                envelope: resource.envelope.map(|envelope| (envelope.key(), entry_rows)),
+            };
+            if self
+                .builder()
+                .append_text(&layout.derived().0, resource.raw, &layout.resource_type, &place)
+            {
+                self.rows += 1;
+                self.raw_bytes += resource.raw.len();
+                if let Some(entry) = resource.container {
+                    entry.bundle.entry_became_row(entry.entry);
+                }
+                return Ok(false);
+            }
+        }
         let envelope_tree;
         let tree = if entry_rows.is_empty() {
             resource.tree(&Keep::All)?
@@ -299,6 +321,10 @@ pub(super) struct RowBuilder {
     scratch: Vec<Vec<(u32, u32)>>,
     /// The all-null columns of members a batch does not reach, kept between batches.
     nulls: NullCache,
+    /// Rows read straight from the text so far (see `stream.rs`), and per nesting level the
+    /// members an object has had (reused between rows).
+    generation: u64,
+    seen: Vec<Vec<u32>>,
 }
 
 impl RowBuilder {
@@ -318,6 +344,8 @@ impl RowBuilder {
             row_unmapped: Vec::new(),
             scratch: Vec::new(),
             nulls: NullCache::default(),
+            generation: 0,
+            seen: Vec::new(),
         }
     }
 
@@ -428,6 +456,10 @@ struct MemberBuilder {
     values: Values,
     /// The member's columns as the schema has them (value first, then companions).
     fields: Vec<FieldRef>,
+    /// The last row read from text that appended to the member, and `filled` and the values'
+    /// length before it: what undoing that row puts back (see `stream.rs`).
+    touched: u64,
+    saved: (usize, usize),
 }
 
 /// Offsets and validity of a repeating member's lists (shared by its value and companion lists).
@@ -439,19 +471,19 @@ struct ListState {
 /// How one member's values are checked and held.
 enum Values {
     /// Any JSON value, as text.
-    Json(StringBuilder),
-    Boolean(BooleanBuilder),
-    Int32(Int32Builder),
-    Int64(Int64Builder),
+    Json(TextColumn),
+    Boolean(BoolColumn),
+    Int32(Int32Column),
+    Int64(Int64Column),
     /// A JSON string.
-    Text(StringBuilder),
+    Text(TextColumn),
     /// A JSON number as written, and its numeric companion.
-    Decimal(StringBuilder, Decimal128Builder),
+    Decimal(TextColumn, DecimalColumn),
     /// A date or time as written, and the first and last instant it can mean.
     Instant {
-        text: StringBuilder,
-        start: TimestampMicrosecondBuilder,
-        end: TimestampMicrosecondBuilder,
+        text: TextColumn,
+        start: InstantColumn,
+        end: InstantColumn,
         allow_time: bool,
     },
     Object(Box<ObjectBuilder>),
@@ -600,7 +632,7 @@ impl MemberBuilder {
     /// The builders of `member`, whose columns are `fields`.
     fn new(member: &Member, fields: &[FieldRef]) -> Self {
         let (values, columns) = match &member.shape {
-            Shape::Json => (Values::Json(text_builder()), 1),
+            Shape::Json => (Values::Json(TextColumn::new()), 1),
             Shape::Primitive(type_code) => primitive_values(type_code),
             Shape::Object(inner) => {
                 let item = item_type(fields[0].data_type(), member.repeats);
@@ -620,6 +652,8 @@ impl MemberBuilder {
             list,
             values,
             fields: fields.to_vec(),
+            touched: 0,
+            saved: (0, 0),
         }
     }
 
@@ -873,27 +907,25 @@ fn column_count(shape: &Shape) -> usize {
 
 /// The builders of a primitive member and how many columns it has.
 fn primitive_values(type_code: &str) -> (Values, usize) {
-    let instant = || TimestampMicrosecondBuilder::with_capacity(0).with_timezone(UTC);
+    let instant = || InstantColumn::new(DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into())));
     match (value_class(type_code), type_code) {
-        (ValueClass::Boolean, _) => (Values::Boolean(BooleanBuilder::with_capacity(0)), 1),
-        (ValueClass::Integer32, _) => (Values::Int32(Int32Builder::with_capacity(0)), 1),
-        (ValueClass::Integer64, _) => (Values::Int64(Int64Builder::with_capacity(0)), 1),
+        (ValueClass::Boolean, _) => (Values::Boolean(BoolColumn::new()), 1),
+        (ValueClass::Integer32, _) => (Values::Int32(Int32Column::new(DataType::Int32)), 1),
+        (ValueClass::Integer64, _) => (Values::Int64(Int64Column::new(DataType::Int64)), 1),
         (ValueClass::Decimal, _) => {
-            let numeric = Decimal128Builder::with_capacity(0)
-                .with_precision_and_scale(NUMERIC_PRECISION, NUMERIC_SCALE)
-                .expect("a valid decimal type");
-            (Values::Decimal(text_builder(), numeric), 2)
+            let numeric = DecimalColumn::new(DataType::Decimal128(NUMERIC_PRECISION, NUMERIC_SCALE));
+            (Values::Decimal(TextColumn::new(), numeric), 2)
         }
         (ValueClass::Text, "date" | "dateTime" | "instant") => (
             Values::Instant {
-                text: text_builder(),
+                text: TextColumn::new(),
                 start: instant(),
                 end: instant(),
                 allow_time: type_code != "date",
             },
             3,
         ),
-        (ValueClass::Text, _) => (Values::Text(text_builder()), 1),
+        (ValueClass::Text, _) => (Values::Text(TextColumn::new()), 1),
     }
 }
 
@@ -933,7 +965,7 @@ impl Values {
             (Values::Json(builder), value) => {
                 // Written straight into the builder's value buffer, then closed as one value.
                 let _ = write!(builder, "{value}");
-                builder.append_value("");
+                builder.close_value();
             }
             (Values::Boolean(builder), Node::Bool(flag)) => builder.append_value(*flag),
             (Values::Int32(builder), Node::Number(text)) => {

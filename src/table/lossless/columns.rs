@@ -1,0 +1,229 @@
+//! The value builders of the resource tables' columns. Arrow's own builders cannot drop values
+//! once appended; these can ([`TextColumn::truncate`], ...), so that a row built straight from
+//! the JSON text (`rows/stream.rs`) can be undone when it turns out to need the tree's way.
+
+use std::fmt;
+
+use arrow_array::types::{Decimal128Type, Int32Type, Int64Type, TimestampMicrosecondType};
+use arrow_array::{ArrowPrimitiveType, BooleanArray, PrimitiveArray, StringArray};
+use arrow_buffer::{BooleanBufferBuilder, Buffer, NullBufferBuilder, OffsetBuffer, ScalarBuffer};
+use arrow_schema::DataType;
+
+/// A Utf8 column in the making. Written to as a `fmt::Write` (JSON text), a value is then
+/// closed with [`TextColumn::close_value`].
+pub(super) struct TextColumn {
+    offsets: Vec<i32>,
+    bytes: Vec<u8>,
+    nulls: NullBufferBuilder,
+}
+
+impl TextColumn {
+    /// Allocates nothing until a value comes: a resource table has thousands of text columns,
+    /// most of which never get one.
+    pub(super) fn new() -> Self {
+        TextColumn {
+            offsets: vec![0],
+            bytes: Vec::new(),
+            nulls: NullBufferBuilder::new(0),
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    pub(super) fn append_value(&mut self, text: &str) {
+        self.bytes.extend_from_slice(text.as_bytes());
+        self.close_value();
+    }
+
+    /// Ends the value written so far (through `fmt::Write`) as the next one.
+    pub(super) fn close_value(&mut self) {
+        let end =
+            i32::try_from(self.bytes.len()).expect("a batch's text stays under 2 GiB (MAX_BATCH_BYTES)");
+        self.offsets.push(end);
+        self.nulls.append_non_null();
+    }
+
+    pub(super) fn append_nulls(&mut self, count: usize) {
+        let end = *self.offsets.last().expect("offsets start with 0");
+        self.offsets.extend(std::iter::repeat_n(end, count));
+        self.nulls.append_n_nulls(count);
+    }
+
+    /// Keeps the first `len` values.
+    pub(super) fn truncate(&mut self, len: usize) {
+        self.offsets.truncate(len + 1);
+        self.bytes.truncate(self.offsets[len] as usize);
+        self.nulls.truncate(len);
+    }
+
+    /// The values so far as an array; the column starts again.
+    pub(super) fn finish(&mut self) -> StringArray {
+        let offsets = OffsetBuffer::new(ScalarBuffer::from(std::mem::replace(&mut self.offsets, vec![0])));
+        let bytes = Buffer::from_vec(std::mem::take(&mut self.bytes));
+        // SAFETY: the bytes are whole `&str`s one after the other (appended or written through
+        // `fmt::Write`, truncated only at a value's end), and each offset is where one ends:
+        // valid UTF-8, cut at character boundaries, offsets rising within the buffer.
+        unsafe { StringArray::new_unchecked(offsets, bytes, self.nulls.finish()) }
+    }
+}
+
+impl fmt::Write for TextColumn {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        self.bytes.extend_from_slice(text.as_bytes());
+        Ok(())
+    }
+}
+
+/// A column of fixed-width values in the making.
+pub(super) struct PrimitiveColumn<T: ArrowPrimitiveType> {
+    values: Vec<T::Native>,
+    nulls: NullBufferBuilder,
+    data_type: DataType,
+}
+
+pub(super) type Int32Column = PrimitiveColumn<Int32Type>;
+pub(super) type Int64Column = PrimitiveColumn<Int64Type>;
+pub(super) type DecimalColumn = PrimitiveColumn<Decimal128Type>;
+pub(super) type InstantColumn = PrimitiveColumn<TimestampMicrosecondType>;
+
+impl<T: ArrowPrimitiveType> PrimitiveColumn<T> {
+    /// A column of `data_type` (one of `T`'s: a decimal's precision, a timestamp's zone).
+    pub(super) fn new(data_type: DataType) -> Self {
+        PrimitiveColumn {
+            values: Vec::new(),
+            nulls: NullBufferBuilder::new(0),
+            data_type,
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub(super) fn append_value(&mut self, value: T::Native) {
+        self.values.push(value);
+        self.nulls.append_non_null();
+    }
+
+    pub(super) fn append_option(&mut self, value: Option<T::Native>) {
+        match value {
+            Some(value) => self.append_value(value),
+            None => self.append_nulls(1),
+        }
+    }
+
+    pub(super) fn append_nulls(&mut self, count: usize) {
+        self.values
+            .extend(std::iter::repeat_n(T::Native::default(), count));
+        self.nulls.append_n_nulls(count);
+    }
+
+    pub(super) fn truncate(&mut self, len: usize) {
+        self.values.truncate(len);
+        self.nulls.truncate(len);
+    }
+
+    pub(super) fn finish(&mut self) -> PrimitiveArray<T> {
+        let values = ScalarBuffer::from(std::mem::take(&mut self.values));
+        PrimitiveArray::<T>::new(values, self.nulls.finish()).with_data_type(self.data_type.clone())
+    }
+}
+
+/// A boolean column in the making.
+pub(super) struct BoolColumn {
+    values: BooleanBufferBuilder,
+    nulls: NullBufferBuilder,
+}
+
+impl BoolColumn {
+    pub(super) fn new() -> Self {
+        BoolColumn {
+            values: BooleanBufferBuilder::new(0),
+            nulls: NullBufferBuilder::new(0),
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub(super) fn append_value(&mut self, value: bool) {
+        self.values.append(value);
+        self.nulls.append_non_null();
+    }
+
+    pub(super) fn append_nulls(&mut self, count: usize) {
+        self.values.append_n(count, false);
+        self.nulls.append_n_nulls(count);
+    }
+
+    pub(super) fn truncate(&mut self, len: usize) {
+        self.values.truncate(len);
+        self.nulls.truncate(len);
+    }
+
+    pub(super) fn finish(&mut self) -> BooleanArray {
+        BooleanArray::new(self.values.finish(), self.nulls.finish())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::Array;
+    use std::fmt::Write as _;
+
+    #[test]
+    fn truncated_columns_are_those_built_without_the_dropped_values() {
+        let mut text = TextColumn::new();
+        text.append_value("a");
+        text.append_nulls(2);
+        let part = "b";
+        write!(text, "{part}-{}", 1).unwrap();
+        text.close_value();
+        text.truncate(2);
+        text.append_value("é");
+        let built = text.finish();
+        assert_eq!(built.len(), 3);
+        assert_eq!(built.value(0), "a");
+        assert!(built.is_null(1) && !built.is_null(2));
+        assert_eq!(built.value(2), "é");
+        assert_eq!(text.finish().len(), 0, "a finished column starts again");
+
+        let mut numbers = Int32Column::new(DataType::Int32);
+        numbers.append_value(1);
+        numbers.append_option(None);
+        numbers.append_value(3);
+        numbers.truncate(1);
+        numbers.append_value(4);
+        let built = numbers.finish();
+        assert_eq!(built.values().as_ref(), &[1, 4]);
+        assert_eq!(built.null_count(), 0);
+
+        let mut flags = BoolColumn::new();
+        flags.append_value(true);
+        flags.append_nulls(1);
+        flags.truncate(1);
+        flags.append_value(false);
+        let built = flags.finish();
+        assert_eq!(
+            (built.value(0), built.value(1), built.null_count()),
+            (true, false, 0)
+        );
+    }
+
+    #[test]
+    fn decimal_and_instant_columns_keep_their_types() {
+        let decimal = DataType::Decimal128(32, 6);
+        let mut numeric = DecimalColumn::new(decimal.clone());
+        numeric.append_value(1_500_000);
+        assert_eq!(numeric.finish().data_type(), &decimal);
+        let instant = DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, Some("UTC".into()));
+        let mut start = InstantColumn::new(instant.clone());
+        start.append_nulls(2);
+        let built = start.finish();
+        assert_eq!((built.data_type(), built.null_count()), (&instant, 2));
+    }
+}

@@ -1,0 +1,653 @@
+//! Rows built straight from the JSON text, without a tree: the way every resource whose members
+//! all fit their columns takes (all of the Synthea and Bulk Data sets measured). Parsing each
+//! resource into a tree, walking it and dropping it was a sixth of a `--resources all` run.
+//!
+//! The text is read in document order and each value goes to its builder as it is read. A row
+//! stops at anything the tree's way handles differently: a key the shape lacks, a value of the
+//! wrong kind (it goes to `__unmapped` there), a repeated key (its last value counts there), a
+//! `resourceType` other than the table's, text that is not JSON. What the row appended is then
+//! undone (each builder it touched keeps its lengths from before the row) and the caller takes
+//! the tree's way, which gives the row or the refusal it always gave.
+
+use std::fmt::Write as _;
+
+use super::{MemberBuilder, ObjectBuilder, Place, RowBuilder, Values};
+use crate::fhir::datetime::instant_bounds;
+use crate::fhir::definitions::{ObjectShape, Shape};
+use crate::resource::tree::{Node, Reader, Start, TreeError};
+use crate::table::lossless::numeric::scaled_decimal;
+
+/// The row takes the tree's way.
+pub(super) struct Detour;
+
+impl From<TreeError> for Detour {
+    fn from(_: TreeError) -> Self {
+        Detour
+    }
+}
+
+/// State of one row's reading shared down the builders.
+struct Stream<'s> {
+    /// Which row this is: a builder touched by it keeps its lengths from before it.
+    generation: u64,
+    /// Per nesting level, the members an object has had so far (reused between rows).
+    seen: &'s mut Vec<Vec<u32>>,
+    depth: usize,
+}
+
+/// Stands for `resourceType` among the members seen at the top level.
+const RESOURCE_TYPE_SEEN: u32 = u32::MAX;
+
+impl RowBuilder {
+    /// Appends one resource of type `resource_type` found at `place` from its JSON `text`;
+    /// `false` when it takes the tree's way instead ([`RowBuilder::append`]), with nothing
+    /// appended. `shape` is the one the builder was made with.
+    pub(in crate::table::lossless) fn append_text(
+        &mut self,
+        shape: &ObjectShape,
+        text: &str,
+        resource_type: &str,
+        place: &Place<'_>,
+    ) -> bool {
+        self.generation += 1;
+        let mut reader = Reader::new(text);
+        let mut stream = Stream {
+            generation: self.generation,
+            seen: &mut self.seen,
+            depth: 0,
+        };
+        let read = self
+            .members
+            .read_members(shape, &mut reader, &mut stream, Some(resource_type))
+            .and_then(|()| Ok(reader.finish()?));
+        if read.is_err() {
+            self.members.undo(self.generation);
+            return false;
+        }
+        self.row_unmapped.clear();
+        self.resource_type.append_value(resource_type);
+        self.members.len += 1;
+        self.unmapped.append(&[]);
+        self.places.append(place);
+        true
+    }
+}
+
+impl ObjectBuilder {
+    /// Reads the object at `reader` into the members' builders. `resource_type`: this is the
+    /// resource itself, whose `resourceType` must be that, once.
+    fn read_members(
+        &mut self,
+        shape: &ObjectShape,
+        reader: &mut Reader<'_>,
+        stream: &mut Stream<'_>,
+        resource_type: Option<&str>,
+    ) -> Result<(), Detour> {
+        if reader.peek() != Some(Start::Object) {
+            return Err(Detour);
+        }
+        reader.open()?;
+        let depth = stream.depth;
+        if stream.seen.len() <= depth {
+            stream.seen.push(Vec::new());
+        }
+        let mut seen = std::mem::take(&mut stream.seen[depth]);
+        seen.clear();
+        stream.depth += 1;
+        let read = self.read_each_member(shape, reader, stream, resource_type, &mut seen);
+        stream.depth -= 1;
+        stream.seen[depth] = seen;
+        read
+    }
+
+    fn read_each_member(
+        &mut self,
+        shape: &ObjectShape,
+        reader: &mut Reader<'_>,
+        stream: &mut Stream<'_>,
+        resource_type: Option<&str>,
+        seen: &mut Vec<u32>,
+    ) -> Result<(), Detour> {
+        let row = self.len;
+        while let Some(key) = reader.next_key()? {
+            let position = match (resource_type, self.index.get(key.as_ref())) {
+                (Some(expected), _) if key == "resourceType" => {
+                    if seen.contains(&RESOURCE_TYPE_SEEN) || reader.peek() != Some(Start::String) {
+                        return Err(Detour);
+                    }
+                    if reader.string()? != expected {
+                        return Err(Detour);
+                    }
+                    seen.push(RESOURCE_TYPE_SEEN);
+                    continue;
+                }
+                (_, Some(&position)) => position,
+                (_, None) => return Err(Detour),
+            };
+            if seen.contains(&position) {
+                return Err(Detour);
+            }
+            seen.push(position);
+            let position = position as usize;
+            let member_shape = &shape.members[position];
+            if self.members[position].is_none() {
+                let member = MemberBuilder::new(member_shape, self.member_fields(position));
+                self.members[position] = Some(Box::new(member));
+            }
+            let member = self.members[position].as_mut().expect("made above");
+            member.touch(stream.generation);
+            member.fill_nulls_to(row);
+            member.read(&member_shape.shape, reader, stream)?;
+        }
+        Ok(())
+    }
+
+    /// Puts back the members touched by row `generation` as they were before it.
+    fn undo(&mut self, generation: u64) {
+        for member in self.members.iter_mut().flatten() {
+            if member.touched == generation {
+                member.restore(generation);
+            }
+        }
+    }
+}
+
+impl MemberBuilder {
+    /// Keeps the member's lengths on its first touch by row `generation`.
+    fn touch(&mut self, generation: u64) {
+        if self.touched != generation {
+            self.touched = generation;
+            self.saved = (self.filled, self.values.len());
+        }
+    }
+
+    fn restore(&mut self, generation: u64) {
+        let (filled, values) = self.saved;
+        self.filled = filled;
+        if let Some(list) = &mut self.list {
+            list.offsets.truncate(filled + 1);
+            list.validity.truncate(filled);
+        }
+        self.values.truncate(values, generation);
+    }
+
+    /// Reads the member's value at `reader` (a list of them, when it repeats).
+    fn read(
+        &mut self,
+        shape: &Shape,
+        reader: &mut Reader<'_>,
+        stream: &mut Stream<'_>,
+    ) -> Result<(), Detour> {
+        if self.list.is_none() {
+            self.values.read(shape, reader, stream)?;
+            self.filled += 1;
+            return Ok(());
+        }
+        if reader.peek() != Some(Start::Array) {
+            return Err(Detour);
+        }
+        reader.open()?;
+        let mut items = 0;
+        while reader.next_item()? {
+            if reader.peek() == Some(Start::Null) {
+                reader.literal()?;
+                self.values.append_nulls(1);
+            } else {
+                self.values.read(shape, reader, stream)?;
+            }
+            items += 1;
+        }
+        let list = self.list.as_mut().expect("checked above");
+        let end = list.offsets.last().copied().unwrap_or(0) + items;
+        list.offsets.push(end);
+        list.validity.append(true);
+        self.filled += 1;
+        Ok(())
+    }
+}
+
+impl Values {
+    /// Values appended so far (each companion has as many).
+    fn len(&self) -> usize {
+        match self {
+            Values::Json(column) | Values::Text(column) | Values::Decimal(column, _) => column.len(),
+            Values::Instant { text, .. } => text.len(),
+            Values::Boolean(column) => column.len(),
+            Values::Int32(column) => column.len(),
+            Values::Int64(column) => column.len(),
+            Values::Object(object) => object.len,
+        }
+    }
+
+    /// Keeps the first `len` values; an object's members touched by row `generation` are put
+    /// back too.
+    fn truncate(&mut self, len: usize, generation: u64) {
+        match self {
+            Values::Json(column) | Values::Text(column) => column.truncate(len),
+            Values::Boolean(column) => column.truncate(len),
+            Values::Int32(column) => column.truncate(len),
+            Values::Int64(column) => column.truncate(len),
+            Values::Decimal(text, numeric) => {
+                text.truncate(len);
+                numeric.truncate(len);
+            }
+            Values::Instant { text, start, end, .. } => {
+                text.truncate(len);
+                start.truncate(len);
+                end.truncate(len);
+            }
+            Values::Object(object) => {
+                object.len = len;
+                object.validity.truncate(len);
+                object.undo(generation);
+            }
+        }
+    }
+
+    /// Reads one value (not `null`, but for JSON text) at `reader`, as [`Values::fits`] and
+    /// [`Values::append`] take it from a tree.
+    fn read(
+        &mut self,
+        shape: &Shape,
+        reader: &mut Reader<'_>,
+        stream: &mut Stream<'_>,
+    ) -> Result<(), Detour> {
+        match (self, reader.peek()) {
+            (Values::Json(column), Some(_)) => {
+                let value = reader.tree()?;
+                let _ = write!(column, "{value}");
+                column.close_value();
+            }
+            (Values::Boolean(column), Some(Start::Bool)) => {
+                let Node::Bool(flag) = reader.literal()? else {
+                    return Err(Detour);
+                };
+                column.append_value(flag);
+            }
+            (Values::Int32(column), Some(Start::Number)) => {
+                let text = reader.number()?;
+                column.append_value(super::canonical_integer::<i32>(&text).ok_or(Detour)?);
+            }
+            (Values::Int64(column), Some(Start::Number)) => {
+                let text = reader.number()?;
+                column.append_value(super::canonical_integer::<i64>(&text).ok_or(Detour)?);
+            }
+            (Values::Text(column), Some(Start::String)) => column.append_value(&reader.string()?),
+            (Values::Decimal(text_column, numeric), Some(Start::Number)) => {
+                let text = reader.number()?;
+                text_column.append_value(&text);
+                numeric.append_option(scaled_decimal(&text));
+            }
+            (
+                Values::Instant {
+                    text: text_column,
+                    start,
+                    end,
+                    allow_time,
+                },
+                Some(Start::String),
+            ) => {
+                let text = reader.string()?;
+                text_column.append_value(&text);
+                let bounds = instant_bounds(&text, *allow_time);
+                start.append_option(bounds.map(|(first, _)| first));
+                end.append_option(bounds.map(|(_, last)| last));
+            }
+            (Values::Object(object), Some(Start::Object)) => {
+                let Shape::Object(inner) = shape else {
+                    unreachable!("an object builder is made from an object shape");
+                };
+                object.read_members(inner, reader, stream, None)?;
+                object.validity.append(true);
+                object.len += 1;
+            }
+            _ => return Err(Detour),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use arrow_array::RecordBatch;
+
+    use super::super::RowBuilder;
+    use super::Place;
+    use crate::fhir::definitions::{definitions, TreeOptions};
+    use crate::resource::tree::{self, Node};
+    use crate::table::lossless::shape_schema;
+
+    /// Every resource of the fixtures, by type: NDJSON lines, single resources and the entries
+    /// of Bundles (at any depth), as text.
+    fn fixture_resources() -> BTreeMap<String, Vec<String>> {
+        fn add(value: &serde_json::Value, found: &mut BTreeMap<String, Vec<String>>) {
+            let Some(resource_type) = value.get("resourceType").and_then(|t| t.as_str()) else {
+                return;
+            };
+            for entry in value
+                .get("entry")
+                .and_then(|e| e.as_array())
+                .into_iter()
+                .flatten()
+            {
+                if let Some(resource) = entry.get("resource") {
+                    add(resource, found);
+                }
+            }
+            let text = serde_json::to_string(value).unwrap();
+            found.entry(resource_type.to_owned()).or_default().push(text);
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+        let mut found = BTreeMap::new();
+        for folder in ["lossless", "ndjson", "fhir-examples", "handmade"] {
+            let mut files: Vec<_> = std::fs::read_dir(root.join(folder))
+                .unwrap()
+                .map(|entry| entry.unwrap().path())
+                .collect();
+            files.sort();
+            for file in files {
+                let name = file.to_string_lossy().into_owned();
+                if !(name.ends_with(".json") || name.ends_with(".ndjson")) {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&file).unwrap();
+                let documents: Vec<&str> = if name.ends_with(".ndjson") {
+                    text.lines().filter(|line| !line.trim().is_empty()).collect()
+                } else {
+                    vec![text.as_str()]
+                };
+                for document in documents {
+                    let value: serde_json::Value = serde_json::from_str(document).unwrap();
+                    add(&value, &mut found);
+                }
+            }
+        }
+        found
+    }
+
+    /// Rows of `resource_type` from `texts`, each read from its text where it can be (the tree's
+    /// way where not) or, with `stream` false, each from its tree; and how many were read from
+    /// text. A text that is not a resource of the type is left out, as the table refuses it.
+    fn rows(resource_type: &str, texts: &[String], stream: bool) -> (RecordBatch, usize) {
+        let options = TreeOptions::default();
+        let shape = definitions().resource_shape(resource_type, options).unwrap();
+        let schema = Arc::new(shape_schema(resource_type, options, &shape));
+        let mut builder = RowBuilder::new(&shape, &schema);
+        let place = Place {
+            container: None,
+            envelope: None,
+        };
+        let mut streamed = 0;
+        for text in texts {
+            if stream && builder.append_text(&shape, text, resource_type, &place) {
+                streamed += 1;
+                continue;
+            }
+            let Ok(Node::Object(object)) = tree::parse(text) else {
+                continue;
+            };
+            if object.get("resourceType").and_then(Node::as_str) != Some(resource_type) {
+                continue;
+            }
+            builder.append(&shape, &object, &place);
+        }
+        (builder.finish(schema), streamed)
+    }
+
+    /// Rows the resource tables could not read from the text, each after rows that could and
+    /// before others, so that each undo is followed by more rows in the same builders.
+    fn detours() -> Vec<(&'static str, &'static str)> {
+        vec![
+            (
+                "Patient",
+                r#"{"resourceType":"Patient","id":"a","name":[{"family":"F","given":["G"]}],"nickname":"x"}"#,
+            ),
+            (
+                "Patient",
+                r#"{"resourceType":"Patient","id":"b","name":[{"given":["G"]},{"given":[1]}]}"#,
+            ),
+            (
+                "Patient",
+                r#"{"resourceType":"Patient","id":"c","active":true,"active":false}"#,
+            ),
+            (
+                "Patient",
+                r#"{"resourceType":"Patient","id":"d","birthDate":"2000-01-01","gender":null}"#,
+            ),
+            (
+                "Patient",
+                r#"{"resourceType":"Patient","id":"e","resourceType":"Patient"}"#,
+            ),
+            (
+                "Patient",
+                r#"{"resourceType":"Patient","id":"f","multipleBirthInteger":1.0}"#,
+            ),
+            (
+                "Patient",
+                r#"{"resourceType":"Patient","id":"g","telecom":[{"system":"phone"}]} x"#,
+            ),
+            (
+                "Patient",
+                r#"{"resourceType":"Patient","id":"h","contact":[{"name":{"given":["A"]}},{"name":{"given":"B"}}]}"#,
+            ),
+            ("Patient", r#"{"resourceType":"Observation","id":"i"}"#),
+            (
+                "Observation",
+                r#"{"resourceType":"Observation","id":"j","status":"final","code":{"text":"t"},"valueQuantity":{"value":"1.5"}}"#,
+            ),
+            (
+                "Observation",
+                r#"{"resourceType":"Observation","id":"k","component":[{"code":{"coding":[{"code":"a"}]}},{"code":{"coding":[{"code":"b","userSelected":"yes"}]}}]}"#,
+            ),
+        ]
+    }
+
+    #[test]
+    fn rows_read_from_text_are_the_rows_of_the_tree() {
+        let mut resources = fixture_resources();
+        for (resource_type, text) in detours() {
+            let texts = resources.entry(resource_type.to_owned()).or_default();
+            let middle = texts.len() / 2;
+            texts.insert(middle, text.to_owned());
+        }
+        let mut streamed_in_all = 0;
+        let mut rows_in_all = 0;
+        for (resource_type, texts) in &resources {
+            let Some(_) = definitions().resource_shape(resource_type, TreeOptions::default()) else {
+                continue;
+            };
+            let (from_text, streamed) = rows(resource_type, texts, true);
+            let (from_tree, none) = rows(resource_type, texts, false);
+            assert_eq!(none, 0);
+            assert_eq!(from_text, from_tree, "{resource_type}");
+            streamed_in_all += streamed;
+            rows_in_all += from_tree.num_rows();
+        }
+        // Most fixtures fit their columns; the hand-made round-trip fixtures and the detours
+        // above do not.
+        assert!(
+            streamed_in_all * 10 > rows_in_all * 8,
+            "{streamed_in_all} of {rows_in_all}"
+        );
+        assert!(streamed_in_all < rows_in_all);
+    }
+
+    #[test]
+    fn every_detour_is_undone_whole() {
+        for (resource_type, detour) in detours() {
+            let before = r#"{"resourceType":"Patient","id":"1","name":[{"family":"A","given":["B","C"]}],"contact":[{"name":{"given":["D"]}}],"active":true,"multipleBirthInteger":2}"#;
+            let after = r#"{"resourceType":"Patient","id":"2","name":[{"given":["E"]},{"family":"F"}],"contact":[{"name":{"family":"G"}}],"birthDate":"1990-05"}"#;
+            let (before, after) = if resource_type == "Patient" {
+                (before.to_owned(), after.to_owned())
+            } else {
+                let observation = |id: &str| {
+                    format!(
+                        r#"{{"resourceType":"Observation","id":"{id}","component":[{{"code":{{"coding":[{{"code":"x","userSelected":true}}]}}}}],"valueQuantity":{{"value":2.50}}}}"#
+                    )
+                };
+                (observation("1"), observation("2"))
+            };
+            let texts = vec![before, detour.to_owned(), after];
+            let (from_text, streamed) = rows(resource_type, &texts, true);
+            let (from_tree, _) = rows(resource_type, &texts, false);
+            assert_eq!(streamed, 2, "{detour}");
+            assert_eq!(from_text, from_tree, "{detour}");
+        }
+    }
+
+    /// JSON text of any value, with the keys of Patient's elements and others, repeated keys,
+    /// and numbers and dates of every form the columns treat apart.
+    fn value_text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        leaf_text().prop_recursive(4, 40, 5, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4)
+                    .prop_map(|items| format!("[{}]", items.join(","))),
+                proptest::collection::vec((key(), inner), 0..4).prop_map(|members| {
+                    let members: Vec<String> = members.iter().map(|(k, v)| format!("\"{k}\": {v}")).collect();
+                    format!("{{{}}}", members.join(","))
+                }),
+            ]
+        })
+    }
+
+    fn leaf_text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just("null".to_owned()),
+            Just("true".to_owned()),
+            Just("false".to_owned()),
+            prop_oneof![
+                Just("1"),
+                Just("-0"),
+                Just("1.0"),
+                Just("1.50"),
+                Just("1E2"),
+                Just("2147483648"),
+                Just("-12"),
+            ]
+            .prop_map(str::to_owned),
+            prop_oneof![
+                Just("2020"),
+                Just("2020-02-29"),
+                Just("2020-01-01T10:00:00+02:00"),
+                Just("x\\u00e9\\n"),
+                Just("home"),
+            ]
+            .prop_map(|text| format!("\"{text}\"")),
+        ]
+    }
+
+    fn key() -> impl proptest::strategy::Strategy<Value = &'static str> {
+        proptest::sample::select(vec![
+            "id",
+            "active",
+            "gender",
+            "birthDate",
+            "_birthDate",
+            "name",
+            "family",
+            "given",
+            "use",
+            "telecom",
+            "system",
+            "value",
+            "contact",
+            "extension",
+            "url",
+            "valueString",
+            "valueDecimal",
+            "multipleBirthInteger",
+            "deceasedDateTime",
+            "period",
+            "start",
+            "text",
+            "nickname",
+            "resourceType",
+        ])
+    }
+
+    /// A member of Patient by its definition, with leaves of any kind (mostly the right one).
+    fn patient_member() -> impl proptest::strategy::Strategy<Value = (String, String)> {
+        use proptest::prelude::*;
+        let text = || prop_oneof![4 => "[a-z\u{e9}]{0,5}".prop_map(|t| format!("\"{t}\"")), 1 => leaf_text()];
+        let date = || {
+            prop_oneof![
+                4 => proptest::sample::select(vec!["\"2020\"", "\"1999-12\"", "\"2020-02-29\"", "\"2021-02-29\"", "\"2020-01-01T10:00:00+02:00\""]).prop_map(str::to_owned),
+                1 => leaf_text(),
+            ]
+        };
+        let list = |item: BoxedStrategy<String>| {
+            proptest::collection::vec(prop_oneof![6 => item, 1 => Just("null".to_owned())], 0..3)
+                .prop_map(|items| format!("[{}]", items.join(",")))
+        };
+        let name = (text(), list(text().boxed()), text()).prop_map(|(family, given, use_)| {
+            format!(r#"{{"family":{family},"given":{given},"use":{use_}}}"#)
+        });
+        let telecom =
+            (text(), text()).prop_map(|(system, value)| format!(r#"{{"system":{system},"value":{value}}}"#));
+        let extension = (text(), leaf_text(), proptest::bool::ANY).prop_map(|(url, value, decimal)| {
+            let kind = if decimal { "valueDecimal" } else { "valueString" };
+            format!(r#"{{"url":{url},"{kind}":{value}}}"#)
+        });
+        prop_oneof![
+            text().prop_map(|v| ("id".to_owned(), v)),
+            leaf_text().prop_map(|v| ("active".to_owned(), v)),
+            text().prop_map(|v| ("gender".to_owned(), v)),
+            date().prop_map(|v| ("birthDate".to_owned(), v)),
+            date().prop_map(|v| ("deceasedDateTime".to_owned(), v)),
+            leaf_text().prop_map(|v| ("multipleBirthInteger".to_owned(), v)),
+            list(name.boxed()).prop_map(|v| ("name".to_owned(), v)),
+            list(telecom.boxed()).prop_map(|v| ("telecom".to_owned(), v)),
+            list(extension.boxed()).prop_map(|v| ("extension".to_owned(), v)),
+        ]
+    }
+
+    /// A Patient's text: its members, then maybe one byte cut or put in.
+    fn patient_text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let any_member =
+            (key(), prop_oneof![2 => leaf_text(), 1 => value_text()]).prop_map(|(k, v)| (k.to_owned(), v));
+        let members = proptest::collection::vec(prop_oneof![3 => patient_member(), 1 => any_member], 0..6);
+        let change = proptest::option::weighted(
+            0.2,
+            (
+                0usize..400,
+                proptest::sample::select(vec!["", "\"", "{", "]", ",", "\\u", " "]),
+            ),
+        );
+        (members, change).prop_map(|(members, change)| {
+            let members: Vec<String> = members.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+            let mut text = format!("{{\"resourceType\":\"Patient\",{}}}", members.join(","));
+            text = text.replace(",}", "}");
+            if let Some((at, put)) = change {
+                let at = at % (text.len() + 1);
+                if text.is_char_boundary(at) {
+                    if put.is_empty() {
+                        text.truncate(at);
+                    } else {
+                        text.insert_str(at, put);
+                    }
+                }
+            }
+            text
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(1000))]
+
+        /// Any run of Patient texts, valid or not: the rows read from text where they can be,
+        /// the tree's way where not, are the rows of the tree.
+        #[test]
+        fn any_texts_give_the_rows_of_the_tree(texts in proptest::collection::vec(patient_text(), 1..5)) {
+            let (from_text, _) = rows("Patient", &texts, true);
+            let (from_tree, _) = rows("Patient", &texts, false);
+            proptest::prop_assert_eq!(from_text, from_tree);
+        }
+    }
+}
