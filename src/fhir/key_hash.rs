@@ -4,7 +4,9 @@
 //! promised) but SipHash-1-3 with both keys zero, from the `siphasher` crate, fed a fixed byte
 //! encoding: a text is its UTF-8 bytes followed by `0xff` (a byte no UTF-8 text holds, so
 //! consecutive texts cannot run into each other). These are the digests `DefaultHasher` gave
-//! through Rust 1.95, so state files written before stay valid; the tests pin them.
+//! through Rust 1.95, so state files written before stay valid; the tests pin them. A long text
+//! (a whole Bundle, for its key in the resource tables) goes in as its XXH3-64 digest
+//! ([`KeyHasher::long_text`]), a published algorithm as fixed as SipHash.
 //!
 //! Beside them, [`FastHash`]: the hasher of in-memory maps keyed by input text, which is never
 //! kept and may change.
@@ -63,10 +65,10 @@ impl KeyHasher {
         self.0.write(&[byte]);
     }
 
-    /// Adds a long text by its XXH3 digest (fed as 8 bytes), not byte by byte: XXH3 reads about
-    /// ten times as fast as SipHash, which over the text of every Bundle was 2.4% of a
-    /// `--resources all` run. XXH3-64 is a published algorithm with fixed test vectors, so its
-    /// digests hold between runs and releases like SipHash's.
+    /// Adds a long text by its XXH3 digest (fed as 8 bytes), not byte by byte: SipHash over the
+    /// text of every Bundle was 2.4% of a `--resources all` run, XXH3 (vectorised where the CPU
+    /// allows) a fraction of that. XXH3-64 is a published algorithm with fixed test vectors, so
+    /// its digests hold between runs and releases like SipHash's.
     pub fn long_text(&mut self, text: &str) {
         let digest = twox_hash::XxHash3_64::oneshot(text.as_bytes());
         self.0.write(&digest.to_le_bytes());

@@ -410,6 +410,9 @@ impl<'a> Reader<'a> {
     /// Steps past the separator before the next member or item, or past the closing `close`.
     #[inline]
     fn more(&mut self, close: u8) -> Result<bool, TreeError> {
+        if self.depth == 0 {
+            return Err(self.parser.error("not in an object or array"));
+        }
         let fresh = std::mem::replace(&mut self.fresh, false);
         if !fresh {
             self.parser.whitespace();
@@ -417,6 +420,9 @@ impl<'a> Reader<'a> {
                 Some(b',') => {
                     self.parser.at += 1;
                     self.parser.whitespace();
+                    if self.parser.peek() == Some(close) {
+                        return Err(self.parser.error("expected a value"));
+                    }
                     return Ok(true);
                 }
                 Some(byte) if byte == close => {}
@@ -1026,20 +1032,110 @@ mod tests {
         assert_eq!(parse(&bundle).unwrap_err(), error);
     }
 
+    /// The whole text read through a [`Reader`], driven as a caller would, into a tree.
+    fn read_all(text: &str) -> Result<Node<'_>, TreeError> {
+        fn value<'a>(reader: &mut Reader<'a>) -> Result<Node<'a>, TreeError> {
+            match reader.peek() {
+                Some(Start::Object) => {
+                    reader.open()?;
+                    let mut members = Vec::new();
+                    while let Some(key) = reader.next_key()? {
+                        members.push((key, value(reader)?));
+                    }
+                    Ok(Node::Object(Object(members)))
+                }
+                Some(Start::Array) => {
+                    reader.open()?;
+                    let mut items = Vec::new();
+                    while reader.next_item()? {
+                        items.push(value(reader)?);
+                    }
+                    Ok(Node::Array(items))
+                }
+                Some(Start::String) => Ok(Node::String(reader.string()?)),
+                Some(Start::Number) => Ok(Node::Number(reader.number()?)),
+                Some(Start::Bool | Start::Null) => reader.literal(),
+                None => Err(TreeError("expected a value".to_owned())),
+            }
+        }
+        let mut reader = Reader::new(text);
+        let node = value(&mut reader)?;
+        reader.finish()?;
+        Ok(node)
+    }
+
+    /// The reader accepts exactly what the tree accepts, and reads the same values.
+    fn same_as_tree(text: &str) {
+        let read = read_all(text).map(|node| node.to_string());
+        let parsed = parse(text).map(|node| node.to_string());
+        assert_eq!(read.is_ok(), parsed.is_ok(), "{text:?}: {read:?} {parsed:?}");
+        if let (Ok(read), Ok(parsed)) = (read, parsed) {
+            assert_eq!(read, parsed, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn the_reader_takes_what_the_tree_takes() {
+        for text in [
+            "{}",
+            "[]",
+            "{,}",
+            "[,]",
+            "[1,]",
+            "{\"a\":1,}",
+            "{\"a\" 1}",
+            "{\"a\":}",
+            "[1 2]",
+            "{\"a\":1 \"b\":2}",
+            "[",
+            "{\"a\"",
+            "[1,",
+            " [ 1 , { \"a\" : [ ] } ] ",
+            "[1] x",
+            "\"a\\u0041\"",
+            "1E5",
+            "-",
+            "nul",
+            "{\"a\":{\"b\":[true,false,null,1.5e-3,\"\\ud83d\\ude00\"]}}",
+            "\"\\ud800\"",
+        ] {
+            same_as_tree(text);
+        }
+        // The nesting limit, by arrays and by objects.
+        for depth in 125..=129 {
+            same_as_tree(&format!("{}{}", "[".repeat(depth), "]".repeat(depth)));
+            same_as_tree(&format!("{}1{}", "{\"a\":".repeat(depth), "}".repeat(depth)));
+        }
+    }
+
+    #[test]
+    fn a_reader_out_of_any_object_or_array_refuses_to_step() {
+        let mut reader = Reader::new("1");
+        assert!(reader.next_key().is_err());
+        assert!(reader.next_item().is_err());
+        let mut reader = Reader::new("[]");
+        reader.open().unwrap();
+        assert!(!reader.next_item().unwrap());
+        assert!(reader.next_item().is_err());
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::test_runner::Config::with_cases(3000))]
 
         /// Any text over JSON's alphabet: the tree accepts exactly what serde_json accepts, and
-        /// gives the same JSON back.
+        /// gives the same JSON back; so does the reader.
         #[test]
         fn any_text_is_read_as_serde_json_reads_it(text in r#"[\[\]{}",:0-9eE.+\-tfrunals \\/bu\u{e9}\u{1}]{0,40}"#) {
             same_as_serde(&text);
+            same_as_tree(&text);
         }
 
-        /// Valid JSON of any shape, written by serde_json, reads back equal.
+        /// Valid JSON of any shape, written by serde_json, reads back equal (tree and reader).
         #[test]
         fn any_json_value_reads_back(value in json_value()) {
             same_as_serde(&value.to_string());
+            same_as_tree(&value.to_string());
+            same_as_tree(&serde_json::to_string_pretty(&value).unwrap());
         }
 
         /// Bundles of any entries, as text with whitespace and repeated keys in the resources:

@@ -425,7 +425,8 @@ fn write_columns(
 
 /// Does every job of `jobs` with `work` on `threads` threads (the caller's one of them), taking
 /// them in order from a shared queue; each thread keeps a state of its own, made by `state`.
-/// The first error is returned once every thread has stopped.
+/// After a job fails no thread takes another; an error is returned (the caller's own, else the
+/// first helper's) once every thread has stopped.
 fn on_threads<J: Send, S>(
     threads: usize,
     jobs: Vec<J>,
@@ -433,15 +434,20 @@ fn on_threads<J: Send, S>(
     work: impl Fn(&mut S, J) -> Result<()> + Sync,
 ) -> Result<()> {
     let queue = std::sync::Mutex::new(jobs.into_iter());
+    let failed = std::sync::atomic::AtomicBool::new(false);
     let run = || -> Result<()> {
         let mut own = state();
-        loop {
+        while !failed.load(Ordering::Relaxed) {
             let job = queue.lock().expect("no thread panics holding the queue").next();
             let Some(job) = job else {
                 return Ok(());
             };
-            work(&mut own, job)?;
+            if let Err(error) = work(&mut own, job) {
+                failed.store(true, Ordering::Relaxed);
+                return Err(error);
+            }
         }
+        Ok(())
     };
     if threads <= 1 {
         return run();

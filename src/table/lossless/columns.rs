@@ -1,5 +1,5 @@
 //! The value builders of the resource tables' columns. Arrow's own builders cannot drop values
-//! once appended; these can ([`TextColumn::truncate`], ...), so that a row built straight from
+//! once appended; these can ([`ValueColumn::truncate`]), so that a row built straight from
 //! the JSON text (`rows/stream.rs`) can be undone when it turns out to need the tree's way.
 
 use std::fmt;
@@ -8,6 +8,14 @@ use arrow_array::types::{Decimal128Type, Int32Type, Int64Type, TimestampMicrosec
 use arrow_array::{ArrowPrimitiveType, BooleanArray, PrimitiveArray, StringArray};
 use arrow_buffer::{BooleanBufferBuilder, Buffer, NullBufferBuilder, OffsetBuffer, ScalarBuffer};
 use arrow_schema::DataType;
+
+/// What each column of a member's values does alike, whatever its type: a primitive member's
+/// value column and its companions take their nulls, and lose an undone row's values, together.
+pub(super) trait ValueColumn {
+    fn append_nulls(&mut self, count: usize);
+    /// Keeps the first `len` values.
+    fn truncate(&mut self, len: usize);
+}
 
 /// A Utf8 column in the making. Written to as a `fmt::Write` (JSON text), a value is then
 /// closed with [`TextColumn::close_value`].
@@ -28,10 +36,12 @@ impl TextColumn {
         }
     }
 
+    /// Values so far, nulls included (each companion column of a member has as many).
     pub(super) fn len(&self) -> usize {
         self.offsets.len() - 1
     }
 
+    /// Appends one value (a string unescaped, a number as the tree keeps it).
     pub(super) fn append_value(&mut self, text: &str) {
         self.bytes.extend_from_slice(text.as_bytes());
         self.close_value();
@@ -45,27 +55,34 @@ impl TextColumn {
         self.nulls.append_non_null();
     }
 
-    pub(super) fn append_nulls(&mut self, count: usize) {
+    /// The values so far as an array; the column starts again.
+    pub(super) fn finish(&mut self) -> StringArray {
+        let offsets = OffsetBuffer::new(ScalarBuffer::from(std::mem::replace(&mut self.offsets, vec![0])));
+        let bytes = Buffer::from_vec(std::mem::take(&mut self.bytes));
+        let nulls = self.nulls.finish();
+        // Checked where tests run (debug builds): the proptests of the row builder go through it.
+        if cfg!(debug_assertions) {
+            return StringArray::new(offsets, bytes, nulls);
+        }
+        // SAFETY: the bytes are whole `&str`s one after the other (appended or written through
+        // `fmt::Write`, truncated only at a value's end), and each offset is where one ends:
+        // valid UTF-8, cut at character boundaries, offsets rising within the buffer. Checking
+        // it again would read every text of the batch once more.
+        unsafe { StringArray::new_unchecked(offsets, bytes, nulls) }
+    }
+}
+
+impl ValueColumn for TextColumn {
+    fn append_nulls(&mut self, count: usize) {
         let end = *self.offsets.last().expect("offsets start with 0");
         self.offsets.extend(std::iter::repeat_n(end, count));
         self.nulls.append_n_nulls(count);
     }
 
-    /// Keeps the first `len` values.
-    pub(super) fn truncate(&mut self, len: usize) {
+    fn truncate(&mut self, len: usize) {
         self.offsets.truncate(len + 1);
         self.bytes.truncate(self.offsets[len] as usize);
         self.nulls.truncate(len);
-    }
-
-    /// The values so far as an array; the column starts again.
-    pub(super) fn finish(&mut self) -> StringArray {
-        let offsets = OffsetBuffer::new(ScalarBuffer::from(std::mem::replace(&mut self.offsets, vec![0])));
-        let bytes = Buffer::from_vec(std::mem::take(&mut self.bytes));
-        // SAFETY: the bytes are whole `&str`s one after the other (appended or written through
-        // `fmt::Write`, truncated only at a value's end), and each offset is where one ends:
-        // valid UTF-8, cut at character boundaries, offsets rising within the buffer.
-        unsafe { StringArray::new_unchecked(offsets, bytes, self.nulls.finish()) }
     }
 }
 
@@ -83,6 +100,7 @@ pub(super) struct PrimitiveColumn<T: ArrowPrimitiveType> {
     data_type: DataType,
 }
 
+/// The columns of FHIR's integers, decimals' numeric companions and instants' bounds.
 pub(super) type Int32Column = PrimitiveColumn<Int32Type>;
 pub(super) type Int64Column = PrimitiveColumn<Int64Type>;
 pub(super) type DecimalColumn = PrimitiveColumn<Decimal128Type>;
@@ -98,15 +116,19 @@ impl<T: ArrowPrimitiveType> PrimitiveColumn<T> {
         }
     }
 
+    /// Values so far, nulls included.
     pub(super) fn len(&self) -> usize {
         self.values.len()
     }
 
+    /// Appends one present value.
     pub(super) fn append_value(&mut self, value: T::Native) {
         self.values.push(value);
         self.nulls.append_non_null();
     }
 
+    /// Appends a value, or a null where a companion has none (a decimal beyond its range, a
+    /// date that is not one).
     pub(super) fn append_option(&mut self, value: Option<T::Native>) {
         match value {
             Some(value) => self.append_value(value),
@@ -114,20 +136,23 @@ impl<T: ArrowPrimitiveType> PrimitiveColumn<T> {
         }
     }
 
-    pub(super) fn append_nulls(&mut self, count: usize) {
+    /// The values so far as an array of the column's type; the column starts again.
+    pub(super) fn finish(&mut self) -> PrimitiveArray<T> {
+        let values = ScalarBuffer::from(std::mem::take(&mut self.values));
+        PrimitiveArray::<T>::new(values, self.nulls.finish()).with_data_type(self.data_type.clone())
+    }
+}
+
+impl<T: ArrowPrimitiveType> ValueColumn for PrimitiveColumn<T> {
+    fn append_nulls(&mut self, count: usize) {
         self.values
             .extend(std::iter::repeat_n(T::Native::default(), count));
         self.nulls.append_n_nulls(count);
     }
 
-    pub(super) fn truncate(&mut self, len: usize) {
+    fn truncate(&mut self, len: usize) {
         self.values.truncate(len);
         self.nulls.truncate(len);
-    }
-
-    pub(super) fn finish(&mut self) -> PrimitiveArray<T> {
-        let values = ScalarBuffer::from(std::mem::take(&mut self.values));
-        PrimitiveArray::<T>::new(values, self.nulls.finish()).with_data_type(self.data_type.clone())
     }
 }
 
@@ -138,6 +163,7 @@ pub(super) struct BoolColumn {
 }
 
 impl BoolColumn {
+    /// Allocates nothing until a value comes.
     pub(super) fn new() -> Self {
         BoolColumn {
             values: BooleanBufferBuilder::new(0),
@@ -145,27 +171,32 @@ impl BoolColumn {
         }
     }
 
+    /// Values so far, nulls included.
     pub(super) fn len(&self) -> usize {
         self.values.len()
     }
 
+    /// Appends one present value.
     pub(super) fn append_value(&mut self, value: bool) {
         self.values.append(value);
         self.nulls.append_non_null();
     }
 
-    pub(super) fn append_nulls(&mut self, count: usize) {
+    /// The values so far as an array; the column starts again.
+    pub(super) fn finish(&mut self) -> BooleanArray {
+        BooleanArray::new(self.values.finish(), self.nulls.finish())
+    }
+}
+
+impl ValueColumn for BoolColumn {
+    fn append_nulls(&mut self, count: usize) {
         self.values.append_n(count, false);
         self.nulls.append_n_nulls(count);
     }
 
-    pub(super) fn truncate(&mut self, len: usize) {
+    fn truncate(&mut self, len: usize) {
         self.values.truncate(len);
         self.nulls.truncate(len);
-    }
-
-    pub(super) fn finish(&mut self) -> BooleanArray {
-        BooleanArray::new(self.values.finish(), self.nulls.finish())
     }
 }
 

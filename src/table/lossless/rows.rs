@@ -1,7 +1,8 @@
-//! The row builder of the lossless resource tables: a resource's JSON tree into Arrow arrays by
-//! the shape of its type (docs/LOSSLESS.md, "Mapping"). The builders form a tree that mirrors the
-//! shape, built once per table and worker; a member the resource lacks costs one null per column
-//! outside lists, and nothing below a missing list.
+//! The row builder of the lossless resource tables: a resource into Arrow arrays by the shape of
+//! its type (docs/LOSSLESS.md, "Mapping"), straight from its text (`stream.rs`) or, for what the
+//! text's way leaves (unmapped members, repeated keys, refusals), from its JSON tree (here). The
+//! builders form a tree that mirrors the shape, built once per table and worker; a member the
+//! resource lacks costs one null per column outside lists, and nothing below a missing list.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -17,7 +18,9 @@ use arrow_array::{
 use arrow_buffer::{BooleanBuffer, BooleanBufferBuilder, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, FieldRef, Fields, SchemaRef, TimeUnit};
 
-use super::columns::{BoolColumn, DecimalColumn, InstantColumn, Int32Column, Int64Column, TextColumn};
+use super::columns::{
+    BoolColumn, DecimalColumn, InstantColumn, Int32Column, Int64Column, TextColumn, ValueColumn,
+};
 use super::numeric::scaled_decimal;
 use super::place::{Place, PlaceBuilder};
 use super::{shape_schema, NUMERIC_PRECISION, NUMERIC_SCALE, UNMAPPED};
@@ -106,56 +109,16 @@ impl ResourceTable {
         self.layout.options
     }
 
-    fn builder(&mut self) -> &mut RowBuilder {
-        let layout = &self.layout;
-        self.builder.get_or_insert_with(|| {
-            let (shape, schema) = layout.derived();
-            RowBuilder::new(shape, schema)
-        })
-    }
-}
-
-impl Table for ResourceTable {
-    fn name(&self) -> &str {
-        &self.layout.name
-    }
-
-    fn resource_type(&self) -> &str {
-        &self.layout.resource_type
-    }
-
-    fn schema(&self) -> SchemaRef {
-        self.layout.schema()
-    }
-
-    fn fresh(&self, _batch_size: usize) -> Box<dyn Table> {
-        Box::new(ResourceTable::with_layout(self.layout.clone()))
-    }
-
-    fn append(&mut self, resource: &Resource<'_>, diagnostics: &mut Diagnostics) -> Result<bool, Rejection> {
-        let entry_rows = resource.envelope.map(|envelope| envelope.entry_rows());
-        let entry_rows = entry_rows.as_deref().map_or(&[][..], Vec::as_slice);
-        // Straight from the text (rows/stream.rs), unless the tree is there already (views of
-        // the type built it), the resource is a Bundle with entries elsewhere (its envelope
-        // needs its tree) or too large for a row (refused below).
-        if entry_rows.is_empty() && resource.tree.get().is_none() && resource.raw.len() <= MAX_BATCH_BYTES {
-            let layout = self.layout.clone();
-            let place = Place {
-                container: resource.container.map(|entry| (entry.bundle.key(), entry.entry)),
-                envelope: resource.envelope.map(|envelope| (envelope.key(), entry_rows)),
-            };
-            if self
-                .builder()
-                .append_text(&layout.derived().0, resource.raw, &layout.resource_type, &place)
-            {
-                self.rows += 1;
-                self.raw_bytes += resource.raw.len();
-                if let Some(entry) = resource.container {
-                    entry.bundle.entry_became_row(entry.entry);
-                }
-                return Ok(false);
-            }
-        }
+    /// Appends a resource by its JSON tree: a Bundle whose entries are rows elsewhere, one whose
+    /// tree views built, or one the text's way left (unmapped members, repeated keys, refusals);
+    /// returns the row's bytes of input text.
+    fn append_tree(
+        &mut self,
+        resource: &Resource<'_>,
+        entry_rows: &[u32],
+        place: &Place<'_>,
+        diagnostics: &mut Diagnostics,
+    ) -> Result<usize, Rejection> {
         let envelope_tree;
         let tree = if entry_rows.is_empty() {
             resource.tree(&Keep::All)?
@@ -200,17 +163,65 @@ impl Table for ResourceTable {
                 resource.resource_type
             )));
         }
-        let place = Place {
-            container: resource.container.map(|entry| (entry.bundle.key(), entry.entry)),
-            envelope: resource.envelope.map(|envelope| (envelope.key(), entry_rows)),
-        };
         let layout = self.layout.clone();
         let builder = self.builder();
-        let unmapped = builder.append(&layout.derived().0, object, &place);
+        let unmapped = builder.append(&layout.derived().0, object, place);
         for (path, _) in &builder.row_unmapped {
             diagnostics.unmapped(&layout.resource_type, path);
         }
         debug_assert_eq!(unmapped, builder.row_unmapped.len());
+        Ok(row_bytes)
+    }
+
+    fn builder(&mut self) -> &mut RowBuilder {
+        let layout = &self.layout;
+        self.builder.get_or_insert_with(|| {
+            let (shape, schema) = layout.derived();
+            RowBuilder::new(shape, schema)
+        })
+    }
+}
+
+impl Table for ResourceTable {
+    fn name(&self) -> &str {
+        &self.layout.name
+    }
+
+    fn resource_type(&self) -> &str {
+        &self.layout.resource_type
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.layout.schema()
+    }
+
+    fn fresh(&self, _batch_size: usize) -> Box<dyn Table> {
+        Box::new(ResourceTable::with_layout(self.layout.clone()))
+    }
+
+    fn append(&mut self, resource: &Resource<'_>, diagnostics: &mut Diagnostics) -> Result<bool, Rejection> {
+        let entry_rows = resource.envelope.map(|envelope| envelope.entry_rows());
+        let entry_rows = entry_rows.as_deref().map_or(&[][..], Vec::as_slice);
+        let place = Place {
+            container: resource.container.map(|entry| (entry.bundle.key(), entry.entry)),
+            envelope: resource.envelope.map(|envelope| (envelope.key(), entry_rows)),
+        };
+        // Straight from the text (rows/stream.rs), unless the tree is there already (views of
+        // the type built it), the resource is a Bundle with entries elsewhere (its envelope
+        // needs its tree) or too large for a row (refused by the tree's way).
+        let from_text = entry_rows.is_empty()
+            && resource.tree.get().is_none()
+            && resource.raw.len() <= MAX_BATCH_BYTES
+            && {
+                let layout = self.layout.clone();
+                self.builder()
+                    .append_text(&layout.derived().0, resource.raw, &layout.resource_type, &place)
+            };
+        let row_bytes = if from_text {
+            resource.raw.len()
+        } else {
+            self.append_tree(resource, entry_rows, &place, diagnostics)?
+        };
         self.rows += 1;
         self.raw_bytes += row_bytes;
         if let Some(entry) = resource.container {
@@ -321,8 +332,8 @@ pub(super) struct RowBuilder {
     scratch: Vec<Vec<(u32, u32)>>,
     /// The all-null columns of members a batch does not reach, kept between batches.
     nulls: NullCache,
-    /// Rows read straight from the text so far (see `stream.rs`), and per nesting level the
-    /// members an object has had (reused between rows).
+    /// Rows tried straight from the text so far, undone ones included (see `stream.rs`), and
+    /// per nesting level the members an object has had (reused between rows).
     generation: u64,
     seen: Vec<Vec<u32>>,
 }
@@ -515,6 +526,15 @@ impl ObjectBuilder {
         }
     }
 
+    /// The builders of the member at `position` of `shape`, made on its first value.
+    fn member(&mut self, shape: &ObjectShape, position: usize) -> &mut MemberBuilder {
+        if self.members[position].is_none() {
+            let member = MemberBuilder::new(&shape.members[position], self.member_fields(position));
+            self.members[position] = Some(Box::new(member));
+        }
+        self.members[position].as_mut().expect("made above")
+    }
+
     /// The columns of the member at `position`.
     fn member_fields(&self, position: usize) -> &[FieldRef] {
         &self.fields[self.starts[position] as usize..self.starts[position + 1] as usize]
@@ -566,13 +586,8 @@ impl ObjectBuilder {
         context.depth += 1;
         let row = self.len;
         for &(position, pair) in &present {
-            let position = position as usize;
-            let member_shape = &shape.members[position];
-            if self.members[position].is_none() {
-                let member = MemberBuilder::new(member_shape, self.member_fields(position));
-                self.members[position] = Some(Box::new(member));
-            }
-            let member = self.members[position].as_mut().expect("made above");
+            let member_shape = &shape.members[position as usize];
+            let member = self.member(shape, position as usize);
             let (key, value) = &object.0[pair as usize];
             let here = Step::Key(step, key);
             member.fill_nulls_to(row);
@@ -586,6 +601,12 @@ impl ObjectBuilder {
             let (key, value) = &object.0[pair];
             context.keep_unmapped(&Step::Key(step, key), value);
         }
+    }
+
+    /// Ends a present object's row (its members appended).
+    fn close_object(&mut self) {
+        self.validity.append(true);
+        self.len += 1;
     }
 
     /// Appends `count` null objects: only the struct's validity; the members catch up later.
@@ -689,9 +710,7 @@ impl MemberBuilder {
                     .append(item, shape, &Step::Index(step, index), context);
             }
         }
-        let end = list.offsets.last().copied().unwrap_or(0) + items.len() as i32;
-        list.offsets.push(end);
-        list.validity.append(true);
+        list.close_row(items.len());
         self.filled += 1;
         true
     }
@@ -883,6 +902,13 @@ impl ListState {
             validity: BooleanBufferBuilder::new(0),
         }
     }
+
+    /// Ends a present row's list, of `items` values.
+    fn close_row(&mut self, items: usize) {
+        let end = self.offsets.last().copied().unwrap_or(0) + items as i32;
+        self.offsets.push(end);
+        self.validity.append(true);
+    }
 }
 
 /// A text builder that allocates nothing until it gets a value. Arrow's default capacity (1 024
@@ -961,66 +987,112 @@ impl Values {
 
     /// Appends a value that [`Values::fits`].
     fn append(&mut self, value: &Node<'_>, shape: &Shape, step: &Step<'_>, context: &mut Context<'_>) {
-        match (self, value) {
-            (Values::Json(builder), value) => {
-                // Written straight into the builder's value buffer, then closed as one value.
-                let _ = write!(builder, "{value}");
-                builder.close_value();
-            }
-            (Values::Boolean(builder), Node::Bool(flag)) => builder.append_value(*flag),
-            (Values::Int32(builder), Node::Number(text)) => {
-                builder.append_option(canonical_integer::<i32>(text));
-            }
-            (Values::Int64(builder), Node::Number(text)) => {
-                builder.append_option(canonical_integer::<i64>(text));
-            }
-            (Values::Text(builder), Node::String(text)) => builder.append_value(text),
-            (Values::Decimal(text_builder, numeric), Node::Number(text)) => {
-                text_builder.append_value(text);
+        let appended = match value {
+            _ if matches!(self, Values::Json(_)) => self.append_json(value),
+            Node::Bool(flag) => self.append_bool(*flag),
+            Node::Number(text) => self.append_number(text),
+            Node::String(text) => self.append_string(text),
+            Node::Object(members) => match (self, shape) {
+                (Values::Object(object), Shape::Object(shape)) => {
+                    object.append_members(shape, members, step, context);
+                    object.close_object();
+                    true
+                }
+                _ => false,
+            },
+            _ => false,
+        };
+        debug_assert!(appended, "append is called only with values that fit");
+    }
+
+    /// Appends any JSON value as text: `false` (nothing appended) unless the member holds JSON
+    /// text. This and the next three take a value from the tree (`append`) or straight from
+    /// the text (`stream.rs`).
+    fn append_json(&mut self, value: &Node<'_>) -> bool {
+        let Values::Json(column) = self else {
+            return false;
+        };
+        // Written straight into the column's value buffer, then closed as one value.
+        let _ = write!(column, "{value}");
+        column.close_value();
+        true
+    }
+
+    /// Appends a JSON boolean: `false` (nothing appended) unless the member holds booleans.
+    fn append_bool(&mut self, flag: bool) -> bool {
+        let Values::Boolean(column) = self else {
+            return false;
+        };
+        column.append_value(flag);
+        true
+    }
+
+    /// Appends a JSON number, as the tree keeps it: `false` (nothing appended) unless the member
+    /// holds numbers and this one fits (an integer written as `i32`/`i64` print it).
+    fn append_number(&mut self, text: &str) -> bool {
+        match self {
+            Values::Int32(column) => canonical_integer::<i32>(text)
+                .map(|n| column.append_value(n))
+                .is_some(),
+            Values::Int64(column) => canonical_integer::<i64>(text)
+                .map(|n| column.append_value(n))
+                .is_some(),
+            Values::Decimal(text_column, numeric) => {
+                text_column.append_value(text);
                 numeric.append_option(scaled_decimal(text));
+                true
             }
-            (
-                Values::Instant {
-                    text: text_builder,
-                    start,
-                    end,
-                    allow_time,
-                },
-                Node::String(text),
-            ) => {
-                text_builder.append_value(text);
+            _ => false,
+        }
+    }
+
+    /// Appends a JSON string (unescaped): `false` (nothing appended) unless the member holds
+    /// strings.
+    fn append_string(&mut self, text: &str) -> bool {
+        match self {
+            Values::Text(column) => column.append_value(text),
+            Values::Instant {
+                text: text_column,
+                start,
+                end,
+                allow_time,
+            } => {
+                text_column.append_value(text);
                 let bounds = instant_bounds(text, *allow_time);
                 start.append_option(bounds.map(|(first, _)| first));
                 end.append_option(bounds.map(|(_, last)| last));
             }
-            (Values::Object(object), Node::Object(members)) => {
-                let Shape::Object(shape) = shape else {
-                    unreachable!("an object builder is made from an object shape");
-                };
-                object.append_members(shape, members, step, context);
-                object.validity.append(true);
-                object.len += 1;
-            }
-            _ => unreachable!("append is called only with values that fit"),
+            _ => return false,
         }
+        true
     }
 
     fn append_nulls(&mut self, count: usize) {
+        if let Values::Object(object) = self {
+            object.append_nulls(count);
+        } else {
+            self.for_each_column(|column| column.append_nulls(count));
+        }
+    }
+
+    /// Does `work` on each column of a primitive or JSON-text member (its value column, then
+    /// its companions), which take their rows together; an object's columns are its members'.
+    fn for_each_column(&mut self, mut work: impl FnMut(&mut dyn ValueColumn)) {
         match self {
-            Values::Json(builder) | Values::Text(builder) => builder.append_nulls(count),
-            Values::Boolean(builder) => builder.append_nulls(count),
-            Values::Int32(builder) => builder.append_nulls(count),
-            Values::Int64(builder) => builder.append_nulls(count),
+            Values::Json(column) | Values::Text(column) => work(column),
+            Values::Boolean(column) => work(column),
+            Values::Int32(column) => work(column),
+            Values::Int64(column) => work(column),
             Values::Decimal(text, numeric) => {
-                text.append_nulls(count);
-                numeric.append_nulls(count);
+                work(text);
+                work(numeric);
             }
             Values::Instant { text, start, end, .. } => {
-                text.append_nulls(count);
-                start.append_nulls(count);
-                end.append_nulls(count);
+                work(text);
+                work(start);
+                work(end);
             }
-            Values::Object(object) => object.append_nulls(count),
+            Values::Object(_) => {}
         }
     }
 

@@ -9,13 +9,9 @@
 //! undone (each builder it touched keeps its lengths from before the row) and the caller takes
 //! the tree's way, which gives the row or the refusal it always gave.
 
-use std::fmt::Write as _;
-
 use super::{MemberBuilder, ObjectBuilder, Place, RowBuilder, Values};
-use crate::fhir::datetime::instant_bounds;
 use crate::fhir::definitions::{ObjectShape, Shape};
 use crate::resource::tree::{Node, Reader, Start, TreeError};
-use crate::table::lossless::numeric::scaled_decimal;
 
 /// The row takes the tree's way.
 pub(super) struct Detour;
@@ -87,6 +83,8 @@ impl ObjectBuilder {
             return Err(Detour);
         }
         reader.open()?;
+        // On a detour the whole row is given up: this level's list is then not put back, and
+        // the next row makes another.
         let depth = stream.depth;
         if stream.seen.len() <= depth {
             stream.seen.push(Vec::new());
@@ -94,20 +92,6 @@ impl ObjectBuilder {
         let mut seen = std::mem::take(&mut stream.seen[depth]);
         seen.clear();
         stream.depth += 1;
-        let read = self.read_each_member(shape, reader, stream, resource_type, &mut seen);
-        stream.depth -= 1;
-        stream.seen[depth] = seen;
-        read
-    }
-
-    fn read_each_member(
-        &mut self,
-        shape: &ObjectShape,
-        reader: &mut Reader<'_>,
-        stream: &mut Stream<'_>,
-        resource_type: Option<&str>,
-        seen: &mut Vec<u32>,
-    ) -> Result<(), Detour> {
         let row = self.len;
         while let Some(key) = reader.next_key()? {
             let position = match (resource_type, self.index.get(key.as_ref())) {
@@ -128,17 +112,18 @@ impl ObjectBuilder {
                 return Err(Detour);
             }
             seen.push(position);
-            let position = position as usize;
-            let member_shape = &shape.members[position];
-            if self.members[position].is_none() {
-                let member = MemberBuilder::new(member_shape, self.member_fields(position));
-                self.members[position] = Some(Box::new(member));
-            }
-            let member = self.members[position].as_mut().expect("made above");
+            let member_shape = &shape.members[position as usize];
+            let member = self.member(shape, position as usize);
             member.touch(stream.generation);
             member.fill_nulls_to(row);
             member.read(&member_shape.shape, reader, stream)?;
         }
+        if resource_type.is_some() && !seen.contains(&RESOURCE_TYPE_SEEN) {
+            // The tree's way refuses a resource without it.
+            return Err(Detour);
+        }
+        stream.depth -= 1;
+        stream.seen[depth] = seen;
         Ok(())
     }
 
@@ -197,10 +182,7 @@ impl MemberBuilder {
             }
             items += 1;
         }
-        let list = self.list.as_mut().expect("checked above");
-        let end = list.offsets.last().copied().unwrap_or(0) + items;
-        list.offsets.push(end);
-        list.validity.append(true);
+        self.list.as_mut().expect("checked above").close_row(items);
         self.filled += 1;
         Ok(())
     }
@@ -222,25 +204,12 @@ impl Values {
     /// Keeps the first `len` values; an object's members touched by row `generation` are put
     /// back too.
     fn truncate(&mut self, len: usize, generation: u64) {
-        match self {
-            Values::Json(column) | Values::Text(column) => column.truncate(len),
-            Values::Boolean(column) => column.truncate(len),
-            Values::Int32(column) => column.truncate(len),
-            Values::Int64(column) => column.truncate(len),
-            Values::Decimal(text, numeric) => {
-                text.truncate(len);
-                numeric.truncate(len);
-            }
-            Values::Instant { text, start, end, .. } => {
-                text.truncate(len);
-                start.truncate(len);
-                end.truncate(len);
-            }
-            Values::Object(object) => {
-                object.len = len;
-                object.validity.truncate(len);
-                object.undo(generation);
-            }
+        if let Values::Object(object) = self {
+            object.len = len;
+            object.validity.truncate(len);
+            object.undo(generation);
+        } else {
+            self.for_each_column(|column| column.truncate(len));
         }
     }
 
@@ -252,117 +221,99 @@ impl Values {
         reader: &mut Reader<'_>,
         stream: &mut Stream<'_>,
     ) -> Result<(), Detour> {
-        match (self, reader.peek()) {
-            (Values::Json(column), Some(_)) => {
+        let appended = match reader.peek() {
+            Some(_) if matches!(self, Values::Json(_)) => {
                 let value = reader.tree()?;
-                let _ = write!(column, "{value}");
-                column.close_value();
+                self.append_json(&value)
             }
-            (Values::Boolean(column), Some(Start::Bool)) => {
-                let Node::Bool(flag) = reader.literal()? else {
-                    return Err(Detour);
-                };
-                column.append_value(flag);
-            }
-            (Values::Int32(column), Some(Start::Number)) => {
-                let text = reader.number()?;
-                column.append_value(super::canonical_integer::<i32>(&text).ok_or(Detour)?);
-            }
-            (Values::Int64(column), Some(Start::Number)) => {
-                let text = reader.number()?;
-                column.append_value(super::canonical_integer::<i64>(&text).ok_or(Detour)?);
-            }
-            (Values::Text(column), Some(Start::String)) => column.append_value(&reader.string()?),
-            (Values::Decimal(text_column, numeric), Some(Start::Number)) => {
-                let text = reader.number()?;
-                text_column.append_value(&text);
-                numeric.append_option(scaled_decimal(&text));
-            }
-            (
-                Values::Instant {
-                    text: text_column,
-                    start,
-                    end,
-                    allow_time,
-                },
-                Some(Start::String),
-            ) => {
-                let text = reader.string()?;
-                text_column.append_value(&text);
-                let bounds = instant_bounds(&text, *allow_time);
-                start.append_option(bounds.map(|(first, _)| first));
-                end.append_option(bounds.map(|(_, last)| last));
-            }
-            (Values::Object(object), Some(Start::Object)) => {
-                let Shape::Object(inner) = shape else {
-                    unreachable!("an object builder is made from an object shape");
-                };
-                object.read_members(inner, reader, stream, None)?;
-                object.validity.append(true);
-                object.len += 1;
-            }
-            _ => return Err(Detour),
+            Some(Start::Bool) => match reader.literal()? {
+                Node::Bool(flag) => self.append_bool(flag),
+                _ => false,
+            },
+            Some(Start::Number) => self.append_number(&reader.number()?),
+            Some(Start::String) => self.append_string(&reader.string()?),
+            Some(Start::Object) => match (self, shape) {
+                (Values::Object(object), Shape::Object(inner)) => {
+                    object.read_members(inner, reader, stream, None)?;
+                    object.close_object();
+                    true
+                }
+                _ => false,
+            },
+            _ => false,
+        };
+        if appended {
+            Ok(())
+        } else {
+            Err(Detour)
         }
-        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
+    use std::collections::{BTreeMap, HashMap};
     use std::path::Path;
-    use std::sync::Arc;
+    use std::sync::{Arc, Mutex, OnceLock};
 
     use arrow_array::RecordBatch;
+    use arrow_schema::SchemaRef;
 
     use super::super::RowBuilder;
     use super::Place;
-    use crate::fhir::definitions::{definitions, TreeOptions};
+    use crate::fhir::definitions::{definitions, ObjectShape, TreeOptions};
     use crate::resource::tree::{self, Node};
     use crate::table::lossless::shape_schema;
 
-    /// Every resource of the fixtures, by type: NDJSON lines, single resources and the entries
-    /// of Bundles (at any depth), as text.
+    /// Every resource of the fixtures, by type, as the text the walker hands over: NDJSON
+    /// lines, whole files, and the entries of Bundles (at any depth) as they are written in
+    /// them (pretty-printed Synthea Bundles included).
     fn fixture_resources() -> BTreeMap<String, Vec<String>> {
-        fn add(value: &serde_json::Value, found: &mut BTreeMap<String, Vec<String>>) {
-            let Some(resource_type) = value.get("resourceType").and_then(|t| t.as_str()) else {
-                return;
-            };
-            for entry in value
-                .get("entry")
-                .and_then(|e| e.as_array())
-                .into_iter()
-                .flatten()
-            {
-                if let Some(resource) = entry.get("resource") {
-                    add(resource, found);
+        #[derive(serde::Deserialize)]
+        struct Head {
+            #[serde(rename = "resourceType")]
+            resource_type: Option<String>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Entries<'a> {
+            #[serde(borrow)]
+            entry: Vec<Entry<'a>>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Entry<'a> {
+            #[serde(borrow)]
+            resource: Option<&'a serde_json::value::RawValue>,
+        }
+        fn add(text: &str, found: &mut BTreeMap<String, Vec<String>>) {
+            if let Ok(bundle) = serde_json::from_str::<Entries<'_>>(text) {
+                for resource in bundle.entry.iter().filter_map(|entry| entry.resource) {
+                    add(resource.get(), found);
                 }
             }
-            let text = serde_json::to_string(value).unwrap();
-            found.entry(resource_type.to_owned()).or_default().push(text);
+            if let Ok(Head {
+                resource_type: Some(resource_type),
+            }) = serde_json::from_str(text)
+            {
+                found.entry(resource_type).or_default().push(text.to_owned());
+            }
         }
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
         let mut found = BTreeMap::new();
-        for folder in ["lossless", "ndjson", "fhir-examples", "handmade"] {
-            let mut files: Vec<_> = std::fs::read_dir(root.join(folder))
-                .unwrap()
-                .map(|entry| entry.unwrap().path())
+        for folder in ["lossless", "ndjson", "fhir-examples", "handmade", "synthea"] {
+            let mut files: Vec<_> = walkdir::WalkDir::new(root.join(folder))
+                .into_iter()
+                .map(|entry| entry.unwrap().into_path())
                 .collect();
             files.sort();
             for file in files {
                 let name = file.to_string_lossy().into_owned();
-                if !(name.ends_with(".json") || name.ends_with(".ndjson")) {
+                let Ok(text) = std::fs::read_to_string(&file) else {
                     continue;
-                }
-                let text = std::fs::read_to_string(&file).unwrap();
-                let documents: Vec<&str> = if name.ends_with(".ndjson") {
-                    text.lines().filter(|line| !line.trim().is_empty()).collect()
-                } else {
-                    vec![text.as_str()]
                 };
-                for document in documents {
-                    let value: serde_json::Value = serde_json::from_str(document).unwrap();
-                    add(&value, &mut found);
+                if name.ends_with(".ndjson") {
+                    text.lines().for_each(|line| add(line, &mut found));
+                } else if name.ends_with(".json") {
+                    add(&text, &mut found);
                 }
             }
         }
@@ -373,17 +324,30 @@ mod tests {
     /// way where not) or, with `stream` false, each from its tree; and how many were read from
     /// text. A text that is not a resource of the type is left out, as the table refuses it.
     fn rows(resource_type: &str, texts: &[String], stream: bool) -> (RecordBatch, usize) {
-        let options = TreeOptions::default();
-        let shape = definitions().resource_shape(resource_type, options).unwrap();
-        let schema = Arc::new(shape_schema(resource_type, options, &shape));
-        let mut builder = RowBuilder::new(&shape, &schema);
+        // Made once per type for the whole test binary: the proptest calls this thousands of times.
+        type Derived = (ObjectShape, SchemaRef);
+        static DERIVED: OnceLock<Mutex<HashMap<String, Arc<Derived>>>> = OnceLock::new();
+        let derived = DERIVED
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap()
+            .entry(resource_type.to_owned())
+            .or_insert_with(|| {
+                let options = TreeOptions::default();
+                let shape = definitions().resource_shape(resource_type, options).unwrap();
+                let schema = Arc::new(shape_schema(resource_type, options, &shape));
+                Arc::new((shape, schema))
+            })
+            .clone();
+        let (shape, schema) = (&derived.0, &derived.1);
+        let mut builder = RowBuilder::new(shape, schema);
         let place = Place {
             container: None,
             envelope: None,
         };
         let mut streamed = 0;
         for text in texts {
-            if stream && builder.append_text(&shape, text, resource_type, &place) {
+            if stream && builder.append_text(shape, text, resource_type, &place) {
                 streamed += 1;
                 continue;
             }
@@ -393,9 +357,9 @@ mod tests {
             if object.get("resourceType").and_then(Node::as_str) != Some(resource_type) {
                 continue;
             }
-            builder.append(&shape, &object, &place);
+            builder.append(shape, &object, &place);
         }
-        (builder.finish(schema), streamed)
+        (builder.finish(schema.clone()), streamed)
     }
 
     /// Rows the resource tables could not read from the text, each after rows that could and
@@ -461,8 +425,7 @@ mod tests {
                 continue;
             };
             let (from_text, streamed) = rows(resource_type, texts, true);
-            let (from_tree, none) = rows(resource_type, texts, false);
-            assert_eq!(none, 0);
+            let (from_tree, _) = rows(resource_type, texts, false);
             assert_eq!(from_text, from_tree, "{resource_type}");
             streamed_in_all += streamed;
             rows_in_all += from_tree.num_rows();
