@@ -17,6 +17,7 @@ fn a_short_fuzz_run_finds_nothing() {
     config.seed = env_number("FUZZ_SMOKE_SEED").unwrap_or(20_260_601);
     config.batch_size = 1000;
     config.default_views_every = 2;
+    config.resources_every = 4;
     config.inputs_per_view = 50;
     config.findings = std::env::var_os("FUZZ_SMOKE_FINDINGS")
         .map_or_else(|| scratch.path().join("findings"), PathBuf::from);
@@ -32,6 +33,7 @@ fn a_short_fuzz_run_finds_nothing() {
     );
     assert_eq!(summary.inputs, config.iterations);
     assert!(summary.view_inputs > 0, "mutated views ran");
+    assert!(summary.resource_batches > 0, "batches ran with --resources all");
     for class in fuzzer::CLASSES {
         assert!(
             summary.by_class.get(*class).copied().unwrap_or(0) > 0,

@@ -10,7 +10,8 @@
 //! Options: `--iterations N` (inputs, default 10000), `--seed S` (default: from the clock),
 //! `--batch-size N` (files per convert run, default 1000), `--inputs-per-view N` (one mutated
 //! view per N data inputs, default 200; 0: none), `--default-views-every N` (every Nth batch
-//! with `--view default`, default 4), `--bin PATH` (default: the
+//! with `--view default`, default 4), `--resources-every N` (every Nth batch with `--resources
+//! all`, default 5; it takes the batch first), `--bin PATH` (default: the
 //! `fhir2table` next to this example, rebuilt first when run by cargo), `--timeout-secs N` (per
 //! run, default 60), `--rss-mb N` (peak RSS allowed, default 1024), `--findings DIR` (default
 //! target/fuzz-findings), `--work DIR` (scratch folder), `--quiet`. Exits 1 on any finding.
@@ -48,6 +49,7 @@ fn run() -> Result<bool, String> {
             "--batch-size" => config.batch_size = number::<usize>(&value()?)?.max(1),
             "--inputs-per-view" => config.inputs_per_view = number(&value()?)?,
             "--default-views-every" => config.default_views_every = number(&value()?)?,
+            "--resources-every" => config.resources_every = number(&value()?)?,
             "--timeout-secs" => config.limits.timeout = Duration::from_secs(number(&value()?)?),
             "--rss-mb" => config.limits.max_rss_bytes = number::<u64>(&value()?)? << 20,
             "--findings" => config.findings = PathBuf::from(value()?),

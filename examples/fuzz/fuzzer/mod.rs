@@ -41,6 +41,10 @@ pub struct Config {
     pub batch_size: usize,
     /// Every this many batches, one runs with `--view default`.
     pub default_views_every: u64,
+    /// Every this many batches, one runs with `--resources all`: the resource tables read every
+    /// resource straight from its text (`tree::Reader`), a parser of its own to fuzz. Takes
+    /// the batch before `--view default` does.
+    pub resources_every: u64,
     /// One mutated ViewDefinition per this many data inputs.
     pub inputs_per_view: u64,
     /// Examples saved per kind of finding (the rest are counted).
@@ -62,6 +66,7 @@ impl Config {
             project,
             batch_size: 1000,
             default_views_every: 4,
+            resources_every: 5,
             inputs_per_view: 200,
             examples_per_signature: 3,
             limits: Limits {
@@ -104,6 +109,8 @@ pub struct Summary {
     pub bytes: u64,
     pub view_inputs: u64,
     pub batches: u64,
+    /// Batches run with `--resources all`.
+    pub resource_batches: u64,
     pub runs: u64,
     pub elapsed: Duration,
     /// Time spent generating inputs, and inside `fhir2table` runs.
@@ -130,6 +137,8 @@ enum Views<'a> {
     None,
     Default,
     Mutated(&'a [u8]),
+    /// No view, the resource tables (`--resources all`).
+    Resources,
 }
 
 /// Runs the fuzzer; errors are problems of the fuzzer itself (no binary, no fixtures, disk).
@@ -183,7 +192,11 @@ pub fn run(config: &Config) -> Result<Summary, String> {
                 }
             }
             let every = config.default_views_every;
-            let with_views = if every > 0 && batch as u64 % every == every - 1 {
+            let resources_every = config.resources_every;
+            let with_views = if resources_every > 0 && batch as u64 % resources_every == resources_every - 1 {
+                summary.resource_batches += 1;
+                Views::Resources
+            } else if every > 0 && batch as u64 % every == every - 1 {
                 Views::Default
             } else {
                 Views::None
@@ -396,6 +409,7 @@ fn try_inputs(
             fs::write(sandbox.join("view.json"), text).map_err(io)?;
             args.extend(["--view".into(), "view.json".into()]);
         }
+        Views::Resources => args.extend(["--resources".into(), "all".into()]),
     }
     let expectation = Expectation {
         allowed_exits: if matches!(views, Views::Mutated(_)) {
@@ -417,6 +431,7 @@ fn try_inputs(
         Views::None => "",
         Views::Default => "--view default: ",
         Views::Mutated(_) => "mutated view: ",
+        Views::Resources => "--resources all: ",
     };
     Ok(runner::check(&sandbox, &outcome, &expectation, &config.limits)
         .err()
@@ -464,6 +479,7 @@ fn save(
             fs::write(dir.join("view.json"), text).map_err(io)?;
             format!(" --view {}", dir.join("view.json").display())
         }
+        Views::Resources => " --resources all".into(),
     };
     let stories: Vec<String> = inputs
         .iter()
