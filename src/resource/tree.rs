@@ -387,13 +387,7 @@ impl<'a> Reader<'a> {
         if !self.more(b'}')? {
             return Ok(None);
         }
-        if self.parser.peek() != Some(b'"') {
-            return Err(self.parser.error("expected a key"));
-        }
-        let key = match self.parser.plain_string() {
-            Some(text) => Cow::Borrowed(text),
-            None => self.parser.escaped_string()?,
-        };
+        let key = self.string()?;
         self.parser.whitespace();
         self.parser.expect(b':')?;
         self.parser.whitespace();
