@@ -9,7 +9,7 @@
 //! undone (each builder it touched keeps its lengths from before the row) and the caller takes
 //! the tree's way, which gives the row or the refusal it always gave.
 
-use super::{MemberBuilder, ObjectBuilder, Place, RowBuilder, Values};
+use super::{MemberBuilder, ObjectBuilder, Place, RowBuilder, Values, NO_MEMBER};
 use crate::fhir::definitions::{ObjectShape, Shape};
 use crate::resource::tree::{Node, Reader, Start, TreeError};
 
@@ -93,21 +93,30 @@ impl ObjectBuilder {
         seen.clear();
         stream.depth += 1;
         let row = self.len;
+        // The slot of `next_member` for the key to come: 0 at the start, then 1 + the member read.
+        let mut after = 0;
         while let Some(key) = reader.next_key()? {
-            let position = match (resource_type, self.index.get(key.as_ref())) {
-                (Some(expected), _) if key == "resourceType" => {
-                    if seen.contains(&RESOURCE_TYPE_SEEN) || reader.peek() != Some(Start::String) {
-                        return Err(Detour);
-                    }
-                    if reader.string()? != expected {
-                        return Err(Detour);
-                    }
-                    seen.push(RESOURCE_TYPE_SEEN);
-                    continue;
+            if let Some(expected) = resource_type.filter(|_| key == "resourceType") {
+                if seen.contains(&RESOURCE_TYPE_SEEN) || reader.peek() != Some(Start::String) {
+                    return Err(Detour);
                 }
-                (_, Some(&position)) => position,
-                (_, None) => return Err(Detour),
+                if reader.string()? != expected {
+                    return Err(Detour);
+                }
+                seen.push(RESOURCE_TYPE_SEEN);
+                continue;
+            }
+            let guess = self.next_member[after];
+            let position = if guess != NO_MEMBER && shape.members[guess as usize].key == key.as_ref() {
+                guess
+            } else {
+                let Some(&position) = self.index.get(key.as_ref()) else {
+                    return Err(Detour);
+                };
+                self.next_member[after] = position;
+                position
             };
+            after = position as usize + 1;
             if seen.contains(&position) {
                 return Err(Detour);
             }
@@ -437,6 +446,30 @@ mod tests {
             "{streamed_in_all} of {rows_in_all}"
         );
         assert!(streamed_in_all < rows_in_all);
+    }
+
+    /// The member guessed from the key order of earlier objects (`next_member`) is only a
+    /// guess: keys in another order, a key repeated right after itself, a key of the same
+    /// length as the guessed one, or one the shape lacks still read as the tree reads them.
+    #[test]
+    fn keys_in_any_order_read_as_the_tree_reads_them() {
+        let texts: Vec<String> = [
+            r#"{"resourceType":"Patient","id":"a","gender":"male","active":true,"name":[{"family":"X","given":["Y"]}]}"#,
+            r#"{"resourceType":"Patient","id":"b","gender":"other","active":false,"name":[{"family":"Z"}]}"#,
+            r#"{"name":[{"given":["W"],"family":"V"}],"active":true,"gender":"female","id":"c","resourceType":"Patient"}"#,
+            r#"{"resourceType":"Patient","id":"d","gender":"male","gender":"female"}"#,
+            r#"{"resourceType":"Patient","id":"e","active":true,"gender":"male"}"#,
+            r#"{"resourceType":"Patient","id":"f","gender":"male","activE":true}"#,
+            r#"{"resourceType":"Patient","id":"g","gender":"unknown","active":true,"name":[{"family":"U","given":["T"]}]}"#,
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let (from_text, streamed) = rows("Patient", &texts, true);
+        let (from_tree, _) = rows("Patient", &texts, false);
+        assert_eq!(from_text, from_tree);
+        // The repeated key and the unknown one take the tree's way; the others are read from
+        // text, their guesses right or wrong.
+        assert_eq!(streamed, 5);
     }
 
     #[test]
