@@ -452,10 +452,11 @@ struct ObjectBuilder {
     starts: Vec<u32>,
     /// Member position by JSON key.
     index: HashMap<String, u32, FastHash>,
-    /// Per member (and, first, the object's start): the member whose key came next the last
-    /// time an object of this builder was read from text, or [`NO_MEMBER`]. Writers emit an
-    /// object's keys in one order, so checking the key against this guess spares the hash
-    /// lookup, whose probe of a cold table was a fifth of the member reading's own time.
+    /// Per member (and, first, the object's start): the member of the last key looked up after
+    /// it in an object read from text (the top-level `resourceType` and unknown keys are not
+    /// recorded), or [`NO_MEMBER`]. Writers emit an object's keys in one order, so checking the
+    /// key against this guess spares the hash lookup, whose probe of a cold table was a fifth
+    /// of the member reading's own time.
     next_member: Vec<u32>,
     /// The struct's own validity (unused at the top level).
     validity: BooleanBufferBuilder,

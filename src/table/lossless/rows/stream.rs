@@ -449,17 +449,18 @@ mod tests {
     }
 
     /// The member guessed from the key order of earlier objects (`next_member`) is only a
-    /// guess: keys in another order, a key repeated right after itself, a key of the same
-    /// length as the guessed one, or one the shape lacks still read as the tree reads them.
+    /// guess: keys in another order, a key repeated right after itself, and an unknown key of
+    /// the guessed member's length (`activE` where `active` is guessed, right after two objects
+    /// with `gender` then `active`) still read as the tree reads them.
     #[test]
     fn keys_in_any_order_read_as_the_tree_reads_them() {
         let texts: Vec<String> = [
             r#"{"resourceType":"Patient","id":"a","gender":"male","active":true,"name":[{"family":"X","given":["Y"]}]}"#,
             r#"{"resourceType":"Patient","id":"b","gender":"other","active":false,"name":[{"family":"Z"}]}"#,
+            r#"{"resourceType":"Patient","id":"f","gender":"male","activE":true}"#,
             r#"{"name":[{"given":["W"],"family":"V"}],"active":true,"gender":"female","id":"c","resourceType":"Patient"}"#,
             r#"{"resourceType":"Patient","id":"d","gender":"male","gender":"female"}"#,
             r#"{"resourceType":"Patient","id":"e","active":true,"gender":"male"}"#,
-            r#"{"resourceType":"Patient","id":"f","gender":"male","activE":true}"#,
             r#"{"resourceType":"Patient","id":"g","gender":"unknown","active":true,"name":[{"family":"U","given":["T"]}]}"#,
         ]
         .map(str::to_owned)
