@@ -28,7 +28,7 @@ use bytes::Bytes;
 use parquet::basic::{Compression, Encoding, EncodingMask, Type as PhysicalType};
 use parquet::column::writer::{get_column_writer, ColumnCloseResult, ColumnWriter};
 use parquet::data_type::{ByteArray, FixedLenByteArray, Int96};
-use parquet::file::metadata::ColumnChunkMetaData;
+use parquet::file::metadata::{ColumnChunkMetaData, LevelHistogram};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesPtr, WriterVersion};
 use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
@@ -358,7 +358,7 @@ fn prune(
     }
 }
 
-/// Which leaves share encoded pages: the same levels (group), maximum levels and writer
+/// Which leaves share encoded pages: the same levels (group), level widths and writer
 /// settings, and the same physical type unless both kinds are [`Kind::across_types`]. The
 /// settings are those a file's properties set per column (`WriteOptions::properties_for`:
 /// codec, dictionary, statistics; bloom filters, whose leaves never come here); the others are
@@ -368,6 +368,11 @@ pub(super) struct Kind {
     physical: PhysicalType,
     max_def: i16,
     max_rep: i16,
+    /// Bits per definition and per repetition level in a page: the levels of a page of version
+    /// 1 are run-length or bit-packed at the width of the column's maximum level, so leaves of
+    /// different depths below one node (maximum definition levels 4 and 7, say) whose maximum
+    /// levels need the same width hold the same bytes.
+    level_bits: (u8, u8),
     compression: Compression,
     dictionary: bool,
     statistics: EnabledStatistics,
@@ -384,10 +389,21 @@ impl Kind {
     /// physical type too when both are [`Kind::across_types`], the column chunk statistics then
     /// remade for the leaf's type ([`copy_for`]). A third of the null chunks of a row group
     /// differ from one already made only by their type (counted on 500 MB of NDJSON).
+    ///
+    /// Kinds of different maximum levels share pages when their levels have the same width
+    /// and no column index is written: a column index keeps a level histogram per page as
+    /// long as the column's maximum level, which [`copy_for`] cannot remake (the chunk's own
+    /// histograms it does). Below one reached node, leaves of several depths sharing pages
+    /// halved the null chunks encoded (500 MB of Bundles: 4,415 -> 2,381).
     fn shares_pages_with(&self, other: &Kind) -> bool {
+        let levels =
+            if self.statistics == EnabledStatistics::Page || other.statistics == EnabledStatistics::Page {
+                self.max_def == other.max_def && self.max_rep == other.max_rep
+            } else {
+                self.level_bits == other.level_bits
+            };
         (self.physical == other.physical || (self.across_types && other.across_types))
-            && self.max_def == other.max_def
-            && self.max_rep == other.max_rep
+            && levels
             && self.compression == other.compression
             && self.dictionary == other.dictionary
             && self.statistics == other.statistics
@@ -410,6 +426,10 @@ pub(super) fn leaf_kinds(descriptors: &[ColumnDescPtr], props: &WriterProperties
                 physical: descr.physical_type(),
                 max_def: descr.max_def_level(),
                 max_rep: descr.max_rep_level(),
+                level_bits: (
+                    level_bits(descr.max_def_level()),
+                    level_bits(descr.max_rep_level()),
+                ),
                 compression: props.compression(path),
                 dictionary,
                 statistics,
@@ -421,6 +441,12 @@ pub(super) fn leaf_kinds(descriptors: &[ColumnDescPtr], props: &WriterProperties
             }
         })
         .collect()
+}
+
+/// The bits per level a page gives levels up to `max_level` (none for a maximum of 0: the
+/// page then holds no levels of that kind), as the writer's level encoder works them out.
+fn level_bits(max_level: i16) -> u8 {
+    (u16::BITS - (max_level.max(0) as u16).leading_zeros()) as u8
 }
 
 /// Whose levels a group of leaves has: a node of top-level column `.0` (its group `.1`), or no
@@ -674,6 +700,8 @@ fn copy_for(descr: ColumnDescPtr, template: &ColumnCloseResult) -> Result<Column
         Some(statistics) => Some(null_statistics(statistics, &descr)?),
         None => None,
     };
+    let rep_histogram = histogram_to(from.repetition_level_histogram(), descr.max_rep_level())?;
+    let def_histogram = histogram_to(from.definition_level_histogram(), descr.max_def_level())?;
     let mut metadata = ColumnChunkMetaData::builder(descr)
         .set_compression_codec(from.compression_codec())
         .set_encodings_mask(*from.encodings_mask())
@@ -683,8 +711,8 @@ fn copy_for(descr: ColumnDescPtr, template: &ColumnCloseResult) -> Result<Column
         .set_data_page_offset(from.data_page_offset())
         .set_dictionary_page_offset(from.dictionary_page_offset())
         .set_unencoded_byte_array_data_bytes(unencoded_bytes)
-        .set_repetition_level_histogram(from.repetition_level_histogram().cloned())
-        .set_definition_level_histogram(from.definition_level_histogram().cloned());
+        .set_repetition_level_histogram(rep_histogram)
+        .set_definition_level_histogram(def_histogram);
     if let Some(statistics) = statistics {
         metadata = metadata.set_statistics(statistics);
     }
@@ -709,6 +737,25 @@ fn copy_for(descr: ColumnDescPtr, template: &ColumnCloseResult) -> Result<Column
             index
         }),
     })
+}
+
+/// A chunk's level histogram `from` (of a template whose maximum level may differ) for a
+/// column whose maximum level is `max_level`: one count per level up to it. Levels of nulls lie
+/// below both maxima, so the counts past the shorter one are zeros.
+fn histogram_to(from: Option<&LevelHistogram>, max_level: i16) -> Result<Option<LevelHistogram>> {
+    let (Some(mut histogram), Some(from)) = (LevelHistogram::try_new(max_level), from) else {
+        return Ok(None);
+    };
+    for (level, &count) in from.values().iter().enumerate() {
+        if count != 0 {
+            anyhow::ensure!(
+                level <= max_level as usize,
+                "a null chunk's level {level} above {max_level}"
+            );
+            histogram.increment_by(level as i16, count);
+        }
+    }
+    Ok(Some(histogram))
 }
 
 /// The statistics of a chunk of nulls (`template`'s counts) for a column of `descr`'s type, as
@@ -776,7 +823,18 @@ mod tests {
             Field::new("group", DataType::Struct(members), true),
             Field::new("items", DataType::List(Arc::new(item)), true),
             Field::new("many", DataType::Struct(Fields::from(many)), true),
+            Field::new("nested", nested_struct(3), true),
         ])
+    }
+
+    /// `{text, inner: {text, inner: ...}}`, `depth` structs deep: leaves of several maximum
+    /// definition levels below one node.
+    fn nested_struct(depth: usize) -> DataType {
+        let mut members = vec![Field::new("text", DataType::Utf8, true)];
+        if depth > 1 {
+            members.push(Field::new("inner", nested_struct(depth - 1), true));
+        }
+        DataType::Struct(Fields::from(members))
     }
 
     /// The settings of a wide table's file whose first batch reaches none of its columns, as
@@ -840,6 +898,47 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn null_chunks_of_leaves_with_levels_of_one_width_share_their_pages() {
+        let (props, leaves) = wide_file();
+        let nested = &leaves[leaves.len() - 3..];
+        let max_defs: Vec<i16> = nested.iter().map(|descr| descr.max_def_level()).collect();
+        assert_eq!(
+            max_defs,
+            [2, 3, 4],
+            "nested.text, nested.inner.text, nested.inner.inner.text"
+        );
+        let kinds = leaf_kinds(nested, &props);
+        // Levels up to 2 and up to 3 take two bits each; up to 4, three.
+        assert!(kinds[0].shares_pages_with(&kinds[1]) && kinds[1].shares_pages_with(&kinds[0]));
+        assert!(!kinds[1].shares_pages_with(&kinds[2]));
+        // `nested` null in some rows and present in others: levels 0 and 1 only.
+        let def = vec![0, 1, 1, 0, 1, 1, 1];
+        let rep = vec![0; def.len()];
+        let direct: Vec<Chunk> = nested[..2]
+            .iter()
+            .map(|descr| encode_nulls(descr.clone(), props.clone(), &def, &rep).unwrap())
+            .collect();
+        assert_eq!(direct[0].pages, direct[1].pages, "the same bytes");
+        for (from, template) in nested[..2].iter().zip(&direct) {
+            for (to, wanted) in nested[..2].iter().zip(&direct) {
+                let names = format!("{} -> {}", from.path(), to.path());
+                let copied = copy_for(to.clone(), &template.close).unwrap();
+                assert_eq!(copied.metadata, wanted.close.metadata, "{names}: metadata");
+                assert_eq!(copied.offset_index, wanted.close.offset_index, "{names}");
+            }
+        }
+        let three_bits = encode_nulls(nested[2].clone(), props.clone(), &def, &rep).unwrap();
+        assert_ne!(three_bits.pages, direct[0].pages, "a wider level is other bytes");
+        // A column index keeps per-page histograms as long as the maximum level: not shared.
+        let paged = WriterProperties::builder()
+            .set_dictionary_enabled(false)
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .build();
+        let kinds = leaf_kinds(nested, &paged);
+        assert!(!kinds[0].shares_pages_with(&kinds[1]));
     }
 
     /// Where the pages of nulls depend on the type, kinds of different types do not share them.
