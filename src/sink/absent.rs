@@ -743,6 +743,9 @@ fn copy_for(descr: ColumnDescPtr, template: &ColumnCloseResult) -> Result<Column
 /// column whose maximum level is `max_level`: one count per level up to it. Levels of nulls lie
 /// below both maxima, so the counts past the shorter one are zeros.
 fn histogram_to(from: Option<&LevelHistogram>, max_level: i16) -> Result<Option<LevelHistogram>> {
+    if from.is_some_and(|from| from.len() == max_level as usize + 1) {
+        return Ok(from.cloned());
+    }
     let (Some(mut histogram), Some(from)) = (LevelHistogram::try_new(max_level), from) else {
         return Ok(None);
     };
