@@ -827,17 +827,46 @@ mod tests {
             Field::new("items", DataType::List(Arc::new(item)), true),
             Field::new("many", DataType::Struct(Fields::from(many)), true),
             Field::new("nested", nested_struct(3), true),
+            Field::new(
+                "lists",
+                DataType::Struct(Fields::from(vec![
+                    // Two structs above two lists: as many definition levels as three lists.
+                    Field::new(
+                        "two",
+                        DataType::Struct(Fields::from(vec![Field::new(
+                            "wrapped",
+                            DataType::Struct(Fields::from(vec![Field::new("lists", nested_lists(2), true)])),
+                            true,
+                        )])),
+                        true,
+                    ),
+                    Field::new("three", nested_lists(3), true),
+                ])),
+                true,
+            ),
         ])
     }
 
-    /// `{text, inner: {text, inner: ...}}`, `depth` structs deep: leaves of several maximum
-    /// definition levels below one node.
+    /// `{text, count, inner: {text, count, inner: ...}}`, `depth` structs deep: leaves of
+    /// several maximum definition levels and two types below one node.
     fn nested_struct(depth: usize) -> DataType {
-        let mut members = vec![Field::new("text", DataType::Utf8, true)];
+        let mut members = vec![
+            Field::new("text", DataType::Utf8, true),
+            Field::new("count", DataType::Int32, true),
+        ];
         if depth > 1 {
             members.push(Field::new("inner", nested_struct(depth - 1), true));
         }
         DataType::Struct(Fields::from(members))
+    }
+
+    /// `lists` nested `depth` deep around a text: maximum repetition level `depth`.
+    fn nested_lists(depth: usize) -> DataType {
+        let mut data_type = DataType::Utf8;
+        for _ in 0..depth {
+            data_type = DataType::List(Arc::new(Field::new("element", data_type, true)));
+        }
+        data_type
     }
 
     /// The settings of a wide table's file whose first batch reaches none of its columns, as
@@ -903,44 +932,73 @@ mod tests {
         }
     }
 
+    /// The leaf of the wide file whose path starts with `prefix`.
+    fn leaf_at(leaves: &[ColumnDescPtr], prefix: &str) -> ColumnDescPtr {
+        let mut found = leaves
+            .iter()
+            .filter(|descr| descr.path().string().starts_with(prefix));
+        let leaf = found.next().unwrap_or_else(|| panic!("no leaf at {prefix}"));
+        assert!(found.next().is_none(), "more than one leaf at {prefix}");
+        leaf.clone()
+    }
+
     #[test]
     fn null_chunks_of_leaves_with_levels_of_one_width_share_their_pages() {
         let (props, leaves) = wide_file();
-        let nested = &leaves[leaves.len() - 3..];
-        let max_defs: Vec<i16> = nested.iter().map(|descr| descr.max_def_level()).collect();
-        assert_eq!(
-            max_defs,
-            [2, 3, 4],
-            "nested.text, nested.inner.text, nested.inner.inner.text"
-        );
-        let kinds = leaf_kinds(nested, &props);
-        // Levels up to 2 and up to 3 take two bits each; up to 4, three.
-        assert!(kinds[0].shares_pages_with(&kinds[1]) && kinds[1].shares_pages_with(&kinds[0]));
-        assert!(!kinds[1].shares_pages_with(&kinds[2]));
+        let at = |prefix: &str| leaf_at(&leaves, prefix);
+        let levels = |group: &[ColumnDescPtr]| -> Vec<(i16, i16)> {
+            group
+                .iter()
+                .map(|descr| (descr.max_def_level(), descr.max_rep_level()))
+                .collect()
+        };
+        // Maximum definition levels 2 and 3 take two bits each, of a text and an integer.
+        let structs = [
+            at("nested.text"),
+            at("nested.count"),
+            at("nested.inner.text"),
+            at("nested.inner.count"),
+        ];
+        assert_eq!(levels(&structs), [(2, 0), (2, 0), (3, 0), (3, 0)]);
         // `nested` null in some rows and present in others: levels 0 and 1 only.
-        let def = vec![0, 1, 1, 0, 1, 1, 1];
-        let rep = vec![0; def.len()];
-        let direct: Vec<Chunk> = nested[..2]
-            .iter()
-            .map(|descr| encode_nulls(descr.clone(), props.clone(), &def, &rep).unwrap())
-            .collect();
-        assert_eq!(direct[0].pages, direct[1].pages, "the same bytes");
-        for (from, template) in nested[..2].iter().zip(&direct) {
-            for (to, wanted) in nested[..2].iter().zip(&direct) {
-                let names = format!("{} -> {}", from.path(), to.path());
-                let copied = copy_for(to.clone(), &template.close).unwrap();
-                assert_eq!(copied.metadata, wanted.close.metadata, "{names}: metadata");
-                assert_eq!(copied.offset_index, wanted.close.offset_index, "{names}");
+        let struct_levels = (vec![0, 1, 1, 0, 1, 1, 1], vec![0; 7]);
+        // Maximum repetition levels 2 and 3 take two bits each (definition levels 8: four).
+        let lists = [at("lists.two"), at("lists.three")];
+        assert_eq!(levels(&lists), [(8, 2), (8, 3)]);
+        // `lists` null, then empty `two`/`three` lists, then lists of empty lists.
+        let list_levels = (vec![0, 2, 3, 3, 2], vec![0, 0, 0, 1, 0]);
+        for (group, (def, rep)) in [(&structs[..], struct_levels), (&lists[..], list_levels)] {
+            let kinds = leaf_kinds(group, &props);
+            let direct: Vec<Chunk> = group
+                .iter()
+                .map(|descr| encode_nulls(descr.clone(), props.clone(), &def, &rep).unwrap())
+                .collect();
+            for (from, (template, from_kind)) in group.iter().zip(direct.iter().zip(kinds.iter())) {
+                for (to, (wanted, to_kind)) in group.iter().zip(direct.iter().zip(kinds.iter())) {
+                    let names = format!("{} -> {}", from.path(), to.path());
+                    assert!(from_kind.shares_pages_with(to_kind), "{names}");
+                    assert_eq!(template.pages, wanted.pages, "{names}: the same bytes");
+                    let copied = copy_for(to.clone(), &template.close).unwrap();
+                    assert_eq!(copied.metadata, wanted.close.metadata, "{names}: metadata");
+                    assert_eq!(copied.offset_index, wanted.close.offset_index, "{names}");
+                    assert_eq!(copied.rows_written, wanted.close.rows_written, "{names}");
+                }
             }
         }
-        let three_bits = encode_nulls(nested[2].clone(), props.clone(), &def, &rep).unwrap();
-        assert_ne!(three_bits.pages, direct[0].pages, "a wider level is other bytes");
+        // Up to 4, three bits: other bytes, not shared.
+        let (def, rep) = (vec![0, 1, 1, 0, 1], vec![0; 5]);
+        let wider = at("nested.inner.inner.text");
+        let kinds = leaf_kinds(&[structs[0].clone(), wider.clone()], &props);
+        assert!(!kinds[0].shares_pages_with(&kinds[1]));
+        let two_bits = encode_nulls(structs[0].clone(), props.clone(), &def, &rep).unwrap();
+        let three_bits = encode_nulls(wider, props.clone(), &def, &rep).unwrap();
+        assert_ne!(three_bits.pages, two_bits.pages, "a wider level is other bytes");
         // A column index keeps per-page histograms as long as the maximum level: not shared.
         let paged = WriterProperties::builder()
             .set_dictionary_enabled(false)
             .set_statistics_enabled(EnabledStatistics::Page)
             .build();
-        let kinds = leaf_kinds(nested, &paged);
+        let kinds = leaf_kinds(&[structs[0].clone(), structs[2].clone()], &paged);
         assert!(!kinds[0].shares_pages_with(&kinds[1]));
     }
 
