@@ -34,6 +34,27 @@ struct Stream<'s> {
 /// Stands for `resourceType` among the members seen at the top level.
 const RESOURCE_TYPE_SEEN: u32 = u32::MAX;
 
+/// Whether a member's key is the key read, compared inline. FHIR keys are short (`system`,
+/// `valueQuantity`), and `==` on slices calls the C library's `memcmp` for each: that call was
+/// 2.9% of the samples of `--resources all` on 500 MB of Bundles, one per member read. Keys of
+/// 4 to 16 bytes are compared as two overlapping words each side.
+#[inline]
+fn same_key(member: &str, read: &str) -> bool {
+    let (a, b) = (member.as_bytes(), read.as_bytes());
+    let len = a.len();
+    if len != b.len() {
+        return false;
+    }
+    let word = |bytes: &[u8], at: usize| u64::from_ne_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+    let half = |bytes: &[u8], at: usize| u32::from_ne_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+    match len {
+        0..4 => a == b,
+        4..8 => half(a, 0) == half(b, 0) && half(a, len - 4) == half(b, len - 4),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, len - 8) == word(b, len - 8),
+        _ => a == b,
+    }
+}
+
 impl RowBuilder {
     /// Appends one resource of type `resource_type` found at `place` from its JSON `text`;
     /// `false` when it takes the tree's way instead ([`RowBuilder::append`]), with nothing
@@ -107,7 +128,7 @@ impl ObjectBuilder {
                 continue;
             }
             let guess = self.next_member[after];
-            let position = if guess != NO_MEMBER && shape.members[guess as usize].key == key.as_ref() {
+            let position = if guess != NO_MEMBER && same_key(&shape.members[guess as usize].key, &key) {
                 guess
             } else {
                 let Some(&position) = self.index.get(key.as_ref()) else {
@@ -273,6 +294,28 @@ mod tests {
     use crate::fhir::definitions::{definitions, ObjectShape, TreeOptions};
     use crate::resource::tree::{self, Node};
     use crate::table::lossless::shape_schema;
+
+    /// The inline comparison agrees with `==` for every length up to 40 bytes, a difference at
+    /// every position, and keys of other lengths that share a prefix.
+    #[test]
+    fn keys_compare_inline_as_they_compare_whole() {
+        for len in 0..40 {
+            let key: String = (0..len).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+            assert!(super::same_key(&key, &key.clone()), "{key}");
+            for at in 0..len {
+                let mut other = key.clone().into_bytes();
+                other[at] = b'Z';
+                let other = String::from_utf8(other).unwrap();
+                assert!(!super::same_key(&key, &other), "{key} / {other}");
+                assert!(!super::same_key(&other, &key), "{other} / {key}");
+            }
+            assert!(!super::same_key(&key, &format!("{key}x")), "{key}");
+            assert!(!super::same_key(&format!("{key}x"), &key), "{key}");
+        }
+        assert!(super::same_key("valueQuantity", "valueQuantity"));
+        assert!(!super::same_key("valueQuantity", "valueQuantitx"));
+        assert!(!super::same_key("_birthDate", "birthDate_"));
+    }
 
     /// Every resource of the fixtures, by type, as the text the walker hands over: NDJSON
     /// lines, whole files, and the entries of Bundles (at any depth) as they are written in
