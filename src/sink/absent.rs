@@ -394,7 +394,7 @@ impl Kind {
     /// and no column index is written: a column index keeps a level histogram per page as
     /// long as the column's maximum level, which [`copy_for`] cannot remake (the chunk's own
     /// histograms it does). Below one reached node, leaves of several depths sharing pages
-    /// halved the null chunks encoded (500 MB of Bundles: 4,415 -> 2,381).
+    /// cut the null chunks encoded by 46% (500 MB of Bundles: 4,415 -> 2,381).
     fn shares_pages_with(&self, other: &Kind) -> bool {
         let levels =
             if self.statistics == EnabledStatistics::Page || other.statistics == EnabledStatistics::Page {
@@ -740,8 +740,9 @@ fn copy_for(descr: ColumnDescPtr, template: &ColumnCloseResult) -> Result<Column
 }
 
 /// A chunk's level histogram `from` (of a template whose maximum level may differ) for a
-/// column whose maximum level is `max_level`: one count per level up to it. Levels of nulls lie
-/// below both maxima, so the counts past the shorter one are zeros.
+/// column whose maximum level is `max_level`: one count per level up to it. A null's
+/// definition level lies below both maxima and its repetition level at or below the smaller
+/// one, so the counts past the shorter histogram are zeros (and are checked to be).
 fn histogram_to(from: Option<&LevelHistogram>, max_level: i16) -> Result<Option<LevelHistogram>> {
     if from.is_some_and(|from| from.len() == max_level as usize + 1) {
         return Ok(from.cloned());
@@ -965,7 +966,7 @@ mod tests {
         // Maximum repetition levels 2 and 3 take two bits each (definition levels 8: four).
         let lists = [at("lists.two"), at("lists.three")];
         assert_eq!(levels(&lists), [(8, 2), (8, 3)]);
-        // `lists` null, then empty `two`/`three` lists, then lists of empty lists.
+        // Made-up levels within both leaves' maxima (the bytes depend on the widths only).
         let list_levels = (vec![0, 2, 3, 3, 2], vec![0, 0, 0, 1, 0]);
         for (group, (def, rep)) in [(&structs[..], struct_levels), (&lists[..], list_levels)] {
             let kinds = leaf_kinds(group, &props);
