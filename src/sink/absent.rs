@@ -358,9 +358,9 @@ fn prune(
     }
 }
 
-/// Which leaves share encoded pages: the same levels (group), level widths and writer
-/// settings, and the same physical type unless both kinds are [`Kind::across_types`]. The
-/// settings are those a file's properties set per column (`WriteOptions::properties_for`:
+/// Which leaves share encoded pages: the same levels (group), level widths ([`level_bits`])
+/// and writer settings, and the same physical type unless both kinds are
+/// [`Kind::across_types`]. The settings are those a file's properties set per column (`WriteOptions::properties_for`:
 /// codec, dictionary, statistics; bloom filters, whose leaves never come here); the others are
 /// the same for every column of a file.
 #[derive(PartialEq, Clone)]
@@ -368,11 +368,6 @@ pub(super) struct Kind {
     physical: PhysicalType,
     max_def: i16,
     max_rep: i16,
-    /// Bits per definition and per repetition level in a page: the levels of a page of version
-    /// 1 are run-length or bit-packed at the width of the column's maximum level, so leaves of
-    /// different depths below one node (maximum definition levels 4 and 7, say) whose maximum
-    /// levels need the same width hold the same bytes.
-    level_bits: (u8, u8),
     compression: Compression,
     dictionary: bool,
     statistics: EnabledStatistics,
@@ -400,7 +395,8 @@ impl Kind {
             if self.statistics == EnabledStatistics::Page || other.statistics == EnabledStatistics::Page {
                 self.max_def == other.max_def && self.max_rep == other.max_rep
             } else {
-                self.level_bits == other.level_bits
+                level_bits(self.max_def) == level_bits(other.max_def)
+                    && level_bits(self.max_rep) == level_bits(other.max_rep)
             };
         (self.physical == other.physical || (self.across_types && other.across_types))
             && levels
@@ -426,10 +422,6 @@ pub(super) fn leaf_kinds(descriptors: &[ColumnDescPtr], props: &WriterProperties
                 physical: descr.physical_type(),
                 max_def: descr.max_def_level(),
                 max_rep: descr.max_rep_level(),
-                level_bits: (
-                    level_bits(descr.max_def_level()),
-                    level_bits(descr.max_rep_level()),
-                ),
                 compression: props.compression(path),
                 dictionary,
                 statistics,
@@ -444,7 +436,10 @@ pub(super) fn leaf_kinds(descriptors: &[ColumnDescPtr], props: &WriterProperties
 }
 
 /// The bits per level a page gives levels up to `max_level` (none for a maximum of 0: the
-/// page then holds no levels of that kind), as the writer's level encoder works them out.
+/// page then holds no levels of that kind), as the writer's level encoder works them out. The
+/// levels of a page are run-length or bit-packed at this width, so leaves of different depths
+/// below one node (maximum definition levels 4 and 7, say) whose maximum levels need the same
+/// width hold the same bytes.
 fn level_bits(max_level: i16) -> u8 {
     (u16::BITS - (max_level.max(0) as u16).leading_zeros()) as u8
 }
