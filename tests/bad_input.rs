@@ -548,30 +548,9 @@ fn a_panic_loses_only_its_document_and_the_rest_of_its_file() {
     .unwrap();
     // Whole batches held in memory, and a batch cut at every row (cut during the document).
     for batch_size in ["5000", "1"] {
-        let out = tempfile::tempdir().unwrap();
-        let output = fhir2table()
-            .args([
-                "convert",
-                "-q",
-                "--threads",
-                "1",
-                "--batch-size",
-                batch_size,
-                "--in",
-            ])
-            .arg(input.path())
-            .arg("--out")
-            .arg(out.path())
-            .arg("--view")
-            .arg(&view)
-            .env(fhir2table::table::TEST_PANIC_VARIABLE, "p4")
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(1), "{stderr}");
-        let report: Value =
-            serde_json::from_str(&std::fs::read_to_string(out.path().join(".fhir2table/_run.json")).unwrap())
-                .unwrap();
+        let view = view.to_str().unwrap();
+        let (out, report) =
+            convert_panicking_at(input.path(), "p4", &["--batch-size", batch_size, "--view", view]);
         assert!(
             has_error(&report, "b.ndjson", Some(2), "internal error (please report it)")
                 && has_error(&report, "b.ndjson", Some(2), "injected panic at Patient/p4"),
@@ -582,12 +561,7 @@ fn a_panic_loses_only_its_document_and_the_rest_of_its_file() {
         assert_eq!(report["inputs"]["failed"], 1);
         assert_eq!(report["inputs"]["read"], 2);
         for table in ["patient", "ids"] {
-            let mut ids: Vec<String> = common::read_table(&out.path().join(table))
-                .column("id")
-                .into_iter()
-                .map(Option::unwrap)
-                .collect();
-            ids.sort();
+            let ids = sorted_ids(&out.path().join(table));
             // No half-written p4 in patient, nothing after it in b, and the next file converts.
             assert_eq!(
                 ids,
@@ -596,4 +570,87 @@ fn a_panic_loses_only_its_document_and_the_rest_of_its_file() {
             );
         }
     }
+}
+
+/// The resource tables read a Bundle's entries as the walker reads the Bundle, and finish the
+/// rows afterwards: a panic between the two still loses only its document, whole.
+#[test]
+fn a_panic_in_a_bundle_read_once_loses_only_that_bundle() {
+    let input = tempfile::tempdir().unwrap();
+    let patient = |id: &str| format!(r#"{{"resourceType":"Patient","id":"{id}"}}"#);
+    let observation = |id: &str| format!(r#"{{"resourceType":"Observation","id":"{id}","status":"final"}}"#);
+    let bundle = |resources: &[String]| {
+        let entries: Vec<String> = resources
+            .iter()
+            .map(|resource| format!(r#"{{"resource":{resource}}}"#))
+            .collect();
+        format!(
+            r#"{{"resourceType":"Bundle","type":"collection","entry":[{}]}}"#,
+            entries.join(",")
+        )
+    };
+    std::fs::write(
+        input.path().join("a.json"),
+        bundle(&[patient("p1"), observation("o1")]),
+    )
+    .unwrap();
+    // p3 panics once the first table of its type took it; the entries after it were read too.
+    let b = bundle(&[patient("p2"), observation("o2"), patient("p3"), observation("o3")]);
+    std::fs::write(input.path().join("b.json"), b).unwrap();
+    std::fs::write(
+        input.path().join("c.json"),
+        bundle(&[patient("p4"), observation("o4")]),
+    )
+    .unwrap();
+    for batch_size in ["5000", "1"] {
+        let (out, report) = convert_panicking_at(
+            input.path(),
+            "p3",
+            &["--resources", "all", "--batch-size", batch_size],
+        );
+        assert!(
+            has_error(&report, "b.json", Some(1), "injected panic at Patient/p3"),
+            "{:#?}",
+            errors(&report)
+        );
+        assert_eq!(report["inputs"]["failed"], 1);
+        for (table, expected) in [
+            ("patient", ["p1", "p4"]),
+            ("resource_patient", ["p1", "p4"]),
+            ("resource_observation", ["o1", "o4"]),
+        ] {
+            let ids = sorted_ids(&out.path().join(table));
+            assert_eq!(ids, expected, "table {table}, batch size {batch_size}");
+        }
+    }
+}
+
+/// Converts `input` on one thread with `args`, the resource whose id is `id` panicking once the
+/// first table of its type took it; the run exits 1. Returns the output folder and its report.
+fn convert_panicking_at(input: &Path, id: &str, args: &[&str]) -> (tempfile::TempDir, Value) {
+    let out = tempfile::tempdir().unwrap();
+    let output = fhir2table()
+        .args(["convert", "-q", "--threads", "1", "--in"])
+        .arg(input)
+        .arg("--out")
+        .arg(out.path())
+        .args(args)
+        .env(fhir2table::table::TEST_PANIC_VARIABLE, id)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let report = std::fs::read_to_string(out.path().join(".fhir2table/_run.json")).unwrap();
+    (out, serde_json::from_str(&report).unwrap())
+}
+
+/// The `id` column of the table in `dir`, sorted.
+fn sorted_ids(dir: &Path) -> Vec<String> {
+    let mut ids: Vec<String> = common::read_table(dir)
+        .column("id")
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
+    ids.sort();
+    ids
 }

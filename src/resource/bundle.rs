@@ -20,10 +20,17 @@ pub(crate) struct BundleShape<'a> {
 pub(crate) struct EntryShape<'a> {
     #[serde(borrow, rename = "fullUrl")]
     pub full_url: Option<Str<'a>>,
-    #[serde(borrow)]
-    pub resource: Option<&'a RawValue>,
+    /// The resource's text as it stands in the Bundle's.
+    #[serde(borrow, default, deserialize_with = "raw_text")]
+    pub resource: Option<&'a str>,
     #[serde(borrow)]
     pub request: Option<EntryRequest<'a>>,
+}
+
+/// A value's text, borrowed from the document (`None` for `null`).
+fn raw_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<&'de str>, D::Error> {
+    let raw: Option<&'de RawValue> = Deserialize::deserialize(deserializer)?;
+    Ok(raw.map(RawValue::get))
 }
 
 /// `Bundle.entry.request`: a DELETE here (Bulk Data `deleted/` files) removes a resource.
@@ -70,10 +77,7 @@ impl<'a> BundleEnvelope<'a> {
         BundleEnvelope {
             key: OnceCell::new(),
             origin,
-            resources: entries
-                .iter()
-                .map(|entry| entry.resource.map(RawValue::get))
-                .collect(),
+            resources: entries.iter().map(|entry| entry.resource).collect(),
             entry_rows: RefCell::new(Vec::new()),
         }
     }
@@ -131,7 +135,7 @@ pub struct BundleScope<'a> {
 }
 
 struct Target<'a> {
-    raw: &'a RawValue,
+    raw: &'a str,
     head: OnceCell<Option<EntryHead>>,
 }
 
@@ -163,11 +167,11 @@ impl FullUrlLookup for BundleScope<'_> {
 }
 
 /// The type and id of the entry at `full_url`.
-fn read_head(full_url: &str, raw: &RawValue) -> Option<EntryHead> {
-    let (resource_type, id) = match leading_head(raw.get()) {
+fn read_head(full_url: &str, raw: &str) -> Option<EntryHead> {
+    let (resource_type, id) = match leading_head(raw) {
         Some((resource_type, id)) => (Cow::Borrowed(resource_type), id.map(Cow::Borrowed)),
         None => {
-            let head = serde_json::from_str::<Head>(raw.get()).ok()?;
+            let head = serde_json::from_str::<Head>(raw).ok()?;
             (head.resource_type?.0, head.id.map(|id| id.0))
         }
     };
@@ -233,8 +237,7 @@ mod tests {
     }
 
     fn head(full_url: &str, text: &str) -> Option<(String, Option<String>)> {
-        let raw = RawValue::from_string(text.to_owned()).unwrap();
-        read_head(full_url, &raw).map(|(t, id)| (t.into(), id.map(Into::into)))
+        read_head(full_url, text).map(|(t, id)| (t.into(), id.map(Into::into)))
     }
 
     #[test]

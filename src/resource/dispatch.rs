@@ -61,12 +61,28 @@ impl<S: ResourceSink> Walker<'_, S> {
             })?;
         if resource_type == "Bundle" {
             self.diagnostics.count_resource("Bundle");
-            let bundle: BundleShape = serde_json::from_str(text).map_err(|error| DocumentError {
-                line: first_line + error.line().saturating_sub(1) as u64,
-                message: format!("invalid Bundle: {}", message_without_position(&error)),
-            })?;
+            let read_once = match self.sink.begin_bundle() {
+                true => {
+                    let read = super::one_pass::read_bundle(text, self.sink);
+                    if read.is_none() {
+                        self.sink.abandon_bundle();
+                    }
+                    read
+                }
+                false => None,
+            };
+            let (bundle, streamed) = match read_once {
+                Some(read) => read,
+                None => {
+                    let bundle: BundleShape = serde_json::from_str(text).map_err(|error| DocumentError {
+                        line: first_line + error.line().saturating_sub(1) as u64,
+                        message: format!("invalid Bundle: {}", message_without_position(&error)),
+                    })?;
+                    (bundle, Vec::new())
+                }
+            };
             let envelope = BundleEnvelope::document(file, first_line, text, &bundle.entry);
-            let entries_clean = self.bundle_entries(position, &bundle, &envelope, 1);
+            let entries_clean = self.bundle_entries(position, &bundle, &streamed, &envelope, 1);
             return Ok(self.envelope(position, text, None, None, &envelope) && entries_clean);
         }
         let resource = Resource::new(&resource_type, text, None, None, position);
@@ -80,11 +96,13 @@ impl<S: ResourceSink> Walker<'_, S> {
         }
     }
 
-    /// The entries of a Bundle at nesting `depth` (1: the document itself).
+    /// The entries of a Bundle at nesting `depth` (1: the document itself); `streamed`, where
+    /// the Bundle was read once, says which entries the sink streamed.
     fn bundle_entries(
         &mut self,
         position: Position<'_>,
         bundle: &BundleShape<'_>,
+        streamed: &[bool],
         envelope: &BundleEnvelope<'_>,
         depth: usize,
     ) -> bool {
@@ -95,11 +113,10 @@ impl<S: ResourceSink> Walker<'_, S> {
                 bundle: envelope,
                 entry: index as u32,
             };
-            let Some(raw) = entry.resource else {
+            let Some(text) = entry.resource else {
                 self.deletion(entry);
                 continue;
             };
-            let text = raw.get();
             let resource_type = match resource_type_of(text) {
                 Ok((resource_type, _)) => resource_type,
                 Err((_, message)) => {
@@ -120,7 +137,7 @@ impl<S: ResourceSink> Walker<'_, S> {
                 match serde_json::from_str::<BundleShape>(text) {
                     Ok(nested) => {
                         let inner = envelope.nested(place.entry, &nested.entry);
-                        clean &= self.bundle_entries(position, &nested, &inner, depth + 1);
+                        clean &= self.bundle_entries(position, &nested, &[], &inner, depth + 1);
                         let full_url = entry.full_url.as_deref();
                         clean &= self.envelope(position, text, Some(place), full_url, &inner);
                     }
@@ -140,6 +157,7 @@ impl<S: ResourceSink> Walker<'_, S> {
                 position,
             );
             resource.container = Some(place);
+            resource.streamed = streamed.get(index).copied().unwrap_or(false);
             if let Err(rejection) = self.resource(&resource, true) {
                 self.reject(&position, text, rejection.line, rejection.message);
                 clean = false;
@@ -228,6 +246,13 @@ impl<S: ResourceSink> Walker<'_, S> {
     }
 }
 
+/// Whether the walker can index `text`'s identifiers, as it does for the types conditional
+/// references point to ([`Walker::resource`] refuses a resource whose identifiers it cannot
+/// read, before the sink sees it).
+pub(super) fn identifiers_readable(resource_type: &str, text: &str) -> bool {
+    !INDEXED_TYPES.contains(&resource_type) || serde_json::from_str::<Identified>(text).is_ok()
+}
+
 /// The `resourceType` of a JSON document. Reads it straight from the text when it is the first key
 /// (as Synthea and most servers write it); otherwise parses the whole object, which also proves
 /// it valid JSON (the `bool`: no need to check it again). The error carries the line (relative
@@ -259,7 +284,7 @@ fn resource_type_of(text: &str) -> Result<(Cow<'_, str>, bool), (u64, String)> {
 }
 
 /// `{"resourceType":"X"` at the start of the text (whitespace allowed), without parsing further.
-fn leading_resource_type(text: &str) -> Option<&str> {
+pub(super) fn leading_resource_type(text: &str) -> Option<&str> {
     let rest = text.trim_start().strip_prefix('{')?;
     let rest = rest.trim_start().strip_prefix("\"resourceType\"")?;
     let rest = rest.trim_start().strip_prefix(':')?;

@@ -6,6 +6,7 @@
 mod bundle;
 mod dispatch;
 pub mod identifiers;
+mod one_pass;
 pub mod tree;
 
 pub use bundle::{BundleEnvelope, BundleScope, EntryPlace};
@@ -29,6 +30,9 @@ pub struct Resource<'a> {
     pub(crate) position: Position<'a>,
     /// The resource as a JSON tree, built on first use and shared by every view of its type.
     pub(crate) tree: std::cell::OnceCell<Result<tree::Node<'a>, String>>,
+    /// The sink already read this Bundle entry into a row in progress as the walker read the
+    /// Bundle ([`ResourceSink::stream_entry`]): the row is finished, not read again.
+    pub streamed: bool,
 }
 
 /// Where a resource's text sits: enough to name its file and line in messages, computed only
@@ -91,6 +95,7 @@ impl<'a> Resource<'a> {
             envelope: None,
             position,
             tree: std::cell::OnceCell::new(),
+            streamed: false,
         }
     }
 
@@ -183,7 +188,36 @@ pub trait ResourceSink {
 
     /// A Bundle asked to delete `resource_type/id` (Bulk Data `deleted/` files).
     fn deleted(&mut self, _resource_type: &str, _id: &str) {}
+
+    /// Whether the sink reads a Bundle's entries as the walker finds them (the resource
+    /// tables, see [`ResourceSink::stream_entry`]); the walker then reads the Bundle once, not
+    /// once to find its entries and again to build their rows. Called at each Bundle that is
+    /// a whole document.
+    fn begin_bundle(&mut self) -> bool {
+        false
+    }
+
+    /// The walker's reader is on an entry's resource of type `resource_type` (its first key
+    /// says so): `Ok(true)` when the sink read the whole resource into a row in progress (the
+    /// reader is then past it, and [`ResourceSink::accept`] later gets the resource with
+    /// [`Resource::streamed`] set); `Ok(false)` when it read nothing. `Err`: the sink could
+    /// not read it (the reader is lost) and the walker reads the Bundle the usual way, after
+    /// [`ResourceSink::abandon_bundle`].
+    fn stream_entry(
+        &mut self,
+        _resource_type: &str,
+        _reader: &mut tree::Reader<'_>,
+    ) -> Result<bool, StreamRefused> {
+        Ok(false)
+    }
+
+    /// Drops the rows in progress of every entry streamed since [`ResourceSink::begin_bundle`].
+    fn abandon_bundle(&mut self) {}
 }
+
+/// A sink could not read an entry as it streamed past: the Bundle is read the usual way.
+#[derive(Debug)]
+pub struct StreamRefused;
 
 #[cfg(test)]
 mod line_tests {

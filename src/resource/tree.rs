@@ -465,6 +465,22 @@ impl<'a> Reader<'a> {
         self.parser.value(self.depth, Some(&Keep::All))
     }
 
+    /// Reads past the value here, checking it as [`Reader::tree`] does, without building it.
+    pub fn skip(&mut self) -> Result<(), TreeError> {
+        self.parser.value(self.depth, None).map(drop)
+    }
+
+    /// The text from where the reader is on.
+    pub fn rest(&self) -> &'a str {
+        &self.parser.text[self.parser.at..]
+    }
+
+    /// Where the reader is in the text (a byte offset): a value read from here to a later
+    /// offset is that slice of the text.
+    pub fn offset(&self) -> usize {
+        self.parser.at
+    }
+
     /// Checks that the text ends after the value read.
     pub fn finish(mut self) -> Result<(), TreeError> {
         self.parser.whitespace();

@@ -29,7 +29,8 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 
 use crate::diagnostics::Diagnostics;
-use crate::resource::{Rejection, Resource, ResourceSink};
+use crate::resource::tree::Reader;
+use crate::resource::{Rejection, Resource, ResourceSink, StreamRefused};
 
 /// One output table fed by one resource type: a built-in table or a view.
 pub trait Table: Send + Sync {
@@ -79,6 +80,39 @@ pub trait Table: Send + Sync {
     fn keeping_stored_text(&self, _stored: &arrow_schema::Schema) -> Option<Box<dyn Table>> {
         None
     }
+    /// Whether the table takes Bundle entries so ([`Table::stream_row`]).
+    fn streams(&self) -> bool {
+        false
+    }
+    /// Reads the resource at `reader`, an entry of a Bundle the walker reads once, into a row
+    /// that [`Table::append`] finishes when it gets the resource with `streamed` set (after the
+    /// Bundle is read: the rows streamed meanwhile are pending). A table takes no more of the
+    /// Bundle's entries once its pending rows would fill its batch (`rows` rows, `bytes`
+    /// bytes): the batch is then cut after the last of them, where the usual way cuts it.
+    fn stream_row(&mut self, _reader: &mut Reader<'_>, _rows: usize, _bytes: usize) -> Streamed {
+        Streamed::NotTaken
+    }
+    /// Drops the pending rows (the walker gave up reading the Bundle once).
+    fn abandon_streamed(&mut self) {}
+    /// Finishes the pending rows without their place in the Bundle, so that the builders hold
+    /// whole rows (a document rolled back after a panic, or a table stopped, drops them).
+    fn complete_streamed(&mut self) {}
+    /// Whether rows are pending: the batch cannot be cut before they are finished.
+    fn has_streamed(&self) -> bool {
+        false
+    }
+}
+
+/// What [`Table::stream_row`] did with an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Streamed {
+    /// Nothing read: the table does not stream, or takes no more of this Bundle.
+    NotTaken,
+    /// The resource was read into a pending row.
+    Taken,
+    /// The resource cannot be read so (the reader is lost); its pending rows stay until
+    /// [`Table::abandon_streamed`].
+    Refused,
 }
 
 /// Whether queries select rows of a table by this column's value (`WHERE patient_id = ?`, joins on
@@ -137,6 +171,8 @@ pub struct TableSet {
     /// idle table must hold to be cut then ([`IDLE_CUT_BYTES`]).
     fed: Vec<bool>,
     idle_cut: usize,
+    /// Whether any table reads Bundle entries as the walker finds them ([`Table::stream_row`]).
+    streams: bool,
 }
 
 /// The most a worker's tables may hold together (by [`Table::buffered_bytes`]) before the
@@ -192,6 +228,7 @@ pub fn stop_flags(count: usize) -> Arc<[AtomicBool]> {
 impl TableSet {
     pub fn new(tables: Vec<Box<dyn Table>>, batch_size: usize, stopped: Arc<[AtomicBool]>) -> Self {
         let count = tables.len();
+        let streams = tables.iter().any(|table| table.streams());
         let mut by_type: HashMap<String, Vec<usize>> = HashMap::new();
         for (position, table) in tables.iter().enumerate() {
             by_type
@@ -213,6 +250,7 @@ impl TableSet {
             budget: WORKER_BUFFER_BYTES,
             fed: vec![false; count],
             idle_cut: IDLE_CUT_BYTES,
+            streams,
         }
     }
 
@@ -220,11 +258,14 @@ impl TableSet {
     /// [`WORKER_BUFFER_BYTES`] (see there).
     fn keep_within_budget(&mut self) {
         while self.buffered > self.budget {
+            // A table with pending rows (a Bundle read once, being finished) cannot be cut
+            // before they are: the next fullest is.
             let Some((position, bytes)) = self
                 .tables
                 .iter()
-                .map(|table| table.buffered_bytes())
                 .enumerate()
+                .filter(|(_, table)| !table.has_streamed())
+                .map(|(position, table)| (position, table.buffered_bytes()))
                 .max_by_key(|&(_, bytes)| bytes)
             else {
                 return;
@@ -288,6 +329,13 @@ impl TableSet {
         let mut broken = Vec::new();
         for (position, table) in self.tables.iter_mut().enumerate() {
             let mark = self.marks.get(position).copied().unwrap_or(0);
+            // Rows a Bundle read once left pending come after the mark: whole, they are
+            // dropped with the rest of the document.
+            let completed = catch_unwind(AssertUnwindSafe(|| table.complete_streamed()));
+            if completed.is_err() {
+                broken.push(stop(&self.stopped, position, table, self.batch_size));
+                continue;
+            }
             // A batch cut during the document starts with the `mark` rows from before it.
             let first_cut = cut_during_document.iter().find(|(p, _)| *p == position);
             let kept = catch_unwind(AssertUnwindSafe(|| match first_cut {
@@ -373,6 +421,11 @@ impl ResourceSink for TableSet {
         for &position in positions {
             let table = &mut self.tables[position];
             if self.stopped[position].load(Ordering::Relaxed) {
+                // Stopped by another worker since the Bundle was read: its rows are not
+                // written, but the builders must stay whole.
+                if resource.streamed {
+                    table.complete_streamed();
+                }
                 continue;
             }
             let before = table.buffered_bytes();
@@ -399,6 +452,39 @@ impl ResourceSink for TableSet {
         }
         self.keep_within_budget();
         first_rejection.map_or(Ok(()), Err)
+    }
+
+    fn begin_bundle(&mut self) -> bool {
+        self.streams
+    }
+
+    fn stream_entry(&mut self, resource_type: &str, reader: &mut Reader<'_>) -> Result<bool, StreamRefused> {
+        let Some(positions) = self.by_type.get(resource_type) else {
+            return Ok(false);
+        };
+        // Only the first table of the type that streams ever does: the resource carries no
+        // table with its `streamed` flag, so two tables of one type with pending rows could
+        // finish each other's.
+        let Some(&position) = positions
+            .iter()
+            .find(|&&position| self.tables[position].streams())
+        else {
+            return Ok(false);
+        };
+        if self.stopped[position].load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        match self.tables[position].stream_row(reader, self.batch_size, self.batch_bytes) {
+            Streamed::NotTaken => Ok(false),
+            Streamed::Taken => Ok(true),
+            Streamed::Refused => Err(StreamRefused),
+        }
+    }
+
+    fn abandon_bundle(&mut self) {
+        for table in &mut self.tables {
+            table.abandon_streamed();
+        }
     }
 
     fn deleted(&mut self, resource_type: &str, id: &str) {

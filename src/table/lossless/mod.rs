@@ -4,6 +4,8 @@
 //! companions of decimals and dates, the `__unmapped` column), so the row builder and `export`
 //! share one layout.
 
+#[cfg(test)]
+mod bundle_once;
 mod columns;
 mod export;
 mod numeric;

@@ -5,7 +5,7 @@
 //! resource lacks costs one null per column outside lists, and nothing below a missing list.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock};
 
@@ -29,10 +29,10 @@ use crate::fhir::datetime::instant_bounds;
 use crate::fhir::definitions::{definitions, Member, ObjectShape, Shape, TreeOptions};
 use crate::fhir::elements::{value_class, ValueClass};
 use crate::fhir::key_hash::FastHash;
-use crate::resource::tree::{Keep, Node, Object};
+use crate::resource::tree::{Keep, Node, Object, Reader};
 use crate::resource::{BundleEnvelope, Rejection, Resource};
 use crate::source::describe_bytes;
-use crate::table::{Table, MAX_BATCH_BYTES, UTC};
+use crate::table::{Streamed, Table, MAX_BATCH_BYTES, UTC};
 
 mod stream;
 
@@ -72,6 +72,12 @@ pub struct ResourceTable {
     raw_bytes: usize,
     /// The rows of a batch once one reached [`BATCH_RAW_BYTES`] (see [`Table::is_full`]).
     batch_rows: Option<usize>,
+    /// Rows read from a Bundle's entries as the walker read it ([`Table::stream_row`]) and not
+    /// finished yet: each entry's text (its address, to match it when it comes back, and its
+    /// length), in the Bundle's order; and whether they fill the batch.
+    pending: VecDeque<(usize, usize)>,
+    pending_bytes: usize,
+    pending_full: bool,
 }
 
 /// The JSON text of the rows at which a resource table's batch is cut. A worker fills a batch of
@@ -101,6 +107,9 @@ impl ResourceTable {
             rows: 0,
             raw_bytes: 0,
             batch_rows: None,
+            pending: VecDeque::new(),
+            pending_bytes: 0,
+            pending_full: false,
         }
     }
 
@@ -173,6 +182,22 @@ impl ResourceTable {
         Ok(row_bytes)
     }
 
+    /// Drops the rows read from the current Bundle's entries, a half-read one too.
+    fn drop_streamed(&mut self) {
+        self.pending.clear();
+        self.pending_bytes = 0;
+        self.pending_full = false;
+        self.builder().abandon_streaming();
+    }
+
+    /// [`Table::is_full`] at `held_rows` rows of `held_bytes` bytes of text.
+    fn full_at(&self, held_rows: usize, held_bytes: usize, rows: usize, bytes: usize) -> bool {
+        match self.batch_rows {
+            None => held_rows >= rows || held_bytes >= bytes.min(BATCH_RAW_BYTES),
+            Some(own) => held_rows >= own.min(rows) || held_bytes >= bytes.min(4 * BATCH_RAW_BYTES),
+        }
+    }
+
     fn builder(&mut self) -> &mut RowBuilder {
         let layout = &self.layout;
         self.builder.get_or_insert_with(|| {
@@ -206,6 +231,27 @@ impl Table for ResourceTable {
             container: resource.container.map(|entry| (entry.bundle.key(), entry.entry)),
             envelope: resource.envelope.map(|envelope| (envelope.key(), entry_rows)),
         };
+        // Read as the walker read its Bundle: the row only needs finishing.
+        if resource.streamed && !self.pending.is_empty() {
+            let (address, len) = self.pending.pop_front().expect("checked above");
+            assert_eq!(
+                (address, len),
+                (resource.raw.as_ptr() as usize, resource.raw.len()),
+                "pending rows are finished in the order they were read"
+            );
+            self.pending_bytes -= len;
+            if self.pending.is_empty() {
+                self.pending_full = false;
+            }
+            let layout = self.layout.clone();
+            self.builder().finish_streamed_row(&layout.resource_type, &place);
+            self.rows += 1;
+            self.raw_bytes += len;
+            if let Some(entry) = resource.container {
+                entry.bundle.entry_became_row(entry.entry);
+            }
+            return Ok(false);
+        }
         // Straight from the text (rows/stream.rs), unless the tree is there already (views of
         // the type built it), the resource is a Bundle with entries elsewhere (its envelope
         // needs its tree) or too large for a row (refused by the tree's way).
@@ -243,10 +289,64 @@ impl Table for ResourceTable {
     /// all-null columns (see [`NullCache`]); a batch of larger rows than the first is still cut
     /// at four times the bytes.
     fn is_full(&self, rows: usize, bytes: usize) -> bool {
-        match self.batch_rows {
-            None => self.rows >= rows || self.raw_bytes >= bytes.min(BATCH_RAW_BYTES),
-            Some(own) => self.rows >= own.min(rows) || self.raw_bytes >= bytes.min(4 * BATCH_RAW_BYTES),
+        self.full_at(self.rows, self.raw_bytes, rows, bytes)
+    }
+
+    fn streams(&self) -> bool {
+        true
+    }
+
+    fn stream_row(&mut self, reader: &mut Reader<'_>, rows: usize, bytes: usize) -> Streamed {
+        if self.pending_full {
+            return Streamed::NotTaken;
         }
+        let start = reader.offset();
+        let address = reader.rest().as_ptr() as usize;
+        let layout = self.layout.clone();
+        let first = self.pending.is_empty();
+        let builder = self.builder();
+        if first {
+            builder.begin_streaming();
+        }
+        let read = builder.stream_members(&layout.derived().0, reader, &layout.resource_type);
+        let len = reader.offset() - start;
+        // A row over the limit is refused by the tree's way (see `append_tree`). Refused, the
+        // Bundle's rows are dropped here and now: the one in progress is not pending.
+        if !read || len > MAX_BATCH_BYTES {
+            self.drop_streamed();
+            return Streamed::Refused;
+        }
+        self.pending.push_back((address, len));
+        self.pending_bytes += len;
+        let rows_then = self.rows + self.pending.len();
+        self.pending_full = self.full_at(rows_then, self.raw_bytes + self.pending_bytes, rows, bytes);
+        Streamed::Taken
+    }
+
+    fn abandon_streamed(&mut self) {
+        if !self.pending.is_empty() {
+            self.drop_streamed();
+        }
+    }
+
+    fn complete_streamed(&mut self) {
+        let layout = self.layout.clone();
+        let nowhere = Place {
+            container: None,
+            envelope: None,
+        };
+        while let Some((_, len)) = self.pending.pop_front() {
+            self.builder()
+                .finish_streamed_row(&layout.resource_type, &nowhere);
+            self.rows += 1;
+            self.raw_bytes += len;
+        }
+        self.pending_bytes = 0;
+        self.pending_full = false;
+    }
+
+    fn has_streamed(&self) -> bool {
+        !self.pending.is_empty()
     }
 
     fn finish(&mut self) -> RecordBatch {
@@ -336,6 +436,9 @@ pub(super) struct RowBuilder {
     /// per nesting level the members an object has had (reused between rows).
     generation: u64,
     seen: Vec<Vec<u32>>,
+    /// The rows before the first of a Bundle's entries read as the walker read it (see
+    /// [`RowBuilder::begin_streaming`]).
+    streaming_from: usize,
 }
 
 impl RowBuilder {
@@ -357,6 +460,7 @@ impl RowBuilder {
             nulls: NullCache::default(),
             generation: 0,
             seen: Vec::new(),
+            streaming_from: 0,
         }
     }
 

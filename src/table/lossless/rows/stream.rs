@@ -65,8 +65,33 @@ impl RowBuilder {
         resource_type: &str,
         place: &Place<'_>,
     ) -> bool {
-        self.generation += 1;
+        self.begin_streaming();
         let mut reader = Reader::new(text);
+        if !self.stream_members(shape, &mut reader, resource_type) || reader.finish().is_err() {
+            self.abandon_streaming();
+            return false;
+        }
+        self.finish_streamed_row(resource_type, place);
+        true
+    }
+
+    /// Starts the rows of a Bundle's entries read as the walker reads the Bundle: they share
+    /// one generation, so that [`RowBuilder::abandon_streaming`] puts every builder they
+    /// touched back as it was before the first of them.
+    pub(in crate::table::lossless) fn begin_streaming(&mut self) {
+        self.generation += 1;
+        self.streaming_from = self.members.len;
+    }
+
+    /// Reads the members of one resource of type `resource_type` at `reader` (the walker's);
+    /// `false` when it cannot be read so. The row is finished by
+    /// [`RowBuilder::finish_streamed_row`], after the Bundle is read.
+    pub(in crate::table::lossless) fn stream_members(
+        &mut self,
+        shape: &ObjectShape,
+        reader: &mut Reader<'_>,
+        resource_type: &str,
+    ) -> bool {
         let mut stream = Stream {
             generation: self.generation,
             seen: &mut self.seen,
@@ -74,18 +99,26 @@ impl RowBuilder {
         };
         let read = self
             .members
-            .read_members(shape, &mut reader, &mut stream, Some(resource_type))
-            .and_then(|()| Ok(reader.finish()?));
-        if read.is_err() {
-            self.members.undo(self.generation);
-            return false;
+            .read_members(shape, reader, &mut stream, Some(resource_type));
+        if read.is_ok() {
+            self.members.len += 1;
         }
+        read.is_ok()
+    }
+
+    /// Drops the rows read since [`RowBuilder::begin_streaming`] (none of them finished).
+    pub(in crate::table::lossless) fn abandon_streaming(&mut self) {
+        self.members.undo(self.generation);
+        self.members.len = self.streaming_from;
+    }
+
+    /// Finishes the next row read by [`RowBuilder::stream_members`]: its type, `__unmapped`
+    /// (none: it was read whole) and place.
+    pub(in crate::table::lossless) fn finish_streamed_row(&mut self, resource_type: &str, place: &Place<'_>) {
         self.row_unmapped.clear();
         self.resource_type.append_value(resource_type);
-        self.members.len += 1;
         self.unmapped.append(&[]);
         self.places.append(place);
-        true
     }
 }
 
