@@ -173,7 +173,17 @@ pub struct TableSet {
     idle_cut: usize,
     /// Whether any table reads Bundle entries as the walker finds them ([`Table::stream_row`]).
     streams: bool,
+    /// After a Bundle that could not be read once, how many Bundles go the usual way before the
+    /// next try, and how many will after the next one given up (see [`MAX_BUNDLES_SKIPPED`]).
+    bundles_to_skip: u32,
+    skip_after_refusal: u32,
 }
+
+/// The most Bundles read the usual way between two tries at reading one once. A Bundle given up
+/// late (an element the shape lacks in its last entry) is read almost twice: where most Bundles
+/// are like that (a newer FHIR version's elements, say), each refusal doubles the Bundles
+/// skipped before the next try, up to this; one Bundle read once starts again from none.
+const MAX_BUNDLES_SKIPPED: u32 = 64;
 
 /// The most a worker's tables may hold together (by [`Table::buffered_bytes`]) before the
 /// fullest one's batch is cut early. Each table is also cut at its own size, but a worker
@@ -251,6 +261,8 @@ impl TableSet {
             fed: vec![false; count],
             idle_cut: IDLE_CUT_BYTES,
             streams,
+            bundles_to_skip: 0,
+            skip_after_refusal: 1,
         }
     }
 
@@ -413,6 +425,10 @@ impl ResourceSink for TableSet {
     /// Gives the resource to every table of its type; one table's rejection does not keep the
     /// resource from the others. The first rejection is returned (one lost resource, one error).
     fn accept(&mut self, resource: &Resource<'_>, diagnostics: &mut Diagnostics) -> Result<(), Rejection> {
+        if resource.streamed {
+            // A Bundle was read once: the next one given up skips one Bundle again.
+            self.skip_after_refusal = 1;
+        }
         let mut first_rejection = None;
         let positions = self
             .by_type
@@ -455,6 +471,10 @@ impl ResourceSink for TableSet {
     }
 
     fn begin_bundle(&mut self) -> bool {
+        if self.bundles_to_skip > 0 {
+            self.bundles_to_skip -= 1;
+            return false;
+        }
         self.streams
     }
 
@@ -485,6 +505,8 @@ impl ResourceSink for TableSet {
         for table in &mut self.tables {
             table.abandon_streamed();
         }
+        self.bundles_to_skip = self.skip_after_refusal;
+        self.skip_after_refusal = (self.skip_after_refusal * 2).min(MAX_BUNDLES_SKIPPED);
     }
 
     fn deleted(&mut self, resource_type: &str, id: &str) {

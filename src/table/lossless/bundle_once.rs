@@ -21,6 +21,8 @@ struct Sink {
     tables: TableSet,
     once: bool,
     streamed: usize,
+    /// The Bundles the tables asked to read once.
+    tries: usize,
 }
 
 impl ResourceSink for Sink {
@@ -34,7 +36,9 @@ impl ResourceSink for Sink {
         self.tables.deleted(resource_type, id);
     }
     fn begin_bundle(&mut self) -> bool {
-        self.once && self.tables.begin_bundle()
+        let once = self.once && self.tables.begin_bundle();
+        self.tries += usize::from(once);
+        once
     }
     fn stream_entry(&mut self, resource_type: &str, reader: &mut Reader<'_>) -> Result<bool, StreamRefused> {
         let taken = self.tables.stream_entry(resource_type, reader)?;
@@ -47,8 +51,9 @@ impl ResourceSink for Sink {
 }
 
 /// What converting `documents` gave: each document's outcome, the batches (cut during the
-/// documents and flushed at the end, by table), the diagnostics, and the entries streamed.
-type Outcome = (Vec<String>, Vec<(usize, RecordBatch)>, Diagnostics, usize);
+/// documents and flushed at the end, by table), the diagnostics, the entries streamed and the
+/// Bundles tried.
+type Outcome = (Vec<String>, Vec<(usize, RecordBatch)>, Diagnostics, usize, usize);
 
 /// How a conversion is set up: the batch size, a worker's memory budget (`None`: the run's),
 /// and a second Patient table next to the first.
@@ -83,6 +88,7 @@ fn convert(documents: &[String], setup: Setup, once: bool) -> Outcome {
         tables: TableSet::new(tables, setup.batch_size, stop_flags(count)),
         once,
         streamed: 0,
+        tries: 0,
     };
     if let Some(budget) = setup.budget {
         sink.tables.budget = budget;
@@ -108,14 +114,14 @@ fn convert(documents: &[String], setup: Setup, once: bool) -> Outcome {
     let (flushed, broken) = sink.tables.flush();
     assert!(broken.is_empty());
     batches.extend(flushed);
-    (outcomes, batches, diagnostics, sink.streamed)
+    (outcomes, batches, diagnostics, sink.streamed, sink.tries)
 }
 
 /// Converts `documents` both ways and checks they agree, batch by batch; returns the entries
 /// streamed.
 fn same_both_ways(documents: &[String], setup: Setup) -> usize {
-    let (outcomes, batches, diagnostics, streamed) = convert(documents, setup, true);
-    let (usual_outcomes, usual_batches, usual_diagnostics, none) = convert(documents, setup, false);
+    let (outcomes, batches, diagnostics, streamed, _) = convert(documents, setup, true);
+    let (usual_outcomes, usual_batches, usual_diagnostics, none, _) = convert(documents, setup, false);
     assert_eq!(none, 0);
     assert_eq!(outcomes, usual_outcomes);
     assert_eq!(diagnostics.resources, usual_diagnostics.resources);
@@ -258,9 +264,35 @@ fn bundles_the_reading_gives_up_on_end_the_usual_way() {
         .collect();
     assert!(late.len() > 15);
     for batch_size in [5000, 4] {
-        let streamed = same_both_ways(&late, Setup::batches_of(batch_size));
+        same_both_ways(&late, Setup::batches_of(batch_size));
+        // One at a time: after a Bundle given up, the next is not tried (see below).
+        let streamed: usize = late
+            .iter()
+            .map(|document| same_both_ways(std::slice::from_ref(document), Setup::batches_of(batch_size)))
+            .sum();
         assert!(streamed >= 3 * late.len(), "{streamed} entries streamed");
     }
+}
+
+/// After a Bundle given up, the tables skip one Bundle before trying again, then two, four...;
+/// one Bundle read once starts again from none.
+#[test]
+fn bundles_given_up_in_a_row_are_tried_less_and_less() {
+    let late_odd = bundle(&[
+        entry(&patient("a")),
+        entry(&observation("b")),
+        entry(r#"{"resourceType":"Observation","id":"u","nickname":"x"}"#),
+    ]);
+    let clean = bundle(&[entry(&patient("c")), entry(&observation("d"))]);
+    let mut documents = vec![late_odd.clone(); 5];
+    documents.extend([clean.clone(), clean.clone(), late_odd.clone(), late_odd, clean]);
+    let setup = Setup::batches_of(5000);
+    same_both_ways(&documents, setup);
+    // Tried: the 1st (given up, skip 1), the 3rd (given up, skip 2), the 6th (read once), the
+    // 7th, the 8th (given up, skip 1), the 10th.
+    let (_, _, _, streamed, tries) = convert(&documents, setup, true);
+    assert_eq!(tries, 6);
+    assert_eq!(streamed, 2 + 2 + 2 + 2 + 2 + 2);
 }
 
 fn component_observation(id: &str) -> String {
@@ -292,8 +324,8 @@ fn tables_over_the_budget_hold_the_same_rows() {
         budget: Some(3000),
         two_patient_tables: false,
     };
-    let (outcomes, batches, _, streamed) = convert(&documents, setup, true);
-    let (usual_outcomes, usual_batches, _, _) = convert(&documents, setup, false);
+    let (outcomes, batches, _, streamed, _) = convert(&documents, setup, true);
+    let (usual_outcomes, usual_batches, _, _, _) = convert(&documents, setup, false);
     assert_eq!(outcomes, usual_outcomes);
     assert_eq!(streamed, 120);
     assert!(usual_batches.len() > 4, "the budget cut batches");
