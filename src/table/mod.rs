@@ -110,8 +110,8 @@ pub enum Streamed {
     NotTaken,
     /// The resource was read into a pending row.
     Taken,
-    /// The resource cannot be read so (the reader is lost); its pending rows stay until
-    /// [`Table::abandon_streamed`].
+    /// The resource cannot be read so (the reader is lost); the walker gives the Bundle up and
+    /// every table drops its pending rows ([`Table::abandon_streamed`]).
     Refused,
 }
 
