@@ -32,7 +32,7 @@ use parquet::file::metadata::{ColumnChunkMetaData, LevelHistogram};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesPtr, WriterVersion};
 use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
-use parquet::schema::types::{ColumnDescPtr, ColumnDescriptor};
+use parquet::schema::types::{ColumnDescPtr, ColumnDescriptor, ColumnPath};
 
 /// For the rows held for one or more row groups of a wide table: which leaves some row reaches
 /// and, for the others, the deepest node their rows reach.
@@ -409,27 +409,50 @@ impl Kind {
 
 /// The [`Kind`] of every leaf column of a file with `descriptors` and `props`, in schema order.
 /// Worked out once per file's settings: looking the settings up by column path for each chunk
-/// hashed the path four times over, for thousands of chunks per row group.
-pub(super) fn leaf_kinds(descriptors: &[ColumnDescPtr], props: &WriterProperties) -> Arc<[Kind]> {
+/// hashed the path four times over, for thousands of chunks per row group. `own`, when given,
+/// marks the leaves `props` sets anything for by path; the others have its defaults, looked up
+/// once.
+pub(super) fn leaf_kinds(
+    descriptors: &[ColumnDescPtr],
+    props: &WriterProperties,
+    own: Option<&[bool]>,
+) -> Arc<[Kind]> {
+    let settings = |path: &ColumnPath| {
+        let dictionary = props.dictionary_enabled(path);
+        let statistics = props.statistics_enabled(path);
+        let encoding = props.encoding(path);
+        let across_types = !dictionary
+            && statistics == EnabledStatistics::Chunk
+            && matches!(encoding, None | Some(Encoding::PLAIN))
+            && props.writer_version() == WriterVersion::PARQUET_1_0;
+        (
+            props.compression(path),
+            dictionary,
+            statistics,
+            encoding,
+            across_types,
+        )
+    };
+    // No leaf has the empty path, so this is what a leaf without settings of its own gets.
+    let defaults = settings(&ColumnPath::new(Vec::new()));
     descriptors
         .iter()
-        .map(|descr| {
-            let path = descr.path();
-            let dictionary = props.dictionary_enabled(path);
-            let statistics = props.statistics_enabled(path);
-            let encoding = props.encoding(path);
+        .enumerate()
+        .map(|(leaf, descr)| {
+            let (compression, dictionary, statistics, encoding, across_types) = match own.map(|own| own[leaf])
+            {
+                Some(false) => defaults,
+                _ => settings(descr.path()),
+            };
             Kind {
                 physical: descr.physical_type(),
                 max_def: descr.max_def_level(),
                 max_rep: descr.max_rep_level(),
-                compression: props.compression(path),
+                compression,
                 dictionary,
                 statistics,
                 encoding,
-                across_types: !dictionary
-                    && statistics == EnabledStatistics::Chunk
-                    && matches!(encoding, None | Some(Encoding::PLAIN))
-                    && props.writer_version() == WriterVersion::PARQUET_1_0,
+                across_types,
             }
         })
         .collect()
@@ -882,7 +905,7 @@ mod tests {
     #[test]
     fn null_chunks_of_every_type_at_the_same_levels_share_their_pages() {
         let (props, leaves) = wide_file();
-        let kinds = leaf_kinds(&leaves, &props);
+        let kinds = leaf_kinds(&leaves, &props, None);
         let typed = typed_members().len();
         assert!(
             kinds.iter().all(|kind| kind.across_types),
@@ -964,7 +987,7 @@ mod tests {
         // Made-up levels within both leaves' maxima (the bytes depend on the widths only).
         let list_levels = (vec![0, 2, 3, 3, 2], vec![0, 0, 0, 1, 0]);
         for (group, (def, rep)) in [(&structs[..], struct_levels), (&lists[..], list_levels)] {
-            let kinds = leaf_kinds(group, &props);
+            let kinds = leaf_kinds(group, &props, None);
             let direct: Vec<Chunk> = group
                 .iter()
                 .map(|descr| encode_nulls(descr.clone(), props.clone(), &def, &rep).unwrap())
@@ -984,7 +1007,7 @@ mod tests {
         // Up to 4, three bits: other bytes, not shared.
         let (def, rep) = (vec![0, 1, 1, 0, 1], vec![0; 5]);
         let wider = at("nested.inner.inner.text");
-        let kinds = leaf_kinds(&[structs[0].clone(), wider.clone()], &props);
+        let kinds = leaf_kinds(&[structs[0].clone(), wider.clone()], &props, None);
         assert!(!kinds[0].shares_pages_with(&kinds[1]));
         let two_bits = encode_nulls(structs[0].clone(), props.clone(), &def, &rep).unwrap();
         let three_bits = encode_nulls(wider, props.clone(), &def, &rep).unwrap();
@@ -994,7 +1017,7 @@ mod tests {
             .set_dictionary_enabled(false)
             .set_statistics_enabled(EnabledStatistics::Page)
             .build();
-        let kinds = leaf_kinds(&[structs[0].clone(), structs[2].clone()], &paged);
+        let kinds = leaf_kinds(&[structs[0].clone(), structs[2].clone()], &paged, None);
         assert!(!kinds[0].shares_pages_with(&kinds[1]));
     }
 
@@ -1008,7 +1031,7 @@ mod tests {
                 .set_statistics_enabled(EnabledStatistics::Chunk)
         };
         let shares = |props: WriterProperties| {
-            let kinds = leaf_kinds(&leaves[..2], &props);
+            let kinds = leaf_kinds(&leaves[..2], &props, None);
             kinds[0].shares_pages_with(&kinds[1])
         };
         assert!(shares(base().build()));
