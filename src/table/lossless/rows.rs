@@ -561,7 +561,7 @@ struct ObjectBuilder {
     /// recorded), or [`NO_MEMBER`]. Writers emit an object's keys in one order, so checking the
     /// key against this guess spares the hash lookup, whose probe of a cold table was a fifth
     /// of the member reading's own time.
-    next_member: Vec<u32>,
+    next_member: Vec<stream::Guess>,
     /// The struct's own validity (unused at the top level).
     validity: BooleanBufferBuilder,
     /// The struct's fields, for the finished `StructArray`.
@@ -634,7 +634,7 @@ impl ObjectBuilder {
             members: shape.members.iter().map(|_| None).collect(),
             starts,
             index,
-            next_member: vec![NO_MEMBER; shape.members.len() + 1],
+            next_member: vec![stream::Guess::NONE; shape.members.len() + 1],
             validity: BooleanBufferBuilder::new(0),
             fields: fields.clone(),
         }

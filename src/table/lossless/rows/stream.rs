@@ -54,6 +54,75 @@ fn same_key(member: &str, read: &str) -> bool {
     }
 }
 
+/// The member guessed for the next key of an object (see `ObjectBuilder::next_member`), with
+/// that member's key as its length and two words: a key of up to 16 bytes (nearly every FHIR
+/// key) is checked against the guess without reading the member's key from its shape, which
+/// was a cache miss per member read, a quarter of the member reading's own samples on 500 MB of
+/// Bundles. Longer keys are compared whole.
+#[derive(Clone, Copy)]
+pub(super) struct Guess {
+    member: u32,
+    len: u32,
+    head: u64,
+    tail: u64,
+}
+
+impl Guess {
+    /// No member guessed yet.
+    pub(super) const NONE: Guess = Guess {
+        member: NO_MEMBER,
+        len: u32::MAX,
+        head: 0,
+        tail: 0,
+    };
+
+    fn of(member: u32, key: &str) -> Guess {
+        let (head, tail) = key_words(key.as_bytes());
+        Guess {
+            member,
+            len: key.len() as u32,
+            head,
+            tail,
+        }
+    }
+
+    /// The guessed member when `key` is its key (`member_key` gives it, read only for keys
+    /// longer than 16 bytes).
+    #[inline]
+    fn member_for<'k>(&self, key: &str, member_key: impl FnOnce(u32) -> &'k str) -> Option<u32> {
+        if self.member == NO_MEMBER || self.len as usize != key.len() {
+            return None;
+        }
+        let same = if key.len() <= 16 {
+            key_words(key.as_bytes()) == (self.head, self.tail)
+        } else {
+            same_key(member_key(self.member), key)
+        };
+        same.then_some(self.member)
+    }
+}
+
+/// A key of up to 16 bytes as two words: for keys of one length, equal words are equal keys
+/// (the words cover every byte; from 5 bytes on, two windows overlap). Longer keys give zeros.
+#[inline]
+fn key_words(bytes: &[u8]) -> (u64, u64) {
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+    let half = |at: usize| u64::from(u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")));
+    let len = bytes.len();
+    match len {
+        0..4 => (
+            bytes
+                .iter()
+                .enumerate()
+                .fold(0, |words, (at, &byte)| words | u64::from(byte) << (8 * at)),
+            0,
+        ),
+        4..8 => (half(0) | half(len - 4) << 32, 0),
+        8..=16 => (word(0), word(len - 8)),
+        _ => (0, 0),
+    }
+}
+
 impl RowBuilder {
     /// Appends one resource of type `resource_type` found at `place` from its JSON `text`;
     /// `false` when it takes the tree's way instead ([`RowBuilder::append`]), with nothing
@@ -159,15 +228,17 @@ impl ObjectBuilder {
                 seen.push(RESOURCE_TYPE_SEEN);
                 continue;
             }
-            let guess = self.next_member[after];
-            let position = if guess != NO_MEMBER && same_key(&shape.members[guess as usize].key, &key) {
-                guess
-            } else {
-                let Some(&position) = self.index.get(key.as_ref()) else {
-                    return Err(Detour);
-                };
-                self.next_member[after] = position;
-                position
+            let guessed =
+                self.next_member[after].member_for(&key, |member| &shape.members[member as usize].key);
+            let position = match guessed {
+                Some(member) => member,
+                None => {
+                    let Some(&position) = self.index.get(key.as_ref()) else {
+                        return Err(Detour);
+                    };
+                    self.next_member[after] = Guess::of(position, &key);
+                    position
+                }
             };
             after = position as usize + 1;
             if seen.contains(&position) {
@@ -347,6 +418,38 @@ mod tests {
         assert!(super::same_key("valueQuantity", "valueQuantity"));
         assert!(!super::same_key("valueQuantity", "valueQuantitx"));
         assert!(!super::same_key("_birthDate", "birthDate_"));
+    }
+
+    /// A guess names its member for its own key only: every length up to 40 bytes, a
+    /// difference at every position, a key one byte longer or shorter; and never before a
+    /// member is guessed.
+    #[test]
+    fn a_guess_matches_its_own_key_only() {
+        let long_keys: Vec<String> = (0..40)
+            .map(|len| (0..len).map(|i| char::from(b'a' + (i % 26) as u8)).collect())
+            .collect();
+        for (len, key) in long_keys.iter().enumerate() {
+            let guess = super::Guess::of(7, key);
+            let member_key = |member: u32| {
+                assert_eq!(member, 7);
+                key.as_str()
+            };
+            assert_eq!(guess.member_for(key, member_key), Some(7), "{key}");
+            for at in 0..len {
+                let mut other = key.clone().into_bytes();
+                other[at] = b'Z';
+                let other = String::from_utf8(other).unwrap();
+                assert_eq!(guess.member_for(&other, member_key), None, "{key} / {other}");
+            }
+            assert_eq!(guess.member_for(&format!("{key}x"), member_key), None, "{key}");
+            if len > 0 {
+                assert_eq!(guess.member_for(&key[..len - 1], member_key), None, "{key}");
+            }
+            assert_eq!(super::Guess::NONE.member_for(key, member_key), None, "{key}");
+        }
+        let guess = super::Guess::of(1, "gender");
+        assert_eq!(guess.member_for("gendeR", |_| "gender"), None);
+        assert_eq!(guess.member_for("active", |_| "gender"), None);
     }
 
     /// Every resource of the fixtures, by type, as the text the walker hands over: NDJSON
