@@ -941,14 +941,17 @@ mod tests {
         }
     }
 
-    /// Whitespace of every run length up to 20 (spaces, then a newline, tab or return among
-    /// them) around keys, values and separators, also where the text ends within eight bytes,
+    /// Whitespace of every run length up to 20 (spaces alone, and spaces with a newline, tab or
+    /// return among them) around keys, values and separators, also where the text ends within eight bytes,
     /// reads as serde_json reads it; so does a stray byte after spaces.
     #[test]
     fn whitespace_of_any_run_reads_as_serde_json_reads_it() {
-        for run in 0..20 {
-            for other in ["", "\n", "\t", "\r", "\n\r\t"] {
-                let gap = format!("{}{other}{}", " ".repeat(run), " ".repeat(run / 2));
+        for run in 0..=20 {
+            for other in [None, Some("\n"), Some("\t"), Some("\r"), Some("\n\r\t")] {
+                let gap = match other {
+                    None => " ".repeat(run),
+                    Some(other) => format!("{}{other}{}", " ".repeat(run), " ".repeat(run / 2)),
+                };
                 let text = format!("{gap}{{{gap}\"a\"{gap}:{gap}[{gap}1{gap},{gap}\"b\"{gap}]{gap},{gap}\"c\":{{}}{gap}}}{gap}");
                 same_as_serde(&text);
                 same_as_serde(&format!("{text}{gap}x"));

@@ -654,11 +654,16 @@ impl WideFileSettings {
         let parquet_schema = file.schema_descr().root_schema_ptr();
         let columns = file.schema_descr().columns();
         let own = (own.len() == columns.len()).then_some(own);
+        // As in `leaf_kinds`: no leaf has the empty path, so this is a leaf's default.
+        let bloom_by_default = properties
+            .bloom_filter_properties(&ColumnPath::new(Vec::new()))
+            .is_some();
         let bloom_filtered = columns
             .iter()
             .enumerate()
-            .map(|(leaf, column)| {
-                own.is_none_or(|own| own[leaf]) && properties.bloom_filter_properties(column.path()).is_some()
+            .map(|(leaf, column)| match own.map(|own| own[leaf]) {
+                Some(false) => bloom_by_default,
+                _ => properties.bloom_filter_properties(column.path()).is_some(),
             })
             .collect();
         WideFileSettings {
@@ -1253,21 +1258,96 @@ mod tests {
             .unwrap();
         let columns = parquet_schema.columns();
         assert_eq!(columns.len(), leaves);
-        let file = SerializedFileWriter::new(
-            std::io::sink(),
-            parquet_schema.root_schema_ptr(),
-            Arc::new(properties),
-        )
-        .unwrap();
-        let (looked_up, from_marks) = (
-            WideFileSettings::of(&file, &[]),
-            WideFileSettings::of(&file, &own),
-        );
-        assert!(looked_up.kinds.iter().eq(from_marks.kinds.iter()));
-        assert_eq!(looked_up.bloom_filtered, from_marks.bloom_filtered);
+        let same_either_way = |properties: WriterProperties, own: &[bool]| {
+            let file = SerializedFileWriter::new(
+                std::io::sink(),
+                parquet_schema.root_schema_ptr(),
+                Arc::new(properties),
+            )
+            .unwrap();
+            let (looked_up, from_marks) =
+                (WideFileSettings::of(&file, &[]), WideFileSettings::of(&file, own));
+            assert!(looked_up.kinds.iter().eq(from_marks.kinds.iter()));
+            assert_eq!(looked_up.bloom_filtered, from_marks.bloom_filtered);
+            looked_up
+        };
+        let looked_up = same_either_way(properties, &own);
         // Neither is all defaults, or the comparison would prove little.
         assert!(looked_up.kinds.iter().any(|kind| *kind != looked_up.kinds[1]));
         assert!(looked_up.bloom_filtered[0]);
+        // Without a first batch only the lookup column is marked, and its bloom filter is kept.
+        let (properties, own) = options.properties_with_own_leaves(&wide.schema(), None);
+        assert_eq!(own.iter().filter(|own| **own).count(), 1);
+        assert!(own[0]);
+        assert!(same_either_way(properties, &own).bloom_filtered[0]);
+    }
+
+    /// A filled leaf's mark is at its own index after an empty list, a null struct and within
+    /// a list of structs.
+    #[test]
+    fn filled_leaves_are_marked_at_their_index() {
+        let options = WriteOptions {
+            compression: Compression::Zstd,
+            threads: 1,
+        };
+        let padding = first_batch(WIDE_TABLE_LEAVES);
+        let pair = Fields::from(vec![
+            Field::new("x", DataType::Utf8, true),
+            Field::new("y", DataType::Utf8, true),
+        ]);
+        let text =
+            |value: Option<&str>| -> ArrayRef { Arc::new(arrow_array::StringArray::from(vec![value])) };
+        let items = Arc::new(Field::new("element", DataType::Struct(pair.clone()), true));
+        let empty_item = Arc::new(Field::new("element", DataType::Utf8, true));
+        let mut fields: Vec<Field> = padding
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        let mut columns = padding.columns().to_vec();
+        fields.push(Field::new("e", DataType::List(empty_item.clone()), true));
+        columns.push(Arc::new(ListArray::new(
+            empty_item,
+            arrow_buffer::OffsetBuffer::from_lengths([0]),
+            Arc::new(arrow_array::StringArray::from(Vec::<Option<&str>>::new())),
+            None,
+        )));
+        fields.push(Field::new("f", DataType::Utf8, true));
+        columns.push(text(Some("z")));
+        fields.push(Field::new("g", DataType::List(items.clone()), true));
+        columns.push(Arc::new(ListArray::new(
+            items,
+            arrow_buffer::OffsetBuffer::from_lengths([1]),
+            Arc::new(arrow_array::StructArray::new(
+                pair,
+                vec![text(None), text(Some("w"))],
+                None,
+            )),
+            None,
+        )));
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+        let (_, own) = options.properties_with_own_leaves(&batch.schema(), Some(&batch));
+        let leaves = own.len();
+        // c, s.a, s.b, l's item; then e's item (empty: not filled), f, g.x and g.y.
+        let marked: Vec<usize> = own
+            .iter()
+            .enumerate()
+            .filter(|(_, own)| **own)
+            .map(|(leaf, _)| leaf)
+            .collect();
+        assert_eq!(
+            marked,
+            vec![
+                0,
+                leaves - 7,
+                leaves - 6,
+                leaves - 5,
+                leaves - 3,
+                leaves - 2,
+                leaves - 1
+            ]
+        );
     }
 
     /// A wide table goes on in a next file once its file holds the chunks it may (here one

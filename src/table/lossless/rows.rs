@@ -558,9 +558,9 @@ struct ObjectBuilder {
     index: HashMap<String, u32, FastHash>,
     /// Per member (and, first, the object's start): the member of the last key looked up after
     /// it in an object read from text (the top-level `resourceType` and unknown keys are not
-    /// recorded), or [`NO_MEMBER`]. Writers emit an object's keys in one order, so checking the
-    /// key against this guess spares the hash lookup, whose probe of a cold table was a fifth
-    /// of the member reading's own time.
+    /// recorded), with its key (see `stream::Guess`), or `Guess::NONE`. Writers emit an
+    /// object's keys in one order, so checking the key against this guess spares the hash
+    /// lookup, whose probe of a cold table was a fifth of the member reading's own time.
     next_member: Vec<stream::Guess>,
     /// The struct's own validity (unused at the top level).
     validity: BooleanBufferBuilder,
@@ -568,7 +568,7 @@ struct ObjectBuilder {
     fields: Fields,
 }
 
-/// No member guessed yet (see `ObjectBuilder::next_member`).
+/// No member guessed yet (see `ObjectBuilder::next_member`, `Guess::NONE`).
 const NO_MEMBER: u32 = u32::MAX;
 
 /// The builders of one member: its value column and companions, behind list offsets when the

@@ -76,11 +76,16 @@ impl Guess {
         tail: 0,
     };
 
+    /// `member`, whose key is `key`. A key of 4 GiB or more (which no input limit lets
+    /// through) makes no guess.
     fn of(member: u32, key: &str) -> Guess {
+        let Ok(len) = u32::try_from(key.len()) else {
+            return Guess::NONE;
+        };
         let (head, tail) = key_words(key.as_bytes());
         Guess {
             member,
-            len: key.len() as u32,
+            len,
             head,
             tail,
         }
