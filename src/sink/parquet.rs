@@ -1220,22 +1220,41 @@ mod tests {
         assert_eq!(codec(&properties, &["n", "m0"]), zstd);
     }
 
+    /// Zstd, one thread: the options the settings tests write with.
+    fn zstd_options() -> WriteOptions {
+        WriteOptions {
+            compression: Compression::Zstd,
+            threads: 1,
+        }
+    }
+
+    /// The fields of `batch`, to be changed or added to.
+    fn fields_of(batch: &RecordBatch) -> Vec<Field> {
+        batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect()
+    }
+
+    /// The leaves `own` marks, by index.
+    fn marked(own: &[bool]) -> Vec<usize> {
+        own.iter()
+            .enumerate()
+            .filter(|(_, own)| **own)
+            .map(|(leaf, _)| leaf)
+            .collect()
+    }
+
     /// The leaves a wide file's settings name alone are the filled ones and a lookup column's;
     /// the kinds worked out from those marks and the defaults are the kinds looked up leaf by
     /// leaf, and so are the bloom filters.
     #[test]
     fn settings_of_the_marked_leaves_are_the_settings_looked_up() {
-        let options = WriteOptions {
-            compression: Compression::Zstd,
-            threads: 1,
-        };
+        let options = zstd_options();
         let wide = first_batch(WIDE_TABLE_LEAVES);
-        let mut fields: Vec<Field> = wide
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone())
-            .collect();
+        let mut fields = fields_of(&wide);
         let lookup: std::collections::HashMap<String, String> =
             [(LOOKUP_INDEX_KEY.to_owned(), "true".to_owned())]
                 .into_iter()
@@ -1244,14 +1263,8 @@ mod tests {
         let wide = RecordBatch::try_new(Arc::new(Schema::new(fields)), wide.columns().to_vec()).unwrap();
         let (properties, own) = options.properties_with_own_leaves(&wide.schema(), Some(&wide));
         // c (lookup and filled), s.a, s.b and l's item: filled; n's members are not.
-        let marked: Vec<usize> = own
-            .iter()
-            .enumerate()
-            .filter(|(_, own)| **own)
-            .map(|(leaf, _)| leaf)
-            .collect();
         let leaves = own.len();
-        assert_eq!(marked, vec![0, leaves - 3, leaves - 2, leaves - 1]);
+        assert_eq!(marked(&own), vec![0, leaves - 3, leaves - 2, leaves - 1]);
         let parquet_schema = ArrowSchemaConverter::new()
             .with_coerce_types(true)
             .convert(&wide.schema())
@@ -1277,8 +1290,7 @@ mod tests {
         assert!(looked_up.bloom_filtered[0]);
         // Without a first batch only the lookup column is marked, and its bloom filter is kept.
         let (properties, own) = options.properties_with_own_leaves(&wide.schema(), None);
-        assert_eq!(own.iter().filter(|own| **own).count(), 1);
-        assert!(own[0]);
+        assert_eq!(marked(&own), vec![0]);
         assert!(same_either_way(properties, &own).bloom_filtered[0]);
     }
 
@@ -1286,10 +1298,7 @@ mod tests {
     /// a list of structs.
     #[test]
     fn filled_leaves_are_marked_at_their_index() {
-        let options = WriteOptions {
-            compression: Compression::Zstd,
-            threads: 1,
-        };
+        let options = zstd_options();
         let padding = first_batch(WIDE_TABLE_LEAVES);
         let pair = Fields::from(vec![
             Field::new("x", DataType::Utf8, true),
@@ -1299,12 +1308,7 @@ mod tests {
             |value: Option<&str>| -> ArrayRef { Arc::new(arrow_array::StringArray::from(vec![value])) };
         let items = Arc::new(Field::new("element", DataType::Struct(pair.clone()), true));
         let empty_item = Arc::new(Field::new("element", DataType::Utf8, true));
-        let mut fields: Vec<Field> = padding
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone())
-            .collect();
+        let mut fields = fields_of(&padding);
         let mut columns = padding.columns().to_vec();
         fields.push(Field::new("e", DataType::List(empty_item.clone()), true));
         columns.push(Arc::new(ListArray::new(
@@ -1330,14 +1334,9 @@ mod tests {
         let (_, own) = options.properties_with_own_leaves(&batch.schema(), Some(&batch));
         let leaves = own.len();
         // c, s.a, s.b, l's item; then e's item (empty: not filled), f, g.x and g.y.
-        let marked: Vec<usize> = own
-            .iter()
-            .enumerate()
-            .filter(|(_, own)| **own)
-            .map(|(leaf, _)| leaf)
-            .collect();
+
         assert_eq!(
-            marked,
+            marked(&own),
             vec![
                 0,
                 leaves - 7,
