@@ -407,6 +407,12 @@ impl Kind {
     }
 }
 
+/// A column path no leaf has: looked up in a file's properties, it gives what a leaf without
+/// settings of its own gets.
+pub(super) fn path_of_no_leaf() -> ColumnPath {
+    ColumnPath::new(Vec::new())
+}
+
 /// The [`Kind`] of every leaf column of a file with `descriptors` and `props`, in schema order.
 /// Worked out once per file's settings: looking the settings up by column path for each chunk
 /// hashed the path four times over, for thousands of chunks per row group. `own`, when given,
@@ -433,8 +439,7 @@ pub(super) fn leaf_kinds(
             across_types,
         )
     };
-    // No leaf has the empty path, so this is what a leaf without settings of its own gets.
-    let defaults = settings(&ColumnPath::new(Vec::new()));
+    let defaults = settings(&path_of_no_leaf());
     descriptors
         .iter()
         .enumerate()

@@ -25,7 +25,7 @@ use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::{ColumnPath, TypePtr};
 use serde::Deserialize;
 
-use super::absent::{leaf_kinds, AbsentChunks, HeldRange, Kind, Plan};
+use super::absent::{leaf_kinds, path_of_no_leaf, AbsentChunks, HeldRange, Kind, Plan};
 use super::store::{Batches, TableWriter};
 use crate::fsops;
 
@@ -654,10 +654,7 @@ impl WideFileSettings {
         let parquet_schema = file.schema_descr().root_schema_ptr();
         let columns = file.schema_descr().columns();
         let own = (own.len() == columns.len()).then_some(own);
-        // As in `leaf_kinds`: no leaf has the empty path, so this is a leaf's default.
-        let bloom_by_default = properties
-            .bloom_filter_properties(&ColumnPath::new(Vec::new()))
-            .is_some();
+        let bloom_by_default = properties.bloom_filter_properties(&path_of_no_leaf()).is_some();
         let bloom_filtered = columns
             .iter()
             .enumerate()
@@ -814,7 +811,9 @@ impl DatasetWriter {
                     writer.flush()?;
                     let writer = self.writer.take().expect("made above");
                     let file = writer.into_serialized_writer()?.0;
-                    self.settings = Some(WideFileSettings::of(&file, &self.own_leaves));
+                    // Only the first file's settings need the marks.
+                    let own_leaves = std::mem::take(&mut self.own_leaves);
+                    self.settings = Some(WideFileSettings::of(&file, &own_leaves));
                     file
                 }
             };
@@ -1192,10 +1191,7 @@ mod tests {
 
     #[test]
     fn wide_tables_compress_only_the_columns_their_first_batch_reaches() {
-        let options = WriteOptions {
-            compression: Compression::Zstd,
-            threads: 1,
-        };
+        let options = zstd_options();
         let zstd = ParquetCodec::ZSTD(ZstdLevel::try_new(1).unwrap());
         let wide = first_batch(WIDE_TABLE_LEAVES);
         let properties = options.properties_for(&wide.schema(), Some(&wide));

@@ -34,26 +34,6 @@ struct Stream<'s> {
 /// Stands for `resourceType` among the members seen at the top level.
 const RESOURCE_TYPE_SEEN: u32 = u32::MAX;
 
-/// Whether a member's key is the key read, compared inline. FHIR keys are short (`system`,
-/// `valueQuantity`), and `==` on slices calls the C library's `memcmp` for each: that call was
-/// 2.9% of the samples of `--resources all` on 500 MB of Bundles, one per member read. Keys of
-/// 4 to 16 bytes are compared as two overlapping words each side.
-#[inline]
-fn same_key(member: &str, read: &str) -> bool {
-    let (a, b) = (member.as_bytes(), read.as_bytes());
-    let len = a.len();
-    if len != b.len() {
-        return false;
-    }
-    let word = |bytes: &[u8], at: usize| u64::from_ne_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
-    let half = |bytes: &[u8], at: usize| u32::from_ne_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
-    match len {
-        4..8 => half(a, 0) == half(b, 0) && half(a, len - 4) == half(b, len - 4),
-        8..=16 => word(a, 0) == word(b, 0) && word(a, len - 8) == word(b, len - 8),
-        _ => a == b,
-    }
-}
-
 /// The member guessed for the next key of an object (see `ObjectBuilder::next_member`), with
 /// that member's key as its length and two words: a key of up to 16 bytes (nearly every FHIR
 /// key) is checked against the guess without reading the member's key from its shape, which
@@ -101,7 +81,7 @@ impl Guess {
         let same = if key.len() <= 16 {
             key_words(key.as_bytes()) == (self.head, self.tail)
         } else {
-            same_key(member_key(self.member), key)
+            member_key(self.member) == key
         };
         same.then_some(self.member)
     }
@@ -402,28 +382,6 @@ mod tests {
     use crate::fhir::definitions::{definitions, ObjectShape, TreeOptions};
     use crate::resource::tree::{self, Node};
     use crate::table::lossless::shape_schema;
-
-    /// The inline comparison agrees with `==` for every length up to 40 bytes, a difference at
-    /// every position, and keys of other lengths that share a prefix.
-    #[test]
-    fn keys_compare_inline_as_they_compare_whole() {
-        for len in 0..40 {
-            let key: String = (0..len).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
-            assert!(super::same_key(&key, &key.clone()), "{key}");
-            for at in 0..len {
-                let mut other = key.clone().into_bytes();
-                other[at] = b'Z';
-                let other = String::from_utf8(other).unwrap();
-                assert!(!super::same_key(&key, &other), "{key} / {other}");
-                assert!(!super::same_key(&other, &key), "{other} / {key}");
-            }
-            assert!(!super::same_key(&key, &format!("{key}x")), "{key}");
-            assert!(!super::same_key(&format!("{key}x"), &key), "{key}");
-        }
-        assert!(super::same_key("valueQuantity", "valueQuantity"));
-        assert!(!super::same_key("valueQuantity", "valueQuantitx"));
-        assert!(!super::same_key("_birthDate", "birthDate_"));
-    }
 
     /// A guess names its member for its own key only: every length up to 40 bytes, a
     /// difference at every position, a key one byte longer or shorter; and never before a
