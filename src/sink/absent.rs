@@ -360,9 +360,10 @@ fn prune(
 
 /// Which leaves share encoded pages: the same levels (group), level widths ([`level_bits`])
 /// and writer settings, and the same physical type unless both kinds are
-/// [`Kind::across_types`]. The settings are those a file's properties set per column (`WriteOptions::properties_for`:
-/// codec, dictionary, statistics; bloom filters, whose leaves never come here); the others are
-/// the same for every column of a file.
+/// [`Kind::across_types`]. The settings are those the file's null chunk settings set per
+/// column (`null_chunk_properties` of `WriteOptions::properties_for`: dictionary, statistics,
+/// the codec; bloom filters, whose leaves never come here); the others are the same for every
+/// column of a file.
 #[derive(PartialEq, Clone)]
 pub(super) struct Kind {
     physical: PhysicalType,
@@ -819,7 +820,7 @@ fn null_statistics(template: &Statistics, descr: &ColumnDescriptor) -> Result<St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::parquet::{Compression as Codec, WriteOptions};
+    use crate::sink::parquet::{null_chunk_properties, Compression as Codec, WriteOptions};
     use arrow_schema::{Schema, TimeUnit};
     use parquet::arrow::ArrowSchemaConverter;
 
@@ -902,7 +903,8 @@ mod tests {
             threads: 1,
         };
         let first = RecordBatch::new_empty(schema.clone());
-        let props = Arc::new(options.properties_for(&schema, Some(&first)));
+        // As null chunks are encoded: in the run's codec.
+        let props = null_chunk_properties(&options.properties_for(&schema, Some(&first)), options.codec());
         let parquet_schema = ArrowSchemaConverter::new().convert(&schema).unwrap();
         (props, parquet_schema.columns().to_vec())
     }

@@ -108,20 +108,21 @@ impl WriteOptions {
     /// context per compressed column of a row group, which for 5 000-column tables cost
     /// gigabytes and a fifth of the run, while most of those columns are null under null
     /// parents. A column the first batch does not reach but a later one does is still written
-    /// whole, only uncompressed. (The null chunks of a row group's unreached leaves are not
-    /// written by column writers: they take the run's codec, see `WideFileSettings`.) Those columns also get row group statistics only, no page
+    /// whole, only uncompressed. Those columns also get row group statistics only, no page
     /// index: the writer keeps every row group's column and offset indexes until the file ends,
     /// for thousands of columns per row group. Row group statistics stay on every column: their
     /// definition level histograms tell `export` which columns to read (`reached.rs`), which
     /// made it four times faster; turning them off saved 5-10 MB of footer metadata held
     /// while writing (500 MB of Bundles: 311 -> 306 MB peak RSS). The next files of a wide
-    /// table's part keep the settings of its first file (see `WideFileSettings`).
+    /// table's part keep the settings of its first file (see `WideFileSettings`). The null
+    /// chunks of the leaves no row of a row group reaches are not written by column writers and
+    /// take the run's codec ([`null_chunk_properties`]).
     pub(super) fn properties_for(&self, schema: &Schema, first: Option<&RecordBatch>) -> WriterProperties {
         self.properties_with_own_leaves(schema, first).0
     }
 
     /// The Parquet codec of the run's `--compression`.
-    fn codec(&self) -> ParquetCodec {
+    pub(super) fn codec(&self) -> ParquetCodec {
         match self.compression {
             Compression::Zstd => ParquetCodec::ZSTD(ZstdLevel::try_new(1).expect("zstd level 1 is valid")),
             Compression::Snappy => ParquetCodec::SNAPPY,
@@ -652,7 +653,7 @@ struct WideFileSettings {
     /// column writer; a null chunk is encoded once per group of leaves and its pages shared,
     /// so it costs one compression, and its bit-packed levels (one per row or list item
     /// under a node that rows do reach) were two thirds of the bytes of the resource tables
-    /// (500 MB of Bundles: 80 of 122 MB).
+    /// (500 MB of Bundles: 80 MB of the 122 MB of Parquet the run wrote).
     null_properties: WriterPropertiesPtr,
     /// Each leaf's settings in `null_properties`, as `absent.rs` groups leaves by them.
     kinds: Arc<[Kind]>,
@@ -669,13 +670,7 @@ impl WideFileSettings {
         codec: ParquetCodec,
     ) -> Self {
         let properties = file.properties().clone();
-        let null_properties = Arc::new(
-            (*properties)
-                .clone()
-                .into_builder()
-                .set_compression(codec)
-                .build(),
-        );
+        let null_properties = null_chunk_properties(&properties, codec);
         let parquet_schema = file.schema_descr().root_schema_ptr();
         let columns = file.schema_descr().columns();
         let own = (own.len() == columns.len()).then_some(own);
@@ -696,6 +691,22 @@ impl WideFileSettings {
             parquet_schema,
         }
     }
+}
+
+/// The settings a wide file's null chunks are encoded with (`absent.rs`): `properties` with
+/// `codec`, the run's, for every column that has no codec of its own (see
+/// `WideFileSettings::null_properties`), and without the key-value metadata (the `ARROW:schema`
+/// entry of thousands of columns), which column chunks never read.
+pub(super) fn null_chunk_properties(
+    properties: &WriterProperties,
+    codec: ParquetCodec,
+) -> WriterPropertiesPtr {
+    let settings = properties
+        .clone()
+        .into_builder()
+        .set_compression(codec)
+        .set_key_value_metadata(None);
+    Arc::new(settings.build())
 }
 
 /// The column chunks after which a wide table's file is completed and the next one started.
