@@ -1229,7 +1229,7 @@ mod tests {
     #[test]
     fn wide_tables_compress_only_the_columns_their_first_batch_reaches() {
         let options = zstd_options();
-        let zstd = ParquetCodec::ZSTD(ZstdLevel::try_new(1).unwrap());
+        let zstd = options.codec();
         let wide = first_batch(WIDE_TABLE_LEAVES);
         let properties = options.properties_for(&wide.schema(), Some(&wide));
         assert_eq!(codec(&properties, &["c"]), zstd);

@@ -388,10 +388,10 @@ mod tests {
     /// member is guessed.
     #[test]
     fn a_guess_matches_its_own_key_only() {
-        let long_keys: Vec<String> = (0..40)
+        let keys: Vec<String> = (0..40)
             .map(|len| (0..len).map(|i| char::from(b'a' + (i % 26) as u8)).collect())
             .collect();
-        for (len, key) in long_keys.iter().enumerate() {
+        for (len, key) in keys.iter().enumerate() {
             let guess = super::Guess::of(7, key);
             let member_key = |member: u32| {
                 assert_eq!(member, 7);
