@@ -369,6 +369,9 @@ pub(super) struct Kind {
     physical: PhysicalType,
     max_def: i16,
     max_rep: i16,
+    /// The codec a null chunk is first encoded in; the chunk kept may be uncompressed
+    /// ([`NullChunkProperties`]), which its metadata says, and which leaves sharing its pages
+    /// take with them ([`copy_for`]).
     compression: Compression,
     dictionary: bool,
     statistics: EnabledStatistics,
@@ -487,6 +490,24 @@ struct Chunk {
     close: ColumnCloseResult,
 }
 
+/// The settings null chunks are encoded with (made by `parquet::null_chunk_properties`).
+///
+/// Why two: a null chunk is compressed only where that makes it smaller. Most hold levels that
+/// are one run each (every row stops at the same level: the whole column is null, or every
+/// row reaches the group's node and no further), a page of a few bytes that a codec only makes
+/// longer (its frame header), and so do many with a few runs. An uncompressed chunk also spares its readers a codec: the parquet crate makes a
+/// compressor and a decompressor context for each compressed column chunk it reads, and a
+/// row group has thousands. The bit-packed levels below a node some rows reach (one per row
+/// or list item) are what the run's codec makes smaller.
+#[derive(Clone)]
+pub(super) struct NullChunkProperties {
+    /// The run's codec on every column (the leaves with settings of their own have it too:
+    /// `WriteOptions::properties_with_own_leaves`).
+    pub(super) compressed: WriterPropertiesPtr,
+    /// The same settings, uncompressed on every column.
+    pub(super) uncompressed: WriterPropertiesPtr,
+}
+
 /// Makes the column chunks of one row group's unreached leaves.
 pub(super) struct AbsentChunks<'a> {
     plan: &'a Plan,
@@ -494,8 +515,8 @@ pub(super) struct AbsentChunks<'a> {
     held: &'a [RecordBatch],
     /// The row group's rows: ranges of rows of `held` batches, in order.
     rows: &'a [HeldRange],
-    props: WriterPropertiesPtr,
-    /// Every leaf's [`Kind`] ([`leaf_kinds`] of the file's columns and `props`).
+    props: NullChunkProperties,
+    /// Every leaf's [`Kind`] ([`leaf_kinds`] of the file's columns and `props.compressed`).
     kinds: &'a [Kind],
     /// The levels of the groups of the top-level column in progress (and of null columns).
     levels: HashMap<Levels, Arc<GroupLevels>>,
@@ -509,7 +530,7 @@ impl<'a> AbsentChunks<'a> {
         schema: &'a SchemaRef,
         held: &'a [RecordBatch],
         rows: &'a [HeldRange],
-        props: WriterPropertiesPtr,
+        props: NullChunkProperties,
         kinds: &'a [Kind],
     ) -> Self {
         AbsentChunks {
@@ -553,7 +574,25 @@ impl<'a> AbsentChunks<'a> {
             return Ok((chunk.pages.clone(), copy_for(descr.clone(), &chunk.close)?));
         }
         let values = self.levels(levels)?;
-        let chunk = encode_nulls(descr.clone(), self.props.clone(), &values.def, &values.rep)?;
+        let encode = |props: &WriterPropertiesPtr| {
+            encode_nulls(descr.clone(), props.clone(), &values.def, &values.rep)
+        };
+        // Levels of one run each make a page of a few bytes, which no codec makes smaller:
+        // encoded uncompressed straight away, as the rule below would end with anyway.
+        let chunk = match values.one_run {
+            true => encode(&self.props.uncompressed)?,
+            false => {
+                let chunk = encode(&self.props.compressed)?;
+                // Both sizes count the same page headers.
+                let metadata = &chunk.close.metadata;
+                match metadata.compressed_size() < metadata.uncompressed_size()
+                    || metadata.compression() == Compression::UNCOMPRESSED
+                {
+                    true => chunk,
+                    false => encode(&self.props.uncompressed)?,
+                }
+            }
+        };
         let made = (chunk.pages.clone(), chunk.close.clone());
         self.chunks.entry(levels).or_default().push((kind.clone(), chunk));
         Ok(made)
@@ -596,7 +635,8 @@ impl<'a> AbsentChunks<'a> {
                 }
             }
         }
-        let made = Arc::new(GroupLevels { def, rep });
+        let one_run = is_one_run(&def) && is_one_run(&rep);
+        let made = Arc::new(GroupLevels { def, rep, one_run });
         self.levels.insert(levels, made.clone());
         Ok(made)
     }
@@ -606,6 +646,15 @@ impl<'a> AbsentChunks<'a> {
 struct GroupLevels {
     def: Vec<i16>,
     rep: Vec<i16>,
+    /// Whether `def` and `rep` are each one value repeated: pages of one run per level kind.
+    one_run: bool,
+}
+
+/// Whether `levels` are one value repeated (or none).
+fn is_one_run(levels: &[i16]) -> bool {
+    levels
+        .first()
+        .is_none_or(|first| levels.iter().all(|level| level == first))
 }
 
 /// Rows of a held batch: its index among the held batches and the range of its rows.
@@ -903,8 +952,14 @@ mod tests {
             threads: 1,
         };
         let first = RecordBatch::new_empty(schema.clone());
-        // As null chunks are encoded: in the run's codec.
-        let props = null_chunk_properties(&options.properties_for(&schema, Some(&first)), options.codec());
+        // As null chunks of more than one run of levels are first encoded: in the run's codec
+        // (the first batch reaches no leaf, so none has a codec of its own).
+        let props = null_chunk_properties(
+            &options.properties_for(&schema, Some(&first)),
+            options.codec(),
+            [],
+        )
+        .compressed;
         let parquet_schema = ArrowSchemaConverter::new().convert(&schema).unwrap();
         (props, parquet_schema.columns().to_vec())
     }

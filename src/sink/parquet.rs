@@ -25,7 +25,7 @@ use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::{ColumnPath, TypePtr};
 use serde::Deserialize;
 
-use super::absent::{leaf_kinds, path_of_no_leaf, AbsentChunks, HeldRange, Kind, Plan};
+use super::absent::{leaf_kinds, path_of_no_leaf, AbsentChunks, HeldRange, Kind, NullChunkProperties, Plan};
 use super::store::{Batches, TableWriter};
 use crate::fsops;
 
@@ -116,7 +116,7 @@ impl WriteOptions {
     /// while writing (500 MB of Bundles: 311 -> 306 MB peak RSS). The next files of a wide
     /// table's part keep the settings of its first file (see `WideFileSettings`). The null
     /// chunks of the leaves no row of a row group reaches are not written by column writers and
-    /// take the run's codec ([`null_chunk_properties`]).
+    /// take the run's codec where it makes them smaller ([`null_chunk_properties`]).
     pub(super) fn properties_for(&self, schema: &Schema, first: Option<&RecordBatch>) -> WriterProperties {
         self.properties_with_own_leaves(schema, first).0
     }
@@ -648,14 +648,17 @@ struct WideFileSettings {
     /// `properties` alone, without an Arrow writer.
     parquet_schema: TypePtr,
     /// The settings the null chunks of the leaves no row of a row group reaches are encoded
-    /// with (`absent.rs`): `properties` with the run's codec for every column. Those leaves
-    /// are left uncompressed in `properties` so that the Parquet writer keeps no codec per
-    /// column writer; a null chunk is encoded once per group of leaves and its pages shared,
-    /// so it costs one compression, and its bit-packed levels (one per row or list item
-    /// under a node that rows do reach) were two thirds of the bytes of the resource tables
-    /// (500 MB of Bundles: 80 MB of the 122 MB of Parquet the run wrote).
-    null_properties: WriterPropertiesPtr,
-    /// Each leaf's settings in `null_properties`, as `absent.rs` groups leaves by them.
+    /// with (`absent.rs`): `properties` with the run's codec for every column, or with none
+    /// where that does not make a chunk smaller ([`NullChunkProperties`]). Those leaves are left
+    /// uncompressed in `properties` so that the Parquet writer keeps no codec per column
+    /// writer; a null chunk is encoded once per group of leaves and its pages shared, so it
+    /// costs one compression (and one encoding more where that does not make it smaller), and
+    /// its bit-packed levels (one per row or list item under a node
+    /// that rows do reach) were two thirds of the bytes of the resource tables (500 MB of
+    /// Bundles: 80 MB of the 122 MB of Parquet the run wrote).
+    null_properties: NullChunkProperties,
+    /// Each leaf's settings in `null_properties.compressed`, as `absent.rs` groups leaves by
+    /// them.
     kinds: Arc<[Kind]>,
     /// Whether each leaf has a bloom filter.
     bloom_filtered: Vec<bool>,
@@ -670,10 +673,16 @@ impl WideFileSettings {
         codec: ParquetCodec,
     ) -> Self {
         let properties = file.properties().clone();
-        let null_properties = null_chunk_properties(&properties, codec);
         let parquet_schema = file.schema_descr().root_schema_ptr();
         let columns = file.schema_descr().columns();
         let own = (own.len() == columns.len()).then_some(own);
+        // The leaves that may have a codec of their own in `properties`.
+        let own_paths = columns
+            .iter()
+            .enumerate()
+            .filter(|(leaf, _)| own.is_none_or(|own| own[*leaf]))
+            .map(|(_, column)| column.path());
+        let null_properties = null_chunk_properties(&properties, codec, own_paths);
         let bloom_by_default = properties.bloom_filter_properties(&path_of_no_leaf()).is_some();
         let bloom_filtered = columns
             .iter()
@@ -684,7 +693,7 @@ impl WideFileSettings {
             })
             .collect();
         WideFileSettings {
-            kinds: leaf_kinds(columns, &null_properties, own),
+            kinds: leaf_kinds(columns, &null_properties.compressed, own),
             bloom_filtered,
             properties,
             null_properties,
@@ -695,18 +704,28 @@ impl WideFileSettings {
 
 /// The settings a wide file's null chunks are encoded with (`absent.rs`): `properties` with
 /// `codec`, the run's, for every column that has no codec of its own (see
-/// `WideFileSettings::null_properties`), and without the key-value metadata (the `ARROW:schema`
-/// entry of thousands of columns), which column chunks never read.
-pub(super) fn null_chunk_properties(
+/// `WideFileSettings::null_properties`), and for the chunks the codec does not make smaller,
+/// with no codec for any column (`own_paths`: the columns `properties` may set one for alone);
+/// both without the key-value metadata (the `ARROW:schema` entry of thousands of columns),
+/// which column chunks never read.
+pub(super) fn null_chunk_properties<'p>(
     properties: &WriterProperties,
     codec: ParquetCodec,
-) -> WriterPropertiesPtr {
-    let settings = properties
-        .clone()
-        .into_builder()
-        .set_compression(codec)
-        .set_key_value_metadata(None);
-    Arc::new(settings.build())
+    own_paths: impl IntoIterator<Item = &'p ColumnPath>,
+) -> NullChunkProperties {
+    let settings = properties.clone().into_builder().set_key_value_metadata(None);
+    let compressed = settings.clone().set_compression(codec).build();
+    let uncompressed = own_paths
+        .into_iter()
+        .fold(
+            settings.set_compression(ParquetCodec::UNCOMPRESSED),
+            |settings, path| settings.set_column_compression(path.clone(), ParquetCodec::UNCOMPRESSED),
+        )
+        .build();
+    NullChunkProperties {
+        compressed: Arc::new(compressed),
+        uncompressed: Arc::new(uncompressed),
+    }
 }
 
 /// The column chunks after which a wide table's file is completed and the next one started.
@@ -859,7 +878,7 @@ impl DatasetWriter {
         let threads = self.options.threads.max(1);
         let file = self.columns.as_mut().expect("made above");
         let settings = self.settings.as_ref().expect("made with the file");
-        let props = settings.null_properties.clone();
+        let props = &settings.null_properties;
         let plan = Plan::new(&self.schema, &held, &settings.bloom_filtered);
         let factory = reached_writers(file, &self.schema, &plan, &held[0])?;
         // The levels of a slice are worked out for every reached leaf of a column before any
@@ -1464,11 +1483,11 @@ mod tests {
             let arrow_schemas = entries.iter().filter(|entry| entry.key == "ARROW:schema").count();
             assert_eq!(arrow_schemas, 1, "{name}");
             // The filled column has page statistics (a column index); the unfilled one, a
-            // null chunk in the run's codec, has row group statistics only.
+            // null chunk of one run of levels (uncompressed), has row group statistics only.
             let (filled, unfilled) = (metadata.row_group(0).column(0), metadata.row_group(0).column(1));
             assert!(matches!(filled.compression(), ParquetCodec::ZSTD(_)), "{name}");
             assert!(filled.column_index_offset().is_some(), "{name}");
-            assert!(matches!(unfilled.compression(), ParquetCodec::ZSTD(_)), "{name}");
+            assert_eq!(unfilled.compression(), ParquetCodec::UNCOMPRESSED, "{name}");
             assert!(unfilled.column_index_offset().is_none(), "{name}");
             let first = first_file_metadata.get_or_insert_with(|| entries.clone());
             assert_eq!(*first, entries, "{name}");
@@ -1476,10 +1495,12 @@ mod tests {
     }
 
     /// The null chunks of the leaves no row reaches take the run's codec, whatever the file's
-    /// settings give those leaves (uncompressed), and read back as the nulls written; a leaf
-    /// that a row does reach keeps the settings' codec.
+    /// settings give those leaves (uncompressed), where it makes them smaller: not for levels
+    /// of one run each, even for a leaf whose settings have the run's codec, nor for a few
+    /// levels of two runs. All read back as the nulls written; a leaf that a row does reach
+    /// keeps the settings' codec.
     #[test]
-    fn null_chunks_take_the_runs_codec() {
+    fn null_chunks_take_the_runs_codec_where_it_makes_them_smaller() {
         for compression in [Compression::Zstd, Compression::Snappy, Compression::None] {
             let options = WriteOptions {
                 compression,
@@ -1489,38 +1510,54 @@ mod tests {
             let wide = first_batch(WIDE_TABLE_LEAVES);
             let mut writer =
                 DatasetWriter::create(folder.path(), "part-1.parquet", wide.schema(), &options).unwrap();
-            // A second row group whose row fills `n.m0`, which the first batch leaves null.
-            let mut second = wide.columns().to_vec();
+            // A row that fills `n.m0`, which the first batch leaves null.
+            let mut filled_row = wide.columns().to_vec();
             let DataType::Struct(members) = wide.schema().field(1).data_type().clone() else {
                 unreachable!("n is a struct");
             };
             let mut filled: Vec<ArrayRef> = vec![Arc::new(StringArray::from(vec![Some("v")]))];
             filled.extend((1..members.len()).map(|_| Arc::new(StringArray::new_null(1)) as ArrayRef));
-            second[1] = Arc::new(arrow_array::StructArray::new(members, filled, None));
-            let second = RecordBatch::try_new(wide.schema(), second).unwrap();
-            for batch in [&wide, &second] {
+            filled_row[1] = Arc::new(arrow_array::StructArray::new(members, filled, None));
+            let filled_row = RecordBatch::try_new(wide.schema(), filled_row).unwrap();
+            // A row without `c`, which the first batch fills.
+            let mut blank = wide.columns().to_vec();
+            blank[0] = Arc::new(StringArray::new_null(1));
+            let blank = RecordBatch::try_new(wide.schema(), blank).unwrap();
+            // `n` present, then null, in turn: its unreached members' levels are 2 000
+            // bit-packed ones in the first, two runs in the second.
+            let concat = |batches: &[&RecordBatch]| {
+                arrow_select::concat::concat_batches(&wide.schema(), batches.iter().copied()).unwrap()
+            };
+            let alternating = concat(&[&filled_row, &wide].repeat(1_000));
+            let pair = concat(&[&filled_row, &wide]);
+            let row_groups = [&wide, &alternating, &blank, &pair];
+            for batch in row_groups {
                 writer.write(batch).unwrap();
                 writer.flush().unwrap();
             }
-            assert_eq!(Box::new(writer).finish().unwrap(), 2);
+            assert_eq!(Box::new(writer).finish().unwrap(), 2_004);
             let path = folder.path().join("part-1.parquet");
             let read: Vec<RecordBatch> = read_batches(&path).unwrap().map(Result::unwrap).collect();
-            let read = arrow_select::concat::concat_batches(&wide.schema(), &read).unwrap();
-            let written = arrow_select::concat::concat_batches(&wide.schema(), [&wide, &second]).unwrap();
-            assert_eq!(read, written, "{compression:?}");
+            assert_eq!(
+                concat(&read.iter().collect::<Vec<_>>()),
+                concat(&row_groups),
+                "{compression:?}"
+            );
             let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap();
             let groups = reader.metadata().row_groups();
-            assert_eq!(groups.len(), 2);
-            // Per (row group, leaf): `n.m0` is a null chunk in the first row group and a column
-            // writer's in the second; `n.m1` is null in both, `c` filled in both.
-            let codecs: Vec<ParquetCodec> = [(0, 1), (1, 1), (1, 2), (1, 0)]
+            assert_eq!(groups.len(), 4);
+            // Per (row group, leaf): `n.m0`, a null chunk of one run, then a column writer's;
+            // `n.m1`, null throughout: one run, bit-packed, two runs; `c`, filled, then a
+            // null chunk of one run.
+            let cases = [(0, 1), (1, 1), (0, 2), (1, 2), (3, 2), (1, 0), (2, 0)];
+            let codecs: Vec<ParquetCodec> = cases
                 .iter()
                 .map(|&(group, leaf)| groups[group].column(leaf).compression())
                 .collect();
-            let run = options.codec();
+            let (run, none) = (options.codec(), ParquetCodec::UNCOMPRESSED);
             assert_eq!(
                 codecs,
-                [run, ParquetCodec::UNCOMPRESSED, run, run],
+                [none, none, none, run, none, run, none],
                 "{compression:?}"
             );
         }
