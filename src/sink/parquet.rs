@@ -1498,10 +1498,14 @@ mod tests {
     /// settings give those leaves (uncompressed), where it makes them smaller: not for levels
     /// of one run each, even for a leaf whose settings have the run's codec, nor for a few
     /// levels of two runs. All read back as the nulls written; a leaf that a row does reach
-    /// keeps the settings' codec.
+    /// keeps the settings' codec. The same in one file and in a file per row group, whose next
+    /// files take the first file's settings (`WideFileSettings`).
     #[test]
     fn null_chunks_take_the_runs_codec_where_it_makes_them_smaller() {
-        for compression in [Compression::Zstd, Compression::Snappy, Compression::None] {
+        let runs = [Compression::Zstd, Compression::Snappy, Compression::None]
+            .into_iter()
+            .flat_map(|compression| [(compression, false), (compression, true)]);
+        for (compression, file_per_row_group) in runs {
             let options = WriteOptions {
                 compression,
                 threads: 1,
@@ -1510,6 +1514,9 @@ mod tests {
             let wide = first_batch(WIDE_TABLE_LEAVES);
             let mut writer =
                 DatasetWriter::create(folder.path(), "part-1.parquet", wide.schema(), &options).unwrap();
+            if file_per_row_group {
+                writer.chunks_per_file = 1;
+            }
             // A row that fills `n.m0`, which the first batch leaves null.
             let mut filled_row = wide.columns().to_vec();
             let DataType::Struct(members) = wide.schema().field(1).data_type().clone() else {
@@ -1536,15 +1543,24 @@ mod tests {
                 writer.flush().unwrap();
             }
             assert_eq!(Box::new(writer).finish().unwrap(), 2_004);
-            let path = folder.path().join("part-1.parquet");
-            let read: Vec<RecordBatch> = read_batches(&path).unwrap().map(Result::unwrap).collect();
+            let mut paths: Vec<PathBuf> = std::fs::read_dir(folder.path())
+                .unwrap()
+                .map(|entry| entry.unwrap().path())
+                .collect();
+            paths.sort();
+            assert_eq!(paths.len(), if file_per_row_group { 4 } else { 1 });
+            let (mut read, mut groups) = (Vec::new(), Vec::new());
+            for path in &paths {
+                read.extend(read_batches(path).unwrap().map(Result::unwrap));
+                let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap();
+                groups.extend(reader.metadata().row_groups().iter().cloned());
+            }
+            let what = format!("{compression:?}, a file per row group: {file_per_row_group}");
             assert_eq!(
                 concat(&read.iter().collect::<Vec<_>>()),
                 concat(&row_groups),
-                "{compression:?}"
+                "{what}"
             );
-            let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap();
-            let groups = reader.metadata().row_groups();
             assert_eq!(groups.len(), 4);
             // Per (row group, leaf): `n.m0`, a null chunk of one run, then a column writer's;
             // `n.m1`, null throughout: one run, bit-packed, two runs; `c`, filled, then a
@@ -1555,11 +1571,7 @@ mod tests {
                 .map(|&(group, leaf)| groups[group].column(leaf).compression())
                 .collect();
             let (run, none) = (options.codec(), ParquetCodec::UNCOMPRESSED);
-            assert_eq!(
-                codecs,
-                [none, none, none, run, none, run, none],
-                "{compression:?}"
-            );
+            assert_eq!(codecs, [none, none, none, run, none, run, none], "{what}");
         }
     }
 
