@@ -495,10 +495,11 @@ struct Chunk {
 /// Why two: a null chunk is compressed only where that makes it smaller. Most hold levels that
 /// are one run each (every row stops at the same level: the whole column is null, or every
 /// row reaches the group's node and no further), a page of a few bytes that a codec only makes
-/// longer (its frame header), and so do many with a few runs. An uncompressed chunk also spares its readers a codec: the parquet crate makes a
-/// compressor and a decompressor context for each compressed column chunk it reads, and a
-/// row group has thousands. The bit-packed levels below a node some rows reach (one per row
-/// or list item) are what the run's codec makes smaller.
+/// longer (its frame header), and so do many with a few runs. An uncompressed chunk also
+/// spares its readers a codec: the parquet crate makes a compressor and a decompressor context
+/// for each compressed column chunk it reads, and a row group has thousands. The bit-packed
+/// levels below a node some rows reach (one per row or list item) are what the run's codec
+/// makes smaller.
 #[derive(Clone)]
 pub(super) struct NullChunkProperties {
     /// The run's codec on every column (the leaves with settings of their own have it too:

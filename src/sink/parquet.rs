@@ -653,9 +653,9 @@ struct WideFileSettings {
     /// uncompressed in `properties` so that the Parquet writer keeps no codec per column
     /// writer; a null chunk is encoded once per group of leaves and its pages shared, so it
     /// costs one compression (and one encoding more where that does not make it smaller), and
-    /// its bit-packed levels (one per row or list item under a node
-    /// that rows do reach) were two thirds of the bytes of the resource tables (500 MB of
-    /// Bundles: 80 MB of the 122 MB of Parquet the run wrote).
+    /// its bit-packed levels (one per row or list item under a node that rows do reach) were
+    /// two thirds of the bytes of the resource tables (500 MB of Bundles: 80 MB of the 122 MB
+    /// of Parquet the run wrote).
     null_properties: NullChunkProperties,
     /// Each leaf's settings in `null_properties.compressed`, as `absent.rs` groups leaves by
     /// them.
