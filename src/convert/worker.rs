@@ -120,8 +120,7 @@ pub(super) fn run_workers(
 ) -> (Vec<WorkerResult>, Option<anyhow::Error>) {
     let next_file = AtomicUsize::new(0);
     let abort = AtomicBool::new(false);
-    let (sender, receiver) =
-        sync_channel::<(usize, RecordBatch)>(settings.threads * CHANNEL_BATCHES_PER_THREAD);
+    let (sender, receiver) = sync_channel::<Delivery>(settings.threads * CHANNEL_BATCHES_PER_THREAD);
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..settings.threads.min(work.units.len()).max(1))
             .map(|_| {
@@ -173,16 +172,31 @@ const SMALLEST_EARLY_ROW_GROUP: usize = 1 << 20;
 /// about 50 MB, and more with more input.
 const FOOTER_CHUNKS_BUDGET: usize = 32_000;
 
-/// Writes batches as they arrive, opening a table's part at its first batch; after an error,
-/// drains the channel so workers can finish.
+/// A batch on its way from a worker to the writer, for the table at `table` in the run's list.
+struct Delivery {
+    table: usize,
+    batch: RecordBatch,
+    /// Sent once the worker had no input left (the last rows of its tables): the writer holds
+    /// it back for the parts' completion ([`Writers::hold_back`]).
+    last: bool,
+}
+
+/// Writes batches as they arrive, opening a table's part at its first batch, and holds back a
+/// worker's last ones; after an error, drains the channel so workers can finish.
 fn write_batches(
-    receiver: Receiver<(usize, RecordBatch)>,
+    receiver: Receiver<Delivery>,
     staging: &dyn StagedRun,
     writers: &mut Writers,
 ) -> Option<anyhow::Error> {
     let mut first_error = None;
-    for (table, batch) in receiver {
+    for Delivery { table, batch, last } in receiver {
         if first_error.is_none() {
+            if last {
+                if let Err(error) = writers.hold_back(staging, table, batch) {
+                    first_error = Some(error);
+                }
+                continue;
+            }
             let written = writers
                 .writer(staging, table)
                 .and_then(|writer| writer.write(&batch));
@@ -238,7 +252,7 @@ fn worker(
     work: &Work<'_>,
     next_file: &AtomicUsize,
     abort: &AtomicBool,
-    sender: SyncSender<(usize, RecordBatch)>,
+    sender: SyncSender<Delivery>,
 ) -> WorkerResult {
     let fresh = work
         .templates
@@ -249,7 +263,12 @@ fn worker(
     let mut index = IdentifierIndex::default();
     let mut diagnostics = Diagnostics::default();
     let mut outcomes = Vec::new();
-    let send = |batches: Vec<(usize, RecordBatch)>| batches.into_iter().all(|b| sender.send(b).is_ok());
+    let deliver = |table, batch, last| sender.send(Delivery { table, batch, last }).is_ok();
+    let send = |batches: Vec<(usize, RecordBatch)>| {
+        batches
+            .into_iter()
+            .all(|(table, batch)| deliver(table, batch, false))
+    };
     while let Some(unit) = work.units.get(next_file.fetch_add(1, Ordering::Relaxed)) {
         let file = &work.files[unit.file];
         if abort.load(Ordering::Relaxed) {
@@ -295,7 +314,7 @@ fn worker(
         work.progress.file_done(bytes.saturating_sub(reported.get()));
         outcomes.push((unit.file, clean));
     }
-    let broken = tables.flush_each(|position, batch| sender.send((position, batch)).is_ok());
+    let broken = tables.flush_each(|position, batch| deliver(position, batch, true));
     report_stopped(broken, &mut diagnostics);
     WorkerResult {
         diagnostics,
