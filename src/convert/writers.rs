@@ -152,8 +152,8 @@ mod tests {
     use arrow_schema::{DataType, Field, Schema};
     use std::sync::Arc;
 
-    #[test]
-    fn held_back_batches_are_written_after_the_others_when_the_parts_complete() {
+    /// A staged Parquet run in a fresh folder (kept while the folder lives).
+    fn staged_run() -> (tempfile::TempDir, Box<dyn StagedRun>) {
         let dir = tempfile::tempdir().unwrap();
         let output = crate::sink::open(dir.path(), crate::sink::Format::Parquet).unwrap();
         let staging = output
@@ -162,22 +162,31 @@ mod tests {
                 threads: 1,
             })
             .unwrap();
-        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Utf8, true)]));
+        (dir, staging)
+    }
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![Field::new("id", DataType::Utf8, true)]))
+    }
+
+    /// Writers of the tables `first`, `second` and `third`, each of one column `id`.
+    fn three_tables() -> Writers {
         let tables = ["first", "second", "third"]
             .iter()
-            .map(|name| {
-                let schema = schema.clone();
-                (name.to_string(), Box::new(move || schema.clone()) as PartSchema)
-            })
+            .map(|name| (name.to_string(), Box::new(schema) as PartSchema))
             .collect();
-        let mut writers = Writers::new("part-20260101T000000.000000Z-1.parquet".into(), tables);
-        let batch = |ids: &[&str]| {
-            RecordBatch::try_new(
-                schema.clone(),
-                vec![Arc::new(arrow_array::StringArray::from(ids.to_vec()))],
-            )
-            .unwrap()
-        };
+        Writers::new("part-20260101T000000.000000Z-1.parquet".into(), tables)
+    }
+
+    fn batch(ids: &[&str]) -> RecordBatch {
+        let ids = arrow_array::StringArray::from(ids.to_vec());
+        RecordBatch::try_new(schema(), vec![Arc::new(ids)]).unwrap()
+    }
+
+    #[test]
+    fn held_back_batches_are_written_after_the_others_when_the_parts_complete() {
+        let (dir, staging) = staged_run();
+        let mut writers = three_tables();
         writers.hold_back(&*staging, 0, batch(&["c"])).unwrap();
         writers
             .writer(&*staging, 0)
@@ -217,29 +226,9 @@ mod tests {
 
     #[test]
     fn parts_are_opened_on_first_use_and_only_then() {
-        let dir = tempfile::tempdir().unwrap();
-        let output = crate::sink::open(dir.path(), crate::sink::Format::Parquet).unwrap();
-        let staging = output
-            .stage(crate::sink::WriteOptions {
-                compression: crate::sink::Compression::None,
-                threads: 1,
-            })
-            .unwrap();
-        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Utf8, true)]));
-        let names = ["first", "second", "third"];
-        let tables = names
-            .iter()
-            .map(|name| {
-                let schema = schema.clone();
-                (name.to_string(), Box::new(move || schema.clone()) as PartSchema)
-            })
-            .collect();
-        let mut writers = Writers::new("part-20260101T000000.000000Z-1.parquet".into(), tables);
-        let batch = arrow_array::RecordBatch::try_new(
-            schema.clone(),
-            vec![Arc::new(arrow_array::StringArray::from(vec!["a", "b"]))],
-        )
-        .unwrap();
+        let (dir, staging) = staged_run();
+        let mut writers = three_tables();
+        let batch = batch(&["a", "b"]);
         writers.writer(&*staging, 2).unwrap().write(&batch).unwrap();
         writers.writer(&*staging, 2).unwrap().write(&batch).unwrap();
         assert_eq!(
