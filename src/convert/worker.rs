@@ -105,10 +105,13 @@ pub(super) struct Work<'w> {
 
 /// Batches per worker that may wait in the channel for the writer. A batch of a resource table
 /// holds up to 8-32 MB of JSON text (rows.rs, `BATCH_RAW_BYTES`), so the four a worker could
-/// queue before came to tens of MB while the writer was busy with a wide row group; one is
-/// enough to keep the writer fed (--resources all, 2 threads: 500 MB of Bundles 323 -> 311 MB
-/// peak RSS, of NDJSON about 400 -> 372 MB, CPU time unchanged).
-const CHANNEL_BATCHES_PER_THREAD: usize = 1;
+/// queue came to tens of MB while the writer was busy with a wide row group (--resources all,
+/// 2 threads: 500 MB of Bundles 323 -> 311 MB peak RSS with one, of NDJSON about 400 -> 372
+/// MB). With one, though, the workers waited whenever the writer closed a row group or wrote
+/// a footer: two took 4-5% off the time of 500 MB of Bundles and of NDJSON, for 8 and 16-20
+/// MB more at the peak (245 -> 261-267 MB on 1.5 GB of NDJSON); four took more memory again
+/// (+50 MB on 500 MB of NDJSON) for little more time.
+const CHANNEL_BATCHES_PER_THREAD: usize = 2;
 
 /// Runs the worker threads and, on this thread, the writer. Returns the workers' results and the
 /// first write error, if any (after which workers stop at their next file).
