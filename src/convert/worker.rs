@@ -103,15 +103,17 @@ pub(super) struct Work<'w> {
     pub(super) quarantine: Option<&'w Quarantine>,
 }
 
-/// Batches per worker that may wait in the channel for the writer. A batch of a resource table
-/// holds up to 8-32 MB of JSON text (rows.rs, `BATCH_RAW_BYTES`), so the four a worker could
-/// queue came to tens of MB while the writer was busy with a wide row group (--resources all,
-/// 2 threads: 500 MB of Bundles 323 -> 311 MB peak RSS with one, of NDJSON about 400 -> 372
-/// MB). With one, though, the workers waited whenever the writer closed a row group or wrote
-/// a footer: two took 4-5% off the time of 500 MB of Bundles and of NDJSON, for 8 and 16-20
-/// MB more at the peak (245 -> 261-267 MB on 1.5 GB of NDJSON); four took more memory again
-/// (+50 MB on 500 MB of NDJSON) for little more time.
-const CHANNEL_BATCHES_PER_THREAD: usize = 2;
+/// Batches that may wait in the channel for the writer besides one per worker. A batch of a
+/// resource table holds up to 8-32 MB of JSON text (rows.rs, `BATCH_RAW_BYTES`), so the four
+/// a worker could queue came to tens of MB while the writer was busy with a wide row group
+/// (--resources all, 2 threads: 500 MB of Bundles 323 -> 311 MB peak RSS with one per worker,
+/// of NDJSON about 400 -> 372 MB). With one per worker, though, the workers waited whenever
+/// the writer closed a row group or wrote a footer. Two more (four on 2 threads) took 4-5% off
+/// the time of 500 MB of Bundles and of NDJSON, for 8 and 16-22 MB more at the peak; four per
+/// worker (eight) took another 4% off on Bundles but 50 MB more at the peak on NDJSON than
+/// one per worker. A fixed number more, not one more per worker: with many workers the
+/// writer is what they wait for, and the channel stays full (measured on 2 cores only).
+const CHANNEL_EXTRA_BATCHES: usize = 2;
 
 /// Runs the worker threads and, on this thread, the writer. Returns the workers' results and the
 /// first write error, if any (after which workers stop at their next file).
@@ -123,7 +125,7 @@ pub(super) fn run_workers(
 ) -> (Vec<WorkerResult>, Option<anyhow::Error>) {
     let next_file = AtomicUsize::new(0);
     let abort = AtomicBool::new(false);
-    let (sender, receiver) = sync_channel::<Delivery>(settings.threads * CHANNEL_BATCHES_PER_THREAD);
+    let (sender, receiver) = sync_channel::<Delivery>(settings.threads + CHANNEL_EXTRA_BATCHES);
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..settings.threads.min(work.units.len()).max(1))
             .map(|_| {
@@ -194,12 +196,17 @@ fn write_batches(
     let mut first_error = None;
     for Delivery { table, batch, last } in receiver {
         if first_error.is_none() {
-            if last {
-                if let Err(error) = writers.hold_back(staging, table, batch) {
-                    first_error = Some(error);
-                }
-                continue;
-            }
+            let batch = match last {
+                true => match writers.hold_back(staging, table, batch) {
+                    Ok(None) => continue,
+                    Ok(Some(batch)) => batch,
+                    Err(error) => {
+                        first_error = Some(error);
+                        continue;
+                    }
+                },
+                false => batch,
+            };
             let written = writers
                 .writer(staging, table)
                 .and_then(|writer| writer.write(&batch));
@@ -567,6 +574,31 @@ fn convert_file_content(
 
 fn line_of_offset(bytes: &[u8], offset: usize) -> u64 {
     1 + bytes[..offset].iter().filter(|&&b| b == b'\n').count() as u64
+}
+
+#[cfg(test)]
+mod delivery_tests {
+    use super::super::writers::tests::{batch, staged_run, three_tables};
+    use super::*;
+
+    #[test]
+    fn a_workers_last_batches_are_held_back_and_the_others_written_at_once() {
+        let (_dir, staging) = staged_run();
+        let mut writers = three_tables();
+        let (sender, receiver) = sync_channel(4);
+        let deliveries = [(0, &["a"][..], false), (1, &["b", "c"][..], true)];
+        for (table, ids, last) in deliveries {
+            let batch = batch(ids);
+            sender.send(Delivery { table, batch, last }).unwrap();
+        }
+        drop(sender);
+        assert!(write_batches(receiver, &*staging, &mut writers).is_none());
+        let opened = writers.opened();
+        assert_eq!(opened.len(), 2, "a batch held back opens its part");
+        assert!(opened[0].buffered_bytes() > 0, "written at once");
+        assert_eq!(opened[1].buffered_bytes(), 0, "held back");
+        assert_eq!(writers.finish(1).unwrap(), [Some(1), Some(2), None]);
+    }
 }
 
 #[cfg(test)]

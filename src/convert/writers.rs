@@ -9,7 +9,7 @@ use anyhow::Result;
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 
-use crate::sink::{StagedRun, TableWriter};
+use crate::sink::{distinct_buffer_bytes, StagedRun, TableWriter};
 
 /// The schema of a table's part (table metadata included), made when the part is opened: the
 /// schemas of the 146 resource tables of `--resources all` are large, and most get no row.
@@ -28,7 +28,15 @@ pub(super) struct Writers {
     slots: Vec<Option<usize>>,
     /// Per opened writer (by its place in `opened`), the batches held back for its completion.
     held_back: Vec<Vec<RecordBatch>>,
+    /// The memory of the batches held back, up to `held_back_limit` ([`HELD_BACK_BYTES`]).
+    held_back_bytes: usize,
+    held_back_limit: usize,
 }
+
+/// The most memory the batches held back may take together. The last batches of two workers
+/// took 15-16 MB (500 MB of Bundles, of NDJSON); those of eight took 152 MB on the Bundles,
+/// and the peak went up by 36-67 MB without a bound.
+const HELD_BACK_BYTES: usize = 32 << 20;
 
 impl Writers {
     /// Writers (none open yet) of the part `part_file` of each of `tables` (name, schema).
@@ -40,6 +48,8 @@ impl Writers {
             opened: Vec::new(),
             slots,
             held_back: Vec::new(),
+            held_back_bytes: 0,
+            held_back_limit: HELD_BACK_BYTES,
         }
     }
 
@@ -69,18 +79,28 @@ impl Writers {
 
     /// Keeps `batch`, one of a worker's last, to be written by [`Writers::finish`] (the table's
     /// part is opened now). Written as they came, a run's last batches were written one table
-    /// after another on the writer thread, while the workers had nothing left to do: a tenth
-    /// of the time of `--resources all` on 500 MB of Bundles on two cores, with one of them idle.
+    /// after another on the writer thread while the workers had nothing left to do: about 0.3
+    /// of the 2.6 s of a profiled `--resources all` run on 500 MB of Bundles, on two cores, one
+    /// of them idle. Written on the run's threads, they took about 1% off the time (paired
+    /// rounds; bench/RESULTS.md, the thirteenth round).
+    ///
+    /// Once the batches held back would take more than [`HELD_BACK_BYTES`], `batch` is given
+    /// back, to be written as the others are.
     pub(super) fn hold_back(
         &mut self,
         staging: &dyn StagedRun,
         position: usize,
         batch: RecordBatch,
-    ) -> Result<()> {
+    ) -> Result<Option<RecordBatch>> {
+        let bytes = distinct_buffer_bytes(&batch);
+        if self.held_back_bytes + bytes > self.held_back_limit {
+            return Ok(Some(batch));
+        }
         self.writer(staging, position)?;
         let slot = self.slots[position].expect("the writer was just opened");
         self.held_back[slot].push(batch);
-        Ok(())
+        self.held_back_bytes += bytes;
+        Ok(None)
     }
 
     /// The writers opened so far (for the memory budget).
@@ -90,21 +110,23 @@ impl Writers {
 
     /// Completes every opened part, on `threads` threads; per table, the rows its part holds,
     /// or `None` when no batch reached it (no part was written). Completing a part writes the
-    /// batches held back for it, what its writer still holds (for a wide table, up to a row
-    /// group of batches) and its footer: one after the other, that was the last second of a
-    /// 4-second `--resources all` run on one core. So up to `threads` wide row groups are
-    /// encoded at once here, where during the run the one writer encodes one at a time; the
-    /// parts with the most to write go first, so that no thread is left with a large one at
-    /// the end. Every part is completed even after another failed; the first error (in table
-    /// order) is returned.
+    /// batches held back for it after the rows its writer already has (for a wide table, up
+    /// to a row group of batches held), then what its writer still holds and its footer: one
+    /// part after the other, that was the last second of a 4-second `--resources all` run on
+    /// one core. So up to `threads` wide row groups are encoded at once here, where during the
+    /// run the one writer encodes one at a time; the parts with the most to write go first, so
+    /// that no thread is left with a large one at the end. Every part is completed even after
+    /// another failed (a part whose held-back batch fails to be written is not); the first
+    /// error in the order the parts were opened is returned.
     pub(super) fn finish(&mut self, threads: usize) -> Result<Vec<Option<u64>>> {
         let opened = std::mem::take(&mut self.opened);
         let held_back = std::mem::take(&mut self.held_back);
+        self.held_back_bytes = 0;
         let count = opened.len();
         let mut jobs: Vec<_> = opened.into_iter().zip(held_back).enumerate().collect();
         jobs.sort_by_cached_key(|(_, (writer, batches))| {
-            let held: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
-            std::cmp::Reverse(writer.buffered_bytes() + held)
+            let held: usize = batches.iter().map(distinct_buffer_bytes).sum();
+            std::cmp::Reverse(writer.row_group_bytes() + held)
         });
         let queue = Mutex::new(jobs.into_iter());
         let finished: Mutex<Vec<Option<Result<u64>>>> = Mutex::new((0..count).map(|_| None).collect());
@@ -113,7 +135,8 @@ impl Writers {
             let Some((slot, (mut writer, batches))) = next else {
                 return;
             };
-            let written = batches.iter().try_for_each(|batch| writer.write(batch));
+            // Each batch is dropped once the writer has it.
+            let written = batches.into_iter().try_for_each(|batch| writer.write(&batch));
             let rows = written.and_then(|()| writer.finish());
             finished.lock().expect("no writer panics holding the results")[slot] = Some(rows);
         };
@@ -147,13 +170,13 @@ impl Writers {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use arrow_schema::{DataType, Field, Schema};
     use std::sync::Arc;
 
     /// A staged Parquet run in a fresh folder (kept while the folder lives).
-    fn staged_run() -> (tempfile::TempDir, Box<dyn StagedRun>) {
+    pub(in crate::convert) fn staged_run() -> (tempfile::TempDir, Box<dyn StagedRun>) {
         let dir = tempfile::tempdir().unwrap();
         let output = crate::sink::open(dir.path(), crate::sink::Format::Parquet).unwrap();
         let staging = output
@@ -170,7 +193,7 @@ mod tests {
     }
 
     /// Writers of the tables `first`, `second` and `third`, each of one column `id`.
-    fn three_tables() -> Writers {
+    pub(in crate::convert) fn three_tables() -> Writers {
         let tables = ["first", "second", "third"]
             .iter()
             .map(|name| (name.to_string(), Box::new(schema) as PartSchema))
@@ -178,7 +201,8 @@ mod tests {
         Writers::new("part-20260101T000000.000000Z-1.parquet".into(), tables)
     }
 
-    fn batch(ids: &[&str]) -> RecordBatch {
+    /// A batch of the tables' one column.
+    pub(in crate::convert) fn batch(ids: &[&str]) -> RecordBatch {
         let ids = arrow_array::StringArray::from(ids.to_vec());
         RecordBatch::try_new(schema(), vec![Arc::new(ids)]).unwrap()
     }
@@ -187,16 +211,17 @@ mod tests {
     fn held_back_batches_are_written_after_the_others_when_the_parts_complete() {
         let (dir, staging) = staged_run();
         let mut writers = three_tables();
-        writers.hold_back(&*staging, 0, batch(&["c"])).unwrap();
+        assert!(writers.hold_back(&*staging, 0, batch(&["c"])).unwrap().is_none());
         writers
             .writer(&*staging, 0)
             .unwrap()
             .write(&batch(&["a", "b"]))
             .unwrap();
-        writers.hold_back(&*staging, 1, batch(&["d"])).unwrap();
-        writers.hold_back(&*staging, 1, batch(&["e", "f"])).unwrap();
+        assert!(writers.hold_back(&*staging, 1, batch(&["d"])).unwrap().is_none());
+        let three = batch(&["e", "f", "g"]);
+        assert!(writers.hold_back(&*staging, 1, three).unwrap().is_none());
         assert_eq!(writers.opened().len(), 2, "holding a batch back opens its part");
-        assert_eq!(writers.finish(2).unwrap(), [Some(3), Some(3), None]);
+        assert_eq!(writers.finish(2).unwrap(), [Some(3), Some(4), None]);
         let ids_of = |table: &str| -> Vec<String> {
             let staged = std::fs::read_dir(dir.path().join(".fhir2table"))
                 .unwrap()
@@ -221,7 +246,21 @@ mod tests {
             ["a", "b", "c"],
             "after the batches written before"
         );
-        assert_eq!(ids_of("second"), ["d", "e", "f"], "in the order they came");
+        assert_eq!(ids_of("second"), ["d", "e", "f", "g"], "in the order they came");
+    }
+
+    #[test]
+    fn batches_past_the_bound_of_those_held_back_are_given_back() {
+        let (_dir, staging) = staged_run();
+        let mut writers = three_tables();
+        let one = batch(&["a"]);
+        writers.held_back_limit = 2 * distinct_buffer_bytes(&one);
+        assert!(writers.hold_back(&*staging, 0, one.clone()).unwrap().is_none());
+        assert!(writers.hold_back(&*staging, 1, one.clone()).unwrap().is_none());
+        let given_back = writers.hold_back(&*staging, 2, one.clone()).unwrap();
+        assert_eq!(given_back.as_ref(), Some(&one), "past the bound");
+        assert_eq!(writers.opened().len(), 2, "a batch given back opens no part");
+        assert_eq!(writers.finish(1).unwrap(), [Some(1), Some(1), None]);
     }
 
     #[test]

@@ -24,8 +24,8 @@ use std::path::Path;
 use anyhow::Result;
 
 pub use self::parquet::{
-    same_column, same_columns, schema_of, Compression, WriteOptions, CONTRACT_KEY, LOOKUP_INDEX_KEY,
-    RESOURCE_TYPE_KEY, TABLE_KEY, TOOL_VERSION_KEY, WIDE_ROWS_PER_FILE_VARIABLE,
+    distinct_buffer_bytes, same_column, same_columns, schema_of, Compression, WriteOptions, CONTRACT_KEY,
+    LOOKUP_INDEX_KEY, RESOURCE_TYPE_KEY, TABLE_KEY, TOOL_VERSION_KEY, WIDE_ROWS_PER_FILE_VARIABLE,
 };
 pub use commit::{journal_path, Output};
 pub use layout::{is_internal, shard_folder, shards_folder, TOOL_FOLDER};

@@ -238,7 +238,7 @@ const WIDE_WRITE_LEVELS: usize = 8 << 20;
 
 /// The memory of a batch's buffers, each counted once: the columns of a lossless table that a
 /// batch does not reach share one zeroed buffer, which `get_array_memory_size` counts per column.
-fn distinct_buffer_bytes(batch: &RecordBatch) -> usize {
+pub fn distinct_buffer_bytes(batch: &RecordBatch) -> usize {
     // Each buffer's address and size, sorted and counted once at the end: a hash set of
     // the thousands of buffers of each batch cost twice as much.
     type Seen = Vec<(usize, usize)>;

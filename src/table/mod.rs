@@ -387,9 +387,11 @@ impl TableSet {
     }
 
     /// [`TableSet::flush`] handing each batch to `deliver` as soon as it is finished, so that
-    /// the last batches of all the tables never exist at once: with `--resources all` those of
-    /// a worker's 15 resource tables came to about 60 MB together. Stops finishing batches once
-    /// `deliver` returns false (the writer is gone); returns the names of the broken tables.
+    /// each table's builders are freed as its batch is made (Arrow arrays and builders of all
+    /// the tables at once came to about 60 MB with `--resources all`). The batches themselves
+    /// are then held by the writer until the parts complete (`Writers::hold_back` in
+    /// `convert`). Stops finishing batches once `deliver` returns false (the writer is gone);
+    /// returns the names of the broken tables.
     pub fn flush_each(&mut self, mut deliver: impl FnMut(usize, RecordBatch) -> bool) -> Vec<String> {
         let mut broken = Vec::new();
         let mut delivering = true;
