@@ -196,22 +196,24 @@ fn write_batches(
     let mut first_error = None;
     for Delivery { table, batch, last } in receiver {
         if first_error.is_none() {
-            let batch = match last {
+            let to_write = match last {
                 true => match writers.hold_back(staging, table, batch) {
-                    Ok(None) => continue,
-                    Ok(Some(batch)) => batch,
+                    Ok(given_back) => given_back,
                     Err(error) => {
                         first_error = Some(error);
                         continue;
                     }
                 },
-                false => batch,
+                false => vec![batch],
             };
-            let written = writers
-                .writer(staging, table)
-                .and_then(|writer| writer.write(&batch));
-            if let Err(error) = written.and_then(|()| keep_within_budget(writers.opened())) {
-                first_error = Some(error);
+            for batch in to_write {
+                let written = writers
+                    .writer(staging, table)
+                    .and_then(|writer| writer.write(&batch));
+                if let Err(error) = written.and_then(|()| keep_within_budget(writers.opened())) {
+                    first_error = Some(error);
+                    break;
+                }
             }
         }
     }

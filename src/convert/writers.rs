@@ -85,22 +85,28 @@ impl Writers {
     /// rounds; bench/RESULTS.md, the thirteenth round).
     ///
     /// Once the batches held back would take more than [`HELD_BACK_BYTES`], `batch` is given
-    /// back, to be written as the others are.
+    /// back, to be written now as the others are, after the table's batches held back so far
+    /// (given back with it, first): a table's rows stay in the order they came, which
+    /// `compact` reads as the order of the input (the later of two equal rows wins).
     pub(super) fn hold_back(
         &mut self,
         staging: &dyn StagedRun,
         position: usize,
         batch: RecordBatch,
-    ) -> Result<Option<RecordBatch>> {
-        let bytes = distinct_buffer_bytes(&batch);
-        if self.held_back_bytes + bytes > self.held_back_limit {
-            return Ok(Some(batch));
-        }
+    ) -> Result<Vec<RecordBatch>> {
         self.writer(staging, position)?;
         let slot = self.slots[position].expect("the writer was just opened");
+        let bytes = distinct_buffer_bytes(&batch);
+        if self.held_back_bytes + bytes > self.held_back_limit {
+            let mut given_back = std::mem::take(&mut self.held_back[slot]);
+            let freed: usize = given_back.iter().map(distinct_buffer_bytes).sum();
+            self.held_back_bytes -= freed;
+            given_back.push(batch);
+            return Ok(given_back);
+        }
         self.held_back[slot].push(batch);
         self.held_back_bytes += bytes;
-        Ok(None)
+        Ok(Vec::new())
     }
 
     /// The writers opened so far (for the memory budget).
@@ -211,15 +217,15 @@ pub(super) mod tests {
     fn held_back_batches_are_written_after_the_others_when_the_parts_complete() {
         let (dir, staging) = staged_run();
         let mut writers = three_tables();
-        assert!(writers.hold_back(&*staging, 0, batch(&["c"])).unwrap().is_none());
+        assert!(writers.hold_back(&*staging, 0, batch(&["c"])).unwrap().is_empty());
         writers
             .writer(&*staging, 0)
             .unwrap()
             .write(&batch(&["a", "b"]))
             .unwrap();
-        assert!(writers.hold_back(&*staging, 1, batch(&["d"])).unwrap().is_none());
+        assert!(writers.hold_back(&*staging, 1, batch(&["d"])).unwrap().is_empty());
         let three = batch(&["e", "f", "g"]);
-        assert!(writers.hold_back(&*staging, 1, three).unwrap().is_none());
+        assert!(writers.hold_back(&*staging, 1, three).unwrap().is_empty());
         assert_eq!(writers.opened().len(), 2, "holding a batch back opens its part");
         assert_eq!(writers.finish(2).unwrap(), [Some(3), Some(4), None]);
         let ids_of = |table: &str| -> Vec<String> {
@@ -253,14 +259,20 @@ pub(super) mod tests {
     fn batches_past_the_bound_of_those_held_back_are_given_back() {
         let (_dir, staging) = staged_run();
         let mut writers = three_tables();
-        let one = batch(&["a"]);
-        writers.held_back_limit = 2 * distinct_buffer_bytes(&one);
-        assert!(writers.hold_back(&*staging, 0, one.clone()).unwrap().is_none());
-        assert!(writers.hold_back(&*staging, 1, one.clone()).unwrap().is_none());
-        let given_back = writers.hold_back(&*staging, 2, one.clone()).unwrap();
-        assert_eq!(given_back.as_ref(), Some(&one), "past the bound");
-        assert_eq!(writers.opened().len(), 2, "a batch given back opens no part");
-        assert_eq!(writers.finish(1).unwrap(), [Some(1), Some(1), None]);
+        let (a, b, c) = (batch(&["a"]), batch(&["b"]), batch(&["c"]));
+        writers.held_back_limit = 2 * distinct_buffer_bytes(&a);
+        assert!(writers.hold_back(&*staging, 0, a.clone()).unwrap().is_empty());
+        assert!(writers.hold_back(&*staging, 1, b.clone()).unwrap().is_empty());
+        let given_back = writers.hold_back(&*staging, 1, c.clone()).unwrap();
+        assert_eq!(
+            given_back,
+            [b, c],
+            "past the bound: the table's held batches first"
+        );
+        let given_back = writers.hold_back(&*staging, 2, a.clone()).unwrap();
+        assert!(given_back.is_empty(), "the batches given back no longer count");
+        // The caller writes the batches given back: nothing else is left of the second part.
+        assert_eq!(writers.finish(1).unwrap(), [Some(1), Some(0), Some(1)]);
     }
 
     #[test]
