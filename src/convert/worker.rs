@@ -196,15 +196,16 @@ fn write_batches(
     let mut first_error = None;
     for Delivery { table, batch, last } in receiver {
         if first_error.is_none() {
-            let to_write = match last {
-                true => match writers.hold_back(staging, table, batch) {
+            let to_write = if last {
+                match writers.hold_back(staging, table, batch) {
                     Ok(given_back) => given_back,
                     Err(error) => {
                         first_error = Some(error);
                         continue;
                     }
-                },
-                false => vec![batch],
+                }
+            } else {
+                vec![batch]
             };
             for batch in to_write {
                 let written = writers

@@ -27,10 +27,17 @@ pub(super) struct Writers {
     /// Per table, its writer's place in `opened`.
     slots: Vec<Option<usize>>,
     /// Per opened writer (by its place in `opened`), the batches held back for its completion.
-    held_back: Vec<Vec<RecordBatch>>,
+    held_back: Vec<HeldBack>,
     /// The memory of the batches held back, up to `held_back_limit` ([`HELD_BACK_BYTES`]).
     held_back_bytes: usize,
     held_back_limit: usize,
+}
+
+/// The batches held back for one part, and their memory (counted once, as they came).
+#[derive(Default)]
+struct HeldBack {
+    batches: Vec<RecordBatch>,
+    bytes: usize,
 }
 
 /// The most memory the batches held back may take together. The last batches of two workers
@@ -69,7 +76,7 @@ impl Writers {
             None => {
                 let (name, schema) = &self.tables[position];
                 self.opened.push(staging.create(name, &self.part_file, schema())?);
-                self.held_back.push(Vec::new());
+                self.held_back.push(HeldBack::default());
                 self.slots[position] = Some(self.opened.len() - 1);
                 self.opened.len() - 1
             }
@@ -98,13 +105,14 @@ impl Writers {
         let slot = self.slots[position].expect("the writer was just opened");
         let bytes = distinct_buffer_bytes(&batch);
         if self.held_back_bytes + bytes > self.held_back_limit {
-            let mut given_back = std::mem::take(&mut self.held_back[slot]);
-            let freed: usize = given_back.iter().map(distinct_buffer_bytes).sum();
-            self.held_back_bytes -= freed;
-            given_back.push(batch);
-            return Ok(given_back);
+            let HeldBack { mut batches, bytes } = std::mem::take(&mut self.held_back[slot]);
+            self.held_back_bytes -= bytes;
+            batches.push(batch);
+            return Ok(batches);
         }
-        self.held_back[slot].push(batch);
+        let held = &mut self.held_back[slot];
+        held.batches.push(batch);
+        held.bytes += bytes;
         self.held_back_bytes += bytes;
         Ok(Vec::new())
     }
@@ -130,19 +138,19 @@ impl Writers {
         self.held_back_bytes = 0;
         let count = opened.len();
         let mut jobs: Vec<_> = opened.into_iter().zip(held_back).enumerate().collect();
-        jobs.sort_by_cached_key(|(_, (writer, batches))| {
-            let held: usize = batches.iter().map(distinct_buffer_bytes).sum();
-            std::cmp::Reverse(writer.row_group_bytes() + held)
-        });
+        jobs.sort_by_key(|(_, (writer, held))| std::cmp::Reverse(writer.row_group_bytes() + held.bytes));
         let queue = Mutex::new(jobs.into_iter());
         let finished: Mutex<Vec<Option<Result<u64>>>> = Mutex::new((0..count).map(|_| None).collect());
         let finish = || loop {
             let next = queue.lock().expect("no writer panics holding the queue").next();
-            let Some((slot, (mut writer, batches))) = next else {
+            let Some((slot, (mut writer, held))) = next else {
                 return;
             };
             // Each batch is dropped once the writer has it.
-            let written = batches.into_iter().try_for_each(|batch| writer.write(&batch));
+            let written = held
+                .batches
+                .into_iter()
+                .try_for_each(|batch| writer.write(&batch));
             let rows = written.and_then(|()| writer.finish());
             finished.lock().expect("no writer panics holding the results")[slot] = Some(rows);
         };
