@@ -17,6 +17,17 @@ pub(super) trait ValueColumn {
     fn truncate(&mut self, len: usize);
 }
 
+/// `values` without the room left over from its growth, for a finished column's buffer. Why:
+/// a held batch's memory is counted by its buffers' capacity (`distinct_buffer_bytes`), and
+/// the writer cuts a wide table's row groups by that count, so room a buffer grew into and
+/// never filled (up to half of it, as a `Vec` doubles) cut them after fewer rows: more row
+/// groups, each a column chunk per leaf. Shrinking in place gives the room back to the
+/// allocator without copying.
+pub(super) fn fitted<T>(mut values: Vec<T>) -> Vec<T> {
+    values.shrink_to_fit();
+    values
+}
+
 /// A Utf8 column in the making. Written to as a `fmt::Write` (JSON text), a value is then
 /// closed with [`TextColumn::close_value`].
 pub(super) struct TextColumn {
@@ -57,8 +68,11 @@ impl TextColumn {
 
     /// The values so far as an array; the column starts again.
     pub(super) fn finish(&mut self) -> StringArray {
-        let offsets = OffsetBuffer::new(ScalarBuffer::from(std::mem::replace(&mut self.offsets, vec![0])));
-        let bytes = Buffer::from_vec(std::mem::take(&mut self.bytes));
+        let offsets = OffsetBuffer::new(ScalarBuffer::from(fitted(std::mem::replace(
+            &mut self.offsets,
+            vec![0],
+        ))));
+        let bytes = Buffer::from_vec(fitted(std::mem::take(&mut self.bytes)));
         let nulls = self.nulls.finish();
         // Checked where tests run (debug builds): the proptests of the row builder go through it.
         if cfg!(debug_assertions) {
@@ -138,7 +152,7 @@ impl<T: ArrowPrimitiveType> PrimitiveColumn<T> {
 
     /// The values so far as an array of the column's type; the column starts again.
     pub(super) fn finish(&mut self) -> PrimitiveArray<T> {
-        let values = ScalarBuffer::from(std::mem::take(&mut self.values));
+        let values = ScalarBuffer::from(fitted(std::mem::take(&mut self.values)));
         PrimitiveArray::<T>::new(values, self.nulls.finish()).with_data_type(self.data_type.clone())
     }
 }

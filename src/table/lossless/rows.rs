@@ -9,7 +9,6 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock};
 
-use arrow_array::builder::StringBuilder;
 use arrow_array::types::{Decimal128Type, Int32Type, Int64Type, TimestampMicrosecondType};
 use arrow_array::{
     ArrayRef, ArrowPrimitiveType, BooleanArray, ListArray, PrimitiveArray, RecordBatch, StringArray,
@@ -19,7 +18,7 @@ use arrow_buffer::{BooleanBuffer, BooleanBufferBuilder, Buffer, NullBuffer, Offs
 use arrow_schema::{DataType, FieldRef, Fields, SchemaRef, TimeUnit};
 
 use super::columns::{
-    BoolColumn, DecimalColumn, InstantColumn, Int32Column, Int64Column, TextColumn, ValueColumn,
+    fitted, BoolColumn, DecimalColumn, InstantColumn, Int32Column, Int64Column, TextColumn, ValueColumn,
 };
 use super::numeric::scaled_decimal;
 use super::place::{Place, PlaceBuilder};
@@ -421,7 +420,7 @@ const ENTRY_RESOURCE_DEPTH: usize = 3;
 
 /// Builds whole rows: `resourceType`, the resource's members, `__unmapped`.
 pub(super) struct RowBuilder {
-    resource_type: StringBuilder,
+    resource_type: TextColumn,
     members: ObjectBuilder,
     unmapped: UnmappedBuilder,
     places: PlaceBuilder,
@@ -451,7 +450,7 @@ impl RowBuilder {
             .expect("every resource table has __unmapped");
         let member_fields: Fields = fields[1..unmapped_at].iter().cloned().collect();
         RowBuilder {
-            resource_type: text_builder(),
+            resource_type: TextColumn::new(),
             members: ObjectBuilder::new(shape, &member_fields),
             unmapped: UnmappedBuilder::new(&fields[unmapped_at]),
             places: PlaceBuilder::new(&fields[unmapped_at + 1..]),
@@ -854,7 +853,10 @@ impl MemberBuilder {
             columns.extend(values);
             return;
         };
-        let offsets = OffsetBuffer::new(ScalarBuffer::from(std::mem::replace(&mut list.offsets, vec![0])));
+        let offsets = OffsetBuffer::new(ScalarBuffer::from(fitted(std::mem::replace(
+            &mut list.offsets,
+            vec![0],
+        ))));
         let validity = NullBuffer::new(list.validity.finish());
         let nulls = (validity.null_count() > 0).then_some(validity);
         for (array, field) in values.into_iter().zip(&self.fields) {
@@ -1035,13 +1037,6 @@ impl ListState {
         self.offsets.push(end);
         self.validity.append(true);
     }
-}
-
-/// A text builder that allocates nothing until it gets a value. Arrow's default capacity (1 024
-/// values) over the thousands of columns of a resource table came to 30 MB per table and worker
-/// before any row, and as much again in every batch.
-fn text_builder() -> StringBuilder {
-    StringBuilder::with_capacity(0, 0)
 }
 
 /// How many columns a member of `shape` has: its value column and companions (as
@@ -1246,8 +1241,8 @@ impl Values {
 /// `__unmapped`: per row a list of (pointer, JSON text).
 struct UnmappedBuilder {
     list: ListState,
-    paths: StringBuilder,
-    texts: StringBuilder,
+    paths: TextColumn,
+    texts: TextColumn,
     field: FieldRef,
 }
 
@@ -1255,8 +1250,8 @@ impl UnmappedBuilder {
     fn new(field: &FieldRef) -> Self {
         UnmappedBuilder {
             list: ListState::new(),
-            paths: text_builder(),
-            texts: text_builder(),
+            paths: TextColumn::new(),
+            texts: TextColumn::new(),
             field: field.clone(),
         }
     }
@@ -1284,10 +1279,10 @@ impl UnmappedBuilder {
             vec![Arc::new(self.paths.finish()), Arc::new(self.texts.finish())],
             None,
         );
-        let offsets = OffsetBuffer::new(ScalarBuffer::from(std::mem::replace(
+        let offsets = OffsetBuffer::new(ScalarBuffer::from(fitted(std::mem::replace(
             &mut self.list.offsets,
             vec![0],
-        )));
+        ))));
         let validity = NullBuffer::new(self.list.validity.finish());
         let nulls = (validity.null_count() > 0).then_some(validity);
         Arc::new(ListArray::new(item.clone(), offsets, Arc::new(pairs), nulls))
@@ -1296,11 +1291,111 @@ impl UnmappedBuilder {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Decimal128Type, Int32Type, TimestampMicrosecondType};
+    use arrow_array::Array;
+    use arrow_buffer::Buffer;
     use arrow_schema::{DataType, FieldRef};
 
-    use super::EmptyItems;
-    use crate::fhir::definitions::TreeOptions;
+    use super::{EmptyItems, RowBuilder};
+    use crate::fhir::definitions::{definitions, TreeOptions};
+    use crate::resource::tree::{self, Node};
+    use crate::table::lossless::place::Place;
     use crate::table::lossless::resource_schema;
+
+    /// Checks that each offset and value buffer the row builder filled (below `array`, at
+    /// `path`) is exactly as large as what it holds; arrays without a value are skipped (their
+    /// buffers are the shared ones of all-null columns).
+    fn assert_fitted(path: &str, array: &dyn Array, checked: &mut usize) {
+        if array.null_count() == array.len() {
+            return;
+        }
+        let mut exact = |what: &str, buffer: &Buffer, bytes: usize| {
+            assert_eq!(buffer.capacity(), bytes, "{path}: {what} has room to spare");
+            *checked += 1;
+        };
+        match array.data_type() {
+            DataType::Struct(fields) => {
+                for (field, column) in fields.iter().zip(array.as_struct().columns()) {
+                    assert_fitted(&format!("{path}.{}", field.name()), column.as_ref(), checked);
+                }
+            }
+            DataType::List(_) => {
+                let list = array.as_list::<i32>();
+                exact("offsets", list.offsets().inner().inner(), (list.len() + 1) * 4);
+                assert_fitted(path, list.values().as_ref(), checked);
+            }
+            DataType::Utf8 => {
+                let text = array.as_string::<i32>();
+                exact("offsets", text.offsets().inner().inner(), (text.len() + 1) * 4);
+                exact("text", text.values(), text.values().len());
+            }
+            DataType::Int32 => exact(
+                "values",
+                array.as_primitive::<Int32Type>().values().inner(),
+                array.len() * 4,
+            ),
+            DataType::Decimal128(_, _) => exact(
+                "values",
+                array.as_primitive::<Decimal128Type>().values().inner(),
+                array.len() * 16,
+            ),
+            DataType::Timestamp(_, _) => exact(
+                "values",
+                array.as_primitive::<TimestampMicrosecondType>().values().inner(),
+                array.len() * 8,
+            ),
+            _ => {}
+        }
+    }
+
+    /// The writer counts a held batch by its buffers' capacity and cuts row groups by that, so
+    /// a finished batch's buffers keep none of the room they grew into (`columns::fitted`):
+    /// texts, numbers, decimals with their companions, instants, lists and `__unmapped`.
+    #[test]
+    fn finished_batches_keep_no_room_their_buffers_grew_into() {
+        let options = TreeOptions::default();
+        let shape = definitions().resource_shape("Observation", options).unwrap();
+        let schema = Arc::new(resource_schema("Observation", options).unwrap());
+        let mut builder = RowBuilder::new(&shape, &schema);
+        // 333 rows: no power of two, so a buffer that doubled has room to spare.
+        let texts: Vec<String> = (0..333)
+            .map(|n| {
+                format!(
+                    r#"{{"resourceType":"Observation","id":"o{n}","status":"final","code":{{"text":"{}"}},
+                    "effectiveDateTime":"2020-01-{:02}","valueQuantity":{{"value":{n}.5,"unit":"mg"}},
+                    "component":[{{"valueInteger":{n}}},{{"valueString":"c{n}"}}],"zz{}":true}}"#,
+                    "t".repeat(n % 7),
+                    n % 28 + 1,
+                    n % 3
+                )
+            })
+            .collect();
+        for text in &texts {
+            let Node::Object(object) = tree::parse(text).unwrap() else {
+                panic!("not an object");
+            };
+            builder.append(&shape, &object, &Place::default());
+        }
+        let batch = builder.finish(schema.clone());
+        assert_eq!(batch.num_rows(), 333);
+        let mut checked = 0;
+        for (field, column) in schema.fields().iter().zip(batch.columns()) {
+            // The type and place columns come from Arrow's own builders.
+            if field.name() == "resourceType"
+                || field.name().starts_with("__") && field.name() != "__unmapped"
+            {
+                continue;
+            }
+            assert_fitted(field.name(), column.as_ref(), &mut checked);
+        }
+        // id, status, code.text, the instant and its two bounds, the quantity's value and its
+        // numeric companion, unit, component's list and its two values, __unmapped's list and
+        // its two texts, and their offsets: far more than a few.
+        assert!(checked >= 20, "only {checked} buffers checked");
+    }
 
     /// Every list item field under `field`.
     fn items_below(field: &FieldRef, items: &mut Vec<FieldRef>) {
