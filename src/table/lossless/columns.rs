@@ -21,8 +21,8 @@ pub(super) trait ValueColumn {
 /// a held batch's memory is counted by its buffers' capacity (`distinct_buffer_bytes`), and
 /// the writer cuts a wide table's row groups by that count, so room a buffer grew into and
 /// never filled (up to half of it, as a `Vec` doubles) cut them after fewer rows: more row
-/// groups, each a column chunk per leaf. Shrinking in place gives the room back to the
-/// allocator without copying.
+/// groups, each a column chunk per leaf. Shrinking gives the room back to the allocator (with
+/// glibc, in place, without copying).
 pub(super) fn fitted<T>(mut values: Vec<T>) -> Vec<T> {
     values.shrink_to_fit();
     values
