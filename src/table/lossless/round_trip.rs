@@ -15,7 +15,7 @@ use crate::resource::tree::{self, Node};
 
 /// Builds one batch of `resources` (all of one type) and returns it with the unmapped pointers
 /// of each row.
-fn build(resources: &[&str], options: TreeOptions) -> (RecordBatch, Vec<Vec<String>>) {
+pub(super) fn build(resources: &[&str], options: TreeOptions) -> (RecordBatch, Vec<Vec<String>>) {
     let first: serde_json::Value = serde_json::from_str(resources[0]).unwrap();
     let resource_type = first["resourceType"].as_str().unwrap();
     let shape = definitions().resource_shape(resource_type, options).unwrap();

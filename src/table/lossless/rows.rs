@@ -1291,19 +1291,17 @@ impl UnmappedBuilder {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Decimal128Type, Int32Type, TimestampMicrosecondType};
     use arrow_array::Array;
     use arrow_buffer::Buffer;
     use arrow_schema::{DataType, FieldRef};
 
-    use super::{EmptyItems, RowBuilder};
-    use crate::fhir::definitions::{definitions, TreeOptions};
-    use crate::resource::tree::{self, Node};
-    use crate::table::lossless::place::{self, Place};
+    use super::EmptyItems;
+    use crate::fhir::definitions::TreeOptions;
+    use crate::table::lossless::place;
     use crate::table::lossless::resource_schema;
+    use crate::table::lossless::round_trip::build;
 
     /// Checks that each offset and value buffer the row builder filled (below `array`, at
     /// `path`) is exactly as large as what it holds; arrays without a value are skipped (their
@@ -1357,10 +1355,6 @@ mod tests {
     /// their bounds, lists, `resourceType` and `__unmapped`.
     #[test]
     fn finished_batches_keep_no_room_their_buffers_grew_into() {
-        let options = TreeOptions::default();
-        let shape = definitions().resource_shape("Observation", options).unwrap();
-        let schema = Arc::new(resource_schema("Observation", options).unwrap());
-        let mut builder = RowBuilder::new(&shape, &schema);
         // 333 rows: no power of two, so a buffer that doubled has room to spare.
         let texts: Vec<String> = (0..333)
             .map(|n| {
@@ -1374,16 +1368,11 @@ mod tests {
                 )
             })
             .collect();
-        for text in &texts {
-            let Node::Object(object) = tree::parse(text).unwrap() else {
-                panic!("not an object");
-            };
-            builder.append(&shape, &object, &Place::default());
-        }
-        let batch = builder.finish(schema.clone());
+        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let (batch, _) = build(&texts, TreeOptions::default());
         assert_eq!(batch.num_rows(), 333);
         let mut checked = 0;
-        for (field, column) in schema.fields().iter().zip(batch.columns()) {
+        for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
             // The place columns come from Arrow's own builders (a few bytes per row).
             if [place::BUNDLE, place::KEY, place::ENTRY_ROWS].contains(&field.name().as_str()) {
                 continue;
