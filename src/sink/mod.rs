@@ -26,6 +26,7 @@ use anyhow::Result;
 pub use self::parquet::{
     distinct_buffer_bytes, same_column, same_columns, schema_of, Compression, WriteOptions, CONTRACT_KEY,
     LOOKUP_INDEX_KEY, RESOURCE_TYPE_KEY, TABLE_KEY, TOOL_VERSION_KEY, WIDE_ROWS_PER_FILE_VARIABLE,
+    WIDE_TABLE_LEAVES,
 };
 pub use commit::{journal_path, Output};
 pub use layout::{is_internal, shard_folder, shards_folder, TOOL_FOLDER};

@@ -221,8 +221,9 @@ const TRIM_AFTER_FREED_BYTES: usize = 64 << 20;
 
 /// Tables with more leaf columns than this compress only the columns their part's first batch
 /// reaches (see [`WriteOptions::properties_for`]); the built-in tables and views have a few
-/// dozen.
-const WIDE_TABLE_LEAVES: usize = 512;
+/// dozen. Below it, a row group's column chunks cost little next to its rows (the run's memory
+/// budget weighs a table by its leaves from here up: `convert/worker.rs`).
+pub const WIDE_TABLE_LEAVES: usize = 512;
 
 /// The Arrow memory of held batches at which a wide table writes them out as a row group
 /// (besides [`ROW_GROUP_ROWS`], and the run's budget over all its writers).
@@ -607,6 +608,8 @@ pub(super) struct DatasetWriter {
     schema: SchemaRef,
     options: WriteOptions,
     rows: u64,
+    /// The schema's leaf columns: a column chunk each per row group.
+    leaves: usize,
     /// Whether the table has more than [`WIDE_TABLE_LEAVES`] leaf columns: its batches are then
     /// held (`held`) and written a whole row group at a time (see [`DatasetWriter::write_held`]).
     wide: bool,
@@ -776,12 +779,14 @@ impl DatasetWriter {
         let path = dir.join(file_name);
         let file = fsops::create_file(&path).with_context(|| format!("cannot create {}", path.display()))?;
         let hook = wide_rows_per_file_hook();
+        let leaves = leaf_count(schema.fields());
         Ok(DatasetWriter {
             path,
             file: Some(file),
             writer: None,
             columns: None,
-            wide: leaf_count(schema.fields()) > WIDE_TABLE_LEAVES,
+            leaves,
+            wide: leaves > WIDE_TABLE_LEAVES,
             schema,
             options: *options,
             rows: 0,
@@ -885,7 +890,7 @@ impl DatasetWriter {
         // is written (see [`WIDE_WRITE_LEVELS`]). Only the reached leaves count: the others are
         // not handed to the writer, and cutting by all the leaves made slices of a thousand
         // rows, each a write of its own for every reached column.
-        let leaves = leaf_count(self.schema.fields());
+        let leaves = self.leaves;
         let reached: usize = (0..plan.columns())
             .map(|position| plan.reached_leaves(position))
             .sum();
@@ -1000,6 +1005,10 @@ impl TableWriter for DatasetWriter {
         writer
             .flush()
             .with_context(|| format!("cannot write {}", self.path.display()))
+    }
+
+    fn leaf_columns(&self) -> usize {
+        self.leaves
     }
 
     fn footer_chunks(&self) -> usize {

@@ -190,6 +190,10 @@ pub trait TableWriter: Send {
     /// memory stays within a budget across all its tables.
     fn flush(&mut self) -> Result<()>;
 
+    /// The table's leaf columns: each row group costs a column chunk per leaf (its pages,
+    /// metadata and footer entry), whatever its rows.
+    fn leaf_columns(&self) -> usize;
+
     /// Column chunks whose metadata the open file keeps in memory until its footer.
     fn footer_chunks(&self) -> usize {
         0
