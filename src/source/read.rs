@@ -187,7 +187,7 @@ pub fn for_each_line(
     let keep = max_line.saturating_add(2);
     loop {
         line.clear();
-        let read = (&mut reader).take(keep).read_until(b'\n', &mut line)? as u64;
+        let read = read_line_within(&mut reader, keep, &mut line)?;
         if read == 0 {
             return Ok(());
         }
@@ -207,6 +207,38 @@ pub fn for_each_line(
         }
         visit(number, Line::Text(content));
     }
+}
+
+/// Appends to `line` the bytes up to and with the next line break, or up to `limit` bytes, or to
+/// the end: what `reader.take(limit).read_until(b'\n', line)` does, with the memchr crate's
+/// vector search for the line break, where std's goes a word at a time (1.9% of the
+/// instructions of a `--resources all` run on Bulk NDJSON). Returns the bytes read.
+fn read_line_within(reader: &mut impl BufRead, limit: u64, line: &mut Vec<u8>) -> io::Result<u64> {
+    let mut read = 0;
+    while read < limit {
+        let available = match reader.fill_buf() {
+            Ok(available) => available,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        let room = &available[..available
+            .len()
+            .min(usize::try_from(limit - read).unwrap_or(usize::MAX))];
+        if room.is_empty() {
+            break;
+        }
+        let (used, ended) = match memchr::memchr(b'\n', room) {
+            Some(at) => (at + 1, true),
+            None => (room.len(), false),
+        };
+        line.extend_from_slice(&room[..used]);
+        reader.consume(used);
+        read += used as u64;
+        if ended {
+            break;
+        }
+    }
+    Ok(read)
 }
 
 #[cfg(test)]
@@ -232,6 +264,41 @@ mod tests {
             gzip,
             size: content.len() as u64,
             remote: None,
+        }
+    }
+
+    #[test]
+    fn a_line_is_read_as_take_and_read_until_read_it() {
+        // Texts with breaks at the start, the end, side by side and none, read through buffers
+        // smaller and larger than a line, up to limits inside, at and past a line.
+        let texts: [&[u8]; 6] = [
+            b"",
+            b"\n",
+            b"abc",
+            b"abc\n\nde\r\nfghij\n",
+            b"\n\nx",
+            b"0123456789\nab",
+        ];
+        for text in texts {
+            for capacity in [1, 2, 3, 7, 64] {
+                for limit in [0, 1, 2, 3, 4, 5, 11, 100] {
+                    let mut ours = BufReader::with_capacity(capacity, text);
+                    let mut theirs = BufReader::with_capacity(capacity, text);
+                    loop {
+                        let (mut our_line, mut their_line) = (Vec::new(), Vec::new());
+                        let our_read = read_line_within(&mut ours, limit, &mut our_line).unwrap();
+                        let their_read = (&mut theirs)
+                            .take(limit)
+                            .read_until(b'\n', &mut their_line)
+                            .unwrap();
+                        let case = format!("{text:?}, buffer {capacity}, limit {limit}");
+                        assert_eq!((our_read, &our_line), (their_read as u64, &their_line), "{case}");
+                        if our_read == 0 {
+                            break;
+                        }
+                    }
+                }
+            }
         }
     }
 
