@@ -21,44 +21,53 @@ pub fn scaled_decimal(text: &str) -> Option<i128> {
     if whole.is_empty() || !all_digits(whole) || !all_digits(fraction) || mantissa.ends_with('.') {
         return None;
     }
-    // value = digits * 10^power
-    let digits: Vec<u8> = whole.bytes().chain(fraction.bytes()).map(|b| b - b'0').collect();
+    // value = digits * 10^power, the digits those of `whole` and then of `fraction`, read in
+    // place (one of these per decimal value read: no allocation).
+    let count = whole.len() + fraction.len();
+    let digit = |at: usize| -> u8 {
+        let byte = match at.checked_sub(whole.len()) {
+            None => whole.as_bytes()[at],
+            Some(in_fraction) => fraction.as_bytes()[in_fraction],
+        };
+        byte - b'0'
+    };
     let power = exponent
         .checked_sub(fraction.len() as i64)?
         .checked_add(i64::from(NUMERIC_SCALE as u8))?;
-    let first = digits.iter().position(|&d| d != 0).unwrap_or(digits.len());
-    let digits = &digits[first..];
-    if digits.is_empty() {
+    let first = (0..count).find(|&at| digit(at) != 0).unwrap_or(count);
+    let significant = count - first;
+    if significant == 0 {
         return Some(0);
     }
     let max_digits = i64::from(NUMERIC_PRECISION);
-    let (kept, round_up) = if power >= 0 {
-        if digits.len() as i64 + power > max_digits {
+    // The digits kept are `first..kept_end`.
+    let (kept_end, round_up) = if power >= 0 {
+        if significant as i64 + power > max_digits {
             return None;
         }
-        (digits.to_vec(), false)
+        (count, false)
     } else {
         let dropped = power.unsigned_abs().min(u64::from(u32::MAX)) as usize;
-        if dropped > digits.len() {
+        if dropped > significant {
             // Below half of the last kept unit.
-            (Vec::new(), false)
+            (first, false)
         } else {
-            let (kept, rest) = digits.split_at(digits.len() - dropped);
-            let last_even = kept.last().is_none_or(|d| d % 2 == 0);
-            let round_up = match rest[0].cmp(&5) {
+            let kept_end = count - dropped;
+            let last_even = kept_end == first || digit(kept_end - 1) % 2 == 0;
+            let round_up = match digit(kept_end).cmp(&5) {
                 std::cmp::Ordering::Greater => true,
                 std::cmp::Ordering::Less => false,
-                std::cmp::Ordering::Equal => rest[1..].iter().any(|&d| d != 0) || !last_even,
+                std::cmp::Ordering::Equal => (kept_end + 1..count).any(|at| digit(at) != 0) || !last_even,
             };
-            (kept.to_vec(), round_up)
+            (kept_end, round_up)
         }
     };
-    if kept.len() as i64 > max_digits {
+    if (kept_end - first) as i64 > max_digits {
         return None;
     }
     let mut value: i128 = 0;
-    for digit in &kept {
-        value = value * 10 + i128::from(*digit);
+    for at in first..kept_end {
+        value = value * 10 + i128::from(digit(at));
     }
     let exponent = if power > 0 { power as u32 } else { 0 };
     value = value.checked_mul(10i128.checked_pow(exponent)?)?;
@@ -131,6 +140,12 @@ mod tests {
         assert_eq!(scaled_decimal("0.0000026"), Some(3));
         assert_eq!(scaled_decimal("-0.0000035"), Some(-4));
         assert_eq!(scaled_decimal("0.99999999"), Some(1_000_000));
+        // Every digit dropped: the first one decides, then the ones after it.
+        assert_eq!(scaled_decimal("5e-7"), Some(0));
+        assert_eq!(scaled_decimal("51e-8"), Some(1));
+        assert_eq!(scaled_decimal("0.00000049999"), Some(0));
+        assert_eq!(scaled_decimal("-000.0000006"), Some(-1));
+        assert_eq!(scaled_decimal("9.9999995"), Some(10_000_000));
     }
 
     #[test]

@@ -1085,10 +1085,17 @@ fn item_type(data_type: &DataType, repeats: bool) -> &DataType {
 }
 
 /// Whether `text` is an integer written the way `i64`/`i32` print it, so that storing the number
-/// and writing it back gives the same text.
-fn canonical_integer<T: std::str::FromStr + ToString>(text: &str) -> Option<T> {
-    let value: T = text.parse().ok()?;
-    (value.to_string() == text).then_some(value)
+/// and writing it back gives the same text: digits without a leading zero (but `0` itself),
+/// after a `-` (but not `-0`), in the type's range. Checked on the text, as printing the value
+/// again allocated a string for every integer read.
+fn canonical_integer<T: std::str::FromStr>(text: &str) -> Option<T> {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let canonical = match digits.as_bytes() {
+        [b'0'] => digits.len() == text.len(),
+        [b'1'..=b'9', rest @ ..] => rest.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    canonical.then(|| text.parse().ok()).flatten()
 }
 
 impl Values {
@@ -1301,6 +1308,46 @@ mod tests {
     use crate::fhir::definitions::TreeOptions;
     use crate::table::lossless::place;
     use crate::table::lossless::resource_schema;
+
+    #[test]
+    fn canonical_integers_are_those_that_print_back_the_same() {
+        use super::canonical_integer;
+        use proptest::prelude::*;
+        fn printed_back<T: std::str::FromStr + ToString>(text: &str) -> Option<T> {
+            let value: T = text.parse().ok()?;
+            (value.to_string() == text).then_some(value)
+        }
+        let text = "[-+]?0*[0-9]{0,21}(\\.0)?";
+        proptest!(ProptestConfig::with_cases(20_000), |(text in text)| {
+            prop_assert_eq!(canonical_integer::<i32>(&text), printed_back::<i32>(&text), "{}", text);
+            prop_assert_eq!(canonical_integer::<i64>(&text), printed_back::<i64>(&text), "{}", text);
+        });
+        let edges = [
+            "0",
+            "-0",
+            "00",
+            "+1",
+            "2147483647",
+            "2147483648",
+            "-2147483648",
+            "-2147483649",
+        ];
+        for text in edges
+            .into_iter()
+            .chain(["9223372036854775807", "9223372036854775808", "-", ""])
+        {
+            assert_eq!(
+                canonical_integer::<i32>(text),
+                printed_back::<i32>(text),
+                "{text}"
+            );
+            assert_eq!(
+                canonical_integer::<i64>(text),
+                printed_back::<i64>(text),
+                "{text}"
+            );
+        }
+    }
     use crate::table::lossless::round_trip::build;
 
     /// Checks that each offset and value buffer the row builder filled (below `array`, at
