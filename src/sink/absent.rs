@@ -624,15 +624,12 @@ impl<'a> AbsentChunks<'a> {
                     .as_deref()
                     .context("a null column's group has no node")?;
                 let field = &self.schema.fields()[position];
+                let mut places = Vec::new();
                 for (batch, range) in self.rows {
                     let column = self.held[*batch].column(position);
-                    for row in range.clone() {
-                        let mut out = Out {
-                            def: &mut def,
-                            rep: &mut rep,
-                        };
-                        walk(field, column.as_ref(), path, row, 0, 0, 0, &mut out);
-                    }
+                    walk(field, column.as_ref(), path, range.clone(), &mut places);
+                    def.extend(places.iter().map(|place| place.def));
+                    rep.extend(places.iter().map(|place| place.rep));
                 }
             }
         }
@@ -661,66 +658,75 @@ fn is_one_run(levels: &[i16]) -> bool {
 /// Rows of a held batch: its index among the held batches and the range of its rows.
 pub(super) type HeldRange = (usize, Range<usize>);
 
-struct Out<'a> {
-    def: &'a mut Vec<i16>,
-    rep: &'a mut Vec<i16>,
-}
-
-/// Emits the levels that slot `slot` of `array` (of `field`) gives a leaf below the node at
-/// `path`, when nothing below that node is ever present: Parquet's levels, as the Arrow writer
-/// works them out. `def` and `rep` are the levels reached above; `depth` the lists above.
-#[allow(clippy::too_many_arguments)]
-fn walk(
-    field: &Field,
-    array: &dyn Array,
-    path: &[usize],
-    slot: usize,
+/// Where a leaf's level comes from, while [`walk`] goes down a path: a slot of the array at
+/// the depth reached, or (`slot` None) a level already settled there.
+struct Place {
     def: i16,
     rep: i16,
-    depth: i16,
-    out: &mut Out,
-) {
-    if field.is_nullable() && array.is_null(slot) {
-        out.def.push(def);
-        out.rep.push(rep);
-        return;
-    }
-    let def = def + i16::from(field.is_nullable());
-    let Some((&child, below)) = path.split_first() else {
-        out.def.push(def);
-        out.rep.push(rep);
-        return;
-    };
-    match field.data_type() {
-        DataType::Struct(children) => {
-            let column = array.as_struct().column(child);
-            walk(
-                &children[child],
-                column.as_ref(),
-                below,
-                slot,
-                def,
-                rep,
-                depth,
-                out,
-            );
-        }
-        DataType::List(item) => {
-            let list = array.as_list::<i32>();
-            let offsets = list.value_offsets();
-            let (start, end) = (offsets[slot] as usize, offsets[slot + 1] as usize);
-            if start == end {
-                out.def.push(def);
-                out.rep.push(rep);
-                return;
-            }
-            let values = list.values();
-            for index in start..end {
-                let rep = if index == start { rep } else { depth + 1 };
-                walk(item, values.as_ref(), below, index, def + 1, rep, depth + 1, out);
+    slot: Option<usize>,
+}
+
+/// Puts in `places` the levels that rows `rows` of `array` (of `field`) give a leaf below the
+/// node at `path`, when nothing below that node is ever present: Parquet's levels, as the
+/// Arrow writer works them out. Goes down the path a step at a time for all the rows at once
+/// (a list's items taking their list's place, in order), so that each step's array is cast
+/// and its nulls looked up once, not once per row (walking each row down the path on its own
+/// was 3% of the instructions of `--resources all` on NDJSON).
+fn walk(field: &Field, array: &dyn Array, path: &[usize], rows: Range<usize>, places: &mut Vec<Place>) {
+    places.clear();
+    places.extend(rows.map(|row| Place {
+        def: 0,
+        rep: 0,
+        slot: Some(row),
+    }));
+    let (mut field, mut array, mut path) = (field, array, path);
+    let mut lists = 0;
+    let mut below = Vec::new();
+    loop {
+        let nullable = field.is_nullable();
+        let nulls = array.nulls();
+        for place in places.iter_mut() {
+            let Some(slot) = place.slot else { continue };
+            if nullable && nulls.is_some_and(|nulls| nulls.is_null(slot)) {
+                place.slot = None;
+            } else {
+                place.def += i16::from(nullable);
             }
         }
-        _ => unreachable!("a path goes through structs and lists"),
+        let Some((&child, rest)) = path.split_first() else {
+            return;
+        };
+        path = rest;
+        match field.data_type() {
+            DataType::Struct(children) => {
+                field = &children[child];
+                array = array.as_struct().column(child).as_ref();
+            }
+            DataType::List(item) => {
+                let offsets = array.as_list::<i32>().value_offsets();
+                below.clear();
+                for place in places.drain(..) {
+                    let Some(slot) = place.slot else {
+                        below.push(place);
+                        continue;
+                    };
+                    let (start, end) = (offsets[slot] as usize, offsets[slot + 1] as usize);
+                    if start == end {
+                        below.push(Place { slot: None, ..place });
+                    }
+                    below.extend((start..end).map(|index| Place {
+                        def: place.def + 1,
+                        rep: if index == start { place.rep } else { lists + 1 },
+                        slot: Some(index),
+                    }));
+                }
+                std::mem::swap(places, &mut below);
+                lists += 1;
+                field = item;
+                array = array.as_list::<i32>().values().as_ref();
+            }
+            _ => unreachable!("a path goes through structs and lists"),
+        }
     }
 }
 
