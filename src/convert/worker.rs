@@ -253,9 +253,9 @@ fn keep_within_budget(writers: &mut [Box<dyn TableWriter>]) -> anyhow::Result<()
 /// pages, metadata and footer entry whatever its rows. Writing out the fullest table instead cut
 /// the tables fed all along into small row groups while tables that had taken their last rows
 /// sat on their share of the budget: on Bulk NDJSON (a file per type), the Observation table got
-/// row groups of 15,000-25,000 rows. Weighed per leaf, 500 MB of NDJSON took 14% fewer column
-/// chunks and 3.5% less CPU time, and 500 MB of Bundles 2-6% fewer chunks (bench/RESULTS.md,
-/// the fifteenth round).
+/// row groups of 15,000-25,000 rows. Weighed per leaf, 500 MB of NDJSON took 9-15% fewer column
+/// chunks and 4.5% less CPU time, and 500 MB of Bundles 2% fewer chunks (bench/RESULTS.md, the
+/// fifteenth round).
 fn keep_rows_within_budget(writers: &mut [Box<dyn TableWriter>]) -> anyhow::Result<()> {
     for _ in 0..writers.len() {
         let total: usize = writers.iter().map(|writer| writer.buffered_bytes()).sum();

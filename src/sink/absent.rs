@@ -624,10 +624,11 @@ impl<'a> AbsentChunks<'a> {
                     .as_deref()
                     .context("a null column's group has no node")?;
                 let field = &self.schema.fields()[position];
-                let mut places = Vec::new();
+                let (mut places, mut below) = (Vec::new(), Vec::new());
                 for (batch, range) in self.rows {
                     let column = self.held[*batch].column(position);
-                    walk(field, column.as_ref(), path, range.clone(), &mut places);
+                    let rows = range.clone();
+                    walk(field, column.as_ref(), path, rows, &mut places, &mut below)?;
                     def.extend(places.iter().map(|place| place.def));
                     rep.extend(places.iter().map(|place| place.rep));
                 }
@@ -659,42 +660,59 @@ fn is_one_run(levels: &[i16]) -> bool {
 pub(super) type HeldRange = (usize, Range<usize>);
 
 /// Where a leaf's level comes from, while [`walk`] goes down a path: a slot of the array at
-/// the depth reached, or (`slot` None) a level already settled there.
+/// the depth reached, or ([`SETTLED`]) a level already settled there. Eight bytes: there is
+/// one for every level of the range walked.
+#[derive(Clone, Copy)]
 struct Place {
     def: i16,
     rep: i16,
-    slot: Option<usize>,
+    slot: u32,
 }
+
+/// The slot of a [`Place`] whose level is settled. Arrow arrays with `i32` offsets have fewer
+/// slots than this.
+const SETTLED: u32 = u32::MAX;
 
 /// Puts in `places` the levels that rows `rows` of `array` (of `field`) give a leaf below the
 /// node at `path`, when nothing below that node is ever present: Parquet's levels, as the
 /// Arrow writer works them out. Goes down the path a step at a time for all the rows at once
 /// (a list's items taking their list's place, in order), so that each step's array is cast
 /// and its nulls looked up once, not once per row (walking each row down the path on its own
-/// was 3% of the instructions of `--resources all` on NDJSON).
-fn walk(field: &Field, array: &dyn Array, path: &[usize], rows: Range<usize>, places: &mut Vec<Place>) {
+/// was 3% of the instructions of `--resources all` on NDJSON). `below` is room for the next
+/// step's places, kept by the caller from one call to the next.
+fn walk(
+    field: &Field,
+    array: &dyn Array,
+    path: &[usize],
+    rows: Range<usize>,
+    places: &mut Vec<Place>,
+    below: &mut Vec<Place>,
+) -> Result<()> {
+    let slot_of = |slot: usize| -> Result<u32> {
+        u32::try_from(slot)
+            .ok()
+            .filter(|slot| *slot != SETTLED)
+            .context("more slots than an array with i32 offsets has")
+    };
     places.clear();
-    places.extend(rows.map(|row| Place {
-        def: 0,
-        rep: 0,
-        slot: Some(row),
-    }));
+    for row in rows {
+        let slot = slot_of(row)?;
+        places.push(Place { def: 0, rep: 0, slot });
+    }
     let (mut field, mut array, mut path) = (field, array, path);
     let mut lists = 0;
-    let mut below = Vec::new();
     loop {
         let nullable = field.is_nullable();
         let nulls = array.nulls();
-        for place in places.iter_mut() {
-            let Some(slot) = place.slot else { continue };
-            if nullable && nulls.is_some_and(|nulls| nulls.is_null(slot)) {
-                place.slot = None;
+        for place in places.iter_mut().filter(|place| place.slot != SETTLED) {
+            if nullable && nulls.is_some_and(|nulls| nulls.is_null(place.slot as usize)) {
+                place.slot = SETTLED;
             } else {
                 place.def += i16::from(nullable);
             }
         }
         let Some((&child, rest)) = path.split_first() else {
-            return;
+            return Ok(());
         };
         path = rest;
         match field.data_type() {
@@ -706,21 +724,27 @@ fn walk(field: &Field, array: &dyn Array, path: &[usize], rows: Range<usize>, pl
                 let offsets = array.as_list::<i32>().value_offsets();
                 below.clear();
                 for place in places.drain(..) {
-                    let Some(slot) = place.slot else {
+                    if place.slot == SETTLED {
                         below.push(place);
                         continue;
-                    };
+                    }
+                    let slot = place.slot as usize;
                     let (start, end) = (offsets[slot] as usize, offsets[slot + 1] as usize);
                     if start == end {
-                        below.push(Place { slot: None, ..place });
+                        below.push(Place {
+                            slot: SETTLED,
+                            ..place
+                        });
                     }
-                    below.extend((start..end).map(|index| Place {
-                        def: place.def + 1,
-                        rep: if index == start { place.rep } else { lists + 1 },
-                        slot: Some(index),
-                    }));
+                    for index in start..end {
+                        below.push(Place {
+                            def: place.def + 1,
+                            rep: if index == start { place.rep } else { lists + 1 },
+                            slot: slot_of(index)?,
+                        });
+                    }
                 }
-                std::mem::swap(places, &mut below);
+                std::mem::swap(places, below);
                 lists += 1;
                 field = item;
                 array = array.as_list::<i32>().values().as_ref();

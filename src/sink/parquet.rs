@@ -1700,7 +1700,9 @@ mod tests {
     fn null_leaves_below_lists_in_lists_match_the_arrow_writer() {
         let text = |values: Vec<Option<&str>>| -> ArrayRef { Arc::new(StringArray::from(values)) };
         let text_field = |name: &str| Arc::new(Field::new(name, DataType::Utf8, true));
-        let inner_fields = Fields::from(vec![text_field("b"), text_field("c")]);
+        // `c` first: a struct read back takes its levels from its first leaf, so the levels
+        // of `c` (the leaf no row reaches) shape the rows compared below.
+        let inner_fields = Fields::from(vec![text_field("c"), text_field("b")]);
         let inner_item = Arc::new(Field::new(
             "element",
             DataType::Struct(inner_fields.clone()),
@@ -1734,13 +1736,14 @@ mod tests {
         let batch = |a: Vec<Option<&str>>,
                      inner: (&[usize], Vec<bool>),
                      b: Vec<Option<&str>>,
+                     inner_valid: Vec<bool>,
                      outer: (&[usize], Vec<bool>),
                      outer_valid: Vec<bool>| {
             let items = b.len();
             let inner_items = arrow_array::StructArray::new(
                 inner_fields.clone(),
-                vec![text(b), text(vec![None; items])],
-                None,
+                vec![text(vec![None; items]), text(b)],
+                Some(inner_valid.into()),
             );
             let (offsets, nulls) = lists(inner.0, inner.1);
             let inner_lists = ListArray::new(inner_item.clone(), offsets, Arc::new(inner_items), nulls);
@@ -1768,23 +1771,27 @@ mod tests {
                 vec![Some("x"), None, Some("y")],
                 (&[2, 0, 0], vec![true, true, false]),
                 vec![Some("1"), Some("2")],
+                vec![true, true],
                 (&[3, 0], vec![true, false]),
                 vec![true, true, true],
             ),
-            // [], then [{inner: [{}, {b: 3}, {b: 4}]}, null].
+            // null, then [null, {inner: [null, {b: 3}, {b: 4}]}]: levels settled before
+            // others go on, at both lists.
             batch(
                 vec![None, None],
-                (&[3, 0], vec![true, false]),
+                (&[0, 3], vec![false, true]),
                 vec![None, Some("3"), Some("4")],
-                (&[0, 2], vec![true, true]),
-                vec![true, false],
+                vec![false, true, true],
+                (&[0, 2], vec![false, true]),
+                vec![false, true],
             ),
-            // [{a: z, inner: [{b: 5}]}].
+            // [], then [{a: z, inner: [{b: 5}]}].
             batch(
                 vec![Some("z")],
                 (&[1], vec![true]),
                 vec![Some("5")],
-                (&[1], vec![true]),
+                vec![true],
+                (&[0, 1], vec![true, true]),
                 vec![true],
             ),
         ];

@@ -146,6 +146,8 @@ mod tests {
         assert_eq!(scaled_decimal("0.00000049999"), Some(0));
         assert_eq!(scaled_decimal("-000.0000006"), Some(-1));
         assert_eq!(scaled_decimal("9.9999995"), Some(10_000_000));
+        // A tie with no digit kept: rounds to the even zero.
+        assert_eq!(scaled_decimal("0.0000000005e3"), Some(0));
     }
 
     #[test]

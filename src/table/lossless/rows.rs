@@ -1086,7 +1086,7 @@ fn item_type(data_type: &DataType, repeats: bool) -> &DataType {
 
 /// Whether `text` is an integer written the way `i64`/`i32` print it, so that storing the number
 /// and writing it back gives the same text: digits without a leading zero (but `0` itself),
-/// after a `-` (but not `-0`), in the type's range. Checked on the text, as printing the value
+/// after an optional `-` (but not `-0`), in the type's range. Checked on the text, as printing the value
 /// again allocated a string for every integer read.
 fn canonical_integer<T: std::str::FromStr>(text: &str) -> Option<T> {
     let digits = text.strip_prefix('-').unwrap_or(text);
@@ -1308,6 +1308,7 @@ mod tests {
     use crate::fhir::definitions::TreeOptions;
     use crate::table::lossless::place;
     use crate::table::lossless::resource_schema;
+    use crate::table::lossless::round_trip::build;
 
     #[test]
     fn canonical_integers_are_those_that_print_back_the_same() {
@@ -1348,7 +1349,6 @@ mod tests {
             );
         }
     }
-    use crate::table::lossless::round_trip::build;
 
     /// Checks that each offset and value buffer the row builder filled (below `array`, at
     /// `path`) is exactly as large as what it holds; arrays without a value are skipped (their
