@@ -688,15 +688,12 @@ fn walk(
     places: &mut Vec<Place>,
     below: &mut Vec<Place>,
 ) -> Result<()> {
-    let slot_of = |slot: usize| -> Result<u32> {
-        u32::try_from(slot)
-            .ok()
-            .filter(|slot| *slot != SETTLED)
-            .context("more slots than an array with i32 offsets has")
-    };
     places.clear();
     for row in rows {
-        let slot = slot_of(row)?;
+        let slot = u32::try_from(row)
+            .ok()
+            .filter(|slot| *slot != SETTLED)
+            .context("more rows than an array with i32 offsets has")?;
         places.push(Place { def: 0, rep: 0, slot });
     }
     let (mut field, mut array, mut path) = (field, array, path);
@@ -729,7 +726,9 @@ fn walk(
                         continue;
                     }
                     let slot = place.slot as usize;
-                    let (start, end) = (offsets[slot] as usize, offsets[slot + 1] as usize);
+                    // Offsets of a valid array are from 0 to i32::MAX: every item's slot fits a
+                    // u32 below SETTLED.
+                    let (start, end) = (offsets[slot] as u32, offsets[slot + 1] as u32);
                     if start == end {
                         below.push(Place {
                             slot: SETTLED,
@@ -737,10 +736,11 @@ fn walk(
                         });
                     }
                     for index in start..end {
+                        let rep = if index == start { place.rep } else { lists + 1 };
                         below.push(Place {
                             def: place.def + 1,
-                            rep: if index == start { place.rep } else { lists + 1 },
-                            slot: slot_of(index)?,
+                            rep,
+                            slot: index,
                         });
                     }
                 }

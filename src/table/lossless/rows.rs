@@ -1086,8 +1086,8 @@ fn item_type(data_type: &DataType, repeats: bool) -> &DataType {
 
 /// Whether `text` is an integer written the way `i64`/`i32` print it, so that storing the number
 /// and writing it back gives the same text: digits without a leading zero (but `0` itself),
-/// after an optional `-` (but not `-0`), in the type's range. Checked on the text, as printing the value
-/// again allocated a string for every integer read.
+/// after an optional `-` (but not `-0`), in the type's range. Checked on the text, as printing
+/// the value again allocated a string for every integer read.
 fn canonical_integer<T: std::str::FromStr>(text: &str) -> Option<T> {
     let digits = text.strip_prefix('-').unwrap_or(text);
     let canonical = match digits.as_bytes() {
