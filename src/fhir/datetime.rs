@@ -47,18 +47,7 @@ pub fn date_range(text: &str) -> Option<(String, String)> {
     if !cursor.at_end() {
         return None;
     }
-    let last = match text.len() {
-        4 => CalendarDate {
-            month: 12,
-            day: 31,
-            ..first
-        },
-        7 => CalendarDate {
-            day: days_in_month(first.year, first.month),
-            ..first
-        },
-        _ => CalendarDate { ..first },
-    };
+    let last = first.last_day(text.len());
     let show = |date: CalendarDate| format!("{:04}-{:02}-{:02}", date.year, date.month, date.day);
     Some((show(first), show(last)))
 }
@@ -67,11 +56,17 @@ pub fn date_range(text: &str) -> Option<(String, String)> {
 /// text is not valid. Partial and zone-less values are read as the earliest instant they can mean,
 /// in UTC; fractional seconds beyond the microsecond are truncated.
 pub fn parse_datetime(text: &str) -> Option<i64> {
+    datetime_with_precision(text).map(|(micros, _)| micros)
+}
+
+/// [`parse_datetime`]'s instant, with the count of digits written after the seconds' point (0
+/// when there are none, or no time of day): how precise the value is.
+fn datetime_with_precision(text: &str) -> Option<(i64, usize)> {
     let mut cursor = Cursor::new(text);
     let date = cursor.date()?;
     let day_micros = date.days_since_epoch() * MICROS_PER_DAY;
     if cursor.at_end() {
-        return Some(day_micros);
+        return Some((day_micros, 0));
     }
     // A time of day follows only a full date (`2019T10:00:00` is not a FHIR dateTime).
     if cursor.position != FULL_DATE_LENGTH {
@@ -85,12 +80,14 @@ pub fn parse_datetime(text: &str) -> Option<i64> {
     // FHIR allows a leap second (60); it is read as the first instant of the next minute.
     let second = cursor.number(2, 0, 60)?;
     let mut fraction_micros = 0i64;
+    let mut fraction_digits = 0;
     if cursor.peek() == Some(b'.') {
         cursor.advance(1);
         let digits = cursor.digits();
         if digits.is_empty() {
             return None;
         }
+        fraction_digits = digits.len();
         for (position, digit) in digits.bytes().take(6).enumerate() {
             fraction_micros += i64::from(digit - b'0') * 10i64.pow(5 - position as u32);
         }
@@ -123,25 +120,29 @@ pub fn parse_datetime(text: &str) -> Option<i64> {
         return None;
     }
     let local_seconds = hour * 3600 + minute * 60 + second;
-    Some(day_micros + (local_seconds - offset_seconds) * 1_000_000 + fraction_micros)
+    let micros = day_micros + (local_seconds - offset_seconds) * 1_000_000 + fraction_micros;
+    Some((micros, fraction_digits))
 }
 
 /// The first and last microsecond (UTC) a FHIR `date` (`allow_time` false) or `dateTime` /
 /// `instant` value can mean: `2019` runs to 2019-12-31T23:59:59.999999Z, `10:00:00` to
 /// 10:00:00.999999, `10:00:00.5` to 10:00:00.599999. `None` when the text is not valid. The
-/// lossless tables keep it beside the exact text so range queries need no parsing.
+/// lossless tables keep it beside the exact text so range queries need no parsing; it is worked
+/// out for every date of every resource, so the text is read once, without allocating.
 pub fn instant_bounds(text: &str, allow_time: bool) -> Option<(i64, i64)> {
-    if !allow_time || !text.contains('T') {
-        let (_, last) = date_range(text)?;
-        let first = i64::from(parse_date(text)?) * MICROS_PER_DAY;
-        let end = (i64::from(parse_date(&last)?) + 1) * MICROS_PER_DAY - 1;
-        return Some((first, end));
+    let mut cursor = Cursor::new(text);
+    let first = cursor.date()?;
+    if cursor.at_end() {
+        let last = first.last_day(text.len());
+        let start = first.days_since_epoch() * MICROS_PER_DAY;
+        let end = (last.days_since_epoch() + 1) * MICROS_PER_DAY - 1;
+        return Some((start, end));
     }
-    let start = parse_datetime(text)?;
+    if !allow_time {
+        return None;
+    }
+    let (start, fraction_digits) = datetime_with_precision(text)?;
     // The digits after the seconds' point say how precise the value is.
-    let fraction_digits = text
-        .split_once('.')
-        .map_or(0, |(_, rest)| rest.bytes().take_while(u8::is_ascii_digit).count());
     let width = 10i64.pow(6u32.saturating_sub(fraction_digits as u32));
     Some((start, start + width - 1))
 }
@@ -196,6 +197,7 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 }
 
 /// A calendar date whose missing month or day default to the first.
+#[derive(Clone, Copy)]
 struct CalendarDate {
     year: i64,
     month: i64,
@@ -203,6 +205,23 @@ struct CalendarDate {
 }
 
 impl CalendarDate {
+    /// The last day a date written with `length` characters (`YYYY`, `YYYY-MM`, `YYYY-MM-DD`)
+    /// can mean, this being its first.
+    fn last_day(&self, length: usize) -> CalendarDate {
+        match length {
+            4 => CalendarDate {
+                month: 12,
+                day: 31,
+                ..*self
+            },
+            7 => CalendarDate {
+                day: days_in_month(self.year, self.month),
+                ..*self
+            },
+            _ => CalendarDate { ..*self },
+        }
+    }
+
     /// Days since 1970-01-01 in the proleptic Gregorian calendar, counted from March-based years
     /// so that the leap day falls at the end of a year.
     fn days_since_epoch(&self) -> i64 {
@@ -356,6 +375,54 @@ mod tests {
         assert_eq!(bounds("2019-03-01T10:00:00Z", false), None, "a date has no time");
         assert_eq!(bounds("2019-13", true), None);
         assert_eq!(bounds("", true), None);
+    }
+
+    /// `instant_bounds` as it was first written: a date's bounds from `date_range`'s two texts,
+    /// a time's from `parse_datetime` and the digits after the first point.
+    fn bounds_by_their_definition(text: &str, allow_time: bool) -> Option<(i64, i64)> {
+        if !allow_time || !text.contains('T') {
+            let (_, last) = date_range(text)?;
+            let first = i64::from(parse_date(text)?) * MICROS_PER_DAY;
+            let end = (i64::from(parse_date(&last)?) + 1) * MICROS_PER_DAY - 1;
+            return Some((first, end));
+        }
+        let start = parse_datetime(text)?;
+        let fraction_digits = text
+            .split_once('.')
+            .map_or(0, |(_, rest)| rest.bytes().take_while(u8::is_ascii_digit).count());
+        let width = 10i64.pow(6u32.saturating_sub(fraction_digits as u32));
+        Some((start, start + width - 1))
+    }
+
+    #[test]
+    fn instant_bounds_are_what_their_definition_gives() {
+        use proptest::prelude::*;
+        // Valid values of every precision, and texts near them: a wrong digit count, a stray
+        // character, a day past the month's end, a time after a partial date.
+        let text = "[0-9]{3,5}(-[0-9]{1,2}(-[0-3][0-9])?)?(T[0-2][0-9]:[0-5][0-9]:[0-6][0-9](\\.[0-9]{0,9})?(Z|[+-][01][0-9]:[0-5][0-9])?)?[ TZ.x]?";
+        proptest!(ProptestConfig::with_cases(20_000), |(text in text, allow_time in any::<bool>())| {
+            prop_assert_eq!(
+                instant_bounds(&text, allow_time),
+                bounds_by_their_definition(&text, allow_time),
+                "{}", text
+            );
+        });
+        for text in [
+            "2024-02-29",
+            "2023-02-29",
+            "2019",
+            "2019-12",
+            "0001",
+            "9999-12-31T23:59:60.999999999+14:00",
+        ] {
+            for allow_time in [false, true] {
+                assert_eq!(
+                    instant_bounds(text, allow_time),
+                    bounds_by_their_definition(text, allow_time),
+                    "{text}"
+                );
+            }
+        }
     }
 
     #[test]
