@@ -1144,7 +1144,7 @@ impl Values {
             return false;
         };
         // Written straight into the column's value buffer, then closed as one value.
-        let _ = write!(column, "{value}");
+        let _ = value.write_json(column);
         column.close_value();
         true
     }
