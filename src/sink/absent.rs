@@ -27,12 +27,13 @@ use arrow_schema::{DataType, Field, FieldRef, Fields, SchemaRef};
 use bytes::Bytes;
 use parquet::basic::{Compression, Encoding, EncodingMask, Type as PhysicalType};
 use parquet::column::writer::{get_column_writer, ColumnCloseResult, ColumnWriter};
-use parquet::data_type::{ByteArray, FixedLenByteArray, Int96};
 use parquet::file::metadata::{ColumnChunkMetaData, LevelHistogram};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesPtr, WriterVersion};
-use parquet::file::statistics::{Statistics, ValueStatistics};
+use parquet::file::statistics::Statistics;
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::{ColumnDescPtr, ColumnDescriptor, ColumnPath};
+
+use super::null_pages::{level_bits, NullPages};
 
 /// For the rows held for one or more row groups of a wide table: which leaves some row reaches
 /// and, for the others, the deepest node their rows reach.
@@ -467,15 +468,6 @@ pub(super) fn leaf_kinds(
         .collect()
 }
 
-/// The bits per level a page gives levels up to `max_level` (none for a maximum of 0: the
-/// page then holds no levels of that kind), as the writer's level encoder works them out. The
-/// levels of a page are run-length or bit-packed at this width, so leaves of different depths
-/// below one node (maximum definition levels 4 and 7, say) whose maximum levels need the same
-/// width hold the same bytes.
-fn level_bits(max_level: i16) -> u8 {
-    (u16::BITS - (max_level.max(0) as u16).leading_zeros()) as u8
-}
-
 /// Whose levels a group of leaves has: a node of top-level column `.0` (its group `.1`), or no
 /// node at all (the column is null in every row: one zero level per row, whatever the column).
 #[derive(PartialEq, Eq, Hash, Clone, Copy)]
@@ -485,9 +477,9 @@ enum Levels {
 }
 
 /// An encoded column chunk of null values and the writer's account of it.
-struct Chunk {
-    pages: Bytes,
-    close: ColumnCloseResult,
+pub(super) struct Chunk {
+    pub(super) pages: Bytes,
+    pub(super) close: ColumnCloseResult,
 }
 
 /// The settings null chunks are encoded with (made by `parquet::null_chunk_properties`).
@@ -523,6 +515,8 @@ pub(super) struct AbsentChunks<'a> {
     levels: HashMap<Levels, Arc<GroupLevels>>,
     levels_of_column: Option<usize>,
     chunks: HashMap<Levels, Vec<(Kind, Chunk)>>,
+    /// Encodes the chunks whose settings the column writer is not needed for (`null_pages.rs`).
+    null_pages: NullPages,
 }
 
 impl<'a> AbsentChunks<'a> {
@@ -544,6 +538,7 @@ impl<'a> AbsentChunks<'a> {
             levels: HashMap::new(),
             levels_of_column: None,
             chunks: HashMap::new(),
+            null_pages: NullPages::default(),
         }
     }
 
@@ -575,9 +570,12 @@ impl<'a> AbsentChunks<'a> {
             return Ok((chunk.pages.clone(), copy_for(descr.clone(), &chunk.close)?));
         }
         let values = self.levels(levels)?;
-        let encode = |props: &WriterPropertiesPtr| {
-            encode_nulls(descr.clone(), props.clone(), &values.def, &values.rep)
-        };
+        let null_pages = &mut self.null_pages;
+        let mut encode =
+            |props: &WriterPropertiesPtr| match null_pages.encode(descr, props, &values.def, &values.rep)? {
+                Some((pages, close)) => Ok(Chunk { pages, close }),
+                None => encode_nulls(descr.clone(), props.clone(), &values.def, &values.rep),
+            };
         // Levels of one run each make a page of a few bytes, which no codec makes smaller:
         // encoded uncompressed straight away, as the rule below would end with anyway.
         let chunk = match values.one_run {
@@ -755,7 +753,12 @@ fn walk(
 }
 
 /// Encodes a column chunk of `descr` holding only nulls, at these levels.
-fn encode_nulls(descr: ColumnDescPtr, props: WriterPropertiesPtr, def: &[i16], rep: &[i16]) -> Result<Chunk> {
+pub(super) fn encode_nulls(
+    descr: ColumnDescPtr,
+    props: WriterPropertiesPtr,
+    def: &[i16],
+    rep: &[i16],
+) -> Result<Chunk> {
     let rep = (descr.max_rep_level() > 0).then_some(rep);
     let mut sink = TrackedWrite::new(Vec::new());
     let close = {
@@ -867,34 +870,19 @@ fn histogram_to(from: Option<&LevelHistogram>, max_level: i16) -> Result<Option<
 }
 
 /// The statistics of a chunk of nulls (`template`'s counts) for a column of `descr`'s type, as
-/// the column writer makes them: no minimum, maximum or NaN count (a page of nulls has no
-/// values), min/max marked backwards compatible where the sort order is signed.
+/// the column writer makes them (see [`super::null_pages::null_statistics`]).
 fn null_statistics(template: &Statistics, descr: &ColumnDescriptor) -> Result<Statistics> {
     anyhow::ensure!(
-        template.min_bytes_opt().is_none() && template.max_bytes_opt().is_none(),
-        "{}: a null chunk's statistics have a minimum or maximum",
+        template.min_bytes_opt().is_none()
+            && template.max_bytes_opt().is_none()
+            && template.distinct_count_opt().is_none(),
+        "{}: a null chunk's statistics have a minimum, maximum or distinct count",
         descr.path()
     );
-    let (distinct, nulls) = (template.distinct_count_opt(), template.null_count_opt());
-    let compatible = descr.sort_order().is_signed();
-    macro_rules! typed {
-        ($variant:ident, $value:ty) => {
-            Statistics::$variant(
-                ValueStatistics::<$value>::new(None, None, distinct, nulls, false)
-                    .with_backwards_compatible_min_max(compatible),
-            )
-        };
-    }
-    Ok(match descr.physical_type() {
-        PhysicalType::BOOLEAN => typed!(Boolean, bool),
-        PhysicalType::INT32 => typed!(Int32, i32),
-        PhysicalType::INT64 => typed!(Int64, i64),
-        PhysicalType::INT96 => typed!(Int96, Int96),
-        PhysicalType::FLOAT => typed!(Float, f32),
-        PhysicalType::DOUBLE => typed!(Double, f64),
-        PhysicalType::BYTE_ARRAY => typed!(ByteArray, ByteArray),
-        PhysicalType::FIXED_LEN_BYTE_ARRAY => typed!(FixedLenByteArray, FixedLenByteArray),
-    })
+    let nulls = template
+        .null_count_opt()
+        .with_context(|| format!("{}: a null chunk's statistics count no nulls", descr.path()))?;
+    Ok(super::null_pages::null_statistics(descr, nulls))
 }
 
 #[cfg(test)]

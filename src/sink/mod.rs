@@ -12,6 +12,7 @@ mod layout;
 mod local;
 mod lock;
 mod migrate;
+mod null_pages;
 #[cfg(feature = "cloud")]
 mod object;
 mod parquet;
