@@ -431,10 +431,8 @@ pub(super) struct RowBuilder {
     scratch: Vec<Vec<(u32, u32)>>,
     /// The all-null columns of members a batch does not reach, kept between batches.
     nulls: NullCache,
-    /// Rows tried straight from the text so far, undone ones included (see `stream.rs`), and
-    /// per nesting level the members an object has had (reused between rows).
+    /// Rows tried straight from the text so far, undone ones included (see `stream.rs`).
     generation: u64,
-    seen: Vec<Vec<u32>>,
     /// The rows before the first of a Bundle's entries read as the walker read it (see
     /// [`RowBuilder::begin_streaming`]).
     streaming_from: usize,
@@ -458,7 +456,6 @@ impl RowBuilder {
             scratch: Vec::new(),
             nulls: NullCache::default(),
             generation: 0,
-            seen: Vec::new(),
             streaming_from: 0,
         }
     }

@@ -23,16 +23,10 @@ impl From<TreeError> for Detour {
 }
 
 /// State of one row's reading shared down the builders.
-struct Stream<'s> {
+struct Stream {
     /// Which row this is: a builder touched by it keeps its lengths from before it.
     generation: u64,
-    /// Per nesting level, the members an object has had so far (reused between rows).
-    seen: &'s mut Vec<Vec<u32>>,
-    depth: usize,
 }
-
-/// Stands for `resourceType` among the members seen at the top level.
-const RESOURCE_TYPE_SEEN: u32 = u32::MAX;
 
 /// The member guessed for the next key of an object (see `ObjectBuilder::next_member`), with
 /// that member's key as its length and two words: a key of up to 16 bytes (nearly every FHIR
@@ -148,8 +142,6 @@ impl RowBuilder {
     ) -> bool {
         let mut stream = Stream {
             generation: self.generation,
-            seen: &mut self.seen,
-            depth: 0,
         };
         let read = self
             .members
@@ -183,34 +175,26 @@ impl ObjectBuilder {
         &mut self,
         shape: &ObjectShape,
         reader: &mut Reader<'_>,
-        stream: &mut Stream<'_>,
+        stream: &mut Stream,
         resource_type: Option<&str>,
     ) -> Result<(), Detour> {
         if reader.peek() != Some(Start::Object) {
             return Err(Detour);
         }
         reader.open()?;
-        // On a detour the whole row is given up: this level's list is then not put back, and
-        // the next row makes another.
-        let depth = stream.depth;
-        if stream.seen.len() <= depth {
-            stream.seen.push(Vec::new());
-        }
-        let mut seen = std::mem::take(&mut stream.seen[depth]);
-        seen.clear();
-        stream.depth += 1;
         let row = self.len;
         // The slot of `next_member` for the key to come: 0 at the start, then 1 + the member read.
         let mut after = 0;
+        let mut resource_type_seen = false;
         while let Some(key) = reader.next_key()? {
             if let Some(expected) = resource_type.filter(|_| key == "resourceType") {
-                if seen.contains(&RESOURCE_TYPE_SEEN) || reader.peek() != Some(Start::String) {
+                if resource_type_seen || reader.peek() != Some(Start::String) {
                     return Err(Detour);
                 }
                 if reader.string()? != expected {
                     return Err(Detour);
                 }
-                seen.push(RESOURCE_TYPE_SEEN);
+                resource_type_seen = true;
                 continue;
             }
             let guessed =
@@ -226,22 +210,21 @@ impl ObjectBuilder {
                 }
             };
             after = position as usize + 1;
-            if seen.contains(&position) {
-                return Err(Detour);
-            }
-            seen.push(position);
             let member_shape = &shape.members[position as usize];
             let member = self.member(shape, position as usize);
+            // A member already read into this object's row is a repeated key (the tree's way
+            // keeps the last value): each member holds one value (or list) per row.
+            if member.filled > row {
+                return Err(Detour);
+            }
             member.touch(stream.generation);
             member.fill_nulls_to(row);
             member.read(&member_shape.shape, reader, stream)?;
         }
-        if resource_type.is_some() && !seen.contains(&RESOURCE_TYPE_SEEN) {
+        if resource_type.is_some() && !resource_type_seen {
             // The tree's way refuses a resource without it.
             return Err(Detour);
         }
-        stream.depth -= 1;
-        stream.seen[depth] = seen;
         Ok(())
     }
 
@@ -275,12 +258,7 @@ impl MemberBuilder {
     }
 
     /// Reads the member's value at `reader` (a list of them, when it repeats).
-    fn read(
-        &mut self,
-        shape: &Shape,
-        reader: &mut Reader<'_>,
-        stream: &mut Stream<'_>,
-    ) -> Result<(), Detour> {
+    fn read(&mut self, shape: &Shape, reader: &mut Reader<'_>, stream: &mut Stream) -> Result<(), Detour> {
         if self.list.is_none() {
             self.values.read(shape, reader, stream)?;
             self.filled += 1;
@@ -333,12 +311,7 @@ impl Values {
 
     /// Reads one value (not `null`, but for JSON text) at `reader`, as [`Values::fits`] and
     /// [`Values::append`] take it from a tree.
-    fn read(
-        &mut self,
-        shape: &Shape,
-        reader: &mut Reader<'_>,
-        stream: &mut Stream<'_>,
-    ) -> Result<(), Detour> {
+    fn read(&mut self, shape: &Shape, reader: &mut Reader<'_>, stream: &mut Stream) -> Result<(), Detour> {
         let appended = match reader.peek() {
             Some(_) if matches!(self, Values::Json(_)) => {
                 let value = reader.tree()?;
