@@ -64,10 +64,16 @@ pub fn parse_datetime(text: &str) -> Option<i64> {
 fn datetime_with_precision(text: &str) -> Option<(i64, usize)> {
     let mut cursor = Cursor::new(text);
     let date = cursor.date()?;
-    let day_micros = date.days_since_epoch() * MICROS_PER_DAY;
     if cursor.at_end() {
-        return Some((day_micros, 0));
+        return Some((date.days_since_epoch() * MICROS_PER_DAY, 0));
     }
+    time_of_day(cursor, &date)
+}
+
+/// [`datetime_with_precision`] of a value whose `date` the cursor has read, at the rest of the
+/// text (not empty).
+fn time_of_day(mut cursor: Cursor<'_>, date: &CalendarDate) -> Option<(i64, usize)> {
+    let day_micros = date.days_since_epoch() * MICROS_PER_DAY;
     // A time of day follows only a full date (`2019T10:00:00` is not a FHIR dateTime).
     if cursor.position != FULL_DATE_LENGTH {
         return None;
@@ -141,7 +147,7 @@ pub fn instant_bounds(text: &str, allow_time: bool) -> Option<(i64, i64)> {
     if !allow_time {
         return None;
     }
-    let (start, fraction_digits) = datetime_with_precision(text)?;
+    let (start, fraction_digits) = time_of_day(cursor, &first)?;
     // The digits after the seconds' point say how precise the value is.
     let width = 10i64.pow(6u32.saturating_sub(fraction_digits as u32));
     Some((start, start + width - 1))

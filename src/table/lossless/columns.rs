@@ -34,7 +34,7 @@ pub(super) fn fitted<T>(mut values: Vec<T>) -> Vec<T> {
 /// doubled its way there, copying what it held at each step (2.8% of the instructions of
 /// `--resources all` on Bulk NDJSON went to those copies). The room is allocated, not touched,
 /// until values come; a column that had no values gets none.
-fn room_for_next<T>(last: usize) -> Vec<T> {
+pub(super) fn room_for_next<T>(last: usize) -> Vec<T> {
     Vec::with_capacity(last + last / 8)
 }
 

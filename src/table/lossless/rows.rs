@@ -18,7 +18,8 @@ use arrow_buffer::{BooleanBuffer, BooleanBufferBuilder, Buffer, NullBuffer, Offs
 use arrow_schema::{DataType, FieldRef, Fields, SchemaRef, TimeUnit};
 
 use super::columns::{
-    fitted, BoolColumn, DecimalColumn, InstantColumn, Int32Column, Int64Column, TextColumn, ValueColumn,
+    fitted, room_for_next, BoolColumn, DecimalColumn, InstantColumn, Int32Column, Int64Column, TextColumn,
+    ValueColumn,
 };
 use super::numeric::scaled_decimal;
 use super::place::{Place, PlaceBuilder};
@@ -850,9 +851,12 @@ impl MemberBuilder {
             columns.extend(values);
             return;
         };
+        // Room for as many rows in the next batch (see `room_for_next`).
+        let mut next_offsets = room_for_next(list.offsets.len());
+        next_offsets.push(0);
         let offsets = OffsetBuffer::new(ScalarBuffer::from(fitted(std::mem::replace(
             &mut list.offsets,
-            vec![0],
+            next_offsets,
         ))));
         let validity = NullBuffer::new(list.validity.finish());
         let nulls = (validity.null_count() > 0).then_some(validity);
