@@ -224,7 +224,7 @@ impl CalendarDate {
                 day: days_in_month(self.year, self.month),
                 ..*self
             },
-            _ => CalendarDate { ..*self },
+            _ => *self,
         }
     }
 

@@ -983,8 +983,31 @@ mod tests {
         (props, parquet_schema.columns().to_vec())
     }
 
+    /// A way to encode a null chunk of a column, with settings, definition and repetition levels.
+    type Encoder = fn(&ColumnDescPtr, &WriterPropertiesPtr, &[i16], &[i16]) -> Chunk;
+
+    /// Both ways null chunks are encoded: by the tool (`null_pages.rs`), as the run does where
+    /// the settings allow, and by the column writer, as it does elsewhere. Pages are shared and
+    /// their metadata remade ([`copy_for`]) from either.
+    fn encoders() -> [Encoder; 2] {
+        [
+            |descr, props, def, rep| {
+                let (pages, close) = NullPages::default()
+                    .encode(descr, props, def, rep)
+                    .unwrap()
+                    .expect("settings the tool encodes");
+                Chunk { pages, close }
+            },
+            |descr, props, def, rep| encode_nulls(descr.clone(), props.clone(), def, rep).unwrap(),
+        ]
+    }
+
     #[test]
     fn null_chunks_of_every_type_at_the_same_levels_share_their_pages() {
+        encoders().into_iter().for_each(every_type_shares_pages);
+    }
+
+    fn every_type_shares_pages(encode: Encoder) {
         let (props, leaves) = wide_file();
         let kinds = leaf_kinds(&leaves, &props, None);
         let typed = typed_members().len();
@@ -1004,7 +1027,7 @@ mod tests {
         for (same_levels, (def, rep)) in cases {
             let direct: Vec<Chunk> = same_levels
                 .iter()
-                .map(|descr| encode_nulls(descr.clone(), props.clone(), &def, &rep).unwrap())
+                .map(|descr| encode(descr, &props, &def, &rep))
                 .collect();
             let pages = direct[0]
                 .close
@@ -1044,6 +1067,10 @@ mod tests {
 
     #[test]
     fn null_chunks_of_leaves_with_levels_of_one_width_share_their_pages() {
+        encoders().into_iter().for_each(one_width_shares_pages);
+    }
+
+    fn one_width_shares_pages(encode: Encoder) {
         let (props, leaves) = wide_file();
         let at = |prefix: &str| leaf_at(&leaves, prefix);
         let levels = |group: &[ColumnDescPtr]| -> Vec<(i16, i16)> {
@@ -1071,7 +1098,7 @@ mod tests {
             let kinds = leaf_kinds(group, &props, None);
             let direct: Vec<Chunk> = group
                 .iter()
-                .map(|descr| encode_nulls(descr.clone(), props.clone(), &def, &rep).unwrap())
+                .map(|descr| encode(descr, &props, &def, &rep))
                 .collect();
             for (from, (template, from_kind)) in group.iter().zip(direct.iter().zip(kinds.iter())) {
                 for (to, (wanted, to_kind)) in group.iter().zip(direct.iter().zip(kinds.iter())) {
@@ -1090,8 +1117,8 @@ mod tests {
         let wider = at("nested.inner.inner.text");
         let kinds = leaf_kinds(&[structs[0].clone(), wider.clone()], &props, None);
         assert!(!kinds[0].shares_pages_with(&kinds[1]));
-        let two_bits = encode_nulls(structs[0].clone(), props.clone(), &def, &rep).unwrap();
-        let three_bits = encode_nulls(wider, props.clone(), &def, &rep).unwrap();
+        let two_bits = encode(&structs[0], &props, &def, &rep);
+        let three_bits = encode(&wider, &props, &def, &rep);
         assert_ne!(three_bits.pages, two_bits.pages, "a wider level is other bytes");
         // A column index keeps per-page histograms as long as the maximum level: not shared.
         let paged = WriterProperties::builder()

@@ -8,7 +8,8 @@
 //! bit-packed groups packed in one pass, and a whole run of one level costs one header.
 //!
 //! The chunk is what the column writer makes, and a test holds the two side by side: data
-//! pages (format version 1) of at most [`WriterProperties::data_page_row_count_limit`] rows,
+//! pages (format version 1) of at most the column's data page row count limit (the writer
+//! checks it after each batch of 1,024 levels, so its pages may hold a few more rows),
 //! holding the repetition and definition levels in the RLE / bit-packed hybrid and no values;
 //! the same column metadata (statistics with the null count, level histograms, encodings and
 //! their page counts) and offset and column indexes. One difference: a column whose settings
@@ -72,13 +73,14 @@ impl NullPages {
             || props.bloom_filter_properties(path).is_some()
             || !matches!(props.encoding(path), None | Some(Encoding::PLAIN))
             || max_def == 0
+            || def.is_empty()
             || (max_rep > 0 && rep.len() != def.len())
             || rep.first().is_some_and(|first| max_rep > 0 && *first != 0)
         {
             return Ok(None);
         }
         let rep = if max_rep > 0 { rep } else { &[] };
-        let row_limit = props.data_page_row_count_limit().max(1);
+        let row_limit = props.column_data_page_row_count_limit(path).max(1);
         // A column index as the column writer keeps one: for page statistics, each page
         // marked a null page with its null count and level histograms, in ascending order
         // (pages of nulls only). The writer counts a page as null when its nulls are as many
@@ -314,15 +316,20 @@ fn pack_group(packed: &mut Vec<u8>, group: &[i16; 8], width: usize) {
     }
 }
 
-/// Writes the groups in `packed` (`width` bytes each) as one bit-packed run, and empties it.
+/// Writes the groups in `packed` (`width` bytes each) as bit-packed runs, and empties it. A run
+/// holds at most 63 groups, a one-byte header, as the parquet crate's writer makes them: the
+/// format allows more, but readers have met few.
 fn flush_packed(out: &mut Vec<u8>, packed: &mut Vec<u8>, width: usize) {
-    if packed.is_empty() {
-        return;
+    for run in packed.chunks(MAX_GROUPS_PER_RUN * width) {
+        let groups = run.len() / width;
+        put_varint(out, ((groups as u64) << 1) | 1);
+        out.extend_from_slice(run);
     }
-    let groups = packed.len() / width;
-    put_varint(out, ((groups as u64) << 1) | 1);
-    out.append(packed);
+    packed.clear();
 }
+
+/// The most groups of eight levels a bit-packed run holds here.
+const MAX_GROUPS_PER_RUN: usize = 63;
 
 /// An unsigned LEB128 number, as run headers are written.
 fn put_varint(out: &mut Vec<u8>, mut value: u64) {
@@ -407,6 +414,7 @@ mod tests {
             Field::new("start", instant, true),
             Field::new("numeric", DataType::Decimal128(32, 6), true),
             Field::new("flag", DataType::Boolean, true),
+            Field::new("ratio", DataType::Float64, true),
         ]);
         let item = |data_type: DataType| Arc::new(Field::new("element", data_type, true));
         let schema = Schema::new(vec![
@@ -513,19 +521,25 @@ mod tests {
     fn null_chunks_are_the_column_writers_chunks() {
         let zstd = Compression::ZSTD(ZstdLevel::try_new(1).unwrap());
         let kinds = [
-            (EnabledStatistics::Chunk, zstd, false),
-            (EnabledStatistics::Chunk, Compression::UNCOMPRESSED, false),
-            (EnabledStatistics::Page, Compression::UNCOMPRESSED, false),
-            (EnabledStatistics::None, zstd, false),
+            (EnabledStatistics::Chunk, zstd),
+            (EnabledStatistics::Chunk, Compression::UNCOMPRESSED),
+            (EnabledStatistics::Page, Compression::UNCOMPRESSED),
+            (EnabledStatistics::None, zstd),
         ];
         let mut pages = NullPages::default();
-        let mut checked = 0;
         for (seed, descr) in leaves().iter().enumerate() {
-            for (statistics, codec, dictionary) in kinds {
+            for (statistics, codec) in kinds {
                 for rows in [1, 9, 300, 2_500] {
-                    let props = settings(statistics, codec, dictionary, 20_000);
+                    let props = settings(statistics, codec, false, 20_000);
                     let (def, rep) = null_levels(descr, rows, seed as u64 * 31 + rows as u64);
-                    let (ours, close) = pages.encode(descr, &props, &def, &rep).unwrap().unwrap();
+                    let encoded = pages.encode(descr, &props, &def, &rep).unwrap();
+                    if descr.physical_type() == PhysicalType::DOUBLE && statistics == EnabledStatistics::Page
+                    {
+                        // Page statistics of floats count NaNs: left to the column writer.
+                        assert!(encoded.is_none());
+                        continue;
+                    }
+                    let (ours, close) = encoded.unwrap();
                     let theirs = by_the_column_writer(descr.clone(), props.clone(), &def, &rep).unwrap();
                     let (mine, writers) = (&close.metadata, &theirs.close.metadata);
                     let what = format!("{} {statistics:?} {codec:?} {rows} rows", descr.path());
@@ -590,11 +604,9 @@ mod tests {
                         read_back(descr, &ours, &close, rows),
                         "{what}"
                     );
-                    checked += 1;
                 }
             }
         }
-        assert_eq!(checked, leaves().len() * kinds.len() * 4);
     }
 
     #[test]
@@ -602,8 +614,13 @@ mod tests {
         let mut pages = NullPages::default();
         for (seed, descr) in leaves().iter().enumerate() {
             for page_rows in [1, 7, 64] {
+                // Floats' page statistics are the column writer's (see above).
+                let statistics = match descr.physical_type() {
+                    PhysicalType::DOUBLE => EnabledStatistics::Chunk,
+                    _ => EnabledStatistics::Page,
+                };
                 let props = settings(
-                    EnabledStatistics::Page,
+                    statistics,
                     Compression::ZSTD(ZstdLevel::default()),
                     true,
                     page_rows,
@@ -661,5 +678,17 @@ mod tests {
         let mut expected = expected.to_vec();
         expected[0] = (expected.len() - 4) as u8;
         assert_eq!(out, expected);
+
+        // Mixed levels for 125 groups: bit-packed runs of at most 63 groups (one header byte).
+        let (mut out, mut counts) = (Vec::new(), LevelCounts::new(1));
+        let alternating: Vec<i16> = (0..1000).map(|at| (at % 2) as i16).collect();
+        put_levels(&mut out, &mut packed, &alternating, 1, &mut counts);
+        assert_eq!(out.len(), 4 + 1 + 63 + 1 + 62);
+        assert_eq!((out[4], out[4 + 1 + 63]), ((63 << 1) | 1, (62 << 1) | 1));
+        assert!(out[5..68]
+            .iter()
+            .chain(&out[69..])
+            .all(|byte| *byte == 0b1010_1010));
+        assert_eq!(counts.0, [500, 500]);
     }
 }

@@ -623,8 +623,9 @@ pub(super) struct DatasetWriter {
     /// Files of this part completed so far, and column chunks in the open one.
     completed_files: usize,
     chunks_in_file: usize,
-    /// The part's earlier files whose footers are being written on threads of their own (see
-    /// [`DatasetWriter::complete_open_file`]); joined by [`TableWriter::finish`].
+    /// The part's earlier file whose footer is being written on a thread of its own (see
+    /// [`DatasetWriter::complete_open_file`]); joined before the next one and by
+    /// [`TableWriter::finish`].
     finishing: Vec<std::thread::JoinHandle<Result<()>>>,
     /// [`WIDE_FILE_CHUNKS`], [`ROW_GROUP_ROWS`] and [`WIDE_WRITE_LEVELS`], but for tests.
     chunks_per_file: usize,
@@ -828,6 +829,9 @@ impl DatasetWriter {
         let Some(mut file) = self.columns.take() else {
             return Ok(());
         };
+        // One file of a part finishing at a time: each holds its footer's metadata (about 850
+        // bytes a column chunk) until written.
+        self.join_finishing()?;
         let path = self.path.clone();
         let finishing = std::thread::Builder::new()
             .name("fhir2table-footer".to_owned())

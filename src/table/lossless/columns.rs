@@ -28,14 +28,24 @@ pub(super) fn fitted<T>(mut values: Vec<T>) -> Vec<T> {
     values
 }
 
-/// A new buffer for the next batch of a column whose last batch filled `last` elements: room
-/// for that many and an eighth more. Why: a table's batches are cut at one row count, so a
-/// column's next batch takes about what its last one took; a buffer grown from empty instead
-/// doubled its way there, copying what it held at each step (2.8% of the instructions of
-/// `--resources all` on Bulk NDJSON went to those copies). The room is allocated, not touched,
-/// until values come; a column that had no values gets none.
-pub(super) fn room_for_next<T>(last: usize) -> Vec<T> {
-    Vec::with_capacity(last + last / 8)
+/// The room to make in a column's buffer for its next batch, its last batch having filled
+/// `last` elements: that many and an eighth more. Why: a table's batches are cut at one row
+/// count, so a column's next batch takes about what its last one took; a buffer grown from
+/// empty instead doubled its way there, copying what it held at each step (2.8% of the
+/// instructions of `--resources all` on Bulk NDJSON went to those copies). The room is made
+/// when the next batch's first value comes ([`make_room`]), so a table that gets no more rows
+/// (tables are cut when idle or over the worker's budget) holds none.
+pub(super) fn room_for_next(last: usize) -> usize {
+    last + last / 8
+}
+
+/// Makes `room` elements of room in `buffer`, once per batch: a buffer with that much does
+/// nothing.
+#[inline]
+pub(super) fn make_room<T>(buffer: &mut Vec<T>, room: usize) {
+    if buffer.capacity() < room {
+        buffer.reserve(room - buffer.len());
+    }
 }
 
 /// A Utf8 column in the making. Written to as a `fmt::Write` (JSON text), a value is then
@@ -44,6 +54,8 @@ pub(super) struct TextColumn {
     offsets: Vec<i32>,
     bytes: Vec<u8>,
     nulls: NullBufferBuilder,
+    /// The room to make for values and bytes at the batch's first value ([`room_for_next`]).
+    room: (usize, usize),
 }
 
 impl TextColumn {
@@ -54,6 +66,7 @@ impl TextColumn {
             offsets: vec![0],
             bytes: Vec::new(),
             nulls: NullBufferBuilder::new(0),
+            room: (0, 0),
         }
     }
 
@@ -70,29 +83,28 @@ impl TextColumn {
 
     /// Ends the value written so far (through `fmt::Write`) as the next one.
     pub(super) fn close_value(&mut self) {
+        if self.offsets.capacity() < self.room.0 {
+            make_room(&mut self.offsets, self.room.0);
+            make_room(&mut self.bytes, self.room.1);
+        }
         let end =
             i32::try_from(self.bytes.len()).expect("a batch's text stays under 2 GiB (MAX_BATCH_BYTES)");
         self.offsets.push(end);
         self.nulls.append_non_null();
     }
 
-    /// The values so far as an array; the column starts again, with room for as many values
-    /// and bytes as it had ([`room_for_next`]) when it had a value.
+    /// The values so far as an array; the column starts again, to make room for as many
+    /// values and bytes at its next value ([`room_for_next`]) when it had a value.
     pub(super) fn finish(&mut self) -> StringArray {
-        let (last_values, last_bytes) = match self.bytes.is_empty() {
+        self.room = match self.bytes.is_empty() {
             true => (0, 0),
-            false => (self.offsets.len(), self.bytes.len()),
+            false => (room_for_next(self.offsets.len()), room_for_next(self.bytes.len())),
         };
-        let mut next_offsets = room_for_next(last_values);
-        next_offsets.push(0);
         let offsets = OffsetBuffer::new(ScalarBuffer::from(fitted(std::mem::replace(
             &mut self.offsets,
-            next_offsets,
+            vec![0],
         ))));
-        let bytes = Buffer::from_vec(fitted(std::mem::replace(
-            &mut self.bytes,
-            room_for_next(last_bytes),
-        )));
+        let bytes = Buffer::from_vec(fitted(std::mem::take(&mut self.bytes)));
         let nulls = self.nulls.finish();
         // Checked where tests run (debug builds): the proptests of the row builder go through it.
         if cfg!(debug_assertions) {
@@ -132,6 +144,8 @@ pub(super) struct PrimitiveColumn<T: ArrowPrimitiveType> {
     values: Vec<T::Native>,
     nulls: NullBufferBuilder,
     data_type: DataType,
+    /// The room to make at the batch's first value ([`room_for_next`]).
+    room: usize,
 }
 
 /// The columns of FHIR's integers, decimals' numeric companions and instants' bounds.
@@ -147,6 +161,7 @@ impl<T: ArrowPrimitiveType> PrimitiveColumn<T> {
             values: Vec::new(),
             nulls: NullBufferBuilder::new(0),
             data_type,
+            room: 0,
         }
     }
 
@@ -157,6 +172,7 @@ impl<T: ArrowPrimitiveType> PrimitiveColumn<T> {
 
     /// Appends one present value.
     pub(super) fn append_value(&mut self, value: T::Native) {
+        make_room(&mut self.values, self.room);
         self.values.push(value);
         self.nulls.append_non_null();
     }
@@ -170,15 +186,11 @@ impl<T: ArrowPrimitiveType> PrimitiveColumn<T> {
         }
     }
 
-    /// The values so far as an array of the column's type; the column starts again, with room
-    /// for as many values ([`room_for_next`]) when one of them was not null.
+    /// The values so far as an array of the column's type; the column starts again, to make
+    /// room for as many values at its next value ([`room_for_next`]).
     pub(super) fn finish(&mut self) -> PrimitiveArray<T> {
-        let last = match self.nulls.as_slice() {
-            Some(bits) if !bits.iter().any(|byte| *byte != 0) => 0,
-            _ if self.values.is_empty() => 0,
-            _ => self.values.len(),
-        };
-        let values = ScalarBuffer::from(fitted(std::mem::replace(&mut self.values, room_for_next(last))));
+        self.room = room_for_next(self.values.len());
+        let values = ScalarBuffer::from(fitted(std::mem::take(&mut self.values)));
         PrimitiveArray::<T>::new(values, self.nulls.finish()).with_data_type(self.data_type.clone())
     }
 }
@@ -301,6 +313,19 @@ mod tests {
         fill(&mut text, &mut numbers, &mut nulls);
         let first = (text.finish(), numbers.finish());
         assert_eq!(nulls.finish().null_count(), 1000);
+        // No room is held until a value comes (a table may get no more rows).
+        let held = (
+            text.bytes.capacity(),
+            text.offsets.capacity(),
+            numbers.values.capacity(),
+        );
+        assert_eq!(held, (0, 1, 0));
+        text.append_nulls(1);
+        nulls.append_nulls(1);
+        numbers.append_nulls(1);
+        assert_eq!(text.bytes.capacity(), 0, "nulls make no room");
+        text.append_value("first");
+        numbers.append_value(1);
         let room = (
             text.bytes.capacity(),
             text.offsets.capacity(),
@@ -308,7 +333,10 @@ mod tests {
         );
         assert!(room.0 >= first.0.value_data().len(), "{room:?}");
         assert!(room.1 > first.0.len() && room.2 >= first.1.len(), "{room:?}");
-        assert_eq!(nulls.values.capacity(), 0, "a column of nulls gets no room");
+        assert!(nulls.values.capacity() < 1000, "a column of nulls makes no room");
+        text.truncate(0);
+        numbers.truncate(0);
+        nulls.truncate(0);
         let empty = TextColumn::new().finish();
         assert_eq!(empty.len(), 0);
 

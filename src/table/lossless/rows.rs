@@ -18,8 +18,8 @@ use arrow_buffer::{BooleanBuffer, BooleanBufferBuilder, Buffer, NullBuffer, Offs
 use arrow_schema::{DataType, FieldRef, Fields, SchemaRef, TimeUnit};
 
 use super::columns::{
-    fitted, room_for_next, BoolColumn, DecimalColumn, InstantColumn, Int32Column, Int64Column, TextColumn,
-    ValueColumn,
+    fitted, make_room, room_for_next, BoolColumn, DecimalColumn, InstantColumn, Int32Column, Int64Column,
+    TextColumn, ValueColumn,
 };
 use super::numeric::scaled_decimal;
 use super::place::{Place, PlaceBuilder};
@@ -587,6 +587,8 @@ struct MemberBuilder {
 struct ListState {
     offsets: Vec<i32>,
     validity: BooleanBufferBuilder,
+    /// The room to make in `offsets` at the batch's first row ([`room_for_next`]).
+    room: usize,
 }
 
 /// How one member's values are checked and held.
@@ -851,12 +853,11 @@ impl MemberBuilder {
             columns.extend(values);
             return;
         };
-        // Room for as many rows in the next batch (see `room_for_next`).
-        let mut next_offsets = room_for_next(list.offsets.len());
-        next_offsets.push(0);
+        // Room for as many rows, made at the next batch's first (see `room_for_next`).
+        list.room = room_for_next(list.offsets.len());
         let offsets = OffsetBuffer::new(ScalarBuffer::from(fitted(std::mem::replace(
             &mut list.offsets,
-            next_offsets,
+            vec![0],
         ))));
         let validity = NullBuffer::new(list.validity.finish());
         let nulls = (validity.null_count() > 0).then_some(validity);
@@ -1029,11 +1030,13 @@ impl ListState {
         ListState {
             offsets: vec![0],
             validity: BooleanBufferBuilder::new(0),
+            room: 0,
         }
     }
 
     /// Ends a present row's list, of `items` values.
     fn close_row(&mut self, items: usize) {
+        make_room(&mut self.offsets, self.room);
         let end = self.offsets.last().copied().unwrap_or(0) + items as i32;
         self.offsets.push(end);
         self.validity.append(true);
