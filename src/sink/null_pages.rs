@@ -16,8 +16,9 @@
 //! ask for a dictionary gets no dictionary page (there is no value to look up), so its
 //! metadata names no dictionary encoding. Settings whose chunks only the column writer makes
 //! (writer version 2, page header statistics, bloom filters, value encodings other than
-//! PLAIN, page statistics of floating point columns, codecs other than zstd) are left to it:
-//! [`NullPages::encode`] returns `None`.
+//! PLAIN, page statistics of floating point columns, codecs other than zstd), and levels it
+//! would refuse or that make no page (none, or repetition levels that do not start a row),
+//! are left to it: [`NullPages::encode`] returns `None`.
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
