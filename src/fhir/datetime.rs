@@ -56,22 +56,17 @@ pub fn date_range(text: &str) -> Option<(String, String)> {
 /// text is not valid. Partial and zone-less values are read as the earliest instant they can mean,
 /// in UTC; fractional seconds beyond the microsecond are truncated.
 pub fn parse_datetime(text: &str) -> Option<i64> {
-    datetime_with_precision(text).map(|(micros, _)| micros)
-}
-
-/// [`parse_datetime`]'s instant, with the count of digits written after the seconds' point (0
-/// when there are none, or no time of day): how precise the value is.
-fn datetime_with_precision(text: &str) -> Option<(i64, usize)> {
     let mut cursor = Cursor::new(text);
     let date = cursor.date()?;
     if cursor.at_end() {
-        return Some((date.days_since_epoch() * MICROS_PER_DAY, 0));
+        return Some(date.days_since_epoch() * MICROS_PER_DAY);
     }
-    time_of_day(cursor, &date)
+    time_of_day(cursor, &date).map(|(micros, _)| micros)
 }
 
-/// [`datetime_with_precision`] of a value whose `date` the cursor has read, at the rest of the
-/// text (not empty).
+/// [`parse_datetime`]'s instant of a value whose `date` the cursor has read, at the rest of the
+/// text (not empty), with the count of digits written after the seconds' point (0 when there
+/// are none): how precise the value is.
 fn time_of_day(mut cursor: Cursor<'_>, date: &CalendarDate) -> Option<(i64, usize)> {
     let day_micros = date.days_since_epoch() * MICROS_PER_DAY;
     // A time of day follows only a full date (`2019T10:00:00` is not a FHIR dateTime).

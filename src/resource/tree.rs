@@ -50,17 +50,33 @@ impl<'a> Object<'a> {
     /// The members in key order (each key once, with its last value), as `serde_json::Value`
     /// iterates them: where the order shows in results, it is the order it always was.
     pub fn sorted(&self) -> Vec<(&str, &Node<'a>)> {
-        let mut members: Vec<(&str, &Node<'a>)> = self.0.iter().map(|(k, v)| (k.as_ref(), v)).collect();
-        // Stable: a repeated key's members stay in document order, and the last one is kept.
-        members.sort_by(|a, b| a.0.cmp(b.0));
-        let mut kept: Vec<(&str, &Node<'a>)> = Vec::with_capacity(members.len());
-        for member in members {
-            match kept.last_mut() {
-                Some(last) if last.0 == member.0 => *last = member,
-                _ => kept.push(member),
-            }
+        let mut order = vec![0; self.0.len()];
+        self.last_of_each_key(&mut order).collect()
+    }
+
+    /// The members in key order, each key once with its last value; `order`, as long as the
+    /// object, is where their indexes are sorted.
+    fn last_of_each_key<'s, 'o>(
+        &'s self,
+        order: &'o mut [u32],
+    ) -> impl Iterator<Item = (&'s str, &'s Node<'a>)> + 'o
+    where
+        's: 'o,
+    {
+        let members = &self.0;
+        for (place, index) in order.iter_mut().zip(0u32..) {
+            *place = index;
         }
-        kept
+        // Stable, so a repeated key's members stay in document order and the last is kept.
+        order.sort_by(|a, b| members[*a as usize].0.cmp(&members[*b as usize].0));
+        let order = &*order;
+        order.iter().enumerate().filter_map(move |(at, index)| {
+            let (key, value) = &members[*index as usize];
+            let repeated = order
+                .get(at + 1)
+                .is_some_and(|next| members[*next as usize].0 == *key);
+            (!repeated).then_some((key.as_ref(), value))
+        })
     }
 }
 
@@ -147,25 +163,16 @@ impl Object<'_> {
 
     /// [`Node::write_json`] of an object.
     fn write_json<W: fmt::Write>(&self, out: &mut W) -> fmt::Result {
-        let members = &self.0;
-        if members.len() > Self::SORTED_IN_PLACE {
-            return write_members(out, self.sorted().into_iter());
-        }
-        let mut order = [0u8; Self::SORTED_IN_PLACE];
-        let order = &mut order[..members.len()];
-        for (place, index) in order.iter_mut().zip(0u8..) {
-            *place = index;
-        }
-        // Stable, so a repeated key's members stay in document order and the last is kept.
-        order.sort_by(|a, b| members[*a as usize].0.cmp(&members[*b as usize].0));
-        let last_of_each_key = order.iter().enumerate().filter_map(|(at, index)| {
-            let (key, value) = &members[*index as usize];
-            let repeated = order
-                .get(at + 1)
-                .is_some_and(|next| members[*next as usize].0 == *key);
-            (!repeated).then_some((key.as_ref(), value))
-        });
-        write_members(out, last_of_each_key)
+        let mut on_stack = [0u32; Self::SORTED_IN_PLACE];
+        let mut on_heap = Vec::new();
+        let order = match self.0.len() <= Self::SORTED_IN_PLACE {
+            true => &mut on_stack[..self.0.len()],
+            false => {
+                on_heap.resize(self.0.len(), 0);
+                &mut on_heap[..]
+            }
+        };
+        write_members(out, self.last_of_each_key(order))
     }
 }
 
