@@ -11,7 +11,7 @@
 
 use super::{MemberBuilder, ObjectBuilder, Place, RowBuilder, Values, NO_MEMBER};
 use crate::fhir::definitions::{ObjectShape, Shape};
-use crate::resource::tree::{Node, Reader, Start, TreeError};
+use crate::resource::tree::{NextKey, Node, Reader, Start, TreeError};
 
 /// The row takes the tree's way.
 pub(super) struct Detour;
@@ -51,11 +51,19 @@ impl Guess {
     };
 
     /// `member`, whose key is `key`. A key of 4 GiB or more (which no input limit lets
-    /// through) makes no guess.
+    /// through) makes no guess, nor does one that JSON text cannot write as it is (a quote, a
+    /// backslash or a control character: no FHIR element has one), so that text holding the
+    /// guessed key's bytes holds that key ([`Guess::is_key`]).
     fn of(member: u32, key: &str) -> Guess {
         let Ok(len) = u32::try_from(key.len()) else {
             return Guess::NONE;
         };
+        if key
+            .bytes()
+            .any(|byte| byte == b'"' || byte == b'\\' || byte < 0x20)
+        {
+            return Guess::NONE;
+        }
         let (head, tail) = key_words(key.as_bytes());
         Guess {
             member,
@@ -63,6 +71,20 @@ impl Guess {
             head,
             tail,
         }
+    }
+
+    /// The length of the guessed key when it is checked on the text as written
+    /// ([`Guess::is_key`]): up to 16 bytes.
+    #[inline]
+    fn short_key(&self) -> Option<usize> {
+        (self.member != NO_MEMBER && self.len <= 16).then_some(self.len as usize)
+    }
+
+    /// Whether `raw`, a key as the text writes it and of [`Guess::short_key`]'s length, is the
+    /// guessed key.
+    #[inline]
+    fn is_key(&self, raw: &[u8]) -> bool {
+        key_words(raw) == (self.head, self.tail)
     }
 
     /// The guessed member when `key` is its key (`member_key` gives it, read only for keys
@@ -186,27 +208,40 @@ impl ObjectBuilder {
         // The slot of `next_member` for the key to come: 0 at the start, then 1 + the member read.
         let mut after = 0;
         let mut resource_type_seen = false;
-        while let Some(key) = reader.next_key()? {
-            if let Some(expected) = resource_type.filter(|_| key == "resourceType") {
-                if resource_type_seen || reader.peek() != Some(Start::String) {
-                    return Err(Detour);
-                }
-                if reader.string()? != expected {
-                    return Err(Detour);
-                }
-                resource_type_seen = true;
-                continue;
-            }
-            let guessed =
-                self.next_member[after].member_for(&key, |member| &shape.members[member as usize].key);
-            let position = match guessed {
-                Some(member) => member,
-                None => {
-                    let Some(&position) = self.index.get(key.as_ref()) else {
-                        return Err(Detour);
-                    };
-                    self.next_member[after] = Guess::of(position, &key);
-                    position
+        loop {
+            let guess = self.next_member[after];
+            // The guessed key is checked as the text writes it, before the key is read.
+            let next = match guess.short_key() {
+                Some(len) => reader.next_key_expecting(len, |raw| guess.is_key(raw))?,
+                None => match reader.next_key()? {
+                    Some(key) => NextKey::Other(key),
+                    None => NextKey::End,
+                },
+            };
+            let position = match next {
+                NextKey::End => break,
+                NextKey::Expected => guess.member,
+                NextKey::Other(key) => {
+                    if let Some(expected) = resource_type.filter(|_| key == "resourceType") {
+                        if resource_type_seen || reader.peek() != Some(Start::String) {
+                            return Err(Detour);
+                        }
+                        if reader.string()? != expected {
+                            return Err(Detour);
+                        }
+                        resource_type_seen = true;
+                        continue;
+                    }
+                    match guess.member_for(&key, |member| &shape.members[member as usize].key) {
+                        Some(member) => member,
+                        None => {
+                            let Some(&position) = self.index.get(key.as_ref()) else {
+                                return Err(Detour);
+                            };
+                            self.next_member[after] = Guess::of(position, &key);
+                            position
+                        }
+                    }
                 }
             };
             after = position as usize + 1;
