@@ -73,18 +73,15 @@ impl Guess {
         }
     }
 
-    /// The length of the guessed key when it is checked on the text as written
-    /// ([`Guess::is_key`]): up to 16 bytes.
-    #[inline]
-    fn short_key(&self) -> Option<usize> {
-        (self.member != NO_MEMBER && self.len <= 16).then_some(self.len as usize)
-    }
-
-    /// Whether `raw`, a key as the text writes it and of [`Guess::short_key`]'s length, is the
-    /// guessed key.
-    #[inline]
-    fn is_key(&self, raw: &[u8]) -> bool {
-        key_words(raw) == (self.head, self.tail)
+    /// Whether `raw`, a key as the text writes it and of the guessed key's length, is the
+    /// guessed key (`member_key` gives it, read only for keys longer than 16 bytes).
+    #[inline(always)]
+    fn is_key<'k>(&self, raw: &[u8], member_key: impl FnOnce(u32) -> &'k [u8]) -> bool {
+        if raw.len() <= 16 {
+            key_words(raw) == (self.head, self.tail)
+        } else {
+            member_key(self.member) == raw
+        }
     }
 
     /// The guessed member when `key` is its key (`member_key` gives it, read only for keys
@@ -105,7 +102,7 @@ impl Guess {
 
 /// A key of up to 16 bytes as two words: for keys of one length, equal words are equal keys
 /// (the words cover every byte; from 5 bytes on, two windows overlap). Longer keys give zeros.
-#[inline]
+#[inline(always)]
 fn key_words(bytes: &[u8]) -> (u64, u64) {
     let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
     let half = |at: usize| u64::from(u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")));
@@ -211,12 +208,14 @@ impl ObjectBuilder {
         loop {
             let guess = self.next_member[after];
             // The guessed key is checked as the text writes it, before the key is read.
-            let next = match guess.short_key() {
-                Some(len) => reader.next_key_expecting(len, |raw| guess.is_key(raw))?,
-                None => match reader.next_key()? {
+            let next = if guess.member == NO_MEMBER {
+                match reader.next_key()? {
                     Some(key) => NextKey::Other(key),
                     None => NextKey::End,
-                },
+                }
+            } else {
+                let member_key = |member: u32| shape.members[member as usize].key.as_bytes();
+                reader.next_key_expecting(guess.len as usize, |raw| guess.is_key(raw, member_key))?
             };
             let position = match next {
                 NextKey::End => break,
