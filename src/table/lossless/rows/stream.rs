@@ -11,7 +11,7 @@
 
 use super::{MemberBuilder, ObjectBuilder, Place, RowBuilder, Values, NO_MEMBER};
 use crate::fhir::definitions::{ObjectShape, Shape};
-use crate::resource::tree::{NextKey, Node, Reader, Start, TreeError};
+use crate::resource::tree::{ExpectedKey, NextKey, Node, Reader, Start, TreeError};
 
 /// The row takes the tree's way.
 pub(super) struct Detour;
@@ -73,17 +73,6 @@ impl Guess {
         }
     }
 
-    /// Whether `raw`, a key as the text writes it and of the guessed key's length, is the
-    /// guessed key (`member_key` gives it, read only for keys longer than 16 bytes).
-    #[inline(always)]
-    fn is_key<'k>(&self, raw: &[u8], member_key: impl FnOnce(u32) -> &'k [u8]) -> bool {
-        if raw.len() <= 16 {
-            key_words(raw) == (self.head, self.tail)
-        } else {
-            member_key(self.member) == raw
-        }
-    }
-
     /// The guessed member when `key` is its key (`member_key` gives it, read only for keys
     /// longer than 16 bytes).
     #[inline]
@@ -97,6 +86,30 @@ impl Guess {
             member_key(self.member) == key
         };
         same.then_some(self.member)
+    }
+}
+
+/// A guessed member's key, as [`Reader::next_key_expecting`] checks it on the text.
+struct GuessedKey<'s> {
+    guess: Guess,
+    shape: &'s ObjectShape,
+}
+
+impl ExpectedKey for GuessedKey<'_> {
+    #[inline(always)]
+    fn byte_len(&self) -> usize {
+        self.guess.len as usize
+    }
+
+    /// A key of up to 16 bytes is compared by its two words, a longer one with the member's
+    /// key from the shape.
+    #[inline(always)]
+    fn is(&self, raw: &[u8]) -> bool {
+        if raw.len() <= 16 {
+            key_words(raw) == (self.guess.head, self.guess.tail)
+        } else {
+            self.shape.members[self.guess.member as usize].key.as_bytes() == raw
+        }
     }
 }
 
@@ -214,11 +227,12 @@ impl ObjectBuilder {
                     None => NextKey::End,
                 }
             } else {
-                let member_key = |member: u32| shape.members[member as usize].key.as_bytes();
-                reader.next_key_expecting(guess.len as usize, |raw| guess.is_key(raw, member_key))?
+                reader.next_key_expecting(&GuessedKey { guess, shape })?
             };
             let position = match next {
                 NextKey::End => break,
+                // A guess is made for a key once it passed the `resourceType` check below, so
+                // a builder asked for the resource's type never guesses that key.
                 NextKey::Expected => guess.member,
                 NextKey::Other(key) => {
                     if let Some(expected) = resource_type.filter(|_| key == "resourceType") {
@@ -420,6 +434,17 @@ mod tests {
         let guess = super::Guess::of(1, "gender");
         assert_eq!(guess.member_for("gendeR", |_| "gender"), None);
         assert_eq!(guess.member_for("active", |_| "gender"), None);
+    }
+
+    /// A key JSON text cannot write as it is never becomes a guess, which the reader checks
+    /// against the text as written (`Reader::next_key_expecting`).
+    #[test]
+    fn keys_json_cannot_write_as_they_are_are_never_guessed() {
+        for key in ["a\"", "a\\", "a\u{1}", "\n", "abcdefghijklmnopq\""] {
+            assert_eq!(super::Guess::of(3, key).member, super::NO_MEMBER, "{key:?}");
+        }
+        assert_eq!(super::Guess::of(3, "a").member, 3);
+        assert_eq!(super::Guess::of(3, "é").member, 3);
     }
 
     /// Every resource of the fixtures, by type, as the text the walker hands over: NDJSON
