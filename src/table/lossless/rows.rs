@@ -639,13 +639,21 @@ impl ObjectBuilder {
         }
     }
 
-    /// The builders of the member at `position` of `shape`, made on its first value.
+    /// The builders of the member at `position` of `shape`, made on its first value. Inline,
+    /// for every member read; the making apart.
+    #[inline]
     fn member(&mut self, shape: &ObjectShape, position: usize) -> &mut MemberBuilder {
         if self.members[position].is_none() {
-            let member = MemberBuilder::new(&shape.members[position], self.member_fields(position));
-            self.members[position] = Some(Box::new(member));
+            self.make_member(shape, position);
         }
         self.members[position].as_mut().expect("made above")
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn make_member(&mut self, shape: &ObjectShape, position: usize) {
+        let member = MemberBuilder::new(&shape.members[position], self.member_fields(position));
+        self.members[position] = Some(Box::new(member));
     }
 
     /// The columns of the member at `position`.
@@ -828,12 +836,18 @@ impl MemberBuilder {
         true
     }
 
-    /// Appends the nulls that bring the member up to `row` rows.
+    /// Appends the nulls that bring the member up to `row` rows. Inline, for every member read
+    /// (most have no rows to catch up); the appending apart.
+    #[inline]
     fn fill_nulls_to(&mut self, row: usize) {
-        let count = row.saturating_sub(self.filled);
-        if count == 0 {
-            return;
+        if row > self.filled {
+            self.append_nulls_to(row);
         }
+    }
+
+    #[inline(never)]
+    fn append_nulls_to(&mut self, row: usize) {
+        let count = row - self.filled;
         match &mut self.list {
             Some(list) => {
                 let end = list.offsets.last().copied().unwrap_or(0);
