@@ -53,7 +53,7 @@ impl Guess {
     /// `member`, whose key is `key`. A key of 4 GiB or more (which no input limit lets
     /// through) makes no guess, nor does one that JSON text cannot write as it is (a quote, a
     /// backslash or a control character: no FHIR element has one), so that text holding the
-    /// guessed key's bytes holds that key ([`Guess::is_key`]).
+    /// guessed key's bytes holds that key ([`GuessedKey`]).
     fn of(member: u32, key: &str) -> Guess {
         let Ok(len) = u32::try_from(key.len()) else {
             return Guess::NONE;
