@@ -239,30 +239,19 @@ fn string_stop(bytes: &[u8]) -> Option<usize> {
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[target_feature(enable = "sse2")]
 fn string_stop_sse2(bytes: &[u8]) -> Result<usize, usize> {
-    use std::arch::x86_64::{
-        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128,
-        _mm_set1_epi8,
-    };
+    use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8};
     let quote = _mm_set1_epi8(b'"' as i8);
     let backslash = _mm_set1_epi8(b'\\' as i8);
     let last_control = _mm_set1_epi8(0x1f);
-    let mut at = 0;
-    while let Some(block) = bytes.get(at..at + 16) {
-        // SAFETY: `block` is sixteen readable bytes; the load takes them unaligned.
-        let block = unsafe { _mm_loadu_si128(block.as_ptr().cast::<__m128i>()) };
+    first_flagged_sse2(bytes, |block| {
         // A byte is a control character when the unsigned maximum of it and 0x1f is 0x1f.
         let control = _mm_cmpeq_epi8(_mm_max_epu8(block, last_control), last_control);
         let stops = _mm_or_si128(
             _mm_or_si128(_mm_cmpeq_epi8(block, quote), _mm_cmpeq_epi8(block, backslash)),
             control,
         );
-        let mask = _mm_movemask_epi8(stops);
-        if mask != 0 {
-            return Ok(at + mask.trailing_zeros() as usize);
-        }
-        at += 16;
-    }
-    Err(at)
+        _mm_movemask_epi8(stops) as u32
+    })
 }
 
 /// How many bytes of whitespace `bytes` starts with, when the run ends inside its whole
@@ -271,27 +260,42 @@ fn string_stop_sse2(bytes: &[u8]) -> Result<usize, usize> {
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[target_feature(enable = "sse2")]
 fn whitespace_sse2(bytes: &[u8]) -> Result<usize, usize> {
-    use std::arch::x86_64::{
-        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
-    };
+    use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8};
     let (space, line, ret, tab) = (
         _mm_set1_epi8(b' ' as i8),
         _mm_set1_epi8(b'\n' as i8),
         _mm_set1_epi8(b'\r' as i8),
         _mm_set1_epi8(b'\t' as i8),
     );
-    let mut at = 0;
-    while let Some(block) = bytes.get(at..at + 16) {
-        // SAFETY: `block` is sixteen readable bytes; the load takes them unaligned.
-        let block = unsafe { _mm_loadu_si128(block.as_ptr().cast::<__m128i>()) };
+    first_flagged_sse2(bytes, |block| {
         let white = _mm_or_si128(
             _mm_or_si128(_mm_cmpeq_epi8(block, space), _mm_cmpeq_epi8(block, line)),
             _mm_or_si128(_mm_cmpeq_epi8(block, ret), _mm_cmpeq_epi8(block, tab)),
         );
-        // Bit i is set where byte i is whitespace; the run ends at the first clear bit.
-        let run = (!_mm_movemask_epi8(white)).trailing_zeros() as usize;
-        if run < 16 {
-            return Ok(at + run);
+        // The run ends at the first byte that is not whitespace.
+        !_mm_movemask_epi8(white) as u32 & 0xffff
+    })
+}
+
+/// The offset of the first byte `flags` marks in the whole sixteen-byte blocks of `bytes`
+/// (`flags` gives a block's marks as the low 16 bits of a mask, bit i for byte i), or how many
+/// bytes were searched without one: the block walk [`string_stop_sse2`] and
+/// [`whitespace_sse2`] share.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[target_feature(enable = "sse2")]
+#[inline]
+fn first_flagged_sse2(
+    bytes: &[u8],
+    flags: impl Fn(std::arch::x86_64::__m128i) -> u32,
+) -> Result<usize, usize> {
+    use std::arch::x86_64::{__m128i, _mm_loadu_si128};
+    let mut at = 0;
+    while let Some(block) = bytes.get(at..at + 16) {
+        // SAFETY: `block` is sixteen readable bytes; the load takes them unaligned.
+        let block = unsafe { _mm_loadu_si128(block.as_ptr().cast::<__m128i>()) };
+        let marks = flags(block);
+        if marks != 0 {
+            return Ok(at + marks.trailing_zeros() as usize);
         }
         at += 16;
     }
@@ -556,10 +560,31 @@ impl<'a> Reader<'a> {
             return Ok(None);
         }
         let key = self.string()?;
+        self.colon()?;
+        Ok(Some(key))
+    }
+
+    /// Steps from a key's closing quote onto its value: whitespace, the colon, whitespace. The
+    /// colon right after the key, then the value or (pretty-printed text) one space and the
+    /// value, is stepped over without a call for the space.
+    #[inline(always)]
+    fn colon(&mut self) -> Result<(), TreeError> {
+        let bytes = self.parser.text.as_bytes();
+        let at = self.parser.at;
+        if bytes.get(at) == Some(&b':') {
+            let after = at + 1;
+            self.parser.at = if bytes.get(after) == Some(&b' ') {
+                after + 1
+            } else {
+                after
+            };
+            self.parser.whitespace();
+            return Ok(());
+        }
         self.parser.whitespace();
         self.parser.expect(b':')?;
         self.parser.whitespace();
-        Ok(Some(key))
+        Ok(())
     }
 
     /// [`Reader::next_key`] for a caller that expects a key: when the next key is, as written,
@@ -583,9 +608,7 @@ impl<'a> Reader<'a> {
             || !expected.is(&bytes[at + 1..at + 1 + len])
         {
             let key = self.string()?;
-            self.parser.whitespace();
-            self.parser.expect(b':')?;
-            self.parser.whitespace();
+            self.colon()?;
             return Ok(NextKey::Other(key));
         }
         debug_assert!(
@@ -594,22 +617,8 @@ impl<'a> Reader<'a> {
                 .any(|&byte| byte == b'"' || byte == b'\\' || byte < 0x20),
             "an expected key JSON cannot write as it is"
         );
-        let mut at = at + 2 + len;
-        // The colon right after the key, then the value or (pretty-printed text) one space and
-        // the value: the space is stepped over here, without a call.
-        if bytes.get(at) == Some(&b':') {
-            at += 1;
-            if bytes.get(at) == Some(&b' ') {
-                at += 1;
-            }
-            self.parser.at = at;
-            self.parser.whitespace();
-            return Ok(NextKey::Expected);
-        }
-        self.parser.at = at;
-        self.parser.whitespace();
-        self.parser.expect(b':')?;
-        self.parser.whitespace();
+        self.parser.at = at + 2 + len;
+        self.colon()?;
         Ok(NextKey::Expected)
     }
 
