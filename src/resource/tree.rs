@@ -698,6 +698,20 @@ impl<'a> Reader<'a> {
         self.parser.value(self.depth, None).map(drop)
     }
 
+    /// Steps over the value here, which is `value`: a slice of the text that starts here and
+    /// that was read before as a whole JSON value (a Bundle entry's resource, which the walker
+    /// read). `false`, and nothing done, when `value` is not such a slice. As with
+    /// [`parse_skipping`], the value is not read again, so its nesting does not count against
+    /// the depth limit.
+    pub fn jump(&mut self, value: &str) -> bool {
+        let rest = self.rest();
+        if value.as_ptr() != rest.as_ptr() || value.len() > rest.len() || value.is_empty() {
+            return false;
+        }
+        self.parser.at += value.len();
+        true
+    }
+
     /// The text from where the reader is on.
     pub fn rest(&self) -> &'a str {
         &self.parser.text[self.parser.at..]
@@ -1440,6 +1454,30 @@ mod tests {
         let plain = read_all(text).map(|node| format!("{node:?}"));
         let checked = read_expecting(text, Some(expected)).map(|node| format!("{node:?}"));
         assert_eq!(plain, checked, "{text:?} expecting {expected:?}");
+    }
+
+    /// A jump steps over exactly the value given, and only over a slice of the text that
+    /// starts where the reader is: a copy, a slice starting elsewhere, or an empty one leaves
+    /// the reader where it was.
+    #[test]
+    fn a_jump_steps_over_the_slice_given_from_where_the_reader_is_only() {
+        let text = r#"{"a": {"b": [1, 2]}, "c": "d"}"#;
+        let mut reader = Reader::new(text);
+        reader.open().unwrap();
+        assert_eq!(reader.next_key().unwrap().as_deref(), Some("a"));
+        let value = &text[6..19];
+        assert_eq!(value, r#"{"b": [1, 2]}"#);
+        let copy = value.to_owned();
+        for elsewhere in [copy.as_str(), &text[7..19], &text[6..6], &text[20..]] {
+            assert!(!reader.jump(elsewhere), "{elsewhere:?}");
+            assert_eq!(reader.offset(), 6);
+        }
+        assert!(reader.jump(value));
+        assert_eq!(reader.offset(), 19);
+        assert_eq!(reader.next_key().unwrap().as_deref(), Some("c"));
+        assert_eq!(reader.string().unwrap(), "d");
+        assert_eq!(reader.next_key().unwrap(), None);
+        reader.finish().unwrap();
     }
 
     #[test]

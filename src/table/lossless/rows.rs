@@ -33,6 +33,7 @@ use crate::resource::tree::{Keep, Node, Object, Reader};
 use crate::resource::{BundleEnvelope, Rejection, Resource};
 use crate::source::describe_bytes;
 use crate::table::{Streamed, Table, MAX_BATCH_BYTES, UTC};
+use stream::EntryResources;
 
 mod stream;
 
@@ -118,9 +119,9 @@ impl ResourceTable {
         self.layout.options
     }
 
-    /// Appends a resource by its JSON tree: a Bundle whose entries are rows elsewhere, one whose
-    /// tree views built, or one the text's way left (unmapped members, repeated keys, refusals);
-    /// returns the row's bytes of input text.
+    /// Appends a resource by its JSON tree: one whose tree views built, or one the text's way
+    /// left (unmapped members, repeated keys, refusals; for a Bundle, also entries' resources
+    /// not where the walker found them); returns the row's bytes of input text.
     fn append_tree(
         &mut self,
         resource: &Resource<'_>,
@@ -142,16 +143,7 @@ impl ResourceTable {
                 resource.resource_type
             )));
         };
-        // A Bundle's row holds its envelope: the text less the resources that are rows elsewhere.
-        let moved_bytes: usize = match resource.envelope {
-            Some(envelope) => entry_rows
-                .iter()
-                .filter_map(|&entry| envelope.resources.get(entry as usize).copied().flatten())
-                .map(str::len)
-                .sum(),
-            None => 0,
-        };
-        let row_bytes = resource.raw.len().saturating_sub(moved_bytes);
+        let row_bytes = row_bytes(resource, entry_rows);
         if row_bytes > MAX_BATCH_BYTES {
             // Its text columns could pass the 2 GiB Arrow's offsets address once the batch's
             // other rows are added (JSON text can also come out longer than it went in).
@@ -252,19 +244,23 @@ impl Table for ResourceTable {
             }
             return Ok(false);
         }
-        // Straight from the text (rows/stream.rs), unless the tree is there already (views of
-        // the type built it), the resource is a Bundle with entries elsewhere (its envelope
-        // needs its tree) or too large for a row (refused by the tree's way).
-        let from_text = entry_rows.is_empty()
-            && resource.tree.get().is_none()
-            && resource.raw.len() <= MAX_BATCH_BYTES
-            && {
-                let layout = self.layout.clone();
-                self.builder()
-                    .append_text(&layout.derived().0, resource.raw, &layout.resource_type, &place)
-            };
+        // Straight from the text (rows/stream.rs), a Bundle's envelope too, unless the tree is
+        // there already (views of the type built it) or the row is too large (refused by the
+        // tree's way).
+        let row_bytes = row_bytes(resource, entry_rows);
+        let from_text = resource.tree.get().is_none() && row_bytes <= MAX_BATCH_BYTES && {
+            let entries = entry_resources(resource, entry_rows);
+            let layout = self.layout.clone();
+            self.builder().append_text(
+                &layout.derived().0,
+                resource.raw,
+                &layout.resource_type,
+                &place,
+                EntryResources::new(&entries),
+            )
+        };
         let row_bytes = if from_text {
-            resource.raw.len()
+            row_bytes
         } else {
             self.append_tree(resource, entry_rows, &place, diagnostics)?
         };
@@ -370,11 +366,46 @@ impl Table for ResourceTable {
     }
 }
 
-/// A Bundle's envelope: its tree without the `resource` of the entries in `entry_rows` (rows of
-/// their own types' tables now). Parsed apart from the tree views share (which keeps every
-/// entry), jumping over every entry's resource (the walker read them), so the entries are not
-/// read a second time; the few that stay in the envelope (a type not selected, a refused row)
-/// are parsed back in.
+/// The bytes of input text a resource's row holds: a Bundle's holds its envelope, the text less
+/// the resources of `entry_rows`, which are rows elsewhere.
+fn row_bytes(resource: &Resource<'_>, entry_rows: &[u32]) -> usize {
+    let moved_bytes: usize = match resource.envelope {
+        Some(envelope) => entry_rows
+            .iter()
+            .filter_map(|&entry| envelope.resources.get(entry as usize).copied().flatten())
+            .map(str::len)
+            .sum(),
+        None => 0,
+    };
+    resource.raw.len().saturating_sub(moved_bytes)
+}
+
+/// A Bundle's entries' resources, each with whether it is in `entry_rows` (a row elsewhere), in
+/// entry order, for reading the Bundle's row from its text (`EntryResources`); none for another
+/// resource.
+fn entry_resources<'a>(resource: &Resource<'a>, entry_rows: &[u32]) -> Vec<(&'a str, bool)> {
+    let Some(envelope) = resource.envelope else {
+        return Vec::new();
+    };
+    let mut is_row = vec![false; envelope.resources.len()];
+    for &entry in entry_rows {
+        if let Some(flag) = is_row.get_mut(entry as usize) {
+            *flag = true;
+        }
+    }
+    envelope
+        .resources
+        .iter()
+        .zip(is_row)
+        .filter_map(|(text, is_row)| Some(((*text)?, is_row)))
+        .collect()
+}
+
+/// A Bundle's envelope, the tree's way (the text's way reads it as `EntryResources` says): its
+/// tree without the `resource` of the entries in `entry_rows` (rows of their own types' tables
+/// now). Parsed apart from the tree views share (which keeps every entry), jumping over every
+/// entry's resource (the walker read them), so the entries are not read a second time; the few
+/// that stay in the envelope (a type not selected, a refused row) are parsed back in.
 fn envelope_of<'a>(
     resource: &Resource<'a>,
     envelope: &BundleEnvelope<'a>,
