@@ -699,8 +699,9 @@ impl<'a> Reader<'a> {
     }
 
     /// Steps over the value here, which is `value`: a slice of the text that starts here and
-    /// that was read before as a whole JSON value (a Bundle entry's resource, which the walker
-    /// read). `false`, and nothing done, when `value` is not such a slice. As with
+    /// that the caller knows to be a whole JSON value read before (a Bundle entry's resource,
+    /// which the walker read); only where it starts and that the text holds it are checked.
+    /// `false`, and nothing done, when it does not start here or is empty. As with
     /// [`parse_skipping`], the value is not read again, so its nesting does not count against
     /// the depth limit.
     pub fn jump(&mut self, value: &str) -> bool {

@@ -245,10 +245,11 @@ impl Table for ResourceTable {
             return Ok(false);
         }
         // Straight from the text (rows/stream.rs), a Bundle's envelope too, unless the tree is
-        // there already (views of the type built it) or the row is too large (refused by the
-        // tree's way).
+        // there already (views of the type built it; an envelope's tree is parsed apart from
+        // it all the same) or the row is too large (refused by the tree's way).
         let row_bytes = row_bytes(resource, entry_rows);
-        let from_text = resource.tree.get().is_none() && row_bytes <= MAX_BATCH_BYTES && {
+        let tree_built = resource.tree.get().is_some() && entry_rows.is_empty();
+        let from_text = !tree_built && row_bytes <= MAX_BATCH_BYTES && {
             let entries = entry_resources(resource, entry_rows);
             let layout = self.layout.clone();
             self.builder().append_text(

@@ -34,9 +34,9 @@ struct Stream<'t> {
 /// The `resource` of each of a Bundle's entries that has one, in entry order, each with whether
 /// it is a row of its own type's table: such a resource is left out of the Bundle's row (its
 /// envelope), and the reader jumps over its text, which the walker has read, where the tree's
-/// way (`envelope_of`) parsed the envelope into a tree, jumping the same way, and walked it (5%
-/// of a `--resources all` run on Synthea Bundles). A resource that is not a row elsewhere is
-/// read as any JSON-text member is.
+/// way (`envelope_of`) parsed the envelope into a tree, jumping the same way, and walked it
+/// (5.5% of the instructions of a `--resources all` run on 500 MB of Synthea Bundles). A
+/// resource that is not a row elsewhere is read as any JSON-text member is.
 #[derive(Clone, Copy, Default)]
 pub(in crate::table::lossless) struct EntryResources<'t> {
     /// Slices of the Bundle's text, each a whole JSON value the walker read.
@@ -60,12 +60,18 @@ impl<'t> EntryResources<'t> {
     /// when that resource is a row elsewhere, steps over it (`true`: the member is then left
     /// out of the row). Only the `resource` member of that entry can start where its text
     /// starts: an object around it starts before it, a value inside it after.
+    /// A resource the reading has passed without meeting it will not be met: the row takes
+    /// the tree's way at once rather than after reading the rest of the Bundle.
     #[inline]
     fn jump(&mut self, reader: &mut Reader<'_>) -> Result<bool, Detour> {
         let Some(&(text, is_row)) = self.resources.get(self.next) else {
             return Ok(false);
         };
-        if reader.rest().as_ptr() != text.as_ptr() {
+        let (here, resource) = (reader.rest().as_ptr() as usize, text.as_ptr() as usize);
+        if here > resource {
+            return Err(Detour);
+        }
+        if here != resource {
             return Ok(false);
         }
         self.next += 1;
@@ -628,7 +634,16 @@ mod tests {
     /// meets them (copies of the texts) send the Bundle the tree's way, with nothing appended.
     #[test]
     fn a_bundles_row_read_from_text_is_its_tree_less_the_entry_rows() {
-        let bundles = fixture_resources().remove("Bundle").unwrap();
+        let mut bundles = fixture_resources().remove("Bundle").unwrap();
+        // A `null` resource, an entry without one, and a member the text's way cannot read.
+        bundles.extend([
+            r#"{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":"urn:a","resource":null},
+              {"resource":{"resourceType":"Patient","id":"p"}},{"request":{"method":"DELETE","url":"Patient/x"}},
+              {"resource":{"resourceType":"Observation","id":"o","status":"final"}}]}"#
+                .to_owned(),
+            r#"{"resourceType":"Bundle","nickname":"x","entry":[{"resource":{"resourceType":"Patient","id":"q"}}]}"#
+                .to_owned(),
+        ]);
         let derived = derived("Bundle");
         let (shape, schema) = (&derived.0, &derived.1);
         let place = Place {
@@ -670,8 +685,8 @@ mod tests {
                 from_tree.append(shape, &tree, &place);
                 let read =
                     from_text.append_text(shape, text, "Bundle", &place, EntryResources::new(&entries));
-                if choice == "copies" {
-                    assert_eq!(read, copies.is_empty(), "copies are never met");
+                if choice == "copies" && !copies.is_empty() {
+                    assert!(!read, "copies are never met");
                 }
                 if read {
                     streamed += 1;
