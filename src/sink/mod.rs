@@ -16,6 +16,7 @@ mod null_pages;
 #[cfg(feature = "cloud")]
 mod object;
 mod parquet;
+mod parquet_schema;
 mod part;
 pub(crate) mod reached;
 mod store;

@@ -16,7 +16,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::arrow_writer::{
     compute_leaves, ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory,
 };
-use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
+use parquet::arrow::{add_encoded_arrow_schema_to_metadata, ArrowWriter};
 use parquet::basic::{Compression as ParquetCodec, ZstdLevel};
 use parquet::column::writer::ColumnCloseResult;
 use parquet::file::metadata::KeyValue;
@@ -26,6 +26,7 @@ use parquet::schema::types::{ColumnPath, TypePtr};
 use serde::Deserialize;
 
 use super::absent::{leaf_kinds, path_of_no_leaf, AbsentChunks, HeldRange, Kind, NullChunkProperties, Plan};
+use super::parquet_schema::parquet_schema;
 use super::store::{Batches, TableWriter};
 use crate::fsops;
 
@@ -515,10 +516,7 @@ fn reached_writers(
     }
     let reached = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
     let props = file.properties().clone();
-    let parquet_schema = ArrowSchemaConverter::new()
-        .with_coerce_types(props.coerce_types())
-        .convert(&reached)?;
-    let cut = SerializedFileWriter::new(std::io::sink(), parquet_schema.root_schema_ptr(), props)?;
+    let cut = SerializedFileWriter::new(std::io::sink(), parquet_schema(&reached)?, props)?;
     Ok(ArrowRowGroupWriterFactory::new(&cut, reached))
 }
 
@@ -636,9 +634,6 @@ pub(super) struct DatasetWriter {
     /// A wide table's file settings, from its first file: the next files of the part take them
     /// as they are.
     settings: Option<WideFileSettings>,
-    /// Per leaf, whether the writer's settings set anything for it alone (see
-    /// [`WriteOptions::properties_with_own_leaves`]), from the part's first file.
-    own_leaves: Vec<bool>,
 }
 
 /// What every file of a wide table's part shares, worked out once from its first file. Working
@@ -806,7 +801,6 @@ impl DatasetWriter {
             held_rows_limit: hook.unwrap_or(ROW_GROUP_ROWS),
             write_levels: WIDE_WRITE_LEVELS,
             settings: None,
-            own_leaves: Vec::new(),
         })
     }
 
@@ -897,15 +891,9 @@ impl DatasetWriter {
                     self.settings = Some(settings);
                     file?
                 }
-                // The part's first file: the Arrow writer works the settings out from the first
-                // batch and adds the Arrow schema; the row groups go to its file writer.
+                // The part's first file: its settings worked out from the first batch.
                 None => {
-                    let writer = self.writer(Some(&held[0]))?;
-                    writer.flush()?;
-                    let writer = self.writer.take().expect("made above");
-                    let file = writer.into_serialized_writer()?.0;
-                    // Only the first file's settings need the marks.
-                    let own_leaves = std::mem::take(&mut self.own_leaves);
+                    let (file, own_leaves) = self.first_wide_file(&held[0])?;
                     self.settings = Some(WideFileSettings::of(&file, &own_leaves, self.options.codec()));
                     file
                 }
@@ -976,6 +964,23 @@ impl DatasetWriter {
         Ok(())
     }
 
+    /// A wide table's first file, as [`ArrowWriter`] would start it (the same Parquet schema
+    /// and settings, the Arrow schema among them), and the leaves its settings name alone. The
+    /// Parquet schema is made by `parquet_schema.rs`, not by the Arrow writer, which described
+    /// it for nothing (see there), and whose row group writers a wide table does not use.
+    fn first_wide_file(&mut self, first: &RecordBatch) -> Result<(SerializedFileWriter<File>, Vec<bool>)> {
+        let Some(file) = self.file.take() else {
+            anyhow::bail!("cannot write {}: its writer failed to start", self.path.display());
+        };
+        let (mut properties, own_leaves) = self.options.properties_with_own_leaves(&self.schema, Some(first));
+        debug_assert!(properties.coerce_types(), "the schema is made with coerced types");
+        add_encoded_arrow_schema_to_metadata(&self.schema, &mut properties);
+        let started = parquet_schema(&self.schema)
+            .and_then(|parquet_schema| SerializedFileWriter::new(file, parquet_schema, Arc::new(properties)));
+        let writer = started.with_context(|| format!("cannot write {}", self.path.display()))?;
+        Ok((writer, own_leaves))
+    }
+
     /// The Parquet writer, made on the first batch (`first`) or, for a file that gets none, at
     /// the end.
     fn writer(&mut self, first: Option<&RecordBatch>) -> Result<&mut ArrowWriter<File>> {
@@ -983,8 +988,7 @@ impl DatasetWriter {
             let Some(file) = self.file.take() else {
                 anyhow::bail!("cannot write {}: its writer failed to start", self.path.display());
             };
-            let (properties, own_leaves) = self.options.properties_with_own_leaves(&self.schema, first);
-            self.own_leaves = own_leaves;
+            let properties = self.options.properties_for(&self.schema, first);
             let writer = ArrowWriter::try_new(file, self.schema.clone(), Some(properties))
                 .with_context(|| format!("cannot write {}", self.path.display()))?;
             self.writer = Some(writer);
@@ -1367,7 +1371,7 @@ mod tests {
         // c (lookup and filled), s.a, s.b and l's item: filled; n's members are not.
         let leaves = own.len();
         assert_eq!(marked(&own), vec![0, leaves - 3, leaves - 2, leaves - 1]);
-        let parquet_schema = ArrowSchemaConverter::new()
+        let parquet_schema = parquet::arrow::ArrowSchemaConverter::new()
             .with_coerce_types(true)
             .convert(&wide.schema())
             .unwrap();

@@ -1,0 +1,222 @@
+//! The Parquet schema of a table's Arrow schema, as the parquet crate's `ArrowSchemaConverter`
+//! makes it (with its types coerced, as the tool writes them), for the Arrow types the tables
+//! use. The converter also describes the schema it makes (every leaf's path and levels), and a
+//! file writer made from that schema describes it again: for a resource table's thousands of
+//! leaves, the description made and freed for nothing was 1.6% of the instructions of
+//! `--resources all` on 500 MB of Bundles. Any type or field setting not handled here (field
+//! ids, extension types, other Arrow types) leaves the conversion to the crate.
+
+use std::sync::Arc;
+
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use parquet::arrow::ArrowSchemaConverter;
+use parquet::basic::{LogicalType, Repetition, TimeUnit as ParquetTimeUnit, Type as PhysicalType};
+use parquet::schema::types::{Type, TypePtr};
+
+/// The root of `schema`'s Parquet schema: the crate's `ArrowSchemaConverter` with coerced
+/// types gives the same one.
+pub(super) fn parquet_schema(schema: &Schema) -> parquet::errors::Result<TypePtr> {
+    if let Some(fields) = schema.fields().iter().map(|field| parquet_type(field)).collect() {
+        return Ok(Arc::new(
+            Type::group_type_builder("arrow_schema")
+                .with_fields(fields)
+                .build()?,
+        ));
+    }
+    let described = ArrowSchemaConverter::new()
+        .with_coerce_types(true)
+        .convert(schema)?;
+    Ok(described.root_schema_ptr())
+}
+
+/// The Parquet type of `field`, `None` when the crate is left to convert it.
+fn parquet_type(field: &Field) -> Option<TypePtr> {
+    // Field ids and extension types change the type the crate makes; the tool's own marks
+    // (lookup columns) do not.
+    if field
+        .metadata()
+        .keys()
+        .any(|key| key.starts_with("PARQUET:") || key.starts_with("ARROW:"))
+    {
+        return None;
+    }
+    let name = field.name().as_str();
+    let repetition = if field.is_nullable() {
+        Repetition::OPTIONAL
+    } else {
+        Repetition::REQUIRED
+    };
+    let primitive = |physical| Type::primitive_type_builder(name, physical).with_repetition(repetition);
+    let made = match field.data_type() {
+        DataType::Boolean => primitive(PhysicalType::BOOLEAN).build(),
+        DataType::Int32 => primitive(PhysicalType::INT32).build(),
+        DataType::Int64 => primitive(PhysicalType::INT64).build(),
+        DataType::Utf8 => primitive(PhysicalType::BYTE_ARRAY)
+            .with_logical_type(Some(LogicalType::String))
+            .build(),
+        DataType::Timestamp(unit, zone) => {
+            let unit = match unit {
+                TimeUnit::Second => return None,
+                TimeUnit::Millisecond => ParquetTimeUnit::MILLIS,
+                TimeUnit::Microsecond => ParquetTimeUnit::MICROS,
+                TimeUnit::Nanosecond => ParquetTimeUnit::NANOS,
+            };
+            let utc = zone.as_deref().is_some_and(|zone| !zone.is_empty());
+            primitive(PhysicalType::INT64)
+                .with_logical_type(Some(LogicalType::timestamp(utc, unit)))
+                .build()
+        }
+        // Precisions of 18 digits and less take another physical type.
+        DataType::Decimal128(precision, scale) if *precision > 18 => {
+            let length = decimal_bytes(*precision)?;
+            primitive(PhysicalType::FIXED_LEN_BYTE_ARRAY)
+                .with_length(length)
+                .with_logical_type(Some(LogicalType::decimal(*scale as i32, *precision as i32)))
+                .with_precision(*precision as i32)
+                .with_scale(*scale as i32)
+                .build()
+        }
+        DataType::List(item) => {
+            let element = parquet_type(&item.as_ref().clone().with_name("element"))?;
+            let list = Type::group_type_builder("list")
+                .with_fields(vec![element])
+                .with_repetition(Repetition::REPEATED)
+                .build()
+                .ok()?;
+            Type::group_type_builder(name)
+                .with_fields(vec![Arc::new(list)])
+                .with_logical_type(Some(LogicalType::List))
+                .with_repetition(repetition)
+                .build()
+        }
+        DataType::Struct(children) if !children.is_empty() => {
+            let fields = children
+                .iter()
+                .map(|child| parquet_type(child))
+                .collect::<Option<_>>()?;
+            Type::group_type_builder(name)
+                .with_fields(fields)
+                .with_repetition(repetition)
+                .build()
+        }
+        _ => return None,
+    };
+    made.ok().map(Arc::new)
+}
+
+/// The fewest bytes whose signed range holds every decimal of `precision` digits (the Parquet
+/// spec's rule for a decimal as a fixed-length byte array); `None` past 38 digits.
+fn decimal_bytes(precision: u8) -> Option<i32> {
+    let largest = 10u128.checked_pow(u32::from(precision))?;
+    (1..=16).find(|&bytes: &i32| bytes == 16 || 1u128 << (8 * bytes - 1) >= largest)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use arrow_schema::Fields;
+
+    use super::*;
+    use crate::fhir::definitions::{definitions, TreeOptions};
+    use crate::table::lossless::resource_schema;
+
+    fn converted(schema: &Schema) -> TypePtr {
+        ArrowSchemaConverter::new()
+            .with_coerce_types(true)
+            .convert(schema)
+            .unwrap()
+            .root_schema_ptr()
+    }
+
+    /// Every resource type's table, at typed depths 1 and 2 (the default): the schema made here
+    /// is the crate's, and made here, not by the crate.
+    #[test]
+    fn every_tables_parquet_schema_is_the_converters() {
+        let mut schemas: Vec<Schema> = Vec::new();
+        for typed_depth in [1, 2] {
+            let options = TreeOptions { typed_depth };
+            for resource_type in definitions().resource_types() {
+                schemas.push(resource_schema(resource_type, options).unwrap());
+            }
+        }
+        assert_eq!(schemas.len(), 2 * 146);
+        for schema in &schemas {
+            assert!(schema.fields().iter().all(|field| parquet_type(field).is_some()));
+            assert_eq!(parquet_schema(schema).unwrap(), converted(schema));
+        }
+    }
+
+    /// Each type handled, nullable or not, a list whose items are not named `element`, a field
+    /// with the tool's own mark, and what is left to the crate: field ids, extension types,
+    /// other types.
+    #[test]
+    fn each_type_is_made_as_the_converter_makes_it_and_the_rest_left_to_it() {
+        let item = Field::new("item", DataType::Utf8, true);
+        let handled = Schema::new(vec![
+            Field::new("flag", DataType::Boolean, false),
+            Field::new("id", DataType::Utf8, true).with_metadata(HashMap::from([(
+                crate::sink::LOOKUP_INDEX_KEY.to_owned(),
+                "true".to_owned(),
+            )])),
+            Field::new("count", DataType::Int32, true),
+            Field::new("big", DataType::Int64, true),
+            Field::new("text", DataType::Utf8, false),
+            Field::new(
+                "at",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                true,
+            ),
+            Field::new("local", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+            Field::new(
+                "nanos",
+                DataType::Timestamp(TimeUnit::Nanosecond, Some("".into())),
+                true,
+            ),
+            Field::new("exact", DataType::Decimal128(32, 6), true),
+            Field::new("texts", DataType::List(Arc::new(item.clone())), true),
+            Field::new(
+                "nested",
+                DataType::Struct(Fields::from(vec![
+                    Field::new("inner", DataType::List(Arc::new(item.clone())), false),
+                    Field::new("n", DataType::Int32, false),
+                ])),
+                true,
+            ),
+        ]);
+        let decimals: Vec<Field> = (19..=38)
+            .map(|precision| Field::new(format!("d{precision}"), DataType::Decimal128(precision, 2), true))
+            .collect();
+        let decimals = Schema::new(decimals);
+        assert_eq!(parquet_schema(&decimals).unwrap(), converted(&decimals));
+        for field in handled.fields().iter().chain(decimals.fields()) {
+            assert!(parquet_type(field).is_some(), "{field}");
+        }
+        assert_eq!(parquet_schema(&handled).unwrap(), converted(&handled));
+
+        let with_id = Field::new("id", DataType::Int32, true)
+            .with_metadata(HashMap::from([("PARQUET:field_id".to_owned(), "7".to_owned())]));
+        let extended = Field::new("json", DataType::Utf8, true).with_metadata(HashMap::from([(
+            "ARROW:extension:name".to_owned(),
+            "arrow.json".to_owned(),
+        )]));
+        let left = [
+            with_id,
+            extended,
+            Field::new("day", DataType::Date32, true),
+            Field::new("small", DataType::Decimal128(9, 2), true),
+            Field::new("seconds", DataType::Timestamp(TimeUnit::Second, None), true),
+            Field::new("bytes", DataType::Binary, true),
+            Field::new(
+                "in_list",
+                DataType::List(Arc::new(Field::new("d", DataType::Date32, true))),
+                true,
+            ),
+        ];
+        for field in left {
+            assert!(parquet_type(&field).is_none(), "{field}");
+            let schema = Schema::new(vec![field.clone(), Field::new("x", DataType::Utf8, true)]);
+            assert_eq!(parquet_schema(&schema).unwrap(), converted(&schema), "{field}");
+        }
+    }
+}
