@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::tree::trim_start;
+
 use crate::fhir::key_hash::FastHash;
 use crate::fhir::reference::{id_from_full_url, EntryTarget, FullUrlLookup};
 use crate::fhir::Str;
@@ -183,12 +185,12 @@ fn read_head(full_url: &str, raw: &str) -> Option<EntryHead> {
 /// Synthea and most servers write it: read without scanning the rest, which may be large. `None`
 /// for anything else (other order, escapes), which the full read handles.
 fn leading_head(text: &str) -> Option<(&str, Option<&str>)> {
-    let rest = text.trim_start().strip_prefix('{')?;
+    let rest = trim_start(text).strip_prefix('{')?;
     let (resource_type, rest) = leading_member(rest, "resourceType")?;
     if !resource_type.bytes().all(|b| b.is_ascii_alphanumeric()) || resource_type.is_empty() {
         return None;
     }
-    let rest = rest.trim_start();
+    let rest = trim_start(rest);
     if rest.starts_with('}') {
         return Some((resource_type, None));
     }
@@ -202,16 +204,11 @@ fn leading_head(text: &str) -> Option<(&str, Option<&str>)> {
 
 /// `"name": "value"` at the start of `text` (whitespace allowed), the value free of escapes.
 fn leading_member<'t>(text: &'t str, name: &str) -> Option<(&'t str, &'t str)> {
-    let rest = text
-        .trim_start()
+    let rest = trim_start(text)
         .strip_prefix('"')?
         .strip_prefix(name)?
         .strip_prefix('"')?;
-    let rest = rest
-        .trim_start()
-        .strip_prefix(':')?
-        .trim_start()
-        .strip_prefix('"')?;
+    let rest = trim_start(trim_start(rest).strip_prefix(':')?).strip_prefix('"')?;
     let end = rest.find(['"', '\\'])?;
     (rest.as_bytes()[end] == b'"').then(|| (&rest[..end], &rest[end + 1..]))
 }

@@ -6,6 +6,7 @@ use serde_json::error::Category;
 
 use super::bundle::{BundleShape, Head};
 use super::identifiers::{IdentifierIndex, INDEXED_TYPES};
+use super::tree::trim_start;
 use super::{
     message_without_position, BundleEnvelope, BundleScope, EntryPlace, LineCounter, Position, Resource,
     ResourceSink,
@@ -285,10 +286,10 @@ fn resource_type_of(text: &str) -> Result<(Cow<'_, str>, bool), (u64, String)> {
 
 /// `{"resourceType":"X"` at the start of the text (whitespace allowed), without parsing further.
 pub(super) fn leading_resource_type(text: &str) -> Option<&str> {
-    let rest = text.trim_start().strip_prefix('{')?;
-    let rest = rest.trim_start().strip_prefix("\"resourceType\"")?;
-    let rest = rest.trim_start().strip_prefix(':')?;
-    let rest = rest.trim_start().strip_prefix('"')?;
+    let rest = trim_start(text).strip_prefix('{')?;
+    let rest = trim_start(rest).strip_prefix("\"resourceType\"")?;
+    let rest = trim_start(rest).strip_prefix(':')?;
+    let rest = trim_start(rest).strip_prefix('"')?;
     let name = &rest[..rest.find('"')?];
     (!name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric())).then_some(name)
 }

@@ -330,6 +330,24 @@ fn string_stop_words(bytes: &[u8], mut at: usize) -> Option<usize> {
 /// Eight spaces, as one word.
 const SPACES: u64 = u64::from_ne_bytes([b' '; 8]);
 
+/// `str::trim_start`, the JSON whitespace (the only kind JSON allows, a line break and an indent
+/// before most keys of pretty-printed Bundles) stepped over a byte at a time; any other
+/// whitespace is left to `trim_start`, so the result is the same. `trim_start` decodes and
+/// classifies each character: with it, reading resource types was 1.3% of a `--resources all`
+/// run on 500 MB of Bundles.
+pub(crate) fn trim_start(text: &str) -> &str {
+    let json_whitespace = text
+        .bytes()
+        .position(|byte| !matches!(byte, b' ' | b'\n' | b'\r' | b'\t'))
+        .unwrap_or(text.len());
+    let rest = &text[json_whitespace..];
+    match rest.as_bytes().first() {
+        // Vertical tab, form feed, and the start of every non-ASCII character.
+        Some(0x0b | 0x0c | 0x80..) => rest.trim_start(),
+        _ => rest,
+    }
+}
+
 /// Arrays and objects nest to fewer levels than this: `serde_json`'s own limit.
 const MAX_DEPTH: usize = 128;
 
@@ -1455,6 +1473,29 @@ mod tests {
         let plain = read_all(text).map(|node| format!("{node:?}"));
         let checked = read_expecting(text, Some(expected)).map(|node| format!("{node:?}"));
         assert_eq!(plain, checked, "{text:?} expecting {expected:?}");
+    }
+
+    /// Every mix of whitespace `str::trim_start` takes, JSON's and others, before a value or
+    /// at the end, trims as it does.
+    #[test]
+    fn trimming_is_str_trim_start() {
+        let spaces = [
+            " ", "\n", "\r", "\t", "\u{b}", "\u{c}", "\u{a0}", "\u{2028}", "\u{3000}", "\u{85}",
+        ];
+        let others = ["", "{", "x", "\u{e9}", "\u{1c}", "\u{feff}"];
+        for first in spaces {
+            for second in spaces {
+                for third in spaces {
+                    for after in others {
+                        let text = format!("{first}{second}{third}{after} \n");
+                        assert_eq!(trim_start(&text), text.trim_start(), "{text:?}");
+                    }
+                }
+            }
+        }
+        for text in others {
+            assert_eq!(trim_start(text), text.trim_start());
+        }
     }
 
     /// A jump steps over exactly the value given, and only over a slice of the text that
