@@ -555,7 +555,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Enters the object or array here.
-    #[inline]
+    #[inline(always)]
     pub fn open(&mut self) -> Result<(), TreeError> {
         if !matches!(self.parser.peek(), Some(b'{' | b'[')) {
             return Err(self.parser.error("expected an object or an array"));
