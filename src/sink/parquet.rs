@@ -516,7 +516,8 @@ fn reached_writers(
     }
     let reached = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
     let props = file.properties().clone();
-    let cut = SerializedFileWriter::new(std::io::sink(), parquet_schema(&reached)?, props)?;
+    let parquet_schema = parquet_schema(&reached, props.coerce_types())?;
+    let cut = SerializedFileWriter::new(std::io::sink(), parquet_schema, props)?;
     Ok(ArrowRowGroupWriterFactory::new(&cut, reached))
 }
 
@@ -973,9 +974,8 @@ impl DatasetWriter {
             anyhow::bail!("cannot write {}: its writer failed to start", self.path.display());
         };
         let (mut properties, own_leaves) = self.options.properties_with_own_leaves(&self.schema, Some(first));
-        debug_assert!(properties.coerce_types(), "the schema is made with coerced types");
         add_encoded_arrow_schema_to_metadata(&self.schema, &mut properties);
-        let started = parquet_schema(&self.schema)
+        let started = parquet_schema(&self.schema, properties.coerce_types())
             .and_then(|parquet_schema| SerializedFileWriter::new(file, parquet_schema, Arc::new(properties)));
         let writer = started.with_context(|| format!("cannot write {}", self.path.display()))?;
         Ok((writer, own_leaves))

@@ -1,10 +1,11 @@
 //! The Parquet schema of a table's Arrow schema, as the parquet crate's `ArrowSchemaConverter`
 //! makes it (with its types coerced, as the tool writes them), for the Arrow types the tables
 //! use. The converter also describes the schema it makes (every leaf's path and levels), and a
-//! file writer made from that schema describes it again: for a resource table's thousands of
-//! leaves, the description made and freed for nothing was 1.6% of the instructions of
-//! `--resources all` on 500 MB of Bundles. Any type or field setting not handled here (field
-//! ids, extension types, other Arrow types) leaves the conversion to the crate.
+//! file writer made from that schema describes it again: for the resource tables' thousands of
+//! leaves, describing schemas was 2.3% of the instructions of `--resources all` on 500 MB of
+//! Bundles and freeing the descriptions 1.4%, half of it for the description made for nothing.
+//! Any type or field setting not handled here (field ids, extension types, other Arrow types),
+//! and types not coerced, leave the conversion to the crate.
 
 use std::sync::Arc;
 
@@ -13,20 +14,17 @@ use parquet::arrow::ArrowSchemaConverter;
 use parquet::basic::{LogicalType, Repetition, TimeUnit as ParquetTimeUnit, Type as PhysicalType};
 use parquet::schema::types::{Type, TypePtr};
 
-/// The root of `schema`'s Parquet schema: the crate's `ArrowSchemaConverter` with coerced
-/// types gives the same one.
-pub(super) fn parquet_schema(schema: &Schema) -> parquet::errors::Result<TypePtr> {
-    if let Some(fields) = schema.fields().iter().map(|field| parquet_type(field)).collect() {
-        return Ok(Arc::new(
-            Type::group_type_builder("arrow_schema")
-                .with_fields(fields)
-                .build()?,
-        ));
+/// The root of `schema`'s Parquet schema: the crate's `ArrowSchemaConverter` with
+/// `coerce_types` (the writer settings' own) gives the same one.
+pub(super) fn parquet_schema(schema: &Schema, coerce_types: bool) -> parquet::errors::Result<TypePtr> {
+    if coerce_types {
+        if let Some(fields) = schema.fields().iter().map(|field| parquet_type(field)).collect() {
+            let root = Type::group_type_builder("arrow_schema").with_fields(fields);
+            return Ok(Arc::new(root.build()?));
+        }
     }
-    let described = ArrowSchemaConverter::new()
-        .with_coerce_types(true)
-        .convert(schema)?;
-    Ok(described.root_schema_ptr())
+    let converter = ArrowSchemaConverter::new().with_coerce_types(coerce_types);
+    Ok(converter.convert(schema)?.root_schema_ptr())
 }
 
 /// The Parquet type of `field`, `None` when the crate is left to convert it.
@@ -143,7 +141,7 @@ mod tests {
         assert_eq!(schemas.len(), 2 * 146);
         for schema in &schemas {
             assert!(schema.fields().iter().all(|field| parquet_type(field).is_some()));
-            assert_eq!(parquet_schema(schema).unwrap(), converted(schema));
+            assert_eq!(parquet_schema(schema, true).unwrap(), converted(schema));
         }
     }
 
@@ -188,11 +186,11 @@ mod tests {
             .map(|precision| Field::new(format!("d{precision}"), DataType::Decimal128(precision, 2), true))
             .collect();
         let decimals = Schema::new(decimals);
-        assert_eq!(parquet_schema(&decimals).unwrap(), converted(&decimals));
+        assert_eq!(parquet_schema(&decimals, true).unwrap(), converted(&decimals));
         for field in handled.fields().iter().chain(decimals.fields()) {
             assert!(parquet_type(field).is_some(), "{field}");
         }
-        assert_eq!(parquet_schema(&handled).unwrap(), converted(&handled));
+        assert_eq!(parquet_schema(&handled, true).unwrap(), converted(&handled));
 
         let with_id = Field::new("id", DataType::Int32, true)
             .with_metadata(HashMap::from([("PARQUET:field_id".to_owned(), "7".to_owned())]));
@@ -213,10 +211,23 @@ mod tests {
                 true,
             ),
         ];
+        let plain = ArrowSchemaConverter::new()
+            .convert(&handled)
+            .unwrap()
+            .root_schema_ptr();
+        assert_eq!(
+            parquet_schema(&handled, false).unwrap(),
+            plain,
+            "not coerced: the crate's"
+        );
         for field in left {
             assert!(parquet_type(&field).is_none(), "{field}");
             let schema = Schema::new(vec![field.clone(), Field::new("x", DataType::Utf8, true)]);
-            assert_eq!(parquet_schema(&schema).unwrap(), converted(&schema), "{field}");
+            assert_eq!(
+                parquet_schema(&schema, true).unwrap(),
+                converted(&schema),
+                "{field}"
+            );
         }
     }
 }
