@@ -121,14 +121,16 @@ impl ResourceTable {
 
     /// Appends a resource by its JSON tree: one whose tree views built, or one the text's way
     /// left (unmapped members, repeated keys, refusals; for a Bundle, also entries' resources
-    /// not where the walker found them); returns the row's bytes of input text.
+    /// not where the walker found them). `row_bytes`: the row's bytes of input text
+    /// ([`row_bytes`]).
     fn append_tree(
         &mut self,
         resource: &Resource<'_>,
         entry_rows: &[u32],
+        row_bytes: usize,
         place: &Place<'_>,
         diagnostics: &mut Diagnostics,
-    ) -> Result<usize, Rejection> {
+    ) -> Result<(), Rejection> {
         let envelope_tree;
         let tree = if entry_rows.is_empty() {
             resource.tree(&Keep::All)?
@@ -143,7 +145,6 @@ impl ResourceTable {
                 resource.resource_type
             )));
         };
-        let row_bytes = row_bytes(resource, entry_rows);
         if row_bytes > MAX_BATCH_BYTES {
             // Its text columns could pass the 2 GiB Arrow's offsets address once the batch's
             // other rows are added (JSON text can also come out longer than it went in).
@@ -171,7 +172,7 @@ impl ResourceTable {
             diagnostics.unmapped(&layout.resource_type, path);
         }
         debug_assert_eq!(unmapped, builder.row_unmapped.len());
-        Ok(row_bytes)
+        Ok(())
     }
 
     /// Drops the rows read from the current Bundle's entries, a half-read one too.
@@ -260,11 +261,9 @@ impl Table for ResourceTable {
                 EntryResources::new(&entries),
             )
         };
-        let row_bytes = if from_text {
-            row_bytes
-        } else {
-            self.append_tree(resource, entry_rows, &place, diagnostics)?
-        };
+        if !from_text {
+            self.append_tree(resource, entry_rows, row_bytes, &place, diagnostics)?;
+        }
         self.rows += 1;
         self.raw_bytes += row_bytes;
         if let Some(entry) = resource.container {
@@ -388,18 +387,24 @@ fn entry_resources<'a>(resource: &Resource<'a>, entry_rows: &[u32]) -> Vec<(&'a 
     let Some(envelope) = resource.envelope else {
         return Vec::new();
     };
-    let mut is_row = vec![false; envelope.resources.len()];
+    envelope
+        .resources
+        .iter()
+        .zip(entry_row_flags(envelope.resources.len(), entry_rows))
+        .filter_map(|(text, is_row)| Some(((*text)?, is_row)))
+        .collect()
+}
+
+/// Per entry of a Bundle with `entries` entries, whether it is among `entry_rows` (its resource
+/// a row elsewhere).
+fn entry_row_flags(entries: usize, entry_rows: &[u32]) -> Vec<bool> {
+    let mut is_row = vec![false; entries];
     for &entry in entry_rows {
         if let Some(flag) = is_row.get_mut(entry as usize) {
             *flag = true;
         }
     }
-    envelope
-        .resources
-        .iter()
-        .zip(is_row)
-        .filter_map(|(text, is_row)| Some(((*text)?, is_row)))
-        .collect()
+    is_row
 }
 
 /// A Bundle's envelope, the tree's way (the text's way reads it as `EntryResources` says): its
@@ -428,12 +433,7 @@ fn envelope_of<'a>(
     let Some((_, Node::Array(entries))) = bundle.0.iter_mut().rev().find(|(key, _)| key == "entry") else {
         return Ok(tree);
     };
-    let mut is_row = vec![false; entries.len()];
-    for &index in entry_rows {
-        if let Some(flag) = is_row.get_mut(index as usize) {
-            *flag = true;
-        }
-    }
+    let is_row = entry_row_flags(entries.len(), entry_rows);
     for ((entry, text), is_row) in entries.iter_mut().zip(&envelope.resources).zip(is_row) {
         let (Node::Object(entry), Some(text)) = (entry, text) else {
             continue;
