@@ -25,13 +25,19 @@ use arrow_array::{Array, ArrayRef, ListArray, RecordBatch, StructArray};
 use arrow_buffer::{BooleanBuffer, BooleanBufferBuilder};
 use arrow_schema::{DataType, Field, FieldRef, Fields, SchemaRef};
 use bytes::Bytes;
-use parquet::basic::{Compression, Encoding, EncodingMask, Type as PhysicalType};
+#[cfg(test)]
+use parquet::basic::EncodingMask;
+use parquet::basic::{Compression, Encoding, Type as PhysicalType};
 use parquet::column::writer::{get_column_writer, ColumnCloseResult, ColumnWriter};
+#[cfg(test)]
 use parquet::file::metadata::{ColumnChunkMetaData, LevelHistogram};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesPtr, WriterVersion};
+#[cfg(test)]
 use parquet::file::statistics::Statistics;
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
-use parquet::schema::types::{ColumnDescPtr, ColumnDescriptor, ColumnPath};
+#[cfg(test)]
+use parquet::schema::types::ColumnDescriptor;
+use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 
 use super::null_pages::{level_bits, NullPages};
 
@@ -514,7 +520,7 @@ pub(super) struct AbsentChunks<'a> {
     /// The levels of the groups of the top-level column in progress (and of null columns).
     levels: HashMap<Levels, Arc<GroupLevels>>,
     levels_of_column: Option<usize>,
-    chunks: HashMap<Levels, Vec<(Kind, Chunk)>>,
+    chunks: HashMap<Levels, Vec<(Kind, Bytes, Arc<ColumnCloseResult>)>>,
     /// Encodes the chunks whose settings the column writer is not needed for (`null_pages.rs`).
     null_pages: NullPages,
 }
@@ -543,15 +549,17 @@ impl<'a> AbsentChunks<'a> {
     }
 
     /// The encoded chunk of unreached leaf `leaf` (the leaf's index within top-level column
-    /// `position`; `column`, its index among all the file's leaves) with descriptor `descr`,
-    /// ready for `SerializedRowGroupWriter::append_column`.
+    /// `position`; `column`, its index among all the file's leaves) with descriptor `descr`:
+    /// its pages and the writer's account of them, which may be of another leaf sharing the
+    /// pages (`wide_file.rs` writes the chunk's metadata for its own leaf, as [`copy_for`]
+    /// makes it).
     pub(super) fn chunk(
         &mut self,
         position: usize,
         leaf: usize,
         column: usize,
         descr: &ColumnDescPtr,
-    ) -> Result<(Bytes, ColumnCloseResult)> {
+    ) -> Result<(Bytes, Arc<ColumnCloseResult>)> {
         let field_plan = &self.plan.fields[position];
         let group = field_plan.leaves[leaf].context("a reached leaf has no absent chunk")?;
         let levels = match field_plan.groups[group] {
@@ -565,9 +573,9 @@ impl<'a> AbsentChunks<'a> {
         let known = self
             .chunks
             .get(&levels)
-            .and_then(|chunks| chunks.iter().find(|(seen, _)| seen.shares_pages_with(kind)));
-        if let Some((_, chunk)) = known {
-            return Ok((chunk.pages.clone(), copy_for(descr.clone(), &chunk.close)?));
+            .and_then(|chunks| chunks.iter().find(|(seen, _, _)| seen.shares_pages_with(kind)));
+        if let Some((_, pages, template)) = known {
+            return Ok((pages.clone(), template.clone()));
         }
         let values = self.levels(levels)?;
         let null_pages = &mut self.null_pages;
@@ -592,8 +600,11 @@ impl<'a> AbsentChunks<'a> {
                 }
             }
         };
-        let made = (chunk.pages.clone(), chunk.close.clone());
-        self.chunks.entry(levels).or_default().push((kind.clone(), chunk));
+        let made = (chunk.pages, Arc::new(chunk.close));
+        self.chunks
+            .entry(levels)
+            .or_default()
+            .push((kind.clone(), made.0.clone(), made.1.clone()));
         Ok(made)
     }
 
@@ -788,7 +799,10 @@ pub(super) fn encode_nulls(
 /// `template`'s account of its chunk, for the same pages under column `descr`. The statistics
 /// are made as the writer makes them for `descr` (its type and sort order), and so are the byte
 /// array counts of a template of another physical type (see [`Kind::shares_pages_with`]).
-fn copy_for(descr: ColumnDescPtr, template: &ColumnCloseResult) -> Result<ColumnCloseResult> {
+/// The run writes this account straight into the footer (`wide_file.rs`); tests check the two
+/// agree byte for byte.
+#[cfg(test)]
+pub(super) fn copy_for(descr: ColumnDescPtr, template: &ColumnCloseResult) -> Result<ColumnCloseResult> {
     let from = &template.metadata;
     let same_type = from.column_type() == descr.physical_type();
     // Pages of nulls in PLAIN values and RLE levels only: what `Kind::across_types` allows.
@@ -850,6 +864,7 @@ fn copy_for(descr: ColumnDescPtr, template: &ColumnCloseResult) -> Result<Column
 /// column whose maximum level is `max_level`: one count per level up to it. A null's
 /// definition level lies below both maxima and its repetition level at or below the smaller
 /// one, so the counts past the shorter histogram are zeros (and are checked to be).
+#[cfg(test)]
 fn histogram_to(from: Option<&LevelHistogram>, max_level: i16) -> Result<Option<LevelHistogram>> {
     if from.is_some_and(|from| from.len() == max_level as usize + 1) {
         return Ok(from.cloned());
@@ -871,6 +886,7 @@ fn histogram_to(from: Option<&LevelHistogram>, max_level: i16) -> Result<Option<
 
 /// The statistics of a chunk of nulls (`template`'s counts) for a column of `descr`'s type, as
 /// the column writer makes them (see [`super::null_pages::null_statistics`]).
+#[cfg(test)]
 fn null_statistics(template: &Statistics, descr: &ColumnDescriptor) -> Result<Statistics> {
     anyhow::ensure!(
         template.min_bytes_opt().is_none()

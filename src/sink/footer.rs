@@ -60,6 +60,81 @@ pub(crate) fn declare_float_orders_for_all_readers(
     check_orders(&File::open(path)?, &to_rewrite)
 }
 
+/// The columns of a file whose order [`declare_float_orders_for_all_readers`] rewrites:
+/// floating-point columns declared in IEEE 754 total order whose chunks all saw no NaN
+/// (`free_of_nan(leaf)`), for a footer the tool serializes itself (`wide_file.rs`).
+pub(super) fn float_columns_to_rewrite(
+    columns: &[parquet::schema::types::ColumnDescPtr],
+    free_of_nan: impl Fn(usize) -> bool,
+) -> Vec<bool> {
+    columns
+        .iter()
+        .enumerate()
+        .map(|(leaf, column)| {
+            matches!(column.physical_type(), PhysicalType::FLOAT | PhysicalType::DOUBLE)
+                && ColumnOrder::column_order_for_type(
+                    column.logical_type_ref(),
+                    column.converted_type(),
+                    column.physical_type(),
+                ) == ColumnOrder::IEEE_754_TOTAL_ORDER
+                && free_of_nan(leaf)
+        })
+        .collect()
+}
+
+/// Rewrites the chosen columns' orders (and zero extremes) in a serialized footer before it
+/// is written: what [`declare_float_orders_for_all_readers`] does to a written file. The
+/// caller checks the written file with [`check_float_orders`].
+pub(super) fn rewrite_float_orders(footer: &mut [u8], chosen: &[bool]) -> Result<()> {
+    if !chosen.contains(&true) {
+        return Ok(());
+    }
+    rewrite_column_orders(footer, chosen).context("unexpected Parquet footer layout")?;
+    sign_zero_extremes(footer, chosen).context("unexpected Parquet footer layout")
+}
+
+/// Reads the written file at `path` back and checks the orders [`rewrite_float_orders`] chose.
+pub(super) fn check_float_orders(path: &Path, chosen: &[bool]) -> Result<()> {
+    if !chosen.contains(&true) {
+        return Ok(());
+    }
+    check_orders(&File::open(path)?, chosen)
+}
+
+/// Whether a chunk's statistics allow the type-defined order (no NaN seen).
+pub(super) fn free_of_nan(statistics: Option<&Statistics>) -> bool {
+    statistics_free_of_nan(statistics)
+}
+
+/// The serialized `FileMetaData` of a file without row groups (`metadata`), cut around its
+/// `num_rows` and `row_groups` fields: what a file of the same schema and settings writes
+/// before and after them. `wide_file.rs` puts its row groups between the two.
+pub(super) fn frame_around_row_groups(metadata: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
+    const EMPTY_ROWS_AND_GROUPS: [u8; 4] = [0x16, 0x00, 0x19, 0x0C];
+    let mut bytes = metadata.to_vec();
+    let mut cursor = Cursor {
+        bytes: &mut bytes,
+        at: 0,
+    };
+    let mut last = 0i16;
+    let start = loop {
+        let at = cursor.at;
+        let (field, kind) = cursor
+            .field_header(&mut last)?
+            .context("FileMetaData has no num_rows")?;
+        if field == NUM_ROWS_FIELD {
+            break at;
+        }
+        ensure!(field < NUM_ROWS_FIELD, "FileMetaData fields out of order");
+        cursor.skip(kind)?;
+    };
+    ensure!(
+        metadata.get(start..start + 4) == Some(&EMPTY_ROWS_AND_GROUPS[..]),
+        "an empty file's footer with rows or row groups"
+    );
+    Ok((metadata[..start].to_vec(), metadata[start + 4..].to_vec()))
+}
+
 fn statistics_free_of_nan(statistics: Option<&Statistics>) -> bool {
     let free = |min: Option<f64>, max: Option<f64>, nans: Option<u64>| {
         nans.unwrap_or(0) == 0 && !min.is_some_and(f64::is_nan) && !max.is_some_and(f64::is_nan)
@@ -145,6 +220,7 @@ fn rewrite_column_orders(footer: &mut [u8], chosen: &[bool]) -> Result<()> {
 }
 
 /// Field ids on the way from `FileMetaData` to a column chunk's statistics.
+const NUM_ROWS_FIELD: i16 = 3;
 const ROW_GROUPS_FIELD: i16 = 4;
 const COLUMNS_FIELD: i16 = 1;
 const META_DATA_FIELD: i16 = 3;

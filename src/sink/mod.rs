@@ -20,6 +20,8 @@ mod parquet_schema;
 mod part;
 pub(crate) mod reached;
 mod store;
+mod thrift;
+mod wide_file;
 
 use std::path::Path;
 

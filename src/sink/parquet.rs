@@ -11,23 +11,20 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Decimal128Type, Int32Type, TimestampMicrosecondType};
 use arrow_array::{Array, ArrayRef, ListArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
-use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::arrow_writer::{
-    compute_leaves, ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory,
-};
+use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnWriter, ArrowRowGroupWriterFactory};
 use parquet::arrow::{add_encoded_arrow_schema_to_metadata, ArrowWriter};
 use parquet::basic::{Compression as ParquetCodec, ZstdLevel};
-use parquet::column::writer::ColumnCloseResult;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesPtr};
 use parquet::file::writer::SerializedFileWriter;
-use parquet::schema::types::{ColumnPath, TypePtr};
+use parquet::schema::types::{ColumnPath, SchemaDescPtr, SchemaDescriptor, TypePtr};
 use serde::Deserialize;
 
 use super::absent::{leaf_kinds, path_of_no_leaf, AbsentChunks, HeldRange, Kind, NullChunkProperties, Plan};
 use super::parquet_schema::parquet_schema;
 use super::store::{Batches, TableWriter};
+use super::wide_file::{ClosedChunk, FooterFrame, WideFile};
 use crate::fsops;
 
 /// The metadata key under which each Parquet file records the resource type of its rows.
@@ -527,13 +524,14 @@ fn on_threads<J: Send, S>(
 /// table, thousands that the chunks of `absent.rs` leave unused (40 MB at the peak and 6% of
 /// the time of `--resources all` on 500 MB of Bundles). So the factory is made for the schema
 /// cut down to the reached leaves, whose columns are the file's own: the same names, types and
-/// levels, which the file writer checks as each chunk is appended.
+/// levels, which the row group writer of `wide_file.rs` checks as each chunk is appended. The
+/// cut schema's descriptor comes with the factory for that writer.
 fn reached_writers(
-    file: &SerializedFileWriter<File>,
+    props: &WriterPropertiesPtr,
     schema: &SchemaRef,
     plan: &Plan,
     first: &RecordBatch,
-) -> Result<ArrowRowGroupWriterFactory> {
+) -> Result<(ArrowRowGroupWriterFactory, SchemaDescPtr)> {
     let mut fields = Vec::new();
     for (position, field) in schema.fields().iter().enumerate() {
         if let Some((part, _)) = plan.reached_part(position, field, first.column(position))? {
@@ -541,16 +539,10 @@ fn reached_writers(
         }
     }
     let reached = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
-    let props = file.properties().clone();
     let parquet_schema = parquet_schema(&reached, props.coerce_types())?;
-    let cut = SerializedFileWriter::new(std::io::sink(), parquet_schema, props)?;
-    Ok(ArrowRowGroupWriterFactory::new(&cut, reached))
-}
-
-/// A closed column chunk of a wide table's row group, waiting for its turn in the file.
-enum ClosedChunk {
-    Reached(ArrowColumnChunk),
-    Absent(Bytes, ColumnCloseResult),
+    let descr = Arc::new(SchemaDescriptor::new(parquet_schema.clone()));
+    let cut = SerializedFileWriter::new(std::io::sink(), parquet_schema, props.clone())?;
+    Ok((ArrowRowGroupWriterFactory::new(&cut, reached), descr))
 }
 
 /// Closes a wide table's row group: its column chunks appended to the file in schema order,
@@ -561,8 +553,9 @@ enum ClosedChunk {
 /// compressed) and making the null chunks of the others was half of the writer thread's time,
 /// one after the other, while the workers waited for it (their batches queue for the writer).
 fn close_row_group<'a>(
-    file: &mut SerializedFileWriter<File>,
-    writers: Vec<ArrowColumnWriter>,
+    file: &mut WideFile,
+    (writers, rows): (Vec<ArrowColumnWriter>, usize),
+    reached: SchemaDescPtr,
     plan: &Plan,
     absent: impl Fn() -> AbsentChunks<'a> + Sync,
     threads: usize,
@@ -598,26 +591,18 @@ fn close_row_group<'a>(
             for (index, reached) in plan.reached_in(position).enumerate() {
                 let chunk = if reached {
                     let writer = own.next().context("fewer column writers than leaves")?;
-                    ClosedChunk::Reached(writer.close()?)
+                    ClosedChunk::Reached(Box::new(writer.close()?))
                 } else {
                     let leaf = first_leaf + index;
-                    let (pages, close) = absent.chunk(position, index, leaf, &descriptors[leaf])?;
-                    ClosedChunk::Absent(pages, close)
+                    let (pages, template) = absent.chunk(position, index, leaf, &descriptors[leaf])?;
+                    ClosedChunk::Absent(pages, template)
                 };
                 slot.push(chunk);
             }
             Ok(())
         },
     )?;
-    let mut row_group = file.next_row_group()?;
-    for chunk in closed.into_iter().flatten() {
-        match chunk {
-            ClosedChunk::Reached(chunk) => chunk.append_to_row_group(&mut row_group)?,
-            ClosedChunk::Absent(pages, close) => row_group.append_column(&pages, close)?,
-        }
-    }
-    row_group.close()?;
-    Ok(())
+    file.append_row_group(closed.into_iter().flatten().collect(), reached, rows)
 }
 
 /// One table's Parquet file inside a dataset folder: the local backend's [`TableWriter`].
@@ -629,7 +614,7 @@ pub(super) struct DatasetWriter {
     writer: Option<ArrowWriter<File>>,
     /// A wide table's file writer, in place of `writer`: its row groups are encoded column by
     /// column on several threads.
-    columns: Option<SerializedFileWriter<File>>,
+    columns: Option<WideFile>,
     schema: SchemaRef,
     options: WriteOptions,
     rows: u64,
@@ -691,19 +676,24 @@ struct WideFileSettings {
     kinds: Arc<[Kind]>,
     /// Whether each leaf has a bloom filter.
     bloom_filtered: Vec<bool>,
+    /// The footer's parts that do not depend on the row groups, shared by the part's files.
+    frame: Arc<FooterFrame>,
 }
 
 impl WideFileSettings {
-    /// The settings of `file`, whose properties set something for the leaves `own` marks
-    /// alone (all of them when `own` does not cover the file's leaves).
-    fn of<W: std::io::Write + Send>(
-        file: &SerializedFileWriter<W>,
+    /// The settings of a file of schema `descr` written with `properties`, which set
+    /// something for the leaves `own` marks alone (all of them when `own` does not cover the
+    /// file's leaves).
+    fn of(
+        properties: &WriterPropertiesPtr,
+        descr: &SchemaDescriptor,
         own: &[bool],
         codec: ParquetCodec,
-    ) -> Self {
-        let properties = file.properties().clone();
-        let parquet_schema = file.schema_descr().root_schema_ptr();
-        let columns = file.schema_descr().columns();
+    ) -> Result<Self> {
+        let properties = properties.clone();
+        let parquet_schema = descr.root_schema_ptr();
+        let frame = Arc::new(FooterFrame::of(parquet_schema.clone(), &properties)?);
+        let columns = descr.columns();
         let own = (own.len() == columns.len()).then_some(own);
         // The leaves that may have a codec of their own in `properties`.
         let own_paths = columns
@@ -721,13 +711,14 @@ impl WideFileSettings {
                 _ => properties.bloom_filter_properties(column.path()).is_some(),
             })
             .collect();
-        WideFileSettings {
+        Ok(WideFileSettings {
             kinds: leaf_kinds(columns, &null_properties.compressed, own),
             bloom_filtered,
             properties,
             null_properties,
             parquet_schema,
-        }
+            frame,
+        })
     }
 }
 
@@ -758,11 +749,12 @@ pub(super) fn null_chunk_properties<'p>(
 }
 
 /// The column chunks after which a wide table's file is completed and the next one started.
-/// The Parquet writer keeps every column chunk's metadata until the file's footer is written,
-/// about 850 bytes each (its statistics, level histograms, column and offset index), and a
-/// resource table has thousands of columns per row group: on 500 MB of Bulk NDJSON the open
-/// files held 212 000 chunks, over 100 MB, and that grew with the input. Completing a file at
-/// this many chunks (about 14 MB of metadata) bounds it per table, whatever the input size.
+/// A file keeps an account of every column chunk until its footer is written, and a resource
+/// table has thousands of columns per row group: on 500 MB of Bulk NDJSON the open files held
+/// 212 000 chunks, which the parquet crate's writer kept at about 850 bytes each, over 100 MB
+/// growing with the input. `wide_file.rs` keeps a null chunk's in 24 bytes (a reached chunk's
+/// is still the crate's metadata), and completing a file at this many chunks bounds it per
+/// table whatever the input size; it also bounds a footer's size, which readers parse whole.
 const WIDE_FILE_CHUNKS: usize = 16_000;
 
 /// The environment variable that, in tests, cuts a wide table's row groups at this many rows and
@@ -847,20 +839,18 @@ impl DatasetWriter {
     /// `--resources all` on Bulk NDJSON, and a sync to disk besides). The part's
     /// [`TableWriter::finish`] waits for it.
     fn complete_open_file(&mut self) -> Result<()> {
-        let Some(mut file) = self.columns.take() else {
+        let Some(file) = self.columns.take() else {
             return Ok(());
         };
-        // One file of a part finishing at a time: each holds its footer's metadata (about 850
-        // bytes a column chunk) until written.
+        // One file of a part finishing at a time: each holds its chunks' accounts and, while
+        // encoding, its footer (about 100 bytes a column chunk) until written.
         self.join_finishing()?;
         let path = self.path.clone();
         let finishing = std::thread::Builder::new()
             .name("fhir2table-footer".to_owned())
             .spawn(move || {
-                let metadata = file
-                    .finish()
-                    .with_context(|| format!("cannot finish {}", path.display()))?;
-                finish_written(file.inner_mut(), &metadata, &path)
+                file.finish()
+                    .with_context(|| format!("cannot finish {}", path.display()))
             })
             .context("cannot start a thread to finish a file")?;
         self.finishing.push(finishing);
@@ -884,14 +874,19 @@ impl DatasetWriter {
 
     /// Starts the next file of a wide table whose earlier file was completed, with the first
     /// file's settings and schema.
-    fn start_next_file(&mut self, settings: &WideFileSettings) -> Result<SerializedFileWriter<File>> {
+    fn start_next_file(&mut self, settings: &WideFileSettings) -> Result<WideFile> {
         let path = self
             .dir
             .join(continued_file_name(&self.file_name, self.completed_files));
         let file = fsops::create_file(&path).with_context(|| format!("cannot create {}", path.display()))?;
         let schema = settings.parquet_schema.clone();
-        let writer = SerializedFileWriter::new(file, schema, settings.properties.clone())
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        let writer = WideFile::on(
+            file,
+            &path,
+            schema,
+            settings.properties.clone(),
+            settings.frame.clone(),
+        )?;
         self.path = path;
         Ok(writer)
     }
@@ -919,11 +914,7 @@ impl DatasetWriter {
                     file?
                 }
                 // The part's first file: its settings worked out from the first batch.
-                None => {
-                    let (file, own_leaves) = self.first_wide_file(&held[0])?;
-                    self.settings = Some(WideFileSettings::of(&file, &own_leaves, self.options.codec()));
-                    file
-                }
+                None => self.first_wide_file(&held[0])?,
             };
             self.columns = Some(file);
         }
@@ -932,7 +923,7 @@ impl DatasetWriter {
         let settings = self.settings.as_ref().expect("made with the file");
         let props = &settings.null_properties;
         let plan = Plan::new(&self.schema, &held, &settings.bloom_filtered);
-        let factory = reached_writers(file, &self.schema, &plan, &held[0])?;
+        let (factory, reached_descr) = reached_writers(&settings.properties, &self.schema, &plan, &held[0])?;
         // The levels of a slice are worked out for every reached leaf of a column before any
         // is written (see [`WIDE_WRITE_LEVELS`]). Only the reached leaves count: the others are
         // not handed to the writer, and cutting by all the leaves made slices of a thousand
@@ -945,12 +936,19 @@ impl DatasetWriter {
         // The open row group: its column writers, and the rows of `held` it holds.
         let mut row_group: Option<(Vec<ArrowColumnWriter>, Vec<HeldRange>)> = None;
         let mut chunks = 0;
-        let mut close = |file: &mut SerializedFileWriter<File>,
-                         (writers, rows): (Vec<ArrowColumnWriter>, Vec<HeldRange>)| {
+        let mut close = |file: &mut WideFile, (writers, rows): (Vec<ArrowColumnWriter>, Vec<HeldRange>)| {
             let absent =
                 || AbsentChunks::new(&plan, &self.schema, &held, &rows, props.clone(), &settings.kinds);
             chunks += leaves;
-            close_row_group(file, writers, &plan, absent, threads)
+            let row_count = rows.iter().map(|(_, range)| range.len()).sum();
+            close_row_group(
+                file,
+                (writers, row_count),
+                reached_descr.clone(),
+                &plan,
+                absent,
+                threads,
+            )
         };
         for (index, batch) in held.iter().enumerate() {
             for start in (0..batch.num_rows()).step_by(rows_per_write) {
@@ -972,7 +970,7 @@ impl DatasetWriter {
                 let (writers, rows) = match &mut row_group {
                     Some(open) => open,
                     None => {
-                        let index = file.flushed_row_groups().len();
+                        let index = file.row_groups();
                         row_group.insert((factory.create_column_writers(index)?, Vec::new()))
                     }
                 };
@@ -995,16 +993,23 @@ impl DatasetWriter {
     /// and settings, the Arrow schema among them), and the leaves its settings name alone. The
     /// Parquet schema is made by `parquet_schema.rs`, not by the Arrow writer, which described
     /// it for nothing (see there), and whose row group writers a wide table does not use.
-    fn first_wide_file(&mut self, first: &RecordBatch) -> Result<(SerializedFileWriter<File>, Vec<bool>)> {
+    fn first_wide_file(&mut self, first: &RecordBatch) -> Result<WideFile> {
         let Some(file) = self.file.take() else {
             anyhow::bail!("cannot write {}: its writer failed to start", self.path.display());
         };
         let (mut properties, own_leaves) = self.options.properties_with_own_leaves(&self.schema, Some(first));
         add_encoded_arrow_schema_to_metadata(&self.schema, &mut properties);
-        let started = parquet_schema(&self.schema, properties.coerce_types())
-            .and_then(|parquet_schema| SerializedFileWriter::new(file, parquet_schema, Arc::new(properties)));
-        let writer = started.with_context(|| format!("cannot write {}", self.path.display()))?;
-        Ok((writer, own_leaves))
+        let properties = Arc::new(properties);
+        let started = (|| {
+            let root = parquet_schema(&self.schema, properties.coerce_types())?;
+            let descr = SchemaDescriptor::new(root.clone());
+            let settings = WideFileSettings::of(&properties, &descr, &own_leaves, self.options.codec())?;
+            let writer = WideFile::on(file, &self.path, root, properties.clone(), settings.frame.clone())?;
+            anyhow::Ok((writer, settings))
+        })();
+        let (writer, settings) = started.with_context(|| format!("cannot write {}", self.path.display()))?;
+        self.settings = Some(settings);
+        Ok(writer)
     }
 
     /// The Parquet writer, made on the first batch (`first`) or, for a file that gets none, at
@@ -1090,11 +1095,9 @@ impl TableWriter for DatasetWriter {
         self.write_held()
             .with_context(|| format!("cannot write {}", self.path.display()))?;
         self.join_finishing()?;
-        if let Some(mut file) = self.columns.take() {
-            let metadata = file
-                .finish()
+        if let Some(file) = self.columns.take() {
+            file.finish()
                 .with_context(|| format!("cannot finish {}", self.path.display()))?;
-            finish_written(file.inner_mut(), &metadata, &self.path)?;
             return Ok(self.rows);
         }
         if self.completed_files > 0 && self.file.is_none() {
@@ -1405,15 +1408,10 @@ mod tests {
         assert_eq!(columns.len(), leaves);
         let codec = options.codec();
         let same_either_way = |properties: WriterProperties, own: &[bool]| {
-            let file = SerializedFileWriter::new(
-                std::io::sink(),
-                parquet_schema.root_schema_ptr(),
-                Arc::new(properties),
-            )
-            .unwrap();
+            let properties = Arc::new(properties);
             let (looked_up, from_marks) = (
-                WideFileSettings::of(&file, &[], codec),
-                WideFileSettings::of(&file, own, codec),
+                WideFileSettings::of(&properties, &parquet_schema, &[], codec).unwrap(),
+                WideFileSettings::of(&properties, &parquet_schema, own, codec).unwrap(),
             );
             assert!(looked_up.kinds.iter().eq(from_marks.kinds.iter()));
             assert_eq!(looked_up.bloom_filtered, from_marks.bloom_filtered);

@@ -1,0 +1,765 @@
+//! A wide table's Parquet file, its footer written by the tool.
+//!
+//! A resource table has thousands of leaf columns, and nearly every one is a chunk of nulls in
+//! every row group, whose pages are shared by the leaves of a group (`absent.rs`). The parquet
+//! crate's file writer takes each chunk as an owned metadata object: it checks it against the
+//! schema, rebuilds it at its place in the file, clones each row group's, encodes them all at
+//! the end and drops them. On 500 MB of Bundles with `--resources all`, 114,000 column chunks
+//! in 28 row groups, that was a sixth of the run's CPU time. Here a null chunk is recorded as
+//! its shared template and where its pages landed (24 bytes), and encoded straight into the
+//! footer (`thrift.rs`); the chunks rows reach still go through the crate's row group writer,
+//! into a buffer, and are copied into the file in schema order.
+//!
+//! The file is the one the crate's writer makes from the same chunks, byte for byte (the tests
+//! below compare them): the same page index, bloom filter and footer layout, and the footer's
+//! parts that do not depend on the row groups (schema, key-value metadata, column orders) taken
+//! from a file of the same schema and settings that the crate writes without row groups.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{ensure, Context, Result};
+use bytes::Bytes;
+use parquet::arrow::arrow_writer::ArrowColumnChunk;
+use parquet::basic::{Encoding, EncodingMask, Type as PhysicalType};
+use parquet::bloom_filter::Sbbf;
+use parquet::column::writer::ColumnCloseResult;
+use parquet::file::metadata::ColumnChunkMetaData;
+use parquet::file::page_index::column_index::ColumnIndexMetaData;
+use parquet::file::page_index::offset_index::OffsetIndexMetaData;
+use parquet::file::properties::{BloomFilterPosition, WriterPropertiesPtr};
+use parquet::file::writer::{SerializedFileWriter, SerializedRowGroupWriter, TrackedWrite};
+use parquet::schema::types::{ColumnDescPtr, SchemaDescPtr, SchemaDescriptor, TypePtr};
+
+use super::footer;
+use super::thrift::{self, ChunkFacts, ChunkStatistics, Compact, GroupFacts, Histogram, UnencodedBytes};
+use crate::fsops;
+
+/// What a wide table's files write before and after their row groups in the footer: worked
+/// out once per table from a file without row groups.
+pub(super) struct FooterFrame {
+    /// `FileMetaData` up to its `num_rows` field: version and schema.
+    before_rows: Vec<u8>,
+    /// `FileMetaData` after its `row_groups` field: key-value metadata, created by, column
+    /// orders, the struct's end.
+    after_groups: Vec<u8>,
+}
+
+impl FooterFrame {
+    /// The frame of files of schema `root` written with `props`.
+    pub(super) fn of(root: TypePtr, props: &WriterPropertiesPtr) -> Result<Self> {
+        // `into_inner` writes the footer.
+        let bytes = SerializedFileWriter::new(Vec::new(), root, props.clone())?.into_inner()?;
+        ensure!(bytes.len() >= 12, "an empty Parquet file without a footer");
+        let metadata = &bytes[4..bytes.len() - 8];
+        let (before_rows, after_groups) = footer::frame_around_row_groups(metadata)?;
+        Ok(FooterFrame {
+            before_rows,
+            after_groups,
+        })
+    }
+}
+
+/// A column chunk of a row group in progress, in schema order: encoded by the crate's column
+/// writer for a leaf rows reach, or a null chunk's shared pages and their template
+/// (`absent.rs`).
+pub(super) enum ClosedChunk {
+    Reached(Box<ArrowColumnChunk>),
+    Absent(Bytes, Arc<ColumnCloseResult>),
+}
+
+/// A written column chunk, as the footer and the page index need it. (A file keeps one per
+/// leaf and row group: a null chunk's is 24 bytes.)
+enum ChunkRecord {
+    Reached(Box<ReachedChunk>),
+    Absent {
+        template: Arc<ColumnCloseResult>,
+        /// From where the template's pages start to where this chunk's copy of them is.
+        shift: i64,
+    },
+}
+
+/// A written chunk of a leaf rows reach.
+struct ReachedChunk {
+    metadata: ColumnChunkMetaData,
+    /// From where the crate's writer placed the chunk (in its buffer) to where it is.
+    shift: i64,
+    bloom: Bloom,
+    column_index: Option<ColumnIndexMetaData>,
+    offset_index: Option<OffsetIndexMetaData>,
+}
+
+/// A reached chunk's bloom filter: waiting for the end of the file, or where it was written.
+enum Bloom {
+    None,
+    Waiting(Box<Sbbf>),
+    Written(i64, i32),
+}
+
+/// A written row group.
+struct GroupRecord {
+    chunks: Vec<ChunkRecord>,
+    num_rows: i64,
+    file_offset: i64,
+}
+
+/// A wide table's open file: its row groups are appended whole, then [`WideFile::finish`]
+/// writes the page index and footer.
+pub(super) struct WideFile {
+    path: PathBuf,
+    out: BufWriter<File>,
+    /// Bytes written so far: the next byte's offset in the file.
+    written: u64,
+    /// The file's schema: every leaf, reached or not.
+    descr: SchemaDescPtr,
+    props: WriterPropertiesPtr,
+    frame: Arc<FooterFrame>,
+    groups: Vec<GroupRecord>,
+}
+
+/// The output buffer: large writes (whole column chunks) go straight through.
+const OUTPUT_BUFFER: usize = 1 << 20;
+
+impl WideFile {
+    /// Starts the file `file`, created at `path`, for schema `root` and settings `props`.
+    pub(super) fn on(
+        file: File,
+        path: &Path,
+        root: TypePtr,
+        props: WriterPropertiesPtr,
+        frame: Arc<FooterFrame>,
+    ) -> Result<Self> {
+        let mut wide = WideFile {
+            path: path.to_owned(),
+            out: BufWriter::with_capacity(OUTPUT_BUFFER, file),
+            written: 0,
+            descr: Arc::new(SchemaDescriptor::new(root)),
+            props,
+            frame,
+            groups: Vec::new(),
+        };
+        wide.write(b"PAR1")?;
+        Ok(wide)
+    }
+
+    /// The file's schema.
+    pub(super) fn schema_descr(&self) -> &SchemaDescriptor {
+        &self.descr
+    }
+
+    /// Row groups written so far.
+    pub(super) fn row_groups(&self) -> usize {
+        self.groups.len()
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.out
+            .write_all(bytes)
+            .with_context(|| format!("cannot write {}", self.path.display()))?;
+        self.written += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Appends a row group of `rows` rows: `chunks`, one per leaf in schema order; the reached
+    /// ones are of the leaves of `reached` (the schema cut down to them, whose column writers
+    /// encoded them).
+    pub(super) fn append_row_group(
+        &mut self,
+        chunks: Vec<ClosedChunk>,
+        reached: SchemaDescPtr,
+        rows: usize,
+    ) -> Result<()> {
+        let leaves = self.descr.num_columns();
+        ensure!(
+            chunks.len() == leaves,
+            "{} chunks for {leaves} leaves",
+            chunks.len()
+        );
+        let ordinal = i32::try_from(self.groups.len()).context("too many row groups")?;
+        let file_offset = self.written as i64;
+        // The reached chunks, through the crate's row group writer into a buffer.
+        let mut buffer = TrackedWrite::new(Vec::new());
+        let mut closed = None;
+        let mut absent = Vec::new();
+        {
+            let on_close: parquet::file::writer::OnCloseRowGroup<'_, Vec<u8>> =
+                Box::new(|_, metadata, blooms, column_indexes, offset_indexes| {
+                    closed = Some((metadata, blooms, column_indexes, offset_indexes));
+                    Ok(())
+                });
+            let mut group = SerializedRowGroupWriter::new(
+                reached,
+                self.props.clone(),
+                &mut buffer,
+                ordinal,
+                Some(on_close),
+            );
+            for chunk in chunks {
+                match chunk {
+                    ClosedChunk::Reached(chunk) => {
+                        chunk.append_to_row_group(&mut group)?;
+                        absent.push(None);
+                    }
+                    ClosedChunk::Absent(pages, template) => absent.push(Some((pages, template))),
+                }
+            }
+            group.close()?;
+        }
+        let buffer = buffer.into_inner()?;
+        let (metadata, blooms, column_indexes, offset_indexes) = closed.context("a row group not closed")?;
+        let reached_rows = (metadata.num_columns() > 0).then(|| metadata.num_rows());
+        let mut reached = metadata
+            .columns()
+            .iter()
+            .cloned()
+            .zip(blooms)
+            .zip(column_indexes.into_iter().zip(offset_indexes));
+        let mut records = Vec::with_capacity(leaves);
+        for chunk in absent {
+            let record = match chunk {
+                None => {
+                    let ((metadata, bloom), (column_index, offset_index)) =
+                        reached.next().context("fewer reached chunks than written")?;
+                    let start = chunk_start(&metadata);
+                    let bytes = usize::try_from(start)
+                        .ok()
+                        .and_then(|start| {
+                            buffer.get(start..start + usize::try_from(metadata.compressed_size()).ok()?)
+                        })
+                        .context("a reached chunk beyond its buffer")?;
+                    let shift = self.written as i64 - start;
+                    self.write(bytes)?;
+                    ChunkRecord::Reached(Box::new(ReachedChunk {
+                        metadata,
+                        shift,
+                        bloom: bloom.map_or(Bloom::None, |bloom| Bloom::Waiting(Box::new(bloom))),
+                        column_index,
+                        offset_index,
+                    }))
+                }
+                Some((pages, template)) => {
+                    let metadata = &template.metadata;
+                    ensure!(
+                        pages.len() as i64 == metadata.compressed_size(),
+                        "a null chunk's pages and size differ"
+                    );
+                    ensure!(
+                        template.rows_written == rows as u64,
+                        "a null chunk of {} rows in a row group of {rows}",
+                        template.rows_written
+                    );
+                    let shift = self.written as i64 - chunk_start(metadata);
+                    self.write(&pages)?;
+                    ChunkRecord::Absent { template, shift }
+                }
+            };
+            records.push(record);
+        }
+        ensure!(reached.next().is_none(), "more reached chunks than written");
+        if let Some(reached_rows) = reached_rows {
+            ensure!(
+                reached_rows == rows as i64,
+                "{reached_rows} rows written for a row group of {rows}"
+            );
+        }
+        if self.props.bloom_filter_position() == BloomFilterPosition::AfterRowGroup {
+            self.write_blooms(&mut records)?;
+        }
+        self.groups.push(GroupRecord {
+            chunks: records,
+            num_rows: rows as i64,
+            file_offset,
+        });
+        Ok(())
+    }
+
+    /// Writes the waiting bloom filters of a row group's chunks, in column order.
+    fn write_blooms(&mut self, records: &mut [ChunkRecord]) -> Result<()> {
+        for record in records {
+            let ChunkRecord::Reached(reached) = record else {
+                continue;
+            };
+            let bloom = &mut reached.bloom;
+            if matches!(bloom, Bloom::Waiting(_)) {
+                let Bloom::Waiting(filter) = std::mem::replace(bloom, Bloom::None) else {
+                    unreachable!("matched above")
+                };
+                let start = self.written;
+                let mut bytes = Vec::new();
+                filter.write(&mut bytes)?;
+                self.write(&bytes)?;
+                *bloom = Bloom::Written(start as i64, i32::try_from(bytes.len())?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the remaining bloom filters, the page index and the footer, makes the
+    /// floating-point columns' orders readable by every engine (`footer.rs`) and syncs the
+    /// file.
+    pub(super) fn finish(mut self) -> Result<()> {
+        let mut groups = std::mem::take(&mut self.groups);
+        for group in &mut groups {
+            self.write_blooms(&mut group.chunks)?;
+        }
+        let columns = self.descr.columns().to_vec();
+        let mut column_index_at = Vec::with_capacity(groups.len());
+        let mut scratch = Vec::new();
+        for group in &groups {
+            let mut at = Vec::with_capacity(group.chunks.len());
+            for record in &group.chunks {
+                let index = match record {
+                    ChunkRecord::Reached(reached) => reached.column_index.as_ref(),
+                    ChunkRecord::Absent { template, .. } => template.column_index.as_ref(),
+                };
+                at.push(match index {
+                    Some(index) => {
+                        scratch.clear();
+                        thrift::column_index(&mut Compact(&mut scratch), index);
+                        let start = self.written as i64;
+                        self.write(&scratch.clone())?;
+                        Some((start, i32::try_from(scratch.len())?))
+                    }
+                    None => None,
+                });
+            }
+            column_index_at.push(at);
+        }
+        let mut offset_index_at = Vec::with_capacity(groups.len());
+        let offset_indexes = !self.props.offset_index_disabled();
+        for group in &groups {
+            let mut at = Vec::with_capacity(group.chunks.len());
+            for (record, column) in group.chunks.iter().zip(&columns) {
+                scratch.clear();
+                let written = match record {
+                    ChunkRecord::Reached(reached) if offset_indexes && reached.offset_index.is_some() => {
+                        let (index, shift) =
+                            (reached.offset_index.as_ref().expect("checked"), &reached.shift);
+                        let unencoded = index
+                            .unencoded_byte_array_data_bytes()
+                            .map(|b| UnencodedBytes::Of(b));
+                        thrift::offset_index(
+                            &mut Compact(&mut scratch),
+                            index.page_locations(),
+                            *shift,
+                            unencoded,
+                        );
+                        true
+                    }
+                    ChunkRecord::Absent { template, shift } if offset_indexes => match &template.offset_index
+                    {
+                        Some(index) => {
+                            let unencoded = match same_type(template, column) {
+                                true => index
+                                    .unencoded_byte_array_data_bytes()
+                                    .map(|b| UnencodedBytes::Of(b)),
+                                false => (column.physical_type() == PhysicalType::BYTE_ARRAY)
+                                    .then_some(UnencodedBytes::Zeros),
+                            };
+                            thrift::offset_index(
+                                &mut Compact(&mut scratch),
+                                index.page_locations(),
+                                *shift,
+                                unencoded,
+                            );
+                            true
+                        }
+                        None => false,
+                    },
+                    _ => false,
+                };
+                at.push(match written {
+                    true => {
+                        let start = self.written as i64;
+                        self.write(&scratch.clone())?;
+                        Some((start, i32::try_from(scratch.len())?))
+                    }
+                    false => None,
+                });
+            }
+            offset_index_at.push(at);
+        }
+        let mut metadata = self.serialize_footer(&groups, &columns, &column_index_at, &offset_index_at)?;
+        let chosen = footer::float_columns_to_rewrite(&columns, |leaf| {
+            groups.iter().all(|group| match &group.chunks[leaf] {
+                ChunkRecord::Reached(reached) => footer::free_of_nan(reached.metadata.statistics()),
+                ChunkRecord::Absent { .. } => true,
+            })
+        });
+        footer::rewrite_float_orders(&mut metadata, &chosen)?;
+        self.write(&metadata)?;
+        self.write(&u32::try_from(metadata.len())?.to_le_bytes())?;
+        self.write(b"PAR1")?;
+        let file = self
+            .out
+            .into_inner()
+            .map_err(|error| error.into_error())
+            .with_context(|| format!("cannot write {}", self.path.display()))?;
+        footer::check_float_orders(&self.path, &chosen)
+            .with_context(|| format!("cannot finish {}", self.path.display()))?;
+        fsops::sync_file(&file).with_context(|| format!("cannot sync {}", self.path.display()))
+    }
+
+    /// Thrift `FileMetaData` of the file: the frame around its row groups.
+    fn serialize_footer(
+        &self,
+        groups: &[GroupRecord],
+        columns: &[ColumnDescPtr],
+        column_index_at: &[Vec<Location>],
+        offset_index_at: &[Vec<Location>],
+    ) -> Result<Vec<u8>> {
+        let mut bytes = Vec::with_capacity(self.frame.before_rows.len() + groups.len() * columns.len() * 160);
+        bytes.extend_from_slice(&self.frame.before_rows);
+        let mut out = Compact(&mut bytes);
+        let rows = groups.iter().map(|group| group.num_rows).sum();
+        let last = out.i64_field(3, 2, rows);
+        out.struct_list_field(4, last, groups.len());
+        let ordinals = i16::try_from(groups.len()).is_ok();
+        let path_in_schema = self.props.write_path_in_schema();
+        ensure!(
+            self.props.sorting_columns().is_none(),
+            "sorting columns in a wide table"
+        );
+        for (ordinal, group) in groups.iter().enumerate() {
+            out.struct_list_field(1, 0, group.chunks.len());
+            let (mut uncompressed, mut compressed) = (0i64, 0i64);
+            for (leaf, (record, column)) in group.chunks.iter().zip(columns).enumerate() {
+                let at = (column_index_at[ordinal][leaf], offset_index_at[ordinal][leaf]);
+                let facts = chunk_facts(record, column, path_in_schema, at)?;
+                uncompressed += facts.uncompressed_size;
+                compressed += facts.compressed_size;
+                thrift::column_chunk(&mut out, &facts);
+            }
+            thrift::row_group_tail(
+                &mut out,
+                &GroupFacts {
+                    total_byte_size: uncompressed,
+                    num_rows: group.num_rows,
+                    file_offset: group.file_offset,
+                    total_compressed_size: compressed,
+                    ordinal: ordinals.then(|| i16::try_from(ordinal).ok()).flatten(),
+                },
+            );
+        }
+        bytes.extend_from_slice(&self.frame.after_groups);
+        Ok(bytes)
+    }
+}
+
+/// Where a chunk's page index entry was written (offset, length), if it has one.
+type Location = Option<(i64, i32)>;
+
+/// Where a chunk's pages start: its dictionary page, if it has one.
+fn chunk_start(metadata: &ColumnChunkMetaData) -> i64 {
+    metadata
+        .dictionary_page_offset()
+        .unwrap_or_else(|| metadata.data_page_offset())
+}
+
+/// Whether a null chunk's template is of the column's own physical type.
+fn same_type(template: &ColumnCloseResult, column: &ColumnDescPtr) -> bool {
+    template.metadata.column_type() == column.physical_type()
+}
+
+/// What the footer says of a chunk. A null chunk says what its template says, for its own
+/// column: its type and path, statistics of its type (the null count), level histograms up to
+/// its own maximum levels, and byte array sizes only where it is a byte array column.
+fn chunk_facts<'a>(
+    record: &'a ChunkRecord,
+    column: &'a ColumnDescPtr,
+    path_in_schema: bool,
+    (column_index, offset_index): (Location, Location),
+) -> Result<ChunkFacts<'a>> {
+    let histogram = |values: Option<&'a [i64]>, max_level: i16| -> Result<Option<Histogram<'a>>> {
+        let (Some(counts), true) = (values, max_level > 0) else {
+            return Ok(None);
+        };
+        let len = max_level as usize + 1;
+        ensure!(
+            counts.iter().skip(len).all(|count| *count == 0),
+            "{}: a null chunk's level above {max_level}",
+            column.path()
+        );
+        Ok(Some(Histogram { counts, len }))
+    };
+    let (metadata, shift) = match record {
+        ChunkRecord::Reached(reached) => (&reached.metadata, reached.shift),
+        ChunkRecord::Absent { template, shift } => (&template.metadata, *shift),
+    };
+    let mut facts = ChunkFacts {
+        file_offset: metadata.file_offset(),
+        physical_type: column.physical_type(),
+        encodings: metadata.encodings_mask(),
+        path: path_in_schema.then(|| column.path().parts()),
+        codec: metadata.compression(),
+        num_values: metadata.num_values(),
+        uncompressed_size: metadata.uncompressed_size(),
+        compressed_size: metadata.compressed_size(),
+        data_page_offset: metadata.data_page_offset() + shift,
+        index_page_offset: metadata.index_page_offset().map(|offset| offset + shift),
+        dictionary_page_offset: metadata.dictionary_page_offset().map(|offset| offset + shift),
+        statistics: metadata
+            .statistics()
+            .map_or(ChunkStatistics::None, ChunkStatistics::Of),
+        page_encoding_stats: metadata.page_encoding_stats().map(Vec::as_slice),
+        bloom_filter: None,
+        unencoded_byte_array_data_bytes: metadata.unencoded_byte_array_data_bytes(),
+        repetition_histogram: metadata.repetition_level_histogram().map(|histogram| Histogram {
+            counts: histogram.values(),
+            len: histogram.values().len(),
+        }),
+        definition_histogram: metadata.definition_level_histogram().map(|histogram| Histogram {
+            counts: histogram.values(),
+            len: histogram.values().len(),
+        }),
+        offset_index,
+        column_index,
+    };
+    match record {
+        ChunkRecord::Reached(reached) => {
+            if let Bloom::Written(offset, length) = reached.bloom {
+                facts.bloom_filter = Some((offset, length));
+            }
+        }
+        ChunkRecord::Absent { template, .. } => {
+            let same = same_type(template, column);
+            ensure!(
+                same || *metadata.encodings_mask() == levels_only(),
+                "{}: null pages of another type in other encodings than PLAIN and RLE",
+                column.path()
+            );
+            facts.file_offset = 0;
+            facts.index_page_offset = None;
+            if !same {
+                facts.unencoded_byte_array_data_bytes =
+                    (column.physical_type() == PhysicalType::BYTE_ARRAY).then_some(0);
+            }
+            if let Some(statistics) = metadata.statistics() {
+                let nulls = statistics.null_count_opt().with_context(|| {
+                    format!("{}: a null chunk's statistics count no nulls", column.path())
+                })?;
+                facts.statistics = ChunkStatistics::Nulls(nulls);
+            }
+            facts.repetition_histogram = histogram(
+                metadata.repetition_level_histogram().map(|h| h.values()),
+                column.max_rep_level(),
+            )?;
+            facts.definition_histogram = histogram(
+                metadata.definition_level_histogram().map(|h| h.values()),
+                column.max_def_level(),
+            )?;
+        }
+    }
+    Ok(facts)
+}
+
+/// The encodings of null pages that any column type can share: PLAIN values (none) and RLE
+/// levels.
+fn levels_only() -> EncodingMask {
+    EncodingMask::new_from_encodings([Encoding::PLAIN, Encoding::RLE].iter())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::absent::{copy_for, encode_nulls};
+    use arrow_array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+    use arrow_schema::{DataType, Field, Schema, SchemaRef};
+    use parquet::arrow::arrow_writer::{compute_leaves, ArrowRowGroupWriterFactory};
+    use parquet::arrow::ArrowSchemaConverter;
+    use parquet::basic::{Compression, ZstdLevel};
+    use parquet::file::metadata::KeyValue;
+    use parquet::file::properties::{EnabledStatistics, WriterProperties};
+
+    /// Columns `a` (text), `b` (double) and `c` (integers) that rows reach, and a struct `s`
+    /// that no row does: its leaves `x` (int), `y` (text), `z` (a list of ints).
+    fn full_schema() -> SchemaRef {
+        let members = vec![
+            Field::new("x", DataType::Int32, true),
+            Field::new("y", DataType::Utf8, true),
+            Field::new("z", DataType::new_list(DataType::Int64, true), true),
+        ];
+        Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Utf8, true),
+            Field::new("b", DataType::Float64, true),
+            Field::new("c", DataType::Int64, true),
+            Field::new("s", DataType::Struct(members.into()), true),
+        ]))
+    }
+
+    fn reached_schema() -> SchemaRef {
+        let full = full_schema();
+        Arc::new(Schema::new(full.fields()[..3].to_vec()))
+    }
+
+    /// Settings that give the footer everything it can hold: page statistics, a column index
+    /// and a dictionary on the reached columns, a bloom filter, several pages per chunk,
+    /// key-value metadata; chunk statistics only on the others.
+    fn properties(position: BloomFilterPosition, path_in_schema: bool) -> WriterPropertiesPtr {
+        let page = EnabledStatistics::Page;
+        Arc::new(
+            WriterProperties::builder()
+                .set_statistics_enabled(EnabledStatistics::Chunk)
+                .set_dictionary_enabled(false)
+                .set_data_page_row_count_limit(2)
+                .set_write_batch_size(2)
+                .set_column_statistics_enabled("a".into(), page)
+                .set_column_statistics_enabled("b".into(), page)
+                .set_column_dictionary_enabled("a".into(), true)
+                .set_column_bloom_filter_enabled("a".into(), true)
+                .set_column_compression("a".into(), Compression::ZSTD(ZstdLevel::default()))
+                .set_bloom_filter_position(position)
+                .set_write_path_in_schema(path_in_schema)
+                .set_key_value_metadata(Some(vec![KeyValue::new("k".into(), "v".to_owned())]))
+                .build(),
+        )
+    }
+
+    fn batch(rows: usize, seed: usize) -> RecordBatch {
+        let a: ArrayRef = Arc::new(StringArray::from_iter(
+            (0..rows).map(|row| (row % 3 != 1).then(|| format!("id-{}", (row + seed) % 4))),
+        ));
+        let b: ArrayRef = Arc::new(Float64Array::from_iter(
+            (0..rows).map(|row| (row != 2).then_some(row as f64 * 1.5 - 0.0 * seed as f64)),
+        ));
+        let c: ArrayRef = Arc::new(Int64Array::from_iter(
+            (0..rows).map(|row| Some((row * seed) as i64)),
+        ));
+        RecordBatch::try_new(reached_schema(), vec![a, b, c]).unwrap()
+    }
+
+    /// The reached columns of `batch`, encoded.
+    fn reached_chunks(
+        factory: &ArrowRowGroupWriterFactory,
+        batch: &RecordBatch,
+        ordinal: usize,
+    ) -> Vec<ArrowColumnChunk> {
+        let mut writers = factory.create_column_writers(ordinal).unwrap();
+        let schema = reached_schema();
+        let leaves = schema
+            .fields()
+            .iter()
+            .zip(batch.columns())
+            .flat_map(|(field, column)| compute_leaves(field, column).unwrap());
+        for (writer, leaf) in writers.iter_mut().zip(leaves) {
+            writer.write(&leaf).unwrap();
+        }
+        writers
+            .into_iter()
+            .map(|writer| writer.close().unwrap())
+            .collect()
+    }
+
+    /// Null chunks of the unreached leaves (`x`, `y`, `z`): `y` shares the pages of `x` (same
+    /// levels, another type), as `absent.rs` shares them.
+    fn null_chunks(
+        descr: &SchemaDescriptor,
+        props: &WriterPropertiesPtr,
+        rows: usize,
+    ) -> Vec<(Bytes, Arc<ColumnCloseResult>)> {
+        let levels = vec![0i16; rows];
+        let x = encode_nulls(descr.column(3), props.clone(), &levels, &levels).unwrap();
+        let z = encode_nulls(descr.column(5), props.clone(), &levels, &levels).unwrap();
+        let x = (x.pages, Arc::new(x.close));
+        vec![x.clone(), x, (z.pages, Arc::new(z.close))]
+    }
+
+    /// The same row groups through the parquet crate's file writer (`absent.rs`'s `copy_for`
+    /// remaking each null chunk's metadata for its leaf) and through [`WideFile`].
+    fn both_ways(props: &WriterPropertiesPtr, groups: &[(usize, usize)]) -> (Vec<u8>, Vec<u8>) {
+        let folder = tempfile::tempdir().unwrap();
+        let root = ArrowSchemaConverter::new()
+            .convert(&full_schema())
+            .unwrap()
+            .root_schema_ptr();
+        let descr = SchemaDescriptor::new(root.clone());
+        let cut_root = ArrowSchemaConverter::new()
+            .convert(&reached_schema())
+            .unwrap()
+            .root_schema_ptr();
+        let cut = SerializedFileWriter::new(std::io::sink(), cut_root.clone(), props.clone()).unwrap();
+        let factory = ArrowRowGroupWriterFactory::new(&cut, reached_schema());
+        let reached_descr = Arc::new(SchemaDescriptor::new(cut_root));
+
+        let by_crate = folder.path().join("crate.parquet");
+        let mut writer =
+            SerializedFileWriter::new(File::create(&by_crate).unwrap(), root.clone(), props.clone()).unwrap();
+        for (ordinal, (rows, seed)) in groups.iter().enumerate() {
+            let mut group = writer.next_row_group().unwrap();
+            for chunk in reached_chunks(&factory, &batch(*rows, *seed), ordinal) {
+                chunk.append_to_row_group(&mut group).unwrap();
+            }
+            for (leaf, (pages, template)) in null_chunks(&descr, props, *rows).into_iter().enumerate() {
+                let close = copy_for(descr.column(3 + leaf), &template).unwrap();
+                group.append_column(&pages, close).unwrap();
+            }
+            group.close().unwrap();
+        }
+        let metadata = writer.finish().unwrap();
+        footer::declare_float_orders_for_all_readers(&by_crate, writer.inner_mut(), &metadata).unwrap();
+
+        let by_tool = folder.path().join("tool.parquet");
+        let frame = Arc::new(FooterFrame::of(root.clone(), props).unwrap());
+        let file = File::create(&by_tool).unwrap();
+        let mut wide = WideFile::on(file, &by_tool, root, props.clone(), frame).unwrap();
+        for (ordinal, (rows, seed)) in groups.iter().enumerate() {
+            let mut chunks: Vec<ClosedChunk> = reached_chunks(&factory, &batch(*rows, *seed), ordinal)
+                .into_iter()
+                .map(|chunk| ClosedChunk::Reached(Box::new(chunk)))
+                .collect();
+            let nulls = null_chunks(wide.schema_descr(), props, *rows);
+            chunks.extend(
+                nulls
+                    .into_iter()
+                    .map(|(pages, template)| ClosedChunk::Absent(pages, template)),
+            );
+            wide.append_row_group(chunks, reached_descr.clone(), *rows)
+                .unwrap();
+        }
+        wide.finish().unwrap();
+        (std::fs::read(by_crate).unwrap(), std::fs::read(by_tool).unwrap())
+    }
+
+    #[test]
+    fn a_wide_file_is_the_file_the_crates_writer_makes() {
+        for position in [BloomFilterPosition::AfterRowGroup, BloomFilterPosition::End] {
+            for path_in_schema in [true, false] {
+                let props = properties(position, path_in_schema);
+                let (by_crate, by_tool) = both_ways(&props, &[(5, 1), (3, 2), (1, 3)]);
+                assert!(
+                    by_crate == by_tool,
+                    "{position:?}, path in schema: {path_in_schema}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_wide_file_reads_back() {
+        let props = properties(BloomFilterPosition::AfterRowGroup, true);
+        let (_, by_tool) = both_ways(&props, &[(5, 1), (3, 2)]);
+        let reader =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(Bytes::from(by_tool))
+                .unwrap()
+                .build()
+                .unwrap();
+        let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        assert_eq!(rows, 8);
+        let s = batches[0].column_by_name("s").unwrap();
+        assert_eq!(s.null_count(), s.len());
+        let a = batches[0].column_by_name("a").unwrap();
+        let a = a.as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(a.value(0), "id-1");
+        assert!(a.is_null(1));
+    }
+
+    #[test]
+    fn a_file_without_row_groups_is_the_crates_too() {
+        let props = properties(BloomFilterPosition::AfterRowGroup, true);
+        let (by_crate, by_tool) = both_ways(&props, &[]);
+        assert!(by_crate == by_tool);
+    }
+}
