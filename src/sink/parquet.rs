@@ -18,7 +18,7 @@ use parquet::basic::{Compression as ParquetCodec, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesPtr};
 use parquet::file::writer::SerializedFileWriter;
-use parquet::schema::types::{ColumnPath, SchemaDescPtr, SchemaDescriptor, TypePtr};
+use parquet::schema::types::{ColumnPath, SchemaDescPtr, SchemaDescriptor};
 use serde::Deserialize;
 
 use super::absent::{leaf_kinds, path_of_no_leaf, AbsentChunks, HeldRange, Kind, NullChunkProperties, Plan};
@@ -540,8 +540,8 @@ fn reached_writers(
     }
     let reached = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
     let parquet_schema = parquet_schema(&reached, props.coerce_types())?;
-    let descr = Arc::new(SchemaDescriptor::new(parquet_schema.clone()));
     let cut = SerializedFileWriter::new(std::io::sink(), parquet_schema, props.clone())?;
+    let descr = Arc::new(cut.schema_descr().clone());
     Ok((ArrowRowGroupWriterFactory::new(&cut, reached), descr))
 }
 
@@ -656,11 +656,11 @@ pub(super) struct DatasetWriter {
 struct WideFileSettings {
     /// The writer settings, the `ARROW:schema` entry included.
     properties: WriterPropertiesPtr,
-    /// The Parquet schema's root, which the open file's own schema shares (its column
-    /// descriptors are made again for each file: keeping them doubled a table's schema in
-    /// memory, 10-15 MB over a run's tables). The next files are made from it and
-    /// `properties` alone, without an Arrow writer.
-    parquet_schema: TypePtr,
+    /// The Parquet schema, which every file of the part shares (`wide_file.rs`): the column
+    /// descriptors of thousands of leaves, a path each, made once per table rather than once
+    /// per file. The next files are made from it and `properties` alone, without an Arrow
+    /// writer.
+    descr: SchemaDescPtr,
     /// The settings the null chunks of the leaves no row of a row group reaches are encoded
     /// with (`absent.rs`): `properties` with the run's codec for every column, or with none
     /// where that does not make a chunk smaller ([`NullChunkProperties`]). Those leaves are left
@@ -686,13 +686,12 @@ impl WideFileSettings {
     /// file's leaves).
     fn of(
         properties: &WriterPropertiesPtr,
-        descr: &SchemaDescriptor,
+        descr: &SchemaDescPtr,
         own: &[bool],
         codec: ParquetCodec,
     ) -> Result<Self> {
         let properties = properties.clone();
-        let parquet_schema = descr.root_schema_ptr();
-        let frame = Arc::new(FooterFrame::of(parquet_schema.clone(), &properties)?);
+        let frame = Arc::new(FooterFrame::of(descr.root_schema_ptr(), &properties)?);
         let columns = descr.columns();
         let own = (own.len() == columns.len()).then_some(own);
         // The leaves that may have a codec of their own in `properties`.
@@ -716,7 +715,7 @@ impl WideFileSettings {
             bloom_filtered,
             properties,
             null_properties,
-            parquet_schema,
+            descr: descr.clone(),
             frame,
         })
     }
@@ -879,11 +878,10 @@ impl DatasetWriter {
             .dir
             .join(continued_file_name(&self.file_name, self.completed_files));
         let file = fsops::create_file(&path).with_context(|| format!("cannot create {}", path.display()))?;
-        let schema = settings.parquet_schema.clone();
         let writer = WideFile::on(
             file,
             &path,
-            schema,
+            settings.descr.clone(),
             settings.properties.clone(),
             settings.frame.clone(),
         )?;
@@ -1002,9 +1000,15 @@ impl DatasetWriter {
         let properties = Arc::new(properties);
         let started = (|| {
             let root = parquet_schema(&self.schema, properties.coerce_types())?;
-            let descr = SchemaDescriptor::new(root.clone());
+            let descr = Arc::new(SchemaDescriptor::new(root));
             let settings = WideFileSettings::of(&properties, &descr, &own_leaves, self.options.codec())?;
-            let writer = WideFile::on(file, &self.path, root, properties.clone(), settings.frame.clone())?;
+            let writer = WideFile::on(
+                file,
+                &self.path,
+                descr,
+                properties.clone(),
+                settings.frame.clone(),
+            )?;
             anyhow::Ok((writer, settings))
         })();
         let (writer, settings) = started.with_context(|| format!("cannot write {}", self.path.display()))?;
@@ -1404,14 +1408,15 @@ mod tests {
             .with_coerce_types(true)
             .convert(&wide.schema())
             .unwrap();
+        let descr = Arc::new(parquet_schema.clone());
         let columns = parquet_schema.columns();
         assert_eq!(columns.len(), leaves);
         let codec = options.codec();
         let same_either_way = |properties: WriterProperties, own: &[bool]| {
             let properties = Arc::new(properties);
             let (looked_up, from_marks) = (
-                WideFileSettings::of(&properties, &parquet_schema, &[], codec).unwrap(),
-                WideFileSettings::of(&properties, &parquet_schema, own, codec).unwrap(),
+                WideFileSettings::of(&properties, &descr, &[], codec).unwrap(),
+                WideFileSettings::of(&properties, &descr, own, codec).unwrap(),
             );
             assert!(looked_up.kinds.iter().eq(from_marks.kinds.iter()));
             assert_eq!(looked_up.bloom_filtered, from_marks.bloom_filtered);

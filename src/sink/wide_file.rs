@@ -123,11 +123,11 @@ pub(super) struct WideFile {
 const OUTPUT_BUFFER: usize = 1 << 20;
 
 impl WideFile {
-    /// Starts the file `file`, created at `path`, for schema `root` and settings `props`.
+    /// Starts the file `file`, created at `path`, for schema `descr` and settings `props`.
     pub(super) fn on(
         file: File,
         path: &Path,
-        root: TypePtr,
+        descr: SchemaDescPtr,
         props: WriterPropertiesPtr,
         frame: Arc<FooterFrame>,
     ) -> Result<Self> {
@@ -135,7 +135,7 @@ impl WideFile {
             path: path.to_owned(),
             out: BufWriter::with_capacity(OUTPUT_BUFFER, file),
             written: 0,
-            descr: Arc::new(SchemaDescriptor::new(root)),
+            descr,
             props,
             frame,
             groups: Vec::new(),
@@ -304,7 +304,8 @@ impl WideFile {
         for group in &mut groups {
             self.write_blooms(&mut group.chunks)?;
         }
-        let columns = self.descr.columns().to_vec();
+        let descriptors = self.descr.columns().to_vec();
+        let columns: Vec<Leaf<'_>> = descriptors.iter().map(Leaf::of).collect();
         let mut column_index_at = Vec::with_capacity(groups.len());
         let mut scratch = Vec::new();
         for group in &groups {
@@ -355,7 +356,7 @@ impl WideFile {
                                 true => index
                                     .unencoded_byte_array_data_bytes()
                                     .map(|b| UnencodedBytes::Of(b)),
-                                false => (column.physical_type() == PhysicalType::BYTE_ARRAY)
+                                false => (column.physical_type == PhysicalType::BYTE_ARRAY)
                                     .then_some(UnencodedBytes::Zeros),
                             };
                             thrift::offset_index(
@@ -382,7 +383,7 @@ impl WideFile {
             offset_index_at.push(at);
         }
         let mut metadata = self.serialize_footer(&groups, &columns, &column_index_at, &offset_index_at)?;
-        let chosen = footer::float_columns_to_rewrite(&columns, |leaf| {
+        let chosen = footer::float_columns_to_rewrite(&descriptors, |leaf| {
             groups.iter().all(|group| match &group.chunks[leaf] {
                 ChunkRecord::Reached(reached) => footer::free_of_nan(reached.metadata.statistics()),
                 ChunkRecord::Absent { .. } => true,
@@ -406,7 +407,7 @@ impl WideFile {
     fn serialize_footer(
         &self,
         groups: &[GroupRecord],
-        columns: &[ColumnDescPtr],
+        columns: &[Leaf<'_>],
         column_index_at: &[Vec<Location>],
         offset_index_at: &[Vec<Location>],
     ) -> Result<Vec<u8>> {
@@ -459,8 +460,29 @@ fn chunk_start(metadata: &ColumnChunkMetaData) -> i64 {
 }
 
 /// Whether a null chunk's template is of the column's own physical type.
-fn same_type(template: &ColumnCloseResult, column: &ColumnDescPtr) -> bool {
-    template.metadata.column_type() == column.physical_type()
+fn same_type(template: &ColumnCloseResult, column: &Leaf<'_>) -> bool {
+    template.metadata.column_type() == column.physical_type
+}
+
+/// What the footer needs of a leaf column, gathered once per file: read from the column
+/// descriptors for every chunk, each behind two pointers, that was a quarter of the time
+/// the footer took.
+struct Leaf<'a> {
+    physical_type: PhysicalType,
+    max_def_level: i16,
+    max_rep_level: i16,
+    descr: &'a ColumnDescPtr,
+}
+
+impl<'a> Leaf<'a> {
+    fn of(descr: &'a ColumnDescPtr) -> Self {
+        Leaf {
+            physical_type: descr.physical_type(),
+            max_def_level: descr.max_def_level(),
+            max_rep_level: descr.max_rep_level(),
+            descr,
+        }
+    }
 }
 
 /// What the footer says of a chunk. A null chunk says what its template says, for its own
@@ -468,7 +490,7 @@ fn same_type(template: &ColumnCloseResult, column: &ColumnDescPtr) -> bool {
 /// its own maximum levels, and byte array sizes only where it is a byte array column.
 fn chunk_facts<'a>(
     record: &'a ChunkRecord,
-    column: &'a ColumnDescPtr,
+    column: &'a Leaf<'a>,
     path_in_schema: bool,
     (column_index, offset_index): (Location, Location),
 ) -> Result<ChunkFacts<'a>> {
@@ -480,7 +502,7 @@ fn chunk_facts<'a>(
         ensure!(
             counts.iter().skip(len).all(|count| *count == 0),
             "{}: a null chunk's level above {max_level}",
-            column.path()
+            column.descr.path()
         );
         Ok(Some(Histogram { counts, len }))
     };
@@ -490,9 +512,9 @@ fn chunk_facts<'a>(
     };
     let mut facts = ChunkFacts {
         file_offset: metadata.file_offset(),
-        physical_type: column.physical_type(),
+        physical_type: column.physical_type,
         encodings: metadata.encodings_mask(),
-        path: path_in_schema.then(|| column.path().parts()),
+        path: path_in_schema.then(|| column.descr.path().parts()),
         codec: metadata.compression(),
         num_values: metadata.num_values(),
         uncompressed_size: metadata.uncompressed_size(),
@@ -528,27 +550,30 @@ fn chunk_facts<'a>(
             ensure!(
                 same || *metadata.encodings_mask() == levels_only(),
                 "{}: null pages of another type in other encodings than PLAIN and RLE",
-                column.path()
+                column.descr.path()
             );
             facts.file_offset = 0;
             facts.index_page_offset = None;
             if !same {
                 facts.unencoded_byte_array_data_bytes =
-                    (column.physical_type() == PhysicalType::BYTE_ARRAY).then_some(0);
+                    (column.physical_type == PhysicalType::BYTE_ARRAY).then_some(0);
             }
             if let Some(statistics) = metadata.statistics() {
                 let nulls = statistics.null_count_opt().with_context(|| {
-                    format!("{}: a null chunk's statistics count no nulls", column.path())
+                    format!(
+                        "{}: a null chunk's statistics count no nulls",
+                        column.descr.path()
+                    )
                 })?;
                 facts.statistics = ChunkStatistics::Nulls(nulls);
             }
             facts.repetition_histogram = histogram(
                 metadata.repetition_level_histogram().map(|h| h.values()),
-                column.max_rep_level(),
+                column.max_rep_level,
             )?;
             facts.definition_histogram = histogram(
                 metadata.definition_level_histogram().map(|h| h.values()),
-                column.max_def_level(),
+                column.max_def_level,
             )?;
         }
     }
@@ -703,7 +728,7 @@ mod tests {
         let by_tool = folder.path().join("tool.parquet");
         let frame = Arc::new(FooterFrame::of(root.clone(), props).unwrap());
         let file = File::create(&by_tool).unwrap();
-        let mut wide = WideFile::on(file, &by_tool, root, props.clone(), frame).unwrap();
+        let mut wide = WideFile::on(file, &by_tool, Arc::new(descr.clone()), props.clone(), frame).unwrap();
         for (ordinal, (rows, seed)) in groups.iter().enumerate() {
             let mut chunks: Vec<ClosedChunk> = reached_chunks(&factory, &batch(*rows, *seed), ordinal)
                 .into_iter()
