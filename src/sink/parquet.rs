@@ -691,7 +691,7 @@ impl WideFileSettings {
         codec: ParquetCodec,
     ) -> Result<Self> {
         let properties = properties.clone();
-        let frame = Arc::new(FooterFrame::of(descr.root_schema_ptr(), &properties)?);
+        let frame = Arc::new(FooterFrame::of(descr, &properties)?);
         let columns = descr.columns();
         let own = (own.len() == columns.len()).then_some(own);
         // The leaves that may have a codec of their own in `properties`.

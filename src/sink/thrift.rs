@@ -8,14 +8,21 @@
 //! chunk from what it shares costs a few hundred bytes of output and no allocation. The bytes
 //! are the crate's, field for field (tests in `wide_file.rs` compare whole files).
 
-use parquet::basic::{Compression, EncodingMask, PageType, Type as PhysicalType};
+use anyhow::{bail, Result};
+use parquet::basic::{
+    ColumnOrder, Compression, ConvertedType, EncodingMask, LogicalType, PageType, TimeUnit,
+    Type as PhysicalType,
+};
 use parquet::data_type::AsBytes;
 use parquet::file::metadata::PageEncodingStats;
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::page_index::offset_index::PageLocation;
+use parquet::file::properties::WriterProperties;
 use parquet::file::statistics::Statistics;
+use parquet::schema::types::{SchemaDescriptor, Type as SchemaType};
 
 const BOOL_TRUE: u8 = 1;
+const BYTE: u8 = 3;
 const BOOL_FALSE: u8 = 2;
 /// The element type of a list of booleans (each a byte, 1 or 2).
 const BOOL_ELEMENT: u8 = 2;
@@ -116,6 +123,14 @@ impl Compact<'_> {
     fn struct_field(&mut self, id: i16, last: i16) -> i16 {
         self.header(STRUCT, id, last);
         id
+    }
+
+    /// A union member without fields (as most of `LogicalType`'s and `ColumnOrder`'s are),
+    /// with the union's end.
+    fn empty_member(&mut self, id: i16) {
+        self.header(STRUCT, id, 0);
+        self.end();
+        self.end();
     }
 
     pub(super) fn end(&mut self) {
@@ -447,4 +462,158 @@ fn bound(index: &ColumnIndexMetaData, page: usize, minimum: bool) -> Option<&[u8
         ColumnIndexMetaData::BYTE_ARRAY(typed) => of!(typed),
         ColumnIndexMetaData::FIXED_LEN_BYTE_ARRAY(typed) => of!(typed),
     }
+}
+
+/// Thrift `FileMetaData` of a file of schema `descr` written with `props`, cut around its
+/// `num_rows` and `row_groups` fields (which `wide_file.rs` writes): version and schema before,
+/// key-value metadata, created by and column orders after, as the crate's writer encodes them.
+/// A logical type this encoder does not know is an error (the caller then asks the crate).
+pub(super) fn file_metadata_frame(
+    descr: &SchemaDescriptor,
+    props: &WriterProperties,
+) -> Result<(Vec<u8>, Vec<u8>)> {
+    let mut before = Vec::new();
+    let mut out = Compact(&mut before);
+    out.i32_field(1, 0, props.writer_version().as_num());
+    let root = descr.root_schema_ptr();
+    out.struct_list_field(2, 1, nodes(&root));
+    schema_elements(&mut out, &root)?;
+    let mut after = Vec::new();
+    let mut out = Compact(&mut after);
+    let mut last = 4;
+    if let Some(entries) = props.key_value_metadata() {
+        last = out.struct_list_field(5, last, entries.len());
+        for entry in entries {
+            let field = out.binary_field(1, 0, entry.key.as_bytes());
+            if let Some(value) = &entry.value {
+                out.binary_field(2, field, value.as_bytes());
+            }
+            out.end();
+        }
+    }
+    last = out.binary_field(6, last, props.created_by().as_bytes());
+    out.struct_list_field(7, last, descr.num_columns());
+    for column in descr.columns() {
+        match ColumnOrder::column_order_for_type(
+            column.logical_type_ref(),
+            column.converted_type(),
+            column.physical_type(),
+        ) {
+            ColumnOrder::TYPE_DEFINED_ORDER(_) => out.empty_member(1),
+            ColumnOrder::IEEE_754_TOTAL_ORDER => out.empty_member(2),
+            ColumnOrder::INT96_TIMESTAMP_ORDER => out.empty_member(3),
+            other => bail!("{}: column order {other:?}", column.path()),
+        }
+    }
+    out.end();
+    Ok((before, after))
+}
+
+/// The schema's nodes, the root included.
+fn nodes(node: &SchemaType) -> usize {
+    1 + match node {
+        SchemaType::GroupType { fields, .. } => fields.iter().map(|field| nodes(field)).sum(),
+        SchemaType::PrimitiveType { .. } => 0,
+    }
+}
+
+/// Thrift `SchemaElement`s of `node` and the nodes under it, depth first.
+fn schema_elements(out: &mut Compact<'_>, node: &SchemaType) -> Result<()> {
+    let info = node.get_basic_info();
+    let mut last = 0;
+    if let SchemaType::PrimitiveType {
+        physical_type,
+        type_length,
+        ..
+    } = node
+    {
+        last = out.i32_field(1, last, *physical_type as i32);
+        if *type_length >= 0 {
+            last = out.i32_field(2, last, *type_length);
+        }
+    }
+    let repetition = match node {
+        SchemaType::PrimitiveType { .. } => Some(info.repetition()),
+        SchemaType::GroupType { .. } => info.has_repetition().then(|| info.repetition()),
+    };
+    if let Some(repetition) = repetition {
+        last = out.i32_field(3, last, repetition as i32);
+    }
+    last = out.binary_field(4, last, info.name().as_bytes());
+    if let SchemaType::GroupType { fields, .. } = node {
+        last = out.i32_field(5, last, i32::try_from(fields.len())?);
+    }
+    if info.converted_type() != ConvertedType::NONE {
+        last = out.i32_field(6, last, info.converted_type() as i32);
+    }
+    if let SchemaType::PrimitiveType { scale, precision, .. } = node {
+        if *scale >= 0 {
+            last = out.i32_field(7, last, *scale);
+        }
+        if *precision >= 0 {
+            last = out.i32_field(8, last, *precision);
+        }
+    }
+    if info.has_id() {
+        last = out.i32_field(9, last, info.id());
+    }
+    if let Some(logical) = info.logical_type_ref() {
+        out.struct_field(10, last);
+        logical_type(out, logical)?;
+    }
+    out.end();
+    if let SchemaType::GroupType { fields, .. } = node {
+        for field in fields {
+            schema_elements(out, field)?;
+        }
+    }
+    Ok(())
+}
+
+/// Thrift `LogicalType` (a union): the types an Arrow schema converts to.
+fn logical_type(out: &mut Compact<'_>, logical: &LogicalType) -> Result<()> {
+    let time = |out: &mut Compact<'_>, id: i16, utc: bool, unit: &TimeUnit| -> Result<()> {
+        out.struct_field(id, 0);
+        out.bool_field(1, 0, utc);
+        out.struct_field(2, 1);
+        match unit {
+            TimeUnit::MILLIS => out.empty_member(1),
+            TimeUnit::MICROS => out.empty_member(2),
+            TimeUnit::NANOS => out.empty_member(3),
+        }
+        out.end();
+        out.end();
+        Ok(())
+    };
+    match logical {
+        LogicalType::String => out.empty_member(1),
+        LogicalType::Map => out.empty_member(2),
+        LogicalType::List => out.empty_member(3),
+        LogicalType::Enum => out.empty_member(4),
+        LogicalType::Decimal(decimal) => {
+            out.struct_field(5, 0);
+            out.i32_field(1, 0, decimal.scale);
+            out.i32_field(2, 1, decimal.precision);
+            out.end();
+            out.end();
+        }
+        LogicalType::Date => out.empty_member(6),
+        LogicalType::Time(time_type) => time(out, 7, time_type.is_adjusted_to_u_t_c, &time_type.unit)?,
+        LogicalType::Timestamp(timestamp) => time(out, 8, timestamp.is_adjusted_to_u_t_c, &timestamp.unit)?,
+        LogicalType::Integer(integer) => {
+            out.struct_field(10, 0);
+            out.header(BYTE, 1, 0);
+            out.0.push(integer.bit_width as u8);
+            out.bool_field(2, 1, integer.is_signed);
+            out.end();
+            out.end();
+        }
+        LogicalType::Unknown => out.empty_member(11),
+        LogicalType::Json => out.empty_member(12),
+        LogicalType::Bson => out.empty_member(13),
+        LogicalType::Uuid => out.empty_member(14),
+        LogicalType::Float16 => out.empty_member(15),
+        other => bail!("a logical type the footer encoder does not know: {other:?}"),
+    }
+    Ok(())
 }
