@@ -173,6 +173,13 @@ impl WideFile {
         Ok(())
     }
 
+    /// Writes `bytes` (a bloom filter, a page index entry) and says where: offset and length.
+    fn write_located(&mut self, bytes: &[u8]) -> Result<(i64, i32)> {
+        let offset = self.written as i64;
+        self.write(bytes)?;
+        Ok((offset, i32::try_from(bytes.len())?))
+    }
+
     /// Appends a row group of `rows` rows: `chunks`, one per leaf in schema order; the reached
     /// ones are of the leaves of `reached` (the schema cut down to them, whose column writers
     /// encoded them).
@@ -193,7 +200,9 @@ impl WideFile {
         // The reached chunks, through the crate's row group writer into a buffer.
         let mut buffer = TrackedWrite::new(Vec::new());
         let mut closed = None;
-        let mut absent = Vec::new();
+        // Each leaf in schema order: a null chunk, or none where a reached chunk went to the
+        // buffer.
+        let mut slots = Vec::with_capacity(leaves);
         {
             let on_close: parquet::file::writer::OnCloseRowGroup<'_, Vec<u8>> =
                 Box::new(|_, metadata, blooms, column_indexes, offset_indexes| {
@@ -211,9 +220,9 @@ impl WideFile {
                 match chunk {
                     ClosedChunk::Reached(chunk) => {
                         chunk.append_to_row_group(&mut group)?;
-                        absent.push(None);
+                        slots.push(None);
                     }
-                    ClosedChunk::Absent(pages, template) => absent.push(Some((pages, template))),
+                    ClosedChunk::Absent(pages, template) => slots.push(Some((pages, template))),
                 }
             }
             group.close()?;
@@ -228,8 +237,8 @@ impl WideFile {
             .zip(blooms)
             .zip(column_indexes.into_iter().zip(offset_indexes));
         let mut records = Vec::with_capacity(leaves);
-        for chunk in absent {
-            let record = match chunk {
+        for slot in slots {
+            let record = match slot {
                 None => {
                     let ((metadata, bloom), (column_index, offset_index)) =
                         reached.next().context("fewer reached chunks than written")?;
@@ -297,11 +306,10 @@ impl WideFile {
                 let Bloom::Waiting(filter) = std::mem::replace(bloom, Bloom::None) else {
                     unreachable!("matched above")
                 };
-                let start = self.written;
                 let mut bytes = Vec::new();
                 filter.write(&mut bytes)?;
-                self.write(&bytes)?;
-                *bloom = Bloom::Written(start as i64, i32::try_from(bytes.len())?);
+                let (offset, length) = self.write_located(&bytes)?;
+                *bloom = Bloom::Written(offset, length);
             }
         }
         Ok(())
@@ -330,9 +338,7 @@ impl WideFile {
                     Some(index) => {
                         scratch.clear();
                         thrift::column_index(&mut Compact(&mut scratch), index);
-                        let start = self.written as i64;
-                        self.write(&scratch.clone())?;
-                        Some((start, i32::try_from(scratch.len())?))
+                        Some(self.write_located(&scratch)?)
                     }
                     None => None,
                 });
@@ -383,11 +389,7 @@ impl WideFile {
                     _ => false,
                 };
                 at.push(match written {
-                    true => {
-                        let start = self.written as i64;
-                        self.write(&scratch.clone())?;
-                        Some((start, i32::try_from(scratch.len())?))
-                    }
+                    true => Some(self.write_located(&scratch)?),
                     false => None,
                 });
             }
