@@ -170,11 +170,13 @@ const WRITE_BUFFER_BUDGET: usize = 48 << 20;
 /// table in small row groups.
 const SMALLEST_EARLY_ROW_GROUP: usize = 1 << 20;
 
-/// The most column chunks whose metadata the writers' open files may keep together (see
-/// [`TableWriter::footer_chunks`]), about 850 bytes each: the file with the most is completed
-/// past it. Each wide table completes its file at 16 000 chunks of its own, so twenty resource
-/// tables could keep up to 270 MB of it together; at the end of 1.5 GB of Bulk NDJSON they kept
-/// about 50 MB, and more with more input.
+/// The most column chunks whose accounts the writers' open files may keep together (see
+/// [`TableWriter::footer_chunks`]): the file with the most is completed past it. Each wide
+/// table completes its file at 16 000 chunks of its own. Set when the parquet crate's writer
+/// kept about 850 bytes a chunk (twenty resource tables could have kept 270 MB together; at the
+/// end of 1.5 GB of Bulk NDJSON they kept about 50 MB); `sink/wide_file.rs` keeps 24 bytes for
+/// a null chunk, nearly all of them, and the budget now mostly bounds the footers being
+/// encoded at once.
 const FOOTER_CHUNKS_BUDGET: usize = 32_000;
 
 /// A batch on its way from a worker to the writer, for the table at `table` in the run's list.

@@ -378,7 +378,7 @@ pub(super) struct Kind {
     max_rep: i16,
     /// The codec a null chunk is first encoded in; the chunk kept may be uncompressed
     /// ([`NullChunkProperties`]), which its metadata says, and which leaves sharing its pages
-    /// take with them ([`copy_for`]).
+    /// take with them (`wide_file.rs`).
     compression: Compression,
     dictionary: bool,
     statistics: EnabledStatistics,
@@ -393,12 +393,12 @@ pub(super) struct Kind {
 impl Kind {
     /// Whether a null chunk of this kind has the pages of one of `other` kind: those of another
     /// physical type too when both are [`Kind::across_types`], the column chunk statistics then
-    /// remade for the leaf's type ([`copy_for`]). A third of the null chunks of a row group
+    /// remade for the leaf's type (`wide_file.rs`). A third of the null chunks of a row group
     /// differ from one already made only by their type (counted on 500 MB of NDJSON).
     ///
     /// Kinds of different maximum levels share pages when their levels have the same width
     /// and no column index is written: a column index keeps a level histogram per page as
-    /// long as the column's maximum level, which [`copy_for`] cannot remake (the chunk's own
+    /// long as the column's maximum level, which the footer cannot remake (the chunk's own
     /// histograms it does). Below one reached node, leaves of several depths sharing pages
     /// cut the null chunks encoded by 46% (500 MB of Bundles: 4,415 -> 2,381).
     fn shares_pages_with(&self, other: &Kind) -> bool {
@@ -551,7 +551,7 @@ impl<'a> AbsentChunks<'a> {
     /// The encoded chunk of unreached leaf `leaf` (the leaf's index within top-level column
     /// `position`; `column`, its index among all the file's leaves) with descriptor `descr`:
     /// its pages and the writer's account of them, which may be of another leaf sharing the
-    /// pages (`wide_file.rs` writes the chunk's metadata for its own leaf, as [`copy_for`]
+    /// pages (`wide_file.rs` writes the chunk's metadata for its own leaf, as `copy_for`
     /// makes it).
     pub(super) fn chunk(
         &mut self,
@@ -1004,7 +1004,7 @@ mod tests {
 
     /// Both ways null chunks are encoded: by the tool (`null_pages.rs`), as the run does where
     /// the settings allow, and by the column writer, as it does elsewhere. Pages are shared and
-    /// their metadata remade ([`copy_for`]) from either.
+    /// their metadata remade (`copy_for`) from either.
     fn encoders() -> [Encoder; 2] {
         [
             |descr, props, def, rep| {

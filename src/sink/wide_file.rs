@@ -6,14 +6,15 @@
 //! schema, rebuilds it at its place in the file, clones each row group's, encodes them all at
 //! the end and drops them. On 500 MB of Bundles with `--resources all`, 114,000 column chunks
 //! in 28 row groups, that was a sixth of the run's CPU time. Here a null chunk is recorded as
-//! its shared template and where its pages landed (24 bytes), and encoded straight into the
+//! its shared template and where its pages landed (16 bytes; the templates, one per kind of
+//! null chunk and row group, are kept until the footer too), and encoded straight into the
 //! footer (`thrift.rs`); the chunks rows reach still go through the crate's row group writer,
 //! into a buffer, and are copied into the file in schema order.
 //!
 //! The file is the one the crate's writer makes from the same chunks, byte for byte (the tests
 //! below compare them): the same page index, bloom filter and footer layout, and the footer's
-//! parts that do not depend on the row groups (schema, key-value metadata, column orders) taken
-//! from a file of the same schema and settings that the crate writes without row groups.
+//! parts that do not depend on the row groups (schema, key-value metadata, column orders)
+//! encoded once per table.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -37,8 +38,8 @@ use super::footer;
 use super::thrift::{self, ChunkFacts, ChunkStatistics, Compact, GroupFacts, Histogram, UnencodedBytes};
 use crate::fsops;
 
-/// What a wide table's files write before and after their row groups in the footer: worked
-/// out once per table from a file without row groups.
+/// What a wide table's files write before and after their row groups in the footer: encoded
+/// once per table.
 pub(super) struct FooterFrame {
     /// `FileMetaData` up to its `num_rows` field: version and schema.
     before_rows: Vec<u8>,
@@ -82,7 +83,7 @@ pub(super) enum ClosedChunk {
 }
 
 /// A written column chunk, as the footer and the page index need it. (A file keeps one per
-/// leaf and row group: a null chunk's is 24 bytes.)
+/// leaf and row group: a null chunk's is 16 bytes.)
 enum ChunkRecord {
     Reached(Box<ReachedChunk>),
     Absent {
@@ -142,6 +143,10 @@ impl WideFile {
         props: WriterPropertiesPtr,
         frame: Arc<FooterFrame>,
     ) -> Result<Self> {
+        ensure!(
+            props.sorting_columns().is_none(),
+            "sorting columns in a wide table"
+        );
         let mut wide = WideFile {
             path: path.to_owned(),
             out: BufWriter::with_capacity(OUTPUT_BUFFER, file),
@@ -237,11 +242,28 @@ impl WideFile {
             .zip(blooms)
             .zip(column_indexes.into_iter().zip(offset_indexes));
         let mut records = Vec::with_capacity(leaves);
-        for slot in slots {
+        for (leaf, slot) in slots.into_iter().enumerate() {
             let record = match slot {
                 None => {
                     let ((metadata, bloom), (column_index, offset_index)) =
                         reached.next().context("fewer reached chunks than written")?;
+                    // The row group writer checked the chunk against the cut schema; the
+                    // footer says what the file's own leaf is.
+                    let (own, written) = (self.descr.column(leaf), metadata.column_descr());
+                    ensure!(
+                        own.path() == written.path()
+                            && own.physical_type() == written.physical_type()
+                            && own.max_def_level() == written.max_def_level()
+                            && own.max_rep_level() == written.max_rep_level(),
+                        "{}: a reached chunk of another column ({})",
+                        own.path(),
+                        written.path()
+                    );
+                    ensure!(
+                        metadata.geo_statistics().is_none(),
+                        "{}: geospatial statistics in a wide table",
+                        own.path()
+                    );
                     let start = chunk_start(&metadata);
                     let bytes = usize::try_from(start)
                         .ok()
@@ -424,7 +446,8 @@ impl WideFile {
         column_index_at: &[Vec<Location>],
         offset_index_at: &[Vec<Location>],
     ) -> Result<Vec<u8>> {
-        let mut bytes = Vec::with_capacity(self.frame.before_rows.len() + groups.len() * columns.len() * 160);
+        // About 100 bytes a column chunk.
+        let mut bytes = Vec::with_capacity(self.frame.before_rows.len() + groups.len() * columns.len() * 128);
         bytes.extend_from_slice(&self.frame.before_rows);
         let mut out = Compact(&mut bytes);
         let rows = groups.iter().map(|group| group.num_rows).sum();
@@ -432,10 +455,6 @@ impl WideFile {
         out.struct_list_field(4, last, groups.len());
         let ordinals = i16::try_from(groups.len()).is_ok();
         let path_in_schema = self.props.write_path_in_schema();
-        ensure!(
-            self.props.sorting_columns().is_none(),
-            "sorting columns in a wide table"
-        );
         for (ordinal, group) in groups.iter().enumerate() {
             out.struct_list_field(1, 0, group.chunks.len());
             let (mut uncompressed, mut compressed) = (0i64, 0i64);
@@ -572,6 +591,13 @@ fn chunk_facts<'a>(
                     (column.physical_type == PhysicalType::BYTE_ARRAY).then_some(0);
             }
             if let Some(statistics) = metadata.statistics() {
+                ensure!(
+                    statistics.min_bytes_opt().is_none()
+                        && statistics.max_bytes_opt().is_none()
+                        && statistics.distinct_count_opt().is_none(),
+                    "{}: a null chunk's statistics have a minimum, maximum or distinct count",
+                    column.descr.path()
+                );
                 let nulls = statistics.null_count_opt().with_context(|| {
                     format!(
                         "{}: a null chunk's statistics count no nulls",
@@ -612,12 +638,18 @@ mod tests {
     use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
     /// Columns `a` (text), `b` (double) and `c` (integers) that rows reach, and a struct `s`
-    /// that no row does: its leaves `x` (int), `y` (text), `z` (a list of ints).
+    /// that no row does: its leaves `x` (int), `y` (text), `z` (a list of ints), `w.v` (an int
+    /// one level deeper than `x`).
     fn full_schema() -> SchemaRef {
         let members = vec![
             Field::new("x", DataType::Int32, true),
             Field::new("y", DataType::Utf8, true),
             Field::new("z", DataType::new_list(DataType::Int64, true), true),
+            Field::new(
+                "w",
+                DataType::Struct(vec![Field::new("v", DataType::Int32, true)].into()),
+                true,
+            ),
         ];
         Arc::new(Schema::new(vec![
             Field::new("a", DataType::Utf8, true),
@@ -634,12 +666,18 @@ mod tests {
 
     /// Settings that give the footer everything it can hold: page statistics, a column index
     /// and a dictionary on the reached columns, a bloom filter, several pages per chunk,
-    /// key-value metadata; chunk statistics only on the others.
-    fn properties(position: BloomFilterPosition, path_in_schema: bool) -> WriterPropertiesPtr {
+    /// key-value metadata; `others` statistics on the other columns.
+    fn properties(
+        position: BloomFilterPosition,
+        path_in_schema: bool,
+        others: EnabledStatistics,
+        offset_index_disabled: bool,
+    ) -> WriterPropertiesPtr {
         let page = EnabledStatistics::Page;
         Arc::new(
             WriterProperties::builder()
-                .set_statistics_enabled(EnabledStatistics::Chunk)
+                .set_statistics_enabled(others)
+                .set_offset_index_disabled(offset_index_disabled)
                 .set_dictionary_enabled(false)
                 .set_data_page_row_count_limit(2)
                 .set_write_batch_size(2)
@@ -690,23 +728,32 @@ mod tests {
             .collect()
     }
 
-    /// Null chunks of the unreached leaves (`x`, `y`, `z`): `y` shares the pages of `x` (same
-    /// levels, another type), as `absent.rs` shares them.
+    /// Null chunks of the unreached leaves (`x`, `y`, `z`, `w.v`). Where they `share` pages
+    /// as `absent.rs` shares them (chunk statistics only), `y` has those of `x` (another type)
+    /// and so has `w.v` (a higher maximum level of the same width); else each its own.
     fn null_chunks(
         descr: &SchemaDescriptor,
         props: &WriterPropertiesPtr,
         rows: usize,
+        share: bool,
     ) -> Vec<(Bytes, Arc<ColumnCloseResult>)> {
         let levels = vec![0i16; rows];
-        let x = encode_nulls(descr.column(3), props.clone(), &levels, &levels).unwrap();
-        let z = encode_nulls(descr.column(5), props.clone(), &levels, &levels).unwrap();
-        let x = (x.pages, Arc::new(x.close));
-        vec![x.clone(), x, (z.pages, Arc::new(z.close))]
+        let own = |leaf: usize| {
+            let chunk = encode_nulls(descr.column(leaf), props.clone(), &levels, &levels).unwrap();
+            (chunk.pages, Arc::new(chunk.close))
+        };
+        match share {
+            true => {
+                let x = own(3);
+                vec![x.clone(), x.clone(), own(5), x]
+            }
+            false => (3..7).map(own).collect(),
+        }
     }
 
     /// The same row groups through the parquet crate's file writer (`absent.rs`'s `copy_for`
     /// remaking each null chunk's metadata for its leaf) and through [`WideFile`].
-    fn both_ways(props: &WriterPropertiesPtr, groups: &[(usize, usize)]) -> (Vec<u8>, Vec<u8>) {
+    fn both_ways(props: &WriterPropertiesPtr, groups: &[(usize, usize)], share: bool) -> (Vec<u8>, Vec<u8>) {
         let folder = tempfile::tempdir().unwrap();
         let root = ArrowSchemaConverter::new()
             .convert(&full_schema())
@@ -729,7 +776,8 @@ mod tests {
             for chunk in reached_chunks(&factory, &batch(*rows, *seed), ordinal) {
                 chunk.append_to_row_group(&mut group).unwrap();
             }
-            for (leaf, (pages, template)) in null_chunks(&descr, props, *rows).into_iter().enumerate() {
+            for (leaf, (pages, template)) in null_chunks(&descr, props, *rows, share).into_iter().enumerate()
+            {
                 let close = copy_for(descr.column(3 + leaf), &template).unwrap();
                 group.append_column(&pages, close).unwrap();
             }
@@ -747,7 +795,7 @@ mod tests {
                 .into_iter()
                 .map(|chunk| ClosedChunk::Reached(Box::new(chunk)))
                 .collect();
-            let nulls = null_chunks(wide.schema_descr(), props, *rows);
+            let nulls = null_chunks(wide.schema_descr(), props, *rows, share);
             chunks.extend(
                 nulls
                     .into_iter()
@@ -762,22 +810,38 @@ mod tests {
 
     #[test]
     fn a_wide_file_is_the_file_the_crates_writer_makes() {
-        for position in [BloomFilterPosition::AfterRowGroup, BloomFilterPosition::End] {
-            for path_in_schema in [true, false] {
-                let props = properties(position, path_in_schema);
-                let (by_crate, by_tool) = both_ways(&props, &[(5, 1), (3, 2), (1, 3)]);
-                assert!(
-                    by_crate == by_tool,
-                    "{position:?}, path in schema: {path_in_schema}"
-                );
-            }
+        let (after, end) = (BloomFilterPosition::AfterRowGroup, BloomFilterPosition::End);
+        let (chunk, page) = (EnabledStatistics::Chunk, EnabledStatistics::Page);
+        // Bloom filters, paths in the schema, the others' statistics (page statistics give null
+        // chunks a column index, and then no leaf shares another's pages), offset indexes.
+        let variants = [
+            (after, true, chunk, false),
+            (end, true, chunk, false),
+            (after, false, chunk, false),
+            (after, true, page, false),
+            (end, false, page, false),
+            (after, true, chunk, true),
+        ];
+        for (position, path_in_schema, others, no_offset_index) in variants {
+            let props = properties(position, path_in_schema, others, no_offset_index);
+            let share = others == chunk;
+            let (by_crate, by_tool) = both_ways(&props, &[(5, 1), (3, 2), (1, 3)], share);
+            assert!(
+                by_crate == by_tool,
+                "{position:?}, path in schema: {path_in_schema}, {others:?}, {no_offset_index}"
+            );
         }
     }
 
     #[test]
     fn a_wide_file_reads_back() {
-        let props = properties(BloomFilterPosition::AfterRowGroup, true);
-        let (_, by_tool) = both_ways(&props, &[(5, 1), (3, 2)]);
+        let props = properties(
+            BloomFilterPosition::AfterRowGroup,
+            true,
+            EnabledStatistics::Chunk,
+            false,
+        );
+        let (_, by_tool) = both_ways(&props, &[(5, 1), (3, 2)], true);
         let reader =
             parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(Bytes::from(by_tool))
                 .unwrap()
@@ -796,8 +860,13 @@ mod tests {
 
     #[test]
     fn a_file_without_row_groups_is_the_crates_too() {
-        let props = properties(BloomFilterPosition::AfterRowGroup, true);
-        let (by_crate, by_tool) = both_ways(&props, &[]);
+        let props = properties(
+            BloomFilterPosition::AfterRowGroup,
+            true,
+            EnabledStatistics::Chunk,
+            false,
+        );
+        let (by_crate, by_tool) = both_ways(&props, &[], true);
         assert!(by_crate == by_tool);
     }
 
