@@ -245,20 +245,23 @@ pub fn distinct_buffer_bytes(batch: &RecordBatch) -> usize {
     }
     // Structs and lists are walked as arrays: `to_data` on a struct of thousands of columns
     // copies the description of every one of them, for each batch.
-    fn visit(array: &dyn Array, seen: &mut Seen) {
+    fn visit(array: &dyn Array, seen: &mut Seen, recent: &mut Recent) {
+        if recent.visited(array) {
+            return;
+        }
         if let Some(nulls) = array.nulls() {
             count(nulls.buffer(), seen);
         }
         match array.data_type() {
             DataType::Struct(_) => {
                 for column in array.as_struct().columns() {
-                    visit(column.as_ref(), seen);
+                    visit(column.as_ref(), seen, recent);
                 }
             }
             DataType::List(_) => {
                 let list = array.as_list::<i32>();
                 count(list.offsets().inner().inner(), seen);
-                visit(list.values().as_ref(), seen);
+                visit(list.values().as_ref(), seen, recent);
             }
             // The leaf types of the tables, read without `to_data`, which builds an
             // `ArrayData` per leaf: thousands per batch of a resource table.
@@ -284,10 +287,34 @@ pub fn distinct_buffer_bytes(batch: &RecordBatch) -> usize {
         }
     }
     let mut seen = Seen::with_capacity(4 * batch.num_columns());
+    let mut recent = Recent::default();
     for column in batch.columns() {
-        visit(column.as_ref(), &mut seen);
+        visit(column.as_ref(), &mut seen, &mut recent);
     }
     sum_distinct(&seen)
+}
+
+/// The arrays a walk of a batch met last. The null columns of a resource table's batch are a
+/// few arrays, one per leaf type, each the column of thousands of leaves (`NullCache` in
+/// `table/lossless/rows.rs`): an array met again is skipped whole, its buffers counted the
+/// first time. Eight are enough for the leaf types a resource table has.
+#[derive(Default)]
+struct Recent {
+    arrays: [usize; 8],
+    next: usize,
+}
+
+impl Recent {
+    /// Whether `array` was met lately; it is remembered if not.
+    fn visited(&mut self, array: &dyn Array) -> bool {
+        let address = array as *const dyn Array as *const () as usize;
+        if self.arrays.contains(&address) {
+            return true;
+        }
+        self.arrays[self.next] = address;
+        self.next = (self.next + 1) % self.arrays.len();
+        false
+    }
 }
 
 /// The sum of the sizes of `buffers` (address, size), each address counted once. An open
@@ -1762,6 +1789,27 @@ mod tests {
         )
         .unwrap();
         assert_eq!(distinct_buffer_bytes(&typed), by_data(&typed));
+        // A struct whose members are a few arrays met again and again, as a resource table's
+        // null columns are, more of them than the walk remembers at once, in a varying order.
+        let arrays: Vec<ArrayRef> = (0..12)
+            .map(|index| {
+                Arc::new(arrow_array::Int32Array::from(vec![index; 3 + index as usize % 4])) as ArrayRef
+            })
+            .map(|array| array.slice(0, 3))
+            .collect();
+        let picks = (0..40).map(|index| (index * 7 + index / 5) % arrays.len());
+        let (fields, members): (Vec<Field>, Vec<ArrayRef>) = picks
+            .enumerate()
+            .map(|(index, pick)| {
+                (
+                    Field::new(format!("m{index}"), DataType::Int32, false),
+                    arrays[pick].clone(),
+                )
+            })
+            .unzip();
+        let shared = arrow_array::StructArray::new(fields.into(), members, None);
+        let shared = RecordBatch::try_from_iter([("s", Arc::new(shared) as ArrayRef)]).unwrap();
+        assert_eq!(distinct_buffer_bytes(&shared), by_data(&shared));
     }
 
     /// Writes `batches` as a wide table's part, one row at a time into row groups of
