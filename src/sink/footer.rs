@@ -36,33 +36,26 @@ pub(crate) fn declare_float_orders_for_all_readers(
     metadata: &ParquetMetaData,
 ) -> Result<()> {
     let columns = metadata.file_metadata().schema_descr().columns();
-    let to_rewrite: Vec<bool> = (0..columns.len())
-        .map(|i| {
-            matches!(
-                columns[i].physical_type(),
-                PhysicalType::FLOAT | PhysicalType::DOUBLE
-            ) && metadata.file_metadata().column_order(i) == ColumnOrder::IEEE_754_TOTAL_ORDER
-                && metadata
-                    .row_groups()
-                    .iter()
-                    .all(|group| statistics_free_of_nan(group.column(i).statistics()))
-        })
-        .collect();
+    let to_rewrite = float_columns_to_rewrite(columns, |leaf| {
+        metadata
+            .row_groups()
+            .iter()
+            .all(|group| free_of_nan(group.column(leaf).statistics()))
+    });
     if !to_rewrite.contains(&true) {
         return Ok(());
     }
     let (footer_start, mut footer) = read_footer(&mut File::open(path)?)?;
-    rewrite_column_orders(&mut footer, &to_rewrite).context("unexpected Parquet footer layout")?;
-    sign_zero_extremes(&mut footer, &to_rewrite).context("unexpected Parquet footer layout")?;
+    rewrite_float_orders(&mut footer, &to_rewrite)?;
     file.seek(SeekFrom::Start(footer_start))?;
     file.write_all(&footer)?;
     file.flush()?;
-    check_orders(&File::open(path)?, &to_rewrite)
+    check_float_orders(path, &to_rewrite)
 }
 
-/// The columns of a file whose order [`declare_float_orders_for_all_readers`] rewrites:
-/// floating-point columns declared in IEEE 754 total order whose chunks all saw no NaN
-/// (`free_of_nan(leaf)`), for a footer the tool serializes itself (`wide_file.rs`).
+/// The columns of a file whose order is rewritten: floating-point columns declared in IEEE 754
+/// total order (as the writer declares every one) whose chunks all saw no NaN
+/// (`free_of_nan(leaf)`).
 pub(super) fn float_columns_to_rewrite(
     columns: &[parquet::schema::types::ColumnDescPtr],
     free_of_nan: impl Fn(usize) -> bool,
@@ -101,11 +94,6 @@ pub(super) fn check_float_orders(path: &Path, chosen: &[bool]) -> Result<()> {
     check_orders(&File::open(path)?, chosen)
 }
 
-/// Whether a chunk's statistics allow the type-defined order (no NaN seen).
-pub(super) fn free_of_nan(statistics: Option<&Statistics>) -> bool {
-    statistics_free_of_nan(statistics)
-}
-
 /// The serialized `FileMetaData` of a file without row groups (`metadata`), cut around its
 /// `num_rows` and `row_groups` fields: what a file of the same schema and settings writes
 /// before and after them. `wide_file.rs` puts its row groups between the two.
@@ -135,7 +123,8 @@ pub(super) fn frame_around_row_groups(metadata: &[u8]) -> Result<(Vec<u8>, Vec<u
     Ok((metadata[..start].to_vec(), metadata[start + 4..].to_vec()))
 }
 
-fn statistics_free_of_nan(statistics: Option<&Statistics>) -> bool {
+/// Whether a chunk's statistics allow the type-defined order (no NaN seen).
+pub(super) fn free_of_nan(statistics: Option<&Statistics>) -> bool {
     let free = |min: Option<f64>, max: Option<f64>, nans: Option<u64>| {
         nans.unwrap_or(0) == 0 && !min.is_some_and(f64::is_nan) && !max.is_some_and(f64::is_nan)
     };

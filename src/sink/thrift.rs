@@ -12,8 +12,7 @@
 
 use anyhow::{bail, Result};
 use parquet::basic::{
-    ColumnOrder, Compression, ConvertedType, EncodingMask, LogicalType, PageType, TimeUnit,
-    Type as PhysicalType,
+    ColumnOrder, Compression, ConvertedType, EncodingMask, LogicalType, TimeUnit, Type as PhysicalType,
 };
 use parquet::data_type::AsBytes;
 use parquet::file::metadata::PageEncodingStats;
@@ -268,7 +267,7 @@ fn column_metadata(out: &mut Compact<'_>, facts: &ChunkFacts<'_>) {
     if let Some(stats) = facts.page_encoding_stats {
         last = out.struct_list_field(13, last, stats.len());
         for stat in stats {
-            let field = out.i32_field(1, 0, page_type_number(stat.page_type));
+            let field = out.i32_field(1, 0, stat.page_type as i32);
             let field = out.i32_field(2, field, stat.encoding as i32);
             out.i32_field(3, field, stat.count);
             out.end();
@@ -298,10 +297,6 @@ fn column_metadata(out: &mut Compact<'_>, facts: &ChunkFacts<'_>) {
         out.end();
     }
     out.end();
-}
-
-fn page_type_number(page_type: PageType) -> i32 {
-    page_type as i32
 }
 
 /// Thrift `Statistics` as the crate writes a chunk's: the deprecated `min`/`max` only where the

@@ -345,7 +345,9 @@ impl WideFile {
         for group in &mut groups {
             self.write_blooms(&mut group.chunks)?;
         }
-        let descriptors = self.descr.columns().to_vec();
+        // The schema is shared: held apart from `self`, which the writes below borrow.
+        let descr = self.descr.clone();
+        let descriptors = descr.columns();
         let columns: Vec<Leaf<'_>> = descriptors.iter().map(Leaf::of).collect();
         let mut column_index_at = Vec::with_capacity(groups.len());
         let mut scratch = Vec::new();
@@ -418,7 +420,7 @@ impl WideFile {
             offset_index_at.push(at);
         }
         let mut metadata = self.serialize_footer(&groups, &columns, &column_index_at, &offset_index_at)?;
-        let chosen = footer::float_columns_to_rewrite(&descriptors, |leaf| {
+        let chosen = footer::float_columns_to_rewrite(descriptors, |leaf| {
             groups.iter().all(|group| match &group.chunks[leaf] {
                 ChunkRecord::Reached(reached) => footer::free_of_nan(reached.metadata.statistics()),
                 ChunkRecord::Absent { .. } => true,
