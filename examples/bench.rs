@@ -22,6 +22,12 @@
 //! tables (every resource type as a lossless table, docs/LOSSLESS.md), and `export` of those
 //! tables back to NDJSON, with the figures issue 14's targets are stated in.
 //!
+//! `--instructions` also counts, with valgrind's callgrind on one thread, the instructions the
+//! built-in tables' run executes (and, with `--resources`, the `--resources all` run): counts
+//! that do not move with the machine's load, where a 2-core cloud machine's wall times swing by
+//! up to 2x within the hour. Each counted run takes about 50x its time; valgrind must be
+//! installed (the option says so when it is not).
+//!
 //! Every timed command's input is read once, untimed, just before it runs
 //! ([`read_into_page_cache`]), so that no figure includes reading from disk.
 
@@ -83,6 +89,7 @@ struct Options {
     threads: Vec<usize>,
     views: bool,
     resources: bool,
+    instructions: bool,
     duckdb: bool,
     data: PathBuf,
     single_files: bool,
@@ -97,6 +104,7 @@ fn parse_options() -> Options {
         threads: vec![1, 2],
         views: false,
         resources: false,
+        instructions: false,
         duckdb: true,
         data: PathBuf::from("bench/data"),
         single_files: false,
@@ -117,6 +125,7 @@ fn parse_options() -> Options {
             }
             "--views" => options.views = true,
             "--resources" => options.resources = true,
+            "--instructions" => options.instructions = true,
             "--no-duckdb" => options.duckdb = false,
             "--data" => options.data = PathBuf::from(value()),
             "--single-files" => options.single_files = true,
@@ -257,6 +266,15 @@ fn main() {
             }
         }
         let _ = fs::remove_dir_all(&out);
+        if options.instructions {
+            notes.push(instruction_counts(
+                &binary,
+                &input,
+                &out,
+                bytes,
+                options.resources,
+            ));
+        }
         if options.duckdb && duckdb_available() {
             let run = measure(
                 &input,
@@ -549,6 +567,64 @@ fn measure(reads: &Path, command: &mut Command) -> Measurement {
         seconds,
         peak_rss_mb: usage.ru_maxrss as f64 / 1024.0,
     }
+}
+
+/// The note of `--instructions`: what the built-in tables' run (and, when `resources`, the
+/// `--resources all` run) executes on one thread, per byte of `bytes` of input, and the ratio
+/// of the two.
+fn instruction_counts(binary: &Path, input: &Path, out: &Path, bytes: u64, resources: bool) -> String {
+    let Some(builtin) = count_instructions(binary, input, out, &[]) else {
+        return "instructions: not counted (valgrind is not installed)".to_owned();
+    };
+    let per_byte = |count: u64| count as f64 / bytes as f64;
+    let mut note = format!(
+        "instructions (callgrind, 1 thread): built-in tables {:.2} G ({:.1} per input byte)",
+        builtin as f64 / 1e9,
+        per_byte(builtin)
+    );
+    if resources {
+        let all = count_instructions(binary, input, out, &["--resources", "all"])
+            .expect("valgrind ran the built-in tables' run");
+        note.push_str(&format!(
+            "; --resources all + built-in tables {:.2} G ({:.1} per byte), {:.2}x the built-in tables",
+            all as f64 / 1e9,
+            per_byte(all),
+            all as f64 / builtin as f64
+        ));
+    }
+    note
+}
+
+/// The instructions `fhir2table convert` executes on `input` on one thread with `extra`
+/// arguments, as valgrind's callgrind counts them (its `I refs` total); `None` when valgrind
+/// cannot be started.
+fn count_instructions(binary: &Path, input: &Path, out: &Path, extra: &[&str]) -> Option<u64> {
+    let _ = fs::remove_dir_all(out);
+    let output = Command::new("valgrind")
+        .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
+        .arg(binary)
+        .args(["convert", "-q", "--threads", "1", "--in"])
+        .arg(input)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .stdout(Stdio::null())
+        .output()
+        .ok()?;
+    let _ = fs::remove_dir_all(out);
+    let code = output.status.code();
+    assert!(
+        matches!(code, Some(0 | 1)),
+        "the counted run failed ({code:?}): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let total = stderr
+        .lines()
+        .find_map(|line| line.split_once("I   refs:"))
+        .map(|(_, count)| count.trim().replace(',', ""))
+        .expect("callgrind prints its instruction total");
+    Some(total.parse().expect("the total is a number"))
 }
 
 /// Reads every file under `path` (a file or a folder) once, untimed, so that the timed run reads
