@@ -23,10 +23,10 @@ use parquet::file::statistics::Statistics;
 use parquet::schema::types::{SchemaDescriptor, Type as SchemaType};
 
 const BOOL_TRUE: u8 = 1;
-const BYTE: u8 = 3;
 const BOOL_FALSE: u8 = 2;
 /// The element type of a list of booleans (each a byte, 1 or 2).
 const BOOL_ELEMENT: u8 = 2;
+const BYTE: u8 = 3;
 const I16: u8 = 4;
 const I32: u8 = 5;
 const I64: u8 = 6;
@@ -571,7 +571,7 @@ fn schema_elements(out: &mut Compact<'_>, node: &SchemaType) -> Result<()> {
 
 /// Thrift `LogicalType` (a union): the types an Arrow schema converts to.
 fn logical_type(out: &mut Compact<'_>, logical: &LogicalType) -> Result<()> {
-    let time = |out: &mut Compact<'_>, id: i16, utc: bool, unit: &TimeUnit| -> Result<()> {
+    let time = |out: &mut Compact<'_>, id: i16, utc: bool, unit: &TimeUnit| {
         out.struct_field(id, 0);
         out.bool_field(1, 0, utc);
         out.struct_field(2, 1);
@@ -582,7 +582,6 @@ fn logical_type(out: &mut Compact<'_>, logical: &LogicalType) -> Result<()> {
         }
         out.end();
         out.end();
-        Ok(())
     };
     match logical {
         LogicalType::String => out.empty_member(1),
@@ -597,8 +596,8 @@ fn logical_type(out: &mut Compact<'_>, logical: &LogicalType) -> Result<()> {
             out.end();
         }
         LogicalType::Date => out.empty_member(6),
-        LogicalType::Time(time_type) => time(out, 7, time_type.is_adjusted_to_u_t_c, &time_type.unit)?,
-        LogicalType::Timestamp(timestamp) => time(out, 8, timestamp.is_adjusted_to_u_t_c, &timestamp.unit)?,
+        LogicalType::Time(time_type) => time(out, 7, time_type.is_adjusted_to_u_t_c, &time_type.unit),
+        LogicalType::Timestamp(timestamp) => time(out, 8, timestamp.is_adjusted_to_u_t_c, &timestamp.unit),
         LogicalType::Integer(integer) => {
             out.struct_field(10, 0);
             out.header(BYTE, 1, 0);
