@@ -19,8 +19,8 @@ use crate::resource::IdentifierIndex;
 use crate::resource::{DocumentError, Walker};
 use crate::sink::{StagedRun, TableWriter, WIDE_TABLE_LEAVES};
 use crate::source::{
-    describe_bytes, for_each_line, read_whole, split_lines, InputFile, InputFormat, Limits, Line, Part,
-    Quarantine, Shard,
+    describe_bytes, for_each_line, read_whole, split_lines, text_of, InputFile, InputFormat, Limits, Line,
+    Part, Quarantine, Shard,
 };
 use crate::table::{Table, TableSet};
 
@@ -494,10 +494,10 @@ fn convert_file_content(
             if content.iter().all(u8::is_ascii_whitespace) {
                 return fail(walker, None, "empty file".to_owned());
             }
-            let text = match std::str::from_utf8(&content) {
+            let text = match text_of(&content) {
                 Ok(text) => text,
-                Err(error) => {
-                    let line = line_of_offset(&content, error.valid_up_to());
+                Err(valid_up_to) => {
+                    let line = line_of_offset(&content, valid_up_to);
                     return fail(walker, Some(line), "invalid UTF-8".to_owned());
                 }
             };
@@ -553,7 +553,7 @@ fn convert_file_content(
                 documents += 1;
                 let mark = ErrorMark::of(walker.diagnostics);
                 walker.sink.begin_document(number);
-                let outcome = match std::str::from_utf8(bytes) {
+                let outcome = match text_of(bytes) {
                     Ok(text) => walker.document(&file.relative, text, number),
                     Err(_) => Err(DocumentError {
                         line: number,

@@ -14,7 +14,7 @@ pub use filter::InputFilter;
 pub use listing::check_input;
 pub use quarantine::{retire_input, Quarantine};
 pub use read::{
-    describe_bytes, for_each_line, open_raw, read_whole, split_lines, Limits, Line, Part,
+    describe_bytes, for_each_line, open_raw, read_whole, split_lines, text_of, Limits, Line, Part,
     DEFAULT_MAX_JSON_BYTES, DEFAULT_MAX_LINE_BYTES,
 };
 pub use read_ahead::{read_ahead, ReadAheadGuard};
