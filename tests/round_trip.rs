@@ -796,3 +796,42 @@ fn real_data_fits_the_typed_columns() {
     let odd = unmapped("lossless");
     assert!(odd["Patient"]["count"].as_u64().unwrap() > 0, "{odd}");
 }
+
+/// Every file of `folder`, by name, with its bytes.
+fn file_bytes(folder: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    listing(folder)
+        .into_iter()
+        .map(|name| {
+            let bytes = std::fs::read(folder.join(&name)).unwrap();
+            (name, bytes)
+        })
+        .collect()
+}
+
+#[test]
+fn exports_on_one_thread_and_on_several_write_the_same_bytes() {
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().join("out");
+    convert_resources(&fixtures().join("synthea/smart"), &out, &[]);
+    for extra in [&[][..], &["--bundles"][..]] {
+        let mut exports = Vec::new();
+        for threads in ["1", "4"] {
+            let dir = root.path().join(format!("export-{threads}-{}", extra.len()));
+            let mut args = vec!["--threads", threads];
+            args.extend_from_slice(extra);
+            let outcome = export(&out, &dir, &args);
+            assert_eq!(outcome.code, 0, "export {args:?}: {}", outcome.stderr);
+            exports.push(file_bytes(&dir));
+        }
+        // Without --bundles a file per type; with it, these Bundles' entries go back into
+        // Bundle.ndjson and no other file is left.
+        let files = if extra.is_empty() { 5 } else { 1 };
+        assert!(exports[0].len() >= files, "{extra:?}: {:?}", exports[0].keys());
+        assert!(
+            exports[0] == exports[1],
+            "{extra:?}: --threads 1 and 4 wrote other files"
+        );
+    }
+    let refused = export(&out, &root.path().join("zero"), &["--threads", "0"]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+}

@@ -26,7 +26,10 @@ DIR must not exist or be empty, and must not be inside OUT; OUT must be a folder
 (nothing is created in a folder that is not). The files are written into DIR/.fhir2table-export/ and moved
 into DIR when all are complete; the export is finished when that folder is gone. An export killed
 half way leaves it (and perhaps some whole files): export into the same DIR again and it removes
-them first. The output folder is held (like convert and compact hold it) while it is read.";
+them first. The output folder is held (like convert and compact hold it) while it is read.
+
+Without --bundles, tables are written on --threads threads (all cores by default), each file by
+one thread: the files are the same whatever the number. --bundles works on one thread.";
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -77,6 +80,11 @@ pub struct Args {
     #[arg(long, value_name = "FORMAT", value_parser = ["json"])]
     pub report: Option<String>,
 
+    /// Tables written at once, each into its own file by one thread (not with --bundles)
+    /// [default: all cores]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub threads: Option<u64>,
+
     /// Print nothing but errors
     #[arg(short, long)]
     pub quiet: bool,
@@ -89,6 +97,11 @@ pub fn run(args: Args) -> Result<Exit> {
         resource_types: args.resources,
         bundles: args.bundles,
         bundles_memory: args.bundles_memory.saturating_mul(1 << 20),
+        threads: args
+            .threads
+            .map_or_else(crate::config::default_threads, |threads| {
+                usize::try_from(threads).unwrap_or(usize::MAX)
+            }),
     };
     let outcome = export(&args.out, &args.to, &options)?;
     if args.report.is_some() {

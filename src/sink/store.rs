@@ -23,7 +23,7 @@ use super::WriteOptions;
 
 /// An output opened for changing: held against other runs, and any commit a killed run left
 /// half done finished (see [`super::open`]).
-pub trait Store {
+pub trait Store: Send + Sync {
     /// Whether opening finished a commit that a killed run had started (the run logs it).
     fn recovered(&self) -> bool;
 
