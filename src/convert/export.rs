@@ -263,11 +263,11 @@ fn resource_tables(output: &dyn Store, wanted: &BTreeSet<String>) -> Result<Vec<
 /// Writes every table's rows into its staged file. The tables other than the Bundle table are
 /// written on `options.threads` threads, each taking the next table in order and writing its
 /// file alone, so every file holds the same lines in the same order whatever the threads: the
-/// tables of 500 MB of Bundles were exported in 0.60-0.82 s on two threads against 0.95-1.34 s
+/// tables of 500 MB of Bundles were exported in 0.53-0.60 s on two threads against 0.86-1.21 s
 /// on one (bench/RESULTS.md, the twenty-first round). `--bundles` rebuilds the Bundles after
 /// them, reading every table again, and leaves the other files only the rows that were not
-/// in a Bundle: there the tables are read on one thread, as a second one took no time off and
-/// 14-40 MB more memory.
+/// in a Bundle: it works on one thread, as a second one, for these files or for gathering the
+/// entries, took no time off and 14-40 MB more memory.
 fn write_tables(
     output: &dyn Store,
     tables: &[ResourceTableParts],
@@ -276,37 +276,20 @@ fn write_tables(
     bundles: Option<usize>,
 ) -> Result<Vec<TypeExport>> {
     let envelopes = tables.iter().any(|table| table.resource_type == BUNDLE_TYPE);
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let written: Vec<Mutex<Option<Result<TypeExport>>>> = tables.iter().map(|_| Mutex::new(None)).collect();
-    let shared: &Staging = staging;
-    let work = || {
-        while !failed.load(Ordering::Relaxed) {
-            let index = next.fetch_add(1, Ordering::Relaxed);
-            let Some(table) = tables.get(index) else { return };
-            if table.resource_type == BUNDLE_TYPE {
-                continue;
-            }
-            let file = write_table(output, table, shared, options.format, bundles.is_some());
-            failed.fetch_or(file.is_err(), Ordering::Relaxed);
-            *written[index]
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(file);
-        }
-    };
     let threads = match bundles {
         Some(_) => 1,
-        None => options.threads.clamp(1, tables.len().max(1)),
+        None => options.threads,
     };
-    std::thread::scope(|scope| {
-        for _ in 1..threads {
-            scope.spawn(work);
+    let shared: &Staging = staging;
+    let written = on_threads(threads, tables, |table| {
+        match table.resource_type == BUNDLE_TYPE {
+            true => Ok(None),
+            false => write_table(output, table, shared, options.format, bundles.is_some()).map(Some),
         }
-        work();
-    });
+    })?;
     let mut files = Vec::with_capacity(tables.len());
     for (table, written) in tables.iter().zip(written) {
-        if table.resource_type == BUNDLE_TYPE {
+        let Some(file) = written else {
             if let Some(budget) = bundles {
                 files.push(super::bundles::write_bundles(
                     output,
@@ -317,16 +300,7 @@ fn write_tables(
                 )?);
             }
             continue;
-        }
-        // A table after a failure is not written (`None`): the first error in table order
-        // is the one reported.
-        let Some(file) = written
-            .into_inner()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-        else {
-            continue;
         };
-        let file = file?;
         if let Some(name) = &file.file {
             staging.staged(name);
         }
@@ -342,6 +316,48 @@ fn write_tables(
         files.push(file);
     }
     Ok(files)
+}
+
+/// `work` done for every item of `items` on `threads` threads (the caller's one of them), each
+/// thread taking the next item in order; the results in the items' order. After an error no
+/// thread takes another item, and the error of the first failed item in order is returned.
+fn on_threads<I: Sync, T: Send>(
+    threads: usize,
+    items: &[I],
+    work: impl Fn(&I) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let done: Vec<Mutex<Option<Result<T>>>> = items.iter().map(|_| Mutex::new(None)).collect();
+    let run = || {
+        while !failed.load(Ordering::Relaxed) {
+            let index = next.fetch_add(1, Ordering::Relaxed);
+            let Some(item) = items.get(index) else { return };
+            let outcome = work(item);
+            failed.fetch_or(outcome.is_err(), Ordering::Relaxed);
+            *done[index]
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(outcome);
+        }
+    };
+    std::thread::scope(|scope| {
+        for _ in 1..threads.clamp(1, items.len().max(1)) {
+            scope.spawn(run);
+        }
+        run();
+    });
+    // The items after a failure were not taken (`None`); every item before it was.
+    let mut results = Vec::with_capacity(items.len());
+    for outcome in done {
+        match outcome
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        {
+            Some(outcome) => results.push(outcome?),
+            None => break,
+        }
+    }
+    Ok(results)
 }
 
 /// Streams one table's parts, batch by batch, into `<Type>.ndjson[.gz]` in the staging folder;
@@ -705,6 +721,26 @@ impl Staging {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn work_on_threads_comes_back_in_order_and_the_first_error_in_order_wins() {
+        let items: Vec<u64> = (0..40).collect();
+        for threads in [1, 2, 3, 64] {
+            // Later items finish first: the results are still in the items' order.
+            let squares = on_threads(threads, &items, |item| {
+                std::thread::sleep(std::time::Duration::from_micros(40 - item));
+                Ok(item * item)
+            })
+            .unwrap();
+            assert_eq!(squares, items.iter().map(|item| item * item).collect::<Vec<_>>());
+            let failed = on_threads(threads, &items, |item| match item {
+                7 | 30 => Err(anyhow::anyhow!("item {item}")),
+                _ => Ok(()),
+            });
+            assert_eq!(failed.unwrap_err().to_string(), "item 7", "{threads} threads");
+        }
+        assert!(on_threads(2, &Vec::<u64>::new(), |_| Ok(())).unwrap().is_empty());
+    }
 
     #[test]
     fn resource_types_are_checked_against_r4() {
