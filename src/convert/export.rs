@@ -319,17 +319,28 @@ fn write_tables(
 }
 
 /// `work` done for every item of `items` on `threads` threads (the caller's one of them), each
-/// thread taking the next item in order; the results in the items' order. After an error no
-/// thread takes another item, and the error of the first failed item in order is returned.
+/// thread taking the next item in order; the results in the items' order. Once a thread sees
+/// an error (or a panic, which is raised again once all have stopped) it starts no other item;
+/// the error of the first failed item in order is returned, and the results after it dropped.
 fn on_threads<I: Sync, T: Send>(
     threads: usize,
     items: &[I],
     work: impl Fn(&I) -> Result<T> + Sync,
 ) -> Result<Vec<T>> {
+    /// Stops the other threads at their next item when `work` panics.
+    struct StopOnPanic<'a>(&'a AtomicBool);
+    impl Drop for StopOnPanic<'_> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+    }
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let done: Vec<Mutex<Option<Result<T>>>> = items.iter().map(|_| Mutex::new(None)).collect();
     let run = || {
+        let _stop = StopOnPanic(&failed);
         while !failed.load(Ordering::Relaxed) {
             let index = next.fetch_add(1, Ordering::Relaxed);
             let Some(item) = items.get(index) else { return };
@@ -346,7 +357,8 @@ fn on_threads<I: Sync, T: Send>(
         }
         run();
     });
-    // The items after a failure were not taken (`None`); every item before it was.
+    // Items are taken in order, so every item before the first failure was taken (`Some`);
+    // some after it may not have been (`None`).
     let mut results = Vec::with_capacity(items.len());
     for outcome in done {
         match outcome
@@ -740,6 +752,27 @@ mod tests {
             assert_eq!(failed.unwrap_err().to_string(), "item 7", "{threads} threads");
         }
         assert!(on_threads(2, &Vec::<u64>::new(), |_| Ok(())).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_panic_on_one_thread_stops_the_others_and_is_raised_again() {
+        let items: Vec<u64> = (0..1000).collect();
+        let started = AtomicUsize::new(0);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            on_threads(2, &items, |item| {
+                started.fetch_add(1, Ordering::Relaxed);
+                if *item == 3 {
+                    panic!("item 3");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                Ok(())
+            })
+        }));
+        assert!(outcome.is_err(), "the panic comes back to the caller");
+        // The other thread goes on while the panic is reported (a backtrace takes a while),
+        // then stops: without the guard it would start every item, a second's worth.
+        let started = started.load(Ordering::Relaxed);
+        assert!(started < items.len() / 2, "{started} items started");
     }
 
     #[test]
