@@ -23,6 +23,7 @@ pub mod sink;
 pub mod source;
 pub mod state;
 pub mod table;
+pub mod threads;
 pub mod view;
 
 use std::fmt;

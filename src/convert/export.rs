@@ -22,8 +22,7 @@ use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use arrow_array::RecordBatch;
@@ -35,6 +34,7 @@ use crate::fhir::definitions::{definitions, TreeOptions};
 use crate::fsops;
 use crate::sink::{Part, Store};
 use crate::table::lossless::{table_options, Exporter, TABLE_PREFIX};
+use crate::threads::on_threads;
 use crate::UsageError;
 
 /// The staging folder inside the target: present while an export writes or publishes, gone
@@ -281,12 +281,15 @@ fn write_tables(
         None => options.threads,
     };
     let shared: &Staging = staging;
-    let written = on_threads(threads, tables, |table| {
-        match table.resource_type == BUNDLE_TYPE {
+    let written = on_threads(
+        threads,
+        tables.iter().collect(),
+        || (),
+        |(), table| match table.resource_type == BUNDLE_TYPE {
             true => Ok(None),
             false => write_table(output, table, shared, options.format, bundles.is_some()).map(Some),
-        }
-    })?;
+        },
+    )?;
     let mut files = Vec::with_capacity(tables.len());
     for (table, written) in tables.iter().zip(written) {
         let Some(file) = written else {
@@ -316,60 +319,6 @@ fn write_tables(
         files.push(file);
     }
     Ok(files)
-}
-
-/// `work` done for every item of `items` on `threads` threads (the caller's one of them), each
-/// thread taking the next item in order; the results in the items' order. Once a thread sees
-/// an error (or a panic, which is raised again once all have stopped) it starts no other item;
-/// the error of the first failed item in order is returned, and the results after it dropped.
-fn on_threads<I: Sync, T: Send>(
-    threads: usize,
-    items: &[I],
-    work: impl Fn(&I) -> Result<T> + Sync,
-) -> Result<Vec<T>> {
-    /// Stops the other threads at their next item when `work` panics.
-    struct StopOnPanic<'a>(&'a AtomicBool);
-    impl Drop for StopOnPanic<'_> {
-        fn drop(&mut self) {
-            if std::thread::panicking() {
-                self.0.store(true, Ordering::Relaxed);
-            }
-        }
-    }
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let done: Vec<Mutex<Option<Result<T>>>> = items.iter().map(|_| Mutex::new(None)).collect();
-    let run = || {
-        let _stop = StopOnPanic(&failed);
-        while !failed.load(Ordering::Relaxed) {
-            let index = next.fetch_add(1, Ordering::Relaxed);
-            let Some(item) = items.get(index) else { return };
-            let outcome = work(item);
-            failed.fetch_or(outcome.is_err(), Ordering::Relaxed);
-            *done[index]
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(outcome);
-        }
-    };
-    std::thread::scope(|scope| {
-        for _ in 1..threads.clamp(1, items.len().max(1)) {
-            scope.spawn(run);
-        }
-        run();
-    });
-    // Items are taken in order, so every item before the first failure was taken (`Some`);
-    // some after it may not have been (`None`).
-    let mut results = Vec::with_capacity(items.len());
-    for outcome in done {
-        match outcome
-            .into_inner()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-        {
-            Some(outcome) => results.push(outcome?),
-            None => break,
-        }
-    }
-    Ok(results)
 }
 
 /// Streams one table's parts, batch by batch, into `<Type>.ndjson[.gz]` in the staging folder;
@@ -733,47 +682,6 @@ impl Staging {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn work_on_threads_comes_back_in_order_and_the_first_error_in_order_wins() {
-        let items: Vec<u64> = (0..40).collect();
-        for threads in [1, 2, 3, 64] {
-            // Later items finish first: the results are still in the items' order.
-            let squares = on_threads(threads, &items, |item| {
-                std::thread::sleep(std::time::Duration::from_micros(40 - item));
-                Ok(item * item)
-            })
-            .unwrap();
-            assert_eq!(squares, items.iter().map(|item| item * item).collect::<Vec<_>>());
-            let failed = on_threads(threads, &items, |item| match item {
-                7 | 30 => Err(anyhow::anyhow!("item {item}")),
-                _ => Ok(()),
-            });
-            assert_eq!(failed.unwrap_err().to_string(), "item 7", "{threads} threads");
-        }
-        assert!(on_threads(2, &Vec::<u64>::new(), |_| Ok(())).unwrap().is_empty());
-    }
-
-    #[test]
-    fn a_panic_on_one_thread_stops_the_others_and_is_raised_again() {
-        let items: Vec<u64> = (0..1000).collect();
-        let started = AtomicUsize::new(0);
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            on_threads(2, &items, |item| {
-                started.fetch_add(1, Ordering::Relaxed);
-                if *item == 3 {
-                    panic!("item 3");
-                }
-                std::thread::sleep(std::time::Duration::from_millis(1));
-                Ok(())
-            })
-        }));
-        assert!(outcome.is_err(), "the panic comes back to the caller");
-        // The other thread goes on while the panic is reported (a backtrace takes a while),
-        // then stops: without the guard it would start every item, a second's worth.
-        let started = started.load(Ordering::Relaxed);
-        assert!(started < items.len() / 2, "{started} items started");
-    }
 
     #[test]
     fn resource_types_are_checked_against_r4() {

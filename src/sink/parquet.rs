@@ -26,6 +26,7 @@ use super::parquet_schema::parquet_schema;
 use super::store::{Batches, TableWriter};
 use super::wide_file::{ClosedChunk, FooterFrame, WideFile};
 use crate::fsops;
+use crate::threads::on_threads;
 
 /// The metadata key under which each Parquet file records the resource type of its rows.
 pub const RESOURCE_TYPE_KEY: &str = "fhir2table.resource_type";
@@ -501,49 +502,8 @@ fn write_columns(
             }
             Ok(())
         },
-    )
-}
-
-/// Does every job of `jobs` with `work` on `threads` threads (the caller's one of them), taking
-/// them in order from a shared queue; each thread keeps a state of its own, made by `state`.
-/// After a job fails no thread takes another; an error is returned (the caller's own, else the
-/// first helper's) once every thread has stopped.
-fn on_threads<J: Send, S>(
-    threads: usize,
-    jobs: Vec<J>,
-    state: impl Fn() -> S + Sync,
-    work: impl Fn(&mut S, J) -> Result<()> + Sync,
-) -> Result<()> {
-    let queue = std::sync::Mutex::new(jobs.into_iter());
-    let failed = std::sync::atomic::AtomicBool::new(false);
-    let run = || -> Result<()> {
-        let mut own = state();
-        while !failed.load(Ordering::Relaxed) {
-            let job = queue.lock().expect("no thread panics holding the queue").next();
-            let Some(job) = job else {
-                return Ok(());
-            };
-            if let Err(error) = work(&mut own, job) {
-                failed.store(true, Ordering::Relaxed);
-                return Err(error);
-            }
-        }
-        Ok(())
-    };
-    if threads <= 1 {
-        return run();
-    }
-    std::thread::scope(|scope| {
-        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(run)).collect();
-        let mut outcome = run();
-        for helper in helpers {
-            let joined = helper
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            outcome = outcome.and(joined);
-        }
-        outcome
-    })
+    )?;
+    Ok(())
 }
 
 /// Makes the column writers of `plan`'s reached leaves only. Column writers are made per row
