@@ -82,8 +82,8 @@ pub struct Args {
 
     /// Tables written at once, each into its own file by one thread (not with --bundles)
     /// [default: all cores]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    pub threads: Option<u64>,
+    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub threads: Option<usize>,
 
     /// Print nothing but errors
     #[arg(short, long)]
@@ -97,11 +97,7 @@ pub fn run(args: Args) -> Result<Exit> {
         resource_types: args.resources,
         bundles: args.bundles,
         bundles_memory: args.bundles_memory.saturating_mul(1 << 20),
-        threads: args
-            .threads
-            .map_or_else(crate::config::default_threads, |threads| {
-                usize::try_from(threads).unwrap_or(usize::MAX)
-            }),
+        threads: args.threads.unwrap_or_else(crate::config::default_threads),
     };
     let outcome = export(&args.out, &args.to, &options)?;
     if args.report.is_some() {
