@@ -677,8 +677,9 @@ impl WideFileSettings {
         own: &[bool],
         codec: ParquetCodec,
     ) -> Result<Self> {
-        let properties = properties.clone();
-        let frame = Arc::new(FooterFrame::of(descr, &properties)?);
+        let frame = Arc::new(FooterFrame::of(descr, properties)?);
+        // The footer frame holds the key-value metadata from here on; row groups never read it.
+        let properties = without_key_value_metadata(properties);
         let columns = descr.columns();
         let own = (own.len() == columns.len()).then_some(own);
         // The leaves that may have a codec of their own in `properties`.
@@ -706,6 +707,20 @@ impl WideFileSettings {
             frame,
         })
     }
+}
+
+/// `properties` without their key-value metadata: the `ARROW:schema` entry of a resource
+/// table is a few hundred KB of base64 text per table, which its files' footer frame already
+/// holds encoded, and every table of a long run keeps its settings until the end (16 tables of
+/// Synthea Bundles: 4.8 MB).
+fn without_key_value_metadata(properties: &WriterProperties) -> WriterPropertiesPtr {
+    Arc::new(
+        properties
+            .clone()
+            .into_builder()
+            .set_key_value_metadata(None)
+            .build(),
+    )
 }
 
 /// The settings a wide file's null chunks are encoded with (`absent.rs`): `properties` with
@@ -993,7 +1008,7 @@ impl DatasetWriter {
                 file,
                 &self.path,
                 descr,
-                properties.clone(),
+                settings.properties.clone(),
                 settings.frame.clone(),
             )?;
             anyhow::Ok((writer, settings))

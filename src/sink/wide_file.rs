@@ -55,10 +55,14 @@ impl FooterFrame {
     /// a tree of owned elements and drops them, 27 M instructions per resource table. The
     /// crate's way stays for a schema whose logical types `thrift.rs` does not encode.
     pub(super) fn of(descr: &SchemaDescriptor, props: &WriterPropertiesPtr) -> Result<Self> {
-        let (before_rows, after_groups) = match thrift::file_metadata_frame(descr, props) {
+        let (mut before_rows, mut after_groups) = match thrift::file_metadata_frame(descr, props) {
             Ok(frame) => frame,
             Err(_) => Self::by_crate(descr.root_schema_ptr(), props)?,
         };
+        // Kept by every table until the run ends: grown by doubling, they held up to twice
+        // their size (9.6 MB at the peak of 4 GB of Bundles, for 16 tables).
+        before_rows.shrink_to_fit();
+        after_groups.shrink_to_fit();
         Ok(FooterFrame {
             before_rows,
             after_groups,
