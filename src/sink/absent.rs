@@ -39,6 +39,7 @@ use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescriptor;
 use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 
+use super::leaves::Leaves;
 use super::null_pages::{level_bits, NullPages};
 
 /// For the rows held for one or more row groups of a wide table: which leaves some row reaches
@@ -549,16 +550,15 @@ impl<'a> AbsentChunks<'a> {
     }
 
     /// The encoded chunk of unreached leaf `leaf` (the leaf's index within top-level column
-    /// `position`; `column`, its index among all the file's leaves) with descriptor `descr`:
-    /// its pages and the writer's account of them, which may be of another leaf sharing the
-    /// pages (`wide_file.rs` writes the chunk's metadata for its own leaf, as `copy_for`
-    /// makes it).
+    /// `position`; `column`, its index among all the file's `leaves`): its pages and the
+    /// writer's account of them, which may be of another leaf sharing the pages
+    /// (`wide_file.rs` writes the chunk's metadata for its own leaf, as `copy_for` makes it).
     pub(super) fn chunk(
         &mut self,
         position: usize,
         leaf: usize,
         column: usize,
-        descr: &ColumnDescPtr,
+        leaves: &Leaves,
     ) -> Result<(Bytes, Arc<ColumnCloseResult>)> {
         let field_plan = &self.plan.fields[position];
         let group = field_plan.leaves[leaf].context("a reached leaf has no absent chunk")?;
@@ -578,6 +578,8 @@ impl<'a> AbsentChunks<'a> {
             return Ok((pages.clone(), template.clone()));
         }
         let values = self.levels(levels)?;
+        anyhow::ensure!(column < leaves.len(), "a leaf beyond the file's columns");
+        let descr = &leaves.descriptor(column);
         let null_pages = &mut self.null_pages;
         let mut encode =
             |props: &WriterPropertiesPtr| match null_pages.encode(descr, props, &values.def, &values.rep)? {

@@ -36,7 +36,7 @@ pub(crate) fn declare_float_orders_for_all_readers(
     metadata: &ParquetMetaData,
 ) -> Result<()> {
     let columns = metadata.file_metadata().schema_descr().columns();
-    let to_rewrite = float_columns_to_rewrite(columns, |leaf| {
+    let to_rewrite = float_columns_to_rewrite(columns.iter().map(|column| column.self_type()), |leaf| {
         metadata
             .row_groups()
             .iter()
@@ -56,19 +56,20 @@ pub(crate) fn declare_float_orders_for_all_readers(
 /// The columns of a file whose order is rewritten: floating-point columns declared in IEEE 754
 /// total order (as the writer declares every one) whose chunks all saw no NaN
 /// (`free_of_nan(leaf)`).
-pub(super) fn float_columns_to_rewrite(
-    columns: &[parquet::schema::types::ColumnDescPtr],
+pub(super) fn float_columns_to_rewrite<'a>(
+    columns: impl IntoIterator<Item = &'a parquet::schema::types::Type>,
     free_of_nan: impl Fn(usize) -> bool,
 ) -> Vec<bool> {
     columns
-        .iter()
+        .into_iter()
         .enumerate()
         .map(|(leaf, column)| {
-            matches!(column.physical_type(), PhysicalType::FLOAT | PhysicalType::DOUBLE)
+            let (physical, info) = (column.get_physical_type(), column.get_basic_info());
+            matches!(physical, PhysicalType::FLOAT | PhysicalType::DOUBLE)
                 && ColumnOrder::column_order_for_type(
-                    column.logical_type_ref(),
-                    column.converted_type(),
-                    column.physical_type(),
+                    info.logical_type_ref(),
+                    info.converted_type(),
+                    physical,
                 ) == ColumnOrder::IEEE_754_TOTAL_ORDER
                 && free_of_nan(leaf)
         })

@@ -9,6 +9,7 @@ mod commit;
 mod delta;
 mod footer;
 mod layout;
+mod leaves;
 mod local;
 mod lock;
 mod migrate;

@@ -22,6 +22,7 @@ use parquet::schema::types::{ColumnPath, SchemaDescPtr, SchemaDescriptor};
 use serde::Deserialize;
 
 use super::absent::{leaf_kinds, path_of_no_leaf, AbsentChunks, HeldRange, Kind, NullChunkProperties, Plan};
+use super::leaves::Leaves;
 use super::parquet_schema::parquet_schema;
 use super::store::{Batches, TableWriter};
 use super::wide_file::{ClosedChunk, FooterFrame, WideFile};
@@ -547,7 +548,7 @@ fn close_row_group<'a>(
     absent: impl Fn() -> AbsentChunks<'a> + Sync,
     threads: usize,
 ) -> Result<()> {
-    let descriptors = file.schema_descr().columns();
+    let file_leaves = file.leaves().clone();
     let mut closed: Vec<Vec<ClosedChunk>> = (0..plan.columns()).map(|_| Vec::new()).collect();
     let mut jobs = Vec::with_capacity(plan.columns());
     let mut writers = writers.into_iter();
@@ -564,7 +565,7 @@ fn close_row_group<'a>(
     }
     anyhow::ensure!(writers.next().is_none(), "more column writers than leaves");
     anyhow::ensure!(
-        first_leaf == descriptors.len(),
+        first_leaf == file_leaves.len(),
         "the plan's leaves and the file's differ"
     );
     jobs.sort_by_key(|(_, _, leaves, _, _)| std::cmp::Reverse(*leaves));
@@ -581,7 +582,7 @@ fn close_row_group<'a>(
                     ClosedChunk::Reached(Box::new(writer.close()?))
                 } else {
                     let leaf = first_leaf + index;
-                    let (pages, template) = absent.chunk(position, index, leaf, &descriptors[leaf])?;
+                    let (pages, template) = absent.chunk(position, index, leaf, &file_leaves)?;
                     ClosedChunk::Absent(pages, template)
                 };
                 slot.push(chunk);
@@ -643,11 +644,11 @@ pub(super) struct DatasetWriter {
 struct WideFileSettings {
     /// The writer settings, the `ARROW:schema` entry included.
     properties: WriterPropertiesPtr,
-    /// The Parquet schema, which every file of the part shares (`wide_file.rs`): the column
-    /// descriptors of thousands of leaves, a path each, made once per table rather than once
-    /// per file. The next files are made from it and `properties` alone, without an Arrow
-    /// writer.
-    descr: SchemaDescPtr,
+    /// The leaf columns of the Parquet schema, which every file of the part shares
+    /// (`wide_file.rs`), made once per table rather than once per file, and kept compact
+    /// (`leaves.rs`) rather than as the crate's descriptors. The next files are made from them
+    /// and `properties` alone, without an Arrow writer.
+    leaves: Arc<Leaves>,
     /// The settings the null chunks of the leaves no row of a row group reaches are encoded
     /// with (`absent.rs`): `properties` with the run's codec for every column, or with none
     /// where that does not make a chunk smaller ([`NullChunkProperties`]). Those leaves are left
@@ -673,7 +674,7 @@ impl WideFileSettings {
     /// file's leaves).
     fn of(
         properties: &WriterPropertiesPtr,
-        descr: &SchemaDescPtr,
+        descr: &SchemaDescriptor,
         own: &[bool],
         codec: ParquetCodec,
     ) -> Result<Self> {
@@ -703,7 +704,7 @@ impl WideFileSettings {
             bloom_filtered,
             properties,
             null_properties,
-            descr: descr.clone(),
+            leaves: Arc::new(Leaves::of(descr)),
             frame,
         })
     }
@@ -883,7 +884,7 @@ impl DatasetWriter {
         let writer = WideFile::on(
             file,
             &path,
-            settings.descr.clone(),
+            settings.leaves.clone(),
             settings.properties.clone(),
             settings.frame.clone(),
         )?;
@@ -1002,12 +1003,13 @@ impl DatasetWriter {
         let properties = Arc::new(properties);
         let started = (|| {
             let root = parquet_schema(&self.schema, properties.coerce_types())?;
-            let descr = Arc::new(SchemaDescriptor::new(root));
+            // Described once, for the settings: the files keep their leaves only.
+            let descr = SchemaDescriptor::new(root);
             let settings = WideFileSettings::of(&properties, &descr, &own_leaves, self.options.codec())?;
             let writer = WideFile::on(
                 file,
                 &self.path,
-                descr,
+                settings.leaves.clone(),
                 settings.properties.clone(),
                 settings.frame.clone(),
             )?;

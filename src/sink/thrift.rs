@@ -22,6 +22,8 @@ use parquet::file::properties::WriterProperties;
 use parquet::file::statistics::Statistics;
 use parquet::schema::types::{SchemaDescriptor, Type as SchemaType};
 
+use super::leaves::LeafPath;
+
 const BOOL_TRUE: u8 = 1;
 const BOOL_FALSE: u8 = 2;
 /// The element type of a list of booleans (each a byte, 1 or 2).
@@ -170,7 +172,7 @@ pub(super) struct ChunkFacts<'a> {
     pub(super) physical_type: PhysicalType,
     pub(super) encodings: &'a EncodingMask,
     /// The column's path, when the file writes it (`write_path_in_schema`).
-    pub(super) path: Option<&'a [String]>,
+    pub(super) path: Option<LeafPath<'a>>,
     pub(super) codec: Compression,
     pub(super) num_values: i64,
     pub(super) uncompressed_size: i64,
@@ -227,11 +229,12 @@ fn column_metadata(out: &mut Compact<'_>, facts: &ChunkFacts<'_>) {
         out.zigzag(encoding as i64);
     }
     let mut last = 2;
-    if let Some(path) = facts.path {
+    if let Some(path) = &facts.path {
+        let names = path.names();
         out.header(LIST, 3, last);
-        out.list(BINARY, path.len());
-        for part in path {
-            out.binary(part.as_bytes());
+        out.list(BINARY, names.len());
+        for name in names {
+            out.binary(name.as_bytes());
         }
         last = 3;
     }

@@ -32,9 +32,10 @@ use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::page_index::offset_index::OffsetIndexMetaData;
 use parquet::file::properties::{BloomFilterPosition, WriterPropertiesPtr};
 use parquet::file::writer::{SerializedFileWriter, SerializedRowGroupWriter, TrackedWrite};
-use parquet::schema::types::{ColumnDescPtr, SchemaDescPtr, SchemaDescriptor, TypePtr};
+use parquet::schema::types::{SchemaDescPtr, SchemaDescriptor, TypePtr};
 
 use super::footer;
+use super::leaves::{LeafPath, Leaves};
 use super::thrift::{self, ChunkFacts, ChunkStatistics, Compact, GroupFacts, Histogram, UnencodedBytes};
 use crate::fsops;
 
@@ -128,8 +129,8 @@ pub(super) struct WideFile {
     out: BufWriter<File>,
     /// Bytes written so far: the next byte's offset in the file.
     written: u64,
-    /// The file's schema: every leaf, reached or not.
-    descr: SchemaDescPtr,
+    /// The file's leaf columns, reached or not.
+    leaves: Arc<Leaves>,
     props: WriterPropertiesPtr,
     frame: Arc<FooterFrame>,
     groups: Vec<GroupRecord>,
@@ -139,11 +140,12 @@ pub(super) struct WideFile {
 const OUTPUT_BUFFER: usize = 1 << 20;
 
 impl WideFile {
-    /// Starts the file `file`, created at `path`, for schema `descr` and settings `props`.
+    /// Starts the file `file`, created at `path`, for a schema of leaf columns `leaves` and
+    /// settings `props`.
     pub(super) fn on(
         file: File,
         path: &Path,
-        descr: SchemaDescPtr,
+        leaves: Arc<Leaves>,
         props: WriterPropertiesPtr,
         frame: Arc<FooterFrame>,
     ) -> Result<Self> {
@@ -155,7 +157,7 @@ impl WideFile {
             path: path.to_owned(),
             out: BufWriter::with_capacity(OUTPUT_BUFFER, file),
             written: 0,
-            descr,
+            leaves,
             props,
             frame,
             groups: Vec::new(),
@@ -164,9 +166,9 @@ impl WideFile {
         Ok(wide)
     }
 
-    /// The file's schema.
-    pub(super) fn schema_descr(&self) -> &SchemaDescriptor {
-        &self.descr
+    /// The file's leaf columns.
+    pub(super) fn leaves(&self) -> &Arc<Leaves> {
+        &self.leaves
     }
 
     /// Row groups written so far.
@@ -198,7 +200,7 @@ impl WideFile {
         reached: SchemaDescPtr,
         rows: usize,
     ) -> Result<()> {
-        let leaves = self.descr.num_columns();
+        let leaves = self.leaves.len();
         ensure!(
             chunks.len() == leaves,
             "{} chunks for {leaves} leaves",
@@ -253,20 +255,18 @@ impl WideFile {
                         reached.next().context("fewer reached chunks than written")?;
                     // The row group writer checked the chunk against the cut schema; the
                     // footer says what the file's own leaf is.
-                    let (own, written) = (self.descr.column(leaf), metadata.column_descr());
+                    let (own, written) = (self.leaves.path(leaf), metadata.column_descr());
                     ensure!(
-                        own.path() == written.path()
-                            && own.physical_type() == written.physical_type()
-                            && own.max_def_level() == written.max_def_level()
-                            && own.max_rep_level() == written.max_rep_level(),
-                        "{}: a reached chunk of another column ({})",
-                        own.path(),
+                        own.is(written.path())
+                            && self.leaves.physical_type(leaf) == written.physical_type()
+                            && self.leaves.max_def_level(leaf) == written.max_def_level()
+                            && self.leaves.max_rep_level(leaf) == written.max_rep_level(),
+                        "{own}: a reached chunk of another column ({})",
                         written.path()
                     );
                     ensure!(
                         metadata.geo_statistics().is_none(),
-                        "{}: geospatial statistics in a wide table",
-                        own.path()
+                        "{own}: geospatial statistics in a wide table"
                     );
                     let start = chunk_start(&metadata);
                     let bytes = usize::try_from(start)
@@ -349,10 +349,9 @@ impl WideFile {
         for group in &mut groups {
             self.write_blooms(&mut group.chunks)?;
         }
-        // The schema is shared: held apart from `self`, which the writes below borrow.
-        let descr = self.descr.clone();
-        let descriptors = descr.columns();
-        let columns: Vec<Leaf<'_>> = descriptors.iter().map(Leaf::of).collect();
+        // The leaves are shared: held apart from `self`, which the writes below borrow.
+        let leaves = self.leaves.clone();
+        let columns: Vec<Leaf<'_>> = (0..leaves.len()).map(|leaf| Leaf::of(&leaves, leaf)).collect();
         let mut column_index_at = Vec::with_capacity(groups.len());
         let mut scratch = Vec::new();
         for group in &groups {
@@ -424,7 +423,8 @@ impl WideFile {
             offset_index_at.push(at);
         }
         let mut metadata = self.serialize_footer(&groups, &columns, &column_index_at, &offset_index_at)?;
-        let chosen = footer::float_columns_to_rewrite(descriptors, |leaf| {
+        let types = (0..leaves.len()).map(|leaf| leaves.primitive_type(leaf));
+        let chosen = footer::float_columns_to_rewrite(types, |leaf| {
             groups.iter().all(|group| match &group.chunks[leaf] {
                 ChunkRecord::Reached(reached) => footer::free_of_nan(reached.metadata.statistics()),
                 ChunkRecord::Absent { .. } => true,
@@ -509,16 +509,16 @@ struct Leaf<'a> {
     physical_type: PhysicalType,
     max_def_level: i16,
     max_rep_level: i16,
-    descr: &'a ColumnDescPtr,
+    path: LeafPath<'a>,
 }
 
 impl<'a> Leaf<'a> {
-    fn of(descr: &'a ColumnDescPtr) -> Self {
+    fn of(leaves: &'a Leaves, leaf: usize) -> Self {
         Leaf {
-            physical_type: descr.physical_type(),
-            max_def_level: descr.max_def_level(),
-            max_rep_level: descr.max_rep_level(),
-            descr,
+            physical_type: leaves.physical_type(leaf),
+            max_def_level: leaves.max_def_level(leaf),
+            max_rep_level: leaves.max_rep_level(leaf),
+            path: leaves.path(leaf),
         }
     }
 }
@@ -540,7 +540,7 @@ fn chunk_facts<'a>(
         ensure!(
             counts.iter().skip(len).all(|count| *count == 0),
             "{}: a null chunk's level above {max_level}",
-            column.descr.path()
+            column.path
         );
         Ok(Some(Histogram { counts, len }))
     };
@@ -552,7 +552,7 @@ fn chunk_facts<'a>(
         file_offset: metadata.file_offset(),
         physical_type: column.physical_type,
         encodings: metadata.encodings_mask(),
-        path: path_in_schema.then(|| column.descr.path().parts()),
+        path: path_in_schema.then(|| column.path.clone()),
         codec: metadata.compression(),
         num_values: metadata.num_values(),
         uncompressed_size: metadata.uncompressed_size(),
@@ -588,7 +588,7 @@ fn chunk_facts<'a>(
             ensure!(
                 same || *metadata.encodings_mask() == levels_only(),
                 "{}: null pages of another type in other encodings than PLAIN and RLE",
-                column.descr.path()
+                column.path
             );
             facts.file_offset = 0;
             facts.index_page_offset = None;
@@ -602,14 +602,11 @@ fn chunk_facts<'a>(
                         && statistics.max_bytes_opt().is_none()
                         && statistics.distinct_count_opt().is_none(),
                     "{}: a null chunk's statistics have a minimum, maximum or distinct count",
-                    column.descr.path()
+                    column.path
                 );
-                let nulls = statistics.null_count_opt().with_context(|| {
-                    format!(
-                        "{}: a null chunk's statistics count no nulls",
-                        column.descr.path()
-                    )
-                })?;
+                let nulls = statistics
+                    .null_count_opt()
+                    .with_context(|| format!("{}: a null chunk's statistics count no nulls", column.path))?;
                 facts.statistics = ChunkStatistics::Nulls(nulls);
             }
             facts.repetition_histogram = histogram(
@@ -795,13 +792,14 @@ mod tests {
         let by_tool = folder.path().join("tool.parquet");
         let frame = Arc::new(FooterFrame::of(&descr, props).unwrap());
         let file = File::create(&by_tool).unwrap();
-        let mut wide = WideFile::on(file, &by_tool, Arc::new(descr.clone()), props.clone(), frame).unwrap();
+        let mut wide =
+            WideFile::on(file, &by_tool, Arc::new(Leaves::of(&descr)), props.clone(), frame).unwrap();
         for (ordinal, (rows, seed)) in groups.iter().enumerate() {
             let mut chunks: Vec<ClosedChunk> = reached_chunks(&factory, &batch(*rows, *seed), ordinal)
                 .into_iter()
                 .map(|chunk| ClosedChunk::Reached(Box::new(chunk)))
                 .collect();
-            let nulls = null_chunks(wide.schema_descr(), props, *rows, share);
+            let nulls = null_chunks(&descr, props, *rows, share);
             chunks.extend(
                 nulls
                     .into_iter()
