@@ -343,8 +343,7 @@ fn convert_inputs(
     let units = units(&discovery.files, settings.threads, settings.shard)?;
     // Objects on object storage are fetched a few ahead of the workers, in their order.
     let whole = units.iter().filter(|unit| unit.part.is_none());
-    let _read_ahead =
-        crate::source::read_ahead(whole.map(|unit| discovery.files[unit.file].clone()).collect());
+    let _read_ahead = crate::source::read_ahead(whole.map(|unit| &discovery.files[unit.file]));
     progress.start(units.len() as u64, total_bytes);
     let quarantine = settings
         .errors_to

@@ -85,6 +85,7 @@ pub(super) fn units(files: &[InputFile], threads: usize, shard: Option<Shard>) -
             _ => {}
         }
     }
+    units.shrink_to_fit();
     Ok(units)
 }
 

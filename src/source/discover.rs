@@ -124,6 +124,8 @@ pub fn discover(root: &Path, output: Option<&Path>, filter: &InputFilter) -> Dis
     // One sorted list: a folder (ending in `/`) stands where its files would.
     discovery.excluded.extend(excluded_folders);
     discovery.excluded.sort();
+    // Kept for the whole run, about 100 bytes an input besides its two paths.
+    discovery.files.shrink_to_fit();
     discovery
 }
 

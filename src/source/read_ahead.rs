@@ -46,11 +46,13 @@ impl Drop for ReadAheadGuard {
 }
 
 /// Installs read-ahead for `files` (whole inputs, in the order the workers take them); local
-/// files and objects too big to hold are passed over. Lasts as long as the guard.
-pub fn read_ahead(files: Vec<InputFile>) -> ReadAheadGuard {
+/// files and objects too big to hold are passed over, and not copied: a local run of 41,000
+/// Bundles held a copy of the whole list (6 MB) for nothing. Lasts as long as the guard.
+pub fn read_ahead<'a>(files: impl IntoIterator<Item = &'a InputFile>) -> ReadAheadGuard {
     let order: Vec<InputFile> = files
         .into_iter()
         .filter(|file| file.remote.is_some() && file.size <= LARGEST)
+        .cloned()
         .collect();
     let position = order.iter().enumerate().map(|(i, file)| (key(file), i)).collect();
     *READ_AHEAD.lock().unwrap_or_else(|p| p.into_inner()) = Some(ReadAhead {
