@@ -578,7 +578,7 @@ impl<'a> AbsentChunks<'a> {
             return Ok((pages.clone(), template.clone()));
         }
         let values = self.levels(levels)?;
-        anyhow::ensure!(column < leaves.len(), "a leaf beyond the file's columns");
+        anyhow::ensure!(column < leaves.len(), "a leaf beyond the file's schema");
         let descr = &leaves.descriptor(column);
         let null_pages = &mut self.null_pages;
         let mut encode =

@@ -642,7 +642,8 @@ pub(super) struct DatasetWriter {
 /// 26 files), and looking each leaf's settings up by its path for every row group hashed
 /// thousands of paths a few times over (2%).
 struct WideFileSettings {
-    /// The writer settings, the `ARROW:schema` entry included.
+    /// The writer settings, without their key-value metadata (the `ARROW:schema` entry among
+    /// it), which `frame` holds encoded.
     properties: WriterPropertiesPtr,
     /// The leaf columns of the Parquet schema, which every file of the part shares
     /// (`wide_file.rs`), made once per table rather than once per file, and kept compact

@@ -113,6 +113,8 @@ pub(super) fn discover_objects(root: &Path, output: Option<&Path>, filter: &Inpu
     }
     discovery.excluded.extend(excluded_folders);
     discovery.excluded.sort();
+    // Kept for the whole run, as the local walk's list is.
+    discovery.files.shrink_to_fit();
     discovery
 }
 

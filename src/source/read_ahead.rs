@@ -49,11 +49,12 @@ impl Drop for ReadAheadGuard {
 /// files and objects too big to hold are passed over, and not copied: a local run of 41,000
 /// Bundles held a copy of the whole list (6 MB) for nothing. Lasts as long as the guard.
 pub fn read_ahead<'a>(files: impl IntoIterator<Item = &'a InputFile>) -> ReadAheadGuard {
-    let order: Vec<InputFile> = files
+    let mut order: Vec<InputFile> = files
         .into_iter()
         .filter(|file| file.remote.is_some() && file.size <= LARGEST)
         .cloned()
         .collect();
+    order.shrink_to_fit();
     let position = order.iter().enumerate().map(|(i, file)| (key(file), i)).collect();
     *READ_AHEAD.lock().unwrap_or_else(|p| p.into_inner()) = Some(ReadAhead {
         order,
