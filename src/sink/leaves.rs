@@ -29,7 +29,6 @@ pub(super) struct Leaves {
 struct LeafColumn {
     /// The leaf's Parquet type, shared with the alike leaves of the schema (`parquet_schema.rs`).
     primitive: TypePtr,
-    physical_type: PhysicalType,
     max_def_level: i16,
     max_rep_level: i16,
     /// Where the leaf's names end in `name_ends`: its path is the names from the previous
@@ -52,7 +51,6 @@ impl Leaves {
             }
             leaves.columns.push(LeafColumn {
                 primitive: column.self_type_ptr(),
-                physical_type: column.physical_type(),
                 max_def_level: column.max_def_level(),
                 max_rep_level: column.max_rep_level(),
                 names_end: leaves.name_ends.len(),
@@ -69,7 +67,7 @@ impl Leaves {
     }
 
     pub(super) fn physical_type(&self, leaf: usize) -> PhysicalType {
-        self.columns[leaf].physical_type
+        self.columns[leaf].primitive.get_physical_type()
     }
 
     pub(super) fn max_def_level(&self, leaf: usize) -> i16 {
@@ -152,7 +150,7 @@ impl fmt::Display for LeafPath<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fhir::definitions::{definitions, TreeOptions};
+    use crate::fhir::definitions::TreeOptions;
     use crate::table::lossless::resource_schema;
     use parquet::arrow::ArrowSchemaConverter;
 
@@ -162,12 +160,7 @@ mod tests {
     /// [`Leaves::descriptor`]).
     #[test]
     fn every_leaf_is_the_crates_description() {
-        let patient = definitions()
-            .resource_types()
-            .iter()
-            .find(|name| **name == "Patient")
-            .unwrap();
-        let resource = resource_schema(patient, TreeOptions { typed_depth: 2 }).unwrap();
+        let resource = resource_schema("Patient", TreeOptions { typed_depth: 2 }).unwrap();
         let small = arrow_schema::Schema::new(vec![
             arrow_schema::Field::new("a", arrow_schema::DataType::Utf8, false),
             arrow_schema::Field::new(

@@ -230,12 +230,7 @@ mod tests {
                 walk(child, leaves, distinct);
             }
         }
-        let observation = definitions()
-            .resource_types()
-            .iter()
-            .find(|name| **name == "Observation")
-            .unwrap();
-        let schema = resource_schema(observation, TreeOptions { typed_depth: 2 }).unwrap();
+        let schema = resource_schema("Observation", TreeOptions { typed_depth: 2 }).unwrap();
         let root = parquet_schema(&schema, true).unwrap();
         let (mut leaves, mut distinct) = (0, std::collections::HashSet::new());
         walk(&root, &mut leaves, &mut distinct);
