@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Decimal128Type, Int32Type, TimestampMicrosecondType};
 use arrow_array::{Array, ArrayRef, ListArray, RecordBatch, StringArray};
-use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use arrow_schema::{DataType, Field, FieldRef, Fields, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnWriter, ArrowRowGroupWriterFactory};
 use parquet::arrow::{add_encoded_arrow_schema_to_metadata, ArrowWriter};
@@ -38,7 +38,9 @@ pub const CONTRACT_KEY: &str = "fhir2table.contract";
 
 /// Row groups are cut at this many rows or this encoded size, whichever comes first. The writer
 /// holds one row group per table in memory, so these bound its memory whatever the input size;
-/// 128k rows is well inside what DuckDB, Spark and pyarrow read efficiently.
+/// 128k rows is well inside what DuckDB, Spark and pyarrow read efficiently. A wide table's row
+/// groups are cut at this many rows only: their held Arrow memory ([`WIDE_HELD_BYTES`]) bounds
+/// them before their encoding starts, which goes a column at a time ([`encode_row_group`]).
 const ROW_GROUP_ROWS: usize = 128 * 1024;
 const ROW_GROUP_BYTES: usize = 16 << 20;
 
@@ -67,7 +69,7 @@ pub struct WriteOptions {
     pub compression: Compression,
     /// How many threads encode a wide table's row group (the run's `--threads`). The run's one
     /// writer thread encodes every table, and on `--resources all` it is the bottleneck: the
-    /// workers wait for it (see [`write_columns`]).
+    /// workers wait for it (see [`encode_row_group`]).
     pub threads: usize,
 }
 
@@ -449,133 +451,92 @@ fn finish_written(
     fsops::sync_file(file).with_context(|| format!("cannot sync {}", path.display()))
 }
 
-/// Encodes `batch` into the column writers of a wide table's open row group (`writers`, one
-/// per leaf that `plan` marks reached, in schema order) on `threads` threads. The top-level columns are the units of
-/// work, taken widest first from a shared queue; each thread works out a column's levels and
-/// encodes them.
-///
-/// Why: the run has one writer thread, which the workers wait for when a wide row group is
-/// encoded. Encoding the columns on the run's threads lets the writer use the cores the waiting
-/// workers leave idle; the output is the same column chunks, in the same order. (The leaves no
-/// row reaches, nearly all of a resource table's, are not encoded here: see `absent.rs`.)
-fn write_columns(
-    schema: &SchemaRef,
-    batch: &RecordBatch,
-    writers: &mut [ArrowColumnWriter],
-    threads: usize,
-    plan: &Plan,
-) -> Result<()> {
-    let mut jobs = Vec::with_capacity(schema.fields().len());
-    let mut rest = writers;
-    for position in 0..schema.fields().len() {
-        let leaves = plan.reached_leaves(position);
-        anyhow::ensure!(
-            leaves <= rest.len(),
-            "{}: more leaves than column writers",
-            schema.field(position).name()
-        );
-        let (own, after) = rest.split_at_mut(leaves);
-        rest = after;
-        if leaves > 0 {
-            jobs.push((position, own));
-        }
-    }
-    anyhow::ensure!(rest.is_empty(), "fewer leaves than column writers");
-    // Widest first, so that no thread is left with a wide column at the end.
-    jobs.sort_by_key(|(_, own)| std::cmp::Reverse(own.len()));
-    on_threads(
-        threads,
-        jobs,
-        || (),
-        |(), (position, own)| {
-            let field = &schema.fields()[position];
-            let (part, column) = plan
-                .reached_part(position, field, batch.column(position))?
-                .context("a column with reached leaves has a reached part")?;
-            let leaves = compute_leaves(&part, &column)?;
-            anyhow::ensure!(
-                leaves.len() == own.len(),
-                "{}: leaves and column writers differ",
-                field.name()
-            );
-            for (writer, leaf) in own.iter_mut().zip(leaves) {
-                writer.write(&leaf)?;
-            }
-            Ok(())
-        },
-    )?;
-    Ok(())
-}
-
-/// Makes the column writers of `plan`'s reached leaves only. Column writers are made per row
-/// group, and the Arrow writer's factory makes one for every leaf of the schema: for a resource
-/// table, thousands that the chunks of `absent.rs` leave unused (40 MB at the peak and 6% of
-/// the time of `--resources all` on 500 MB of Bundles). So the factory is made for the schema
-/// cut down to the reached leaves, whose columns are the file's own: the same names, types and
-/// levels, which the row group writer of `wide_file.rs` checks as each chunk is appended. The
-/// cut schema's descriptor comes with the factory for that writer.
-fn reached_writers(
-    props: &WriterPropertiesPtr,
-    schema: &SchemaRef,
-    plan: &Plan,
-    first: &RecordBatch,
-) -> Result<(ArrowRowGroupWriterFactory, SchemaDescPtr)> {
-    let mut fields = Vec::new();
-    for (position, field) in schema.fields().iter().enumerate() {
-        if let Some((part, _)) = plan.reached_part(position, field, first.column(position))? {
-            fields.push(part);
-        }
-    }
-    let reached = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
-    let parquet_schema = parquet_schema(&reached, props.coerce_types())?;
-    let cut = SerializedFileWriter::new(std::io::sink(), parquet_schema, props.clone())?;
-    let descr = Arc::new(cut.schema_descr().clone());
-    Ok((ArrowRowGroupWriterFactory::new(&cut, reached), descr))
-}
-
-/// Closes a wide table's row group: its column chunks appended to the file in schema order,
-/// the leaves no row reaches made by `absent` (one per thread, from `absent`).
-///
-/// The chunks are closed and made on `threads` threads, top-level column by column, widest
-/// first, and only then appended in order. Why: closing the reached columns (their last pages
-/// compressed) and making the null chunks of the others was half of the writer thread's time,
-/// one after the other, while the workers waited for it (their batches queue for the writer).
-fn close_row_group<'a>(
-    file: &mut WideFile,
-    (writers, rows): (Vec<ArrowColumnWriter>, usize),
+/// What a wide table's row group is made of: the held batches, the slices of them that are
+/// its rows (in order, each a write), the file's settings, the plan of reached leaves and the
+/// schema cut down to them.
+struct RowGroupInput<'a> {
+    schema: &'a SchemaRef,
+    held: &'a [RecordBatch],
+    rows: &'a [HeldRange],
+    props: &'a WriterPropertiesPtr,
+    plan: &'a Plan,
     reached: SchemaDescPtr,
-    plan: &Plan,
+}
+
+/// Encodes a wide table's row group and appends it to `file`: each top-level column is a unit of
+/// work on `threads` threads (widest first, from a shared queue), which makes the column
+/// writers of its reached leaves, writes every slice of the row group into them, closes them
+/// and makes the null chunks of its other leaves (`absent`, one per thread). The chunks are
+/// then appended in schema order.
+///
+/// Why a column at a time rather than a slice at a time for all columns: a column's writers
+/// live only while its unit runs, so their encoders' state (dictionaries, pages not yet
+/// compressed, compression contexts) is held for two columns at a time rather than for every
+/// reached leaf of the row group; the threads meet once per row group instead of once per
+/// slice; and a column's writers stay warm in the cache from its first slice to its last.
+fn encode_row_group<'a>(
+    file: &mut WideFile,
+    input: RowGroupInput<'_>,
     absent: impl Fn() -> AbsentChunks<'a> + Sync,
     threads: usize,
 ) -> Result<()> {
+    let RowGroupInput {
+        schema,
+        held,
+        rows,
+        props,
+        plan,
+        reached,
+    } = input;
     let file_leaves = file.leaves().clone();
+    let row_group = file.row_groups();
     let mut closed: Vec<Vec<ClosedChunk>> = (0..plan.columns()).map(|_| Vec::new()).collect();
     let mut jobs = Vec::with_capacity(plan.columns());
-    let mut writers = writers.into_iter();
     let mut first_leaf = 0;
     for (position, slot) in closed.iter_mut().enumerate() {
-        let own: Vec<ArrowColumnWriter> = writers.by_ref().take(plan.reached_leaves(position)).collect();
-        anyhow::ensure!(
-            own.len() == plan.reached_leaves(position),
-            "fewer column writers than leaves"
-        );
         let leaves = plan.reached_in(position).count();
-        jobs.push((position, first_leaf, leaves, own, slot));
+        jobs.push((position, first_leaf, leaves, slot));
         first_leaf += leaves;
     }
-    anyhow::ensure!(writers.next().is_none(), "more column writers than leaves");
     anyhow::ensure!(
         first_leaf == file_leaves.len(),
         "the plan's leaves and the file's differ"
     );
-    jobs.sort_by_key(|(_, _, leaves, _, _)| std::cmp::Reverse(*leaves));
+    jobs.sort_by_key(|&(position, _, leaves, _)| std::cmp::Reverse((plan.reached_leaves(position), leaves)));
     on_threads(
         threads,
         jobs,
         absent,
-        |absent, (position, first_leaf, leaves, own, slot)| {
+        |absent, (position, first_leaf, leaves, slot)| {
+            let field = &schema.fields()[position];
+            let mut writers = Vec::new();
+            if plan.reached_leaves(position) > 0 {
+                for (at, (batch, range)) in rows.iter().enumerate() {
+                    let column = held[*batch].column(position).slice(range.start, range.len());
+                    let (part, column) = plan
+                        .reached_part(position, field, &column)?
+                        .context("a column with reached leaves has a reached part")?;
+                    if at == 0 {
+                        writers = column_writers(props, part.clone(), row_group)?;
+                        anyhow::ensure!(
+                            writers.len() == plan.reached_leaves(position),
+                            "{}: leaves and column writers differ",
+                            field.name()
+                        );
+                    }
+                    let leaves = compute_leaves(&part, &column)?;
+                    anyhow::ensure!(
+                        leaves.len() == writers.len(),
+                        "{}: leaves and column writers differ",
+                        field.name()
+                    );
+                    for (writer, leaf) in writers.iter_mut().zip(leaves) {
+                        writer.write(&leaf)?;
+                    }
+                }
+            }
             slot.reserve_exact(leaves);
-            let mut own = own.into_iter();
+            let mut own = writers.into_iter();
             for (index, reached) in plan.reached_in(position).enumerate() {
                 let chunk = if reached {
                     let writer = own.next().context("fewer column writers than leaves")?;
@@ -587,10 +548,50 @@ fn close_row_group<'a>(
                 };
                 slot.push(chunk);
             }
+            anyhow::ensure!(own.next().is_none(), "more column writers than leaves");
             Ok(())
         },
     )?;
-    file.append_row_group(closed.into_iter().flatten().collect(), reached, rows)
+    let row_count = rows.iter().map(|(_, range)| range.len()).sum();
+    file.append_row_group(closed.into_iter().flatten().collect(), reached, row_count)
+}
+
+/// The column writers of one top-level column's reached leaves (`part`, the column cut down to
+/// them), for row group `row_group`. Made from a schema of that column alone: its leaves'
+/// names, types and levels are the file's own, which the row group writer of `wide_file.rs`
+/// checks as each chunk is appended.
+fn column_writers(
+    props: &WriterPropertiesPtr,
+    part: FieldRef,
+    row_group: usize,
+) -> Result<Vec<ArrowColumnWriter>> {
+    let alone = Arc::new(Schema::new(vec![part]));
+    let parquet_schema = parquet_schema(&alone, props.coerce_types())?;
+    let cut = SerializedFileWriter::new(std::io::sink(), parquet_schema, props.clone())?;
+    Ok(ArrowRowGroupWriterFactory::new(&cut, alone).create_column_writers(row_group)?)
+}
+
+/// The schema cut down to `plan`'s reached leaves, whose columns are the file's own: the
+/// descriptor the row group writer of `wide_file.rs` checks each appended chunk against. The
+/// column writers are made for the reached leaves only (see [`column_writers`]): the Arrow
+/// writer's factory makes one for every leaf of its schema, for a resource table thousands
+/// that the chunks of `absent.rs` leave unused (40 MB at the peak and 6% of the time of
+/// `--resources all` on 500 MB of Bundles).
+fn reached_descriptor(
+    props: &WriterPropertiesPtr,
+    schema: &SchemaRef,
+    plan: &Plan,
+    first: &RecordBatch,
+) -> Result<SchemaDescPtr> {
+    let mut fields = Vec::new();
+    for (position, field) in schema.fields().iter().enumerate() {
+        if let Some((part, _)) = plan.reached_part(position, field, first.column(position))? {
+            fields.push(part);
+        }
+    }
+    let reached = Schema::new_with_metadata(fields, schema.metadata().clone());
+    let parquet_schema = parquet_schema(&reached, props.coerce_types())?;
+    Ok(Arc::new(SchemaDescriptor::new(parquet_schema)))
 }
 
 /// One table's Parquet file inside a dataset folder: the local backend's [`TableWriter`].
@@ -925,7 +926,7 @@ impl DatasetWriter {
         let settings = self.settings.as_ref().expect("made with the file");
         let props = &settings.null_properties;
         let plan = Plan::new(&self.schema, &held, &settings.bloom_filtered);
-        let (factory, reached_descr) = reached_writers(&settings.properties, &self.schema, &plan, &held[0])?;
+        let reached_descr = reached_descriptor(&settings.properties, &self.schema, &plan, &held[0])?;
         // The levels of a slice are worked out for every reached leaf of a column before any
         // is written (see [`WIDE_WRITE_LEVELS`]). Only the reached leaves count: the others are
         // not handed to the writer, and cutting by all the leaves made slices of a thousand
@@ -935,53 +936,39 @@ impl DatasetWriter {
             .map(|position| plan.reached_leaves(position))
             .sum();
         let rows_per_write = (self.write_levels / reached.max(1)).clamp(1, self.row_group_rows);
-        // The open row group: its column writers, and the rows of `held` it holds.
-        let mut row_group: Option<(Vec<ArrowColumnWriter>, Vec<HeldRange>)> = None;
-        let mut chunks = 0;
-        let mut close = |file: &mut WideFile, (writers, rows): (Vec<ArrowColumnWriter>, Vec<HeldRange>)| {
-            let absent =
-                || AbsentChunks::new(&plan, &self.schema, &held, &rows, props.clone(), &settings.kinds);
-            chunks += leaves;
-            let row_count = rows.iter().map(|(_, range)| range.len()).sum();
-            close_row_group(
-                file,
-                (writers, row_count),
-                reached_descr.clone(),
-                &plan,
-                absent,
-                threads,
-            )
-        };
+        // The held rows cut into row groups of at most `row_group_rows` rows, each a list of
+        // slices written one after the other.
+        let mut groups: Vec<Vec<HeldRange>> = vec![Vec::new()];
+        let mut group_rows = 0;
         for (index, batch) in held.iter().enumerate() {
             for start in (0..batch.num_rows()).step_by(rows_per_write) {
                 let end = batch.num_rows().min(start + rows_per_write);
-                let slice = batch.slice(start, end - start);
-                // The row group limits, checked before each slice as `ArrowWriter` does: the
-                // encoded row group stays in memory until it is closed.
-                if let Some((writers, rows)) = &row_group {
-                    let rows: usize = rows.iter().map(|(_, range)| range.len()).sum();
-                    let bytes: usize = writers
-                        .iter()
-                        .map(ArrowColumnWriter::get_estimated_total_bytes)
-                        .sum();
-                    let expected = bytes + bytes / rows.max(1) * slice.num_rows();
-                    if rows + slice.num_rows() > self.row_group_rows || expected > ROW_GROUP_BYTES {
-                        close(file, row_group.take().expect("checked above"))?;
-                    }
+                if group_rows > 0 && group_rows + (end - start) > self.row_group_rows {
+                    groups.push(Vec::new());
+                    group_rows = 0;
                 }
-                let (writers, rows) = match &mut row_group {
-                    Some(open) => open,
-                    None => {
-                        let index = file.row_groups();
-                        row_group.insert((factory.create_column_writers(index)?, Vec::new()))
-                    }
-                };
-                write_columns(&self.schema, &slice, writers, threads, &plan)?;
-                rows.push((index, start..end));
+                group_rows += end - start;
+                groups.last_mut().expect("one at least").push((index, start..end));
             }
         }
-        if let Some(open) = row_group {
-            close(file, open)?;
+        let mut chunks = 0;
+        for rows in groups.iter().filter(|rows| !rows.is_empty()) {
+            let absent =
+                || AbsentChunks::new(&plan, &self.schema, &held, rows, props.clone(), &settings.kinds);
+            chunks += leaves;
+            encode_row_group(
+                file,
+                RowGroupInput {
+                    schema: &self.schema,
+                    held: &held,
+                    rows,
+                    props: &settings.properties,
+                    plan: &plan,
+                    reached: reached_descr.clone(),
+                },
+                absent,
+                threads,
+            )?;
         }
         drop(plan);
         drop(held);
