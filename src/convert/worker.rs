@@ -161,9 +161,10 @@ pub(super) fn run_workers(
 }
 
 /// The most the writers may hold in memory together before the fullest writes out its row
-/// group. Each table's row groups are also cut at their own size (16 MiB encoded), but with
-/// thirty tables (`--view default`) that alone would let memory grow with the input up to several
-/// hundred MB before every table had filled one.
+/// group. Each table's row groups are also cut at their own size (16 MiB encoded; a wide
+/// table's at 32 MiB of held Arrow memory), but with thirty tables (`--view default`) that
+/// alone would let memory grow with the input up to several hundred MB before every table had
+/// filled one.
 ///
 /// 32 MiB rather than 48: measured in interleaved pairs on 500 MB, the same wall time for
 /// `--resources all` (1.000 on Bundles, 0.984 on NDJSON), `--view default` (1.000, 0.990) and the

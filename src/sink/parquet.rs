@@ -39,8 +39,10 @@ pub const CONTRACT_KEY: &str = "fhir2table.contract";
 /// Row groups are cut at this many rows or this encoded size, whichever comes first. The writer
 /// holds one row group per table in memory, so these bound its memory whatever the input size;
 /// 128k rows is well inside what DuckDB, Spark and pyarrow read efficiently. A wide table's row
-/// groups are cut at this many rows only: their held Arrow memory ([`WIDE_HELD_BYTES`]) bounds
-/// them before their encoding starts, which goes a column at a time ([`encode_row_group`]).
+/// groups are cut at this many rows only: they are the rows it held ([`WIDE_HELD_BYTES`] of
+/// Arrow memory and a batch at most), encoded a column at a time ([`encode_row_group`]), so an
+/// encoded row group is about the size of the held rows' memory (more where levels take more
+/// room than Arrow's bits, as for booleans under lists).
 const ROW_GROUP_ROWS: usize = 128 * 1024;
 const ROW_GROUP_BYTES: usize = 16 << 20;
 
@@ -471,7 +473,7 @@ struct RowGroupInput<'a> {
 ///
 /// Why a column at a time rather than a slice at a time for all columns: a column's writers
 /// live only while its unit runs, so their encoders' state (dictionaries, pages not yet
-/// compressed, compression contexts) is held for two columns at a time rather than for every
+/// compressed, compression contexts) is held for one column per thread rather than for every
 /// reached leaf of the row group; the threads meet once per row group instead of once per
 /// slice; and a column's writers stay warm in the cache from its first slice to its last.
 fn encode_row_group<'a>(
@@ -524,13 +526,13 @@ fn encode_row_group<'a>(
                             field.name()
                         );
                     }
-                    let leaves = compute_leaves(&part, &column)?;
+                    let leaf_columns = compute_leaves(&part, &column)?;
                     anyhow::ensure!(
-                        leaves.len() == writers.len(),
+                        leaf_columns.len() == writers.len(),
                         "{}: leaves and column writers differ",
                         field.name()
                     );
-                    for (writer, leaf) in writers.iter_mut().zip(leaves) {
+                    for (writer, leaf) in writers.iter_mut().zip(leaf_columns) {
                         writer.write(&leaf)?;
                     }
                 }
@@ -557,9 +559,12 @@ fn encode_row_group<'a>(
 }
 
 /// The column writers of one top-level column's reached leaves (`part`, the column cut down to
-/// them), for row group `row_group`. Made from a schema of that column alone: its leaves'
-/// names, types and levels are the file's own, which the row group writer of `wide_file.rs`
-/// checks as each chunk is appended.
+/// them), for row group `row_group`. Only the reached leaves get one: the Arrow writer's factory
+/// makes a writer for every leaf of its schema, for a resource table thousands that the chunks
+/// of `absent.rs` leave unused (40 MB at the peak and 6% of the time of `--resources all` on
+/// 500 MB of Bundles). Made from a schema of that column alone: its leaves' names, types and
+/// levels are the file's own, which the row group writer of `wide_file.rs` checks as each chunk
+/// is appended.
 fn column_writers(
     props: &WriterPropertiesPtr,
     part: FieldRef,
@@ -572,11 +577,8 @@ fn column_writers(
 }
 
 /// The schema cut down to `plan`'s reached leaves, whose columns are the file's own: the
-/// descriptor the row group writer of `wide_file.rs` checks each appended chunk against. The
-/// column writers are made for the reached leaves only (see [`column_writers`]): the Arrow
-/// writer's factory makes one for every leaf of its schema, for a resource table thousands
-/// that the chunks of `absent.rs` leave unused (40 MB at the peak and 6% of the time of
-/// `--resources all` on 500 MB of Bundles).
+/// descriptor the row group writer of `wide_file.rs` checks each appended chunk against (the
+/// chunks come from [`column_writers`] and `absent.rs`).
 fn reached_descriptor(
     props: &WriterPropertiesPtr,
     schema: &SchemaRef,
@@ -589,7 +591,7 @@ fn reached_descriptor(
             fields.push(part);
         }
     }
-    let reached = Schema::new_with_metadata(fields, schema.metadata().clone());
+    let reached = Schema::new(fields);
     let parquet_schema = parquet_schema(&reached, props.coerce_types())?;
     Ok(Arc::new(SchemaDescriptor::new(parquet_schema)))
 }
@@ -938,21 +940,25 @@ impl DatasetWriter {
         let rows_per_write = (self.write_levels / reached.max(1)).clamp(1, self.row_group_rows);
         // The held rows cut into row groups of at most `row_group_rows` rows, each a list of
         // slices written one after the other.
-        let mut groups: Vec<Vec<HeldRange>> = vec![Vec::new()];
+        let mut groups: Vec<Vec<HeldRange>> = Vec::new();
         let mut group_rows = 0;
         for (index, batch) in held.iter().enumerate() {
             for start in (0..batch.num_rows()).step_by(rows_per_write) {
                 let end = batch.num_rows().min(start + rows_per_write);
-                if group_rows > 0 && group_rows + (end - start) > self.row_group_rows {
-                    groups.push(Vec::new());
-                    group_rows = 0;
+                match groups.last_mut() {
+                    Some(group) if group_rows + (end - start) <= self.row_group_rows => {
+                        group.push((index, start..end))
+                    }
+                    _ => {
+                        groups.push(vec![(index, start..end)]);
+                        group_rows = 0;
+                    }
                 }
                 group_rows += end - start;
-                groups.last_mut().expect("one at least").push((index, start..end));
             }
         }
         let mut chunks = 0;
-        for rows in groups.iter().filter(|rows| !rows.is_empty()) {
+        for rows in &groups {
             let absent =
                 || AbsentChunks::new(&plan, &self.schema, &held, rows, props.clone(), &settings.kinds);
             chunks += leaves;
