@@ -602,17 +602,24 @@ const NO_MEMBER: u32 = u32::MAX;
 
 /// The builders of one member: its value column and companions, behind list offsets when the
 /// member repeats.
+///
+/// Laid out in this order (`repr(C)`), with the list state behind a pointer, so that what
+/// reading a member from text touches first (`filled`, `touched`, the list's pointer) shares
+/// the first cache line with the start of its value column. Left to the compiler, `filled`
+/// came after the three columns of a date's value (448 bytes in) and its load, a cache miss
+/// for most members read, was the hottest instruction of `read_members`.
+#[repr(C)]
 struct MemberBuilder {
     /// Rows appended to the builders so far; the object's rows beyond it are nulls still to add.
     filled: usize,
-    list: Option<ListState>,
-    values: Values,
-    /// The member's columns as the schema has them (value first, then companions).
-    fields: Vec<FieldRef>,
     /// The last row read from text that appended to the member, and `filled` and the values'
     /// length before it: what undoing that row puts back (see `stream.rs`).
     touched: u64,
     saved: (usize, usize),
+    list: Option<Box<ListState>>,
+    values: Values,
+    /// The member's columns as the schema has them (value first, then companions).
+    fields: Vec<FieldRef>,
 }
 
 /// Offsets and validity of a repeating member's lists (shared by its value and companion lists).
@@ -820,7 +827,8 @@ impl MemberBuilder {
             }
         };
         debug_assert_eq!(columns, fields.len());
-        let list = (member.repeats && !matches!(member.shape, Shape::Json)).then(ListState::new);
+        let list =
+            (member.repeats && !matches!(member.shape, Shape::Json)).then(|| Box::new(ListState::new()));
         MemberBuilder {
             filled: 0,
             list,
