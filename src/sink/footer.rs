@@ -100,11 +100,7 @@ pub(super) fn check_float_orders(path: &Path, chosen: &[bool]) -> Result<()> {
 /// before and after them. `wide_file.rs` puts its row groups between the two.
 pub(super) fn frame_around_row_groups(metadata: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
     const EMPTY_ROWS_AND_GROUPS: [u8; 4] = [0x16, 0x00, 0x19, 0x0C];
-    let mut bytes = metadata.to_vec();
-    let mut cursor = Cursor {
-        bytes: &mut bytes,
-        at: 0,
-    };
+    let mut cursor = Cursor::new(metadata);
     let mut last = 0i16;
     let start = loop {
         let at = cursor.at;
@@ -177,7 +173,7 @@ fn check_orders(file: &File, rewritten: &[bool]) -> Result<()> {
 /// each chosen `IEEE754TotalOrder` element into `TypeDefinedOrder`.
 fn rewrite_column_orders(footer: &mut [u8], chosen: &[bool]) -> Result<()> {
     let mut found = false;
-    Cursor { bytes: footer, at: 0 }.fields(&mut |cursor, field, kind| {
+    Cursor::new(footer).fields(&mut |cursor, field, kind| {
         if field != COLUMN_ORDERS_FIELD {
             return cursor.skip(kind);
         }
@@ -223,7 +219,7 @@ const MIN_VALUE_FIELD: i16 = 6;
 /// parquet-rs write whichever zero it met. Sets the sign bit of each chosen column's `min_value`
 /// and clears that of its `max_value` when they are zero, in every row group, in place.
 fn sign_zero_extremes(footer: &mut [u8], chosen: &[bool]) -> Result<()> {
-    Cursor { bytes: footer, at: 0 }.fields(&mut |cursor, field, kind| {
+    Cursor::new(footer).fields(&mut |cursor, field, kind| {
         if field != ROW_GROUPS_FIELD {
             return cursor.skip(kind);
         }
@@ -260,14 +256,15 @@ fn sign_zero_extremes(footer: &mut [u8], chosen: &[bool]) -> Result<()> {
 }
 
 /// A field visitor: it must read or skip the field's value.
-type OnField<'v> = dyn FnMut(&mut Cursor<'_>, i16, u8) -> Result<()> + 'v;
+type OnField<'v> = dyn FnMut(&mut Cursor<&mut [u8]>, i16, u8) -> Result<()> + 'v;
 
 // Thrift compact protocol type codes.
 const BOOL_TRUE: u8 = 1;
 const BOOL_FALSE: u8 = 2;
 const BYTE: u8 = 3;
 const I16: u8 = 4;
-const I32: u8 = 5;
+/// The Thrift compact type of an `i32`.
+pub(super) const I32: u8 = 5;
 const I64: u8 = 6;
 const DOUBLE: u8 = 7;
 const BINARY: u8 = 8;
@@ -279,19 +276,35 @@ const STRUCT: u8 = 12;
 /// Nesting deeper than this is not a footer parquet-rs wrote.
 const MAX_DEPTH: usize = 64;
 
-struct Cursor<'a> {
-    bytes: &'a mut [u8],
+/// A reader of Thrift compact bytes (a footer, a page header): over `&mut [u8]` where a field
+/// is rewritten in place.
+pub(super) struct Cursor<B> {
+    bytes: B,
     at: usize,
 }
 
-impl Cursor<'_> {
+impl<B: AsRef<[u8]>> Cursor<B> {
+    /// A cursor at the start of `bytes`.
+    pub(super) fn new(bytes: B) -> Self {
+        Cursor { bytes, at: 0 }
+    }
+
+    /// Bytes read so far.
+    pub(super) fn at(&self) -> usize {
+        self.at
+    }
+
     fn byte(&mut self) -> Result<u8> {
-        let byte = *self.bytes.get(self.at).context("footer ends early")?;
+        let byte = *self
+            .bytes
+            .as_ref()
+            .get(self.at)
+            .context("Thrift bytes end early")?;
         self.at += 1;
         Ok(byte)
     }
 
-    fn varint(&mut self) -> Result<u64> {
+    pub(super) fn varint(&mut self) -> Result<u64> {
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
             let byte = self.byte()?;
@@ -305,49 +318,13 @@ impl Cursor<'_> {
 
     fn advance(&mut self, count: u64) -> Result<()> {
         let end = (self.at as u64).checked_add(count).context("length overflow")?;
-        ensure!(end <= self.bytes.len() as u64, "footer ends early");
+        ensure!(end <= self.bytes.as_ref().len() as u64, "Thrift bytes end early");
         self.at = end as usize;
         Ok(())
     }
 
-    /// Hands each field of the struct at the cursor to `on`, up to the struct's end.
-    fn fields(&mut self, on: &mut OnField<'_>) -> Result<()> {
-        let mut last = 0i16;
-        while let Some((field, kind)) = self.field_header(&mut last)? {
-            on(self, field, kind)?;
-        }
-        Ok(())
-    }
-
-    /// Reads the header of a list of structs with one element per leaf column, as `per_column`
-    /// gives them; the elements follow.
-    fn list_of_structs<'c>(&mut self, kind: u8, per_column: &'c [bool]) -> Result<&'c [bool]> {
-        ensure!(kind == LIST, "not a list");
-        let (count, element) = self.list_header()?;
-        ensure!(
-            element == STRUCT && count == per_column.len(),
-            "a list that does not match the schema"
-        );
-        Ok(per_column)
-    }
-
-    /// Gives the 8-byte double of a binary field at the cursor, when it is zero, the sign a
-    /// minimum (`-0.0`) or maximum (`+0.0`) has under the type-defined order.
-    fn sign_zero(&mut self, minimum: bool) -> Result<()> {
-        let length = self.varint()?;
-        let start = self.at;
-        self.advance(length)?;
-        if length == 8 {
-            let value = &mut self.bytes[start..start + 8];
-            if value[..7].iter().all(|b| *b == 0) && value[7] & 0x7f == 0 {
-                value[7] = if minimum { 0x80 } else { 0x00 };
-            }
-        }
-        Ok(())
-    }
-
     /// The next field's id and type, or `None` at the struct's end.
-    fn field_header(&mut self, last: &mut i16) -> Result<Option<(i16, u8)>> {
+    pub(super) fn field_header(&mut self, last: &mut i16) -> Result<Option<(i16, u8)>> {
         let byte = self.byte()?;
         if byte == 0 {
             return Ok(None);
@@ -370,7 +347,8 @@ impl Cursor<'_> {
         Ok((usize::try_from(count)?, byte & 0x0f))
     }
 
-    fn skip(&mut self, kind: u8) -> Result<()> {
+    /// Steps over a value of Thrift type `kind`.
+    pub(super) fn skip(&mut self, kind: u8) -> Result<()> {
         self.skip_at(kind, 0)
     }
 
@@ -421,6 +399,44 @@ impl Cursor<'_> {
             }
             other => bail!("unknown Thrift type {other}"),
         }
+    }
+}
+
+impl Cursor<&mut [u8]> {
+    /// Hands each field of the struct at the cursor to `on`, up to the struct's end.
+    fn fields(&mut self, on: &mut OnField<'_>) -> Result<()> {
+        let mut last = 0i16;
+        while let Some((field, kind)) = self.field_header(&mut last)? {
+            on(self, field, kind)?;
+        }
+        Ok(())
+    }
+
+    /// Reads the header of a list of structs with one element per leaf column, as `per_column`
+    /// gives them; the elements follow.
+    fn list_of_structs<'c>(&mut self, kind: u8, per_column: &'c [bool]) -> Result<&'c [bool]> {
+        ensure!(kind == LIST, "not a list");
+        let (count, element) = self.list_header()?;
+        ensure!(
+            element == STRUCT && count == per_column.len(),
+            "a list that does not match the schema"
+        );
+        Ok(per_column)
+    }
+
+    /// Gives the 8-byte double of a binary field at the cursor, when it is zero, the sign a
+    /// minimum (`-0.0`) or maximum (`+0.0`) has under the type-defined order.
+    fn sign_zero(&mut self, minimum: bool) -> Result<()> {
+        let length = self.varint()?;
+        let start = self.at;
+        self.advance(length)?;
+        if length == 8 {
+            let value = &mut self.bytes[start..start + 8];
+            if value[..7].iter().all(|b| *b == 0) && value[7] & 0x7f == 0 {
+                value[7] = if minimum { 0x80 } else { 0x00 };
+            }
+        }
+        Ok(())
     }
 }
 

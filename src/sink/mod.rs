@@ -16,6 +16,7 @@ mod migrate;
 mod null_pages;
 #[cfg(feature = "cloud")]
 mod object;
+mod page_codec;
 mod parquet;
 mod parquet_schema;
 mod part;

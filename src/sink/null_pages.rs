@@ -35,12 +35,13 @@ use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::{ColumnDescPtr, ColumnDescriptor};
 
+use super::page_codec::Zstd;
+
 /// Encodes chunks of nulls, keeping a zstd context and a page buffer from one chunk to the next
 /// (one per thread that closes row groups).
 #[derive(Default)]
 pub(super) struct NullPages {
-    /// The zstd context, for the level it was made for.
-    zstd: Option<(i32, zstd::bulk::Compressor<'static>)>,
+    zstd: Zstd,
     body: Vec<u8>,
     packed: Vec<u8>,
 }
@@ -121,7 +122,7 @@ impl NullPages {
                 );
                 let buf = match zstd_level {
                     None => Bytes::copy_from_slice(&self.body),
-                    Some(level) => Bytes::from(compressor(&mut self.zstd, level)?.compress(&self.body)?),
+                    Some(level) => Bytes::from(self.zstd.at_level(level)?.compress(&self.body)?),
                 };
                 let page = Page::DataPage {
                     buf,
@@ -195,17 +196,6 @@ impl NullPages {
         };
         Ok(Some((Bytes::from(sink.into_inner()?), close)))
     }
-}
-
-/// The zstd context of `kept` at `level`, made once.
-fn compressor<'k>(
-    kept: &'k mut Option<(i32, zstd::bulk::Compressor<'static>)>,
-    level: i32,
-) -> Result<&'k mut zstd::bulk::Compressor<'static>> {
-    if kept.as_ref().is_none_or(|(made_for, _)| *made_for != level) {
-        *kept = Some((level, zstd::bulk::Compressor::new(level)?));
-    }
-    Ok(&mut kept.as_mut().expect("made above").1)
 }
 
 /// Where the page starting at level `start` ends (`levels` in all), holding at most `limit`

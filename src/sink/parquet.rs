@@ -23,9 +23,10 @@ use serde::Deserialize;
 
 use super::absent::{leaf_kinds, path_of_no_leaf, AbsentChunks, HeldRange, Kind, NullChunkProperties, Plan};
 use super::leaves::Leaves;
+use super::page_codec::Zstd;
 use super::parquet_schema::parquet_schema;
 use super::store::{Batches, TableWriter};
-use super::wide_file::{ClosedChunk, FooterFrame, WideFile};
+use super::wide_file::{encode_reached, ClosedChunk, FooterFrame, WideFile};
 use crate::fsops;
 use crate::threads::on_threads;
 
@@ -461,15 +462,18 @@ struct RowGroupInput<'a> {
     held: &'a [RecordBatch],
     rows: &'a [HeldRange],
     props: &'a WriterPropertiesPtr,
+    /// The settings the reached leaves' column writers encode with: `props` without zstd
+    /// (`WideFileSettings::encoded_with`).
+    encoded_with: &'a WriterPropertiesPtr,
     plan: &'a Plan,
-    reached: SchemaDescPtr,
 }
 
 /// Encodes a wide table's row group and appends it to `file`: each top-level column is a unit of
 /// work on `threads` threads (widest first, from a shared queue), which makes the column
 /// writers of its reached leaves, writes every slice of the row group into them, closes them
-/// and makes the null chunks of its other leaves (`absent`, one per thread). The chunks are
-/// then appended in schema order.
+/// (compressing their pages with the thread's zstd context: `page_codec.rs`) and makes the null
+/// chunks of its other leaves (`absent`, one per thread). The chunks are then appended in
+/// schema order.
 ///
 /// Why a column at a time rather than a slice at a time for all columns: a column's writers
 /// live only while its unit runs, so their encoders' state (dictionaries, pages not yet
@@ -487,8 +491,8 @@ fn encode_row_group<'a>(
         held,
         rows,
         props,
+        encoded_with,
         plan,
-        reached,
     } = input;
     let file_leaves = file.leaves().clone();
     let row_group = file.row_groups();
@@ -508,10 +512,11 @@ fn encode_row_group<'a>(
     on_threads(
         threads,
         jobs,
-        absent,
-        |absent, (position, first_leaf, leaves, slot)| {
+        || (absent(), Zstd::default()),
+        |(absent, zstd), (position, first_leaf, leaves, slot)| {
             let field = &schema.fields()[position];
             let mut writers = Vec::new();
+            let mut descr = None;
             if plan.reached_leaves(position) > 0 {
                 for (at, (batch, range)) in rows.iter().enumerate() {
                     let column = held[*batch].column(position).slice(range.start, range.len());
@@ -519,12 +524,13 @@ fn encode_row_group<'a>(
                         .reached_part(position, field, &column)?
                         .context("a column with reached leaves has a reached part")?;
                     if at == 0 {
-                        writers = column_writers(props, part.clone(), row_group)?;
+                        let (made, made_for) = column_writers(encoded_with, part.clone(), row_group)?;
                         anyhow::ensure!(
-                            writers.len() == plan.reached_leaves(position),
+                            made.len() == plan.reached_leaves(position),
                             "{}: leaves and column writers differ",
                             field.name()
                         );
+                        (writers, descr) = (made, Some(made_for));
                     }
                     let leaf_columns = compute_leaves(&part, &column)?;
                     anyhow::ensure!(
@@ -537,12 +543,19 @@ fn encode_row_group<'a>(
                     }
                 }
             }
+            let closed = writers
+                .into_iter()
+                .map(|writer| writer.close())
+                .collect::<parquet::errors::Result<Vec<_>>>()?;
+            let encoded = match descr {
+                Some(descr) => encode_reached(closed, descr, encoded_with, props, zstd, row_group)?,
+                None => Vec::new(),
+            };
             slot.reserve_exact(leaves);
-            let mut own = writers.into_iter();
+            let mut own = encoded.into_iter();
             for (index, reached) in plan.reached_in(position).enumerate() {
                 let chunk = if reached {
-                    let writer = own.next().context("fewer column writers than leaves")?;
-                    ClosedChunk::Reached(Box::new(writer.close()?))
+                    ClosedChunk::Reached(Box::new(own.next().context("fewer column writers than leaves")?))
                 } else {
                     let leaf = first_leaf + index;
                     let (pages, template) = absent.chunk(position, index, leaf, &file_leaves)?;
@@ -555,45 +568,27 @@ fn encode_row_group<'a>(
         },
     )?;
     let row_count = rows.iter().map(|(_, range)| range.len()).sum();
-    file.append_row_group(closed.into_iter().flatten().collect(), reached, row_count)
+    file.append_row_group(closed.into_iter().flatten().collect(), row_count)
 }
 
 /// The column writers of one top-level column's reached leaves (`part`, the column cut down to
-/// them), for row group `row_group`. Only the reached leaves get one: the Arrow writer's factory
-/// makes a writer for every leaf of its schema, for a resource table thousands that the chunks
-/// of `absent.rs` leave unused (40 MB at the peak and 6% of the time of `--resources all` on
-/// 500 MB of Bundles). Made from a schema of that column alone: its leaves' names, types and
-/// levels are the file's own, which the row group writer of `wide_file.rs` checks as each chunk
-/// is appended.
+/// them), for row group `row_group`, and the schema they write (that column alone). Only the
+/// reached leaves get one: the Arrow writer's factory makes a writer for every leaf of its
+/// schema, for a resource table thousands that the chunks of `absent.rs` leave unused (40 MB at
+/// the peak and 6% of the time of `--resources all` on 500 MB of Bundles). Its leaves' names,
+/// types and levels are the file's own, which `WideFile::append_row_group` checks as each
+/// chunk is appended.
 fn column_writers(
     props: &WriterPropertiesPtr,
     part: FieldRef,
     row_group: usize,
-) -> Result<Vec<ArrowColumnWriter>> {
+) -> Result<(Vec<ArrowColumnWriter>, SchemaDescPtr)> {
     let alone = Arc::new(Schema::new(vec![part]));
     let parquet_schema = parquet_schema(&alone, props.coerce_types())?;
     let cut = SerializedFileWriter::new(std::io::sink(), parquet_schema, props.clone())?;
-    Ok(ArrowRowGroupWriterFactory::new(&cut, alone).create_column_writers(row_group)?)
-}
-
-/// The schema cut down to `plan`'s reached leaves, whose columns are the file's own: the
-/// descriptor the row group writer of `wide_file.rs` checks each appended chunk against (the
-/// chunks come from [`column_writers`] and `absent.rs`).
-fn reached_descriptor(
-    props: &WriterPropertiesPtr,
-    schema: &SchemaRef,
-    plan: &Plan,
-    first: &RecordBatch,
-) -> Result<SchemaDescPtr> {
-    let mut fields = Vec::new();
-    for (position, field) in schema.fields().iter().enumerate() {
-        if let Some((part, _)) = plan.reached_part(position, field, first.column(position))? {
-            fields.push(part);
-        }
-    }
-    let reached = Schema::new(fields);
-    let parquet_schema = parquet_schema(&reached, props.coerce_types())?;
-    Ok(Arc::new(SchemaDescriptor::new(parquet_schema)))
+    let writers = ArrowRowGroupWriterFactory::new(&cut, alone).create_column_writers(row_group)?;
+    // A copy shares the column descriptors the writers were made with.
+    Ok((writers, Arc::new(cut.schema_descr().clone())))
 }
 
 /// One table's Parquet file inside a dataset folder: the local backend's [`TableWriter`].
@@ -663,6 +658,10 @@ struct WideFileSettings {
     /// two thirds of the bytes of the resource tables (500 MB of Bundles: 80 MB of the 122 MB
     /// of Parquet the run wrote).
     null_properties: NullChunkProperties,
+    /// The settings the column writers of the leaves rows reach encode with: `properties`, but
+    /// with no codec where that is zstd, whose pages are compressed by `page_codec.rs` with a
+    /// context per thread instead of one per column writer (see there).
+    encoded_with: WriterPropertiesPtr,
     /// Each leaf's settings in `null_properties.compressed`, as `absent.rs` groups leaves by
     /// them.
     kinds: Arc<[Kind]>,
@@ -703,7 +702,12 @@ impl WideFileSettings {
                 _ => properties.bloom_filter_properties(column.path()).is_some(),
             })
             .collect();
+        let encoded_with = match codec {
+            ParquetCodec::ZSTD(_) => null_properties.uncompressed.clone(),
+            _ => properties.clone(),
+        };
         Ok(WideFileSettings {
+            encoded_with,
             kinds: leaf_kinds(columns, &null_properties.compressed, own),
             bloom_filtered,
             properties,
@@ -928,7 +932,6 @@ impl DatasetWriter {
         let settings = self.settings.as_ref().expect("made with the file");
         let props = &settings.null_properties;
         let plan = Plan::new(&self.schema, &held, &settings.bloom_filtered);
-        let reached_descr = reached_descriptor(&settings.properties, &self.schema, &plan, &held[0])?;
         // The levels of a slice are worked out for every reached leaf of a column before any
         // is written (see [`WIDE_WRITE_LEVELS`]). Only the reached leaves count: the others are
         // not handed to the writer, and cutting by all the leaves made slices of a thousand
@@ -969,8 +972,8 @@ impl DatasetWriter {
                     held: &held,
                     rows,
                     props: &settings.properties,
+                    encoded_with: &settings.encoded_with,
                     plan: &plan,
-                    reached: reached_descr.clone(),
                 },
                 absent,
                 threads,

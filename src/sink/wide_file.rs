@@ -8,8 +8,9 @@
 //! in 28 row groups, that was a sixth of the run's CPU time. Here a null chunk is recorded as
 //! its shared template and where its pages landed (16 bytes; the templates, one per kind of
 //! null chunk and row group, are kept until the footer too), and encoded straight into the
-//! footer (`thrift.rs`); the chunks rows reach still go through the crate's row group writer,
-//! into a buffer, and are copied into the file in schema order.
+//! footer (`thrift.rs`); the chunks rows reach are taken out of the crate's column writers
+//! through its row group writer, into a buffer per top-level column, their pages compressed
+//! there ([`encode_reached`]), and copied into the file in schema order.
 //!
 //! The file is the one the crate's writer makes from the same chunks, byte for byte (the tests
 //! below compare them): the same page index, bloom filter and footer layout, and the footer's
@@ -24,18 +25,19 @@ use std::sync::Arc;
 use anyhow::{ensure, Context, Result};
 use bytes::Bytes;
 use parquet::arrow::arrow_writer::ArrowColumnChunk;
-use parquet::basic::{Encoding, EncodingMask, Type as PhysicalType};
+use parquet::basic::{Compression, Encoding, EncodingMask, Type as PhysicalType};
 use parquet::bloom_filter::Sbbf;
 use parquet::column::writer::ColumnCloseResult;
 use parquet::file::metadata::ColumnChunkMetaData;
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::page_index::offset_index::OffsetIndexMetaData;
-use parquet::file::properties::{BloomFilterPosition, WriterPropertiesPtr};
+use parquet::file::properties::{BloomFilterPosition, WriterProperties, WriterPropertiesPtr};
 use parquet::file::writer::{SerializedFileWriter, SerializedRowGroupWriter, TrackedWrite};
 use parquet::schema::types::{SchemaDescPtr, SchemaDescriptor, TypePtr};
 
 use super::footer;
 use super::leaves::{LeafPath, Leaves};
+use super::page_codec::{self, Zstd};
 use super::thrift::{self, ChunkFacts, ChunkStatistics, Compact, GroupFacts, Histogram, UnencodedBytes};
 use crate::fsops;
 
@@ -80,11 +82,94 @@ impl FooterFrame {
 }
 
 /// A column chunk of a row group in progress, in schema order: encoded by the crate's column
-/// writer for a leaf rows reach, or a null chunk's shared pages and their template
-/// (`absent.rs`).
+/// writer for a leaf rows reach ([`encode_reached`]), or a null chunk's shared pages and their
+/// template (`absent.rs`).
 pub(super) enum ClosedChunk {
-    Reached(Box<ArrowColumnChunk>),
+    Reached(Box<EncodedChunk>),
     Absent(Bytes, Arc<ColumnCloseResult>),
+}
+
+/// The chunk of a leaf rows reach, encoded: its bytes and the crate's account of them, whose
+/// offsets count from `origin` (where `bytes` start).
+pub(super) struct EncodedChunk {
+    bytes: Bytes,
+    origin: i64,
+    rows: i64,
+    metadata: ColumnChunkMetaData,
+    bloom: Option<Sbbf>,
+    column_index: Option<ColumnIndexMetaData>,
+    offset_index: Option<OffsetIndexMetaData>,
+}
+
+/// The chunks the column writers of some reached leaves closed into (`chunks`, in the order of
+/// `descr`, the schema cut down to those leaves; written with the settings `encoded_with`),
+/// taken out of the writers through the crate's row group writer, with the pages of each chunk
+/// the file's settings `props` compress with zstd, and `encoded_with` do not, compressed by
+/// `zstd` (`page_codec.rs` says why). `ordinal`: the row group's.
+pub(super) fn encode_reached(
+    chunks: Vec<ArrowColumnChunk>,
+    descr: SchemaDescPtr,
+    encoded_with: &WriterPropertiesPtr,
+    props: &WriterProperties,
+    zstd: &mut Zstd,
+    ordinal: usize,
+) -> Result<Vec<EncodedChunk>> {
+    if chunks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut buffer = TrackedWrite::new(Vec::new());
+    let mut closed = None;
+    {
+        let on_close: parquet::file::writer::OnCloseRowGroup<'_, Vec<u8>> =
+            Box::new(|_, metadata, blooms, column_indexes, offset_indexes| {
+                closed = Some((metadata, blooms, column_indexes, offset_indexes));
+                Ok(())
+            });
+        let ordinal = i32::try_from(ordinal).context("too many row groups")?;
+        let mut group =
+            SerializedRowGroupWriter::new(descr, encoded_with.clone(), &mut buffer, ordinal, Some(on_close));
+        for chunk in chunks {
+            chunk.append_to_row_group(&mut group)?;
+        }
+        group.close()?;
+    }
+    let buffer = Bytes::from(buffer.into_inner()?);
+    let (metadata, blooms, column_indexes, offset_indexes) = closed.context("a row group not closed")?;
+    let rows = metadata.num_rows();
+    let chunks = metadata
+        .columns()
+        .iter()
+        .zip(blooms)
+        .zip(column_indexes.into_iter().zip(offset_indexes));
+    let mut encoded = Vec::with_capacity(metadata.num_columns());
+    for ((metadata, bloom), (column_index, mut offset_index)) in chunks {
+        let start = chunk_start(metadata);
+        let bytes = usize::try_from(start)
+            .ok()
+            .and_then(|start| {
+                let end = start.checked_add(usize::try_from(metadata.compressed_size()).ok()?)?;
+                (end <= buffer.len()).then(|| buffer.slice(start..end))
+            })
+            .context("a reached chunk beyond its buffer")?;
+        let (bytes, origin, metadata) = match props.compression(metadata.column_path()) {
+            Compression::ZSTD(level) if metadata.compression_codec() == Compression::UNCOMPRESSED.into() => {
+                let (compressed, metadata) =
+                    page_codec::compress_chunk(&bytes, start, metadata, offset_index.as_mut(), level, zstd)?;
+                (Bytes::from(compressed), 0, metadata)
+            }
+            _ => (bytes, start, metadata.clone()),
+        };
+        encoded.push(EncodedChunk {
+            bytes,
+            origin,
+            rows,
+            metadata,
+            bloom,
+            column_index,
+            offset_index,
+        });
+    }
+    Ok(encoded)
 }
 
 /// A written column chunk, as the footer and the page index need it. (A file keeps one per
@@ -195,69 +280,30 @@ impl WideFile {
         Ok((offset, i32::try_from(bytes.len())?))
     }
 
-    /// Appends a row group of `rows` rows: `chunks`, one per leaf in schema order; the reached
-    /// ones are of the leaves of `reached` (the schema cut down to them, whose column writers
-    /// encoded them).
-    pub(super) fn append_row_group(
-        &mut self,
-        chunks: Vec<ClosedChunk>,
-        reached: SchemaDescPtr,
-        rows: usize,
-    ) -> Result<()> {
+    /// Appends a row group of `rows` rows: `chunks`, one per leaf in schema order.
+    pub(super) fn append_row_group(&mut self, chunks: Vec<ClosedChunk>, rows: usize) -> Result<()> {
         let leaves = self.leaves.len();
         ensure!(
             chunks.len() == leaves,
             "{} chunks for {leaves} leaves",
             chunks.len()
         );
-        let ordinal = i32::try_from(self.groups.len()).context("too many row groups")?;
+        ensure!(i32::try_from(self.groups.len()).is_ok(), "too many row groups");
         let file_offset = self.written as i64;
-        // The reached chunks, through the crate's row group writer into a buffer.
-        let mut buffer = TrackedWrite::new(Vec::new());
-        let mut closed = None;
-        // Each leaf in schema order: a null chunk, or none where a reached chunk went to the
-        // buffer.
-        let mut slots = Vec::with_capacity(leaves);
-        {
-            let on_close: parquet::file::writer::OnCloseRowGroup<'_, Vec<u8>> =
-                Box::new(|_, metadata, blooms, column_indexes, offset_indexes| {
-                    closed = Some((metadata, blooms, column_indexes, offset_indexes));
-                    Ok(())
-                });
-            let mut group = SerializedRowGroupWriter::new(
-                reached,
-                self.props.clone(),
-                &mut buffer,
-                ordinal,
-                Some(on_close),
-            );
-            for chunk in chunks {
-                match chunk {
-                    ClosedChunk::Reached(chunk) => {
-                        chunk.append_to_row_group(&mut group)?;
-                        slots.push(None);
-                    }
-                    ClosedChunk::Absent(pages, template) => slots.push(Some((pages, template))),
-                }
-            }
-            group.close()?;
-        }
-        let buffer = buffer.into_inner()?;
-        let (metadata, blooms, column_indexes, offset_indexes) = closed.context("a row group not closed")?;
-        let reached_rows = (metadata.num_columns() > 0).then(|| metadata.num_rows());
-        let mut reached = metadata
-            .columns()
-            .iter()
-            .cloned()
-            .zip(blooms)
-            .zip(column_indexes.into_iter().zip(offset_indexes));
         let mut records = Vec::with_capacity(leaves);
-        for (leaf, slot) in slots.into_iter().enumerate() {
-            let record = match slot {
-                None => {
-                    let ((metadata, bloom), (column_index, offset_index)) =
-                        reached.next().context("fewer reached chunks than written")?;
-                    // The row group writer checked the chunk against the cut schema; the
+        for (leaf, chunk) in chunks.into_iter().enumerate() {
+            let record = match chunk {
+                ClosedChunk::Reached(chunk) => {
+                    let EncodedChunk {
+                        bytes,
+                        origin,
+                        rows: written_rows,
+                        metadata,
+                        bloom,
+                        column_index,
+                        offset_index,
+                    } = *chunk;
+                    // The chunk was encoded for a schema cut down to the reached leaves; the
                     // footer says what the file's own leaf is.
                     let (own, written) = (self.leaves.path(leaf), metadata.column_descr());
                     ensure!(
@@ -272,15 +318,16 @@ impl WideFile {
                         metadata.geo_statistics().is_none(),
                         "{own}: geospatial statistics in a wide table"
                     );
-                    let start = chunk_start(&metadata);
-                    let bytes = usize::try_from(start)
-                        .ok()
-                        .and_then(|start| {
-                            buffer.get(start..start + usize::try_from(metadata.compressed_size()).ok()?)
-                        })
-                        .context("a reached chunk beyond its buffer")?;
-                    let shift = self.written as i64 - start;
-                    self.write(bytes)?;
+                    ensure!(
+                        written_rows == rows as i64,
+                        "{own}: {written_rows} rows written for a row group of {rows}"
+                    );
+                    ensure!(
+                        bytes.len() as i64 == metadata.compressed_size() && chunk_start(&metadata) == origin,
+                        "{own}: a reached chunk and its account differ"
+                    );
+                    let shift = self.written as i64 - origin;
+                    self.write(&bytes)?;
                     ChunkRecord::Reached(Box::new(ReachedChunk {
                         metadata,
                         shift,
@@ -289,7 +336,7 @@ impl WideFile {
                         offset_index,
                     }))
                 }
-                Some((pages, template)) => {
+                ClosedChunk::Absent(pages, template) => {
                     let metadata = &template.metadata;
                     ensure!(
                         pages.len() as i64 == metadata.compressed_size(),
@@ -306,13 +353,6 @@ impl WideFile {
                 }
             };
             records.push(record);
-        }
-        ensure!(reached.next().is_none(), "more reached chunks than written");
-        if let Some(reached_rows) = reached_rows {
-            ensure!(
-                reached_rows == rows as i64,
-                "{reached_rows} rows written for a row group of {rows}"
-            );
         }
         if self.props.bloom_filter_position() == BloomFilterPosition::AfterRowGroup {
             self.write_blooms(&mut records)?;
@@ -673,7 +713,8 @@ mod tests {
 
     /// Settings that give the footer everything it can hold: page statistics, a column index
     /// and a dictionary on the reached columns, a bloom filter, several pages per chunk,
-    /// key-value metadata; `others` statistics on the other columns.
+    /// key-value metadata; `others` statistics on the other columns. Two reached columns are
+    /// compressed with zstd (at two levels), one with a dictionary page and one without.
     fn properties(
         position: BloomFilterPosition,
         path_in_schema: bool,
@@ -693,6 +734,7 @@ mod tests {
                 .set_column_dictionary_enabled("a".into(), true)
                 .set_column_bloom_filter_enabled("a".into(), true)
                 .set_column_compression("a".into(), Compression::ZSTD(ZstdLevel::default()))
+                .set_column_compression("c".into(), Compression::ZSTD(ZstdLevel::try_new(3).unwrap()))
                 .set_bloom_filter_position(position)
                 .set_write_path_in_schema(path_in_schema)
                 .set_key_value_metadata(Some(vec![KeyValue::new("k".into(), "v".to_owned())]))
@@ -775,7 +817,20 @@ mod tests {
             .root_schema_ptr();
         let cut = SerializedFileWriter::new(std::io::sink(), cut_root.clone(), props.clone()).unwrap();
         let factory = ArrowRowGroupWriterFactory::new(&cut, reached_schema());
-        let reached_descr = Arc::new(SchemaDescriptor::new(cut_root));
+        let reached_descr = Arc::new(SchemaDescriptor::new(cut_root.clone()));
+        // The tool's column writers leave out zstd, whose pages `encode_reached` compresses.
+        let encoded_with = Arc::new(
+            props
+                .as_ref()
+                .clone()
+                .into_builder()
+                .set_column_compression("a".into(), Compression::UNCOMPRESSED)
+                .set_column_compression("c".into(), Compression::UNCOMPRESSED)
+                .build(),
+        );
+        let cut_by_tool = SerializedFileWriter::new(std::io::sink(), cut_root, encoded_with.clone()).unwrap();
+        let factory_by_tool = ArrowRowGroupWriterFactory::new(&cut_by_tool, reached_schema());
+        let mut zstd = Zstd::default();
 
         let by_crate = folder.path().join("crate.parquet");
         let mut writer =
@@ -801,7 +856,16 @@ mod tests {
         let mut wide =
             WideFile::on(file, &by_tool, Arc::new(Leaves::of(&descr)), props.clone(), frame).unwrap();
         for (ordinal, (rows, seed)) in groups.iter().enumerate() {
-            let mut chunks: Vec<ClosedChunk> = reached_chunks(&factory, &batch(*rows, *seed), ordinal)
+            let encoded = encode_reached(
+                reached_chunks(&factory_by_tool, &batch(*rows, *seed), ordinal),
+                reached_descr.clone(),
+                &encoded_with,
+                props,
+                &mut zstd,
+                ordinal,
+            )
+            .unwrap();
+            let mut chunks: Vec<ClosedChunk> = encoded
                 .into_iter()
                 .map(|chunk| ClosedChunk::Reached(Box::new(chunk)))
                 .collect();
@@ -811,8 +875,7 @@ mod tests {
                     .into_iter()
                     .map(|(pages, template)| ClosedChunk::Absent(pages, template)),
             );
-            wide.append_row_group(chunks, reached_descr.clone(), *rows)
-                .unwrap();
+            wide.append_row_group(chunks, *rows).unwrap();
         }
         wide.finish().unwrap();
         (std::fs::read(by_crate).unwrap(), std::fs::read(by_tool).unwrap())
