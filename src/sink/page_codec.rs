@@ -185,3 +185,51 @@ pub(super) fn compress_chunk(
         .build()?;
     Ok((output, metadata))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A data page header as the crate writes one: type, both sizes, then a `DataPageHeader`
+    /// (one value, PLAIN, RLE levels); `checksum` adds a crc field after the sizes.
+    fn header(uncompressed: u8, compressed: u8, checksum: bool) -> Vec<u8> {
+        let mut bytes = vec![0x15, 0x00, 0x15, uncompressed << 1, 0x15, compressed << 1];
+        if checksum {
+            bytes.extend([0x15, 0x02]);
+            bytes.extend([0x1c, 0x15, 0x02, 0x15, 0x00, 0x15, 0x06, 0x15, 0x06, 0x00, 0x00]);
+        } else {
+            bytes.extend([0x2c, 0x15, 0x02, 0x15, 0x00, 0x15, 0x06, 0x15, 0x06, 0x00, 0x00]);
+        }
+        bytes
+    }
+
+    #[test]
+    fn a_page_header_gives_its_length_sizes_and_the_place_of_its_compressed_size() {
+        let mut bytes = header(5, 5, false);
+        let length = bytes.len();
+        bytes.extend(b"body!");
+        let read = page_header(&bytes).unwrap();
+        assert_eq!((read.length, read.page_type, read.body), (length, DATA_PAGE, 5));
+        assert_eq!(read.compressed_size_value, 5..6);
+        let mut written = Vec::new();
+        zigzag_varint(5, &mut written);
+        assert_eq!(&bytes[read.compressed_size_value], &written[..]);
+        zigzag_varint(300, &mut written);
+        assert_eq!(written, [0x0a, 0xd8, 0x04], "a two-byte size");
+    }
+
+    #[test]
+    fn pages_already_compressed_or_with_a_checksum_are_refused() {
+        let compressed = page_header(&header(9, 5, false)).err().unwrap();
+        assert!(
+            compressed.to_string().contains("already compressed"),
+            "{compressed}"
+        );
+        let checked = page_header(&header(5, 5, true)).err().unwrap();
+        assert!(checked.to_string().contains("checksum"), "{checked}");
+        assert!(
+            page_header(&header(5, 5, false)[..7]).is_err(),
+            "a header cut short"
+        );
+    }
+}
