@@ -81,6 +81,14 @@ impl TextColumn {
         self.close_value();
     }
 
+    /// The last value's text (a null's is empty), or `None` before the first value.
+    pub(super) fn last(&self) -> Option<&[u8]> {
+        let [.., start, end] = self.offsets[..] else {
+            return None;
+        };
+        Some(&self.bytes[start as usize..end as usize])
+    }
+
     /// Ends the value written so far (through `fmt::Write`) as the next one.
     pub(super) fn close_value(&mut self) {
         if self.offsets.capacity() < self.room.0 {
@@ -175,6 +183,12 @@ impl<T: ArrowPrimitiveType> PrimitiveColumn<T> {
         make_room(&mut self.values, self.room);
         self.values.push(value);
         self.nulls.append_non_null();
+    }
+
+    /// The last value, or `None` where it is null or there is none yet.
+    pub(super) fn last(&self) -> Option<T::Native> {
+        let last = self.values.len().checked_sub(1)?;
+        self.nulls.is_valid(last).then(|| self.values[last])
     }
 
     /// Appends a value, or a null where a companion has none (a decimal beyond its range, a
