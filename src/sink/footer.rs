@@ -273,7 +273,7 @@ const SET: u8 = 10;
 const MAP: u8 = 11;
 const STRUCT: u8 = 12;
 
-/// Nesting deeper than this is not a footer parquet-rs wrote.
+/// Nesting deeper than this is not a footer or a page header parquet-rs wrote.
 const MAX_DEPTH: usize = 64;
 
 /// A reader of Thrift compact bytes (a footer, a page header): over `&mut [u8]` where a field
@@ -361,7 +361,7 @@ impl<B: AsRef<[u8]>> Cursor<B> {
     }
 
     fn skip_at(&mut self, kind: u8, depth: usize) -> Result<()> {
-        ensure!(depth < MAX_DEPTH, "footer nests too deep");
+        ensure!(depth < MAX_DEPTH, "Thrift bytes nest too deep");
         match kind {
             BOOL_TRUE | BOOL_FALSE => Ok(()),
             BYTE => self.advance(1),

@@ -1,11 +1,13 @@
-//! Zstd for the pages of a wide table's reached column chunks, with one context per thread.
+//! Zstd for the pages of a wide table's reached column chunks, with one context per thread of a
+//! row group's writing.
 //!
 //! Why: the parquet crate's column writer makes a zstd compressor and a decompressor for every
 //! compressed column chunk, and zstd asks the CPU for its features (`cpuid`) each time it makes
 //! one. Under a hypervisor that instruction traps to the host: 6.3 µs each on the benchmark
 //! machine, three per context, about 3% of the CPU time of `--resources all` (2,800 contexts
 //! for the 1,400 compressed chunks of 500 MB of Bundles). So those chunks are encoded
-//! uncompressed and their pages compressed here, by a context each thread keeps ([`Zstd`]):
+//! uncompressed and their pages compressed here, by a context each thread keeps while it writes
+//! a row group ([`Zstd`]):
 //! the bytes and the account of them are the crate's own (the tests of `wide_file.rs` compare
 //! whole files with the crate's).
 
@@ -143,7 +145,8 @@ pub(super) fn compress_chunk(
         compressed.clear();
         zstd.compress_into(level.compression_level(), body, &mut compressed)?;
         output.extend_from_slice(&chunk[at..at + value.start]);
-        zigzag_varint(i64::try_from(compressed.len())?, &mut output);
+        let compressed_size = i32::try_from(compressed.len()).context("a compressed page over 2 GiB")?;
+        zigzag_varint(i64::from(compressed_size), &mut output);
         output.extend_from_slice(&chunk[at + value.end..body_start]);
         let header_length = output.len() - start;
         output.extend_from_slice(&compressed);
@@ -183,6 +186,7 @@ pub(super) fn compress_chunk(
         .set_data_page_offset(first_data_page)
         .set_dictionary_page_offset(dictionary)
         .build()?;
+    output.shrink_to_fit();
     Ok((output, metadata))
 }
 

@@ -660,7 +660,7 @@ struct WideFileSettings {
     null_properties: NullChunkProperties,
     /// The settings the column writers of the leaves rows reach encode with: `properties`, but
     /// with no codec where that is zstd, whose pages are compressed by `page_codec.rs` with a
-    /// context per thread instead of one per column writer (see there).
+    /// context per thread and row group instead of one per column writer (see there).
     encoded_with: WriterPropertiesPtr,
     /// Each leaf's settings in `null_properties.compressed`, as `absent.rs` groups leaves by
     /// them.
@@ -902,7 +902,7 @@ impl DatasetWriter {
 
     /// Writes a wide table's held batches as one row group (or more, past the row group limits)
     /// and closes it. The Parquet writer keeps the state of every leaf column of a row group in
-    /// progress (encoders, level buffers, statistics, a zstd context per compressed column):
+    /// progress (encoders, level buffers, statistics):
     /// for the thousands of leaves of a resource table, several kilobytes each, tens of MB per
     /// table. Writing a row group in one go keeps that state for one table at a time, where
     /// writing each batch as it comes kept it for every table of the run at once (on 75 MB of

@@ -141,6 +141,18 @@ pub(super) fn encode_reached(
         .iter()
         .zip(blooms)
         .zip(column_indexes.into_iter().zip(offset_indexes));
+    let recompressed = |metadata: &ColumnChunkMetaData| match props.compression(metadata.column_path()) {
+        Compression::ZSTD(level) if metadata.compression_codec() == Compression::UNCOMPRESSED.into() => {
+            Some(level)
+        }
+        _ => None,
+    };
+    // A chunk passed through is copied out when others of the buffer are compressed, so that the
+    // buffer's uncompressed pages are not kept alive by it until the row group is written.
+    let copy_through = metadata
+        .columns()
+        .iter()
+        .any(|metadata| recompressed(metadata).is_some());
     let mut encoded = Vec::with_capacity(metadata.num_columns());
     for ((metadata, bloom), (column_index, mut offset_index)) in chunks {
         let start = chunk_start(metadata);
@@ -151,13 +163,14 @@ pub(super) fn encode_reached(
                 (end <= buffer.len()).then(|| buffer.slice(start..end))
             })
             .context("a reached chunk beyond its buffer")?;
-        let (bytes, origin, metadata) = match props.compression(metadata.column_path()) {
-            Compression::ZSTD(level) if metadata.compression_codec() == Compression::UNCOMPRESSED.into() => {
+        let (bytes, origin, metadata) = match recompressed(metadata) {
+            Some(level) => {
                 let (compressed, metadata) =
                     page_codec::compress_chunk(&bytes, start, metadata, offset_index.as_mut(), level, zstd)?;
                 (Bytes::from(compressed), 0, metadata)
             }
-            _ => (bytes, start, metadata.clone()),
+            None if copy_through => (Bytes::copy_from_slice(&bytes), start, metadata.clone()),
+            None => (bytes, start, metadata.clone()),
         };
         encoded.push(EncodedChunk {
             bytes,
@@ -186,7 +199,8 @@ enum ChunkRecord {
 /// A written chunk of a leaf rows reach.
 struct ReachedChunk {
     metadata: ColumnChunkMetaData,
-    /// From where the crate's writer placed the chunk (in its buffer) to where it is.
+    /// From where the chunk's offsets in `metadata` start (its encoded chunk's `origin`) to
+    /// where it is in the file.
     shift: i64,
     bloom: Bloom,
     column_index: Option<ColumnIndexMetaData>,
@@ -904,6 +918,36 @@ mod tests {
                 "{position:?}, path in schema: {path_in_schema}, {others:?}, {no_offset_index}"
             );
         }
+    }
+
+    /// Both zstd columns at one level, so one context compresses the pages of every chunk in
+    /// turn, in pages of thousands of rows whose compressed sizes take fewer varint bytes than
+    /// their uncompressed ones.
+    #[test]
+    fn a_wide_file_with_one_zstd_level_and_large_pages_is_the_crates_too() {
+        let settings = properties(
+            BloomFilterPosition::AfterRowGroup,
+            true,
+            EnabledStatistics::Chunk,
+            false,
+        );
+        let props = Arc::new(
+            settings
+                .as_ref()
+                .clone()
+                .into_builder()
+                .set_data_page_row_count_limit(3000)
+                .set_write_batch_size(1024)
+                .set_column_compression("c".into(), Compression::ZSTD(ZstdLevel::default()))
+                .build(),
+        );
+        let (by_crate, by_tool) = both_ways(&props, &[(7000, 1), (5000, 2), (2, 3)], true);
+        assert!(by_crate == by_tool);
+        let reader = parquet::file::reader::SerializedFileReader::new(Bytes::from(by_tool)).unwrap();
+        let metadata = parquet::file::reader::FileReader::metadata(&reader);
+        let c = metadata.row_group(0).column(2);
+        assert_eq!(c.compression(), Compression::ZSTD(ZstdLevel::default()));
+        assert!(c.compressed_size() < c.uncompressed_size() / 2, "{c:?}");
     }
 
     #[test]
