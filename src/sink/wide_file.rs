@@ -943,11 +943,22 @@ mod tests {
         );
         let (by_crate, by_tool) = both_ways(&props, &[(7000, 1), (5000, 2), (2, 3)], true);
         assert!(by_crate == by_tool);
-        let reader = parquet::file::reader::SerializedFileReader::new(Bytes::from(by_tool)).unwrap();
-        let metadata = parquet::file::reader::FileReader::metadata(&reader);
+        use parquet::file::metadata::{PageIndexPolicy, ParquetMetaDataReader};
+        let metadata = ParquetMetaDataReader::new()
+            .with_page_index_policy(PageIndexPolicy::Required)
+            .parse_and_finish(&Bytes::from(by_tool))
+            .unwrap();
         let c = metadata.row_group(0).column(2);
         assert_eq!(c.compression(), Compression::ZSTD(ZstdLevel::default()));
-        assert!(c.compressed_size() < c.uncompressed_size() / 2, "{c:?}");
+        // 3,000 plain 8-byte values a page: a body of 24,000 bytes, whose size takes three
+        // varint bytes, compressed to under 8,192, which takes two.
+        let index = metadata.page_index_for_row_group(0);
+        let pages = index.offset_index(2).unwrap().page_locations();
+        assert!(pages.len() >= 3, "{pages:?}");
+        assert!(
+            pages[..2].iter().all(|page| page.compressed_page_size < 8_192),
+            "{pages:?}"
+        );
     }
 
     #[test]
