@@ -330,6 +330,13 @@ fn string_stop_words(bytes: &[u8], mut at: usize) -> Option<usize> {
 /// Eight spaces, as one word.
 const SPACES: u64 = u64::from_ne_bytes([b' '; 8]);
 
+/// JSON's four whitespace bytes (RFC 8259): Rust's `is_ascii_whitespace` also takes form feed,
+/// which JSON does not.
+#[inline(always)]
+const fn is_json_whitespace(byte: u8) -> bool {
+    matches!(byte, b' ' | b'\n' | b'\r' | b'\t')
+}
+
 /// `str::trim_start`, the JSON whitespace (the only kind JSON allows, a line break and an indent
 /// before most keys of pretty-printed Bundles) stepped over a byte at a time; any other
 /// whitespace is left to `trim_start`, so the result is the same. `trim_start` decodes and
@@ -338,7 +345,7 @@ const SPACES: u64 = u64::from_ne_bytes([b' '; 8]);
 pub(crate) fn trim_start(text: &str) -> &str {
     let json_whitespace = text
         .bytes()
-        .position(|byte| !matches!(byte, b' ' | b'\n' | b'\r' | b'\t'))
+        .position(|byte| !is_json_whitespace(byte))
         .unwrap_or(text.len());
     let rest = &text[json_whitespace..];
     match rest.as_bytes().first() {
@@ -788,10 +795,14 @@ impl<'a> Parser<'a> {
     fn whitespace(&mut self) {
         let bytes = self.text.as_bytes();
         match bytes.get(self.at) {
-            Some(b' ') if !matches!(bytes.get(self.at + 1), Some(b' ' | b'\n' | b'\r' | b'\t')) => {
+            Some(b' ')
+                if !bytes
+                    .get(self.at + 1)
+                    .is_some_and(|&next| is_json_whitespace(next)) =>
+            {
                 self.at += 1;
             }
-            Some(b' ' | b'\n' | b'\r' | b'\t') => self.whitespace_run(),
+            Some(&byte) if is_json_whitespace(byte) => self.whitespace_run(),
             _ => {}
         }
     }
@@ -825,7 +836,7 @@ impl<'a> Parser<'a> {
                 at += other.trailing_zeros() as usize / 8;
             }
             match bytes.get(at) {
-                Some(b' ' | b'\n' | b'\r' | b'\t') => at += 1,
+                Some(&byte) if is_json_whitespace(byte) => at += 1,
                 _ => break,
             }
         }

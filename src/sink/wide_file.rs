@@ -695,7 +695,7 @@ mod tests {
     use parquet::arrow::arrow_writer::{compute_leaves, ArrowRowGroupWriterFactory};
     use parquet::arrow::ArrowSchemaConverter;
     use parquet::basic::{Compression, ZstdLevel};
-    use parquet::file::metadata::KeyValue;
+    use parquet::file::metadata::{KeyValue, PageIndexPolicy, ParquetMetaDataReader};
     use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
     /// Columns `a` (text), `b` (double) and `c` (integers) that rows reach, and a struct `s`
@@ -943,7 +943,6 @@ mod tests {
         );
         let (by_crate, by_tool) = both_ways(&props, &[(7000, 1), (5000, 2), (2, 3)], true);
         assert!(by_crate == by_tool);
-        use parquet::file::metadata::{PageIndexPolicy, ParquetMetaDataReader};
         let metadata = ParquetMetaDataReader::new()
             .with_page_index_policy(PageIndexPolicy::Required)
             .parse_and_finish(&Bytes::from(by_tool))
