@@ -41,6 +41,7 @@ use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 
 use super::leaves::Leaves;
 use super::null_pages::{level_bits, NullPages};
+use crate::fhir::key_hash::FastHash;
 
 /// For the rows held for one or more row groups of a wide table: which leaves some row reaches
 /// and, for the others, the deepest node their rows reach.
@@ -508,6 +509,9 @@ pub(super) struct NullChunkProperties {
     pub(super) uncompressed: WriterPropertiesPtr,
 }
 
+/// A null chunk encoded for one kind of leaf: its pages and the writer's account of them.
+type EncodedNulls = (Kind, Bytes, Arc<ColumnCloseResult>);
+
 /// Makes the column chunks of one row group's unreached leaves.
 pub(super) struct AbsentChunks<'a> {
     plan: &'a Plan,
@@ -519,9 +523,10 @@ pub(super) struct AbsentChunks<'a> {
     /// Every leaf's [`Kind`] ([`leaf_kinds`] of the file's columns and `props.compressed`).
     kinds: &'a [Kind],
     /// The levels of the groups of the top-level column in progress (and of null columns).
-    levels: HashMap<Levels, Arc<GroupLevels>>,
+    levels: HashMap<Levels, Arc<GroupLevels>, FastHash>,
     levels_of_column: Option<usize>,
-    chunks: HashMap<Levels, Vec<(Kind, Bytes, Arc<ColumnCloseResult>)>>,
+    /// The null chunks encoded for each group's levels so far, one per kind of leaf.
+    chunks: HashMap<Levels, Vec<EncodedNulls>, FastHash>,
     /// Encodes the chunks whose settings the column writer is not needed for (`null_pages.rs`).
     null_pages: NullPages,
 }
@@ -542,9 +547,9 @@ impl<'a> AbsentChunks<'a> {
             rows,
             props,
             kinds,
-            levels: HashMap::new(),
+            levels: HashMap::default(),
             levels_of_column: None,
-            chunks: HashMap::new(),
+            chunks: HashMap::default(),
             null_pages: NullPages::default(),
         }
     }

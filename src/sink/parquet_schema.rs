@@ -15,6 +15,8 @@ use parquet::arrow::ArrowSchemaConverter;
 use parquet::basic::{LogicalType, Repetition, TimeUnit as ParquetTimeUnit, Type as PhysicalType};
 use parquet::schema::types::{Type, TypePtr};
 
+use crate::fhir::key_hash::FastHash;
+
 /// The root of `schema`'s Parquet schema: the crate's `ArrowSchemaConverter` with
 /// `coerce_types` (the writer settings' own) gives the same one.
 pub(super) fn parquet_schema(schema: &Schema, coerce_types: bool) -> parquet::errors::Result<TypePtr> {
@@ -48,7 +50,7 @@ fn parquet_type(field: &Field) -> Option<TypePtr> {
 /// alike.
 #[derive(Default)]
 struct SharedNodes {
-    made: HashMap<NodeKey, TypePtr>,
+    made: HashMap<NodeKey, TypePtr, FastHash>,
 }
 
 /// What makes a node the same as another: its name, whether it may be null, and its type (a

@@ -29,6 +29,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 
 use crate::diagnostics::Diagnostics;
+use crate::fhir::key_hash::FastHash;
 use crate::resource::tree::Reader;
 use crate::resource::{Rejection, Resource, ResourceSink, StreamRefused};
 
@@ -149,7 +150,9 @@ pub fn builtin_tables(batch_size: usize) -> Vec<Box<dyn Table>> {
 pub struct TableSet {
     tables: Vec<Box<dyn Table>>,
     /// Each resource type's tables by position: a resource visits only the tables of its type.
-    by_type: HashMap<String, Vec<usize>>,
+    /// Looked up two or three times per resource, so with [`FastHash`]: the standard SipHash
+    /// was 0.6% of the instructions of `--resources all` on 500 MB of Bundles.
+    by_type: HashMap<String, Vec<usize>, FastHash>,
     batch_size: usize,
     /// String bytes at which a batch is cut ([`MAX_BATCH_BYTES`]).
     batch_bytes: usize,
@@ -283,7 +286,7 @@ impl TableSet {
     pub fn new(tables: Vec<Box<dyn Table>>, batch_size: usize, stopped: Arc<[AtomicBool]>) -> Self {
         let count = tables.len();
         let streams = tables.iter().any(|table| table.streams());
-        let mut by_type: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut by_type: HashMap<String, Vec<usize>, FastHash> = HashMap::default();
         for (position, table) in tables.iter().enumerate() {
             by_type
                 .entry(table.resource_type().to_owned())
