@@ -333,7 +333,7 @@ const SPACES: u64 = u64::from_ne_bytes([b' '; 8]);
 /// JSON's four whitespace bytes (RFC 8259): Rust's `is_ascii_whitespace` also takes form feed,
 /// which JSON does not.
 #[inline(always)]
-const fn is_json_whitespace(byte: u8) -> bool {
+pub(super) const fn is_json_whitespace(byte: u8) -> bool {
     matches!(byte, b' ' | b'\n' | b'\r' | b'\t')
 }
 
