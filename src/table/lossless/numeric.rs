@@ -8,6 +8,59 @@ use super::{NUMERIC_PRECISION, NUMERIC_SCALE};
 /// The decimal's value times 10^6, rounded half to even; `None` when `text` is not a JSON number
 /// or the value needs more than 32 digits.
 pub fn scaled_decimal(text: &str) -> Option<i128> {
+    scaled_plain(text).or_else(|| scaled_any(text))
+}
+
+/// [`scaled_decimal`] of the numbers written as data nearly always are, `-?digits(.digits)?`
+/// with at most [`PLAIN_DIGITS`] digits: read in one pass into a `u64` and scaled or rounded
+/// there. [`scaled_any`] took 565 instructions a number, 1.1% of `--resources all` on 500 MB
+/// of Bundles. `None` for anything else, which [`scaled_any`] then reads (a test holds the two
+/// to the same answers).
+fn scaled_plain(text: &str) -> Option<i128> {
+    let bytes = text.as_bytes();
+    let (negative, digits) = match bytes.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, bytes),
+    };
+    let (mut mantissa, mut count, mut fraction) = (0u64, 0usize, None);
+    for (at, &byte) in digits.iter().enumerate() {
+        match byte {
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + u64::from(byte - b'0');
+                count += 1;
+            }
+            b'.' if fraction.is_none() && at > 0 => fraction = Some(at + 1),
+            _ => return None,
+        }
+        if count > PLAIN_DIGITS {
+            return None;
+        }
+    }
+    let fraction_digits = match fraction {
+        Some(start) if start == digits.len() => return None,
+        Some(start) => digits.len() - start,
+        None if digits.is_empty() => return None,
+        None => 0,
+    };
+    let scale = usize::from(NUMERIC_SCALE as u8);
+    let scaled = match fraction_digits.checked_sub(scale) {
+        None => i128::from(mantissa) * 10i128.pow((scale - fraction_digits) as u32),
+        Some(dropped) => {
+            let unit = 10u64.pow(dropped as u32);
+            let (kept, rest) = (mantissa / unit, mantissa % unit);
+            let round_up = rest > unit / 2 || (rest == unit / 2 && rest > 0 && kept % 2 == 1);
+            i128::from(kept + u64::from(round_up))
+        }
+    };
+    Some(if negative { -scaled } else { scaled })
+}
+
+/// The most digits [`scaled_plain`] reads: any 18 fit a `u64`, and scaled by 10^6 they stay
+/// under the companion's 32 digits.
+const PLAIN_DIGITS: usize = 18;
+
+/// [`scaled_decimal`] of any text: E notation, and any number of digits.
+fn scaled_any(text: &str) -> Option<i128> {
     let (negative, unsigned) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, text),
@@ -148,6 +201,73 @@ mod tests {
         assert_eq!(scaled_decimal("9.9999995"), Some(10_000_000));
         // A tie with no digit kept: rounds to the even zero.
         assert_eq!(scaled_decimal("0.0000000005e3"), Some(0));
+    }
+
+    #[test]
+    fn plain_numbers_read_in_one_pass_as_by_the_general_way() {
+        let texts = [
+            "0",
+            "-0",
+            "7",
+            "007",
+            "1.5",
+            "-1.50",
+            "0.0000005",
+            "0.0000015",
+            "0.0000025",
+            "0.00000150001",
+            "0.99999999",
+            "9.9999995",
+            "123456789012345678",
+            "1234567890123456789",
+            "12345678901234567.8",
+            "0.123456789012345678",
+            "-999999999999999999",
+            "1.",
+            ".5",
+            "-",
+            "",
+            "1..2",
+            "1.2.3",
+            "-1-2",
+            "+1",
+            "1e2",
+            "1,5",
+            " 1",
+            "1 ",
+        ];
+        for text in texts {
+            assert_eq!(
+                scaled_plain(text).or_else(|| scaled_any(text)),
+                scaled_any(text),
+                "{text:?}"
+            );
+        }
+        assert_eq!(scaled_plain("69.3"), Some(69_300_000));
+        assert_eq!(scaled_plain("1e2"), None, "E notation is the general way's");
+        assert_eq!(scaled_plain("1234567890123456789"), None, "19 digits");
+    }
+
+    proptest::proptest! {
+        /// Numbers of up to 20 digits with the point anywhere (and texts near them): the one
+        /// pass, where it answers, answers as the general way does.
+        #[test]
+        fn plain_numbers_scale_as_any(
+            negative in proptest::bool::ANY,
+            digits in "[0-9]{0,20}",
+            point in proptest::option::of(0usize..22),
+            tail in proptest::sample::select(vec!["", "", "", "5", "e1", ".", "x"]),
+        ) {
+            let mut text = String::from(if negative { "-" } else { "" });
+            match point.filter(|&at| at <= digits.len()) {
+                Some(at) => text.push_str(&format!("{}.{}", &digits[..at], &digits[at..])),
+                None => text.push_str(&digits),
+            }
+            text.push_str(tail);
+            if let Some(value) = scaled_plain(&text) {
+                proptest::prop_assert_eq!(Some(value), scaled_any(&text), "{:?}", text);
+            }
+        }
     }
 
     #[test]
