@@ -131,6 +131,11 @@ fn time_of_day(mut cursor: Cursor<'_>, date: &CalendarDate) -> Option<(i64, usiz
 /// lossless tables keep it beside the exact text so range queries need no parsing; it is worked
 /// out for every date of every resource, so the text is read once, without allocating.
 pub fn instant_bounds(text: &str, allow_time: bool) -> Option<(i64, i64)> {
+    if allow_time {
+        if let Some(bounds) = full_datetime_bounds(text.as_bytes()) {
+            return Some(bounds);
+        }
+    }
     let mut cursor = Cursor::new(text);
     let first = cursor.date()?;
     if cursor.at_end() {
@@ -146,6 +151,86 @@ pub fn instant_bounds(text: &str, allow_time: bool) -> Option<(i64, i64)> {
     // The digits after the seconds' point say how precise the value is.
     let width = 10i64.pow(6u32.saturating_sub(fraction_digits as u32));
     Some((start, start + width - 1))
+}
+
+/// [`instant_bounds`] of a whole `dateTime` as data nearly always writes one,
+/// `YYYY-MM-DDThh:mm:ss[.digits][Z|+hh:mm|-hh:mm]`, its parts read at their fixed places; `None`
+/// for any other text, which the cursor then reads (a test holds the two to the same answers).
+/// The cursor's way took about 580 instructions a value, 0.85% of `--resources all` on 500 MB
+/// of Bundles.
+fn full_datetime_bounds(bytes: &[u8]) -> Option<(i64, i64)> {
+    const SEPARATORS: [(usize, u8); 5] = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
+    if bytes.len() < 19 || SEPARATORS.iter().any(|&(at, byte)| bytes[at] != byte) {
+        return None;
+    }
+    let two = |at: usize| two_digits(bytes, at);
+    let year = two(0)? * 100 + two(2)?;
+    let (month, day) = (two(5)?, two(8)?);
+    let (hour, minute, second) = (two(11)?, two(14)?, two(17)?);
+    let date_valid = year >= 1 && (1..=12).contains(&month) && day >= 1 && day <= days_in_month(year, month);
+    if !date_valid || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let mut at = 19;
+    let (mut fraction_micros, mut fraction_digits) = (0, 0);
+    if bytes.get(at) == Some(&b'.') {
+        let start = at + 1;
+        at = start
+            + bytes[start..]
+                .iter()
+                .take_while(|byte| byte.is_ascii_digit())
+                .count();
+        fraction_digits = at - start;
+        if fraction_digits == 0 {
+            return None;
+        }
+        let kept = fraction_digits.min(6);
+        for digit in &bytes[start..start + kept] {
+            fraction_micros = fraction_micros * 10 + i64::from(digit - b'0');
+        }
+        fraction_micros *= 10i64.pow((6 - kept) as u32);
+    }
+    let offset_seconds = match bytes.get(at) {
+        None => 0,
+        Some(b'Z') => {
+            at += 1;
+            0
+        }
+        Some(&sign @ (b'+' | b'-')) => {
+            if bytes.len() < at + 6 || bytes[at + 3] != b':' {
+                return None;
+            }
+            let (hours, minutes) = (two(at + 1)?, two(at + 4)?);
+            let magnitude = hours * 3600 + minutes * 60;
+            if hours > 14 || minutes > 59 || magnitude > MAX_OFFSET_SECONDS {
+                return None;
+            }
+            at += 6;
+            if sign == b'-' {
+                -magnitude
+            } else {
+                magnitude
+            }
+        }
+        Some(_) => return None,
+    };
+    if at != bytes.len() {
+        return None;
+    }
+    let date = CalendarDate { year, month, day };
+    let local_seconds = hour * 3600 + minute * 60 + second;
+    let start = date.days_since_epoch() * MICROS_PER_DAY
+        + (local_seconds - offset_seconds) * 1_000_000
+        + fraction_micros;
+    let width = 10i64.pow(6u32.saturating_sub(fraction_digits as u32));
+    Some((start, start + width - 1))
+}
+
+/// The two digits at `at` and `at + 1` (both within `bytes`) as a number, or `None`.
+#[inline(always)]
+fn two_digits(bytes: &[u8], at: usize) -> Option<i64> {
+    let (tens, ones) = (bytes[at].wrapping_sub(b'0'), bytes[at + 1].wrapping_sub(b'0'));
+    (tens < 10 && ones < 10).then(|| i64::from(tens) * 10 + i64::from(ones))
 }
 
 /// `YYYY-MM-DD` for a count of days since 1970-01-01: the inverse of [`parse_date`], for reports
@@ -415,6 +500,18 @@ mod tests {
             "2019-12",
             "0001",
             "9999-12-31T23:59:60.999999999+14:00",
+            // Read by `full_datetime_bounds`, and texts a part away from it.
+            "2019-02-16T23:30:00-05:00",
+            "2019-02-16T23:30:00.5Z",
+            "2019-02-16T23:30:00.0000001+00:00",
+            "2019-02-16T23:30:00+14:01",
+            "2019-02-16T23:30:00+1400",
+            "2019-02-16T23:30:00.Z",
+            "2019-02-16T24:00:00Z",
+            "2019-02-30T10:00:00Z",
+            "0000-01-01T00:00:00Z",
+            "2019-02-16T23:30:00Zx",
+            "2019-02-16t23:30:00Z",
         ] {
             for allow_time in [false, true] {
                 assert_eq!(
