@@ -89,9 +89,7 @@ fn time_of_day(mut cursor: Cursor<'_>, date: &CalendarDate) -> Option<(i64, usiz
             return None;
         }
         fraction_digits = digits.len();
-        for (position, digit) in digits.bytes().take(6).enumerate() {
-            fraction_micros += i64::from(digit - b'0') * 10i64.pow(5 - position as u32);
-        }
+        fraction_micros = micros_of_fraction(digits.as_bytes());
     }
     let offset_seconds = match cursor.peek() {
         None => 0,
@@ -104,16 +102,7 @@ fn time_of_day(mut cursor: Cursor<'_>, date: &CalendarDate) -> Option<(i64, usiz
             let hours = cursor.number(2, 0, 14)?;
             cursor.expect(b':')?;
             let minutes = cursor.number(2, 0, 59)?;
-            let magnitude = hours * 3600 + minutes * 60;
-            // Offsets run from -14:00 to +14:00.
-            if magnitude > MAX_OFFSET_SECONDS {
-                return None;
-            }
-            if sign == b'-' {
-                -magnitude
-            } else {
-                magnitude
-            }
+            zone_offset(sign, hours, minutes)?
         }
         Some(_) => return None,
     };
@@ -123,6 +112,34 @@ fn time_of_day(mut cursor: Cursor<'_>, date: &CalendarDate) -> Option<(i64, usiz
     let local_seconds = hour * 3600 + minute * 60 + second;
     let micros = day_micros + (local_seconds - offset_seconds) * 1_000_000 + fraction_micros;
     Some((micros, fraction_digits))
+}
+
+/// The microseconds the digits after a seconds' point give (the first six; the rest are
+/// truncated).
+fn micros_of_fraction(digits: &[u8]) -> i64 {
+    let kept = digits.len().min(6);
+    let micros = digits[..kept]
+        .iter()
+        .fold(0, |micros, digit| micros * 10 + i64::from(digit - b'0'));
+    micros * 10i64.pow((6 - kept) as u32)
+}
+
+/// The seconds a zone offset `sign` `hours`:`minutes` adds to UTC (`+05:00` is 18,000), or
+/// `None` past the -14:00..+14:00 FHIR allows.
+fn zone_offset(sign: u8, hours: i64, minutes: i64) -> Option<i64> {
+    let magnitude = hours * 3600 + minutes * 60;
+    if hours > 14 || minutes > 59 || magnitude > MAX_OFFSET_SECONDS {
+        return None;
+    }
+    Some(if sign == b'-' { -magnitude } else { magnitude })
+}
+
+/// The first and last microsecond of an instant starting at `start` written with
+/// `fraction_digits` digits after the seconds' point: `10:00:00` spans its second,
+/// `10:00:00.5` its tenth of one.
+fn span_of_precision(start: i64, fraction_digits: usize) -> (i64, i64) {
+    let width = 10i64.pow(6u32.saturating_sub(fraction_digits as u32));
+    (start, start + width - 1)
 }
 
 /// The first and last microsecond (UTC) a FHIR `date` (`allow_time` false) or `dateTime` /
@@ -149,8 +166,7 @@ pub fn instant_bounds(text: &str, allow_time: bool) -> Option<(i64, i64)> {
     }
     let (start, fraction_digits) = time_of_day(cursor, &first)?;
     // The digits after the seconds' point say how precise the value is.
-    let width = 10i64.pow(6u32.saturating_sub(fraction_digits as u32));
-    Some((start, start + width - 1))
+    Some(span_of_precision(start, fraction_digits))
 }
 
 /// [`instant_bounds`] of a whole `dateTime` as data nearly always writes one,
@@ -184,11 +200,7 @@ fn full_datetime_bounds(bytes: &[u8]) -> Option<(i64, i64)> {
         if fraction_digits == 0 {
             return None;
         }
-        let kept = fraction_digits.min(6);
-        for digit in &bytes[start..start + kept] {
-            fraction_micros = fraction_micros * 10 + i64::from(digit - b'0');
-        }
-        fraction_micros *= 10i64.pow((6 - kept) as u32);
+        fraction_micros = micros_of_fraction(&bytes[start..at]);
     }
     let offset_seconds = match bytes.get(at) {
         None => 0,
@@ -200,17 +212,9 @@ fn full_datetime_bounds(bytes: &[u8]) -> Option<(i64, i64)> {
             if bytes.len() < at + 6 || bytes[at + 3] != b':' {
                 return None;
             }
-            let (hours, minutes) = (two(at + 1)?, two(at + 4)?);
-            let magnitude = hours * 3600 + minutes * 60;
-            if hours > 14 || minutes > 59 || magnitude > MAX_OFFSET_SECONDS {
-                return None;
-            }
+            let offset = zone_offset(sign, two(at + 1)?, two(at + 4)?)?;
             at += 6;
-            if sign == b'-' {
-                -magnitude
-            } else {
-                magnitude
-            }
+            offset
         }
         Some(_) => return None,
     };
@@ -222,8 +226,7 @@ fn full_datetime_bounds(bytes: &[u8]) -> Option<(i64, i64)> {
     let start = date.days_since_epoch() * MICROS_PER_DAY
         + (local_seconds - offset_seconds) * 1_000_000
         + fraction_micros;
-    let width = 10i64.pow(6u32.saturating_sub(fraction_digits as u32));
-    Some((start, start + width - 1))
+    Some(span_of_precision(start, fraction_digits))
 }
 
 /// The two digits at `at` and `at + 1` (both within `bytes`) as a number, or `None`.
