@@ -426,16 +426,12 @@ pub(super) fn path_of_no_leaf() -> ColumnPath {
     ColumnPath::new(Vec::new())
 }
 
-/// The [`Kind`] of every leaf column of a file with `descriptors` and `props`, in schema order.
+/// The [`Kind`] of every leaf column of a file with `leaves` and `props`, in schema order.
 /// Worked out once per file's settings: looking the settings up by column path for each chunk
 /// hashed the path four times over, for thousands of chunks per row group. `own`, when given,
 /// marks the leaves `props` sets anything for by path; the others have its defaults, looked up
 /// once.
-pub(super) fn leaf_kinds(
-    descriptors: &[ColumnDescPtr],
-    props: &WriterProperties,
-    own: Option<&[bool]>,
-) -> Arc<[Kind]> {
+pub(super) fn leaf_kinds(leaves: &Leaves, props: &WriterProperties, own: Option<&[bool]>) -> Arc<[Kind]> {
     let settings = |path: &ColumnPath| {
         let dictionary = props.dictionary_enabled(path);
         let statistics = props.statistics_enabled(path);
@@ -453,19 +449,17 @@ pub(super) fn leaf_kinds(
         )
     };
     let defaults = settings(&path_of_no_leaf());
-    descriptors
-        .iter()
-        .enumerate()
-        .map(|(leaf, descr)| {
+    (0..leaves.len())
+        .map(|leaf| {
             let (compression, dictionary, statistics, encoding, across_types) = match own.map(|own| own[leaf])
             {
                 Some(false) => defaults,
-                _ => settings(descr.path()),
+                _ => settings(&leaves.column_path(leaf)),
             };
             Kind {
-                physical: descr.physical_type(),
-                max_def: descr.max_def_level(),
-                max_rep: descr.max_rep_level(),
+                physical: leaves.physical_type(leaf),
+                max_def: leaves.max_def_level(leaf),
+                max_rep: leaves.max_rep_level(leaf),
                 compression,
                 dictionary,
                 statistics,
@@ -1032,7 +1026,7 @@ mod tests {
 
     fn every_type_shares_pages(encode: Encoder) {
         let (props, leaves) = wide_file();
-        let kinds = leaf_kinds(&leaves, &props, None);
+        let kinds = leaf_kinds(&Leaves::of_columns(&leaves), &props, None);
         let typed = typed_members().len();
         assert!(
             kinds.iter().all(|kind| kind.across_types),
@@ -1118,7 +1112,7 @@ mod tests {
         // Made-up levels within both leaves' maxima (the bytes depend on the widths only).
         let list_levels = (vec![0, 2, 3, 3, 2], vec![0, 0, 0, 1, 0]);
         for (group, (def, rep)) in [(&structs[..], struct_levels), (&lists[..], list_levels)] {
-            let kinds = leaf_kinds(group, &props, None);
+            let kinds = leaf_kinds(&Leaves::of_columns(group), &props, None);
             let direct: Vec<Chunk> = group
                 .iter()
                 .map(|descr| encode(descr, &props, &def, &rep))
@@ -1138,7 +1132,11 @@ mod tests {
         // Up to 4, three bits: other bytes, not shared.
         let (def, rep) = (vec![0, 1, 1, 0, 1], vec![0; 5]);
         let wider = at("nested.inner.inner.text");
-        let kinds = leaf_kinds(&[structs[0].clone(), wider.clone()], &props, None);
+        let kinds = leaf_kinds(
+            &Leaves::of_columns(&[structs[0].clone(), wider.clone()]),
+            &props,
+            None,
+        );
         assert!(!kinds[0].shares_pages_with(&kinds[1]));
         let two_bits = encode(&structs[0], &props, &def, &rep);
         let three_bits = encode(&wider, &props, &def, &rep);
@@ -1148,7 +1146,11 @@ mod tests {
             .set_dictionary_enabled(false)
             .set_statistics_enabled(EnabledStatistics::Page)
             .build();
-        let kinds = leaf_kinds(&[structs[0].clone(), structs[2].clone()], &paged, None);
+        let kinds = leaf_kinds(
+            &Leaves::of_columns(&[structs[0].clone(), structs[2].clone()]),
+            &paged,
+            None,
+        );
         assert!(!kinds[0].shares_pages_with(&kinds[1]));
     }
 
@@ -1162,7 +1164,7 @@ mod tests {
                 .set_statistics_enabled(EnabledStatistics::Chunk)
         };
         let shares = |props: WriterProperties| {
-            let kinds = leaf_kinds(&leaves[..2], &props, None);
+            let kinds = leaf_kinds(&Leaves::of_columns(&leaves[..2]), &props, None);
             kinds[0].shares_pages_with(&kinds[1])
         };
         assert!(shares(base().build()));

@@ -18,7 +18,7 @@ use parquet::basic::{Compression as ParquetCodec, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesPtr};
 use parquet::file::writer::SerializedFileWriter;
-use parquet::schema::types::{ColumnPath, SchemaDescPtr, SchemaDescriptor};
+use parquet::schema::types::{ColumnPath, SchemaDescPtr, TypePtr};
 use serde::Deserialize;
 
 use super::absent::{leaf_kinds, path_of_no_leaf, AbsentChunks, HeldRange, Kind, NullChunkProperties, Plan};
@@ -672,34 +672,34 @@ struct WideFileSettings {
 }
 
 impl WideFileSettings {
-    /// The settings of a file of schema `descr` written with `properties`, which set
-    /// something for the leaves `own` marks alone (all of them when `own` does not cover the
-    /// file's leaves).
+    /// The settings of a file of schema `root` (its leaves `leaves`) written with `properties`,
+    /// which set something for the leaves `own` marks alone (all of them when `own` does not
+    /// cover the file's leaves).
     fn of(
         properties: &WriterPropertiesPtr,
-        descr: &SchemaDescriptor,
+        root: &TypePtr,
+        leaves: Leaves,
         own: &[bool],
         codec: ParquetCodec,
     ) -> Result<Self> {
-        let frame = Arc::new(FooterFrame::of(descr, properties)?);
+        let frame = Arc::new(FooterFrame::of(root, &leaves, properties)?);
         // The footer frame holds the key-value metadata from here on; row groups never read it.
         let properties = without_key_value_metadata(properties);
-        let columns = descr.columns();
-        let own = (own.len() == columns.len()).then_some(own);
+        let own = (own.len() == leaves.len()).then_some(own);
+        let is_own = |leaf: usize| own.is_none_or(|own| own[leaf]);
         // The leaves that may have a codec of their own in `properties`.
-        let own_paths = columns
-            .iter()
-            .enumerate()
-            .filter(|(leaf, _)| own.is_none_or(|own| own[*leaf]))
-            .map(|(_, column)| column.path());
-        let null_properties = null_chunk_properties(&properties, codec, own_paths);
+        let own_paths: Vec<ColumnPath> = (0..leaves.len())
+            .filter(|&leaf| is_own(leaf))
+            .map(|leaf| leaves.column_path(leaf))
+            .collect();
+        let null_properties = null_chunk_properties(&properties, codec, &own_paths);
         let bloom_by_default = properties.bloom_filter_properties(&path_of_no_leaf()).is_some();
-        let bloom_filtered = columns
-            .iter()
-            .enumerate()
-            .map(|(leaf, column)| match own.map(|own| own[leaf]) {
-                Some(false) => bloom_by_default,
-                _ => properties.bloom_filter_properties(column.path()).is_some(),
+        let bloom_filtered = (0..leaves.len())
+            .map(|leaf| match is_own(leaf) {
+                false => bloom_by_default,
+                true => properties
+                    .bloom_filter_properties(&leaves.column_path(leaf))
+                    .is_some(),
             })
             .collect();
         let encoded_with = match codec {
@@ -708,11 +708,11 @@ impl WideFileSettings {
         };
         Ok(WideFileSettings {
             encoded_with,
-            kinds: leaf_kinds(columns, &null_properties.compressed, own),
+            kinds: leaf_kinds(&leaves, &null_properties.compressed, own),
             bloom_filtered,
             properties,
             null_properties,
-            leaves: Arc::new(Leaves::of(descr)),
+            leaves: Arc::new(leaves),
             frame,
         })
     }
@@ -1000,9 +1000,9 @@ impl DatasetWriter {
         let properties = Arc::new(properties);
         let started = (|| {
             let root = parquet_schema(&self.schema, properties.coerce_types())?;
-            // Described once, for the settings: the files keep their leaves only.
-            let descr = SchemaDescriptor::new(root);
-            let settings = WideFileSettings::of(&properties, &descr, &own_leaves, self.options.codec())?;
+            let leaves = Leaves::of_root(&root);
+            let settings =
+                WideFileSettings::of(&properties, &root, leaves, &own_leaves, self.options.codec())?;
             let writer = WideFile::on(
                 file,
                 &self.path,
@@ -1409,15 +1409,14 @@ mod tests {
             .with_coerce_types(true)
             .convert(&wide.schema())
             .unwrap();
-        let descr = Arc::new(parquet_schema.clone());
-        let columns = parquet_schema.columns();
-        assert_eq!(columns.len(), leaves);
+        let root = parquet_schema.root_schema_ptr();
+        assert_eq!(parquet_schema.columns().len(), leaves);
         let codec = options.codec();
         let same_either_way = |properties: WriterProperties, own: &[bool]| {
             let properties = Arc::new(properties);
             let (looked_up, from_marks) = (
-                WideFileSettings::of(&properties, &descr, &[], codec).unwrap(),
-                WideFileSettings::of(&properties, &descr, own, codec).unwrap(),
+                WideFileSettings::of(&properties, &root, Leaves::of_root(&root), &[], codec).unwrap(),
+                WideFileSettings::of(&properties, &root, Leaves::of_root(&root), own, codec).unwrap(),
             );
             assert!(looked_up.kinds.iter().eq(from_marks.kinds.iter()));
             assert_eq!(looked_up.bloom_filtered, from_marks.bloom_filtered);

@@ -20,9 +20,9 @@ use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::page_index::offset_index::PageLocation;
 use parquet::file::properties::WriterProperties;
 use parquet::file::statistics::Statistics;
-use parquet::schema::types::{SchemaDescriptor, Type as SchemaType};
+use parquet::schema::types::Type as SchemaType;
 
-use super::leaves::LeafPath;
+use super::leaves::{LeafPath, Leaves};
 
 const BOOL_TRUE: u8 = 1;
 const BOOL_FALSE: u8 = 2;
@@ -466,20 +466,20 @@ fn bound(index: &ColumnIndexMetaData, page: usize, minimum: bool) -> Option<&[u8
     }
 }
 
-/// Thrift `FileMetaData` of a file of schema `descr` written with `props`, cut around its
+/// Thrift `FileMetaData` of a file of schema `root` (its leaves `leaves`) written with `props`, cut around its
 /// `num_rows` and `row_groups` fields (which `wide_file.rs` writes): version and schema before,
 /// key-value metadata, created by and column orders after, as the crate's writer encodes them.
 /// A logical type this encoder does not know is an error (the caller then asks the crate).
 pub(super) fn file_metadata_frame(
-    descr: &SchemaDescriptor,
+    root: &SchemaType,
+    leaves: &Leaves,
     props: &WriterProperties,
 ) -> Result<(Vec<u8>, Vec<u8>)> {
     let mut before = Vec::new();
     let mut out = Compact(&mut before);
     out.i32_field(1, 0, props.writer_version().as_num());
-    let root = descr.root_schema_ptr();
-    out.struct_list_field(2, 1, nodes(&root));
-    schema_elements(&mut out, &root)?;
+    out.struct_list_field(2, 1, nodes(root));
+    schema_elements(&mut out, root)?;
     let mut after = Vec::new();
     let mut out = Compact(&mut after);
     let mut last = 4;
@@ -494,17 +494,18 @@ pub(super) fn file_metadata_frame(
         }
     }
     last = out.binary_field(6, last, props.created_by().as_bytes());
-    out.struct_list_field(7, last, descr.num_columns());
-    for column in descr.columns() {
+    out.struct_list_field(7, last, leaves.len());
+    for leaf in 0..leaves.len() {
+        let info = leaves.primitive_type(leaf).get_basic_info();
         match ColumnOrder::column_order_for_type(
-            column.logical_type_ref(),
-            column.converted_type(),
-            column.physical_type(),
+            info.logical_type_ref(),
+            info.converted_type(),
+            leaves.physical_type(leaf),
         ) {
             ColumnOrder::TYPE_DEFINED_ORDER(_) => out.empty_member(1),
             ColumnOrder::IEEE_754_TOTAL_ORDER => out.empty_member(2),
             ColumnOrder::INT96_TIMESTAMP_ORDER => out.empty_member(3),
-            other => bail!("{}: column order {other:?}", column.path()),
+            other => bail!("{}: column order {other:?}", leaves.path(leaf)),
         }
     }
     out.end();

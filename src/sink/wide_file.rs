@@ -33,7 +33,7 @@ use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::page_index::offset_index::OffsetIndexMetaData;
 use parquet::file::properties::{BloomFilterPosition, WriterProperties, WriterPropertiesPtr};
 use parquet::file::writer::{SerializedFileWriter, SerializedRowGroupWriter, TrackedWrite};
-use parquet::schema::types::{SchemaDescPtr, SchemaDescriptor, TypePtr};
+use parquet::schema::types::{SchemaDescPtr, TypePtr};
 
 use super::footer;
 use super::leaves::{LeafPath, Leaves};
@@ -52,15 +52,16 @@ pub(super) struct FooterFrame {
 }
 
 impl FooterFrame {
-    /// The frame of files of schema `descr` written with `props`, encoded by `thrift.rs`.
-    /// Asking the crate for it (writing a file without row groups) cost as much as the rest of
-    /// the footers: it makes the schema's column descriptors again, encodes the schema through
-    /// a tree of owned elements and drops them, 27 M instructions per resource table. The
-    /// crate's way stays for a schema whose logical types `thrift.rs` does not encode.
-    pub(super) fn of(descr: &SchemaDescriptor, props: &WriterPropertiesPtr) -> Result<Self> {
-        let (mut before_rows, mut after_groups) = match thrift::file_metadata_frame(descr, props) {
+    /// The frame of files of schema `root` (its leaves `leaves`) written with `props`, encoded
+    /// by `thrift.rs`. Asking the crate for it (writing a file without row groups) cost as much
+    /// as the rest of the footers: it makes the schema's column descriptors again, encodes the
+    /// schema through a tree of owned elements and drops them, 27 M instructions per resource
+    /// table. The crate's way stays for a schema whose logical types `thrift.rs` does not
+    /// encode.
+    pub(super) fn of(root: &TypePtr, leaves: &Leaves, props: &WriterPropertiesPtr) -> Result<Self> {
+        let (mut before_rows, mut after_groups) = match thrift::file_metadata_frame(root, leaves, props) {
             Ok(frame) => frame,
-            Err(_) => Self::by_crate(descr.root_schema_ptr(), props)?,
+            Err(_) => Self::by_crate(root.clone(), props)?,
         };
         // Kept by every table until the run ends: grown by doubling, they held up to twice
         // their size (9.6 MB at the peak of 4 GB of Bundles, for 16 tables).
@@ -697,6 +698,7 @@ mod tests {
     use parquet::basic::{Compression, ZstdLevel};
     use parquet::file::metadata::{KeyValue, PageIndexPolicy, ParquetMetaDataReader};
     use parquet::file::properties::{EnabledStatistics, WriterProperties};
+    use parquet::schema::types::SchemaDescriptor;
 
     /// Columns `a` (text), `b` (double) and `c` (integers) that rows reach, and a struct `s`
     /// that no row does: its leaves `x` (int), `y` (text), `z` (a list of ints), `w.v` (an int
@@ -802,7 +804,7 @@ mod tests {
     ) -> Vec<(Bytes, Arc<ColumnCloseResult>)> {
         let levels = vec![0i16; rows];
         // Made as the tool makes them: from its compact leaves' descriptors.
-        let leaves = Leaves::of(descr);
+        let leaves = Leaves::of_root(descr.root_schema());
         let own = |leaf: usize| {
             let chunk = encode_nulls(leaves.descriptor(leaf), props.clone(), &levels, &levels).unwrap();
             (chunk.pages, Arc::new(chunk.close))
@@ -865,10 +867,10 @@ mod tests {
         footer::declare_float_orders_for_all_readers(&by_crate, writer.inner_mut(), &metadata).unwrap();
 
         let by_tool = folder.path().join("tool.parquet");
-        let frame = Arc::new(FooterFrame::of(&descr, props).unwrap());
+        let leaves = Arc::new(Leaves::of_root(&root));
+        let frame = Arc::new(FooterFrame::of(&root, &leaves, props).unwrap());
         let file = File::create(&by_tool).unwrap();
-        let mut wide =
-            WideFile::on(file, &by_tool, Arc::new(Leaves::of(&descr)), props.clone(), frame).unwrap();
+        let mut wide = WideFile::on(file, &by_tool, leaves, props.clone(), frame).unwrap();
         for (ordinal, (rows, seed)) in groups.iter().enumerate() {
             let encoded = encode_reached(
                 reached_chunks(&factory_by_tool, &batch(*rows, *seed), ordinal),
@@ -1101,7 +1103,12 @@ mod tests {
                             .set_key_value_metadata(metadata)
                             .build(),
                     );
-                    let ours = thrift::file_metadata_frame(&descr, &props).unwrap();
+                    let ours = thrift::file_metadata_frame(
+                        descr.root_schema(),
+                        &Leaves::of_root(descr.root_schema()),
+                        &props,
+                    )
+                    .unwrap();
                     let crates = FooterFrame::by_crate(descr.root_schema_ptr(), &props).unwrap();
                     assert!(ours == crates, "coerce {coerce}, {version:?}");
                 }
