@@ -118,7 +118,8 @@ impl<S: ResourceSink> Walker<'_, S> {
                 self.deletion(entry);
                 continue;
             };
-            let resource_type = match resource_type_of(text) {
+            let read = entry.resource_type.map(|known| Ok((Cow::Borrowed(known), false)));
+            let resource_type = match read.unwrap_or_else(|| resource_type_of(text)) {
                 Ok((resource_type, _)) => resource_type,
                 Err((_, message)) => {
                     self.reject(&position, text, None, message);
@@ -258,7 +259,7 @@ pub(super) fn identifiers_readable(resource_type: &str, text: &str) -> bool {
 /// (as Synthea and most servers write it); otherwise parses the whole object, which also proves
 /// it valid JSON (the `bool`: no need to check it again). The error carries the line (relative
 /// to `text`) and a message.
-fn resource_type_of(text: &str) -> Result<(Cow<'_, str>, bool), (u64, String)> {
+pub(super) fn resource_type_of(text: &str) -> Result<(Cow<'_, str>, bool), (u64, String)> {
     if let Some(name) = leading_resource_type(text) {
         return Ok((Cow::Borrowed(name), false));
     }

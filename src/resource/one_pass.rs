@@ -65,7 +65,7 @@ fn read_entry<'a, S: ResourceSink>(
     }
     reader.open().ok()?;
     let (mut full_url, mut resource, mut request) = (None, None, None);
-    let mut streamed = false;
+    let (mut streamed, mut leading_type) = (false, None);
     let mut seen = [false; 3];
     while let Some(key) = reader.next_key().ok()? {
         let slot = match key.as_ref() {
@@ -102,6 +102,7 @@ fn read_entry<'a, S: ResourceSink>(
                     return None;
                 }
                 resource = Some(read);
+                leading_type = Some(resource_type);
             }
             (2, Start::Object) => request = Some(read_request(reader)?),
             _ => return None,
@@ -117,6 +118,7 @@ fn read_entry<'a, S: ResourceSink>(
         full_url,
         resource,
         request,
+        resource_type: leading_type,
     };
     Some((entry, streamed))
 }
@@ -153,4 +155,54 @@ fn read_request<'a>(reader: &mut Reader<'a>) -> Option<EntryRequest<'a>> {
         }
     }
     Some(EntryRequest { method, url })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnostics::Diagnostics;
+    use crate::resource::{Rejection, Resource};
+
+    /// A sink that streams nothing: the entries are found and read past.
+    struct Nothing;
+
+    impl ResourceSink for Nothing {
+        fn wants(&self, _resource_type: &str) -> bool {
+            false
+        }
+        fn accept(
+            &mut self,
+            _resource: &Resource<'_>,
+            _diagnostics: &mut Diagnostics,
+        ) -> Result<(), Rejection> {
+            Ok(())
+        }
+    }
+
+    /// An entry's type, read at the start of its resource on the way, is the type the walker
+    /// reads from the resource's text (which it no longer reads again); an entry without a
+    /// resource has none.
+    #[test]
+    fn an_entrys_type_is_the_one_its_resource_text_says() {
+        let text = r#"{"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"fullUrl": "urn:uuid:1", "resource": {
+                "resourceType" : "Patient", "id": "1", "name": [{"family": "A"}]}},
+            {"resource":{"resourceType":"Observation","status":"final"},"request":{"method":"POST","url":"Observation"}},
+            {"fullUrl": "urn:uuid:2"},
+            {"resource": {"resourceType": "Encounter"}, "fullUrl": "urn:uuid:3"}
+        ]}"#;
+        let (bundle, streamed) = read_bundle(text, &mut Nothing).expect("read once");
+        assert_eq!(streamed, [false; 4]);
+        let types: Vec<_> = bundle.entry.iter().map(|entry| entry.resource_type).collect();
+        assert_eq!(
+            types,
+            [Some("Patient"), Some("Observation"), None, Some("Encounter")]
+        );
+        for entry in &bundle.entry {
+            if let Some(resource) = entry.resource {
+                let (read_again, _) = super::super::dispatch::resource_type_of(resource).unwrap();
+                assert_eq!(entry.resource_type, Some(read_again.as_ref()));
+            }
+        }
+    }
 }
