@@ -8,6 +8,7 @@ mod commit;
 #[cfg(feature = "delta")]
 mod delta;
 mod footer;
+mod ipc_schema;
 mod layout;
 mod leaves;
 mod local;

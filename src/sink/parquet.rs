@@ -13,7 +13,7 @@ use arrow_array::{Array, ArrayRef, ListArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, FieldRef, Fields, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnWriter, ArrowRowGroupWriterFactory};
-use parquet::arrow::{add_encoded_arrow_schema_to_metadata, ArrowWriter};
+use parquet::arrow::{add_encoded_arrow_schema_to_metadata, ArrowWriter, ARROW_SCHEMA_META_KEY};
 use parquet::basic::{Compression as ParquetCodec, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesPtr};
@@ -718,6 +718,20 @@ impl WideFileSettings {
     }
 }
 
+/// Adds `schema` to `properties`' key-value metadata as the `ARROW:schema` entry (replacing one
+/// there), which Arrow readers take the columns' Arrow types from: encoded by `ipc_schema.rs`
+/// where it knows every type, by the crate otherwise.
+fn add_arrow_schema(schema: &Schema, properties: &mut WriterProperties) {
+    let Some(encoded) = super::ipc_schema::encoded_arrow_schema(schema) else {
+        return add_encoded_arrow_schema_to_metadata(schema, properties);
+    };
+    let mut entries = properties.key_value_metadata().cloned().unwrap_or_default();
+    entries.retain(|entry| entry.key != ARROW_SCHEMA_META_KEY);
+    entries.push(KeyValue::new(ARROW_SCHEMA_META_KEY.to_owned(), encoded));
+    let taken = std::mem::take(properties);
+    *properties = taken.into_builder().set_key_value_metadata(Some(entries)).build();
+}
+
 /// `properties` without their key-value metadata: the `ARROW:schema` entry of a resource
 /// table is a few hundred KB of base64 text per table, which its files' footer frame already
 /// holds encoded, and every table of a long run keeps its settings until the end (16 tables of
@@ -996,7 +1010,7 @@ impl DatasetWriter {
             anyhow::bail!("cannot write {}: its writer failed to start", self.path.display());
         };
         let (mut properties, own_leaves) = self.options.properties_with_own_leaves(&self.schema, Some(first));
-        add_encoded_arrow_schema_to_metadata(&self.schema, &mut properties);
+        add_arrow_schema(&self.schema, &mut properties);
         let properties = Arc::new(properties);
         let started = (|| {
             let root = parquet_schema(&self.schema, properties.coerce_types())?;
