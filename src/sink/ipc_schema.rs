@@ -413,8 +413,41 @@ mod tests {
         let length = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
         assert_eq!(length, bytes.len() - 8, "the message's length");
         assert_eq!(length % 8, 0, "padded to eight bytes");
+        layouts_after_their_tables(&bytes[8..]);
         // The verifying reader: alignment, bounds, offsets, strings and tables are checked.
         arrow_ipc::convert::try_schema_from_flatbuffer_bytes(&bytes[8..]).unwrap()
+    }
+
+    /// Every table of the message (found by following its offsets) has its layout after it:
+    /// polars' reader finds a table's layout only after the place it reads the table from.
+    fn layouts_after_their_tables(message: &[u8]) {
+        let u32_at = |at: usize| u32::from_le_bytes(message[at..at + 4].try_into().unwrap()) as usize;
+        let u16_at = |at: usize| u16::from_le_bytes(message[at..at + 2].try_into().unwrap()) as usize;
+        // Where a table's layout is, checked to be after it.
+        let layout_of = |table: usize| {
+            let back = i32::from_le_bytes(message[table..table + 4].try_into().unwrap());
+            assert!(back < 0, "the layout of the table at {table} is before it");
+            (table as i64 - i64::from(back)) as usize
+        };
+        // A table's field `slot` (an offset), followed: where it points, if present.
+        let follow = |table: usize, slot: usize| {
+            let layout = layout_of(table);
+            let place = match 4 + 2 * slot < u16_at(layout) {
+                true => u16_at(layout + 4 + 2 * slot),
+                false => 0,
+            };
+            (place != 0).then(|| table + place + u32_at(table + place))
+        };
+        let list =
+            |at: usize| (0..u32_at(at)).map(move |index| at + 4 + 4 * index + u32_at(at + 4 + 4 * index));
+        // Message.header (slot 2) -> Schema; Schema.fields (1) -> Fields; Field.type (3) -> a
+        // type table (its timezone string aside, no offsets to follow), Field.children (5).
+        let schema = follow(u32_at(0), 2).unwrap();
+        let mut fields: Vec<usize> = follow(schema, 1).map(|at| list(at).collect()).unwrap();
+        while let Some(field) = fields.pop() {
+            layout_of(follow(field, 3).unwrap());
+            fields.extend(follow(field, 5).into_iter().flat_map(list));
+        }
     }
 
     /// Every R4 resource table's schema (at two typed depths) reads back as it is, field for
