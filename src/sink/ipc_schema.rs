@@ -10,9 +10,9 @@
 //! (name, children); the objects many fields point to alike (the empty children list of a
 //! leaf, the type tables `Utf8`, `Bool`, `Int(32, signed)`, ...) are written once, after the
 //! fields, where every offset to them points forward, as flatbuffers' offsets must; and each
-//! table layout (vtable) once, last, shared by every table laid out alike. Readers get the same schema (a
-//! test decodes it with arrow-ipc for every R4 resource table); the bytes are not arrow-ipc's.
-//! A type this writer does not know leaves the schema to the crate (`None`).
+//! table layout (vtable) once, last, shared by every table laid out alike. Readers get the same
+//! schema (a test decodes it with arrow-ipc for every R4 resource table); the bytes are not
+//! arrow-ipc's. A type this writer does not know leaves the schema to the crate (`None`).
 
 use arrow_schema::{DataType, Field, FieldRef, Metadata, Schema, TimeUnit};
 use base64::Engine;
@@ -105,8 +105,8 @@ enum Shared<'s> {
 /// The most fields a table of this writer has (`Field`'s seven slots).
 const MOST_SLOTS: usize = 7;
 
-/// A table layout (flatbuffers' vtable): its size in bytes, the table's size, each slot's
-/// offset in the table (0: absent).
+/// A table layout (flatbuffers' vtable): how many slots it lists, the table's size in bytes,
+/// each slot's offset in the table (0: absent).
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Layout {
     slots: usize,
@@ -114,6 +114,7 @@ struct Layout {
     places: [u16; MOST_SLOTS],
 }
 
+/// One message's flatbuffer in the making, borrowing names and zones from the schema (`'s`).
 #[derive(Default)]
 struct Writer<'s> {
     bytes: Vec<u8>,
@@ -122,7 +123,7 @@ struct Writer<'s> {
     /// Every table written and its layout's index in `layouts`: its vtable offset is set once
     /// the layouts are written, at the end.
     laid_out: Vec<(usize, usize)>,
-    /// The distinct shared objects met, in order, and where each was written (at the end).
+    /// The distinct shared objects met, in order (written at the end).
     shared: Vec<Shared<'s>>,
     /// Offsets still to point at a shared object: where each offset is, and the object's index
     /// in `shared`.
