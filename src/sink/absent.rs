@@ -426,12 +426,24 @@ pub(super) fn path_of_no_leaf() -> ColumnPath {
     ColumnPath::new(Vec::new())
 }
 
+/// Each leaf's path where `own` (when given) marks it as one `props` may set something for by
+/// path, `None` for the others (they have the defaults). Made once per file's settings: the
+/// codecs, bloom filters and [`Kind`]s of the leaves all look these paths up.
+pub(super) fn own_paths(leaves: &Leaves, own: Option<&[bool]>) -> Vec<Option<ColumnPath>> {
+    (0..leaves.len())
+        .map(|leaf| own.is_none_or(|own| own[leaf]).then(|| leaves.column_path(leaf)))
+        .collect()
+}
+
 /// The [`Kind`] of every leaf column of a file with `leaves` and `props`, in schema order.
 /// Worked out once per file's settings: looking the settings up by column path for each chunk
-/// hashed the path four times over, for thousands of chunks per row group. `own`, when given,
-/// marks the leaves `props` sets anything for by path; the others have its defaults, looked up
-/// once.
-pub(super) fn leaf_kinds(leaves: &Leaves, props: &WriterProperties, own: Option<&[bool]>) -> Arc<[Kind]> {
+/// hashed the path four times over, for thousands of chunks per row group. A leaf without a
+/// path in `paths` ([`own_paths`]) has `props`' defaults, looked up once.
+pub(super) fn leaf_kinds(
+    leaves: &Leaves,
+    props: &WriterProperties,
+    paths: &[Option<ColumnPath>],
+) -> Arc<[Kind]> {
     let settings = |path: &ColumnPath| {
         let dictionary = props.dictionary_enabled(path);
         let statistics = props.statistics_enabled(path);
@@ -451,10 +463,9 @@ pub(super) fn leaf_kinds(leaves: &Leaves, props: &WriterProperties, own: Option<
     let defaults = settings(&path_of_no_leaf());
     (0..leaves.len())
         .map(|leaf| {
-            let (compression, dictionary, statistics, encoding, across_types) = match own.map(|own| own[leaf])
-            {
-                Some(false) => defaults,
-                _ => settings(&leaves.column_path(leaf)),
+            let (compression, dictionary, statistics, encoding, across_types) = match &paths[leaf] {
+                None => defaults,
+                Some(path) => settings(path),
             };
             Kind {
                 physical: leaves.physical_type(leaf),
@@ -909,6 +920,11 @@ mod tests {
     use arrow_schema::{Schema, TimeUnit};
     use parquet::arrow::ArrowSchemaConverter;
 
+    /// The kinds of `leaves` where `props` may set anything for every leaf by path.
+    fn kinds_of(leaves: &Leaves, props: &WriterProperties) -> Arc<[Kind]> {
+        leaf_kinds(leaves, props, &own_paths(leaves, None))
+    }
+
     /// The types of the leaves a resource table has (and a float), as the members of one struct.
     fn typed_members() -> Fields {
         let instant = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
@@ -1026,7 +1042,7 @@ mod tests {
 
     fn every_type_shares_pages(encode: Encoder) {
         let (props, leaves) = wide_file();
-        let kinds = leaf_kinds(&Leaves::of_columns(&leaves), &props, None);
+        let kinds = kinds_of(&Leaves::of_columns(&leaves), &props);
         let typed = typed_members().len();
         assert!(
             kinds.iter().all(|kind| kind.across_types),
@@ -1112,7 +1128,7 @@ mod tests {
         // Made-up levels within both leaves' maxima (the bytes depend on the widths only).
         let list_levels = (vec![0, 2, 3, 3, 2], vec![0, 0, 0, 1, 0]);
         for (group, (def, rep)) in [(&structs[..], struct_levels), (&lists[..], list_levels)] {
-            let kinds = leaf_kinds(&Leaves::of_columns(group), &props, None);
+            let kinds = kinds_of(&Leaves::of_columns(group), &props);
             let direct: Vec<Chunk> = group
                 .iter()
                 .map(|descr| encode(descr, &props, &def, &rep))
@@ -1132,11 +1148,7 @@ mod tests {
         // Up to 4, three bits: other bytes, not shared.
         let (def, rep) = (vec![0, 1, 1, 0, 1], vec![0; 5]);
         let wider = at("nested.inner.inner.text");
-        let kinds = leaf_kinds(
-            &Leaves::of_columns(&[structs[0].clone(), wider.clone()]),
-            &props,
-            None,
-        );
+        let kinds = kinds_of(&Leaves::of_columns(&[structs[0].clone(), wider.clone()]), &props);
         assert!(!kinds[0].shares_pages_with(&kinds[1]));
         let two_bits = encode(&structs[0], &props, &def, &rep);
         let three_bits = encode(&wider, &props, &def, &rep);
@@ -1146,10 +1158,9 @@ mod tests {
             .set_dictionary_enabled(false)
             .set_statistics_enabled(EnabledStatistics::Page)
             .build();
-        let kinds = leaf_kinds(
+        let kinds = kinds_of(
             &Leaves::of_columns(&[structs[0].clone(), structs[2].clone()]),
             &paged,
-            None,
         );
         assert!(!kinds[0].shares_pages_with(&kinds[1]));
     }
@@ -1164,7 +1175,7 @@ mod tests {
                 .set_statistics_enabled(EnabledStatistics::Chunk)
         };
         let shares = |props: WriterProperties| {
-            let kinds = leaf_kinds(&Leaves::of_columns(&leaves[..2]), &props, None);
+            let kinds = kinds_of(&Leaves::of_columns(&leaves[..2]), &props);
             kinds[0].shares_pages_with(&kinds[1])
         };
         assert!(shares(base().build()));

@@ -279,14 +279,13 @@ impl<'s> Writer<'s> {
         let nullable = field.is_nullable();
         let metadata = !field.metadata().is_empty();
         let offsets = if metadata { 20 } else { 16 };
-        let mut places = [(0, 4), (3, 8), (5, 12), (2, offsets), (6, 16), (1, offsets + 1)];
+        let mut places = [(0, 4), (3, 8), (5, 12), (2, offsets), (0, 0), (0, 0)];
         let mut present = 4;
-        if metadata {
-            present = 5;
-        }
-        if nullable {
-            places[present] = (1, offsets + 1);
-            present += 1;
+        for (wanted, place) in [(metadata, (6, 16)), (nullable, (1, offsets + 1))] {
+            if wanted {
+                places[present] = place;
+                present += 1;
+            }
         }
         let table = self.table(offsets + 1 + usize::from(nullable), &places[..present]);
         self.bytes[table + offsets] = type_code;

@@ -21,7 +21,9 @@ use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::{ColumnPath, SchemaDescPtr, TypePtr};
 use serde::Deserialize;
 
-use super::absent::{leaf_kinds, path_of_no_leaf, AbsentChunks, HeldRange, Kind, NullChunkProperties, Plan};
+use super::absent::{
+    leaf_kinds, own_paths, path_of_no_leaf, AbsentChunks, HeldRange, Kind, NullChunkProperties, Plan,
+};
 use super::leaves::Leaves;
 use super::page_codec::Zstd;
 use super::parquet_schema::parquet_schema;
@@ -686,20 +688,15 @@ impl WideFileSettings {
         // The footer frame holds the key-value metadata from here on; row groups never read it.
         let properties = without_key_value_metadata(properties);
         let own = (own.len() == leaves.len()).then_some(own);
-        let is_own = |leaf: usize| own.is_none_or(|own| own[leaf]);
-        // The leaves that may have a codec of their own in `properties`.
-        let own_paths: Vec<ColumnPath> = (0..leaves.len())
-            .filter(|&leaf| is_own(leaf))
-            .map(|leaf| leaves.column_path(leaf))
-            .collect();
-        let null_properties = null_chunk_properties(&properties, codec, &own_paths);
+        // The paths of the leaves that may have settings of their own in `properties`.
+        let paths = own_paths(&leaves, own);
+        let null_properties = null_chunk_properties(&properties, codec, paths.iter().flatten());
         let bloom_by_default = properties.bloom_filter_properties(&path_of_no_leaf()).is_some();
-        let bloom_filtered = (0..leaves.len())
-            .map(|leaf| match is_own(leaf) {
-                false => bloom_by_default,
-                true => properties
-                    .bloom_filter_properties(&leaves.column_path(leaf))
-                    .is_some(),
+        let bloom_filtered = paths
+            .iter()
+            .map(|path| match path {
+                None => bloom_by_default,
+                Some(path) => properties.bloom_filter_properties(path).is_some(),
             })
             .collect();
         let encoded_with = match codec {
@@ -708,7 +705,7 @@ impl WideFileSettings {
         };
         Ok(WideFileSettings {
             encoded_with,
-            kinds: leaf_kinds(&leaves, &null_properties.compressed, own),
+            kinds: leaf_kinds(&leaves, &null_properties.compressed, &paths),
             bloom_filtered,
             properties,
             null_properties,
