@@ -171,8 +171,9 @@ pub(super) struct ChunkFacts<'a> {
     pub(super) file_offset: i64,
     pub(super) physical_type: PhysicalType,
     pub(super) encodings: &'a EncodingMask,
-    /// The column's path, when the file writes it (`write_path_in_schema`).
-    pub(super) path: Option<LeafPath<'a>>,
+    /// The column's `path_in_schema` field as [`path_field`] writes it, when the file writes
+    /// it (`write_path_in_schema`).
+    pub(super) path: Option<&'a [u8]>,
     pub(super) codec: Compression,
     pub(super) num_values: i64,
     pub(super) uncompressed_size: i64,
@@ -206,9 +207,52 @@ fn codec_number(codec: Compression) -> i32 {
 
 /// Writes Thrift `ColumnChunk` for `facts`.
 pub(super) fn column_chunk(out: &mut Compact<'_>, facts: &ChunkFacts<'_>) {
+    let last = column_chunk_head(out, facts);
+    metadata_tail(out, facts, last);
+    column_chunk_end(out, facts);
+}
+
+/// Writes Thrift `ColumnChunk` for `facts` whose `ColumnMetaData` ends in `tail`: what
+/// [`metadata_tail`] wrote after field `after` for facts of the same statistics, encoding
+/// counts and level histograms (a null chunk's template and column kind). Why: those are most
+/// of a null chunk's entry, and the same for every leaf of a kind that shares a template
+/// (`wide_file.rs` keeps them). Fails, writing nothing more, when the head of `facts` ends at
+/// another field than `after`: the tail's first field would be misnumbered.
+pub(super) fn column_chunk_ending_in(
+    out: &mut Compact<'_>,
+    facts: &ChunkFacts<'_>,
+    (tail, after): (&[u8], i16),
+) -> Result<()> {
+    let last = column_chunk_head(out, facts);
+    if last != after {
+        bail!("a column chunk's metadata tail written after field {after}, not {last}");
+    }
+    out.0.extend_from_slice(tail);
+    column_chunk_end(out, facts);
+    Ok(())
+}
+
+/// The id of the last field of `facts`' `ColumnMetaData` before its statistics: where
+/// [`metadata_tail`] goes on.
+pub(super) fn last_head_field(facts: &ChunkFacts<'_>) -> i16 {
+    match (facts.index_page_offset, facts.dictionary_page_offset) {
+        (_, Some(_)) => 11,
+        (Some(_), None) => 10,
+        (None, None) => 9,
+    }
+}
+
+/// Writes a `ColumnChunk`'s fields up to its `ColumnMetaData`'s dictionary page offset
+/// (fields 1-11 of the latter) and returns the last field's id, where [`metadata_tail`]
+/// goes on.
+fn column_chunk_head(out: &mut Compact<'_>, facts: &ChunkFacts<'_>) -> i16 {
     let last = out.i64_field(2, 0, facts.file_offset);
     out.struct_field(3, last);
-    column_metadata(out, facts);
+    metadata_head(out, facts)
+}
+
+/// A `ColumnChunk`'s page index locations and end, after its `ColumnMetaData`.
+fn column_chunk_end(out: &mut Compact<'_>, facts: &ChunkFacts<'_>) {
     let mut last = 3;
     if let Some((offset, length)) = facts.offset_index {
         last = out.i64_field(4, last, offset);
@@ -221,7 +265,19 @@ pub(super) fn column_chunk(out: &mut Compact<'_>, facts: &ChunkFacts<'_>) {
     out.end();
 }
 
-fn column_metadata(out: &mut Compact<'_>, facts: &ChunkFacts<'_>) {
+/// Writes `ColumnMetaData`'s `path_in_schema` field (after its encodings, field 2) for the
+/// column at `path`.
+pub(super) fn path_field(out: &mut Compact<'_>, path: &LeafPath<'_>) {
+    let names = path.names();
+    out.header(LIST, 3, 2);
+    out.list(BINARY, names.len());
+    for name in names {
+        out.binary(name.as_bytes());
+    }
+}
+
+/// `ColumnMetaData` from its type to its dictionary page offset; returns the last field's id.
+fn metadata_head(out: &mut Compact<'_>, facts: &ChunkFacts<'_>) -> i16 {
     let last = out.i32_field(1, 0, facts.physical_type as i32);
     out.header(LIST, 2, last);
     out.list(I32, facts.encodings.encodings().count());
@@ -229,13 +285,8 @@ fn column_metadata(out: &mut Compact<'_>, facts: &ChunkFacts<'_>) {
         out.zigzag(encoding as i64);
     }
     let mut last = 2;
-    if let Some(path) = &facts.path {
-        let names = path.names();
-        out.header(LIST, 3, last);
-        out.list(BINARY, names.len());
-        for name in names {
-            out.binary(name.as_bytes());
-        }
+    if let Some(path) = facts.path {
+        out.0.extend_from_slice(path);
         last = 3;
     }
     let last = out.i32_field(4, last, codec_number(facts.codec));
@@ -249,6 +300,12 @@ fn column_metadata(out: &mut Compact<'_>, facts: &ChunkFacts<'_>) {
     if let Some(offset) = facts.dictionary_page_offset {
         last = out.i64_field(11, last, offset);
     }
+    last
+}
+
+/// `ColumnMetaData` from its statistics to its end, after field `last`: statistics, encoding
+/// counts, bloom filter, size statistics.
+pub(super) fn metadata_tail(out: &mut Compact<'_>, facts: &ChunkFacts<'_>, mut last: i16) {
     match facts.statistics {
         ChunkStatistics::None => {}
         ChunkStatistics::Of(statistics) => {

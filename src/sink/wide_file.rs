@@ -17,8 +17,10 @@
 //! parts that do not depend on the row groups (schema, key-value metadata, column orders)
 //! encoded once per table.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -39,6 +41,7 @@ use super::footer;
 use super::leaves::{LeafPath, Leaves};
 use super::page_codec::{self, Zstd};
 use super::thrift::{self, ChunkFacts, ChunkStatistics, Compact, GroupFacts, Histogram, UnencodedBytes};
+use crate::fhir::key_hash::FastHash;
 use crate::fsops;
 
 /// What a wide table's files write before and after their row groups in the footer: encoded
@@ -49,6 +52,24 @@ pub(super) struct FooterFrame {
     /// `FileMetaData` after its `row_groups` field: key-value metadata, created by, column
     /// orders, the struct's end.
     after_groups: Vec<u8>,
+    /// Each leaf's `path_in_schema` field ([`thrift::path_field`]), one after the other, when
+    /// the files write it: every column chunk's entry has its column's, and encoding them for
+    /// each was half the time an entry took.
+    paths: Vec<u8>,
+    /// Where each leaf's field in `paths` ends.
+    path_ends: Vec<u32>,
+}
+
+impl FooterFrame {
+    /// The `path_in_schema` field of leaf `leaf`'s column chunks, or `None` when the files do
+    /// not write it.
+    fn path_field(&self, leaf: usize) -> Option<&[u8]> {
+        let end = *self.path_ends.get(leaf)? as usize;
+        let start = leaf
+            .checked_sub(1)
+            .map_or(0, |before| self.path_ends[before] as usize);
+        Some(&self.paths[start..end])
+    }
 }
 
 impl FooterFrame {
@@ -67,9 +88,20 @@ impl FooterFrame {
         // their size (9.6 MB at the peak of 4 GB of Bundles, for 16 tables).
         before_rows.shrink_to_fit();
         after_groups.shrink_to_fit();
+        let (mut paths, mut path_ends) = (Vec::new(), Vec::new());
+        if props.write_path_in_schema() {
+            path_ends.reserve_exact(leaves.len());
+            for leaf in 0..leaves.len() {
+                thrift::path_field(&mut Compact(&mut paths), &leaves.path(leaf));
+                path_ends.push(u32::try_from(paths.len()).context("a footer's column paths over 4 GiB")?);
+            }
+            paths.shrink_to_fit();
+        }
         Ok(FooterFrame {
             before_rows,
             after_groups,
+            paths,
+            path_ends,
         })
     }
 
@@ -257,6 +289,15 @@ impl WideFile {
             props.sorting_columns().is_none(),
             "sorting columns in a wide table"
         );
+        let paths = if props.write_path_in_schema() {
+            leaves.len()
+        } else {
+            0
+        };
+        ensure!(
+            frame.path_ends.len() == paths,
+            "a footer frame made for other leaves or settings"
+        );
         let mut wide = WideFile {
             path: path.to_owned(),
             out: BufWriter::with_capacity(OUTPUT_BUFFER, file),
@@ -410,7 +451,10 @@ impl WideFile {
         }
         // The leaves are shared: held apart from `self`, which the writes below borrow.
         let leaves = self.leaves.clone();
-        let columns: Vec<Leaf<'_>> = (0..leaves.len()).map(|leaf| Leaf::of(&leaves, leaf)).collect();
+        let frame = self.frame.clone();
+        let columns: Vec<Leaf<'_>> = (0..leaves.len())
+            .map(|leaf| Leaf::of(&leaves, leaf, frame.path_field(leaf)))
+            .collect();
         let mut column_index_at = Vec::with_capacity(groups.len());
         let mut scratch = Vec::new();
         for group in &groups {
@@ -520,15 +564,29 @@ impl WideFile {
         out.struct_list_field(4, last, groups.len());
         let ordinals = i16::try_from(groups.len()).is_ok();
         let path_in_schema = self.props.write_path_in_schema();
+        let mut tails = NullChunkTails::default();
         for (ordinal, group) in groups.iter().enumerate() {
             out.struct_list_field(1, 0, group.chunks.len());
             let (mut uncompressed, mut compressed) = (0i64, 0i64);
             for (leaf, (record, column)) in group.chunks.iter().zip(columns).enumerate() {
                 let at = (column_index_at[ordinal][leaf], offset_index_at[ordinal][leaf]);
-                let facts = chunk_facts(record, column, path_in_schema, at)?;
+                let facts = match record {
+                    ChunkRecord::Absent { template, shift } => {
+                        let tail = tails.of(template, column, || {
+                            chunk_facts(record, column, path_in_schema, at)
+                        })?;
+                        let facts = null_chunk_head(&template.metadata, *shift, column, path_in_schema, at);
+                        thrift::column_chunk_ending_in(&mut out, &facts, tail)?;
+                        facts
+                    }
+                    ChunkRecord::Reached(_) => {
+                        let facts = chunk_facts(record, column, path_in_schema, at)?;
+                        thrift::column_chunk(&mut out, &facts);
+                        facts
+                    }
+                };
                 uncompressed += facts.uncompressed_size;
                 compressed += facts.compressed_size;
-                thrift::column_chunk(&mut out, &facts);
             }
             thrift::row_group_tail(
                 &mut out,
@@ -569,15 +627,18 @@ struct Leaf<'a> {
     max_def_level: i16,
     max_rep_level: i16,
     path: LeafPath<'a>,
+    /// Its `path_in_schema` field, encoded once per table ([`FooterFrame`]), if written.
+    path_field: Option<&'a [u8]>,
 }
 
 impl<'a> Leaf<'a> {
-    fn of(leaves: &'a Leaves, leaf: usize) -> Self {
+    fn of(leaves: &'a Leaves, leaf: usize, path_field: Option<&'a [u8]>) -> Self {
         Leaf {
             physical_type: leaves.physical_type(leaf),
             max_def_level: leaves.max_def_level(leaf),
             max_rep_level: leaves.max_rep_level(leaf),
             path: leaves.path(leaf),
+            path_field,
         }
     }
 }
@@ -589,7 +650,7 @@ fn chunk_facts<'a>(
     record: &'a ChunkRecord,
     column: &'a Leaf<'a>,
     path_in_schema: bool,
-    (column_index, offset_index): (Location, Location),
+    at: (Location, Location),
 ) -> Result<ChunkFacts<'a>> {
     let histogram = |values: Option<&'a [i64]>, max_level: i16| -> Result<Option<Histogram<'a>>> {
         let (Some(counts), true) = (values, max_level > 0) else {
@@ -608,22 +669,10 @@ fn chunk_facts<'a>(
         ChunkRecord::Absent { template, shift } => (&template.metadata, *shift),
     };
     let mut facts = ChunkFacts {
-        file_offset: metadata.file_offset(),
-        physical_type: column.physical_type,
-        encodings: metadata.encodings_mask(),
-        path: path_in_schema.then(|| column.path.clone()),
-        codec: metadata.compression(),
-        num_values: metadata.num_values(),
-        uncompressed_size: metadata.uncompressed_size(),
-        compressed_size: metadata.compressed_size(),
-        data_page_offset: metadata.data_page_offset() + shift,
-        index_page_offset: metadata.index_page_offset().map(|offset| offset + shift),
-        dictionary_page_offset: metadata.dictionary_page_offset().map(|offset| offset + shift),
         statistics: metadata
             .statistics()
             .map_or(ChunkStatistics::None, ChunkStatistics::Of),
         page_encoding_stats: metadata.page_encoding_stats().map(Vec::as_slice),
-        bloom_filter: None,
         unencoded_byte_array_data_bytes: metadata.unencoded_byte_array_data_bytes(),
         repetition_histogram: metadata.repetition_level_histogram().map(|histogram| Histogram {
             counts: histogram.values(),
@@ -633,8 +682,7 @@ fn chunk_facts<'a>(
             counts: histogram.values(),
             len: histogram.values().len(),
         }),
-        offset_index,
-        column_index,
+        ..head_facts(metadata, shift, column, path_in_schema, at)
     };
     match record {
         ChunkRecord::Reached(reached) => {
@@ -649,8 +697,8 @@ fn chunk_facts<'a>(
                 "{}: null pages of another type in other encodings than PLAIN and RLE",
                 column.path
             );
-            facts.file_offset = 0;
-            facts.index_page_offset = None;
+            let head = null_chunk_head(metadata, shift, column, path_in_schema, at);
+            (facts.file_offset, facts.index_page_offset) = (head.file_offset, head.index_page_offset);
             if !same {
                 facts.unencoded_byte_array_data_bytes =
                     (column.physical_type == PhysicalType::BYTE_ARRAY).then_some(0);
@@ -681,6 +729,104 @@ fn chunk_facts<'a>(
     Ok(facts)
 }
 
+/// What the footer says of a chunk before its statistics, with none of what comes after
+/// (statistics, encoding counts, bloom filter, size statistics): offsets moved by `shift` to the
+/// chunk's place in the file.
+fn head_facts<'a>(
+    metadata: &'a ColumnChunkMetaData,
+    shift: i64,
+    column: &Leaf<'a>,
+    path_in_schema: bool,
+    (column_index, offset_index): (Location, Location),
+) -> ChunkFacts<'a> {
+    ChunkFacts {
+        file_offset: metadata.file_offset(),
+        physical_type: column.physical_type,
+        encodings: metadata.encodings_mask(),
+        path: column.path_field.filter(|_| path_in_schema),
+        codec: metadata.compression(),
+        num_values: metadata.num_values(),
+        uncompressed_size: metadata.uncompressed_size(),
+        compressed_size: metadata.compressed_size(),
+        data_page_offset: metadata.data_page_offset() + shift,
+        index_page_offset: metadata.index_page_offset().map(|offset| offset + shift),
+        dictionary_page_offset: metadata.dictionary_page_offset().map(|offset| offset + shift),
+        statistics: ChunkStatistics::None,
+        page_encoding_stats: None,
+        bloom_filter: None,
+        unencoded_byte_array_data_bytes: None,
+        repetition_histogram: None,
+        definition_histogram: None,
+        offset_index,
+        column_index,
+    }
+}
+
+/// [`head_facts`] of a null chunk whose template's metadata is `metadata`: it says no file
+/// offset (0, as the crate writes) and no index page.
+fn null_chunk_head<'a>(
+    metadata: &'a ColumnChunkMetaData,
+    shift: i64,
+    column: &Leaf<'a>,
+    path_in_schema: bool,
+    at: (Location, Location),
+) -> ChunkFacts<'a> {
+    ChunkFacts {
+        file_offset: 0,
+        index_page_offset: None,
+        ..head_facts(metadata, shift, column, path_in_schema, at)
+    }
+}
+
+/// The ends of null chunks' `ColumnMetaData` ([`thrift::metadata_tail`]: statistics, encoding
+/// counts, size statistics) as one footer writes them, encoded once per template and kind of
+/// column (physical type, maximum levels), which is all they depend on. A row group's leaves
+/// below one reached node share a few templates, so most of the footer's null chunks take
+/// their end from here instead of encoding it again with its level histograms.
+#[derive(Default)]
+struct NullChunkTails {
+    bytes: Vec<u8>,
+    /// Per template (its address: the footer's records hold every template alive) and kind:
+    /// where its end is in `bytes`, and the field it was written after.
+    ends: HashMap<TailKey, (Range<usize>, i16), FastHash>,
+}
+
+/// A null chunk's template (its address) and the kind of column it stands for: physical
+/// type, maximum definition and repetition levels.
+type TailKey = (usize, i32, i16, i16);
+
+impl NullChunkTails {
+    /// The end for a null chunk of `template` in `column`, encoded from `facts` (the chunk's
+    /// whole facts, [`chunk_facts`], which also check the template fits the column) the first
+    /// time.
+    fn of<'a>(
+        &mut self,
+        template: &Arc<ColumnCloseResult>,
+        column: &Leaf<'_>,
+        facts: impl FnOnce() -> Result<ChunkFacts<'a>>,
+    ) -> Result<(&[u8], i16)> {
+        let key = (
+            Arc::as_ptr(template) as usize,
+            column.physical_type as i32,
+            column.max_def_level,
+            column.max_rep_level,
+        );
+        let (range, after) = match self.ends.get(&key) {
+            Some(known) => known.clone(),
+            None => {
+                let facts = facts()?;
+                let after = thrift::last_head_field(&facts);
+                let start = self.bytes.len();
+                thrift::metadata_tail(&mut Compact(&mut self.bytes), &facts, after);
+                let made = (start..self.bytes.len(), after);
+                self.ends.insert(key, made.clone());
+                made
+            }
+        };
+        Ok((&self.bytes[range], after))
+    }
+}
+
 /// The encodings of null pages that any column type can share: PLAIN values (none) and RLE
 /// levels.
 fn levels_only() -> EncodingMask {
@@ -702,7 +848,7 @@ mod tests {
 
     /// Columns `a` (text), `b` (double) and `c` (integers) that rows reach, and a struct `s`
     /// that no row does: its leaves `x` (int), `y` (text), `z` (a list of ints), `w.v` (an int
-    /// one level deeper than `x`).
+    /// one level deeper than `x`), `u` (an int like `x`).
     fn full_schema() -> SchemaRef {
         let members = vec![
             Field::new("x", DataType::Int32, true),
@@ -713,6 +859,7 @@ mod tests {
                 DataType::Struct(vec![Field::new("v", DataType::Int32, true)].into()),
                 true,
             ),
+            Field::new("u", DataType::Int32, true),
         ];
         Arc::new(Schema::new(vec![
             Field::new("a", DataType::Utf8, true),
@@ -793,9 +940,10 @@ mod tests {
             .collect()
     }
 
-    /// Null chunks of the unreached leaves (`x`, `y`, `z`, `w.v`). Where they `share` pages
-    /// as `absent.rs` shares them (chunk statistics only), `y` has those of `x` (another type)
-    /// and so has `w.v` (a higher maximum level of the same width); else each its own.
+    /// Null chunks of the unreached leaves (`x`, `y`, `z`, `w.v`, `u`). Where they `share`
+    /// pages as `absent.rs` shares them (chunk statistics only), `y` has those of `x` (another
+    /// type), so has `w.v` (a higher maximum level of the same width) and so has `u` (the same
+    /// kind: the footer's end of `x`'s entry serves it again); else each its own.
     fn null_chunks(
         descr: &SchemaDescriptor,
         props: &WriterPropertiesPtr,
@@ -812,9 +960,9 @@ mod tests {
         match share {
             true => {
                 let x = own(3);
-                vec![x.clone(), x.clone(), own(5), x]
+                vec![x.clone(), x.clone(), own(5), x.clone(), x]
             }
-            false => (3..7).map(own).collect(),
+            false => (3..8).map(own).collect(),
         }
     }
 
