@@ -280,9 +280,13 @@ pub(super) fn path_field(out: &mut Compact<'_>, path: &LeafPath<'_>) {
 fn metadata_head(out: &mut Compact<'_>, facts: &ChunkFacts<'_>) -> i16 {
     let last = out.i32_field(1, 0, facts.physical_type as i32);
     out.header(LIST, 2, last);
-    out.list(I32, facts.encodings.encodings().count());
-    for encoding in facts.encodings.encodings() {
-        out.zigzag(encoding as i64);
+    // A mask's bits are its encodings' Thrift numbers (`EncodingMask`): listed from the lowest,
+    // as the crate lists them, straight from the bits.
+    let mut mask = facts.encodings.as_i32() as u32;
+    out.list(I32, mask.count_ones() as usize);
+    while mask != 0 {
+        out.zigzag(mask.trailing_zeros().into());
+        mask &= mask - 1;
     }
     let mut last = 2;
     if let Some(path) = facts.path {
