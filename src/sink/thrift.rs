@@ -7,8 +7,10 @@
 //! group, nearly all of them null chunks that share their pages. Making, cloning, encoding and
 //! dropping those objects was a sixth of the CPU time of `--resources all`. Encoding each
 //! chunk from what it shares costs about 100 bytes of output and no allocation (a column
-//! index, of the few reached chunks, allocates). The bytes are the crate's, field for field
-//! (tests in `wide_file.rs` compare whole files and frames).
+//! index, of the few reached chunks, allocates); a null chunk's entry is put together from a
+//! head written for it and an end (`metadata_tail`) that `wide_file.rs` keeps per template and
+//! kind of column. The bytes are the crate's, field for field (tests in `wide_file.rs` compare
+//! whole files and frames).
 
 use anyhow::{bail, Result};
 use parquet::basic::{

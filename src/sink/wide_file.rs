@@ -14,8 +14,9 @@
 //!
 //! The file is the one the crate's writer makes from the same chunks, byte for byte (the tests
 //! below compare them): the same page index, bloom filter and footer layout, and the footer's
-//! parts that do not depend on the row groups (schema, key-value metadata, column orders)
-//! encoded once per table.
+//! parts that do not depend on the row groups (schema, key-value metadata, column orders, each
+//! leaf's path) encoded once per table. A null chunk's entry from its statistics on is encoded
+//! once per footer for each template and kind of column it stands for ([`NullChunkTails`]).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -44,8 +45,9 @@ use super::thrift::{self, ChunkFacts, ChunkStatistics, Compact, GroupFacts, Hist
 use crate::fhir::key_hash::FastHash;
 use crate::fsops;
 
-/// What a wide table's files write before and after their row groups in the footer: encoded
-/// once per table.
+/// What a wide table's files write before and after their row groups in the footer, and each
+/// leaf's `path_in_schema` field that every row group's chunk of it repeats: encoded once per
+/// table.
 pub(super) struct FooterFrame {
     /// `FileMetaData` up to its `num_rows` field: version and schema.
     before_rows: Vec<u8>,
@@ -58,18 +60,6 @@ pub(super) struct FooterFrame {
     paths: Vec<u8>,
     /// Where each leaf's field in `paths` ends.
     path_ends: Vec<u32>,
-}
-
-impl FooterFrame {
-    /// The `path_in_schema` field of leaf `leaf`'s column chunks, or `None` when the files do
-    /// not write it.
-    fn path_field(&self, leaf: usize) -> Option<&[u8]> {
-        let end = *self.path_ends.get(leaf)? as usize;
-        let start = leaf
-            .checked_sub(1)
-            .map_or(0, |before| self.path_ends[before] as usize);
-        Some(&self.paths[start..end])
-    }
 }
 
 impl FooterFrame {
@@ -103,6 +93,16 @@ impl FooterFrame {
             paths,
             path_ends,
         })
+    }
+
+    /// The `path_in_schema` field of leaf `leaf`'s column chunks, or `None` when the files do
+    /// not write it.
+    fn path_field(&self, leaf: usize) -> Option<&[u8]> {
+        let end = *self.path_ends.get(leaf)? as usize;
+        let start = leaf
+            .checked_sub(1)
+            .map_or(0, |before| self.path_ends[before] as usize);
+        Some(&self.paths[start..end])
     }
 
     /// The frame cut out of the footer the crate writes for a file without row groups.
@@ -682,7 +682,10 @@ fn chunk_facts<'a>(
             counts: histogram.values(),
             len: histogram.values().len(),
         }),
-        ..head_facts(metadata, shift, column, path_in_schema, at)
+        ..match record {
+            ChunkRecord::Reached(_) => head_facts(metadata, shift, column, path_in_schema, at),
+            ChunkRecord::Absent { .. } => null_chunk_head(metadata, shift, column, path_in_schema, at),
+        }
     };
     match record {
         ChunkRecord::Reached(reached) => {
@@ -697,8 +700,6 @@ fn chunk_facts<'a>(
                 "{}: null pages of another type in other encodings than PLAIN and RLE",
                 column.path
             );
-            let head = null_chunk_head(metadata, shift, column, path_in_schema, at);
-            (facts.file_offset, facts.index_page_offset) = (head.file_offset, head.index_page_offset);
             if !same {
                 facts.unencoded_byte_array_data_bytes =
                     (column.physical_type == PhysicalType::BYTE_ARRAY).then_some(0);
@@ -848,8 +849,10 @@ mod tests {
 
     /// Columns `a` (text), `b` (double) and `c` (integers) that rows reach, and a struct `s`
     /// that no row does: its leaves `x` (int), `y` (text), `z` (a list of ints), `w.v` (an int
-    /// one level deeper than `x`), `u` (an int like `x`).
+    /// one level deeper than `x`), `u` (an int like `x`), `r2` and `r3` (ints in lists two and
+    /// three deep, both at definition level 6: repetition levels of one width).
     fn full_schema() -> SchemaRef {
+        let list_of = |item: DataType, nullable: bool| DataType::new_list(item, nullable);
         let members = vec![
             Field::new("x", DataType::Int32, true),
             Field::new("y", DataType::Utf8, true),
@@ -860,6 +863,12 @@ mod tests {
                 true,
             ),
             Field::new("u", DataType::Int32, true),
+            Field::new("r2", list_of(list_of(DataType::Int32, true), true), true),
+            Field::new(
+                "r3",
+                list_of(list_of(list_of(DataType::Int32, true), false), false),
+                true,
+            ),
         ];
         Arc::new(Schema::new(vec![
             Field::new("a", DataType::Utf8, true),
@@ -940,10 +949,11 @@ mod tests {
             .collect()
     }
 
-    /// Null chunks of the unreached leaves (`x`, `y`, `z`, `w.v`, `u`). Where they `share`
-    /// pages as `absent.rs` shares them (chunk statistics only), `y` has those of `x` (another
-    /// type), so has `w.v` (a higher maximum level of the same width) and so has `u` (the same
-    /// kind: the footer's end of `x`'s entry serves it again); else each its own.
+    /// Null chunks of the unreached leaves (`x`, `y`, `z`, `w.v`, `u`, `r2`, `r3`). Where they
+    /// `share` pages as `absent.rs` shares them (chunk statistics only), `y` has those of `x`
+    /// (another type), so has `w.v` (a higher maximum level of the same width) and so has `u`
+    /// (the same kind: the footer's end of `x`'s entry serves it again), and `r3` has those of
+    /// `r2` (a higher maximum repetition level of the same width); else each its own.
     fn null_chunks(
         descr: &SchemaDescriptor,
         props: &WriterPropertiesPtr,
@@ -959,10 +969,10 @@ mod tests {
         };
         match share {
             true => {
-                let x = own(3);
-                vec![x.clone(), x.clone(), own(5), x.clone(), x]
+                let (x, r2) = (own(3), own(8));
+                vec![x.clone(), x.clone(), own(5), x.clone(), x, r2.clone(), r2]
             }
-            false => (3..8).map(own).collect(),
+            false => (3..10).map(own).collect(),
         }
     }
 
@@ -1145,6 +1155,32 @@ mod tests {
         );
         let (by_crate, by_tool) = both_ways(&props, &[], true);
         assert!(by_crate == by_tool);
+    }
+
+    /// A frame made for settings that write `path_in_schema` cannot serve a file whose settings
+    /// do not, nor the other way round: its chunks' entries would say paths the settings leave
+    /// out, or lack them.
+    #[test]
+    fn a_file_refuses_a_frame_made_for_other_path_settings() {
+        let folder = tempfile::tempdir().unwrap();
+        let root = ArrowSchemaConverter::new()
+            .convert(&full_schema())
+            .unwrap()
+            .root_schema_ptr();
+        let leaves = Arc::new(Leaves::of_root(&root));
+        let settings =
+            |paths: bool| properties(BloomFilterPosition::End, paths, EnabledStatistics::Chunk, false);
+        for (frame_paths, file_paths) in [(true, false), (false, true), (true, true)] {
+            let frame = Arc::new(FooterFrame::of(&root, &leaves, &settings(frame_paths)).unwrap());
+            let path = folder.path().join(format!("{frame_paths}-{file_paths}.parquet"));
+            let file = File::create(&path).unwrap();
+            let opened = WideFile::on(file, &path, leaves.clone(), settings(file_paths), frame);
+            assert_eq!(
+                opened.is_ok(),
+                frame_paths == file_paths,
+                "{frame_paths} {file_paths}"
+            );
+        }
     }
 
     /// Every type an Arrow schema converts to, as `thrift.rs` encodes the footer's frame and as
