@@ -563,7 +563,6 @@ impl WideFile {
         let last = out.i64_field(3, 2, rows);
         out.struct_list_field(4, last, groups.len());
         let ordinals = i16::try_from(groups.len()).is_ok();
-        let path_in_schema = self.props.write_path_in_schema();
         let mut tails = NullChunkTails::default();
         for (ordinal, group) in groups.iter().enumerate() {
             out.struct_list_field(1, 0, group.chunks.len());
@@ -572,15 +571,13 @@ impl WideFile {
                 let at = (column_index_at[ordinal][leaf], offset_index_at[ordinal][leaf]);
                 let facts = match record {
                     ChunkRecord::Absent { template, shift } => {
-                        let tail = tails.of(template, column, || {
-                            chunk_facts(record, column, path_in_schema, at)
-                        })?;
-                        let facts = null_chunk_head(&template.metadata, *shift, column, path_in_schema, at);
+                        let tail = tails.of(template, column, || chunk_facts(record, column, at))?;
+                        let facts = null_chunk_head(&template.metadata, *shift, column, at);
                         thrift::column_chunk_ending_in(&mut out, &facts, tail)?;
                         facts
                     }
                     ChunkRecord::Reached(_) => {
-                        let facts = chunk_facts(record, column, path_in_schema, at)?;
+                        let facts = chunk_facts(record, column, at)?;
                         thrift::column_chunk(&mut out, &facts);
                         facts
                     }
@@ -627,7 +624,8 @@ struct Leaf<'a> {
     max_def_level: i16,
     max_rep_level: i16,
     path: LeafPath<'a>,
-    /// Its `path_in_schema` field, encoded once per table ([`FooterFrame`]), if written.
+    /// Its `path_in_schema` field, encoded once per table ([`FooterFrame`]); `None` when the
+    /// file's settings leave paths out (`WideFile::on` holds the frame to them).
     path_field: Option<&'a [u8]>,
 }
 
@@ -649,7 +647,6 @@ impl<'a> Leaf<'a> {
 fn chunk_facts<'a>(
     record: &'a ChunkRecord,
     column: &'a Leaf<'a>,
-    path_in_schema: bool,
     at: (Location, Location),
 ) -> Result<ChunkFacts<'a>> {
     let histogram = |values: Option<&'a [i64]>, max_level: i16| -> Result<Option<Histogram<'a>>> {
@@ -683,8 +680,8 @@ fn chunk_facts<'a>(
             len: histogram.values().len(),
         }),
         ..match record {
-            ChunkRecord::Reached(_) => head_facts(metadata, shift, column, path_in_schema, at),
-            ChunkRecord::Absent { .. } => null_chunk_head(metadata, shift, column, path_in_schema, at),
+            ChunkRecord::Reached(_) => head_facts(metadata, shift, column, at),
+            ChunkRecord::Absent { .. } => null_chunk_head(metadata, shift, column, at),
         }
     };
     match record {
@@ -737,14 +734,13 @@ fn head_facts<'a>(
     metadata: &'a ColumnChunkMetaData,
     shift: i64,
     column: &Leaf<'a>,
-    path_in_schema: bool,
     (column_index, offset_index): (Location, Location),
 ) -> ChunkFacts<'a> {
     ChunkFacts {
         file_offset: metadata.file_offset(),
         physical_type: column.physical_type,
         encodings: metadata.encodings_mask(),
-        path: column.path_field.filter(|_| path_in_schema),
+        path: column.path_field,
         codec: metadata.compression(),
         num_values: metadata.num_values(),
         uncompressed_size: metadata.uncompressed_size(),
@@ -769,13 +765,12 @@ fn null_chunk_head<'a>(
     metadata: &'a ColumnChunkMetaData,
     shift: i64,
     column: &Leaf<'a>,
-    path_in_schema: bool,
     at: (Location, Location),
 ) -> ChunkFacts<'a> {
     ChunkFacts {
         file_offset: 0,
         index_page_offset: None,
-        ..head_facts(metadata, shift, column, path_in_schema, at)
+        ..head_facts(metadata, shift, column, at)
     }
 }
 
