@@ -207,6 +207,35 @@ fn leading_head(text: &str) -> Option<(&str, Option<&str>)> {
     Some((resource_type, Some(id)))
 }
 
+/// The resource types of a Bundle's entries, each once, in the order `text` first names them:
+/// each `"resource": {"resourceType": "X"` in it, the type as the resource's first key (as
+/// Synthea and most servers write it). A guess from the text alone, for work a sink may do
+/// ahead of the entries ([`super::ResourceSink::preview_bundle`]): an entry written otherwise
+/// is missed, a `resource` member elsewhere (a Parameters' parameter) counted; a contained
+/// resource (under `contained`) is not.
+pub fn entry_resource_types(text: &str) -> Vec<&str> {
+    const KEY: &str = "\"resourceType\"";
+    let json_whitespace = [' ', '\n', '\r', '\t'];
+    let mut types: Vec<&str> = Vec::new();
+    for at in memchr::memmem::find_iter(text.as_bytes(), KEY) {
+        let opened_as_resource = text[..at]
+            .trim_end_matches(json_whitespace)
+            .strip_suffix('{')
+            .and_then(|before| before.trim_end_matches(json_whitespace).strip_suffix(':'))
+            .is_some_and(|before| before.trim_end_matches(json_whitespace).ends_with("\"resource\""));
+        if !opened_as_resource {
+            continue;
+        }
+        let Some((resource_type, _)) = leading_member(&text[at..], "resourceType") else {
+            continue;
+        };
+        if !types.contains(&resource_type) {
+            types.push(resource_type);
+        }
+    }
+    types
+}
+
 /// `"name": "value"` at the start of `text` (whitespace allowed), the value free of escapes.
 fn leading_member<'t>(text: &'t str, name: &str) -> Option<(&'t str, &'t str)> {
     let rest = trim_start(text)
@@ -221,6 +250,34 @@ fn leading_member<'t>(text: &'t str, name: &str) -> Option<(&'t str, &'t str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entry_types_are_the_resources_first_keys_in_the_order_first_met() {
+        let text = r#"{
+  "resourceType": "Bundle",
+  "entry": [
+    {"fullUrl": "urn:uuid:1", "resource" : {
+        "resourceType" : "Patient", "id": "1"}},
+    {"resource": {"resourceType": "ExplanationOfBenefit",
+        "contained": [{"resourceType": "Coverage"}],
+        "extension": [{"url": "x", "valueString": "\"resource\": {\"resourceType\": \"Y\""}]}},
+    {"resource": {"id": "2", "resourceType": "Condition"}},
+    {"resource": {"resourceType": "Patient", "id": "3"}},
+    {"resource": {"resourceType": "Obs\u0065rvation"}},
+    {"resource":
+      {"resourceType":"Observation"}}
+  ]
+}"#;
+        // Not the Bundle's own type (no `resource` key before it), a contained resource, a
+        // resource whose type is not its first key, an escaped type, or such text inside a
+        // string (its quotes are escaped).
+        assert_eq!(
+            entry_resource_types(text),
+            ["Patient", "ExplanationOfBenefit", "Observation"]
+        );
+        assert!(entry_resource_types("").is_empty());
+        assert!(entry_resource_types(r#"{"resource":{"resourceType":"#).is_empty());
+    }
 
     /// Keys are kept in the resource tables and compared across runs and shards (an append of
     /// the same file twice is found by its keys): a change here changes every Bundle's key

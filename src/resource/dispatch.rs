@@ -62,6 +62,7 @@ impl<S: ResourceSink> Walker<'_, S> {
             })?;
         if resource_type == "Bundle" {
             self.diagnostics.count_resource("Bundle");
+            self.sink.preview_bundle(text);
             let read_once = match self.sink.begin_bundle() {
                 true => {
                     let read = super::one_pass::read_bundle(text, self.sink);

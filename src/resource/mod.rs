@@ -9,7 +9,7 @@ pub mod identifiers;
 mod one_pass;
 pub mod tree;
 
-pub use bundle::{BundleEnvelope, BundleScope, EntryPlace};
+pub use bundle::{entry_resource_types, BundleEnvelope, BundleScope, EntryPlace};
 pub use dispatch::{DocumentError, Walker, MAX_BUNDLE_DEPTH};
 pub use identifiers::{IdentifierIndex, IndexedTarget};
 
@@ -188,6 +188,10 @@ pub trait ResourceSink {
 
     /// A Bundle asked to delete `resource_type/id` (Bulk Data `deleted/` files).
     fn deleted(&mut self, _resource_type: &str, _id: &str) {}
+
+    /// A whole-document Bundle's text, before the walker reads it: for a sink that does work per
+    /// resource type ahead of the entries (see [`entry_resource_types`]).
+    fn preview_bundle(&mut self, _text: &str) {}
 
     /// Whether the sink reads a Bundle's entries as the walker finds them (the resource
     /// tables, see [`ResourceSink::stream_entry`]); the walker then reads the Bundle once, not

@@ -7,6 +7,7 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use arrow_array::types::{Decimal128Type, Int32Type, Int64Type, TimestampMicrosecondType};
@@ -45,11 +46,14 @@ struct Layout {
     name: String,
     options: TreeOptions,
     derived: OnceLock<(ObjectShape, SchemaRef)>,
+    /// Set once a thread starts deriving them (see [`Layout::derive_unless_busy`]).
+    deriving: AtomicBool,
 }
 
 impl Layout {
     fn derived(&self) -> &(ObjectShape, SchemaRef) {
         self.derived.get_or_init(|| {
+            self.deriving.store(true, Ordering::Relaxed);
             let shape = definitions()
                 .resource_shape(&self.resource_type, self.options)
                 .expect("checked to be an R4 resource type when the table was made");
@@ -60,6 +64,15 @@ impl Layout {
 
     fn schema(&self) -> SchemaRef {
         self.derived().1.clone()
+    }
+
+    /// Derives the shape and schema here unless they are, or another thread is deriving them
+    /// (it is not waited for: [`Table::prepare`]). Two threads that both find them underived
+    /// may both come to derive them; one then waits for the other, as without this.
+    fn derive_unless_busy(&self) {
+        if self.derived.get().is_none() && !self.deriving.load(Ordering::Relaxed) {
+            self.derived();
+        }
     }
 }
 
@@ -97,6 +110,7 @@ impl ResourceTable {
             name: super::table_name(resource_type),
             options,
             derived: OnceLock::new(),
+            deriving: AtomicBool::new(false),
         };
         Some(ResourceTable::with_layout(Arc::new(layout)))
     }
@@ -290,6 +304,10 @@ impl Table for ResourceTable {
 
     fn streams(&self) -> bool {
         true
+    }
+
+    fn prepare(&self) {
+        self.layout.derive_unless_busy();
     }
 
     fn stream_row(&mut self, reader: &mut Reader<'_>, rows: usize, bytes: usize) -> Streamed {
@@ -1373,6 +1391,57 @@ mod tests {
     use crate::table::lossless::place;
     use crate::table::lossless::resource_schema;
     use crate::table::lossless::round_trip::build;
+
+    /// Prepared ahead, a table works out its shape and schema, unless another thread is at
+    /// them (it is not waited for).
+    #[test]
+    fn a_prepared_table_derives_its_layout_unless_another_thread_is_at_it() {
+        use crate::table::Table;
+        use std::sync::atomic::Ordering;
+        let table = super::ResourceTable::new("Observation", TreeOptions::default(), 100).unwrap();
+        table.layout.deriving.store(true, Ordering::Relaxed);
+        table.prepare();
+        assert!(table.layout.derived.get().is_none());
+        table.layout.deriving.store(false, Ordering::Relaxed);
+        table.prepare();
+        assert!(table.layout.derived.get().is_some());
+        assert!(table.layout.deriving.load(Ordering::Relaxed));
+    }
+
+    /// A worker's first Bundle prepares the tables of its own type and of its entries' types; a
+    /// later one prepares none (the other types wait for a row, as before).
+    #[test]
+    fn a_first_bundle_prepares_the_tables_of_the_types_it_names() {
+        use crate::resource::ResourceSink;
+        use crate::table::{stop_flags, Table, TableSet};
+        let made: Vec<_> = ["Patient", "Observation", "Condition", "Bundle"]
+            .into_iter()
+            .map(|name| super::ResourceTable::new(name, TreeOptions::default(), 100).unwrap())
+            .collect();
+        let layouts: Vec<_> = made.iter().map(|table| table.layout.clone()).collect();
+        let derived = || -> Vec<bool> {
+            layouts
+                .iter()
+                .map(|layout| layout.derived.get().is_some())
+                .collect()
+        };
+        let boxed = made
+            .into_iter()
+            .map(|table| Box::new(table) as Box<dyn Table>)
+            .collect();
+        let mut tables = TableSet::new(boxed, 100, stop_flags(4));
+        tables.preview_bundle(
+            r#"{"resourceType": "Bundle", "entry": [
+                {"resource": {"resourceType": "Patient", "id": "1"}},
+                {"resource": {"resourceType": "Observation", "id": "2"}},
+                {"resource": {"resourceType": "Patient", "id": "3"}}]}"#,
+        );
+        assert_eq!(derived(), [true, true, false, true]);
+        tables.preview_bundle(
+            r#"{"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "Condition"}}]}"#,
+        );
+        assert_eq!(derived(), [true, true, false, true]);
+    }
 
     /// A date that repeats the one before it in its column takes that one's bounds, which are
     /// those it has itself: valid or not, after a null, after a value undone, in both types.
