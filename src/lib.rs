@@ -9,6 +9,7 @@
 //! docs/ARCHITECTURE.md is the map: what each part owns, what it may import, and where a new
 //! input format, table, view function or sink backend goes.
 
+pub mod allocator;
 pub mod cmd;
 pub mod config;
 pub mod convert;

@@ -6,6 +6,9 @@ use clap::Parser;
 use fhir2table::cmd::Cli;
 use fhir2table::Exit;
 
+#[global_allocator]
+static ALLOCATOR: fhir2table::allocator::RunAllocator = fhir2table::allocator::RunAllocator;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let exit = match fhir2table::cmd::run(cli) {

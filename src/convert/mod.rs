@@ -66,6 +66,9 @@ impl Progress for () {}
 /// (`resolve`), commit (`commit`) and after the commit (`after_commit`).
 pub fn convert(settings: &Settings, progress: &dyn Progress) -> Result<RunReport> {
     let started = SystemTime::now();
+    if !settings.resources.types().is_empty() {
+        crate::allocator::prefer_mimalloc();
+    }
     let mut templates = output_tables(settings)?;
     let outcome = convert_with(settings, progress, &mut templates, started);
     drop_apart(templates);

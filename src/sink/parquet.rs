@@ -205,7 +205,10 @@ impl WriteOptions {
 /// faulted in again by the next batches. Trimming after every row group was 3-4% of the CPU time
 /// of `--resources all` and doubled its system time; once per [`TRIM_AFTER_FREED_BYTES`] of
 /// freed row groups (`freed`: the Arrow memory of the batches just written, now freed) keeps
-/// most of the saving in memory.
+/// most of the saving in memory. A `convert` run with resource tables allocates them with
+/// mimalloc (`crate::allocator`), which purges freed pages itself; the trim then hands back only
+/// what glibc still holds (the C libraries' blocks), and `compact` rewrites wide tables under
+/// glibc.
 fn release_free_memory(freed: usize) {
     static FREED: AtomicUsize = AtomicUsize::new(0);
     let freed_since = FREED.fetch_add(freed, Ordering::Relaxed) + freed;
