@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::tree::trim_start;
+use super::tree::{is_json_whitespace, trim_start};
 
 use crate::fhir::key_hash::FastHash;
 use crate::fhir::reference::{id_from_full_url, EntryTarget, FullUrlLookup};
@@ -215,7 +215,7 @@ fn leading_head(text: &str) -> Option<(&str, Option<&str>)> {
 /// resource (under `contained`) is not.
 pub fn entry_resource_types(text: &str) -> Vec<&str> {
     const KEY: &str = "\"resourceType\"";
-    let json_whitespace = [' ', '\n', '\r', '\t'];
+    let json_whitespace = |c: char| c.is_ascii() && is_json_whitespace(c as u8);
     let mut types: Vec<&str> = Vec::new();
     for at in memchr::memmem::find_iter(text.as_bytes(), KEY) {
         let opened_as_resource = text[..at]
