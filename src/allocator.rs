@@ -42,6 +42,25 @@ pub fn prefer_mimalloc() {
     MIMALLOC.store(true, Ordering::Relaxed);
 }
 
+/// Ends the process with `code` at once when this run switched to mimalloc; returns otherwise.
+///
+/// Why: mimalloc, linked into the binary, sweeps its heaps when the process exits
+/// (`mi_process_done`): it frees what they hold and hands the pages back to the system one
+/// `madvise` call after another, 12 ms on the main thread at the very end of a `--resources
+/// all` run on 500 MB of Bundles, for memory the kernel takes back with the process anyway.
+/// `_exit` skips the C library's exit handlers, that sweep among them; standard output, the one
+/// buffer left to write out (the report), is flushed first. Files are written and closed by
+/// then: the command has returned.
+pub fn exit_at_once_after_mimalloc(code: u8) {
+    if !MIMALLOC.load(Ordering::Relaxed) {
+        return;
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    // SAFETY: `_exit` ends the process; nothing after it runs, and nothing needs to.
+    unsafe { libc::_exit(i32::from(code)) }
+}
+
 /// The binary's global allocator (see the module docs).
 pub struct RunAllocator;
 

@@ -18,5 +18,6 @@ fn main() -> ExitCode {
             Exit::for_error(&error)
         }
     };
+    fhir2table::allocator::exit_at_once_after_mimalloc(exit as u8);
     ExitCode::from(exit as u8)
 }

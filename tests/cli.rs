@@ -264,6 +264,39 @@ fn report_json_goes_to_stdout_and_pipes_get_no_progress_bar() {
     assert_eq!(stderr.lines().count(), 1, "just the summary line: {stderr}");
 }
 
+/// A run with resource tables ends the process at once after its command returns (the
+/// allocator's sweep at exit skipped, `allocator::exit_at_once_after_mimalloc`): the JSON
+/// report still reaches a pipe whole, after the summary on stderr, and the exit code is the
+/// run's (1: an input was lost).
+#[test]
+fn a_resources_run_ending_at_once_still_prints_its_whole_report_and_exit_code() {
+    let input = tempfile::tempdir().unwrap();
+    copy_dir_files(&fixtures().join("handmade"), input.path());
+    std::fs::write(
+        input.path().join("broken.json"),
+        "{\"resourceType\": \"Patient\", \"id\": ",
+    )
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let output = fhir2table()
+        .args(["convert", "--report", "json", "--resources", "all", "--in"])
+        .arg(input.path())
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let printed: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("stdout is the whole JSON report");
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join(".fhir2table/_run.json")).unwrap())
+            .unwrap();
+    assert_eq!(printed, written);
+    assert!(printed.to_string().contains("broken.json"), "{printed}");
+    assert!(out.path().join("resource_patient").is_dir());
+}
+
 #[test]
 fn a_second_run_on_the_same_output_is_refused_while_the_first_holds_the_lock() {
     let out = tempfile::tempdir().unwrap();
