@@ -250,18 +250,24 @@ fn report_json_goes_to_stdout_and_pipes_get_no_progress_bar() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(0));
-    let printed: serde_json::Value =
-        serde_json::from_slice(&output.stdout).expect("stdout is the JSON report");
-    let written: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.path().join(".fhir2table/_run.json")).unwrap())
-            .unwrap();
-    assert_eq!(printed, written);
+    printed_report(&output, out.path());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         !stderr.contains('\r') && !stderr.contains('\u{1b}'),
         "no terminal control codes: {stderr:?}"
     );
     assert_eq!(stderr.lines().count(), 1, "just the summary line: {stderr}");
+}
+
+/// The JSON report a `--report json` run printed on stdout, checked to be whole and the same as
+/// the one it wrote into `out`.
+fn printed_report(output: &std::process::Output, out: &std::path::Path) -> serde_json::Value {
+    let printed: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("stdout is the whole JSON report");
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join(".fhir2table/_run.json")).unwrap()).unwrap();
+    assert_eq!(printed, written);
+    printed
 }
 
 /// A run with resource tables ends the process at once after its command returns (the
@@ -287,12 +293,7 @@ fn a_resources_run_ending_at_once_still_prints_its_whole_report_and_exit_code() 
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    let printed: serde_json::Value =
-        serde_json::from_slice(&output.stdout).expect("stdout is the whole JSON report");
-    let written: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.path().join(".fhir2table/_run.json")).unwrap())
-            .unwrap();
-    assert_eq!(printed, written);
+    let printed = printed_report(&output, out.path());
     assert!(printed.to_string().contains("broken.json"), "{printed}");
     assert!(out.path().join("resource_patient").is_dir());
 }
